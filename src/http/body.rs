@@ -1,0 +1,419 @@
+//! Message body framing (RFC 9112 §6): deciding how a body ends, decoding it, and encoding chunked output.
+//!
+//! ```text
+//!   head ──> BodyMode::{NoBody, Length(n), Chunked, CloseDelimited}
+//!              │
+//!              └─> BodyReader: yields the decoded payload, errors on truncation or bad chunks
+//!   payload ──> ChunkedWriter (when the length is unknown and the peer speaks HTTP/1.1)
+//! ```
+
+use std::io::{self, Read, Write};
+
+use super::{Error, Headers, ReadBuf};
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    NoBody,
+    Length(u64),
+    Chunked,
+    /// The body runs until the sender closes the connection (responses only).
+    CloseDelimited,
+}
+
+impl BodyMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BodyMode::NoBody => "none",
+            BodyMode::Length(_) => "length",
+            BodyMode::Chunked => "chunked",
+            BodyMode::CloseDelimited => "close-delimited",
+        }
+    }
+}
+
+/// Framing of a request body. Strict, because a proxy that reads framing differently from the origin
+/// invites request smuggling: both Transfer-Encoding and Content-Length, or any coding but a lone
+/// `chunked`, is refused.
+pub fn request_mode(headers: &Headers) -> Result<BodyMode, Error> {
+    match transfer_coding(headers)? {
+        Some(mode) => Ok(mode),
+        None => Ok(match content_length(headers)? {
+            Some(0) | None => BodyMode::NoBody,
+            Some(n) => BodyMode::Length(n),
+        }),
+    }
+}
+
+/// Framing of a response body, given the request method and the status (RFC 9112 §6.3).
+pub fn response_mode(request_method: &str, status: u16, headers: &Headers) -> Result<BodyMode, Error> {
+    if request_method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(BodyMode::NoBody);
+    }
+    match transfer_coding(headers)? {
+        Some(mode) => Ok(mode),
+        None => Ok(match content_length(headers)? {
+            Some(0) => BodyMode::NoBody,
+            Some(n) => BodyMode::Length(n),
+            None => BodyMode::CloseDelimited,
+        }),
+    }
+}
+
+fn transfer_coding(headers: &Headers) -> Result<Option<BodyMode>, Error> {
+    if !headers.contains("transfer-encoding") {
+        return Ok(None);
+    }
+    if headers.contains("content-length") {
+        return Err(Error::ContentLengthWithTransferEncoding);
+    }
+    let codings: Vec<&str> = headers.list("transfer-encoding").collect();
+    match codings.as_slice() {
+        [only] if only.eq_ignore_ascii_case("chunked") => Ok(Some(BodyMode::Chunked)),
+        _ => Err(Error::UnsupportedTransferEncoding),
+    }
+}
+
+/// The Content-Length, requiring every value (repeated or comma-joined) to be the same plain number.
+fn content_length(headers: &Headers) -> Result<Option<u64>, Error> {
+    let mut found = None;
+    for field in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+        let text = std::str::from_utf8(field.1).map_err(|_| Error::InvalidContentLength)?;
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::InvalidContentLength);
+            }
+            let n: u64 = part.parse().map_err(|_| Error::InvalidContentLength)?;
+            match found {
+                Some(prev) if prev != n => return Err(Error::DuplicateContentLength),
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The longest chunk-size line we accept, extensions included.
+const MAX_CHUNK_LINE: usize = 4096;
+/// The most trailer bytes we read (and discard) after the last chunk.
+const MAX_TRAILERS: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields up to an empty line; counts bytes seen.
+    Trailers(usize),
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+/// Reads a body's payload from a buffer and the stream behind it, enforcing its framing. Bytes after the
+/// body stay in the buffer for the next message. Truncation is an error (`Error::Truncated`), so a cut-off
+/// response is never mistaken for a complete one.
+pub struct BodyReader<'a, S> {
+    buf: &'a mut ReadBuf,
+    stream: &'a mut S,
+    state: State,
+}
+
+impl<'a, S: Read> BodyReader<'a, S> {
+    pub fn new(mode: BodyMode, buf: &'a mut ReadBuf, stream: &'a mut S) -> Self {
+        let state = match mode {
+            BodyMode::NoBody | BodyMode::Length(0) => State::Done,
+            BodyMode::Length(n) => State::Length(n),
+            BodyMode::Chunked => State::Chunked(Chunk::Size),
+            BodyMode::CloseDelimited => State::UntilClose,
+        };
+        BodyReader { buf, stream, state }
+    }
+
+    /// Whether the whole body has been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Reads from the buffer, or straight from the stream into `out` when the buffer is empty.
+    fn read_raw(&mut self, out: &mut [u8], limit: u64) -> io::Result<usize> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(out.len());
+        if !self.buf.is_empty() {
+            return Ok(self.buf.take_into(out, limit));
+        }
+        self.stream.read(&mut out[..limit])
+    }
+
+    /// Makes sure the buffer holds a whole line (ending in LF); returns its length including the LF.
+    fn buffered_line(&mut self, max: usize) -> io::Result<usize> {
+        loop {
+            if let Some(pos) = self.buf.data().iter().position(|&b| b == b'\n') {
+                return Ok(pos + 1);
+            }
+            if self.buf.len() >= max || self.buf.is_full() {
+                return Err(Error::InvalidChunk("chunk line too long").into());
+            }
+            if self.buf.fill_from(self.stream)? == 0 {
+                return Err(Error::Truncated.into());
+            }
+        }
+    }
+
+    /// Advances the chunked state machine until data can be read or the body ends.
+    fn next_chunk_state(&mut self, chunk: Chunk) -> io::Result<Chunk> {
+        match chunk {
+            Chunk::Size => {
+                let len = self.buffered_line(MAX_CHUNK_LINE)?;
+                let size = parse_chunk_size(&self.buf.data()[..len])?;
+                self.buf.consume(len);
+                Ok(if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) })
+            }
+            Chunk::DataEnd => {
+                let len = self.buffered_line(2)?;
+                if &self.buf.data()[..len] != b"\r\n" {
+                    return Err(Error::InvalidChunk("missing crlf after chunk data").into());
+                }
+                self.buf.consume(len);
+                Ok(Chunk::Size)
+            }
+            Chunk::Trailers(seen) => {
+                let len = self.buffered_line(MAX_TRAILERS - seen.min(MAX_TRAILERS))?;
+                let line = &self.buf.data()[..len];
+                if len < 2 || line[len - 2] != b'\r' {
+                    return Err(Error::InvalidChunk("bare lf in trailer").into());
+                }
+                let last = len == 2;
+                self.buf.consume(len);
+                Ok(if last { Chunk::Done } else { Chunk::Trailers(seen + len) })
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+impl<S: Read> Read for BodyReader<'_, S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.state {
+                State::Done => return Ok(0),
+                State::Length(left) => {
+                    let n = self.read_raw(out, left)?;
+                    if n == 0 {
+                        return Err(Error::Truncated.into());
+                    }
+                    let left = left - n as u64;
+                    self.state = if left == 0 { State::Done } else { State::Length(left) };
+                    return Ok(n);
+                }
+                State::UntilClose => {
+                    let n = self.read_raw(out, u64::MAX)?;
+                    if n == 0 {
+                        self.state = State::Done;
+                    }
+                    return Ok(n);
+                }
+                State::Chunked(Chunk::Data(left)) => {
+                    let n = self.read_raw(out, left)?;
+                    if n == 0 {
+                        return Err(Error::Truncated.into());
+                    }
+                    let left = left - n as u64;
+                    self.state = State::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    return Ok(n);
+                }
+                State::Chunked(Chunk::Done) => self.state = State::Done,
+                State::Chunked(chunk) => self.state = State::Chunked(self.next_chunk_state(chunk)?),
+            }
+        }
+    }
+}
+
+/// Parses `1a;ext=v\r\n` (RFC 9112 §7.1). Extensions are checked for shape and ignored.
+fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let line = line
+        .strip_suffix(b"\r\n")
+        .ok_or(Error::InvalidChunk("chunk size line without crlf"))?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return Err(Error::InvalidChunk("invalid chunk size"));
+    }
+    let rest = &line[digits..];
+    let extensions_ok = rest.is_empty()
+        || (rest.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            && rest.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b';'));
+    if !extensions_ok {
+        return Err(Error::InvalidChunk("invalid chunk extension"));
+    }
+    let text = std::str::from_utf8(&line[..digits]).expect("hex digits are ascii");
+    u64::from_str_radix(text, 16).map_err(|_| Error::InvalidChunk("invalid chunk size"))
+}
+
+/// Writes a payload with chunked framing. `finish` writes the last chunk; dropping without it leaves the
+/// message unterminated, which tells the receiver the body was cut off.
+pub struct ChunkedWriter<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> ChunkedWriter<W> {
+    pub fn new(inner: W) -> Self {
+        ChunkedWriter { inner }
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.inner.write_all(b"0\r\n\r\n")?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ChunkedWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let size_line = format!("{:x}\r\n", data.len());
+        self.inner.write_all(size_line.as_bytes())?;
+        self.inner.write_all(data)?;
+        self.inner.write_all(b"\r\n")?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs.iter().copied().collect()
+    }
+
+    fn decode(mode: BodyMode, input: &[u8]) -> (io::Result<Vec<u8>>, Vec<u8>) {
+        let mut buf = ReadBuf::with_capacity(64 * 1024);
+        let mut stream = input;
+        let mut out = Vec::new();
+        let result = BodyReader::new(mode, &mut buf, &mut stream)
+            .read_to_end(&mut out)
+            .map(|_| out);
+        // Whatever the reader left: in the buffer, then in the stream.
+        let mut rest = buf.data().to_vec();
+        rest.extend_from_slice(stream);
+        (result, rest)
+    }
+
+    #[test]
+    fn request_framing_is_strict() {
+        assert_eq!(request_mode(&headers(&[])), Ok(BodyMode::NoBody));
+        assert_eq!(request_mode(&headers(&[("Content-Length", "5")])), Ok(BodyMode::Length(5)));
+        assert_eq!(
+            request_mode(&headers(&[("Content-Length", "5, 5")])),
+            Ok(BodyMode::Length(5))
+        );
+        assert_eq!(
+            request_mode(&headers(&[("Content-Length", "5"), ("Content-Length", "6")])),
+            Err(Error::DuplicateContentLength)
+        );
+        assert_eq!(
+            request_mode(&headers(&[("Content-Length", "+5")])),
+            Err(Error::InvalidContentLength)
+        );
+        assert_eq!(
+            request_mode(&headers(&[("Transfer-Encoding", "chunked"), ("Content-Length", "5")])),
+            Err(Error::ContentLengthWithTransferEncoding)
+        );
+        assert_eq!(
+            request_mode(&headers(&[("Transfer-Encoding", "gzip, chunked")])),
+            Err(Error::UnsupportedTransferEncoding)
+        );
+        assert_eq!(
+            request_mode(&headers(&[("Transfer-Encoding", "Chunked")])),
+            Ok(BodyMode::Chunked)
+        );
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112_section_6_3() {
+        let none = headers(&[]);
+        assert_eq!(response_mode("HEAD", 200, &headers(&[("Content-Length", "9")])), Ok(BodyMode::NoBody));
+        assert_eq!(response_mode("GET", 204, &none), Ok(BodyMode::NoBody));
+        assert_eq!(response_mode("GET", 304, &none), Ok(BodyMode::NoBody));
+        assert_eq!(response_mode("GET", 200, &none), Ok(BodyMode::CloseDelimited));
+    }
+
+    #[test]
+    fn decodes_chunked_and_leaves_the_next_message() {
+        let raw = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nGET /next";
+        let (body, rest) = decode(BodyMode::Chunked, raw);
+        assert_eq!(body.unwrap(), b"hello world");
+        assert_eq!(rest, b"GET /next");
+    }
+
+    #[test]
+    fn length_body_stops_at_its_length_and_detects_truncation() {
+        let (body, rest) = decode(BodyMode::Length(3), b"abcdef");
+        assert_eq!((body.unwrap(), rest), (b"abc".to_vec(), b"def".to_vec()));
+        let (body, _) = decode(BodyMode::Length(10), b"abc");
+        assert_eq!(body.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let (body, _) = decode(BodyMode::CloseDelimited, b"all of it");
+        assert_eq!(body.unwrap(), b"all of it");
+    }
+
+    #[test]
+    fn rejects_malformed_chunks() {
+        for raw in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
+            b"fffffffffffffffff\r\n",
+            b"5\r\nhel",
+            b"0\r\nTrailer: x\n\r\n",
+        ] {
+            let (body, _) = decode(BodyMode::Chunked, raw);
+            assert!(body.is_err(), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn chunked_round_trip_over_every_split() {
+        let mut encoded = Vec::new();
+        let mut writer = ChunkedWriter::new(&mut encoded);
+        writer.write_all(b"first").unwrap();
+        writer.write_all(b"second part").unwrap();
+        writer.finish().unwrap();
+        // Feed the decoder one byte per read so every state sees a partial line.
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let mut buf = ReadBuf::with_capacity(1024);
+        let mut stream = OneByte(&encoded);
+        let mut out = Vec::new();
+        BodyReader::new(BodyMode::Chunked, &mut buf, &mut stream)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"firstsecond part");
+    }
+}

@@ -1,0 +1,198 @@
+//! Request and response heads from bytes, with httparse doing the grammar and this module the limits and
+//! the strictness httparse leaves to its caller (bare CR/LF, RFC 9112 §2.2).
+//!
+//! Both parsers answer `Ok(None)` for "need more bytes", never an error, so a caller can feed them any
+//! prefix of a message.
+
+use super::{Error, Headers, Limits, RequestHead, ResponseHead, Version};
+
+/// Parses a request head from the start of `buf`. Returns the head and the number of bytes it used.
+pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, Error> {
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    let status = req.parse(buf).map_err(|e| match e {
+        httparse::Error::TooManyHeaders => Error::TooManyHeaders,
+        httparse::Error::Version => Error::UnsupportedVersion,
+        httparse::Error::Token => Error::Malformed("invalid method or request target"),
+        httparse::Error::HeaderName => Error::Malformed("invalid header name"),
+        httparse::Error::HeaderValue => Error::Malformed("invalid header value"),
+        httparse::Error::NewLine => Error::Malformed("invalid line ending"),
+        _ => Error::Malformed("malformed request line"),
+    });
+    let len = match status {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return incomplete(buf, limits, true),
+        // A target longer than the limit may trip the grammar check before the line ends.
+        Err(_) if request_line_too_long(buf, limits) => return Err(Error::UriTooLong),
+        Err(e) => return Err(e),
+    };
+    let target = req.path.unwrap_or_default();
+    if target.len() > limits.max_uri_bytes {
+        return Err(Error::UriTooLong);
+    }
+    if len > limits.max_head_bytes {
+        return Err(Error::HeadTooLarge);
+    }
+    check_line_endings(&buf[..len])?;
+    let head = RequestHead {
+        method: req.method.unwrap_or_default().to_string(),
+        target: target.to_string(),
+        version: version(req.version)?,
+        headers: collect(req.headers),
+    };
+    Ok(Some((head, len)))
+}
+
+/// Parses a response head from the start of `buf`. Returns the head and the number of bytes it used.
+pub fn response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHead, usize)>, Error> {
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut resp = httparse::Response::new(&mut storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return incomplete(buf, limits, false),
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(Error::UnsupportedVersion),
+        Err(_) => return Err(Error::Malformed("malformed response head")),
+    };
+    if len > limits.max_head_bytes {
+        return Err(Error::HeadTooLarge);
+    }
+    check_line_endings(&buf[..len])?;
+    let head = ResponseHead {
+        version: version(resp.version)?,
+        status: resp.code.unwrap_or_default(),
+        reason: resp.reason.unwrap_or_default().to_string(),
+        headers: collect(resp.headers),
+    };
+    if !(100..=999).contains(&head.status) {
+        return Err(Error::Malformed("invalid status code"));
+    }
+    Ok(Some((head, len)))
+}
+
+fn incomplete<T>(buf: &[u8], limits: &Limits, is_request: bool) -> Result<Option<T>, Error> {
+    if is_request && request_line_too_long(buf, limits) {
+        return Err(Error::UriTooLong);
+    }
+    if buf.len() >= limits.max_head_bytes {
+        return Err(Error::HeadTooLarge);
+    }
+    Ok(None)
+}
+
+/// True when the request line, finished or not, is longer than a target within limits could make it.
+fn request_line_too_long(buf: &[u8], limits: &Limits) -> bool {
+    // Method, two spaces, "HTTP/1.1" and CRLF take well under 64 bytes for any method we accept.
+    let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    line_len > limits.max_uri_bytes + 64
+}
+
+fn version(minor: Option<u8>) -> Result<Version, Error> {
+    match minor {
+        Some(0) => Ok(Version::Http10),
+        Some(1) => Ok(Version::Http11),
+        _ => Err(Error::UnsupportedVersion),
+    }
+}
+
+fn collect(fields: &[httparse::Header<'_>]) -> Headers {
+    fields
+        .iter()
+        .take_while(|h| !h.name.is_empty())
+        .map(|h| (h.name, h.value))
+        .collect()
+}
+
+/// httparse accepts a bare LF as a line end; RFC 9112 §2.2 lets us refuse it, and a proxy must, since the
+/// next hop may split lines differently (request smuggling).
+fn check_line_endings(head: &[u8]) -> Result<(), Error> {
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || head[i - 1] != b'\r' => {
+                return Err(Error::Malformed("bare lf in head"));
+            }
+            b'\r' if head.get(i + 1) != Some(&b'\n') => {
+                return Err(Error::Malformed("bare cr in head"));
+            }
+            0 => return Err(Error::Malformed("nul byte in head")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(bytes: &[u8]) -> Result<Option<(RequestHead, usize)>, Error> {
+        request(bytes, &Limits::default())
+    }
+
+    #[test]
+    fn parses_absolute_form_request() {
+        let raw = b"GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\nX: 1\r\n\r\nrest";
+        let (head, len) = req(raw).unwrap().unwrap();
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.target, "http://example.com/a?b");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.headers.get("host"), Some("example.com"));
+        assert_eq!(&raw[len..], b"rest");
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete_not_an_error() {
+        let raw = b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n";
+        for end in 0..raw.len() {
+            assert_eq!(req(&raw[..end]), Ok(None), "prefix of {end} bytes");
+        }
+        assert!(req(raw).unwrap().is_some());
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+        for end in 0..raw.len() {
+            assert_eq!(response(&raw[..end], &Limits::default()), Ok(None));
+        }
+        assert!(response(raw, &Limits::default()).unwrap().is_some());
+    }
+
+    #[test]
+    fn rejects_what_rfc_9112_forbids() {
+        let cases: &[(&[u8], Error)] = &[
+            (b"GET / HTTP/1.1\nHost: h\r\n\r\n", Error::Malformed("bare lf in head")),
+            (b"GET / HTTP/2.0\r\n\r\n", Error::UnsupportedVersion),
+            (b"GET  / HTTP/1.1\r\n\r\n", Error::Malformed("invalid method or request target")),
+            (b"GET / HTTP/1.1\r\nHost : h\r\n\r\n", Error::Malformed("invalid header name")),
+            (b"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", Error::Malformed("invalid header value")),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(req(raw).unwrap_err(), *want, "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert!(req(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n").is_err(), "obs-fold");
+        assert!(req(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n").is_err(), "bare cr");
+    }
+
+    #[test]
+    fn enforces_limits() {
+        let limits = Limits {
+            max_head_bytes: 64,
+            max_headers: 2,
+            max_uri_bytes: 16,
+        };
+        let long_uri = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100));
+        assert_eq!(request(long_uri.as_bytes(), &limits), Err(Error::UriTooLong));
+        let unfinished_uri = format!("GET /{}", "a".repeat(100));
+        assert_eq!(request(unfinished_uri.as_bytes(), &limits), Err(Error::UriTooLong));
+        let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(request(many, &limits), Err(Error::TooManyHeaders));
+        let big = format!("GET / HTTP/1.1\r\nA: {}\r\n", "x".repeat(80));
+        assert_eq!(request(big.as_bytes(), &limits), Err(Error::HeadTooLarge));
+    }
+
+    #[test]
+    fn parses_response_and_rejects_garbage() {
+        let (head, _) = response(b"HTTP/1.0 404 Not Found\r\nA: b\r\n\r\n", &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.status, head.version), (404, Version::Http10));
+        assert!(response(b"SSH-2.0-OpenSSH\r\n\r\n", &Limits::default()).is_err());
+    }
+}

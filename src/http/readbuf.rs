@@ -1,0 +1,96 @@
+//! A read buffer that remembers bytes received but not yet consumed, so a head parser can ask for more
+//! and a body reader can take over exactly where the head ended.
+
+use std::io::{self, Read};
+
+/// Bytes read from a peer and not yet consumed, bounded by a capacity.
+#[derive(Debug)]
+pub struct ReadBuf {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    /// A buffer holding at most `capacity` unconsumed bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        ReadBuf {
+            bytes: vec![0; capacity],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The unconsumed bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the buffer is full, so a parser still waiting for more must give up.
+    pub fn is_full(&self) -> bool {
+        self.start == 0 && self.end == self.bytes.len()
+    }
+
+    /// Marks `n` bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        assert!(n <= self.len(), "consumed more than buffered");
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads once from `source` into the free space; returns the byte count (0 at end of stream).
+    /// A full buffer reads nothing and returns `Ok(0)`; check [`ReadBuf::is_full`] first.
+    pub fn fill_from(&mut self, source: &mut impl Read) -> io::Result<usize> {
+        if self.end == self.bytes.len() && self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.bytes.len() {
+            return Ok(0);
+        }
+        let n = source.read(&mut self.bytes[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Copies buffered bytes into `out`, up to `limit`; returns how many.
+    pub fn take_into(&mut self, out: &mut [u8], limit: usize) -> usize {
+        let n = self.len().min(out.len()).min(limit);
+        out[..n].copy_from_slice(&self.bytes[self.start..self.start + n]);
+        self.consume(n);
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_consumes_and_compacts() {
+        let mut buf = ReadBuf::with_capacity(8);
+        let mut src: &[u8] = b"abcdefghij";
+        assert_eq!(buf.fill_from(&mut src).unwrap(), 8);
+        assert!(buf.is_full());
+        assert_eq!(buf.fill_from(&mut src).unwrap(), 0);
+        buf.consume(3);
+        assert_eq!(buf.data(), b"defgh");
+        assert_eq!(buf.fill_from(&mut src).unwrap(), 2);
+        assert_eq!(buf.data(), b"defghij");
+        let mut out = [0u8; 4];
+        assert_eq!(buf.take_into(&mut out, 2), 2);
+        assert_eq!(&out[..2], b"de");
+    }
+}
