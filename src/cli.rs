@@ -1,1 +1,136 @@
-//! Command-line definitions.
+//! Command-line definitions (clap derive) and their conversion into the plain config structs the
+//! subcommands run on. Values are validated here, once, so a bad flag fails before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::net::acl::{Cidr, HostPattern};
+use crate::proxy::ProxyConfig;
+use crate::units::{parse_duration, parse_size};
+
+/// Porter: a forward caching HTTP proxy, with an origin server, a client and an echo tool to try it on.
+#[derive(Debug, Parser)]
+#[command(name = "porter", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the forward caching proxy (point browsers, `curl -x` or `porter fetch --proxy` at it).
+    Proxy(ProxyArgs),
+}
+
+/// Flags of `porter proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:3128", value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+
+    /// Worker threads serving requests.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+
+    /// Accepted connections that may wait for a worker; beyond this new clients get a quick 503.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub queue: usize,
+
+    /// Most open client connections (active, queued and idle together); beyond this new clients get 503.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Most open connections from one client address.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_connections_per_client: usize,
+
+    /// Client networks allowed to use the proxy (repeatable). When given, replaces the default: loopback only.
+    #[arg(long = "allow", value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+
+    /// Destination hosts to refuse with 403 (repeatable): an exact host or `*.example.com`.
+    #[arg(long = "deny-host", value_name = "PATTERN")]
+    pub deny_host: Vec<HostPattern>,
+
+    /// Ports that CONNECT may tunnel to (repeatable).
+    #[arg(long = "connect-port", default_values_t = [443u16], value_name = "PORT")]
+    pub connect_port: Vec<u16>,
+
+    /// Time to connect to an origin and to wait for each read from it; then 504.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub origin_timeout: Duration,
+
+    /// Time a client has to send a whole request head once it has started one.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub head_timeout: Duration,
+
+    /// How long an idle keep-alive client connection is kept open.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    pub idle_timeout: Duration,
+
+    /// Time allowed for each read of a request body and each write to a client before giving up on it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub client_timeout: Duration,
+
+    /// How long an idle CONNECT tunnel (no bytes either way) stays open.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DUR")]
+    pub tunnel_idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub shutdown_grace: Duration,
+
+    /// Folder of the on-disk cache.
+    #[arg(long, default_value = "cache", value_name = "DIR")]
+    pub cache_dir: PathBuf,
+
+    /// Disk space the cache may use; least recently used entries are evicted beyond it.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size, value_name = "SIZE")]
+    pub cache_size: u64,
+
+    /// Largest response body the cache stores; bigger ones are relayed only.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_object_size: u64,
+
+    /// Memory for small, hot cache entries kept in RAM in front of the disk.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub memory_cache_size: u64,
+
+    /// Turn caching off: every request is forwarded.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl ProxyArgs {
+    /// The validated configuration this command line asks for.
+    pub fn into_config(self) -> ProxyConfig {
+        ProxyConfig {
+            listen: self.listen,
+            workers: usize::from(self.workers),
+            queue: self.queue.max(1),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_client: self.max_connections_per_client.max(1),
+            allow: if self.allow.is_empty() {
+                Cidr::loopback()
+            } else {
+                self.allow
+            },
+            deny_hosts: self.deny_host,
+            connect_ports: self.connect_port,
+            origin_timeout: self.origin_timeout,
+            head_timeout: self.head_timeout,
+            idle_timeout: self.idle_timeout,
+            client_timeout: self.client_timeout,
+            tunnel_idle_timeout: self.tunnel_idle_timeout,
+            shutdown_grace: self.shutdown_grace,
+            cache_dir: (!self.no_cache).then_some(self.cache_dir),
+            cache_size: self.cache_size,
+            max_object_size: self.max_object_size,
+            memory_cache_size: self.memory_cache_size,
+        }
+    }
+}

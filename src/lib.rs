@@ -7,4 +7,6 @@
 
 pub mod cli;
 pub mod http;
+pub mod net;
+pub mod proxy;
 pub mod units;

@@ -1,1 +1,21 @@
-fn main() {}
+//! The `porter` binary: parse the command line, run the subcommand, turn its error into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use porter::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = match cli.command {
+        Command::Proxy(args) => porter::proxy::run(args.into_config()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("porter: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -46,7 +46,11 @@ pub fn request_mode(headers: &Headers) -> Result<BodyMode, Error> {
 }
 
 /// Framing of a response body, given the request method and the status (RFC 9112 §6.3).
-pub fn response_mode(request_method: &str, status: u16, headers: &Headers) -> Result<BodyMode, Error> {
+pub fn response_mode(
+    request_method: &str,
+    status: u16,
+    headers: &Headers,
+) -> Result<BodyMode, Error> {
     if request_method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(BodyMode::NoBody);
     }
@@ -77,7 +81,10 @@ fn transfer_coding(headers: &Headers) -> Result<Option<BodyMode>, Error> {
 /// The Content-Length, requiring every value (repeated or comma-joined) to be the same plain number.
 fn content_length(headers: &Headers) -> Result<Option<u64>, Error> {
     let mut found = None;
-    for field in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+    for field in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
         let text = std::str::from_utf8(field.1).map_err(|_| Error::InvalidContentLength)?;
         for part in text.split(',') {
             let part = part.trim();
@@ -176,7 +183,11 @@ impl<'a, S: Read> BodyReader<'a, S> {
                 let len = self.buffered_line(MAX_CHUNK_LINE)?;
                 let size = parse_chunk_size(&self.buf.data()[..len])?;
                 self.buf.consume(len);
-                Ok(if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) })
+                Ok(if size == 0 {
+                    Chunk::Trailers(0)
+                } else {
+                    Chunk::Data(size)
+                })
             }
             Chunk::DataEnd => {
                 let len = self.buffered_line(2)?;
@@ -194,7 +205,11 @@ impl<'a, S: Read> BodyReader<'a, S> {
                 }
                 let last = len == 2;
                 self.buf.consume(len);
-                Ok(if last { Chunk::Done } else { Chunk::Trailers(seen + len) })
+                Ok(if last {
+                    Chunk::Done
+                } else {
+                    Chunk::Trailers(seen + len)
+                })
             }
             other => Ok(other),
         }
@@ -215,7 +230,11 @@ impl<S: Read> Read for BodyReader<'_, S> {
                         return Err(Error::Truncated.into());
                     }
                     let left = left - n as u64;
-                    self.state = if left == 0 { State::Done } else { State::Length(left) };
+                    self.state = if left == 0 {
+                        State::Done
+                    } else {
+                        State::Length(left)
+                    };
                     return Ok(n);
                 }
                 State::UntilClose => {
@@ -231,7 +250,11 @@ impl<S: Read> Read for BodyReader<'_, S> {
                         return Err(Error::Truncated.into());
                     }
                     let left = left - n as u64;
-                    self.state = State::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    self.state = State::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
                     return Ok(n);
                 }
                 State::Chunked(Chunk::Done) => self.state = State::Done,
@@ -252,7 +275,9 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
     }
     let rest = &line[digits..];
     let extensions_ok = rest.is_empty()
-        || (rest.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        || (rest
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
             && rest.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b';'));
     if !extensions_ok {
         return Err(Error::InvalidChunk("invalid chunk extension"));
@@ -319,13 +344,19 @@ mod tests {
     #[test]
     fn request_framing_is_strict() {
         assert_eq!(request_mode(&headers(&[])), Ok(BodyMode::NoBody));
-        assert_eq!(request_mode(&headers(&[("Content-Length", "5")])), Ok(BodyMode::Length(5)));
+        assert_eq!(
+            request_mode(&headers(&[("Content-Length", "5")])),
+            Ok(BodyMode::Length(5))
+        );
         assert_eq!(
             request_mode(&headers(&[("Content-Length", "5, 5")])),
             Ok(BodyMode::Length(5))
         );
         assert_eq!(
-            request_mode(&headers(&[("Content-Length", "5"), ("Content-Length", "6")])),
+            request_mode(&headers(&[
+                ("Content-Length", "5"),
+                ("Content-Length", "6")
+            ])),
             Err(Error::DuplicateContentLength)
         );
         assert_eq!(
@@ -333,7 +364,10 @@ mod tests {
             Err(Error::InvalidContentLength)
         );
         assert_eq!(
-            request_mode(&headers(&[("Transfer-Encoding", "chunked"), ("Content-Length", "5")])),
+            request_mode(&headers(&[
+                ("Transfer-Encoding", "chunked"),
+                ("Content-Length", "5")
+            ])),
             Err(Error::ContentLengthWithTransferEncoding)
         );
         assert_eq!(
@@ -349,10 +383,16 @@ mod tests {
     #[test]
     fn response_framing_follows_rfc_9112_section_6_3() {
         let none = headers(&[]);
-        assert_eq!(response_mode("HEAD", 200, &headers(&[("Content-Length", "9")])), Ok(BodyMode::NoBody));
+        assert_eq!(
+            response_mode("HEAD", 200, &headers(&[("Content-Length", "9")])),
+            Ok(BodyMode::NoBody)
+        );
         assert_eq!(response_mode("GET", 204, &none), Ok(BodyMode::NoBody));
         assert_eq!(response_mode("GET", 304, &none), Ok(BodyMode::NoBody));
-        assert_eq!(response_mode("GET", 200, &none), Ok(BodyMode::CloseDelimited));
+        assert_eq!(
+            response_mode("GET", 200, &none),
+            Ok(BodyMode::CloseDelimited)
+        );
     }
 
     #[test]

@@ -40,9 +40,7 @@ impl Error {
             Error::UnsupportedVersion => "unsupported http version",
             Error::InvalidContentLength => "invalid content-length",
             Error::DuplicateContentLength => "conflicting content-length values",
-            Error::ContentLengthWithTransferEncoding => {
-                "both transfer-encoding and content-length"
-            }
+            Error::ContentLengthWithTransferEncoding => "both transfer-encoding and content-length",
             Error::UnsupportedTransferEncoding => "unsupported transfer-encoding",
             Error::InvalidChunk(what) => what,
             Error::Truncated => "message truncated",

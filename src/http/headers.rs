@@ -43,7 +43,9 @@ impl Headers {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     /// The first value of this name as raw bytes.
@@ -99,9 +101,12 @@ mod tests {
 
     #[test]
     fn lookups_ignore_case_and_keep_duplicates() {
-        let mut h: Headers = [("Cache-Control", "max-age=5"), ("cache-control", "public, no-transform")]
-            .into_iter()
-            .collect();
+        let mut h: Headers = [
+            ("Cache-Control", "max-age=5"),
+            ("cache-control", "public, no-transform"),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(h.get("CACHE-CONTROL"), Some("max-age=5"));
         assert_eq!(
             h.list("cache-control").collect::<Vec<_>>(),

@@ -23,7 +23,11 @@ pub fn strip(headers: &mut Headers) {
         .chain(headers.list("proxy-connection"))
         .map(str::to_ascii_lowercase)
         .collect();
-    for name in ALWAYS.iter().copied().chain(named.iter().map(String::as_str)) {
+    for name in ALWAYS
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
         headers.remove(name);
     }
 }

@@ -157,17 +157,40 @@ mod tests {
     #[test]
     fn rejects_what_rfc_9112_forbids() {
         let cases: &[(&[u8], Error)] = &[
-            (b"GET / HTTP/1.1\nHost: h\r\n\r\n", Error::Malformed("bare lf in head")),
+            (
+                b"GET / HTTP/1.1\nHost: h\r\n\r\n",
+                Error::Malformed("bare lf in head"),
+            ),
             (b"GET / HTTP/2.0\r\n\r\n", Error::UnsupportedVersion),
-            (b"GET  / HTTP/1.1\r\n\r\n", Error::Malformed("invalid method or request target")),
-            (b"GET / HTTP/1.1\r\nHost : h\r\n\r\n", Error::Malformed("invalid header name")),
-            (b"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", Error::Malformed("invalid header value")),
+            (
+                b"GET  / HTTP/1.1\r\n\r\n",
+                Error::Malformed("invalid method or request target"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+                Error::Malformed("invalid header name"),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+                Error::Malformed("invalid header value"),
+            ),
         ];
         for (raw, want) in cases {
-            assert_eq!(req(raw).unwrap_err(), *want, "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                req(raw).unwrap_err(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
-        assert!(req(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n").is_err(), "obs-fold");
-        assert!(req(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n").is_err(), "bare cr");
+        assert!(
+            req(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n").is_err(),
+            "obs-fold"
+        );
+        assert!(
+            req(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n").is_err(),
+            "bare cr"
+        );
     }
 
     #[test]
@@ -178,9 +201,15 @@ mod tests {
             max_uri_bytes: 16,
         };
         let long_uri = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100));
-        assert_eq!(request(long_uri.as_bytes(), &limits), Err(Error::UriTooLong));
+        assert_eq!(
+            request(long_uri.as_bytes(), &limits),
+            Err(Error::UriTooLong)
+        );
         let unfinished_uri = format!("GET /{}", "a".repeat(100));
-        assert_eq!(request(unfinished_uri.as_bytes(), &limits), Err(Error::UriTooLong));
+        assert_eq!(
+            request(unfinished_uri.as_bytes(), &limits),
+            Err(Error::UriTooLong)
+        );
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
         assert_eq!(request(many, &limits), Err(Error::TooManyHeaders));
         let big = format!("GET / HTTP/1.1\r\nA: {}\r\n", "x".repeat(80));
@@ -189,9 +218,12 @@ mod tests {
 
     #[test]
     fn parses_response_and_rejects_garbage() {
-        let (head, _) = response(b"HTTP/1.0 404 Not Found\r\nA: b\r\n\r\n", &Limits::default())
-            .unwrap()
-            .unwrap();
+        let (head, _) = response(
+            b"HTTP/1.0 404 Not Found\r\nA: b\r\n\r\n",
+            &Limits::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((head.status, head.version), (404, Version::Http10));
         assert!(response(b"SSH-2.0-OpenSSH\r\n\r\n", &Limits::default()).is_err());
     }

@@ -1,0 +1,21 @@
+//! Sockets and threads: the listener and its acceptor, the fixed worker pool, the parking of idle
+//! connections, access control by client address, and orderly shutdown.
+//!
+//! ```text
+//!  acceptor ──(bounded channel)──> workers ──> Handler::handle(request)
+//!     │  503 when full              │   ▲
+//!     │                     idle    ▼   │ readable
+//!     │                           parker (mio)
+//! ```
+//! A worker only ever holds a connection that has bytes to read, so idle keep-alive clients and
+//! slow senders cost a parked socket, not a thread.
+
+pub mod acl;
+pub mod conn;
+mod park;
+pub mod server;
+pub mod shutdown;
+
+pub use conn::Conn;
+pub use server::{Handler, Server, ServerConfig, ServerStats};
+pub use shutdown::Shutdown;

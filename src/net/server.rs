@@ -1,0 +1,349 @@
+//! The listener, acceptor and worker pool shared by `porter proxy` and `porter serve`.
+//!
+//! The acceptor admits a socket (allow list, connection caps) and queues it on a bounded channel; a
+//! full queue gets a quick 503. Each worker reads a request head without blocking, calls the
+//! [`Handler`], and parks the connection as soon as it has nothing more to read.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::acl::Cidr;
+use super::conn::{ConnCounter, HeadRead, Refusal};
+use super::park::{self, ParkHandle};
+use super::{Conn, Shutdown};
+use crate::http::{self, Limits, RequestHead};
+
+/// What a server needs to know about its sockets and threads.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Name for thread names and logs (`proxy`, `serve`).
+    pub name: &'static str,
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// Accepted connections that may wait for a worker.
+    pub queue: usize,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Client networks allowed to connect; others get 403.
+    pub allow: Vec<Cidr>,
+    pub limits: Limits,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Timeout for each blocking read and write a handler does on the client socket.
+    pub client_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Serves requests on a connection. Implemented by the proxy and the origin server.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request (or one unparseable head). Returns the connection to keep it alive, or
+    /// `None` once it is closed or handed elsewhere (a CONNECT tunnel).
+    fn handle(&self, conn: Conn, request: Result<RequestHead, http::Error>) -> Option<Conn>;
+
+    /// Called when the acceptor turns a client away before any request is read (for logging).
+    fn refused(&self, _peer: SocketAddr, _status: u16, _why: &str) {}
+}
+
+/// Live figures about the server for status pages and metrics.
+#[derive(Default)]
+pub struct ServerStats {
+    pub connections: Arc<ConnCounter>,
+    pub busy_workers: AtomicUsize,
+    pub queued: AtomicUsize,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// A bound listener, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    stats: Arc<ServerStats>,
+    shutdown: Shutdown,
+}
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+impl Server {
+    pub fn bind(config: ServerConfig, shutdown: Shutdown) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener,
+            config,
+            stats: Arc::default(),
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until shutdown is requested, then lets the workers finish what they hold (within the grace
+    /// period) and returns.
+    pub fn run<H: Handler>(self, handler: Arc<H>) -> io::Result<()> {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Conn>(self.config.queue);
+        let (parker, parker_thread) = park::start(
+            jobs_tx.clone(),
+            self.config.idle_timeout,
+            Arc::clone(&self.stats),
+            self.shutdown.clone(),
+        )?;
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+        let mut workers = Vec::with_capacity(self.config.workers);
+        for index in 0..self.config.workers {
+            workers.push(spawn_worker(
+                index,
+                &self.config,
+                jobs_rx.clone(),
+                parker.clone(),
+                Arc::clone(&handler),
+                Arc::clone(&self.stats),
+                self.shutdown.clone(),
+                done_tx.clone(),
+            )?);
+        }
+        drop((jobs_rx, parker, done_tx));
+
+        let accepted = self.accept_loop(&jobs_tx, handler.as_ref());
+        drop(jobs_tx);
+        let _ = parker_thread.join();
+
+        // Workers leave their recv() loop once the queue is empty and every sender is gone.
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        let mut finished = 0;
+        while finished < workers.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match done_rx.recv_timeout(left) {
+                Ok(()) => finished += 1,
+                Err(_) => {
+                    log::warn!(
+                        "{} of {} workers still busy after the grace period; exiting anyway",
+                        workers.len() - finished,
+                        workers.len()
+                    );
+                    return accepted;
+                }
+            }
+        }
+        for worker in workers {
+            let _ = worker.join();
+        }
+        accepted
+    }
+
+    fn accept_loop<H: Handler>(&self, jobs: &Sender<Conn>, handler: &H) -> io::Result<()> {
+        let mut poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        self.shutdown.add_waker(waker);
+        let fd = self.listener.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(16);
+        while !self.shutdown.is_requested() {
+            if let Err(e) = poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, peer)) => self.admit(stream, peer, jobs, handler),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        log::warn!("accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn admit<H: Handler>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        jobs: &Sender<Conn>,
+        handler: &H,
+    ) {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if !self.config.allow.iter().any(|c| c.contains(peer.ip())) {
+            self.refuse(stream, peer, 403, "client address not allowed", handler);
+            return;
+        }
+        let slot = match self.stats.connections.admit(
+            peer.ip(),
+            self.config.max_connections,
+            self.config.max_connections_per_client,
+        ) {
+            Ok(slot) => slot,
+            Err(Refusal::TooManyConnections) => {
+                return self.refuse(stream, peer, 503, "too many connections", handler);
+            }
+            Err(Refusal::TooManyFromClient) => {
+                return self.refuse(
+                    stream,
+                    peer,
+                    503,
+                    "too many connections from this client",
+                    handler,
+                );
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(self.config.client_timeout));
+        let _ = stream.set_write_timeout(Some(self.config.client_timeout));
+        let conn = Conn::new(stream, peer, slot, self.config.limits.max_head_bytes);
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        match jobs.try_send(conn) {
+            Ok(()) => {}
+            Err(TrySendError::Full(conn)) | Err(TrySendError::Disconnected(conn)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                let Conn { stream, .. } = conn;
+                self.refuse(
+                    stream,
+                    peer,
+                    503,
+                    "all workers busy and the queue is full",
+                    handler,
+                );
+            }
+        }
+    }
+
+    fn refuse<H: Handler>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        status: u16,
+        why: &str,
+        handler: &H,
+    ) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        handler.refused(peer, status, why);
+        // The answer fits in the socket buffer; a short timeout keeps a stuck client from holding us.
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+        let mut stream = stream;
+        let _ = stream.write_all(&simple_response(status, why));
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// A complete `Connection: close` response with a one-line HTML body.
+pub fn simple_response(status: u16, message: &str) -> Vec<u8> {
+    let reason = http::reason_phrase(status);
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
+         <body><h1>{status} {reason}</h1><p>{}</p></body></html>\n",
+        html_escape(message)
+    );
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Escapes text for an HTML element body or attribute.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_worker<H: Handler>(
+    index: usize,
+    config: &ServerConfig,
+    jobs: Receiver<Conn>,
+    parker: ParkHandle,
+    handler: Arc<H>,
+    stats: Arc<ServerStats>,
+    shutdown: Shutdown,
+    done: Sender<()>,
+) -> io::Result<JoinHandle<()>> {
+    let limits = config.limits;
+    let head_timeout = config.head_timeout;
+    std::thread::Builder::new()
+        .name(format!("{}-worker-{index}", config.name))
+        .spawn(move || {
+            for conn in jobs.iter() {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                stats.busy_workers.fetch_add(1, Ordering::Relaxed);
+                serve_connection(
+                    conn,
+                    &limits,
+                    head_timeout,
+                    &parker,
+                    handler.as_ref(),
+                    &shutdown,
+                );
+                stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
+            }
+            let _ = done.send(());
+        })
+}
+
+/// Serves requests while the client has bytes waiting, then parks the connection.
+fn serve_connection<H: Handler>(
+    mut conn: Conn,
+    limits: &Limits,
+    head_timeout: Duration,
+    parker: &ParkHandle,
+    handler: &H,
+    shutdown: &Shutdown,
+) {
+    loop {
+        match conn.read_head(limits, head_timeout) {
+            HeadRead::Ready(request) => {
+                if conn.make_blocking().is_err() {
+                    return;
+                }
+                match handler.handle(conn, request) {
+                    Some(kept) if !shutdown.is_requested() => {
+                        conn = kept;
+                        conn.idle_since = Instant::now();
+                    }
+                    _ => return,
+                }
+            }
+            HeadRead::Pending if shutdown.is_requested() && conn.buf.is_empty() => return,
+            HeadRead::Pending => {
+                // Counted as queued again when the parker hands it back.
+                parker.park(conn);
+                return;
+            }
+            HeadRead::Closed => return,
+        }
+    }
+}

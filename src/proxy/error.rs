@@ -1,0 +1,94 @@
+//! What can go wrong while proxying a request, and which side is to blame: that picks the status.
+
+use std::fmt;
+use std::io;
+
+use crate::http;
+
+/// A failed exchange. Client faults are 4xx (or a quiet close), upstream faults 502/504.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// The client's request is malformed or unacceptable.
+    BadRequest(http::Error),
+    /// The client's socket failed or timed out (it hung up, or stopped reading or sending).
+    ClientIo(io::Error),
+    /// Could not resolve or connect to the origin.
+    Connect(io::Error),
+    /// The origin did not answer in time.
+    OriginTimeout,
+    /// The origin's socket failed mid-exchange.
+    OriginIo(io::Error),
+    /// The origin sent something that is not a valid HTTP/1.x response.
+    BadResponse(http::Error),
+}
+
+impl ProxyError {
+    /// The status to answer with, when the response head has not been sent yet.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::BadRequest(e) => e.client_status(),
+            ProxyError::ClientIo(_) => 400,
+            ProxyError::Connect(e) if is_timeout(e) => 504,
+            ProxyError::OriginTimeout => 504,
+            ProxyError::OriginIo(e) if is_timeout(e) => 504,
+            ProxyError::Connect(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+        }
+    }
+
+    /// Whether the client is gone or misbehaving, so there is no one to send an error page to.
+    pub fn is_client_side(&self) -> bool {
+        matches!(self, ProxyError::ClientIo(_))
+    }
+
+    /// An origin read error: a timeout becomes `OriginTimeout`, bad framing `BadResponse`.
+    pub fn from_origin_read(error: io::Error) -> ProxyError {
+        if is_timeout(&error) {
+            return ProxyError::OriginTimeout;
+        }
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<http::Error>())
+        {
+            Some(http_error) => ProxyError::BadResponse(http_error.clone()),
+            None => ProxyError::OriginIo(error),
+        }
+    }
+
+    /// A client read error: bad framing is the client's malformed request.
+    pub fn from_client_read(error: io::Error) -> ProxyError {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<http::Error>())
+        {
+            Some(http_error) if *http_error != http::Error::Truncated => {
+                ProxyError::BadRequest(http_error.clone())
+            }
+            _ => ProxyError::ClientIo(error),
+        }
+    }
+}
+
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::BadRequest(e) => write!(f, "bad request: {e}"),
+            ProxyError::ClientIo(e) => write!(f, "client connection failed: {e}"),
+            ProxyError::Connect(e) if is_timeout(e) => {
+                f.write_str("timed out connecting to the origin")
+            }
+            ProxyError::Connect(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
+            ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
+            ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}

@@ -1,0 +1,300 @@
+//! Forwarding one absolute-form request to its origin and streaming the response back.
+//!
+//! ```text
+//!  request head ─> rewrite (hop-by-hop out, Host, Via) ─> origin connection (pooled or new)
+//!  request body ─> streamed to the origin (100 Continue sent to the client when it asked)
+//!  response head <─ origin (1xx relayed, 502 on garbage, 504 on silence)
+//!  response body <─ streamed to the client, re-framed for its HTTP version, teed to a sink (the cache)
+//! ```
+
+use std::io::{self, Read, Write};
+
+use super::ProxyError;
+use super::origin::OriginConn;
+use super::target::Target;
+use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
+use crate::http::{self, Headers, Limits, RequestHead, ResponseHead, Version, hop, parse, write};
+use crate::net::Conn;
+
+/// Bodies up to this size are sent with their head in one write.
+const SMALL_BODY: u64 = 32 * 1024;
+const COPY_BUF: usize = 64 * 1024;
+
+/// The request as it goes upstream: origin-form target, hop-by-hop fields removed, Via added.
+pub fn outbound_request(
+    req: &RequestHead,
+    target: &Target,
+    via: &str,
+    body: BodyMode,
+) -> RequestHead {
+    let mut headers = req.headers.clone();
+    hop::strip(&mut headers);
+    // We answer Expect ourselves (RFC 9110 §10.1.1) and frame the body for our own hop.
+    headers.remove("expect");
+    headers.remove("content-length");
+    // The absolute URI's authority wins over any Host the client sent (RFC 9112 §3.2.2).
+    headers.set("Host", target.host_header());
+    append_via(&mut headers, req.version, via);
+    match body {
+        BodyMode::Length(n) => headers.append("Content-Length", n.to_string()),
+        BodyMode::Chunked => headers.append("Transfer-Encoding", "chunked"),
+        BodyMode::NoBody | BodyMode::CloseDelimited => {}
+    }
+    RequestHead {
+        method: req.method.clone(),
+        target: target.path_and_query.clone(),
+        version: Version::Http11,
+        headers,
+    }
+}
+
+/// Adds this hop to Via (RFC 9110 §7.6.3), joining it to the received list.
+pub fn append_via(headers: &mut Headers, received: Version, via: &str) {
+    let hop = format!(
+        "{} {via}",
+        if received == Version::Http10 {
+            "1.0"
+        } else {
+            "1.1"
+        }
+    );
+    let joined = match headers.get("via") {
+        Some(existing) => format!("{existing}, {hop}"),
+        None => hop,
+    };
+    headers.set("Via", joined);
+}
+
+/// Sends the request head and body, and reads the final response head. 1xx interim responses are passed
+/// to the client. Returns the response head with the origin connection positioned at its body.
+pub fn exchange(
+    client: &mut Conn,
+    origin: &mut OriginConn,
+    outbound: &[u8],
+    req: &RequestHead,
+    req_body: BodyMode,
+    limits: &Limits,
+) -> Result<ResponseHead, ProxyError> {
+    origin
+        .stream
+        .write_all(outbound)
+        .map_err(ProxyError::OriginIo)?;
+    if req_body != BodyMode::NoBody {
+        if req.version == Version::Http11 && req.headers.has_token("expect", "100-continue") {
+            client
+                .stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(ProxyError::ClientIo)?;
+        }
+        let mut reader = BodyReader::new(req_body, &mut client.buf, &mut client.stream);
+        let copied = match req_body {
+            BodyMode::Chunked => {
+                let mut out = ChunkedWriter::new(&mut origin.stream);
+                copy(&mut reader, &mut out, None)
+                    .and_then(|n| out.finish().map(|_| n).map_err(CopyError::Write))
+            }
+            _ => copy(&mut reader, &mut origin.stream, None),
+        };
+        match copied {
+            Ok(_) => {}
+            Err(CopyError::Read(e)) => return Err(ProxyError::from_client_read(e)),
+            Err(CopyError::Write(e)) => return Err(ProxyError::OriginIo(e)),
+        }
+    }
+    loop {
+        let head = read_response_head(origin, limits)?;
+        match head.status {
+            101 => {
+                return Err(ProxyError::BadResponse(http::Error::Malformed(
+                    "unexpected 101",
+                )));
+            }
+            100..=199 => {
+                if req.version == Version::Http11 && head.status != 100 {
+                    let mut out = Vec::new();
+                    write::response_head(&mut out, &head);
+                    client
+                        .stream
+                        .write_all(&out)
+                        .map_err(ProxyError::ClientIo)?;
+                }
+            }
+            _ => return Ok(head),
+        }
+    }
+}
+
+/// Reads a response head, within the origin's read timeout for each read.
+pub fn read_response_head(
+    origin: &mut OriginConn,
+    limits: &Limits,
+) -> Result<ResponseHead, ProxyError> {
+    loop {
+        if !origin.buf.is_empty() {
+            match parse::response(origin.buf.data(), limits) {
+                Ok(Some((head, len))) => {
+                    origin.buf.consume(len);
+                    return Ok(head);
+                }
+                Ok(None) if origin.buf.is_full() => {
+                    return Err(ProxyError::BadResponse(http::Error::HeadTooLarge));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ProxyError::BadResponse(e)),
+            }
+        }
+        match origin.buf.fill_from(&mut origin.stream) {
+            Ok(0) if origin.buf.is_empty() => {
+                return Err(ProxyError::OriginIo(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "origin closed the connection without a response",
+                )));
+            }
+            Ok(0) => return Err(ProxyError::BadResponse(http::Error::Truncated)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ProxyError::from_origin_read(e)),
+        }
+    }
+}
+
+/// The response head for the client: hop-by-hop fields out, Via in, framing for the client's version.
+/// Returns the head and whether the body must be chunked on the way out.
+pub fn client_response_head(
+    origin_head: &ResponseHead,
+    mode: BodyMode,
+    client_version: Version,
+    keep_alive: bool,
+    via: &str,
+) -> (ResponseHead, bool) {
+    let mut headers = origin_head.headers.clone();
+    hop::strip(&mut headers);
+    append_via(&mut headers, origin_head.version, via);
+    let unknown_length = matches!(mode, BodyMode::Chunked | BodyMode::CloseDelimited);
+    let chunked = unknown_length && client_version == Version::Http11;
+    if chunked {
+        headers.append("Transfer-Encoding", "chunked");
+    }
+    let keep_alive = keep_alive && !(unknown_length && !chunked);
+    if !keep_alive {
+        headers.append("Connection", "close");
+    } else if client_version == Version::Http10 {
+        headers.append("Connection", "keep-alive");
+    }
+    let head = ResponseHead {
+        version: Version::Http11,
+        status: origin_head.status,
+        reason: origin_head.reason.clone(),
+        headers,
+    };
+    (head, chunked)
+}
+
+/// Where a body copy failed: reading the source or writing the destination.
+#[derive(Debug)]
+pub enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies a body, teeing it into `tee` if given. A failing tee is dropped, never fails the copy: the
+/// client matters more than the cache.
+pub fn copy(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    mut tee: Option<&mut dyn Write>,
+) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if let Some(sink) = tee.as_mut()
+            && sink.write_all(&buf[..n]).is_err()
+        {
+            tee = None;
+        }
+        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+    }
+}
+
+/// How a relayed body ended.
+pub struct Relayed {
+    /// Bytes written to the client, head included.
+    pub bytes: u64,
+    /// Whether the origin's body was read to its end (so the origin connection may be reused).
+    pub complete: bool,
+}
+
+/// Writes the client head and streams the body from the origin. Errors after the head is sent can only
+/// be reported by closing the connection; the caller does so.
+pub fn relay_body(
+    client: &mut Conn,
+    origin: &mut OriginConn,
+    client_head: &ResponseHead,
+    mode: BodyMode,
+    chunked: bool,
+    tee: Option<&mut dyn Write>,
+) -> Result<Relayed, ProxyError> {
+    let mut out = Vec::with_capacity(1024);
+    write::response_head(&mut out, client_head);
+    let head_len = out.len() as u64;
+    let mut reader = BodyReader::new(mode, &mut origin.buf, &mut origin.stream);
+    if let BodyMode::NoBody = mode {
+        client
+            .stream
+            .write_all(&out)
+            .map_err(ProxyError::ClientIo)?;
+        return Ok(Relayed {
+            bytes: head_len,
+            complete: true,
+        });
+    }
+    if let BodyMode::Length(n) = mode
+        && n <= SMALL_BODY
+    {
+        reader
+            .read_to_end(&mut out)
+            .map_err(ProxyError::from_origin_read)?;
+        if let Some(sink) = tee {
+            let _ = sink.write_all(&out[head_len as usize..]);
+        }
+        client
+            .stream
+            .write_all(&out)
+            .map_err(ProxyError::ClientIo)?;
+        return Ok(Relayed {
+            bytes: out.len() as u64,
+            complete: true,
+        });
+    }
+    client
+        .stream
+        .write_all(&out)
+        .map_err(ProxyError::ClientIo)?;
+    let copied = if chunked {
+        let mut writer = ChunkedWriter::new(&mut client.stream);
+        copy(&mut reader, &mut writer, tee)
+            .and_then(|n| writer.finish().map(|_| n).map_err(CopyError::Write))
+    } else {
+        copy(&mut reader, &mut client.stream, tee)
+    };
+    match copied {
+        Ok(n) => Ok(Relayed {
+            bytes: head_len + n,
+            complete: mode != BodyMode::CloseDelimited,
+        }),
+        Err(CopyError::Read(e)) => Err(ProxyError::from_origin_read(e)),
+        Err(CopyError::Write(e)) => Err(ProxyError::ClientIo(e)),
+    }
+}
+
+/// Framing of the origin's response, given the request method; garbage framing is a 502.
+pub fn response_mode(req: &RequestHead, head: &ResponseHead) -> Result<BodyMode, ProxyError> {
+    body::response_mode(&req.method, head.status, &head.headers).map_err(ProxyError::BadResponse)
+}

@@ -1,0 +1,138 @@
+//! Counters for the status page and `/metrics`, and the access log line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+/// How a request was handled: the word in the access log and a label in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served from the cache without asking the origin.
+    Hit,
+    /// Fetched from the origin (and stored if allowed).
+    Miss,
+    /// A stale entry the origin confirmed with 304.
+    Revalidated,
+    /// Forwarded without the cache being involved (uncacheable method, caching off).
+    Pass,
+    /// A CONNECT tunnel.
+    Tunnel,
+    /// Refused by an access rule.
+    Denied,
+    /// Answered by the proxy itself (status page, metrics, PAC file).
+    Local,
+    /// Failed: a malformed request or an origin error.
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Hit,
+        Outcome::Miss,
+        Outcome::Revalidated,
+        Outcome::Pass,
+        Outcome::Tunnel,
+        Outcome::Denied,
+        Outcome::Local,
+        Outcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Revalidated => "REVALIDATED",
+            Outcome::Pass => "PASS",
+            Outcome::Tunnel => "TUNNEL",
+            Outcome::Denied => "DENIED",
+            Outcome::Local => "LOCAL",
+            Outcome::Error => "ERROR",
+        }
+    }
+
+    fn index(self) -> usize {
+        Outcome::ALL.iter().position(|o| *o == self).unwrap_or(0)
+    }
+}
+
+/// Process-wide request counters.
+#[derive(Default)]
+pub struct Metrics {
+    by_outcome: [AtomicU64; 8],
+    bytes_out: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record(&self, outcome: Outcome, bytes: u64) {
+        self.by_outcome[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.by_outcome[outcome.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.by_outcome
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+}
+
+/// One access-log line, filled in as the request is handled and written when it ends.
+pub struct AccessEntry {
+    pub start: Instant,
+    pub client: SocketAddr,
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub bytes: u64,
+    pub outcome: Outcome,
+}
+
+impl AccessEntry {
+    pub fn new(client: SocketAddr, method: &str, url: &str) -> Self {
+        AccessEntry {
+            start: Instant::now(),
+            client,
+            method: method.to_string(),
+            url: url.to_string(),
+            status: 0,
+            bytes: 0,
+            outcome: Outcome::Error,
+        }
+    }
+
+    /// Writes the line to the `porter::access` log target and counts it.
+    pub fn finish(&self, metrics: &Metrics) {
+        metrics.record(self.outcome, self.bytes);
+        log::info!(target: "porter::access", "{self}");
+    }
+}
+
+impl fmt::Display for AccessEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        write!(
+            f,
+            "{}.{:03} {}ms {} {} {} {} {} {}",
+            unix.as_secs(),
+            unix.subsec_millis(),
+            self.start.elapsed().as_millis(),
+            self.client,
+            self.method,
+            self.url,
+            self.status,
+            self.bytes,
+            self.outcome.as_str()
+        )
+    }
+}

@@ -1,0 +1,491 @@
+//! `porter proxy`: the forward proxy. A request goes through these steps, in this file:
+//!
+//! ```text
+//!  head ─┬─ parse error ───────────────> 400/414/431/505, close
+//!        ├─ CONNECT host:port ─────────> tunnel (port and host rules, then the relay thread)
+//!        ├─ origin-form (/path) ───────> the proxy's own pages
+//!        └─ absolute-form http://… ─┬─> deny-host rule -> 403
+//!                                   ├─> cache (lookup, store, revalidate)
+//!                                   └─> forward to the origin, stream back
+//! ```
+
+mod error;
+pub mod forward;
+pub mod metrics;
+pub mod origin;
+pub mod pages;
+pub mod target;
+mod tunnel;
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use error::ProxyError;
+use metrics::{AccessEntry, Metrics, Outcome};
+use origin::OriginPool;
+use target::Target;
+use tunnel::{NewTunnel, TunnelHandle};
+
+use crate::http::{self, Limits, RequestHead};
+use crate::net::acl::{Cidr, HostPattern};
+use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
+
+/// Everything `porter proxy` is configured with. Built by `cli`, validated there, then shared.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// Accepted connections that may wait for a worker.
+    pub queue: usize,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Client networks allowed to use the proxy.
+    pub allow: Vec<Cidr>,
+    /// Destination hosts refused with 403.
+    pub deny_hosts: Vec<HostPattern>,
+    /// Ports CONNECT may reach.
+    pub connect_ports: Vec<u16>,
+    pub origin_timeout: Duration,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub client_timeout: Duration,
+    pub tunnel_idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Cache folder; `None` turns caching off.
+    pub cache_dir: Option<PathBuf>,
+    pub cache_size: u64,
+    pub max_object_size: u64,
+    pub memory_cache_size: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3128)),
+            workers: 5,
+            queue: 1024,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            allow: Cidr::loopback(),
+            deny_hosts: Vec::new(),
+            connect_ports: vec![443],
+            origin_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(30),
+            tunnel_idle_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(10),
+            cache_dir: Some(PathBuf::from("cache")),
+            cache_size: 1 << 30,
+            max_object_size: 256 << 20,
+            memory_cache_size: 32 << 20,
+        }
+    }
+}
+
+/// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
+pub fn run(config: ProxyConfig) -> io::Result<()> {
+    let shutdown = Shutdown::new();
+    let listen = config.listen;
+    let server = Server::bind(server_config(&config), shutdown.clone())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let local_addr = server.local_addr()?;
+    println!("listening on {local_addr}");
+    io::stdout().flush()?;
+    if !local_addr.ip().is_loopback() && config.allow == Cidr::loopback() {
+        log::info!(
+            "listening on {local_addr} but only loopback clients are allowed; use --allow CIDR"
+        );
+    }
+    if config
+        .allow
+        .iter()
+        .any(|c| c.contains(IpAddr::from([8, 8, 8, 8])))
+    {
+        log::warn!("--allow admits public addresses: this is an open proxy");
+    }
+    shutdown.install_signal_handlers()?;
+    let proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    server.run(Arc::new(proxy))?;
+    log::info!("proxy stopped");
+    Ok(())
+}
+
+fn server_config(config: &ProxyConfig) -> ServerConfig {
+    ServerConfig {
+        name: "proxy",
+        listen: config.listen,
+        workers: config.workers,
+        queue: config.queue,
+        max_connections: config.max_connections,
+        max_connections_per_client: config.max_connections_per_client,
+        allow: config.allow.clone(),
+        limits: Limits::default(),
+        head_timeout: config.head_timeout,
+        idle_timeout: config.idle_timeout,
+        client_timeout: config.client_timeout,
+        shutdown_grace: config.shutdown_grace,
+    }
+}
+
+/// The proxy's shared state, one per process, used by every worker.
+pub struct Proxy {
+    pub config: ProxyConfig,
+    pub local_addr: SocketAddr,
+    pub started: Instant,
+    pub metrics: Arc<Metrics>,
+    pub server_stats: Arc<ServerStats>,
+    origins: OriginPool,
+    tunnels: TunnelHandle,
+    /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
+    via: String,
+    limits: Limits,
+}
+
+impl Proxy {
+    pub fn new(
+        config: ProxyConfig,
+        local_addr: SocketAddr,
+        server_stats: Arc<ServerStats>,
+        shutdown: Shutdown,
+    ) -> io::Result<Proxy> {
+        let metrics = Arc::new(Metrics::default());
+        let tunnels =
+            TunnelHandle::start(config.tunnel_idle_timeout, Arc::clone(&metrics), shutdown)?;
+        let via = format!("porter-{}-{}", std::process::id(), local_addr.port());
+        Ok(Proxy {
+            config,
+            local_addr,
+            started: Instant::now(),
+            metrics,
+            server_stats,
+            origins: OriginPool::default(),
+            tunnels,
+            via,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Sends a page the proxy wrote itself and finishes the log entry. Returns the connection if it may
+    /// stay open.
+    fn reply(
+        &self,
+        mut conn: Conn,
+        entry: &mut AccessEntry,
+        (head, body): (http::ResponseHead, Vec<u8>),
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Option<Conn> {
+        entry.status = head.status;
+        let sent = pages::send(&mut conn.stream, head, &body, keep_alive, head_only);
+        entry.bytes = *sent.as_ref().unwrap_or(&0);
+        entry.finish(&self.metrics);
+        (sent.is_ok() && keep_alive).then_some(conn)
+    }
+
+    fn denied_host(&self, host: &str) -> Option<&HostPattern> {
+        self.config.deny_hosts.iter().find(|p| p.matches(host))
+    }
+
+    /// Whether an absolute-form target names this proxy itself, which would forward to itself forever.
+    fn is_self(&self, target: &Target) -> bool {
+        if target.port != self.local_addr.port() {
+            return false;
+        }
+        match target.host.parse::<IpAddr>() {
+            Ok(ip) if ip == self.local_addr.ip() => true,
+            Ok(ip) => self.local_addr.ip().is_unspecified() && ip.is_loopback(),
+            Err(_) => target.host == "localhost" && self.local_addr.ip().is_loopback(),
+        }
+    }
+
+    fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        if req.method == "CONNECT" {
+            self.connect(conn, req);
+            return None;
+        }
+        let keep_alive = req.keep_alive();
+        let head_only = req.method == "HEAD";
+        let has_body = match http::body::request_mode(&req.headers) {
+            Ok(mode) => mode != http::body::BodyMode::NoBody,
+            Err(e) => {
+                let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+                return self.reply(
+                    conn,
+                    &mut entry,
+                    pages::error_page(e.client_status(), e.as_str()),
+                    false,
+                    false,
+                );
+            }
+        };
+        // Our own answers do not read a request body, so a connection with one cannot be reused.
+        let reusable = keep_alive && !has_body;
+        if req.target.starts_with('/') {
+            let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+            entry.outcome = Outcome::Local;
+            return self.reply(
+                conn,
+                &mut entry,
+                pages::own_page(self, &req),
+                reusable,
+                head_only,
+            );
+        }
+        let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+        let target = match Target::parse_absolute(&req.target) {
+            Ok(target) => target,
+            Err(e) => {
+                let status = match e {
+                    target::TargetError::Invalid => 400,
+                    target::TargetError::UnsupportedScheme(_) => 501,
+                };
+                return self.reply(
+                    conn,
+                    &mut entry,
+                    pages::error_page(status, &e.to_string()),
+                    false,
+                    false,
+                );
+            }
+        };
+        entry.url = target.url.clone();
+        if self.is_self(&target) {
+            entry.outcome = Outcome::Local;
+            let mut local = req.clone();
+            local.target = target.path_and_query.clone();
+            return self.reply(
+                conn,
+                &mut entry,
+                pages::own_page(self, &local),
+                reusable,
+                head_only,
+            );
+        }
+        if req.headers.list("via").any(|hop| hop.ends_with(&self.via)) {
+            let page = pages::error_page(
+                508,
+                "this request has already passed through this proxy: a forwarding loop",
+            );
+            return self.reply(conn, &mut entry, page, false, head_only);
+        }
+        if let Some(rule) = self.denied_host(&target.host) {
+            entry.outcome = Outcome::Denied;
+            let message = format!(
+                "access to {} is denied by the rule --deny-host {}",
+                target.host,
+                rule.as_str()
+            );
+            return self.reply(
+                conn,
+                &mut entry,
+                pages::error_page(403, &message),
+                reusable,
+                head_only,
+            );
+        }
+        self.forward(conn, req, target, entry)
+    }
+
+    /// Forwards to the origin; on a failure before the response head was sent, answers with an error page.
+    fn forward(
+        &self,
+        mut conn: Conn,
+        req: RequestHead,
+        target: Target,
+        mut entry: AccessEntry,
+    ) -> Option<Conn> {
+        entry.outcome = Outcome::Pass;
+        match self.forward_once(&mut conn, &req, &target, &mut entry) {
+            Ok(keep_alive) => {
+                entry.finish(&self.metrics);
+                keep_alive.then_some(conn)
+            }
+            Err((error, head_sent)) => {
+                entry.outcome = Outcome::Error;
+                if error.is_client_side() {
+                    log::debug!("{}: {error}", conn.peer);
+                    entry.finish(&self.metrics);
+                    return None;
+                }
+                log::warn!("{} {}: {error}", req.method, target.url);
+                if head_sent {
+                    entry.finish(&self.metrics);
+                    return None;
+                }
+                let page = pages::error_page(error.status(), &error.to_string());
+                self.reply(conn, &mut entry, page, false, req.method == "HEAD")
+            }
+        }
+    }
+
+    /// One forwarded exchange. The error says whether the response head already reached the client.
+    fn forward_once(
+        &self,
+        conn: &mut Conn,
+        req: &RequestHead,
+        target: &Target,
+        entry: &mut AccessEntry,
+    ) -> Result<bool, (ProxyError, bool)> {
+        let req_body = http::body::request_mode(&req.headers)
+            .map_err(|e| (ProxyError::BadRequest(e), false))?;
+        let outbound = forward::outbound_request(req, target, &self.via, req_body);
+        let mut outbound_bytes = Vec::with_capacity(512);
+        http::write::request_head(&mut outbound_bytes, &outbound);
+
+        let timeout = self.config.origin_timeout;
+        let mut origin = self
+            .origins
+            .checkout(&target.host, target.port, timeout)
+            .map_err(|e| (ProxyError::Connect(e), false))?;
+        let mut response = forward::exchange(
+            conn,
+            &mut origin,
+            &outbound_bytes,
+            req,
+            req_body,
+            &self.limits,
+        );
+        // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
+        // a new connection, when the request had no body that is already gone.
+        if origin.reused
+            && req_body == http::body::BodyMode::NoBody
+            && matches!(response, Err(ProxyError::OriginIo(_)))
+        {
+            origin = origin::connect(&target.host, target.port, timeout)
+                .map_err(|e| (ProxyError::Connect(e), false))?;
+            response = forward::exchange(
+                conn,
+                &mut origin,
+                &outbound_bytes,
+                req,
+                req_body,
+                &self.limits,
+            );
+        }
+        let origin_head = response.map_err(|e| (e, false))?;
+        let mode = forward::response_mode(req, &origin_head).map_err(|e| (e, false))?;
+        let keep_alive = req.keep_alive();
+        let (client_head, chunked) =
+            forward::client_response_head(&origin_head, mode, req.version, keep_alive, &self.via);
+        let client_keeps = !client_head.headers.has_token("connection", "close");
+        entry.status = client_head.status;
+        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, None)
+            .map_err(|e| (e, true))?;
+        entry.bytes = relayed.bytes;
+        if relayed.complete && origin_head.keep_alive() {
+            self.origins.checkin(&target.host, target.port, origin);
+        }
+        Ok(client_keeps)
+    }
+
+    /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
+    fn connect(&self, mut conn: Conn, req: RequestHead) {
+        let mut entry = AccessEntry::new(conn.peer, "CONNECT", &req.target);
+        let Some((host, port)) = target::parse_authority(&req.target) else {
+            let page = pages::error_page(400, "CONNECT needs a host:port target");
+            self.reply(conn, &mut entry, page, false, false);
+            return;
+        };
+        if !self.config.connect_ports.contains(&port) {
+            entry.outcome = Outcome::Denied;
+            let message = format!(
+                "CONNECT to port {port} is not allowed (allowed: {:?})",
+                self.config.connect_ports
+            );
+            self.reply(
+                conn,
+                &mut entry,
+                pages::error_page(403, &message),
+                false,
+                false,
+            );
+            return;
+        }
+        if let Some(rule) = self.denied_host(&host) {
+            entry.outcome = Outcome::Denied;
+            let message = format!(
+                "access to {host} is denied by the rule --deny-host {}",
+                rule.as_str()
+            );
+            self.reply(
+                conn,
+                &mut entry,
+                pages::error_page(403, &message),
+                false,
+                false,
+            );
+            return;
+        }
+        let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
+            Ok(stream) => stream,
+            Err(e) => {
+                let error = ProxyError::Connect(e);
+                log::warn!("CONNECT {}: {error}", req.target);
+                self.reply(
+                    conn,
+                    &mut entry,
+                    pages::error_page(error.status(), &error.to_string()),
+                    false,
+                    false,
+                );
+                return;
+            }
+        };
+        if conn
+            .stream
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        let (client, buf, slot) = conn.into_parts();
+        // Bytes the client sent right after its CONNECT head (a TLS ClientHello) go first.
+        let mut origin = origin;
+        if !buf.is_empty() && origin.write_all(buf.data()).is_err() {
+            return;
+        }
+        entry.status = 200;
+        entry.outcome = Outcome::Tunnel;
+        self.tunnels.relay(NewTunnel {
+            client,
+            origin,
+            slot,
+            entry,
+        });
+    }
+}
+
+impl Handler for Proxy {
+    fn handle(&self, conn: Conn, request: Result<RequestHead, http::Error>) -> Option<Conn> {
+        match request {
+            Ok(req) => self.handle_request(conn, req),
+            Err(error) => {
+                let mut entry = AccessEntry::new(conn.peer, "-", "-");
+                log::debug!("{}: {error}", conn.peer);
+                self.reply(
+                    conn,
+                    &mut entry,
+                    pages::error_page(error.client_status(), error.as_str()),
+                    false,
+                    false,
+                )
+            }
+        }
+    }
+
+    fn refused(&self, peer: SocketAddr, status: u16, why: &str) {
+        let mut entry = AccessEntry::new(peer, "-", "-");
+        entry.status = status;
+        entry.outcome = if status == 403 {
+            Outcome::Denied
+        } else {
+            Outcome::Error
+        };
+        log::warn!("refused {peer}: {why}");
+        entry.finish(&self.metrics);
+    }
+}

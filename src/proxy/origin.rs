@@ -1,0 +1,100 @@
+//! Connections to origin servers: connecting with a timeout, and a small pool of idle keep-alive
+//! connections per host so repeated requests skip the TCP handshake.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::http::ReadBuf;
+
+/// Idle connections kept per origin, and in all.
+const MAX_IDLE_PER_ORIGIN: usize = 32;
+const MAX_IDLE_TOTAL: usize = 512;
+/// Origins often close idle connections after 5 to 60 s; reusing one older than this risks a race.
+const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
+/// Response head buffer per origin connection: the head limit plus room for the start of the body.
+const ORIGIN_BUF: usize = 80 * 1024;
+
+/// A connection to an origin with its read buffer.
+pub struct OriginConn {
+    pub stream: TcpStream,
+    pub buf: ReadBuf,
+    /// Whether it came from the pool: a failure before any response byte may then be retried.
+    pub reused: bool,
+}
+
+type OriginKey = (String, u16);
+
+/// Idle origin connections, most recently used last.
+#[derive(Default)]
+pub struct OriginPool {
+    idle: Mutex<HashMap<OriginKey, Vec<(OriginConn, Instant)>>>,
+}
+
+impl OriginPool {
+    /// A pooled connection to `host:port`, or a new one.
+    pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
+        if let Some(conn) = self.take_idle(host, port) {
+            return Ok(conn);
+        }
+        connect(host, port, timeout)
+    }
+
+    fn take_idle(&self, host: &str, port: u16) -> Option<OriginConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (host.to_string(), port);
+        let list = idle.get_mut(&key)?;
+        while let Some((mut conn, since)) = list.pop() {
+            if since.elapsed() < MAX_IDLE_AGE {
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        idle.remove(&key);
+        None
+    }
+
+    /// Returns a connection whose last response was read completely, for reuse.
+    pub fn checkin(&self, host: &str, port: u16, conn: OriginConn) {
+        if !conn.buf.is_empty() {
+            return; // the origin sent bytes beyond the response: not trustworthy
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = idle.values().map(Vec::len).sum();
+        if total >= MAX_IDLE_TOTAL {
+            return;
+        }
+        let list = idle.entry((host.to_string(), port)).or_default();
+        if list.len() < MAX_IDLE_PER_ORIGIN {
+            list.push((conn, Instant::now()));
+        }
+    }
+}
+
+/// Resolves and connects, trying each address in turn within the timeout.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
+    let stream = connect_stream(host, port, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let _ = stream.set_nodelay(true);
+    Ok(OriginConn {
+        stream,
+        buf: ReadBuf::with_capacity(ORIGIN_BUF),
+        reused: false,
+    })
+}
+
+/// A plain TCP connection to `host:port`, as for a CONNECT tunnel.
+pub fn connect_stream(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let addrs = (host, port).to_socket_addrs()?;
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}

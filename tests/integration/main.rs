@@ -1,0 +1,4 @@
+//! Integration tests: the real `porter` binary driven over loopback sockets, a module per subcommand.
+
+mod proxy;
+mod util;

@@ -1,0 +1,399 @@
+//! `porter proxy` end to end: forwarding, framing, keep-alive, errors, access rules, own pages.
+
+use std::io::{BufReader, Read, Write};
+use std::time::Duration;
+
+use crate::util::*;
+
+fn proxy() -> Porter {
+    Porter::start(&["proxy", "--no-cache"])
+}
+
+fn text_origin() -> Origin {
+    Origin::start(|method, path, headers| {
+        let echo: String = headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+        (
+            200,
+            hdrs(&[("Content-Type", "text/plain")]),
+            format!("{method} {path}\n{echo}").into_bytes(),
+        )
+    })
+}
+
+#[test]
+fn forwards_get_and_rewrites_headers() {
+    let origin = text_origin();
+    let porter = proxy();
+    let response = proxy_get(
+        porter.addr,
+        &origin.url("/hello?x=1"),
+        &[
+            ("Proxy-Connection", "keep-alive"),
+            ("Connection", "X-Private"),
+            ("X-Private", "secret"),
+            ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    let seen = origin.requests.lock().unwrap()[0].clone();
+    assert!(seen.starts_with("GET /hello?x=1 HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains(&format!("Host: {}", origin.addr)), "{seen}");
+    assert!(seen.contains("Via: 1.1 porter-"), "{seen}");
+    for hop in [
+        "Proxy-Connection",
+        "X-Private",
+        "Proxy-Authorization",
+        "X-Forwarded-For",
+    ] {
+        assert!(!seen.contains(hop), "{hop} leaked upstream: {seen}");
+    }
+    assert!(response.header("via").unwrap().contains("porter-"));
+}
+
+#[test]
+fn absolute_uri_authority_wins_over_host() {
+    let origin = text_origin();
+    let porter = proxy();
+    let response = proxy_get(porter.addr, &origin.url("/"), &[]);
+    assert_eq!(response.status, 200);
+    let raw = format!(
+        "GET {} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        origin.url("/x")
+    );
+    let response = raw_request(porter.addr, raw.as_bytes()).unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response.text().contains(&format!("Host: {}", origin.addr)),
+        "{}",
+        response.text()
+    );
+}
+
+#[test]
+fn keeps_client_connections_alive_across_requests() {
+    let origin = text_origin();
+    let porter = proxy();
+    let stream = connect(porter.addr);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..5 {
+        write!(
+            writer,
+            "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+            origin.url(&format!("/{i}"))
+        )
+        .unwrap();
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status, 200);
+        assert!(response.text().starts_with(&format!("GET /{i}")));
+    }
+    // Pipelined: two requests in one write, two responses in order.
+    write!(
+        writer,
+        "GET {u}a HTTP/1.1\r\nHost: x\r\n\r\nGET {u}b HTTP/1.1\r\nHost: x\r\n\r\n",
+        u = origin.url("/")
+    )
+    .unwrap();
+    assert!(
+        read_response(&mut reader, false)
+            .unwrap()
+            .text()
+            .starts_with("GET /a")
+    );
+    assert!(
+        read_response(&mut reader, false)
+            .unwrap()
+            .text()
+            .starts_with("GET /b")
+    );
+}
+
+#[test]
+fn streams_request_bodies_both_framings_and_expect_continue() {
+    let origin = Origin::start(|_, _, _| (201, vec![], b"stored".to_vec()));
+    let porter = proxy();
+    let body = "x".repeat(100_000);
+    let raw = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        origin.url("/upload"),
+        body.len()
+    );
+    assert_eq!(
+        raw_request(porter.addr, raw.as_bytes()).unwrap().status,
+        201
+    );
+    assert!(origin.requests.lock().unwrap()[0].ends_with(&body));
+
+    let raw = format!(
+        "PUT {} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        origin.url("/chunked")
+    );
+    assert_eq!(
+        raw_request(porter.addr, raw.as_bytes()).unwrap().status,
+        201
+    );
+    assert!(origin.requests.lock().unwrap()[1].ends_with("hello world"));
+
+    // Expect: 100-continue: the client waits for 100 before sending its body.
+    let mut stream = connect(porter.addr);
+    write!(stream, "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", origin.url("/e")).unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"ping").unwrap();
+    let response = read_response(&mut BufReader::new(stream), false).unwrap();
+    assert_eq!(response.status, 201);
+    assert!(origin.requests.lock().unwrap()[2].ends_with("ping"));
+}
+
+#[test]
+fn relays_chunked_and_close_delimited_responses() {
+    // An origin speaking raw bytes: chunked, then close-delimited.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let reply: &[u8] = if i == 0 {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n"
+            } else {
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+            };
+            let _ = stream.write_all(reply);
+        }
+    });
+    let porter = proxy();
+    let response = proxy_get(porter.addr, &format!("http://{addr}/chunked"), &[]);
+    assert_eq!(response.body, b"abcdefg");
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    // A close-delimited body reaches an HTTP/1.1 client chunked, so its connection can stay open.
+    let response = proxy_get(porter.addr, &format!("http://{addr}/close"), &[]);
+    assert_eq!(response.body, b"until the end");
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+}
+
+#[test]
+fn head_204_and_304_have_no_body() {
+    let origin = Origin::start(|_, path, _| match path {
+        "/204" => (204, vec![], vec![]),
+        "/304" => (304, hdrs(&[("ETag", "\"v1\"")]), vec![]),
+        _ => (
+            200,
+            hdrs(&[("Content-Length", "11")]),
+            b"hello world".to_vec(),
+        ),
+    });
+    let porter = proxy();
+    let stream = connect(porter.addr);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    write!(
+        writer,
+        "HEAD {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        origin.url("/file")
+    )
+    .unwrap();
+    let head = read_response(&mut reader, true).unwrap();
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("11"))
+    );
+    for path in ["/204", "/304"] {
+        write!(
+            writer,
+            "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+            origin.url(path)
+        )
+        .unwrap();
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status.to_string(), path[1..]);
+    }
+    // The connection is still in step: a normal GET after the bodiless responses.
+    write!(
+        writer,
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        origin.url("/file")
+    )
+    .unwrap();
+    assert_eq!(
+        read_response(&mut reader, false).unwrap().body,
+        b"hello world"
+    );
+}
+
+#[test]
+fn origin_failures_are_502_and_504() {
+    let porter = Porter::start(&["proxy", "--no-cache", "--origin-timeout", "500ms"]);
+    // Refused: nothing listens on a port we just released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(
+        proxy_get(porter.addr, &format!("http://{closed}/"), &[]).status,
+        502
+    );
+    // Never answers: accepts and stays silent.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let response = proxy_get(porter.addr, &format!("http://{silent_addr}/"), &[]);
+    assert_eq!(response.status, 504);
+    assert!(response.text().contains("did not answer in time"));
+    drop(silent);
+    // Garbage instead of HTTP.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage_addr = garbage.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in garbage.incoming() {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
+        }
+    });
+    assert_eq!(
+        proxy_get(porter.addr, &format!("http://{garbage_addr}/"), &[]).status,
+        502
+    );
+    // Unknown host name.
+    assert_eq!(
+        proxy_get(porter.addr, "http://no-such-host.invalid/", &[]).status,
+        502
+    );
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_4xx() {
+    let porter = proxy();
+    let long_uri = format!(
+        "GET http://127.0.0.1/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let huge_header = format!(
+        "GET http://127.0.0.1/ HTTP/1.1\r\nX: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many_headers = format!(
+        "GET http://127.0.0.1/ HTTP/1.1\r\n{}\r\n",
+        "X: y\r\n".repeat(101)
+    );
+    let cases: Vec<(&[u8], u16)> = vec![
+        (b"garbage\r\n\r\n", 400),
+        (b"GET http://127.0.0.1/ HTTP/2.0\r\n\r\n", 505),
+        (long_uri.as_bytes(), 414),
+        (huge_header.as_bytes(), 431),
+        (many_headers.as_bytes(), 431),
+        (b"GET http://127.0.0.1/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"GET ftp://example.com/ HTTP/1.1\r\n\r\n", 501),
+        (b"GET https://example.com/ HTTP/1.1\r\n\r\n", 501),
+        (b"GET http:/// HTTP/1.1\r\n\r\n", 400),
+    ];
+    for (raw, status) in cases {
+        let response = raw_request(porter.addr, raw).unwrap();
+        assert_eq!(
+            response.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&raw[..raw.len().min(60)])
+        );
+        assert!(
+            response.text().contains("<html>"),
+            "error pages have an HTML body"
+        );
+    }
+    // The proxy still serves after all that.
+    assert_eq!(
+        raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn deny_host_and_connect_port_rules() {
+    let origin = text_origin();
+    let porter = Porter::start(&[
+        "proxy",
+        "--no-cache",
+        "--deny-host",
+        "*.blocked.test",
+        "--deny-host",
+        "127.0.0.1",
+    ]);
+    let response = proxy_get(porter.addr, &origin.url("/"), &[]);
+    assert_eq!(response.status, 403);
+    assert!(response.text().contains("--deny-host 127.0.0.1"));
+    let response = proxy_get(porter.addr, "http://ads.blocked.test/", &[]);
+    assert_eq!(response.status, 403);
+    assert_eq!(origin.hits(), 0);
+    let response = raw_request(
+        porter.addr,
+        b"CONNECT localhost:25 HTTP/1.1\r\nHost: localhost:25\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response.status, 403);
+}
+
+#[test]
+fn clients_outside_allow_are_refused() {
+    // Only 10.0.0.0/8 allowed: our loopback client is outside it.
+    let porter = Porter::start(&["proxy", "--no-cache", "--allow", "10.0.0.0/8"]);
+    let response = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(response.status, 403);
+    assert!(eventually(Duration::from_secs(5), || porter
+        .logs()
+        .contains("refused 127.0.0.1")));
+}
+
+#[test]
+fn own_pages_status_metrics_and_pac() {
+    let porter = proxy();
+    let status = raw_request(porter.addr, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(status.status, 200);
+    assert!(status.text().contains("Workers busy"));
+    let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    assert!(
+        metrics
+            .text()
+            .contains("porter_requests_total{outcome=\"local\"}")
+    );
+    let pac = raw_request(
+        porter.addr,
+        b"GET /proxy.pac HTTP/1.1\r\nHost: proxy.lan:3128\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        pac.header("content-type"),
+        Some("application/x-ns-proxy-autoconfig")
+    );
+    assert!(pac.text().contains("PROXY proxy.lan:3128"));
+    assert_eq!(
+        raw_request(porter.addr, b"GET /nope HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .status,
+        404
+    );
+    // An absolute-form request naming the proxy itself is its own page, never a loop.
+    let own = format!("GET http://{}/metrics HTTP/1.1\r\n\r\n", porter.addr);
+    assert_eq!(
+        raw_request(porter.addr, own.as_bytes()).unwrap().status,
+        200
+    );
+}
+
+#[test]
+fn access_log_has_one_line_per_request() {
+    let origin = text_origin();
+    let porter = proxy();
+    proxy_get(porter.addr, &origin.url("/logged"), &[]);
+    let url = origin.url("/logged");
+    assert!(eventually(Duration::from_secs(5), || porter
+        .logs()
+        .lines()
+        .any(|l| l.contains("porter::access")
+            && l.contains(&format!("GET {url} 200"))
+            && l.ends_with("PASS"))));
+}

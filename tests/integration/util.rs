@@ -1,0 +1,365 @@
+//! Helpers shared by the integration tests: running the real binary on an ephemeral port, raw HTTP
+//! over loopback sockets with timeouts, and small origin servers that count their hits.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Every socket in a test gives up after this long, so a hang fails the test instead of stalling CI.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `porter` child process, killed when dropped.
+pub struct Porter {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr_path: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Porter {
+    /// Starts `porter <args> --listen 127.0.0.1:0` and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> Porter {
+        Porter::start_in(args, None)
+    }
+
+    /// Like `start`, with the working directory set (the default cache folder lands there).
+    pub fn start_in(args: &[&str], dir: Option<&Path>) -> Porter {
+        let logs = tempfile::tempdir().expect("temp dir");
+        let stderr_path = logs.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_porter"));
+        command
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().expect("porter starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {line:?}"))
+            .parse()
+            .expect("an address");
+        Porter {
+            child,
+            addr,
+            stderr_path,
+            _dir: Some(logs),
+        }
+    }
+
+    /// Everything the process wrote to stderr so far (its logs).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Porter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client socket with timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// A parsed response as a test sees it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response from a buffered stream; `head_only` for responses to HEAD.
+pub fn read_response(
+    reader: &mut BufReader<TcpStream>,
+    head_only: bool,
+) -> std::io::Result<Response> {
+    let mut status_line = String::new();
+    loop {
+        status_line.clear();
+        if reader.read_line(&mut status_line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "no response",
+            ));
+        }
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').expect("header line");
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_only || status == 204 || status == 304 {
+            return Ok(response);
+        }
+        if response.header("transfer-encoding").is_some() {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size)?;
+                let size =
+                    usize::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
+                if size == 0 {
+                    let mut end = String::new();
+                    reader.read_line(&mut end)?;
+                    break;
+                }
+                let mut chunk = vec![0; size + 2];
+                reader.read_exact(&mut chunk)?;
+                response.body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(len) = response.header("content-length") {
+            let mut body = vec![0; len.parse().unwrap()];
+            reader.read_exact(&mut body)?;
+            response.body = body;
+        } else {
+            reader.read_to_end(&mut response.body)?;
+        }
+        return Ok(response);
+    }
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
+    let mut stream = connect(addr);
+    stream.write_all(bytes)?;
+    read_response(&mut BufReader::new(stream), bytes.starts_with(b"HEAD "))
+}
+
+/// A GET through the proxy at `proxy` for an absolute URL.
+pub fn proxy_get(proxy: SocketAddr, url: &str, extra_headers: &[(&str, &str)]) -> Response {
+    let mut request = format!("GET {url} HTTP/1.1\r\nHost: {}\r\n", host_of(url));
+    for (name, value) in extra_headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    raw_request(proxy, request.as_bytes()).expect("a response")
+}
+
+fn host_of(url: &str) -> &str {
+    url.split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
+}
+
+/// What a test origin answers: status, headers and body for a request (method, path, headers).
+pub type Route =
+    dyn Fn(&str, &str, &[(String, String)]) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync;
+
+/// A tiny threaded HTTP/1.1 origin on 127.0.0.1:0 that counts its requests and records their heads.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Origin {
+    pub fn start(
+        route: impl Fn(&str, &str, &[(String, String)]) -> (u16, Vec<(String, String)>, Vec<u8>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let route: Arc<Route> = Arc::new(route);
+        let (h, r) = (hits.clone(), requests.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (route, hits, requests) = (route.clone(), h.clone(), r.clone());
+                thread::spawn(move || serve_origin(stream, &*route, &hits, &requests));
+            }
+        });
+        Origin {
+            addr,
+            hits,
+            requests,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_origin(
+    stream: TcpStream,
+    route: &Route,
+    hits: &AtomicUsize,
+    requests: &std::sync::Mutex<Vec<String>>,
+) {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        let mut raw = line.clone();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            raw.push_str(&h);
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        if let Some(len) = find("content-length") {
+            body = vec![0; len.parse().unwrap_or(0)];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+        } else if find("transfer-encoding").is_some() {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).ok();
+                let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; size + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                body.extend_from_slice(&chunk[..size]);
+                if size == 0 {
+                    break;
+                }
+            }
+        }
+        raw.push_str(&String::from_utf8_lossy(&body));
+        hits.fetch_add(1, Ordering::SeqCst);
+        requests.lock().unwrap().push(raw);
+        let (status, resp_headers, resp_body) = route(&method, &path, &headers);
+        let mut out = format!("HTTP/1.1 {status} X\r\n");
+        let mut has_length = false;
+        for (n, v) in &resp_headers {
+            has_length |= n.eq_ignore_ascii_case("content-length")
+                || n.eq_ignore_ascii_case("transfer-encoding");
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !has_length && status != 304 && status != 204 {
+            out.push_str(&format!("Content-Length: {}\r\n", resp_body.len()));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        if method != "HEAD" {
+            bytes.extend_from_slice(&resp_body);
+        }
+        if writer.write_all(&bytes).is_err() {
+            return;
+        }
+    }
+}
+
+/// Headers from string pairs.
+pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
