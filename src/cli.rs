@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cache::admin::CacheCommand;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::units::{parse_duration, parse_size};
@@ -23,6 +24,45 @@ pub struct Cli {
 pub enum Command {
     /// Run the forward caching proxy (point browsers, `curl -x` or `porter fetch --proxy` at it).
     Proxy(ProxyArgs),
+    /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
+    Cache(CacheArgs),
+}
+
+/// Flags of `porter cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Folder of the on-disk cache.
+    #[arg(long, default_value = "cache", value_name = "DIR")]
+    pub cache_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Entries, bytes used, and the oldest entry.
+    Stats,
+    /// Every stored URL with its size and how long it stays fresh.
+    Ls,
+    /// Remove a URL (all its variants).
+    Purge {
+        /// The absolute URL, as requested through the proxy.
+        url: String,
+    },
+    /// Remove every entry.
+    Clear,
+}
+
+impl CacheAction {
+    pub fn into_command(self) -> CacheCommand {
+        match self {
+            CacheAction::Stats => CacheCommand::Stats,
+            CacheAction::Ls => CacheCommand::List,
+            CacheAction::Purge { url } => CacheCommand::Purge(url),
+            CacheAction::Clear => CacheCommand::Clear,
+        }
+    }
 }
 
 /// Flags of `porter proxy`.

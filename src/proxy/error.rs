@@ -20,6 +20,10 @@ pub enum ProxyError {
     OriginIo(io::Error),
     /// The origin sent something that is not a valid HTTP/1.x response.
     BadResponse(http::Error),
+    /// `Cache-Control: only-if-cached` and nothing usable is stored (RFC 9111 §5.2.1.7).
+    NotCached,
+    /// A cache file could not be read while serving it.
+    CacheRead(io::Error),
 }
 
 impl ProxyError {
@@ -32,6 +36,8 @@ impl ProxyError {
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
             ProxyError::Connect(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+            ProxyError::NotCached => 504,
+            ProxyError::CacheRead(_) => 500,
         }
     }
 
@@ -87,6 +93,8 @@ impl fmt::Display for ProxyError {
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
             ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),
+            ProxyError::NotCached => f.write_str("only-if-cached was requested and the cache holds no usable response"),
+            ProxyError::CacheRead(e) => write!(f, "cannot read the cached response: {e}"),
         }
     }
 }

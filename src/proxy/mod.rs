@@ -9,6 +9,7 @@
 //!                                   └─> forward to the origin, stream back
 //! ```
 
+mod cached;
 mod error;
 pub mod forward;
 pub mod metrics;
@@ -21,7 +22,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
@@ -29,7 +30,9 @@ use origin::OriginPool;
 use target::Target;
 use tunnel::{NewTunnel, TunnelHandle};
 
-use crate::http::{self, Limits, RequestHead};
+use crate::cache::store::EntryWriter;
+use crate::cache::{self, Cache, CacheConfig};
+use crate::http::{self, Limits, RequestHead, ResponseHead};
 use crate::net::acl::{Cidr, HostPattern};
 use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
 
@@ -143,6 +146,16 @@ pub struct Proxy {
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
     limits: Limits,
+    pub cache: Option<Cache>,
+}
+
+/// An origin response whose head has arrived; its body is still on the connection.
+struct Fetched {
+    origin: origin::OriginConn,
+    head: ResponseHead,
+    mode: http::body::BodyMode,
+    request_time: SystemTime,
+    response_time: SystemTime,
 }
 
 impl Proxy {
@@ -156,6 +169,14 @@ impl Proxy {
         let tunnels =
             TunnelHandle::start(config.tunnel_idle_timeout, Arc::clone(&metrics), shutdown)?;
         let via = format!("porter-{}-{}", std::process::id(), local_addr.port());
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(Cache::open(&CacheConfig {
+                dir: dir.clone(),
+                max_bytes: config.cache_size,
+                max_object_size: config.max_object_size,
+            })?),
+            None => None,
+        };
         Ok(Proxy {
             config,
             local_addr,
@@ -166,6 +187,7 @@ impl Proxy {
             tunnels,
             via,
             limits: Limits::default(),
+            cache,
         })
     }
 
@@ -290,16 +312,25 @@ impl Proxy {
         self.forward(conn, req, target, entry)
     }
 
-    /// Forwards to the origin; on a failure before the response head was sent, answers with an error page.
-    fn forward(
-        &self,
-        mut conn: Conn,
-        req: RequestHead,
-        target: Target,
-        mut entry: AccessEntry,
-    ) -> Option<Conn> {
+    /// Forwards to the origin (through the cache for GET and HEAD); on a failure before the response
+    /// head was sent, answers with an error page.
+    fn forward(&self, mut conn: Conn, req: RequestHead, target: Target, mut entry: AccessEntry) -> Option<Conn> {
         entry.outcome = Outcome::Pass;
-        match self.forward_once(&mut conn, &req, &target, &mut entry) {
+        let result = match &self.cache {
+            Some(cache) if req.method == "GET" || req.method == "HEAD" => {
+                self.through_cache(cache, &mut conn, &req, &target, &mut entry)
+            }
+            Some(cache) if req.method == "PURGE" => {
+                let existed = cache.invalidate(&target.url);
+                entry.outcome = Outcome::Local;
+                let (status, message) = if existed { (200, "purged") } else { (404, "not in the cache") };
+                let (mut head, _) = pages::error_page(status, message);
+                head.headers.set("Content-Type", "text/plain; charset=utf-8");
+                return self.reply(conn, &mut entry, (head, format!("{message}: {}\n", target.url).into_bytes()), req.keep_alive(), false);
+            }
+            _ => self.pass(&mut conn, &req, &target, &mut entry),
+        };
+        match result {
             Ok(keep_alive) => {
                 entry.finish(&self.metrics);
                 keep_alive.then_some(conn)
@@ -322,62 +353,111 @@ impl Proxy {
         }
     }
 
-    /// One forwarded exchange. The error says whether the response head already reached the client.
-    fn forward_once(
+    /// Forwards without the cache; a successful unsafe method invalidates what the cache holds for the
+    /// target and its Location / Content-Location (RFC 9111 §4.4).
+    fn pass(
         &self,
         conn: &mut Conn,
         req: &RequestHead,
         target: &Target,
         entry: &mut AccessEntry,
     ) -> Result<bool, (ProxyError, bool)> {
-        let req_body = http::body::request_mode(&req.headers)
-            .map_err(|e| (ProxyError::BadRequest(e), false))?;
-        let outbound = forward::outbound_request(req, target, &self.via, req_body);
+        let fetched = self.fetch(conn, req, target, &[]).map_err(|e| (e, false))?;
+        if let Some(cache) = &self.cache
+            && cache::policy::invalidates(&req.method, fetched.head.status)
+        {
+            cache.invalidate(&target.url);
+            for name in ["location", "content-location"] {
+                if let Some(url) = fetched.head.headers.get(name).and_then(|v| target.same_origin_url(v)) {
+                    cache.invalidate(&url);
+                }
+            }
+        }
+        self.relay(conn, fetched, req, target, entry, &[], None)
+    }
+
+    /// Sends the request upstream and reads the response head. `validators` replace the client's
+    /// conditional fields when the cache revalidates.
+    fn fetch(
+        &self,
+        conn: &mut Conn,
+        req: &RequestHead,
+        target: &Target,
+        validators: &[(&'static str, String)],
+    ) -> Result<Fetched, ProxyError> {
+        let req_body = http::body::request_mode(&req.headers).map_err(ProxyError::BadRequest)?;
+        let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
+        if !validators.is_empty() {
+            for name in ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"] {
+                outbound.headers.remove(name);
+            }
+            for (name, value) in validators {
+                outbound.headers.append(*name, value.as_bytes());
+            }
+        }
         let mut outbound_bytes = Vec::with_capacity(512);
         http::write::request_head(&mut outbound_bytes, &outbound);
 
         let timeout = self.config.origin_timeout;
+        let request_time = SystemTime::now();
         let mut origin = self
             .origins
             .checkout(&target.host, target.port, timeout)
-            .map_err(|e| (ProxyError::Connect(e), false))?;
-        let mut response = forward::exchange(
-            conn,
-            &mut origin,
-            &outbound_bytes,
-            req,
-            req_body,
-            &self.limits,
-        );
+            .map_err(ProxyError::Connect)?;
+        let mut response = forward::exchange(conn, &mut origin, &outbound_bytes, req, req_body, &self.limits);
         // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
         // a new connection, when the request had no body that is already gone.
         if origin.reused
             && req_body == http::body::BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
-            origin = origin::connect(&target.host, target.port, timeout)
-                .map_err(|e| (ProxyError::Connect(e), false))?;
-            response = forward::exchange(
-                conn,
-                &mut origin,
-                &outbound_bytes,
-                req,
-                req_body,
-                &self.limits,
-            );
+            origin = origin::connect(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
+            response = forward::exchange(conn, &mut origin, &outbound_bytes, req, req_body, &self.limits);
         }
-        let origin_head = response.map_err(|e| (e, false))?;
-        let mode = forward::response_mode(req, &origin_head).map_err(|e| (e, false))?;
-        let keep_alive = req.keep_alive();
-        let (client_head, chunked) =
-            forward::client_response_head(&origin_head, mode, req.version, keep_alive, &self.via);
+        let head = response?;
+        let mode = forward::response_mode(req, &head)?;
+        Ok(Fetched { origin, head, mode, request_time, response_time: SystemTime::now() })
+    }
+
+    /// Streams a fetched response to the client, teeing it into `store` and committing that only when
+    /// the body arrived whole. Returns whether the client connection stays open.
+    #[allow(clippy::too_many_arguments)]
+    fn relay(
+        &self,
+        conn: &mut Conn,
+        fetched: Fetched,
+        req: &RequestHead,
+        target: &Target,
+        entry: &mut AccessEntry,
+        extra_headers: &[(&str, String)],
+        mut store: Option<EntryWriter>,
+    ) -> Result<bool, (ProxyError, bool)> {
+        let Fetched { mut origin, head: origin_head, mode, .. } = fetched;
+        let (mut client_head, chunked) =
+            forward::client_response_head(&origin_head, mode, req.version, req.keep_alive(), &self.via);
+        for (name, value) in extra_headers {
+            client_head.headers.append(*name, value.as_bytes());
+        }
         let client_keeps = !client_head.headers.has_token("connection", "close");
         entry.status = client_head.status;
-        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, None)
+        let tee = store.as_mut().map(|w| w as &mut dyn Write);
+        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, tee)
             .map_err(|e| (e, true))?;
         entry.bytes = relayed.bytes;
-        if relayed.complete && origin_head.keep_alive() {
-            self.origins.checkin(&target.host, target.port, origin);
+        if relayed.complete {
+            if let Some(writer) = store {
+                let expected = match mode {
+                    http::body::BodyMode::Length(n) => Some(n),
+                    http::body::BodyMode::NoBody => Some(0),
+                    _ => None,
+                };
+                if let Err(e) = writer.commit(expected) {
+                    log::debug!("not stored {}: {e}", target.url);
+                }
+            }
+            if origin_head.keep_alive() {
+                self.origins.checkin(&target.host, target.port, origin);
+            }
         }
         Ok(client_keeps)
     }

@@ -82,7 +82,7 @@ fn status_page(proxy: &Proxy) -> String {
     } else {
         100.0 * hits as f64 / lookups as f64
     };
-    let rows = vec![
+    let mut rows = vec![
         ("Uptime", format!("{} s", proxy.started.elapsed().as_secs())),
         ("Requests", m.requests().to_string()),
         (
@@ -104,6 +104,12 @@ fn status_page(proxy: &Proxy) -> String {
         ),
         ("Bytes sent to clients", m.bytes_out().to_string()),
     ];
+    if let Some(cache) = &proxy.cache {
+        let stats = cache.stats();
+        rows.push(("Cache entries", stats.entries.to_string()));
+        rows.push(("Cache bytes", stats.bytes.to_string()));
+        rows.push(("Revalidations", m.count(Outcome::Revalidated).to_string()));
+    }
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><title>Porter status</title></head><body>\n<h1>Porter</h1>\n<table>\n",
     );
@@ -180,6 +186,19 @@ fn metrics_text(proxy: &Proxy) -> String {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
+    }
+    if let Some(cache) = &proxy.cache {
+        let stats = cache.stats();
+        let cache_figures = [
+            ("porter_cache_entries", "gauge", "Entries in the cache.", stats.entries),
+            ("porter_cache_bytes", "gauge", "Bytes the cache uses on disk.", stats.bytes),
+            ("porter_cache_hits_total", "counter", "Requests served from the cache.", m.count(Outcome::Hit)),
+            ("porter_cache_misses_total", "counter", "Cacheable requests fetched from the origin.", m.count(Outcome::Miss)),
+            ("porter_cache_revalidations_total", "counter", "Stale entries confirmed by the origin.", m.count(Outcome::Revalidated)),
+        ];
+        for (name, kind, help, value) in cache_figures {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
     }
     out
 }

@@ -76,6 +76,18 @@ impl Target {
         })
     }
 
+    /// Resolves a Location or Content-Location value against this URL; `Some` only when the result has
+    /// the same scheme, host and port (RFC 9111 §4.4 invalidates same-origin URLs only).
+    pub fn same_origin_url(&self, reference: &str) -> Option<String> {
+        let base = Url::parse(&self.url).ok()?;
+        let mut resolved = base.join(reference).ok()?;
+        if resolved.origin() != base.origin() {
+            return None;
+        }
+        resolved.set_fragment(None);
+        Some(resolved.into())
+    }
+
     /// The Host header value for the origin: the port only when it is not the default.
     pub fn host_header(&self) -> String {
         authority(&self.host, self.port, 80)

@@ -1,0 +1,124 @@
+//! `porter cache`: look into and tidy a cache folder from the command line, with or without a proxy
+//! running on it (entries are whole files, so removing one never leaves another half-written).
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::entry::{self, Stored};
+use super::policy;
+
+/// What `porter cache` should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheCommand {
+    Stats,
+    List,
+    Purge(String),
+    Clear,
+}
+
+/// One entry file as seen by a scan.
+struct Scanned {
+    path: PathBuf,
+    url: String,
+    bytes: u64,
+    stored: Stored,
+}
+
+/// Runs a command on the folder and returns the text to print.
+pub fn run(dir: &Path, command: &CacheCommand) -> io::Result<String> {
+    if !dir.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is not a cache folder", dir.display()),
+        ));
+    }
+    let (entries, damaged) = scan(dir);
+    let mut out = String::new();
+    match command {
+        CacheCommand::Stats => {
+            let responses: Vec<&Scanned> =
+                entries.iter().filter(|e| matches!(e.stored, Stored::Response(_))).collect();
+            let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
+            let oldest = responses
+                .iter()
+                .filter_map(|e| match &e.stored {
+                    Stored::Response(meta) => Some((meta.response_time, &e.url)),
+                    Stored::VaryMarker(_) => None,
+                })
+                .min_by_key(|(time, _)| *time);
+            let _ = writeln!(out, "folder:   {}", dir.display());
+            let _ = writeln!(out, "entries:  {}", responses.len());
+            let _ = writeln!(out, "bytes:    {bytes}");
+            match oldest {
+                Some((time, url)) => {
+                    let _ = writeln!(out, "oldest:   {} ({url})", httpdate::fmt_http_date(time));
+                }
+                None => out.push_str("oldest:   -\n"),
+            }
+            if damaged > 0 {
+                let _ = writeln!(out, "damaged:  {damaged} (removed on next read)");
+            }
+        }
+        CacheCommand::List => {
+            let now = SystemTime::now();
+            for e in &entries {
+                if let Stored::Response(meta) = &e.stored {
+                    let lifetime = policy::freshness_lifetime(&meta.head, meta.response_time);
+                    let age = policy::current_age(&meta.head, meta.request_time, meta.response_time, now);
+                    let expiry = match lifetime.checked_sub(age) {
+                        Some(left) if !left.is_zero() => format!("fresh {}s", left.as_secs()),
+                        _ => "stale".to_string(),
+                    };
+                    let _ = writeln!(out, "{}\t{}\t{}", e.url, e.bytes, expiry);
+                }
+            }
+        }
+        CacheCommand::Purge(url) => {
+            let mut removed = 0;
+            for e in entries.iter().filter(|e| &e.url == url) {
+                if fs::remove_file(&e.path).is_ok() {
+                    removed += 1;
+                }
+            }
+            if removed == 0 {
+                return Err(io::Error::new(io::ErrorKind::NotFound, format!("{url} is not in the cache")));
+            }
+            let _ = writeln!(out, "purged {url} ({removed} files)");
+        }
+        CacheCommand::Clear => {
+            let mut removed = 0;
+            for e in &entries {
+                if fs::remove_file(&e.path).is_ok() {
+                    removed += 1;
+                }
+            }
+            let _ = writeln!(out, "removed {removed} files from {}", dir.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the head of every entry file; returns the readable ones and the count of damaged ones.
+fn scan(dir: &Path) -> (Vec<Scanned>, usize) {
+    let mut entries = Vec::new();
+    let mut damaged = 0;
+    for sub in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if sub.file_name().len() != 2 {
+            continue;
+        }
+        for file in fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+            let path = file.path();
+            let Ok(mut f) = File::open(&path) else { continue };
+            let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            match entry::decode(&mut io::BufReader::new(&mut f), bytes) {
+                Ok(decoded) => entries.push(Scanned { path, url: decoded.url, bytes, stored: decoded.stored }),
+                Err(_) => damaged += 1,
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.url.cmp(&b.url));
+    (entries, damaged)
+}

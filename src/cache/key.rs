@@ -1,0 +1,77 @@
+//! Cache keys: the SHA-256 of the URL (and, for a Vary variant, of the request values it varies on),
+//! stored as `ab/cdef…` under the cache folder so no directory grows past 1/256 of the entries.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 cache key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// The key of the stored response (or Vary marker) for a URL.
+    pub fn for_url(url: &str) -> Key {
+        Key(Sha256::digest(url.as_bytes()).into())
+    }
+
+    /// The key of one variant: the URL plus the normalised values of the Vary request headers.
+    pub fn for_variant(url: &str, values: &[(String, String)]) -> Key {
+        let mut hasher = Sha256::new();
+        hasher.update(url.as_bytes());
+        for (name, value) in values {
+            hasher.update(b"\0");
+            hasher.update(name.as_bytes());
+            hasher.update(b"=");
+            hasher.update(value.as_bytes());
+        }
+        Key(hasher.finalize().into())
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses a file name back into a key (the inverse of `path`), for the start-up scan.
+    pub fn from_path_parts(dir: &str, file: &str) -> Option<Key> {
+        if dir.len() != 2 || file.len() != 62 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(format!("{dir}{file}"), &mut bytes).ok()?;
+        Some(Key(bytes))
+    }
+
+    /// `root/ab/cdef…`: the entry's file.
+    pub fn path(&self, root: &Path) -> PathBuf {
+        let hex = self.hex();
+        root.join(&hex[..2]).join(&hex[2..])
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", &self.hex()[..12])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sha256_hex_with_fan_out() {
+        let key = Key::for_url("http://example.com/");
+        assert_eq!(key.hex().len(), 64);
+        let path = key.path(Path::new("/c"));
+        let hex = key.hex();
+        assert_eq!(path, Path::new("/c").join(&hex[..2]).join(&hex[2..]));
+        assert_eq!(Key::from_path_parts(&hex[..2], &hex[2..]), Some(key));
+        assert_eq!(Key::from_path_parts("zz", &hex[2..]), None);
+        let a = Key::for_variant("http://e/", &[("accept-encoding".into(), "gzip".into())]);
+        let b = Key::for_variant("http://e/", &[("accept-encoding".into(), "br".into())]);
+        assert_ne!(a, b);
+        assert_ne!(a, Key::for_url("http://e/"));
+    }
+}
