@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the forward caching proxy (point browsers, `curl -x` or `porter fetch --proxy` at it).
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
 }

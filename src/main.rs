@@ -10,8 +10,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Command::Proxy(args) => porter::proxy::run(args.into_config()),
-        Command::Cache(args) => porter::cache::admin::run(&args.cache_dir, &args.action.into_command())
-            .map(|text| print!("{text}")),
+        Command::Cache(args) => {
+            porter::cache::admin::run(&args.cache_dir, &args.action.into_command())
+                .map(|text| print!("{text}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,8 +39,10 @@ pub fn run(dir: &Path, command: &CacheCommand) -> io::Result<String> {
     let mut out = String::new();
     match command {
         CacheCommand::Stats => {
-            let responses: Vec<&Scanned> =
-                entries.iter().filter(|e| matches!(e.stored, Stored::Response(_))).collect();
+            let responses: Vec<&Scanned> = entries
+                .iter()
+                .filter(|e| matches!(e.stored, Stored::Response(_)))
+                .collect();
             let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
             let oldest = responses
                 .iter()
@@ -67,7 +69,8 @@ pub fn run(dir: &Path, command: &CacheCommand) -> io::Result<String> {
             for e in &entries {
                 if let Stored::Response(meta) = &e.stored {
                     let lifetime = policy::freshness_lifetime(&meta.head, meta.response_time);
-                    let age = policy::current_age(&meta.head, meta.request_time, meta.response_time, now);
+                    let age =
+                        policy::current_age(&meta.head, meta.request_time, meta.response_time, now);
                     let expiry = match lifetime.checked_sub(age) {
                         Some(left) if !left.is_zero() => format!("fresh {}s", left.as_secs()),
                         _ => "stale".to_string(),
@@ -84,7 +87,10 @@ pub fn run(dir: &Path, command: &CacheCommand) -> io::Result<String> {
                 }
             }
             if removed == 0 {
-                return Err(io::Error::new(io::ErrorKind::NotFound, format!("{url} is not in the cache")));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{url} is not in the cache"),
+                ));
             }
             let _ = writeln!(out, "purged {url} ({removed} files)");
         }
@@ -111,10 +117,17 @@ fn scan(dir: &Path) -> (Vec<Scanned>, usize) {
         }
         for file in fs::read_dir(sub.path()).into_iter().flatten().flatten() {
             let path = file.path();
-            let Ok(mut f) = File::open(&path) else { continue };
+            let Ok(mut f) = File::open(&path) else {
+                continue;
+            };
             let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
             match entry::decode(&mut io::BufReader::new(&mut f), bytes) {
-                Ok(decoded) => entries.push(Scanned { path, url: decoded.url, bytes, stored: decoded.stored }),
+                Ok(decoded) => entries.push(Scanned {
+                    path,
+                    url: decoded.url,
+                    bytes,
+                    stored: decoded.stored,
+                }),
                 Err(_) => damaged += 1,
             }
         }

@@ -119,7 +119,9 @@ pub fn encode_prefix(head: &[u8], body_len: u64, body_crc: u32) -> [u8; PREFIX_L
 /// Reads and checks the prefix and head from the start of an entry file of `file_len` bytes.
 pub fn decode(reader: &mut impl Read, file_len: u64) -> Result<Decoded, EntryError> {
     let mut prefix = [0u8; PREFIX_LEN];
-    reader.read_exact(&mut prefix).map_err(|_| EntryError::Corrupt("short file"))?;
+    reader
+        .read_exact(&mut prefix)
+        .map_err(|_| EntryError::Corrupt("short file"))?;
     if &prefix[..8] != MAGIC {
         return Err(EntryError::Corrupt("bad magic"));
     }
@@ -135,12 +137,20 @@ pub fn decode(reader: &mut impl Read, file_len: u64) -> Result<Decoded, EntryErr
         return Err(EntryError::Corrupt("file length does not match"));
     }
     let mut head = vec![0u8; head_len];
-    reader.read_exact(&mut head).map_err(|_| EntryError::Corrupt("short head"))?;
+    reader
+        .read_exact(&mut head)
+        .map_err(|_| EntryError::Corrupt("short head"))?;
     if head_checksum(&prefix, &head) != head_crc {
         return Err(EntryError::Corrupt("head checksum mismatch"));
     }
     let (url, stored) = decode_head(&head)?;
-    Ok(Decoded { url, stored, body_len, body_crc, body_offset })
+    Ok(Decoded {
+        url,
+        stored,
+        body_len,
+        body_crc,
+        body_offset,
+    })
 }
 
 fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
@@ -158,10 +168,18 @@ fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
         match name {
             "url" => url = Some(value.to_string()),
             "vary-marker" => {
-                marker = Some(value.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                marker = Some(
+                    value
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                )
             }
             "request-time" => request_time = Some(parse_millis(value).ok_or(bad("request-time"))?),
-            "response-time" => response_time = Some(parse_millis(value).ok_or(bad("response-time"))?),
+            "response-time" => {
+                response_time = Some(parse_millis(value).ok_or(bad("response-time"))?)
+            }
             "vary-value" => {
                 let (n, v) = value.split_once('=').ok_or(bad("vary-value"))?;
                 vary_values.push((n.to_string(), v.to_string()));
@@ -173,9 +191,15 @@ fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
     if let Some(names) = marker {
         return Ok((url, Stored::VaryMarker(names)));
     }
-    let (head, len) = http::parse::response(response_bytes, &Limits { max_head_bytes: MAX_HEAD, ..Limits::default() })
-        .map_err(|_| bad("stored response head"))?
-        .ok_or(bad("stored response head incomplete"))?;
+    let (head, len) = http::parse::response(
+        response_bytes,
+        &Limits {
+            max_head_bytes: MAX_HEAD,
+            ..Limits::default()
+        },
+    )
+    .map_err(|_| bad("stored response head"))?
+    .ok_or(bad("stored response head incomplete"))?;
     if len != response_bytes.len() {
         return Err(bad("bytes after stored head"));
     }
@@ -203,7 +227,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn unix_millis(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 fn parse_millis(text: &str) -> Option<SystemTime> {
@@ -243,12 +269,18 @@ mod tests {
         let (url, stored) = sample();
         let file = file_bytes(&url, &stored, b"hello");
         let decoded = decode(&mut &file[..], file.len() as u64).unwrap();
-        assert_eq!((decoded.url.as_str(), &decoded.stored), (url.as_str(), &stored));
+        assert_eq!(
+            (decoded.url.as_str(), &decoded.stored),
+            (url.as_str(), &stored)
+        );
         assert_eq!(decoded.body_len, 5);
         assert_eq!(&file[decoded.body_offset as usize..], b"hello");
         let marker = Stored::VaryMarker(vec!["accept".into(), "accept-encoding".into()]);
         let file = file_bytes(&url, &marker, b"");
-        assert_eq!(decode(&mut &file[..], file.len() as u64).unwrap().stored, marker);
+        assert_eq!(
+            decode(&mut &file[..], file.len() as u64).unwrap().stored,
+            marker
+        );
     }
 
     #[test]
@@ -259,7 +291,10 @@ mod tests {
         for i in 0..head_end {
             let mut damaged = file.clone();
             damaged[i] ^= 0x20;
-            assert!(decode(&mut &damaged[..], damaged.len() as u64).is_err(), "flip at {i} undetected");
+            assert!(
+                decode(&mut &damaged[..], damaged.len() as u64).is_err(),
+                "flip at {i} undetected"
+            );
         }
         assert!(decode(&mut &file[..file.len() - 1], file.len() as u64 - 1).is_err());
         assert!(decode(&mut &b"garbage"[..], 7).is_err());

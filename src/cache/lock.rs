@@ -44,7 +44,11 @@ impl MissLocks {
                 None => {
                     let pending = Arc::new(Pending::default());
                     map.insert(key, Arc::clone(&pending));
-                    return Lease::Leader(LeaderGuard { locks: Arc::clone(self), key, pending });
+                    return Lease::Leader(LeaderGuard {
+                        locks: Arc::clone(self),
+                        key,
+                        pending,
+                    });
                 }
             }
         };
@@ -90,11 +94,16 @@ mod tests {
         };
         let waiter = {
             let locks = Arc::clone(&locks);
-            std::thread::spawn(move || matches!(locks.acquire(key, Duration::from_secs(30)), Lease::Waited))
+            std::thread::spawn(move || {
+                matches!(locks.acquire(key, Duration::from_secs(30)), Lease::Waited)
+            })
         };
         std::thread::sleep(Duration::from_millis(50));
         drop(guard);
         assert!(waiter.join().unwrap());
-        assert!(matches!(locks.acquire(key, Duration::from_secs(1)), Lease::Leader(_)));
+        assert!(matches!(
+            locks.acquire(key, Duration::from_secs(1)),
+            Lease::Leader(_)
+        ));
     }
 }

@@ -2,11 +2,17 @@
 //! on disk and evicts, `lock` collapses concurrent misses. [`Cache`] ties them together for the proxy.
 
 pub mod admin;
+mod conditional;
+mod directives;
 pub mod entry;
+mod freshness;
 pub mod key;
 pub mod lock;
 pub mod policy;
 pub mod store;
+#[cfg(test)]
+mod testutil;
+mod vary;
 
 use std::io;
 use std::path::PathBuf;
@@ -46,7 +52,10 @@ pub struct Cache {
 impl Cache {
     pub fn open(config: &CacheConfig) -> io::Result<Cache> {
         let store = Store::open(&config.dir, config.max_bytes).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot use cache folder {}: {e}", config.dir.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot use cache folder {}: {e}", config.dir.display()),
+            )
         })?;
         Ok(Cache {
             store,
@@ -111,7 +120,7 @@ impl Cache {
             policy::Vary::Headers(names) => {
                 let marker = Stored::VaryMarker(names.clone());
                 let writer = self.store.writer(Key::for_url(url), url, &marker, 0)?;
-                writer.commit(Some(0)).ok()?;
+                writer.commit().ok()?;
                 Key::for_variant(url, &policy::vary_values(req, &names))
             }
         };
@@ -125,20 +134,34 @@ impl Cache {
             response_time,
             vary_values,
         };
-        self.store.writer(key, url, &Stored::Response(meta), self.max_object_size)
+        self.store
+            .writer(key, url, &Stored::Response(meta), self.max_object_size)
     }
 
     /// Replaces a stored head after a 304 (RFC 9111 §4.3.4), keeping the body.
     pub fn update_head(&self, url: &str, found: &mut Found) -> io::Result<()> {
-        let meta = ResponseMeta { head: storable_head(&found.meta.head), ..found.meta.clone() };
+        let meta = ResponseMeta {
+            head: storable_head(&found.meta.head),
+            ..found.meta.clone()
+        };
         let mut writer = self
             .store
-            .writer(found.entry.key, url, &Stored::Response(meta), self.max_object_size)
+            .writer(
+                found.entry.key,
+                url,
+                &Stored::Response(meta),
+                self.max_object_size,
+            )
             .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
         let mut body = io::Read::take(&found.entry.file, found.entry.decoded.body_len);
-        io::copy(&mut body, &mut writer)?;
-        writer.commit(Some(found.entry.decoded.body_len))?;
-        io::Seek::seek(&mut found.entry.file, io::SeekFrom::Start(found.entry.decoded.body_offset))?;
+        if io::copy(&mut body, &mut writer)? != found.entry.decoded.body_len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        writer.commit()?;
+        io::Seek::seek(
+            &mut found.entry.file,
+            io::SeekFrom::Start(found.entry.decoded.body_offset),
+        )?;
         Ok(())
     }
 

@@ -38,7 +38,11 @@ struct Index {
 impl Index {
     fn insert(&mut self, key: Key, bytes: u64, verified: bool) {
         self.clock += 1;
-        let entry = IndexEntry { bytes, last_used: self.clock, verified };
+        let entry = IndexEntry {
+            bytes,
+            last_used: self.clock,
+            verified,
+        };
         if let Some(old) = self.entries.insert(key, entry) {
             self.bytes -= old.bytes;
         }
@@ -113,7 +117,10 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let index = self.index();
-        StoreStats { entries: index.entries.len() as u64, bytes: index.bytes }
+        StoreStats {
+            entries: index.entries.len() as u64,
+            bytes: index.bytes,
+        }
     }
 
     /// Opens and checks an entry. A damaged one is removed and reported as absent.
@@ -183,14 +190,19 @@ impl Store {
         }
         let ok = left == 0 && hasher.finalize() == open.decoded.body_crc;
         if !ok {
-            log::warn!("cache: removing entry {} with a damaged body", open.key.hex());
+            log::warn!(
+                "cache: removing entry {} with a damaged body",
+                open.key.hex()
+            );
             self.remove(open.key);
             return false;
         }
         if let Some(e) = self.index().entries.get_mut(&open.key) {
             e.verified = true;
         }
-        open.file.seek(SeekFrom::Start(open.decoded.body_offset)).is_ok()
+        open.file
+            .seek(SeekFrom::Start(open.decoded.body_offset))
+            .is_ok()
     }
 
     pub fn remove(&self, key: Key) {
@@ -200,13 +212,21 @@ impl Store {
 
     /// Starts writing an entry. `None` when the disk refuses (full, read-only): the caller relays
     /// without storing.
-    pub fn writer(self: &Arc<Self>, key: Key, url: &str, stored: &Stored, max_body: u64) -> Option<EntryWriter> {
+    pub fn writer(
+        self: &Arc<Self>,
+        key: Key,
+        url: &str,
+        stored: &Stored,
+        max_body: u64,
+    ) -> Option<EntryWriter> {
         let head = entry::encode_head(url, stored);
         if head.len() > entry::MAX_HEAD {
             return None;
         }
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self.tmp.join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
+        let tmp_path = self
+            .tmp
+            .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
         let result = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -239,16 +259,26 @@ impl Store {
 
     /// Logs a failing disk at most once a minute: the proxy keeps serving without storing.
     fn warn_write_failure(&self, error: &io::Error) {
-        let mut last = self.last_write_warning.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self
+            .last_write_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            log::warn!("cache: cannot write to {} ({error}); serving without caching", self.root.display());
+            log::warn!(
+                "cache: cannot write to {} ({error}); serving without caching",
+                self.root.display()
+            );
             *last = Some(Instant::now());
         }
     }
 
     /// Every entry key with its size, for listing.
     pub fn keys(&self) -> Vec<(Key, u64)> {
-        self.index().entries.iter().map(|(k, e)| (*k, e.bytes)).collect()
+        self.index()
+            .entries
+            .iter()
+            .map(|(k, e)| (*k, e.bytes))
+            .collect()
     }
 
     /// Fills the index from the folder and removes temporary files left by a crash.
@@ -265,10 +295,15 @@ impl Store {
         let (mut found, mut bytes) = (0u64, 0u64);
         for dir in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             let dir_name = dir.file_name();
-            let Some(dir_name) = dir_name.to_str().filter(|n| n.len() == 2) else { continue };
+            let Some(dir_name) = dir_name.to_str().filter(|n| n.len() == 2) else {
+                continue;
+            };
             for file in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
                 let name = file.file_name();
-                let Some(key) = name.to_str().and_then(|n| Key::from_path_parts(dir_name, n)) else {
+                let Some(key) = name
+                    .to_str()
+                    .and_then(|n| Key::from_path_parts(dir_name, n))
+                else {
                     continue;
                 };
                 let Ok(meta) = file.metadata() else { continue };
@@ -313,8 +348,11 @@ impl Store {
             if index.bytes <= self.max_bytes {
                 return;
             }
-            let mut by_age: Vec<(u64, Key, u64)> =
-                index.entries.iter().map(|(k, e)| (e.last_used, *k, e.bytes)).collect();
+            let mut by_age: Vec<(u64, Key, u64)> = index
+                .entries
+                .iter()
+                .map(|(k, e)| (e.last_used, *k, e.bytes))
+                .collect();
             by_age.sort_unstable();
             let mut excess = index.bytes.saturating_sub(target);
             by_age
@@ -360,13 +398,11 @@ pub struct EntryWriter {
 }
 
 impl EntryWriter {
-    /// Finishes the entry. `expected_len` (from Content-Length) must match what was written.
-    pub fn commit(mut self, expected_len: Option<u64>) -> io::Result<()> {
+    /// Finishes the entry. Call it only once the body reader has seen the body's end (its
+    /// Content-Length reached, or the last chunk): that is the length check.
+    pub fn commit(mut self) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other("an earlier write failed"));
-        }
-        if expected_len.is_some_and(|n| n != self.body_len) {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body length does not match"));
         }
         let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
         let total = (entry::PREFIX_LEN + self.head.len()) as u64 + self.body_len;

@@ -35,7 +35,7 @@ impl Proxy {
         target: &Target,
         entry: &mut AccessEntry,
     ) -> Result<bool> {
-        let directives = CacheControl::parse(&req.headers);
+        let directives = CacheControl::parse_request(&req.headers);
         if directives.no_store {
             return self.pass(conn, req, target, entry);
         }
@@ -55,7 +55,9 @@ impl Proxy {
                         entry.outcome = Outcome::Hit;
                         return self.serve_hit(conn, req, found, entry, "porter; hit", now);
                     }
-                    Decision::Revalidate if !directives.only_if_cached && cache.verify(&mut found) => {
+                    Decision::Revalidate
+                        if !directives.only_if_cached && cache.verify(&mut found) =>
+                    {
                         return self.revalidate(cache, conn, req, target, found, entry);
                     }
                     _ => {}
@@ -69,7 +71,9 @@ impl Proxy {
                 break;
             }
             match cache.lock(&target.url, self.config.origin_timeout) {
-                Lease::Leader(_guard) => return self.fetch_and_store(cache, conn, req, target, entry, "fwd=miss"),
+                Lease::Leader(_guard) => {
+                    return self.fetch_and_store(cache, conn, req, target, entry, "fwd=miss");
+                }
                 Lease::Waited if attempt == 0 => continue,
                 Lease::Waited => break,
             }
@@ -115,7 +119,13 @@ impl Proxy {
             },
         };
         let writer = match verdict {
-            Ok(()) => cache.writer(&target.url, req, &fetched.head, fetched.request_time, fetched.response_time),
+            Ok(()) => cache.writer(
+                &target.url,
+                req,
+                &fetched.head,
+                fetched.request_time,
+                fetched.response_time,
+            ),
             Err(_) => None,
         };
         let detail = match (&verdict, &writer) {
@@ -138,12 +148,20 @@ impl Proxy {
         entry: &mut AccessEntry,
     ) -> Result<bool> {
         let validators = policy::validators(&found.meta.head);
-        let fetched = self.fetch(conn, req, target, &validators).map_err(|e| (e, false))?;
+        let fetched = self
+            .fetch(conn, req, target, &validators)
+            .map_err(|e| (e, false))?;
         if fetched.head.status != 304 {
             entry.outcome = Outcome::Miss;
             return self.relay_and_store(cache, conn, fetched, req, target, entry, "fwd=stale");
         }
-        let Fetched { origin, head, request_time, response_time, .. } = fetched;
+        let Fetched {
+            origin,
+            head,
+            request_time,
+            response_time,
+            ..
+        } = fetched;
         if head.keep_alive() {
             self.origins.checkin(&target.host, target.port, origin);
         }
@@ -155,7 +173,14 @@ impl Proxy {
         }
         entry.outcome = Outcome::Revalidated;
         let now = SystemTime::now();
-        self.serve_hit(conn, req, found, entry, "porter; fwd=stale; fwd-status=304", now)
+        self.serve_hit(
+            conn,
+            req,
+            found,
+            entry,
+            "porter; fwd=stale; fwd-status=304",
+            now,
+        )
     }
 
     /// Sends a stored response: 304 when the client's conditional matches, else the whole entry, with
@@ -173,7 +198,11 @@ impl Proxy {
         let age = policy::current_age(&meta.head, meta.request_time, meta.response_time, now);
         let body_len = found.entry.decoded.body_len;
         let not_modified = policy::client_has_current(req, &meta.head);
-        let mut head = if not_modified { not_modified_head(&meta.head) } else { meta.head.clone() };
+        let mut head = if not_modified {
+            not_modified_head(&meta.head)
+        } else {
+            meta.head.clone()
+        };
         head.version = crate::http::Version::Http11;
         if !not_modified {
             head.headers.set("Content-Length", body_len.to_string());
@@ -201,15 +230,21 @@ impl Proxy {
                 .read_exact(&mut out[start..])
                 .map_err(|e| (ProxyError::CacheRead(e), false))?;
         }
-        conn.stream.write_all(&out).map_err(|e| (ProxyError::ClientIo(e), true))?;
+        conn.stream
+            .write_all(&out)
+            .map_err(|e| (ProxyError::ClientIo(e), true))?;
         entry.bytes = out.len() as u64;
         if send_body && body_len > SMALL_HIT {
             // std::io::copy from a File to a TcpStream uses sendfile(2) on Linux.
             let mut body = (&found.entry.file).take(body_len);
-            let sent = io::copy(&mut body, &mut conn.stream).map_err(|e| (ProxyError::ClientIo(e), true))?;
+            let sent = io::copy(&mut body, &mut conn.stream)
+                .map_err(|e| (ProxyError::ClientIo(e), true))?;
             entry.bytes += sent;
             if sent != body_len {
-                return Err((ProxyError::CacheRead(io::ErrorKind::UnexpectedEof.into()), true));
+                return Err((
+                    ProxyError::CacheRead(io::ErrorKind::UnexpectedEof.into()),
+                    true,
+                ));
             }
         }
         Ok(keep_alive)
@@ -219,7 +254,15 @@ impl Proxy {
 /// The fields a 304 carries (RFC 9110 §15.4.5).
 fn not_modified_head(stored: &ResponseHead) -> ResponseHead {
     let mut head = ResponseHead::new(304);
-    for name in ["cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"] {
+    for name in [
+        "cache-control",
+        "content-location",
+        "date",
+        "etag",
+        "expires",
+        "vary",
+        "last-modified",
+    ] {
         for value in stored.headers.get_all(name) {
             head.headers.append(name.to_string(), value);
         }
@@ -228,7 +271,11 @@ fn not_modified_head(stored: &ResponseHead) -> ResponseHead {
 }
 
 /// `Cache-Status` (RFC 9211) and `X-Cache` for a response that went to the origin.
-fn cache_status(forward_reason: &str, detail: Option<&str>, stored: bool) -> Vec<(&'static str, String)> {
+fn cache_status(
+    forward_reason: &str,
+    detail: Option<&str>,
+    stored: bool,
+) -> Vec<(&'static str, String)> {
     let mut value = format!("porter; {forward_reason}");
     if stored {
         value.push_str("; stored");

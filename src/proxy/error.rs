@@ -93,7 +93,9 @@ impl fmt::Display for ProxyError {
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
             ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),
-            ProxyError::NotCached => f.write_str("only-if-cached was requested and the cache holds no usable response"),
+            ProxyError::NotCached => {
+                f.write_str("only-if-cached was requested and the cache holds no usable response")
+            }
             ProxyError::CacheRead(e) => write!(f, "cannot read the cached response: {e}"),
         }
     }

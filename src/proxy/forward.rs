@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use super::ProxyError;
 use super::origin::OriginConn;
 use super::target::Target;
+use crate::cache::store::EntryWriter;
 use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
 use crate::http::{self, Headers, Limits, RequestHead, ResponseHead, Version, hop, parse, write};
 use crate::net::Conn;
@@ -175,7 +176,7 @@ pub fn client_response_head(
     if chunked {
         headers.append("Transfer-Encoding", "chunked");
     }
-    let keep_alive = keep_alive && !(unknown_length && !chunked);
+    let keep_alive = keep_alive && (chunked || !unknown_length);
     if !keep_alive {
         headers.append("Connection", "close");
     } else if client_version == Version::Http10 {
@@ -197,29 +198,47 @@ pub enum CopyError {
     Write(io::Error),
 }
 
-/// Copies a body, teeing it into `tee` if given. A failing tee is dropped, never fails the copy: the
-/// client matters more than the cache.
-pub fn copy(
-    reader: &mut impl Read,
+/// Copies a body, storing it through `store` if given. A failing store is dropped, never fails the
+/// copy: the client matters more than the cache. The store is committed as soon as the body is known to
+/// be complete and before its last bytes go to the client, so a client that asks again right away finds
+/// the entry.
+pub fn copy<S: Read>(
+    reader: &mut BodyReader<'_, S>,
     writer: &mut impl Write,
-    mut tee: Option<&mut dyn Write>,
+    mut store: Option<EntryWriter>,
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e)),
         };
-        if let Some(sink) = tee.as_mut()
-            && sink.write_all(&buf[..n]).is_err()
+        if let Some(writer) = store.as_mut()
+            && writer.write_all(&buf[..n]).is_err()
         {
-            tee = None;
+            store = None;
+        }
+        if reader.is_done() {
+            commit(store.take());
         }
         writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
         total += n as u64;
+    }
+    if reader.is_done() {
+        commit(store);
+    }
+    Ok(total)
+}
+
+/// Commits a stored body; a failure only means the response is not cached.
+fn commit(store: Option<EntryWriter>) {
+    if let Some(writer) = store
+        && let Err(e) = writer.commit()
+    {
+        log::debug!("response not stored: {e}");
     }
 }
 
@@ -239,7 +258,7 @@ pub fn relay_body(
     client_head: &ResponseHead,
     mode: BodyMode,
     chunked: bool,
-    tee: Option<&mut dyn Write>,
+    store: Option<EntryWriter>,
 ) -> Result<Relayed, ProxyError> {
     let mut out = Vec::with_capacity(1024);
     write::response_head(&mut out, client_head);
@@ -261,8 +280,10 @@ pub fn relay_body(
         reader
             .read_to_end(&mut out)
             .map_err(ProxyError::from_origin_read)?;
-        if let Some(sink) = tee {
-            let _ = sink.write_all(&out[head_len as usize..]);
+        if let Some(mut writer) = store
+            && writer.write_all(&out[head_len as usize..]).is_ok()
+        {
+            commit(Some(writer));
         }
         client
             .stream
@@ -279,10 +300,10 @@ pub fn relay_body(
         .map_err(ProxyError::ClientIo)?;
     let copied = if chunked {
         let mut writer = ChunkedWriter::new(&mut client.stream);
-        copy(&mut reader, &mut writer, tee)
+        copy(&mut reader, &mut writer, store)
             .and_then(|n| writer.finish().map(|_| n).map_err(CopyError::Write))
     } else {
-        copy(&mut reader, &mut client.stream, tee)
+        copy(&mut reader, &mut client.stream, store)
     };
     match copied {
         Ok(n) => Ok(Relayed {

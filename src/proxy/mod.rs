@@ -314,7 +314,13 @@ impl Proxy {
 
     /// Forwards to the origin (through the cache for GET and HEAD); on a failure before the response
     /// head was sent, answers with an error page.
-    fn forward(&self, mut conn: Conn, req: RequestHead, target: Target, mut entry: AccessEntry) -> Option<Conn> {
+    fn forward(
+        &self,
+        mut conn: Conn,
+        req: RequestHead,
+        target: Target,
+        mut entry: AccessEntry,
+    ) -> Option<Conn> {
         entry.outcome = Outcome::Pass;
         let result = match &self.cache {
             Some(cache) if req.method == "GET" || req.method == "HEAD" => {
@@ -323,10 +329,21 @@ impl Proxy {
             Some(cache) if req.method == "PURGE" => {
                 let existed = cache.invalidate(&target.url);
                 entry.outcome = Outcome::Local;
-                let (status, message) = if existed { (200, "purged") } else { (404, "not in the cache") };
+                let (status, message) = if existed {
+                    (200, "purged")
+                } else {
+                    (404, "not in the cache")
+                };
                 let (mut head, _) = pages::error_page(status, message);
-                head.headers.set("Content-Type", "text/plain; charset=utf-8");
-                return self.reply(conn, &mut entry, (head, format!("{message}: {}\n", target.url).into_bytes()), req.keep_alive(), false);
+                head.headers
+                    .set("Content-Type", "text/plain; charset=utf-8");
+                return self.reply(
+                    conn,
+                    &mut entry,
+                    (head, format!("{message}: {}\n", target.url).into_bytes()),
+                    req.keep_alive(),
+                    false,
+                );
             }
             _ => self.pass(&mut conn, &req, &target, &mut entry),
         };
@@ -368,7 +385,12 @@ impl Proxy {
         {
             cache.invalidate(&target.url);
             for name in ["location", "content-location"] {
-                if let Some(url) = fetched.head.headers.get(name).and_then(|v| target.same_origin_url(v)) {
+                if let Some(url) = fetched
+                    .head
+                    .headers
+                    .get(name)
+                    .and_then(|v| target.same_origin_url(v))
+                {
                     cache.invalidate(&url);
                 }
             }
@@ -388,7 +410,14 @@ impl Proxy {
         let req_body = http::body::request_mode(&req.headers).map_err(ProxyError::BadRequest)?;
         let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
         if !validators.is_empty() {
-            for name in ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"] {
+            for name in [
+                "if-none-match",
+                "if-modified-since",
+                "if-match",
+                "if-unmodified-since",
+                "if-range",
+                "range",
+            ] {
                 outbound.headers.remove(name);
             }
             for (name, value) in validators {
@@ -404,19 +433,40 @@ impl Proxy {
             .origins
             .checkout(&target.host, target.port, timeout)
             .map_err(ProxyError::Connect)?;
-        let mut response = forward::exchange(conn, &mut origin, &outbound_bytes, req, req_body, &self.limits);
+        let mut response = forward::exchange(
+            conn,
+            &mut origin,
+            &outbound_bytes,
+            req,
+            req_body,
+            &self.limits,
+        );
         // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
         // a new connection, when the request had no body that is already gone.
         if origin.reused
             && req_body == http::body::BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
-            origin = origin::connect(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
-            response = forward::exchange(conn, &mut origin, &outbound_bytes, req, req_body, &self.limits);
+            origin =
+                origin::connect(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
+            response = forward::exchange(
+                conn,
+                &mut origin,
+                &outbound_bytes,
+                req,
+                req_body,
+                &self.limits,
+            );
         }
         let head = response?;
         let mode = forward::response_mode(req, &head)?;
-        Ok(Fetched { origin, head, mode, request_time, response_time: SystemTime::now() })
+        Ok(Fetched {
+            origin,
+            head,
+            mode,
+            request_time,
+            response_time: SystemTime::now(),
+        })
     }
 
     /// Streams a fetched response to the client, teeing it into `store` and committing that only when
@@ -430,34 +480,31 @@ impl Proxy {
         target: &Target,
         entry: &mut AccessEntry,
         extra_headers: &[(&str, String)],
-        mut store: Option<EntryWriter>,
+        store: Option<EntryWriter>,
     ) -> Result<bool, (ProxyError, bool)> {
-        let Fetched { mut origin, head: origin_head, mode, .. } = fetched;
-        let (mut client_head, chunked) =
-            forward::client_response_head(&origin_head, mode, req.version, req.keep_alive(), &self.via);
+        let Fetched {
+            mut origin,
+            head: origin_head,
+            mode,
+            ..
+        } = fetched;
+        let (mut client_head, chunked) = forward::client_response_head(
+            &origin_head,
+            mode,
+            req.version,
+            req.keep_alive(),
+            &self.via,
+        );
         for (name, value) in extra_headers {
             client_head.headers.append(*name, value.as_bytes());
         }
         let client_keeps = !client_head.headers.has_token("connection", "close");
         entry.status = client_head.status;
-        let tee = store.as_mut().map(|w| w as &mut dyn Write);
-        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, tee)
+        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, store)
             .map_err(|e| (e, true))?;
         entry.bytes = relayed.bytes;
-        if relayed.complete {
-            if let Some(writer) = store {
-                let expected = match mode {
-                    http::body::BodyMode::Length(n) => Some(n),
-                    http::body::BodyMode::NoBody => Some(0),
-                    _ => None,
-                };
-                if let Err(e) = writer.commit(expected) {
-                    log::debug!("not stored {}: {e}", target.url);
-                }
-            }
-            if origin_head.keep_alive() {
-                self.origins.checkin(&target.host, target.port, origin);
-            }
+        if relayed.complete && origin_head.keep_alive() {
+            self.origins.checkin(&target.host, target.port, origin);
         }
         Ok(client_keeps)
     }

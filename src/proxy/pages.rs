@@ -190,14 +190,42 @@ fn metrics_text(proxy: &Proxy) -> String {
     if let Some(cache) = &proxy.cache {
         let stats = cache.stats();
         let cache_figures = [
-            ("porter_cache_entries", "gauge", "Entries in the cache.", stats.entries),
-            ("porter_cache_bytes", "gauge", "Bytes the cache uses on disk.", stats.bytes),
-            ("porter_cache_hits_total", "counter", "Requests served from the cache.", m.count(Outcome::Hit)),
-            ("porter_cache_misses_total", "counter", "Cacheable requests fetched from the origin.", m.count(Outcome::Miss)),
-            ("porter_cache_revalidations_total", "counter", "Stale entries confirmed by the origin.", m.count(Outcome::Revalidated)),
+            (
+                "porter_cache_entries",
+                "gauge",
+                "Entries in the cache.",
+                stats.entries,
+            ),
+            (
+                "porter_cache_bytes",
+                "gauge",
+                "Bytes the cache uses on disk.",
+                stats.bytes,
+            ),
+            (
+                "porter_cache_hits_total",
+                "counter",
+                "Requests served from the cache.",
+                m.count(Outcome::Hit),
+            ),
+            (
+                "porter_cache_misses_total",
+                "counter",
+                "Cacheable requests fetched from the origin.",
+                m.count(Outcome::Miss),
+            ),
+            (
+                "porter_cache_revalidations_total",
+                "counter",
+                "Stale entries confirmed by the origin.",
+                m.count(Outcome::Revalidated),
+            ),
         ];
         for (name, kind, help, value) in cache_figures {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
     }
     out

@@ -17,7 +17,14 @@ fn cached_proxy(dir: &Path, extra: &[&str]) -> Porter {
 /// An origin whose responses carry `cache-control` and a body naming the path.
 fn origin_with(cache_control: &'static str) -> Origin {
     Origin::start(move |_, path, _| {
-        (200, hdrs(&[("Cache-Control", cache_control), ("Content-Type", "text/plain")]), format!("body of {path}").into_bytes())
+        (
+            200,
+            hdrs(&[
+                ("Cache-Control", cache_control),
+                ("Content-Type", "text/plain"),
+            ]),
+            format!("body of {path}").into_bytes(),
+        )
     })
 }
 
@@ -25,7 +32,12 @@ fn entry_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for sub in std::fs::read_dir(dir).unwrap().flatten() {
         if sub.file_name().len() == 2 {
-            files.extend(std::fs::read_dir(sub.path()).unwrap().flatten().map(|f| f.path()));
+            files.extend(
+                std::fs::read_dir(sub.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|f| f.path()),
+            );
         }
     }
     files
@@ -38,7 +50,10 @@ fn fresh_hits_never_reach_the_origin() {
     let porter = cached_proxy(dir.path(), &[]);
     let first = proxy_get(porter.addr, &origin.url("/a"), &[]);
     assert_eq!((first.status, first.header("x-cache")), (200, Some("MISS")));
-    assert_eq!(first.header("cache-status"), Some("porter; fwd=miss; stored"));
+    assert_eq!(
+        first.header("cache-status"),
+        Some("porter; fwd=miss; stored")
+    );
     for _ in 0..3 {
         let hit = proxy_get(porter.addr, &origin.url("/a"), &[]);
         assert_eq!(hit.text(), "body of /a");
@@ -47,10 +62,27 @@ fn fresh_hits_never_reach_the_origin() {
         assert!(hit.header("age").is_some());
     }
     // HEAD is answered from the stored GET.
-    let head = raw_request(porter.addr, format!("HEAD {} HTTP/1.1\r\nConnection: close\r\n\r\n", origin.url("/a")).as_bytes()).unwrap();
-    assert_eq!((head.status, head.header("content-length"), head.header("x-cache")), (200, Some("10"), Some("HIT")));
+    let head = raw_request(
+        porter.addr,
+        format!(
+            "HEAD {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+            origin.url("/a")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            head.status,
+            head.header("content-length"),
+            head.header("x-cache")
+        ),
+        (200, Some("10"), Some("HIT"))
+    );
     assert_eq!(origin.hits(), 1);
-    let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap().text();
+    let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n")
+        .unwrap()
+        .text();
     assert!(metrics.contains("porter_cache_hits_total 4"), "{metrics}");
     assert!(metrics.contains("porter_cache_misses_total 1"), "{metrics}");
     assert!(metrics.contains("porter_cache_entries 1"), "{metrics}");
@@ -69,12 +101,28 @@ fn uncacheable_responses_are_not_stored() {
     }
     // A request with Authorization is stored only when the response says public.
     let origin = origin_with("max-age=60");
-    proxy_get(porter.addr, &origin.url("/auth"), &[("Authorization", "Basic YTpi")]);
-    proxy_get(porter.addr, &origin.url("/auth"), &[("Authorization", "Basic YTpi")]);
+    proxy_get(
+        porter.addr,
+        &origin.url("/auth"),
+        &[("Authorization", "Basic YTpi")],
+    );
+    proxy_get(
+        porter.addr,
+        &origin.url("/auth"),
+        &[("Authorization", "Basic YTpi")],
+    );
     assert_eq!(origin.hits(), 2);
     let public = origin_with("public, max-age=60");
-    proxy_get(porter.addr, &public.url("/auth"), &[("Authorization", "Basic YTpi")]);
-    proxy_get(porter.addr, &public.url("/auth"), &[("Authorization", "Basic YTpi")]);
+    proxy_get(
+        porter.addr,
+        &public.url("/auth"),
+        &[("Authorization", "Basic YTpi")],
+    );
+    proxy_get(
+        porter.addr,
+        &public.url("/auth"),
+        &[("Authorization", "Basic YTpi")],
+    );
     assert_eq!(public.hits(), 1);
 }
 
@@ -82,32 +130,79 @@ fn uncacheable_responses_are_not_stored() {
 fn stale_entries_revalidate_and_304_yields_the_full_body() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, _, headers| {
-        let matches = headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("if-none-match") && v == "\"v1\"");
+        let matches = headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("if-none-match") && v == "\"v1\"");
         if matches {
-            (304, hdrs(&[("ETag", "\"v1\""), ("Cache-Control", "max-age=0"), ("X-Refreshed", "yes")]), vec![])
+            (
+                304,
+                hdrs(&[
+                    ("ETag", "\"v1\""),
+                    ("Cache-Control", "max-age=0"),
+                    ("X-Refreshed", "yes"),
+                ]),
+                vec![],
+            )
         } else {
-            (200, hdrs(&[("ETag", "\"v1\""), ("Cache-Control", "max-age=0"), ("X-Refreshed", "no")]), b"the full body".to_vec())
+            (
+                200,
+                hdrs(&[
+                    ("ETag", "\"v1\""),
+                    ("Cache-Control", "max-age=0"),
+                    ("X-Refreshed", "no"),
+                ]),
+                b"the full body".to_vec(),
+            )
         }
     });
     let porter = cached_proxy(dir.path(), &[]);
-    assert_eq!(proxy_get(porter.addr, &origin.url("/r"), &[]).text(), "the full body");
+    assert_eq!(
+        proxy_get(porter.addr, &origin.url("/r"), &[]).text(),
+        "the full body"
+    );
     let second = proxy_get(porter.addr, &origin.url("/r"), &[]);
     assert_eq!(second.status, 200);
     assert_eq!(second.text(), "the full body");
-    assert_eq!(second.header("x-refreshed"), Some("yes"), "304 headers update the stored ones");
-    assert!(second.header("cache-status").unwrap().contains("fwd-status=304"));
+    assert_eq!(
+        second.header("x-refreshed"),
+        Some("yes"),
+        "304 headers update the stored ones"
+    );
+    assert!(
+        second
+            .header("cache-status")
+            .unwrap()
+            .contains("fwd-status=304")
+    );
     assert_eq!(origin.hits(), 2);
     assert!(origin.requests.lock().unwrap()[1].contains("If-None-Match: \"v1\""));
     // A client whose copy is current gets a 304 from the cache itself.
     let fresh = origin_with("max-age=300");
-    let etag_origin = Origin::start(|_, _, _| (200, hdrs(&[("ETag", "\"e\""), ("Cache-Control", "max-age=300")]), b"x".to_vec()));
+    let etag_origin = Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("ETag", "\"e\""), ("Cache-Control", "max-age=300")]),
+            b"x".to_vec(),
+        )
+    });
     proxy_get(porter.addr, &etag_origin.url("/c"), &[]);
-    let conditional = proxy_get(porter.addr, &etag_origin.url("/c"), &[("If-None-Match", "\"e\"")]);
-    assert_eq!((conditional.status, conditional.header("etag")), (304, Some("\"e\"")));
+    let conditional = proxy_get(
+        porter.addr,
+        &etag_origin.url("/c"),
+        &[("If-None-Match", "\"e\"")],
+    );
+    assert_eq!(
+        (conditional.status, conditional.header("etag")),
+        (304, Some("\"e\""))
+    );
     assert_eq!(etag_origin.hits(), 1);
     drop(fresh);
     // A browser reload (max-age=0) revalidates even a fresh entry.
-    let reload = proxy_get(porter.addr, &etag_origin.url("/c"), &[("Cache-Control", "max-age=0")]);
+    let reload = proxy_get(
+        porter.addr,
+        &etag_origin.url("/c"),
+        &[("Cache-Control", "max-age=0")],
+    );
     assert_eq!(reload.status, 200);
     assert_eq!(etag_origin.hits(), 2);
 }
@@ -117,11 +212,19 @@ fn only_if_cached_is_504_when_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let origin = origin_with("max-age=300");
     let porter = cached_proxy(dir.path(), &[]);
-    let response = proxy_get(porter.addr, &origin.url("/o"), &[("Cache-Control", "only-if-cached")]);
+    let response = proxy_get(
+        porter.addr,
+        &origin.url("/o"),
+        &[("Cache-Control", "only-if-cached")],
+    );
     assert_eq!(response.status, 504);
     assert_eq!(origin.hits(), 0);
     proxy_get(porter.addr, &origin.url("/o"), &[]);
-    let response = proxy_get(porter.addr, &origin.url("/o"), &[("Cache-Control", "only-if-cached")]);
+    let response = proxy_get(
+        porter.addr,
+        &origin.url("/o"),
+        &[("Cache-Control", "only-if-cached")],
+    );
     assert_eq!(response.status, 200);
 }
 
@@ -129,8 +232,19 @@ fn only_if_cached_is_504_when_nothing_is_stored() {
 fn vary_separates_variants() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, _, headers| {
-        let lang = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("accept-language")).map(|(_, v)| v.clone()).unwrap_or_default();
-        (200, hdrs(&[("Vary", "Accept-Language"), ("Cache-Control", "max-age=300")]), format!("lang={lang}").into_bytes())
+        let lang = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        (
+            200,
+            hdrs(&[
+                ("Vary", "Accept-Language"),
+                ("Cache-Control", "max-age=300"),
+            ]),
+            format!("lang={lang}").into_bytes(),
+        )
     });
     let porter = cached_proxy(dir.path(), &[]);
     for (lang, hits) in [("en", 1), ("fr", 2), ("en", 2), ("fr", 2), ("de", 3)] {
@@ -138,7 +252,13 @@ fn vary_separates_variants() {
         assert_eq!(response.text(), format!("lang={lang}"));
         assert_eq!(origin.hits(), hits, "after {lang}");
     }
-    let star = Origin::start(|_, _, _| (200, hdrs(&[("Vary", "*"), ("Cache-Control", "max-age=300")]), b"s".to_vec()));
+    let star = Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("Vary", "*"), ("Cache-Control", "max-age=300")]),
+            b"s".to_vec(),
+        )
+    });
     proxy_get(porter.addr, &star.url("/s"), &[]);
     proxy_get(porter.addr, &star.url("/s"), &[]);
     assert_eq!(star.hits(), 2, "Vary: * never matches");
@@ -149,20 +269,49 @@ fn unsafe_methods_invalidate() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|method, _, _| match method {
         "POST" => (303, hdrs(&[("Location", "/other")]), vec![]),
-        _ => (200, hdrs(&[("Cache-Control", "max-age=300")]), b"cached".to_vec()),
+        _ => (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            b"cached".to_vec(),
+        ),
     });
     let porter = cached_proxy(dir.path(), &[]);
     proxy_get(porter.addr, &origin.url("/target"), &[]);
     proxy_get(porter.addr, &origin.url("/other"), &[]);
-    assert_eq!(proxy_get(porter.addr, &origin.url("/target"), &[]).header("x-cache"), Some("HIT"));
-    let post = format!("POST {} HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", origin.url("/target"));
-    assert_eq!(raw_request(porter.addr, post.as_bytes()).unwrap().status, 303);
-    assert_eq!(proxy_get(porter.addr, &origin.url("/target"), &[]).header("x-cache"), Some("MISS"));
-    assert_eq!(proxy_get(porter.addr, &origin.url("/other"), &[]).header("x-cache"), Some("MISS"), "Location invalidated");
+    assert_eq!(
+        proxy_get(porter.addr, &origin.url("/target"), &[]).header("x-cache"),
+        Some("HIT")
+    );
+    let post = format!(
+        "POST {} HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        origin.url("/target")
+    );
+    assert_eq!(
+        raw_request(porter.addr, post.as_bytes()).unwrap().status,
+        303
+    );
+    assert_eq!(
+        proxy_get(porter.addr, &origin.url("/target"), &[]).header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        proxy_get(porter.addr, &origin.url("/other"), &[]).header("x-cache"),
+        Some("MISS"),
+        "Location invalidated"
+    );
     // PURGE from an allowed client evicts a URL.
-    let purge = format!("PURGE {} HTTP/1.1\r\nConnection: close\r\n\r\n", origin.url("/target"));
-    assert_eq!(raw_request(porter.addr, purge.as_bytes()).unwrap().status, 200);
-    assert_eq!(raw_request(porter.addr, purge.as_bytes()).unwrap().status, 404);
+    let purge = format!(
+        "PURGE {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        origin.url("/target")
+    );
+    assert_eq!(
+        raw_request(porter.addr, purge.as_bytes()).unwrap().status,
+        200
+    );
+    assert_eq!(
+        raw_request(porter.addr, purge.as_bytes()).unwrap().status,
+        404
+    );
 }
 
 #[test]
@@ -175,17 +324,29 @@ fn a_restarted_proxy_still_hits() {
     }
     let porter = cached_proxy(dir.path(), &[]);
     let response = proxy_get(porter.addr, &origin.url("/keep"), &[]);
-    assert_eq!((response.text().as_str(), response.header("x-cache")), ("body of /keep", Some("HIT")));
+    assert_eq!(
+        (response.text().as_str(), response.header("x-cache")),
+        ("body of /keep", Some("HIT"))
+    );
     assert_eq!(origin.hits(), 1);
 }
 
 #[test]
 fn garbage_written_over_cache_files_is_never_served() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(|_, path, _| (200, hdrs(&[("Cache-Control", "max-age=300")]), format!("{path}:").repeat(20_000).into_bytes()));
+    let origin = Origin::start(|_, path, _| {
+        (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            format!("{path}:").repeat(20_000).into_bytes(),
+        )
+    });
     // Each damage in its own process, so no entry was verified and remembered before it was damaged.
-    let damages: [(&str, fn(&mut Vec<u8>)); 4] = [
-        ("all garbage", |bytes| bytes.iter_mut().for_each(|b| *b = b'#')),
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 4] = [
+        ("all garbage", |bytes| {
+            bytes.iter_mut().for_each(|b| *b = b'#')
+        }),
         ("body byte flipped", |bytes| {
             let at = bytes.len() - 100;
             bytes[at] ^= 1;
@@ -220,7 +381,11 @@ fn ten_concurrent_misses_make_one_origin_request() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, _, _| {
         std::thread::sleep(Duration::from_millis(300));
-        (200, hdrs(&[("Cache-Control", "max-age=300")]), b"slow and shared".to_vec())
+        (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            b"slow and shared".to_vec(),
+        )
     });
     let porter = cached_proxy(dir.path(), &[]);
     let url = origin.url("/popular");
@@ -241,14 +406,27 @@ fn private_responses_are_never_shared_between_waiting_clients() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, _, headers| {
         std::thread::sleep(Duration::from_millis(200));
-        let user = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("x-user")).map(|(_, v)| v.clone()).unwrap_or_default();
-        (200, hdrs(&[("Cache-Control", "private")]), format!("for {user}").into_bytes())
+        let user = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("x-user"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        (
+            200,
+            hdrs(&[("Cache-Control", "private")]),
+            format!("for {user}").into_bytes(),
+        )
     });
     let porter = cached_proxy(dir.path(), &[]);
     let clients: Vec<_> = (0..4)
         .map(|i| {
             let (addr, url) = (porter.addr, origin.url("/me"));
-            std::thread::spawn(move || (i, proxy_get(addr, &url, &[("X-User", &i.to_string())]).text()))
+            std::thread::spawn(move || {
+                (
+                    i,
+                    proxy_get(addr, &url, &[("X-User", &i.to_string())]).text(),
+                )
+            })
         })
         .collect();
     for client in clients {
@@ -260,15 +438,44 @@ fn private_responses_are_never_shared_between_waiting_clients() {
 #[test]
 fn the_folder_stays_under_cache_size_and_big_objects_are_relayed_only() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(|_, _, _| (200, hdrs(&[("Cache-Control", "max-age=300")]), vec![b'z'; 20_000]));
-    let porter = cached_proxy(dir.path(), &["--cache-size", "100KiB", "--max-object-size", "50KiB"]);
+    let origin = Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            vec![b'z'; 20_000],
+        )
+    });
+    let porter = cached_proxy(
+        dir.path(),
+        &["--cache-size", "100KiB", "--max-object-size", "50KiB"],
+    );
     for i in 0..20 {
-        assert_eq!(proxy_get(porter.addr, &origin.url(&format!("/{i}")), &[]).body.len(), 20_000);
+        assert_eq!(
+            proxy_get(porter.addr, &origin.url(&format!("/{i}")), &[])
+                .body
+                .len(),
+            20_000
+        );
     }
-    let used = || entry_files(dir.path()).iter().map(|f| f.metadata().map(|m| m.len()).unwrap_or(0)).sum::<u64>();
-    assert!(eventually(Duration::from_secs(5), || used() <= 100 * 1024), "cache uses {} bytes", used());
+    let used = || {
+        entry_files(dir.path())
+            .iter()
+            .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || used() <= 100 * 1024),
+        "cache uses {} bytes",
+        used()
+    );
     assert!(used() > 0);
-    let big = Origin::start(|_, _, _| (200, hdrs(&[("Cache-Control", "max-age=300")]), vec![b'b'; 60 * 1024]));
+    let big = Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            vec![b'b'; 60 * 1024],
+        )
+    });
     proxy_get(porter.addr, &big.url("/big"), &[]);
     let again = proxy_get(porter.addr, &big.url("/big"), &[]);
     assert_eq!((again.body.len(), big.hits()), (60 * 1024, 2));
@@ -279,17 +486,32 @@ fn large_hits_and_keep_alive_mixing_hits_and_misses() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, path, _| {
         let size = path.trim_start_matches('/').parse().unwrap_or(1);
-        (200, hdrs(&[("Cache-Control", "max-age=300")]), (0..size).map(|i| (i % 251) as u8).collect())
+        (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            (0..size).map(|i| (i % 251) as u8).collect(),
+        )
     });
     let porter = cached_proxy(dir.path(), &[]);
     let stream = connect(porter.addr);
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     for size in [10, 3_000_000, 10, 3_000_000, 40_000, 40_000] {
-        write!(writer, "GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url(&format!("/{size}"))).unwrap();
+        write!(
+            writer,
+            "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+            origin.url(&format!("/{size}"))
+        )
+        .unwrap();
         let response = read_response(&mut reader, false).unwrap();
         assert_eq!(response.body.len(), size);
-        assert!(response.body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        assert!(
+            response
+                .body
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (i % 251) as u8)
+        );
     }
     assert_eq!(origin.hits(), 3);
 }
@@ -309,12 +531,19 @@ fn cache_subcommand_stats_ls_purge_clear() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (ok, stats) = cache(&["stats"]);
     assert!(ok && stats.contains("entries:  2"), "{stats}");
     let (ok, ls) = cache(&["ls"]);
-    assert!(ok && ls.contains(&origin.url("/one")) && ls.contains("fresh"), "{ls}");
+    assert!(
+        ok && ls.contains(&origin.url("/one")) && ls.contains("fresh"),
+        "{ls}"
+    );
     let (ok, purge) = cache(&["purge", &origin.url("/one")]);
     assert!(ok, "{purge}");
     let (ok, missing) = cache(&["purge", &origin.url("/one")]);

@@ -1,0 +1,279 @@
+//! Conditional requests around a stored response: the validators the cache sends upstream when it
+//! revalidates (RFC 9111 §4.3.1), the header update a 304 brings (§3.2, §4.3.4), and the evaluation of a
+//! client's own If-None-Match / If-Modified-Since against the stored response (RFC 9110 §13.1, §13.2).
+//!
+//! Which stored response a 304 refers to, and the Age/Date bookkeeping of the refreshed entry, are the
+//! store's job: it records new request and response times for the updated head.
+
+use super::freshness::header_date;
+use crate::http::{RequestHead, ResponseHead};
+
+/// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), and those the
+/// stored body depends on (its length, encoding and range), since the body itself is not replaced.
+const NOT_UPDATED: [&str; 13] = [
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "transfer-encoding",
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authentication-info",
+    "authentication-info",
+];
+
+/// Conditional fields for revalidating `stored` (RFC 9111 §4.3.1): If-None-Match from its ETag and
+/// If-Modified-Since from its Last-Modified, the latter only when it is a valid HTTP-date.
+pub fn validators(stored: &ResponseHead) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(etag) = stored.headers.get("etag").map(str::trim)
+        && parse_etag(etag).is_some()
+    {
+        out.push(("If-None-Match", etag.to_string()));
+    }
+    if header_date(&stored.headers, "last-modified").is_some()
+        && let Some(lm) = stored.headers.get("last-modified")
+    {
+        out.push(("If-Modified-Since", lm.trim().to_string()));
+    }
+    out
+}
+
+/// Updates a stored head from a 304 (RFC 9111 §4.3.4, §3.2): every field the 304 carries replaces all
+/// stored fields of that name, except [`NOT_UPDATED`] ones and those the 304's Connection names.
+///
+/// Age describes the message it arrived with, so a stored Age goes when the 304 has none; the caller
+/// should give a 304 without Date one of its own (RFC 9110 §6.6.1) before calling this.
+pub fn update_from_304(stored: &mut ResponseHead, not_modified: &ResponseHead) {
+    let connection_named: Vec<String> = not_modified
+        .headers
+        .list("connection")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in not_modified.headers.iter() {
+        let lower = name.to_ascii_lowercase();
+        if !NOT_UPDATED.contains(&lower.as_str())
+            && !connection_named.contains(&lower)
+            && !names.contains(&lower)
+        {
+            names.push(lower);
+        }
+    }
+    if !names.iter().any(|n| n == "age") {
+        stored.headers.remove("age");
+    }
+    for name in &names {
+        stored.headers.remove(name);
+        for (n, value) in not_modified.headers.iter() {
+            if n.eq_ignore_ascii_case(name) {
+                stored.headers.append(n, value);
+            }
+        }
+    }
+}
+
+/// Whether the client's conditional GET/HEAD shows its copy of `stored` is current, so the cache may
+/// answer 304 (RFC 9110 §13.1.2, §13.1.3, §13.2.2). If-None-Match uses the weak comparison and `*`
+/// matches; when it is present If-Modified-Since is ignored. Preconditions only apply to a 2xx stored
+/// response (§13.2.1).
+pub fn client_has_current(req: &RequestHead, stored: &ResponseHead) -> bool {
+    if !matches!(req.method.as_str(), "GET" | "HEAD") || !(200..300).contains(&stored.status) {
+        return false;
+    }
+    if req.headers.contains("if-none-match") {
+        let stored_tag = stored.headers.get("etag").and_then(parse_etag);
+        return req.headers.get_all("if-none-match").any(|field| {
+            if field.trim() == "*" {
+                return true;
+            }
+            let Some((_, stored_opaque)) = stored_tag else {
+                return false;
+            };
+            etag_list(field).any(|(_, opaque)| opaque == stored_opaque)
+        });
+    }
+    // §13.1.3: ignore If-Modified-Since unless it is one valid date.
+    let mut ims = req.headers.get_all("if-modified-since");
+    let (Some(ims), None) = (ims.next(), ims.next()) else {
+        return false;
+    };
+    let (Ok(since), Some(modified)) = (
+        httpdate::parse_http_date(ims.trim()),
+        header_date(&stored.headers, "last-modified"),
+    ) else {
+        return false;
+    };
+    modified <= since
+}
+
+/// Parses one entity-tag (RFC 9110 §8.8.3) into (weak, opaque-tag including its quotes).
+fn parse_etag(text: &str) -> Option<(bool, &str)> {
+    let mut tags = etag_list(text);
+    let tag = tags.next()?;
+    tags.next().is_none().then_some(tag)
+}
+
+/// The entity-tags of an If-None-Match list. Tags may contain commas, so the list is scanned for quotes
+/// rather than split; scanning stops at the first malformed element.
+fn etag_list(text: &str) -> impl Iterator<Item = (bool, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+        let (weak, tagged) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let body = tagged.strip_prefix('"')?;
+        let close = body.find('"')?;
+        let opaque = &tagged[..close + 2];
+        rest = &body[close + 1..];
+        Some((weak, opaque))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testutil::{req, resp};
+
+    fn get(fields: &[(&str, &str)]) -> RequestHead {
+        req("GET", fields)
+    }
+
+    const LM: &str = "Tue, 14 Nov 2023 22:00:00 GMT";
+
+    #[test]
+    fn validators_come_from_etag_and_valid_last_modified() {
+        let stored = resp(200, &[("ETag", "W/\"v1\""), ("Last-Modified", LM)]);
+        assert_eq!(
+            validators(&stored),
+            [
+                ("If-None-Match", "W/\"v1\"".to_string()),
+                ("If-Modified-Since", LM.to_string())
+            ]
+        );
+        let bad = resp(200, &[("ETag", "unquoted"), ("Last-Modified", "yesterday")]);
+        assert!(validators(&bad).is_empty());
+    }
+
+    #[test]
+    fn a_304_replaces_fields_it_carries_and_keeps_the_rest() {
+        let mut stored = resp(
+            200,
+            &[
+                ("Content-Type", "text/plain"),
+                ("Content-Length", "10"),
+                ("Cache-Control", "max-age=1"),
+                ("X-Multi", "a"),
+                ("X-Multi", "b"),
+                ("Age", "50"),
+                ("ETag", "\"v1\""),
+            ],
+        );
+        let not_modified = resp(
+            304,
+            &[
+                ("Cache-Control", "max-age=600"),
+                ("Content-Length", "0"),
+                ("Content-Encoding", "gzip"),
+                ("Transfer-Encoding", "chunked"),
+                ("Connection", "x-hop"),
+                ("X-Hop", "1"),
+                ("X-Multi", "c"),
+                ("X-New", "n1"),
+                ("x-new", "n2"),
+            ],
+        );
+        update_from_304(&mut stored, &not_modified);
+        let h = &stored.headers;
+        assert_eq!(stored.status, 200);
+        assert_eq!(h.get("cache-control"), Some("max-age=600"));
+        assert_eq!(h.get("content-length"), Some("10"));
+        assert_eq!(h.get("content-type"), Some("text/plain"));
+        assert_eq!(h.get("etag"), Some("\"v1\""));
+        assert_eq!(h.get_all("x-multi").collect::<Vec<_>>(), ["c"]);
+        assert_eq!(h.get_all("x-new").collect::<Vec<_>>(), ["n1", "n2"]);
+        assert!(!h.contains("content-encoding") && !h.contains("transfer-encoding"));
+        assert!(!h.contains("x-hop") && !h.contains("connection"));
+        assert!(
+            !h.contains("age"),
+            "the old Age belongs to the old exchange"
+        );
+    }
+
+    #[test]
+    fn a_304_age_replaces_the_stored_age() {
+        let mut stored = resp(200, &[("Age", "50")]);
+        update_from_304(&mut stored, &resp(304, &[("Age", "3")]));
+        assert_eq!(stored.headers.get("age"), Some("3"));
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_over_lists() {
+        let strong = resp(200, &[("ETag", "\"abc\"")]);
+        let weak = resp(200, &[("ETag", "W/\"abc\"")]);
+        for inm in [
+            "\"abc\"",
+            "W/\"abc\"",
+            "\"x\", W/\"abc\"",
+            "\"a,b\" , \"abc\"",
+        ] {
+            let r = get(&[("If-None-Match", inm)]);
+            assert!(client_has_current(&r, &strong), "{inm} vs strong");
+            assert!(client_has_current(&r, &weak), "{inm} vs weak");
+        }
+        let r = get(&[("If-None-Match", "\"abcd\", W/\"ab\"")]);
+        assert!(!client_has_current(&r, &strong));
+        let split = get(&[("If-None-Match", "\"x\""), ("If-None-Match", "\"abc\"")]);
+        assert!(client_has_current(&split, &strong), "list across fields");
+    }
+
+    #[test]
+    fn if_none_match_star_matches_any_stored_2xx_and_missing_etag_never_matches() {
+        let plain = resp(200, &[]);
+        assert!(client_has_current(&get(&[("If-None-Match", "*")]), &plain));
+        assert!(!client_has_current(
+            &get(&[("If-None-Match", "\"abc\"")]),
+            &plain
+        ));
+        let not_found = resp(404, &[("ETag", "\"abc\"")]);
+        assert!(!client_has_current(
+            &get(&[("If-None-Match", "*")]),
+            &not_found
+        ));
+    }
+
+    #[test]
+    fn if_none_match_takes_precedence_over_if_modified_since() {
+        let stored = resp(200, &[("ETag", "\"v2\""), ("Last-Modified", LM)]);
+        let r = get(&[
+            ("If-None-Match", "\"v1\""),
+            ("If-Modified-Since", "Wed, 15 Nov 2023 00:00:00 GMT"),
+        ]);
+        assert!(!client_has_current(&r, &stored));
+    }
+
+    #[test]
+    fn if_modified_since_compares_with_valid_last_modified_only() {
+        let stored = resp(200, &[("Last-Modified", LM)]);
+        let at = |ims: &str| client_has_current(&get(&[("If-Modified-Since", ims)]), &stored);
+        assert!(at(LM), "equal dates: not modified");
+        assert!(at("Wed, 15 Nov 2023 00:00:00 GMT"));
+        assert!(at("Wednesday, 15-Nov-23 00:00:00 GMT"), "RFC 850 date");
+        assert!(!at("Tue, 14 Nov 2023 21:59:59 GMT"));
+        assert!(!at("not a date"));
+        let no_lm = resp(200, &[("Date", LM)]);
+        assert!(!client_has_current(
+            &get(&[("If-Modified-Since", LM)]),
+            &no_lm
+        ));
+        let mut post = get(&[("If-Modified-Since", LM)]);
+        post.method = "POST".into();
+        assert!(!client_has_current(&post, &stored));
+    }
+}
