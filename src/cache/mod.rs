@@ -8,6 +8,7 @@ pub mod entry;
 mod freshness;
 pub mod key;
 pub mod lock;
+pub mod memory;
 pub mod policy;
 pub mod store;
 #[cfg(test)]
@@ -22,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use entry::{ResponseMeta, Stored};
 use key::Key;
 use lock::{Lease, MissLocks};
+use memory::{MAX_MEMORY_OBJECT, MemoryTier};
 use store::{EntryWriter, OpenEntry, Store, StoreStats};
 
 use crate::http::{RequestHead, ResponseHead, hop};
@@ -34,17 +36,30 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// Largest body stored.
     pub max_object_size: u64,
+    /// RAM for small hot entries.
+    pub memory_bytes: u64,
 }
 
-/// A stored response found for a request, positioned at its body.
+/// Where a found response's body is.
+pub enum Body {
+    /// In an entry file, positioned at the body.
+    File(OpenEntry),
+    /// In the memory tier (already verified).
+    Memory(Arc<[u8]>),
+}
+
+/// A stored response found for a request.
 pub struct Found {
-    pub entry: OpenEntry,
-    pub meta: ResponseMeta,
+    pub key: Key,
+    pub body: Body,
+    pub body_len: u64,
+    pub meta: Arc<ResponseMeta>,
 }
 
 /// The proxy's cache.
 pub struct Cache {
     store: Arc<Store>,
+    memory: MemoryTier,
     locks: Arc<MissLocks>,
     max_object_size: u64,
 }
@@ -59,6 +74,7 @@ impl Cache {
         })?;
         Ok(Cache {
             store,
+            memory: MemoryTier::new(config.memory_bytes),
             locks: Arc::default(),
             max_object_size: config.max_object_size,
         })
@@ -74,7 +90,18 @@ impl Cache {
 
     /// The stored response for this URL that matches the request's Vary headers, if any.
     pub fn lookup(&self, url: &str, req: &RequestHead) -> Option<Found> {
-        let primary = self.store.open_entry(Key::for_url(url))?;
+        let primary_key = Key::for_url(url);
+        if let Some(hot) = self.memory.get(&primary_key)
+            && hot.url == url
+        {
+            return Some(Found {
+                key: primary_key,
+                body_len: hot.body.len() as u64,
+                body: Body::Memory(Arc::clone(&hot.body)),
+                meta: Arc::clone(&hot.meta),
+            });
+        }
+        let primary = self.store.open_entry(primary_key)?;
         if primary.decoded.url != url {
             return None; // a SHA-256 collision is not going to happen, but a copied file could
         }
@@ -88,16 +115,40 @@ impl Cache {
         };
         match &entry.decoded.stored {
             Stored::Response(meta) if meta.vary_values == wanted && entry.decoded.url == url => {
-                let meta = meta.clone();
-                Some(Found { entry, meta })
+                let meta = Arc::new(meta.clone());
+                Some(Found {
+                    key: entry.key,
+                    body_len: entry.decoded.body_len,
+                    body: Body::File(entry),
+                    meta,
+                })
             }
             _ => None,
         }
     }
 
-    /// Checks a found entry's body before it is first served by this process.
-    pub fn verify(&self, found: &mut Found) -> bool {
-        self.store.is_verified(found.entry.key) || self.store.verify_body(&mut found.entry)
+    /// Checks a found entry's body before it is first served by this process, and moves small bodies
+    /// into the memory tier. `false` means the entry was damaged (and is gone).
+    pub fn prepare(&self, url: &str, found: &mut Found) -> bool {
+        let Body::File(entry) = &mut found.body else {
+            return true;
+        };
+        if !self.store.is_verified(entry.key) && !self.store.verify_body(entry) {
+            return false;
+        }
+        let memory_eligible =
+            found.meta.vary_values.is_empty() && found.body_len <= MAX_MEMORY_OBJECT;
+        if memory_eligible {
+            let mut body = vec![0u8; found.body_len as usize];
+            if io::Read::read_exact(&mut entry.file, &mut body).is_err() {
+                return false;
+            }
+            let body: Arc<[u8]> = body.into();
+            self.memory
+                .insert(found.key, url, Arc::clone(&found.meta), Arc::clone(&body));
+            found.body = Body::Memory(body);
+        }
+        true
     }
 
     /// Becomes the one request fetching `url`, or waits (bounded) for the one that is.
@@ -114,6 +165,8 @@ impl Cache {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Option<EntryWriter> {
+        // Whatever happens to this fetch, the copy in memory is about to be outdated.
+        self.memory.remove(&Key::for_url(url));
         let key = match policy::vary(response) {
             policy::Vary::Any => return None,
             policy::Vary::None => Key::for_url(url),
@@ -142,33 +195,44 @@ impl Cache {
     pub fn update_head(&self, url: &str, found: &mut Found) -> io::Result<()> {
         let meta = ResponseMeta {
             head: storable_head(&found.meta.head),
-            ..found.meta.clone()
+            ..(*found.meta).clone()
         };
+        let meta = Arc::new(meta);
         let mut writer = self
             .store
             .writer(
-                found.entry.key,
+                found.key,
                 url,
-                &Stored::Response(meta),
+                &Stored::Response((*meta).clone()),
                 self.max_object_size,
             )
             .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
-        let mut body = io::Read::take(&found.entry.file, found.entry.decoded.body_len);
-        if io::copy(&mut body, &mut writer)? != found.entry.decoded.body_len {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        match &mut found.body {
+            Body::Memory(body) => {
+                io::Write::write_all(&mut writer, body)?;
+                self.memory
+                    .insert(found.key, url, Arc::clone(&meta), Arc::clone(body));
+            }
+            Body::File(entry) => {
+                let mut body = io::Read::take(&entry.file, found.body_len);
+                if io::copy(&mut body, &mut writer)? != found.body_len {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                io::Seek::seek(
+                    &mut entry.file,
+                    io::SeekFrom::Start(entry.decoded.body_offset),
+                )?;
+            }
         }
-        writer.commit()?;
-        io::Seek::seek(
-            &mut found.entry.file,
-            io::SeekFrom::Start(found.entry.decoded.body_offset),
-        )?;
-        Ok(())
+        found.meta = meta;
+        writer.commit()
     }
 
     /// Forgets a URL (RFC 9111 §4.4 invalidation, PURGE). Returns whether something was stored.
     pub fn invalidate(&self, url: &str) -> bool {
         let key = Key::for_url(url);
         let existed = key.path(self.store.root()).exists();
+        self.memory.remove(&key);
         self.store.remove(key);
         existed
     }

@@ -62,6 +62,22 @@ impl Headers {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// All values of this name joined with ", " (RFC 9110 §5.3), as owned bytes; empty when absent.
+    pub fn clone_value(&self, name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (_, value) in self
+            .fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            if !out.is_empty() {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(value);
+        }
+        out
+    }
+
     /// Every UTF-8 value of this name.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.fields

@@ -14,6 +14,23 @@ pub fn response_head(out: &mut Vec<u8>, head: &ResponseHead) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends an HTTP/1.1 status line, for callers writing fields one by one.
+pub fn status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa3(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one `Name: value` line.
+pub fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends a request line, the fields, and the blank line.
 pub fn request_head(out: &mut Vec<u8>, head: &RequestHead) {
     out.extend_from_slice(head.method.as_bytes());
@@ -28,10 +45,7 @@ pub fn request_head(out: &mut Vec<u8>, head: &RequestHead) {
 
 fn fields(out: &mut Vec<u8>, headers: &Headers) {
     for (name, value) in headers.iter() {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        field(out, name, value);
     }
 }
 

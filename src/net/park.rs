@@ -118,9 +118,10 @@ impl Parker {
     }
 
     fn wake(&mut self, token: usize) {
-        if let Some(conn) = self.conns.remove(&token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
             let fd = conn.stream.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            conn.set_readable();
             // Blocks only while the work queue is full: back-pressure, not loss.
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
             if self.ready.send(conn).is_err() {

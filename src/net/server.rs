@@ -333,6 +333,12 @@ fn serve_connection<H: Handler>(
                     Some(kept) if !shutdown.is_requested() => {
                         conn = kept;
                         conn.idle_since = Instant::now();
+                        // A client rarely sends its next request before reading this response: park
+                        // at once rather than try a read that would only say "not yet".
+                        if conn.buf.is_empty() {
+                            parker.park(conn);
+                            return;
+                        }
                     }
                     _ => return,
                 }

@@ -8,7 +8,8 @@
 //!                  └ one fetcher per URL (others wait, then look again) ─> relay, store if allowed
 //! ```
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::metrics::{AccessEntry, Outcome};
@@ -16,13 +17,10 @@ use super::target::Target;
 use super::{Fetched, Proxy, ProxyError, forward};
 use crate::cache::lock::Lease;
 use crate::cache::policy::{self, CacheControl, Decision};
-use crate::cache::{Cache, Found};
+use crate::cache::{Body, Cache, Found};
 use crate::http::body::BodyMode;
 use crate::http::{RequestHead, ResponseHead, write};
 use crate::net::Conn;
-
-/// Bodies up to this size leave in the same write as their head.
-const SMALL_HIT: u64 = 32 * 1024;
 
 type Result<T> = std::result::Result<T, (ProxyError, bool)>;
 
@@ -51,12 +49,14 @@ impl Proxy {
                     now,
                 );
                 match decision {
-                    Decision::Fresh | Decision::StaleAllowed if cache.verify(&mut found) => {
+                    Decision::Fresh | Decision::StaleAllowed
+                        if cache.prepare(&target.url, &mut found) =>
+                    {
                         entry.outcome = Outcome::Hit;
                         return self.serve_hit(conn, req, found, entry, "porter; hit", now);
                     }
                     Decision::Revalidate
-                        if !directives.only_if_cached && cache.verify(&mut found) =>
+                        if !directives.only_if_cached && cache.prepare(&target.url, &mut found) =>
                     {
                         return self.revalidate(cache, conn, req, target, found, entry);
                     }
@@ -165,9 +165,10 @@ impl Proxy {
         if head.keep_alive() {
             self.origins.checkin(&target.host, target.port, origin);
         }
-        policy::update_from_304(&mut found.meta.head, &head);
-        found.meta.request_time = request_time;
-        found.meta.response_time = response_time;
+        let meta = Arc::make_mut(&mut found.meta);
+        policy::update_from_304(&mut meta.head, &head);
+        meta.request_time = request_time;
+        meta.response_time = response_time;
         if let Err(e) = cache.update_head(&target.url, &mut found) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }
@@ -184,71 +185,105 @@ impl Proxy {
     }
 
     /// Sends a stored response: 304 when the client's conditional matches, else the whole entry, with
-    /// Age, Via, Cache-Status and X-Cache. Large bodies go file-to-socket (sendfile).
+    /// Age, Via, Cache-Status and X-Cache. Bodies in memory go out with their head in one vectored
+    /// write; bodies in a file go file-to-socket (sendfile).
     fn serve_hit(
         &self,
         conn: &mut Conn,
         req: &RequestHead,
-        mut found: Found,
+        found: Found,
         entry: &mut AccessEntry,
         cache_status: &str,
         now: SystemTime,
     ) -> Result<bool> {
         let meta = &found.meta;
         let age = policy::current_age(&meta.head, meta.request_time, meta.response_time, now);
-        let body_len = found.entry.decoded.body_len;
         let not_modified = policy::client_has_current(req, &meta.head);
-        let mut head = if not_modified {
-            not_modified_head(&meta.head)
-        } else {
-            meta.head.clone()
-        };
-        head.version = crate::http::Version::Http11;
-        if !not_modified {
-            head.headers.set("Content-Length", body_len.to_string());
-        }
-        head.headers.set("Age", policy::age_header(age));
-        forward::append_via(&mut head.headers, meta.head.version, &self.via);
-        head.headers.append("Cache-Status", cache_status);
-        head.headers.append("X-Cache", "HIT");
         let keep_alive = req.keep_alive();
-        if !keep_alive {
-            head.headers.set("Connection", "close");
-        } else if req.version == crate::http::Version::Http10 {
-            head.headers.set("Connection", "keep-alive");
-        }
-        entry.status = head.status;
         let mut out = Vec::with_capacity(1024);
-        write::response_head(&mut out, &head);
-        let send_body = !not_modified && req.method != "HEAD";
-        if send_body && body_len <= SMALL_HIT {
-            let start = out.len();
-            out.resize(start + body_len as usize, 0);
-            found
-                .entry
-                .file
-                .read_exact(&mut out[start..])
-                .map_err(|e| (ProxyError::CacheRead(e), false))?;
+        if not_modified {
+            write::response_head(&mut out, &not_modified_head(&meta.head));
+            out.truncate(out.len() - 2);
+        } else {
+            write::status_line(&mut out, meta.head.status, &meta.head.reason);
+            for (name, value) in meta.head.headers.iter() {
+                if !["age", "via", "connection"]
+                    .iter()
+                    .any(|n| name.eq_ignore_ascii_case(n))
+                {
+                    write::field(&mut out, name, value);
+                }
+            }
+            write::field(
+                &mut out,
+                "Content-Length",
+                found.body_len.to_string().as_bytes(),
+            );
         }
-        conn.stream
-            .write_all(&out)
-            .map_err(|e| (ProxyError::ClientIo(e), true))?;
-        entry.bytes = out.len() as u64;
-        if send_body && body_len > SMALL_HIT {
-            // std::io::copy from a File to a TcpStream uses sendfile(2) on Linux.
-            let mut body = (&found.entry.file).take(body_len);
-            let sent = io::copy(&mut body, &mut conn.stream)
-                .map_err(|e| (ProxyError::ClientIo(e), true))?;
-            entry.bytes += sent;
-            if sent != body_len {
-                return Err((
-                    ProxyError::CacheRead(io::ErrorKind::UnexpectedEof.into()),
-                    true,
-                ));
+        write::field(&mut out, "Age", policy::age_header(age).as_bytes());
+        let mut via = meta.head.headers.clone_value("via");
+        forward::append_via_value(&mut via, meta.head.version, &self.via);
+        write::field(&mut out, "Via", &via);
+        write::field(&mut out, "Cache-Status", cache_status.as_bytes());
+        write::field(&mut out, "X-Cache", b"HIT");
+        if !keep_alive {
+            write::field(&mut out, "Connection", b"close");
+        } else if req.version == crate::http::Version::Http10 {
+            write::field(&mut out, "Connection", b"keep-alive");
+        }
+        out.extend_from_slice(b"\r\n");
+        entry.status = if not_modified { 304 } else { meta.head.status };
+        let head_len = out.len() as u64;
+        let send_body = !not_modified && req.method != "HEAD";
+        match found.body {
+            _ if !send_body => {
+                conn.stream
+                    .write_all(&out)
+                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
+                entry.bytes = head_len;
+            }
+            Body::Memory(body) => {
+                write_all_two(&mut conn.stream, &out, &body)
+                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
+                entry.bytes = head_len + body.len() as u64;
+            }
+            Body::File(file_entry) => {
+                conn.stream
+                    .write_all(&out)
+                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
+                // std::io::copy from a File to a TcpStream uses sendfile(2) on Linux.
+                let mut body = (&file_entry.file).take(found.body_len);
+                let sent = io::copy(&mut body, &mut conn.stream)
+                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
+                entry.bytes = head_len + sent;
+                if sent != found.body_len {
+                    return Err((
+                        ProxyError::CacheRead(io::ErrorKind::UnexpectedEof.into()),
+                        true,
+                    ));
+                }
             }
         }
         Ok(keep_alive)
     }
+}
+
+/// Writes two buffers with as few syscalls as the socket allows (usually one `writev`).
+fn write_all_two(stream: &mut impl Write, first: &[u8], second: &[u8]) -> io::Result<()> {
+    let mut done = 0usize;
+    let total = first.len() + second.len();
+    while done < total {
+        let n = if done < first.len() {
+            stream.write_vectored(&[IoSlice::new(&first[done..]), IoSlice::new(second)])?
+        } else {
+            stream.write(&second[done - first.len()..])?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
 }
 
 /// The fields a 304 carries (RFC 9110 §15.4.5).

@@ -51,19 +51,22 @@ pub fn outbound_request(
 
 /// Adds this hop to Via (RFC 9110 §7.6.3), joining it to the received list.
 pub fn append_via(headers: &mut Headers, received: Version, via: &str) {
-    let hop = format!(
-        "{} {via}",
-        if received == Version::Http10 {
-            "1.0"
-        } else {
-            "1.1"
-        }
-    );
-    let joined = match headers.get("via") {
-        Some(existing) => format!("{existing}, {hop}"),
-        None => hop,
-    };
-    headers.set("Via", joined);
+    let mut value = headers.clone_value("via");
+    append_via_value(&mut value, received, via);
+    headers.set("Via", value);
+}
+
+/// Appends `1.1 name` (or `1.0 name`) to a Via value, comma-separated.
+pub fn append_via_value(value: &mut Vec<u8>, received: Version, via: &str) {
+    if !value.is_empty() {
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(if received == Version::Http10 {
+        b"1.0 "
+    } else {
+        b"1.1 "
+    });
+    value.extend_from_slice(via.as_bytes());
 }
 
 /// Sends the request head and body, and reads the final response head. 1xx interim responses are passed

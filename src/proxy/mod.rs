@@ -174,6 +174,7 @@ impl Proxy {
                 dir: dir.clone(),
                 max_bytes: config.cache_size,
                 max_object_size: config.max_object_size,
+                memory_bytes: config.memory_cache_size,
             })?),
             None => None,
         };

@@ -1,0 +1,147 @@
+//! The memory tier: small, recently used entries kept in RAM in front of the disk, so a hot hit needs
+//! no file open, read or head decode. Bounded by `--memory-cache-size`; evicts least recently used.
+//! The disk stays the source of truth: the tier only holds bodies that were checked against their CRC.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::entry::ResponseMeta;
+use super::key::Key;
+
+/// Objects larger than this stay on disk only (they go out with sendfile anyway).
+pub const MAX_MEMORY_OBJECT: u64 = 1 << 20;
+/// Fixed bookkeeping charged per entry on top of its body.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// One entry held in memory.
+pub struct MemoryEntry {
+    pub url: String,
+    pub meta: Arc<ResponseMeta>,
+    pub body: Arc<[u8]>,
+    last_used: AtomicU64,
+}
+
+impl MemoryEntry {
+    fn cost(&self) -> u64 {
+        self.body.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Key, Arc<MemoryEntry>>,
+    bytes: u64,
+}
+
+/// Small hot entries by key.
+pub struct MemoryTier {
+    inner: Mutex<Inner>,
+    max_bytes: u64,
+    clock: AtomicU64,
+}
+
+impl MemoryTier {
+    pub fn new(max_bytes: u64) -> Self {
+        MemoryTier {
+            inner: Mutex::default(),
+            max_bytes,
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Arc<MemoryEntry>> {
+        let entry = self.inner().entries.get(key).cloned()?;
+        entry.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        Some(entry)
+    }
+
+    /// Keeps a verified body in memory if it is small enough and the tier is enabled.
+    pub fn insert(&self, key: Key, url: &str, meta: Arc<ResponseMeta>, body: Arc<[u8]>) {
+        if self.max_bytes == 0 || body.len() as u64 > MAX_MEMORY_OBJECT.min(self.max_bytes / 4) {
+            return;
+        }
+        let entry = Arc::new(MemoryEntry {
+            url: url.to_string(),
+            meta,
+            body,
+            last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+        });
+        let mut inner = self.inner();
+        inner.bytes += entry.cost();
+        if let Some(old) = inner.entries.insert(key, entry) {
+            inner.bytes -= old.cost();
+        }
+        if inner.bytes > self.max_bytes {
+            evict(&mut inner, self.max_bytes / 10 * 9);
+        }
+    }
+
+    pub fn remove(&self, key: &Key) {
+        let mut inner = self.inner();
+        if let Some(old) = inner.entries.remove(key) {
+            inner.bytes -= old.cost();
+        }
+    }
+}
+
+/// Drops least recently used entries until `target` bytes remain; in one batch, so the sort is rare.
+fn evict(inner: &mut Inner, target: u64) {
+    let mut by_age: Vec<(u64, Key, u64)> = inner
+        .entries
+        .iter()
+        .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), *k, e.cost()))
+        .collect();
+    by_age.sort_unstable();
+    for (_, key, cost) in by_age {
+        if inner.bytes <= target {
+            break;
+        }
+        inner.entries.remove(&key);
+        inner.bytes -= cost;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ResponseHead;
+    use std::time::SystemTime;
+
+    fn meta() -> Arc<ResponseMeta> {
+        Arc::new(ResponseMeta {
+            head: ResponseHead::new(200),
+            request_time: SystemTime::UNIX_EPOCH,
+            response_time: SystemTime::UNIX_EPOCH,
+            vary_values: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn stays_within_its_budget_and_keeps_recently_used_entries() {
+        let tier = MemoryTier::new(64 * 1024);
+        let keys: Vec<Key> = (0..40)
+            .map(|i| Key::for_url(&format!("http://e/{i}")))
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            tier.insert(*key, "u", meta(), vec![0u8; 4096].into());
+            // Keep the first entry hot.
+            assert!(tier.get(&keys[0]).is_some(), "after {i} inserts");
+        }
+        assert!(tier.inner().bytes <= 64 * 1024);
+        assert!(tier.get(&keys[39]).is_some());
+        assert!(tier.get(&keys[1]).is_none());
+        tier.remove(&keys[0]);
+        assert!(tier.get(&keys[0]).is_none());
+        let off = MemoryTier::new(0);
+        off.insert(keys[0], "u", meta(), vec![1u8].into());
+        assert!(off.get(&keys[0]).is_none());
+    }
+}
