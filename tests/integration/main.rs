@@ -1,4 +1,7 @@
 //! Integration tests: the real `porter` binary driven over loopback sockets, a module per subcommand.
 
+mod fetch;
 mod proxy;
+mod tls;
+mod upper;
 mod util;
