@@ -181,10 +181,14 @@ impl fmt::Display for FetchError {
             ),
             FetchError::Closed { peer, phase } => write!(
                 f,
-                "{peer} closed the connection {} the exchange",
+                "{peer} closed the connection {}",
                 match phase {
-                    Phase::ReadBody => "in the middle of",
-                    _ => "before the end of",
+                    Phase::Connect => "while we connected",
+                    Phase::Tunnel => "before answering CONNECT",
+                    Phase::TlsHandshake => "during the tls handshake",
+                    Phase::SendRequest => "while the request was being sent",
+                    Phase::ReadHead => "before sending a response",
+                    Phase::ReadBody => "in the middle of the body",
                 }
             ),
             FetchError::BadResponse { peer, error } => {
@@ -265,9 +269,11 @@ mod tests {
             "bad response from h:1: invalid chunk size"
         );
         let cut = io::Error::from(http::Error::Truncated);
+        let error = FetchError::from_io(cut, "h:1", Phase::ReadBody, t);
+        assert_eq!(error.kind(), "connection closed");
         assert_eq!(
-            FetchError::from_io(cut, "h:1", Phase::ReadBody, t).kind(),
-            "connection closed"
+            error.to_string(),
+            "h:1 closed the connection in the middle of the body"
         );
     }
 }
