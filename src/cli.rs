@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::admin::CacheCommand;
+use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::units::{parse_duration, parse_size};
+use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 
 /// Porter: a forward caching HTTP proxy, with an origin server, a client and an echo tool to try it on.
 #[derive(Debug, Parser)]
@@ -26,6 +28,10 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
+    /// Fetch a URL, directly or through a proxy, and save the response in a folder.
+    Fetch(FetchArgs),
+    /// Uppercase echo server and client over TCP or UDP.
+    Upper(UpperArgs),
 }
 
 /// Flags of `porter cache`.
@@ -172,5 +178,246 @@ impl ProxyArgs {
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
         }
+    }
+}
+
+/// Flags of `porter fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The http:// or https:// URL to fetch.
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// Proxy to fetch through; https URLs go through a CONNECT tunnel. Without this flag the
+    /// http_proxy or HTTP_PROXY environment variable is used (for https URLs https_proxy or HTTPS_PROXY
+    /// first).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_proxy")]
+    pub proxy: Option<ProxyAddr>,
+
+    /// Connect directly, ignoring the proxy environment variables.
+    #[arg(long)]
+    pub no_proxy: bool,
+
+    /// Request method.
+    #[arg(
+        short = 'X',
+        long,
+        value_enum,
+        default_value = "GET",
+        ignore_case = true
+    )]
+    pub method: MethodArg,
+
+    /// Folder the response is saved in: an HTML page as `<title>.html`, anything else under the
+    /// URL's file name, with ` (2)` added rather than overwrite a file.
+    #[arg(short = 'o', long, default_value = "Download", value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// File that each response's URL, time, status line and headers are appended to.
+    #[arg(long, default_value = "download.log", value_name = "FILE")]
+    pub log: PathBuf,
+
+    /// Time allowed to connect, and for each wait for data; then the request has timed out.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+
+    /// Also write the body (for HEAD, the head) to stdout.
+    #[arg(long)]
+    pub print: bool,
+
+    /// Make the request N times, then print a tally of the outcomes. Exits 1 if any got no response.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub repeat: u32,
+
+    /// Pause between repeated requests.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
+    pub interval: Duration,
+
+    /// Also trust the CA certificate(s) in this PEM file for https.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Do not verify https certificates: encrypted, but the server is not authenticated.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `-X` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    #[value(name = "GET")]
+    Get,
+    #[value(name = "HEAD")]
+    Head,
+}
+
+impl FetchArgs {
+    /// The validated configuration, with the proxy taken from the process environment when no flag
+    /// names one.
+    pub fn into_config(self) -> Result<FetchConfig, FetchError> {
+        self.into_config_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// As `into_config`, reading environment variables through `var`.
+    pub fn into_config_with_env(
+        self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<FetchConfig, FetchError> {
+        let url = FetchUrl::parse(&self.url)?;
+        let proxy = match (self.proxy, self.no_proxy) {
+            (Some(proxy), _) => Some(proxy),
+            (None, true) => None,
+            (None, false) => ProxyAddr::from_env(url.scheme, var)?,
+        };
+        Ok(FetchConfig {
+            url,
+            proxy,
+            method: match self.method {
+                MethodArg::Get => Method::Get,
+                MethodArg::Head => Method::Head,
+            },
+            out_dir: self.out_dir,
+            log: self.log,
+            timeout: self.timeout,
+            print: self.print,
+            repeat: self.repeat,
+            interval: self.interval,
+            cacert: self.cacert,
+            insecure: self.insecure,
+        })
+    }
+}
+
+/// `porter upper` and its subcommands.
+#[derive(Debug, Args)]
+pub struct UpperArgs {
+    #[command(subcommand)]
+    pub command: UpperCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpperCommand {
+    /// Answer each message with the same bytes, a-z made uppercase.
+    Serve(UpperServeArgs),
+    /// Send TEXT, or each line of stdin, and print each reply as `HOST:PORT > REPLY`.
+    Send(UpperSendArgs),
+}
+
+/// Flags of `porter upper serve`.
+#[derive(Debug, Args)]
+pub struct UpperServeArgs {
+    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:12000", value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+
+    /// Serve UDP datagrams instead of TCP connections.
+    #[arg(long)]
+    pub udp: bool,
+}
+
+/// Flags of `porter upper send`.
+#[derive(Debug, Args)]
+pub struct UpperSendArgs {
+    /// The server's address.
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+
+    /// The message; without it, each line of stdin is sent.
+    #[arg(value_name = "TEXT")]
+    pub text: Option<String>,
+
+    /// Use UDP datagrams instead of a TCP connection.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Time to connect, and to wait for each reply.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+}
+
+impl UpperArgs {
+    /// The configuration this command line asks for.
+    pub fn into_config(self) -> UpperConfig {
+        let transport = |udp: bool| if udp { Transport::Udp } else { Transport::Tcp };
+        match self.command {
+            UpperCommand::Serve(args) => UpperConfig::Serve(UpperServeConfig {
+                listen: args.listen,
+                transport: transport(args.udp),
+            }),
+            UpperCommand::Send(args) => UpperConfig::Send(UpperSendConfig {
+                target: args.target,
+                transport: transport(args.udp),
+                timeout: args.timeout,
+                text: args.text,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(args: &[&str]) -> FetchArgs {
+        let cli = Cli::try_parse_from([&["porter", "fetch"], args].concat()).unwrap();
+        match cli.command {
+            Command::Fetch(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fetch_proxy_comes_from_flag_then_environment() {
+        let env = |name: &str| (name == "http_proxy").then(|| "http://envproxy:3128/".to_string());
+        let config = fetch(&["http://h/"]).into_config_with_env(env).unwrap();
+        assert_eq!(config.proxy.unwrap().to_string(), "envproxy:3128");
+        let config = fetch(&["--proxy", "flag:1", "http://h/"])
+            .into_config_with_env(env)
+            .unwrap();
+        assert_eq!(config.proxy.unwrap().to_string(), "flag:1");
+        let config = fetch(&["--no-proxy", "http://h/"])
+            .into_config_with_env(env)
+            .unwrap();
+        assert_eq!(config.proxy, None);
+        assert!(
+            Cli::try_parse_from([
+                "porter",
+                "fetch",
+                "--proxy",
+                "a:1",
+                "--no-proxy",
+                "http://h/"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn fetch_defaults_and_flags() {
+        let config = fetch(&["http://h/"])
+            .into_config_with_env(|_| None)
+            .unwrap();
+        assert_eq!(config.method, Method::Get);
+        assert_eq!(config.out_dir, PathBuf::from("Download"));
+        assert_eq!(config.log, PathBuf::from("download.log"));
+        assert_eq!(config.timeout, Duration::from_secs(10));
+        let config = fetch(&[
+            "-X",
+            "head",
+            "-o",
+            "d",
+            "--repeat",
+            "20",
+            "--interval",
+            "0ms",
+            "http://h/",
+        ])
+        .into_config_with_env(|_| None)
+        .unwrap();
+        assert_eq!((config.method, config.repeat), (Method::Head, 20));
+        assert_eq!(config.interval, Duration::ZERO);
+        assert!(Cli::try_parse_from(["porter", "fetch", "-X", "POST", "http://h/"]).is_err());
+        assert!(Cli::try_parse_from(["porter", "fetch", "--repeat", "0", "http://h/"]).is_err());
     }
 }

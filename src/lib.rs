@@ -1,13 +1,16 @@
 //! Porter: a forward caching HTTP proxy, with the origin server, client and echo tools to test it.
 //!
 //! `http` knows the protocol, `net` the sockets and threads, `proxy` the forwarding, and `cache` the
-//! stored responses. The binary in `main.rs` only parses the command line and calls in here.
+//! stored responses. `client` is `porter fetch`, and `upper` the uppercase echo exercise. The binary in
+//! `main.rs` only parses the command line and calls in here.
 
 #![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod http;
 pub mod net;
 pub mod proxy;
 pub mod units;
+pub mod upper;

@@ -8,12 +8,18 @@ use porter::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let result = match cli.command {
-        Command::Proxy(args) => porter::proxy::run(args.into_config()),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Proxy(args) => porter::proxy::run(args.into_config()).map_err(Into::into),
         Command::Cache(args) => {
             porter::cache::admin::run(&args.cache_dir, &args.action.into_command())
                 .map(|text| print!("{text}"))
+                .map_err(Into::into)
         }
+        Command::Fetch(args) => args
+            .into_config()
+            .and_then(porter::client::run)
+            .map_err(Into::into),
+        Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,9 @@
 //! Integration tests: the real `porter` binary driven over loopback sockets, a module per subcommand.
 
 mod cache;
+mod fetch;
 mod pool;
 mod proxy;
+mod tls;
+mod upper;
 mod util;

@@ -363,3 +363,123 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// What a finished `porter` run printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Proxy variables a developer's shell may have set; runs start without them unless a test sets one.
+const PROXY_VARS: [&str; 6] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// Runs `porter <args>` to completion in `dir` with `env` set and `stdin` fed, killing it if it runs
+/// past 60 s so a hang fails the test. Output goes through files, so a chatty child never blocks.
+pub fn run_porter(args: &[&str], dir: &Path, env: &[(&str, &str)], stdin: Option<&[u8]>) -> Run {
+    let out = tempfile::tempdir().expect("temp dir");
+    let stdout_path = out.path().join("stdout");
+    let stderr_path = out.path().join("stderr");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_porter"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+    for var in PROXY_VARS {
+        command.env_remove(var);
+    }
+    // Exact stderr comparisons need the default log level, whatever the developer's shell says.
+    command.env_remove("RUST_LOG");
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("porter starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("write stdin");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("porter {args:?} did not finish within 60 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+    }
+}
+
+/// The names of the files in `dir`, sorted; empty if it does not exist.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A TCP server on 127.0.0.1:0 that runs `handle` on each accepted connection in its own thread, for
+/// origins that misbehave at the socket level (silence, truncation).
+pub fn raw_server(handle: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let handle = Arc::new(handle);
+    thread::spawn(move || {
+        for (n, stream) in listener.incoming().flatten().enumerate() {
+            let handle = Arc::clone(&handle);
+            thread::spawn(move || handle(n, stream));
+        }
+    });
+    addr
+}
+
+/// Reads a request head (up to the blank line) from a raw connection; false if it never came.
+pub fn read_request_head(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr").port()
+}

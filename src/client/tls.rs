@@ -1,0 +1,141 @@
+//! TLS settings for https URLs: rustls with the ring provider, trusting the system's roots plus any
+//! `--cacert`, or, with `--insecure`, any certificate at all.
+//!
+//! `--insecure` skips only the trust decision (chain, name, validity dates). The handshake signatures are
+//! still checked, so the server must hold the key of the certificate it shows.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::FetchError;
+
+/// A client configuration for this run's https requests.
+pub fn client_config(
+    cacert: Option<&Path>,
+    insecure: bool,
+) -> Result<Arc<ClientConfig>, FetchError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| FetchError::Tls {
+            peer: "this client".to_string(),
+            error,
+        })?;
+    let config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate {
+                algorithms: provider.signature_verification_algorithms,
+            }))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(roots(cacert)?)
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// The system's trusted roots and the `--cacert` certificates.
+fn roots(cacert: Option<&Path>) -> Result<RootCertStore, FetchError> {
+    let mut store = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        log::debug!("system root certificates: {error}");
+    }
+    let (added, ignored) = store.add_parsable_certificates(native.certs);
+    log::debug!("trusting {added} system root certificates ({ignored} unusable)");
+    if let Some(path) = cacert {
+        let bad = |reason: String| FetchError::Cacert {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(pem_error(e)))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(pem_error(e)))?;
+        if certs.is_empty() {
+            return Err(bad("it holds no PEM certificate".to_string()));
+        }
+        for cert in certs {
+            store
+                .add(cert)
+                .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
+        }
+    }
+    Ok(store)
+}
+
+fn pem_error(error: rustls_pki_types::pem::Error) -> String {
+    match error {
+        rustls_pki_types::pem::Error::Io(e) => e.to_string(),
+        other => format!("not a PEM file ({other:?})"),
+    }
+}
+
+/// The `--insecure` verifier: accepts any certificate chain for any name, checks handshake signatures.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cacert_errors_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let error = client_config(Some(&missing), false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("cannot use --cacert"), "{error}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not pem at all\n").unwrap();
+        let error = client_config(Some(&empty), false).unwrap_err().to_string();
+        assert!(error.ends_with("it holds no PEM certificate"), "{error}");
+        assert!(client_config(None, true).is_ok());
+    }
+}
