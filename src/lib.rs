@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod http;
 pub mod net;
+pub mod origin;
 pub mod proxy;
 pub mod units;

@@ -8,8 +8,9 @@ use porter::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let result = match cli.command {
-        Command::Proxy(args) => porter::proxy::run(args.into_config()),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Proxy(args) => porter::proxy::run(args.into_config()).map_err(Into::into),
+        Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
