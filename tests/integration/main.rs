@@ -1,4 +1,5 @@
 //! Integration tests: the real `porter` binary driven over loopback sockets, a module per subcommand.
 
 mod proxy;
+mod serve;
 mod util;
