@@ -353,9 +353,12 @@ impl VisitorHeaders {
             reply = reply.header("X-Visit-Count", visits.to_string());
         }
         if let Some(id) = &self.new_id {
-            // A shared cache must never hand one visitor's new cookie to another (RFC 9111 §3).
+            // A shared cache must never hand one visitor's new cookie to another. The qualified
+            // no-cache (RFC 9111 §5.2.2.4) lets it keep the body but not reuse the cookie without
+            // revalidating, and the 304 it then gets carries the next client's own cookie. Pages that
+            // are no-store already need nothing more.
             if !reply.head.headers.contains("cache-control") {
-                reply = reply.header("Cache-Control", "private");
+                reply = reply.header("Cache-Control", "no-cache=\"Set-Cookie\"");
             }
             reply = reply.header("Set-Cookie", cookies::set_cookie(id));
         }

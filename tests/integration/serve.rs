@@ -320,6 +320,11 @@ fn visitor_cookie_counts_visits_and_survives_a_restart() {
         Some(format!("porter_visitor={id}; Path=/; HttpOnly; SameSite=Lax").as_str())
     );
     assert_eq!(visits(&first), Some(1));
+    assert_eq!(
+        first.header("cache-control"),
+        Some("no-cache=\"Set-Cookie\""),
+        "a shared cache must not hand this cookie to others"
+    );
     let cookie = format!("theme=dark; porter_visitor={id}");
     let second = get(porter.addr, "/", &[("Cookie", &cookie)]);
     assert_eq!(visits(&second), Some(2));
