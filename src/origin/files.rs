@@ -7,6 +7,7 @@
 //!       ├─ directory ─> index.html if there is one, else a listing
 //!       ├─ regular file, readable by others ─> 304 | 412 | 206 | 416 | 200, body streamed from disk
 //!       └─ not readable by others (mode & 0o004 == 0), or not a regular file ─> 403
+//!          (for a folder, only its listing needs it: an index.html is checked as a file)
 //! ```
 //! "Readable by others" is the rule because the server may run as the files' owner: a file its owner
 //! keeps private should stay private even from a server that could read it.
@@ -61,17 +62,22 @@ pub fn serve(root: &Path, req: &RequestHead, target_path: &str) -> Reply {
         return Reply::page(301, "Moved Permanently", &format!("see {location}"))
             .header("Location", location);
     }
+    match path::resolve(root, &relative.join("index.html")) {
+        Ok(index) => {
+            if let Ok(m) = fs::metadata(&index)
+                && m.is_file()
+            {
+                return serve_file(req, &index, &m);
+            }
+        }
+        Err(PathError::NotFound) => {}
+        Err(e) => return Reply::error(e.status(), e.as_str()),
+    }
+    // The index file has its own permission check; a listing needs the folder readable by others.
     if !readable_by_others(&meta) {
         return Reply::error(403, "this folder is not readable by others");
     }
-    match path::resolve(root, &relative.join("index.html")) {
-        Ok(index) => match fs::metadata(&index) {
-            Ok(m) if m.is_file() => serve_file(req, &index, &m),
-            _ => listing(&found, &request_path),
-        },
-        Err(PathError::NotFound) => listing(&found, &request_path),
-        Err(e) => Reply::error(e.status(), e.as_str()),
-    }
+    listing(&found, &request_path)
 }
 
 fn readable_by_others(meta: &Metadata) -> bool {

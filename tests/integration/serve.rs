@@ -17,7 +17,7 @@ const SECRET: &str = "TOP SECRET: outside the root";
 /// A served folder and the server's files, in one temporary directory:
 ///
 /// ```text
-/// tmp/root/      index.html hello.txt image.png private.txt (0640) sub/index.html list/…
+/// tmp/root/      index.html hello.txt image.png private.txt (0640) sub/index.html list/… closed/ (0750)
 ///                leak.txt -> ../outside/secret.txt, out -> ../outside, alias.txt -> hello.txt
 /// tmp/outside/   secret.txt
 /// tmp/cookies.json tmp/server.log
@@ -59,6 +59,10 @@ impl Site {
             std::fs::Permissions::from_mode(0o640),
         )
         .unwrap();
+        std::fs::create_dir(root.join("closed")).unwrap();
+        std::fs::write(root.join("closed/open.txt"), b"open\n").unwrap();
+        std::fs::set_permissions(root.join("closed"), std::fs::Permissions::from_mode(0o750))
+            .unwrap();
         std::fs::write(outside.join("secret.txt"), SECRET).unwrap();
         symlink("../outside/secret.txt", root.join("leak.txt")).unwrap();
         symlink("../outside", root.join("out")).unwrap();
@@ -224,6 +228,9 @@ fn missing_unreadable_and_wrong_method() {
     let private = get(porter.addr, "/private.txt", &[]);
     assert_eq!(private.status, 403);
     assert!(!private.text().contains("private\n"));
+    // A folder that others cannot read has no listing; its readable files are still served.
+    assert_eq!(get(porter.addr, "/closed/", &[]).status, 403);
+    assert_eq!(get(porter.addr, "/closed/open.txt", &[]).text(), "open\n");
     for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
         let response = request(porter.addr, method, "/hello.txt", &[]).unwrap();
         assert_eq!(response.status, 405, "{method}");
