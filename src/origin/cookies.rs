@@ -91,20 +91,18 @@ pub struct VisitorStore {
 }
 
 impl VisitorStore {
-    /// Loads `path`; a missing file is an empty store, a corrupt one is moved aside.
+    /// Loads `path`; a missing file is an empty store, a corrupt one is moved aside. Either way the
+    /// store starts unsaved (dirty), so the caller's first save proves the file can be written.
     pub fn load(path: &Path) -> Result<VisitorStore, StoreError> {
-        let visitors = match fs::read(path) {
+        let (visitors, dirty) = match fs::read(path) {
             Ok(bytes) => parse_or_move_aside(path, &bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (HashMap::new(), true),
             Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
         };
         log::info!("{} visitors loaded from {}", visitors.len(), path.display());
         Ok(VisitorStore {
             path: path.to_path_buf(),
-            state: Mutex::new(State {
-                visitors,
-                dirty: false,
-            }),
+            state: Mutex::new(State { visitors, dirty }),
             saving: Mutex::new(()),
         })
     }
@@ -182,7 +180,11 @@ impl VisitorStore {
     }
 }
 
-fn parse_or_move_aside(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Visitor>, StoreError> {
+/// The visitors in a file's bytes, and whether the file needs writing again (it was moved aside).
+fn parse_or_move_aside(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(HashMap<String, Visitor>, bool), StoreError> {
     match serde_json::from_slice::<StoreFile<HashMap<String, Visitor>>>(bytes) {
         Ok(file) => {
             let total = file.visitors.len();
@@ -198,7 +200,7 @@ fn parse_or_move_aside(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Visi
                     path.display()
                 );
             }
-            Ok(visitors)
+            Ok((visitors, false))
         }
         Err(e) => {
             let unix = SystemTime::now()
@@ -217,7 +219,7 @@ fn parse_or_move_aside(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Visi
                 path.display(),
                 aside.display()
             );
-            Ok(HashMap::new())
+            Ok((HashMap::new(), true))
         }
     }
 }
@@ -357,7 +359,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cookies.json");
         let store = VisitorStore::load(&path).unwrap();
-        assert!(!store.save().unwrap(), "nothing to save yet");
+        assert!(store.save().unwrap(), "a new file is written at once");
+        assert!(!store.save().unwrap(), "nothing to save");
         let id = store.mint(SystemTime::now()).unwrap();
         assert_eq!(store.visit(&id, SystemTime::now()), Some(2));
         assert_eq!(store.visit("unknown", SystemTime::now()), None);

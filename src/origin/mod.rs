@@ -195,6 +195,8 @@ impl Origin {
             })
             .map_err(|e| ServeError::Root(config.root.clone(), e))?;
         let visitors = Arc::new(VisitorStore::load(&config.cookies)?);
+        // Writes a new (or replaced corrupt) file now, so an unwritable --cookies fails at start.
+        visitors.save()?;
         let events = EventLog::open(&config.event_log)
             .map_err(|e| ServeError::EventLog(config.event_log.clone(), e))?;
         let seed = config.seed.unwrap_or_else(random_seed);

@@ -623,4 +623,16 @@ fn bad_flags_are_rejected_with_a_clear_error() {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("cannot serve --root"), "{stderr}");
+    let site = Site::new();
+    let unwritable = site.dir.path().join("no/such/folder/cookies.json");
+    let root = site.root();
+    let cookies = run(&[
+        "--root",
+        path_str(&root),
+        "--cookies",
+        path_str(&unwritable),
+    ]);
+    assert!(!cookies.status.success());
+    let stderr = String::from_utf8_lossy(&cookies.stderr);
+    assert!(stderr.contains("cannot write cookies file"), "{stderr}");
 }
