@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod http;
 pub mod net;
+pub mod origin;
 pub mod proxy;
 pub mod units;
 pub mod upper;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             .and_then(porter::client::run)
             .map_err(Into::into),
         Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
+        Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,12 +80,24 @@ fn fresh_hits_never_reach_the_origin() {
         (200, Some("10"), Some("HIT"))
     );
     assert_eq!(origin.hits(), 1);
-    let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n")
-        .unwrap()
-        .text();
-    assert!(metrics.contains("porter_cache_hits_total 4"), "{metrics}");
-    assert!(metrics.contains("porter_cache_misses_total 1"), "{metrics}");
-    assert!(metrics.contains("porter_cache_entries 1"), "{metrics}");
+    // Counters are updated as each request's log line is written, just after its response.
+    let metrics = || {
+        raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .text()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || metrics()
+            .contains("porter_cache_hits_total 4\n")),
+        "{}",
+        metrics()
+    );
+    let metrics = metrics();
+    assert!(
+        metrics.contains("porter_cache_misses_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("porter_cache_entries 1\n"), "{metrics}");
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod cache;
 mod fetch;
 mod pool;
 mod proxy;
+mod serve;
 mod tls;
 mod upper;
 mod util;

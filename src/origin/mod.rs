@@ -1,0 +1,407 @@
+//! `porter serve`: the origin web server the proxy's users test against. A file server that tracks
+//! visitors with cookies and bans abusive clients, a `/` that answers a client's Nth request
+//! specially, and an unreliable `/getbalance` that fails on purpose and logs every outcome. It runs on
+//! the same listener, worker pool and parker as the proxy ([`crate::net::Server`]).
+//!
+//! ```text
+//!  head ─┬─ parse error ──────────────────> 400/414/431/505, close
+//!        ├─ limits: banned address, or this request trips the rule ─> 403 ban page, close
+//!        ├─ visitor: count the visit (known cookie) or mint one (Set-Cookie); X-Visit-Count
+//!        ├─ not GET or HEAD ──────────────> 405, Allow: GET, HEAD
+//!        ├─ /getbalance ──> fault draw ──> 200 | 403 | 500 | held, then closed; event logged
+//!        ├─ /getlogs ─────────────────────> the event log as a JSON array
+//!        ├─ / from the address's Nth request on ─> the center of the pop
+//!        └─ anything else ────────────────> files::serve under --root
+//! ```
+//! State lives in one value per concern, each behind its own lock: `cookies` (visitors, saved to
+//! disk), `limits` (per-address counts and bans), `faults` (the seeded draw), `events` (the log file)
+//! and `hold` (connections kept open by the timeout fault).
+
+pub mod conditional;
+pub mod cookies;
+mod error;
+pub mod events;
+pub mod faults;
+pub mod files;
+pub mod hold;
+pub mod limits;
+mod pages;
+pub mod path;
+pub mod reply;
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use error::ServeError;
+use events::{Event, EventLog};
+use faults::{FaultMix, Faults, Outcome};
+use hold::Holder;
+use limits::{Admit, LimitConfig, Limits};
+use reply::{Exchange, Reply};
+
+use crate::http::{self, Limits as HttpLimits, RequestHead, Version};
+use crate::net::acl::Cidr;
+use crate::net::{Conn, Handler, Server, ServerConfig, Shutdown};
+use cookies::{Saver, VisitorStore};
+
+/// Everything `porter serve` is configured with. Built by `cli`, validated there, then shared.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// The folder whose files are served.
+    pub root: PathBuf,
+    /// Where visitors are saved (JSON).
+    pub cookies: PathBuf,
+    /// Where `/getbalance` outcomes are appended (JSON lines).
+    pub event_log: PathBuf,
+    pub workers: usize,
+    /// Accepted connections that may wait for a worker.
+    pub queue: usize,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Client networks allowed to connect; an origin server admits everyone by default.
+    pub allow: Vec<Cidr>,
+    /// From a client address's Nth request on, `/` is the special page; 0 turns it off.
+    pub special_after: u64,
+    /// The ban rule.
+    pub limits: LimitConfig,
+    /// The `/getbalance` outcome shares.
+    pub faults: FaultMix,
+    /// How long a timed-out `/getbalance` connection is held before it is closed.
+    pub fault_delay: Duration,
+    /// Most connections held by the timeout fault at once.
+    pub max_held: usize,
+    /// Seed of the fault sequence; `None` picks a random one (and logs it).
+    pub seed: Option<u64>,
+    /// How often changed visitors are saved.
+    pub save_every: Duration,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub client_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            root: PathBuf::from("."),
+            cookies: PathBuf::from("cookies.json"),
+            event_log: PathBuf::from("server.log"),
+            workers: 5,
+            queue: 1024,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            allow: any_address(),
+            special_after: 50,
+            limits: LimitConfig::default(),
+            faults: FaultMix::default(),
+            fault_delay: Duration::from_secs(15),
+            max_held: hold::DEFAULT_CAP,
+            seed: None,
+            save_every: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Every IPv4 and IPv6 client: the default allow list of an origin server.
+pub fn any_address() -> Vec<Cidr> {
+    ["0.0.0.0/0", "::/0"]
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// Binds, prints `listening on ADDR`, serves until SIGINT/SIGTERM, then saves the visitors.
+pub fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let shutdown = Shutdown::new();
+    let server = Server::bind(server_config(&config), shutdown.clone())
+        .map_err(|e| ServeError::Listen(config.listen, e))?;
+    let origin = Arc::new(Origin::new(config.clone())?);
+    let local_addr = server.local_addr()?;
+    println!("listening on {local_addr}");
+    io::stdout().flush()?;
+    log::info!(
+        "serving {} (visitors in {}, events in {}); fault mix {}, seed {} (repeat with --seed)",
+        origin.root.display(),
+        config.cookies.display(),
+        config.event_log.display(),
+        config.faults,
+        origin.seed
+    );
+    shutdown.install_signal_handlers()?;
+    let saver = Saver::start(Arc::clone(&origin.visitors), config.save_every)?;
+    let served = server.run(Arc::clone(&origin));
+    saver.stop();
+    origin.holder.stop();
+    let saved = origin.visitors.save();
+    served?;
+    if saved? {
+        log::info!("visitors saved to {}", config.cookies.display());
+    }
+    log::info!("serve stopped");
+    Ok(())
+}
+
+fn server_config(config: &ServeConfig) -> ServerConfig {
+    ServerConfig {
+        name: "serve",
+        listen: config.listen,
+        workers: config.workers,
+        queue: config.queue,
+        max_connections: config.max_connections,
+        max_connections_per_client: config.max_connections_per_client,
+        allow: config.allow.clone(),
+        limits: HttpLimits::default(),
+        head_timeout: config.head_timeout,
+        idle_timeout: config.idle_timeout,
+        client_timeout: config.client_timeout,
+        shutdown_grace: config.shutdown_grace,
+    }
+}
+
+/// The origin server's shared state, one per process, used by every worker.
+pub struct Origin {
+    config: ServeConfig,
+    /// `--root`, canonical, so resolved paths can be checked against it.
+    root: PathBuf,
+    seed: u64,
+    visitors: Arc<VisitorStore>,
+    limits: Limits,
+    faults: Faults,
+    holder: Holder,
+    events: EventLog,
+}
+
+impl Origin {
+    /// Checks the root, loads the visitors, opens the event log and starts the holder thread.
+    pub fn new(config: ServeConfig) -> Result<Origin, ServeError> {
+        let root = config
+            .root
+            .canonicalize()
+            .and_then(|root| {
+                if root.is_dir() {
+                    Ok(root)
+                } else {
+                    Err(io::Error::new(io::ErrorKind::NotADirectory, "not a folder"))
+                }
+            })
+            .map_err(|e| ServeError::Root(config.root.clone(), e))?;
+        let visitors = Arc::new(VisitorStore::load(&config.cookies)?);
+        // Writes a new (or replaced corrupt) file now, so an unwritable --cookies fails at start.
+        visitors.save()?;
+        let events = EventLog::open(&config.event_log)
+            .map_err(|e| ServeError::EventLog(config.event_log.clone(), e))?;
+        let seed = config.seed.unwrap_or_else(random_seed);
+        let holder = Holder::start(config.fault_delay, config.max_held)?;
+        Ok(Origin {
+            limits: Limits::new(config.limits.clone()),
+            faults: Faults::new(config.faults, seed),
+            config,
+            root,
+            seed,
+            visitors,
+            holder,
+            events,
+        })
+    }
+
+    fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        let ip = conn.peer.ip().to_canonical();
+        let now = Instant::now();
+        let mut exchange = Exchange {
+            version: req.version,
+            keep_alive: req.keep_alive(),
+            head_only: req.method == "HEAD",
+        };
+        match http::body::request_mode(&req.headers) {
+            // This server reads no request body, so a connection that sent one cannot be reused.
+            Ok(mode) => exchange.keep_alive &= mode == http::body::BodyMode::NoBody,
+            Err(e) => {
+                exchange.keep_alive = false;
+                let reply = Reply::error(e.client_status(), e.as_str());
+                return self.finish(conn, &req, reply, &exchange);
+            }
+        }
+        let cookie = cookies::cookie_id(&req.headers).filter(|id| self.visitors.knows(id));
+        let nth = match self.limits.admit(ip, cookie, now) {
+            Admit::Allowed { nth } => nth,
+            Admit::Banned { ban, new } => {
+                if new {
+                    log::warn!(
+                        "banning {ip} {}: {}",
+                        pages::ban_length(&ban, now),
+                        ban.reason.explain()
+                    );
+                }
+                exchange.keep_alive = false;
+                return self.finish(conn, &req, pages::banned(ip, &ban, now), &exchange);
+            }
+        };
+        let visitor = self.visitor(ip, cookie, now);
+        let path = path::target_path(&req.target);
+        let reply = if req.method != "GET" && req.method != "HEAD" {
+            Reply::error(405, "this server answers GET and HEAD only").header("Allow", "GET, HEAD")
+        } else if path == "/getbalance" {
+            return self.balance(conn, &req, visitor, &exchange);
+        } else if path == "/getlogs" {
+            pages::logs(&req.target, &self.events)
+        } else if path == "/" && self.config.special_after > 0 && nth >= self.config.special_after {
+            pages::center_of_the_pop(nth)
+        } else {
+            files::serve(&self.root, &req, path)
+        };
+        self.finish(conn, &req, visitor.decorate(reply), &exchange)
+    }
+
+    /// Counts the visit of a known visitor, or mints a new one if the address may have another.
+    fn visitor(&self, ip: IpAddr, known: Option<&str>, now: Instant) -> VisitorHeaders {
+        let wall = SystemTime::now();
+        if let Some(visits) = known.and_then(|id| self.visitors.visit(id, wall)) {
+            return VisitorHeaders {
+                visits: Some(visits),
+                new_id: None,
+            };
+        }
+        if !self.limits.may_mint(ip, now) {
+            log::debug!("{ip} has had its share of new visitor cookies for now");
+            return VisitorHeaders::default();
+        }
+        match self.visitors.mint(wall) {
+            Ok(id) => VisitorHeaders {
+                visits: Some(1),
+                new_id: Some(id),
+            },
+            Err(e) => {
+                log::warn!("{e}");
+                VisitorHeaders::default()
+            }
+        }
+    }
+
+    /// `/getbalance`: draws an outcome, logs it, and answers or holds the connection.
+    fn balance(
+        &self,
+        conn: Conn,
+        req: &RequestHead,
+        visitor: VisitorHeaders,
+        exchange: &Exchange,
+    ) -> Option<Conn> {
+        let draw = self.faults.draw();
+        let ip = conn.peer.ip().to_canonical();
+        let event = Event {
+            timestamp: events::rfc3339(SystemTime::now()),
+            client_ip: ip.to_string(),
+            path: req.target.clone(),
+            outcome: draw.outcome.as_str().to_string(),
+        };
+        if let Err(e) = self.events.append(&event) {
+            log::warn!(
+                "cannot append to event log {}: {e}",
+                self.events.path().display()
+            );
+        }
+        if draw.outcome == Outcome::Timeout {
+            let peer = conn.peer;
+            log::info!(target: "porter::access", "{peer} {} {} timeout 0", req.method, req.target);
+            let (stream, _unread, slot) = conn.into_parts();
+            self.holder.hold(stream, peer, slot);
+            return None;
+        }
+        self.finish(conn, req, visitor.decorate(pages::balance(&draw)), exchange)
+    }
+
+    /// Sends the reply, logs the exchange, and returns the connection if it stays open.
+    fn finish(
+        &self,
+        mut conn: Conn,
+        req: &RequestHead,
+        reply: Reply,
+        exchange: &Exchange,
+    ) -> Option<Conn> {
+        let status = reply.status();
+        match reply::send(&mut conn.stream, reply, exchange) {
+            Ok(bytes) => {
+                log::info!(target: "porter::access", "{} {} {} {status} {bytes}", conn.peer, req.method, req.target);
+                exchange.keep_alive.then_some(conn)
+            }
+            Err(e) => {
+                // A client that hangs up mid-response is an everyday event, not an error.
+                log::debug!("{} {} {}: {e}", conn.peer, req.method, req.target);
+                None
+            }
+        }
+    }
+}
+
+/// What the response tells the visitor about itself.
+#[derive(Debug, Default)]
+struct VisitorHeaders {
+    visits: Option<u64>,
+    /// Set when this request minted the visitor.
+    new_id: Option<String>,
+}
+
+impl VisitorHeaders {
+    fn decorate(&self, mut reply: Reply) -> Reply {
+        if let Some(visits) = self.visits {
+            reply = reply.header("X-Visit-Count", visits.to_string());
+        }
+        if let Some(id) = &self.new_id {
+            // A shared cache must never hand one visitor's new cookie to another. The qualified
+            // no-cache (RFC 9111 §5.2.2.4) lets it keep the body but not reuse the cookie without
+            // revalidating, and the 304 it then gets carries the next client's own cookie. Pages that
+            // are no-store already need nothing more.
+            if !reply.head.headers.contains("cache-control") {
+                reply = reply.header("Cache-Control", "no-cache=\"Set-Cookie\"");
+            }
+            reply = reply.header("Set-Cookie", cookies::set_cookie(id));
+        }
+        reply
+    }
+}
+
+impl Handler for Origin {
+    fn handle(&self, conn: Conn, request: Result<RequestHead, http::Error>) -> Option<Conn> {
+        match request {
+            Ok(req) => self.handle_request(conn, req),
+            Err(error) => {
+                log::debug!("{}: {error}", conn.peer);
+                let req = RequestHead {
+                    method: "-".into(),
+                    target: "-".into(),
+                    version: Version::Http11,
+                    headers: http::Headers::new(),
+                };
+                let exchange = Exchange {
+                    version: Version::Http11,
+                    keep_alive: false,
+                    head_only: false,
+                };
+                let reply = Reply::error(error.client_status(), error.as_str());
+                self.finish(conn, &req, reply, &exchange)
+            }
+        }
+    }
+
+    fn refused(&self, peer: SocketAddr, status: u16, why: &str) {
+        log::warn!("refused {peer} with {status}: {why}");
+    }
+}
+
+/// A seed from the operating system, or the clock if it has none to give.
+fn random_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    })
+}

@@ -1,0 +1,189 @@
+//! Responses as the origin server writes them: a head and a body that is either bytes in memory or a
+//! slice of an open file, streamed with `io::copy` (sendfile on Linux) so a large file never sits in
+//! memory. Also the server's own small HTML pages (errors, the ban page, the center of the pop).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::time::SystemTime;
+
+use crate::http::{ResponseHead, Version, reason_phrase, write};
+use crate::net::server::html_escape;
+
+/// What follows the head.
+#[derive(Debug)]
+pub enum Body {
+    /// No body and no Content-Length (304).
+    Empty,
+    Bytes(Vec<u8>),
+    /// `len` bytes of `file` from `start`.
+    File {
+        file: File,
+        start: u64,
+        len: u64,
+    },
+}
+
+/// A response ready to send.
+#[derive(Debug)]
+pub struct Reply {
+    pub head: ResponseHead,
+    pub body: Body,
+}
+
+/// What the request says about how to answer it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange {
+    pub version: Version,
+    /// Whether the connection stays open afterwards.
+    pub keep_alive: bool,
+    /// HEAD: the head only, with the Content-Length a GET would get.
+    pub head_only: bool,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: Body) -> Reply {
+        Reply {
+            head: ResponseHead::new(status),
+            body,
+        }
+    }
+
+    /// A dynamic HTML page: never stored by shared caches.
+    pub fn html(status: u16, html: String) -> Reply {
+        Reply::new(status, Body::Bytes(html.into_bytes()))
+            .header("Content-Type", "text/html; charset=utf-8")
+            .header("Cache-Control", "no-store")
+    }
+
+    /// A small page with a heading and one paragraph of (escaped) text.
+    pub fn page(status: u16, title: &str, message: &str) -> Reply {
+        Reply::html(status, page_html(title, &html_escape(message)))
+    }
+
+    /// An error page: `404 Not Found` and why.
+    pub fn error(status: u16, message: &str) -> Reply {
+        let title = format!("{status} {}", reason_phrase(status));
+        Reply::page(status, &title, message)
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Reply {
+        self.head.headers.append(name, value);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+}
+
+/// A complete HTML document around a heading and a paragraph of already-escaped HTML.
+pub fn page_html(title: &str, paragraph_html: &str) -> String {
+    let title = html_escape(title);
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+         <body><h1>{title}</h1>\n<p>{paragraph_html}</p>\n<hr><address>porter serve</address></body></html>\n"
+    )
+}
+
+/// Writes the reply; returns the bytes sent. Adds Date, Server, Content-Length and Connection.
+pub fn send(stream: &mut impl Write, reply: Reply, exchange: &Exchange) -> io::Result<u64> {
+    let Reply { mut head, body } = reply;
+    let headers = &mut head.headers;
+    headers.set("Date", httpdate::fmt_http_date(SystemTime::now()));
+    headers.set("Server", "porter");
+    match &body {
+        Body::Empty => {}
+        Body::Bytes(bytes) => headers.set("Content-Length", bytes.len().to_string()),
+        Body::File { len, .. } => headers.set("Content-Length", len.to_string()),
+    }
+    if !exchange.keep_alive {
+        headers.set("Connection", "close");
+    } else if exchange.version == Version::Http10 {
+        headers.set("Connection", "keep-alive");
+    }
+    let mut out = Vec::with_capacity(512);
+    write::response_head(&mut out, &head);
+    let head_len = out.len() as u64;
+    match body {
+        Body::Bytes(bytes) if !exchange.head_only => {
+            out.extend_from_slice(&bytes);
+            stream.write_all(&out)?;
+            Ok(out.len() as u64)
+        }
+        Body::File {
+            mut file,
+            start,
+            len,
+        } if !exchange.head_only => {
+            stream.write_all(&out)?;
+            file.seek(SeekFrom::Start(start))?;
+            let copied = io::copy(&mut file.take(len), stream)?;
+            if copied < len {
+                // The file shrank under us: the framing promised more, so the connection must end.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was being sent",
+                ));
+            }
+            Ok(head_len + copied)
+        }
+        _ => {
+            stream.write_all(&out)?;
+            Ok(head_len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(keep_alive: bool, head_only: bool) -> Exchange {
+        Exchange {
+            version: Version::Http11,
+            keep_alive,
+            head_only,
+        }
+    }
+
+    #[test]
+    fn head_requests_get_the_length_but_no_body() {
+        let mut out = Vec::new();
+        let reply = Reply::new(200, Body::Bytes(b"hello".to_vec()));
+        send(&mut out, reply, &exchange(true, true)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Content-Length: 5\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn streams_a_file_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = File::open(&path).unwrap();
+        let mut out = Vec::new();
+        let reply = Reply::new(
+            206,
+            Body::File {
+                file,
+                start: 3,
+                len: 4,
+            },
+        );
+        send(&mut out, reply, &exchange(false, false)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n3456"), "{text}");
+    }
+
+    #[test]
+    fn error_pages_escape_their_message() {
+        let reply = Reply::error(404, "<script>");
+        let Body::Bytes(body) = reply.body else {
+            panic!("bytes")
+        };
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("&lt;script&gt;") && body.contains("404 Not Found"));
+    }
+}
