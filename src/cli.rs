@@ -36,7 +36,7 @@ pub enum Command {
     /// Uppercase echo server and client over TCP or UDP.
     Upper(UpperArgs),
     /// Run the origin web server: files, visitor cookies, bans, the Nth-visit page, a faulty /getbalance.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// Flags of `porter cache`.
@@ -463,6 +463,10 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub shutdown_grace: Duration,
+
+    /// Freshness of files for caches in front (`Cache-Control: max-age`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    pub max_age: Duration,
 }
 
 impl ServeArgs {
@@ -501,6 +505,7 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout,
             client_timeout: self.client_timeout,
             shutdown_grace: self.shutdown_grace,
+            max_age: self.max_age,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Cache-Control parsing (RFC 9111 §5.2), for requests and responses alike.
 //!
 //! Only the directives a shared cache acts on are kept; unknown ones and cache extensions are skipped.
-//! Values may be tokens or quoted strings (§5.2: recipients accept both). The field-named forms of
-//! `no-cache="x"` and `private="x"` are treated as their unqualified forms, which §5.2.2.4 notes is what
-//! most caches do: simpler, and only ever more conservative.
+//! Values may be tokens or quoted strings (§5.2: recipients accept both). The field-named form
+//! `no-cache="Set-Cookie"` is honoured as RFC 9111 §5.2.2.4 allows: the response is stored without the
+//! named fields and reused without revalidation (origins use it to keep one visitor's cookie from
+//! another). `private="x"` is treated as plain `private`: only ever more conservative.
 
 use crate::http::Headers;
 
@@ -18,7 +19,10 @@ pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheControl {
     pub no_store: bool,
+    /// Unqualified `no-cache`: every reuse needs revalidation.
     pub no_cache: bool,
+    /// Fields named by `no-cache="a, b"` (lowercase): stripped from a stored response.
+    pub no_cache_fields: Vec<String>,
     pub private: bool,
     pub public: bool,
     pub must_revalidate: bool,
@@ -62,7 +66,15 @@ impl CacheControl {
         let name = name.to_ascii_lowercase();
         match name.as_str() {
             "no-store" => self.no_store = true,
-            "no-cache" => self.no_cache = true,
+            "no-cache" => match value.map(str::trim).filter(|v| !v.is_empty()) {
+                Some(fields) => self.no_cache_fields.extend(
+                    fields
+                        .split(',')
+                        .map(|f| f.trim().to_ascii_lowercase())
+                        .filter(|f| !f.is_empty()),
+                ),
+                None => self.no_cache = true,
+            },
             "private" => self.private = true,
             "public" => self.public = true,
             "must-revalidate" => self.must_revalidate = true,
@@ -188,7 +200,8 @@ mod tests {
     #[test]
     fn quoted_values_are_unquoted_and_commas_inside_do_not_split() {
         let c = cc(&["no-cache=\"set-cookie, x-a\", max-age=\"120\", private=\"x\""]);
-        assert!(c.no_cache, "field-named no-cache acts as no-cache");
+        assert!(!c.no_cache, "field-named no-cache is not a bare no-cache");
+        assert_eq!(c.no_cache_fields, ["set-cookie", "x-a"]);
         assert!(c.private, "field-named private acts as private");
         assert_eq!(c.max_age, Some(120));
         assert_eq!(

@@ -238,10 +238,14 @@ impl Cache {
     }
 }
 
-/// A head as stored: no hop-by-hop fields and no framing (the length is the stored body's).
+/// A head as stored: no hop-by-hop fields, no framing (the length is the stored body's), and none of
+/// the fields a field-named `no-cache` keeps out of shared reuse (RFC 9111 §5.2.2.4).
 fn storable_head(response: &ResponseHead) -> ResponseHead {
     let mut head = response.clone();
     hop::strip(&mut head.headers);
     head.headers.remove("content-length");
+    for field in policy::CacheControl::parse(&response.headers).no_cache_fields {
+        head.headers.remove(&field);
+    }
     head
 }

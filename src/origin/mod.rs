@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     pub client_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Freshness given to files (`Cache-Control: max-age`), so caches in front can serve them.
+    pub max_age: Duration,
 }
 
 impl Default for ServeConfig {
@@ -107,6 +109,7 @@ impl Default for ServeConfig {
             idle_timeout: Duration::from_secs(60),
             client_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            max_age: Duration::from_secs(60),
         }
     }
 }
@@ -256,7 +259,14 @@ impl Origin {
         } else if path == "/" && self.config.special_after > 0 && nth >= self.config.special_after {
             pages::center_of_the_pop(nth)
         } else {
-            files::serve(&self.root, &req, path)
+            let reply = files::serve(&self.root, &req, path);
+            match reply.status() {
+                200 | 206 | 304 => reply.header(
+                    "Cache-Control",
+                    format!("max-age={}", self.config.max_age.as_secs()),
+                ),
+                _ => reply,
+            }
         };
         self.finish(conn, &req, visitor.decorate(reply), &exchange)
     }
@@ -355,12 +365,17 @@ impl VisitorHeaders {
             reply = reply.header("X-Visit-Count", visits.to_string());
         }
         if let Some(id) = &self.new_id {
-            // A shared cache must never hand one visitor's new cookie to another. The qualified
-            // no-cache (RFC 9111 §5.2.2.4) lets it keep the body but not reuse the cookie without
-            // revalidating, and the 304 it then gets carries the next client's own cookie. Pages that
-            // are no-store already need nothing more.
-            if !reply.head.headers.contains("cache-control") {
-                reply = reply.header("Cache-Control", "no-cache=\"Set-Cookie\"");
+            // A shared cache must never hand one visitor's new cookie (or count) to another. The
+            // field-named no-cache (RFC 9111 §5.2.2.4) lets it keep and reuse the body without those
+            // fields. Pages that are no-store already need nothing more.
+            let cache_control = reply.head.headers.clone_value("cache-control");
+            if !reply.head.headers.has_token("cache-control", "no-store") {
+                let mut value = String::from_utf8_lossy(&cache_control).into_owned();
+                if !value.is_empty() {
+                    value.push_str(", ");
+                }
+                value.push_str("no-cache=\"Set-Cookie, X-Visit-Count\"");
+                reply.head.headers.set("Cache-Control", value);
             }
             reply = reply.header("Set-Cookie", cookies::set_cookie(id));
         }

@@ -564,3 +564,52 @@ fn cache_subcommand_stats_ls_purge_clear() {
     assert!(ok);
     assert!(cache(&["stats"]).1.contains("entries:  0"));
 }
+
+#[test]
+fn the_readme_demo_serve_proxy_fetch_shows_a_miss_then_a_hit() {
+    let work = tempfile::tempdir().unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/www");
+    let cookies = work.path().join("cookies.json");
+    let events = work.path().join("server.log");
+    let serve = Porter::start(&[
+        "serve",
+        "--root",
+        root,
+        "--cookies",
+        cookies.to_str().unwrap(),
+        "--event-log",
+        events.to_str().unwrap(),
+    ]);
+    let proxy = cached_proxy(&work.path().join("cache"), &[]);
+    let url = format!("http://{}/", serve.addr);
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_porter"))
+            .args(["fetch", &url, "--proxy", &proxy.addr.to_string()])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let access = |outcome: &str| {
+        proxy
+            .logs()
+            .lines()
+            .filter(|l| l.contains("porter::access") && l.contains(&url) && l.ends_with(outcome))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || access("HIT") == 1),
+        "{}",
+        proxy.logs()
+    );
+    assert_eq!(access("MISS"), 1, "{}", proxy.logs());
+    // The first visitor's cookie was not stored: a cached response never hands it to another client.
+    let first = proxy_get(proxy.addr, &url, &[]);
+    assert_eq!(first.header("x-cache"), Some("HIT"));
+    assert!(first.header("set-cookie").is_none());
+    assert!(first.header("x-visit-count").is_none());
+}

@@ -22,7 +22,7 @@ fn visitor_cookie_counts_visits_and_survives_a_restart() {
     assert_eq!(visits(&first), Some(1));
     assert_eq!(
         first.header("cache-control"),
-        Some("no-cache=\"Set-Cookie\""),
+        Some("max-age=60, no-cache=\"Set-Cookie, X-Visit-Count\""),
         "a shared cache must not hand this cookie to others"
     );
     let cookie = format!("theme=dark; porter_visitor={id}");
