@@ -14,6 +14,7 @@ use crate::origin::ServeConfig;
 use crate::origin::faults::FaultMix;
 use crate::origin::limits::LimitConfig;
 use crate::proxy::ProxyConfig;
+use crate::proxy::auth::{AuthError, Credentials};
 use crate::units::{parse_duration, parse_size};
 use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 
@@ -107,6 +108,14 @@ pub struct ProxyArgs {
     #[arg(long = "deny-host", value_name = "PATTERN")]
     pub deny_host: Vec<HostPattern>,
 
+    /// A user allowed to use the proxy, as USER:PASSWORD (repeatable); enables Basic proxy authentication.
+    #[arg(long = "auth-user", value_name = "USER:PASSWORD")]
+    pub auth_user: Vec<String>,
+
+    /// A file of USER:PASSWORD lines (`#` comments allowed); enables Basic proxy authentication.
+    #[arg(long = "auth-file", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
     /// Ports that CONNECT may tunnel to (repeatable).
     #[arg(long = "connect-port", default_values_t = [443u16], value_name = "PORT")]
     pub connect_port: Vec<u16>,
@@ -158,8 +167,15 @@ pub struct ProxyArgs {
 
 impl ProxyArgs {
     /// The validated configuration this command line asks for.
-    pub fn into_config(self) -> ProxyConfig {
-        ProxyConfig {
+    pub fn into_config(self) -> Result<ProxyConfig, AuthError> {
+        let mut auth = Credentials::default();
+        for pair in &self.auth_user {
+            auth.add(pair)?;
+        }
+        if let Some(path) = &self.auth_file {
+            auth.add_file(path)?;
+        }
+        Ok(ProxyConfig {
             listen: self.listen,
             workers: usize::from(self.workers),
             queue: self.queue.max(1),
@@ -172,6 +188,7 @@ impl ProxyArgs {
             },
             deny_hosts: self.deny_host,
             connect_ports: self.connect_port,
+            auth,
             origin_timeout: self.origin_timeout,
             head_timeout: self.head_timeout,
             idle_timeout: self.idle_timeout,
@@ -182,7 +199,7 @@ impl ProxyArgs {
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
-        }
+        })
     }
 }
 

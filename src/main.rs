@@ -9,7 +9,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Proxy(args) => porter::proxy::run(args.into_config()).map_err(Into::into),
+        Command::Proxy(args) => args
+            .into_config()
+            .map_err(Into::into)
+            .and_then(|config| porter::proxy::run(config).map_err(Into::into)),
         Command::Cache(args) => {
             porter::cache::admin::run(&args.cache_dir, &args.action.into_command())
                 .map(|text| print!("{text}"))

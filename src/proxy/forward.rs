@@ -36,6 +36,15 @@ pub fn outbound_request(
     // The absolute URI's authority wins over any Host the client sent (RFC 9112 §3.2.2).
     headers.set("Host", target.host_header());
     append_via(&mut headers, req.version, via);
+    if req.method == "TRACE" || req.method == "OPTIONS" {
+        // Each hop takes one off Max-Forwards (RFC 9110 §7.6.2); zero is answered before this.
+        if let Some(n) = headers
+            .get("max-forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            headers.set("Max-Forwards", n.saturating_sub(1).to_string());
+        }
+    }
     match body {
         BodyMode::Length(n) => headers.append("Content-Length", n.to_string()),
         BodyMode::Chunked => headers.append("Transfer-Encoding", "chunked"),

@@ -9,6 +9,7 @@
 //!                                   └─> forward to the origin, stream back
 //! ```
 
+pub mod auth;
 mod cached;
 mod error;
 pub mod forward;
@@ -51,6 +52,8 @@ pub struct ProxyConfig {
     pub deny_hosts: Vec<HostPattern>,
     /// Ports CONNECT may reach.
     pub connect_ports: Vec<u16>,
+    /// Basic proxy credentials; empty means no authentication.
+    pub auth: auth::Credentials,
     pub origin_timeout: Duration,
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
@@ -75,6 +78,7 @@ impl Default for ProxyConfig {
             allow: Cidr::loopback(),
             deny_hosts: Vec::new(),
             connect_ports: vec![443],
+            auth: auth::Credentials::default(),
             origin_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -226,6 +230,18 @@ impl Proxy {
     }
 
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
+            let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+            entry.outcome = Outcome::Denied;
+            let (mut head, body) =
+                pages::error_page(407, "this proxy needs a user name and password");
+            head.headers.append(
+                "Proxy-Authenticate",
+                "Basic realm=\"porter\", charset=\"UTF-8\"",
+            );
+            // A request body we did not read would be taken for the next request: close.
+            return self.reply(conn, &mut entry, (head, body), false, req.method == "HEAD");
+        }
         if req.method == "CONNECT" {
             self.connect(conn, req);
             return None;
@@ -294,6 +310,12 @@ impl Proxy {
                 "this request has already passed through this proxy: a forwarding loop",
             );
             return self.reply(conn, &mut entry, page, false, head_only);
+        }
+        let max_forwards = req.headers.get("max-forwards").map(str::trim);
+        if (req.method == "TRACE" || req.method == "OPTIONS") && max_forwards == Some("0") {
+            // Max-Forwards reached zero: this hop answers (RFC 9110 §7.6.2).
+            entry.outcome = Outcome::Local;
+            return self.reply(conn, &mut entry, pages::final_hop(&req), reusable, false);
         }
         if let Some(rule) = self.denied_host(&target.host) {
             entry.outcome = Outcome::Denied;

@@ -46,6 +46,27 @@ pub fn error_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
     (head, body.into_bytes())
 }
 
+/// The answer of the last hop to TRACE or OPTIONS with `Max-Forwards: 0` (RFC 9110 §9.3.7, §9.3.8).
+/// TRACE echoes the request head, minus the fields that may carry secrets.
+pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
+    let mut head = ResponseHead::new(200);
+    if req.method == "OPTIONS" {
+        head.headers.append(
+            "Allow",
+            "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT",
+        );
+        return (head, Vec::new());
+    }
+    let mut echoed = req.clone();
+    for secret in ["proxy-authorization", "authorization", "cookie"] {
+        echoed.headers.remove(secret);
+    }
+    let mut body = Vec::new();
+    write::request_head(&mut body, &echoed);
+    head.headers.append("Content-Type", "message/http");
+    (head, body)
+}
+
 /// Answers an origin-form request addressed to the proxy itself.
 pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
     if req.method != "GET" && req.method != "HEAD" {

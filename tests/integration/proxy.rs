@@ -397,3 +397,99 @@ fn access_log_has_one_line_per_request() {
             && l.contains(&format!("GET {url} 200"))
             && l.ends_with("PASS"))));
 }
+
+#[test]
+fn basic_proxy_authentication() {
+    let origin = text_origin();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users");
+    std::fs::write(&file, "# team\ncarol:from-file\n").unwrap();
+    let porter = Porter::start(&[
+        "proxy",
+        "--no-cache",
+        "--auth-user",
+        "alice:s3cret",
+        "--auth-file",
+        file.to_str().unwrap(),
+    ]);
+    let denied = proxy_get(porter.addr, &origin.url("/"), &[]);
+    assert_eq!(denied.status, 407);
+    assert!(
+        denied
+            .header("proxy-authenticate")
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    let wrong = proxy_get(
+        porter.addr,
+        &origin.url("/"),
+        &[("Proxy-Authorization", "Basic YWxpY2U6d3Jvbmc=")],
+    );
+    assert_eq!(wrong.status, 407);
+    assert_eq!(origin.hits(), 0);
+    // alice:s3cret and carol:from-file
+    for token in ["YWxpY2U6czNjcmV0", "Y2Fyb2w6ZnJvbS1maWxl"] {
+        let ok = proxy_get(
+            porter.addr,
+            &origin.url("/"),
+            &[("Proxy-Authorization", &format!("Basic {token}"))],
+        );
+        assert_eq!(ok.status, 200);
+        assert!(
+            !ok.text()
+                .to_ascii_lowercase()
+                .contains("proxy-authorization"),
+            "never forwarded"
+        );
+    }
+    let connect = raw_request(porter.addr, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(connect.status, 407);
+    assert!(
+        !porter.logs().contains("s3cret") && !porter.logs().contains("YWxpY2U6czNjcmV0"),
+        "never logged"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+        .args(["proxy", "--auth-user", "nopassword"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("USER:PASSWORD"));
+}
+
+#[test]
+fn max_forwards_and_via_loops() {
+    let origin = text_origin();
+    let porter = proxy();
+    let trace = format!(
+        "TRACE {} HTTP/1.1\r\nMax-Forwards: 0\r\nCookie: secret\r\nX-Mine: 1\r\nConnection: close\r\n\r\n",
+        origin.url("/t")
+    );
+    let response = raw_request(porter.addr, trace.as_bytes()).unwrap();
+    assert_eq!(
+        (response.status, response.header("content-type")),
+        (200, Some("message/http"))
+    );
+    assert!(response.text().contains("X-Mine: 1") && !response.text().contains("secret"));
+    let options = format!(
+        "OPTIONS {} HTTP/1.1\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+        origin.url("/")
+    );
+    assert!(
+        raw_request(porter.addr, options.as_bytes())
+            .unwrap()
+            .header("allow")
+            .is_some()
+    );
+    assert_eq!(origin.hits(), 0);
+    let trace = format!(
+        "TRACE {} HTTP/1.1\r\nMax-Forwards: 5\r\nConnection: close\r\n\r\n",
+        origin.url("/t")
+    );
+    raw_request(porter.addr, trace.as_bytes()).unwrap();
+    assert!(origin.requests.lock().unwrap()[0].contains("Max-Forwards: 4"));
+    // A request that already went through this proxy is a loop.
+    let first = proxy_get(porter.addr, &origin.url("/v"), &[]);
+    let via = first.header("via").unwrap().to_string();
+    let looped = proxy_get(porter.addr, &origin.url("/v"), &[("Via", &via)]);
+    assert_eq!(looped.status, 508);
+}

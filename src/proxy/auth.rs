@@ -1,0 +1,115 @@
+//! Basic proxy authentication (RFC 9110 §11.7.1, RFC 7617): `--auth-user USER:PASSWORD` or
+//! `--auth-file`. Credentials are compared in constant time, never logged, and never forwarded
+//! (Proxy-Authorization is hop-by-hop and stripped before forwarding).
+
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::http::Headers;
+
+/// The accepted credentials, kept as the exact `Basic <base64>` tokens a client sends.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    tokens: Vec<Vec<u8>>,
+}
+
+/// Never print the secrets, even in a debug dump of the configuration.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({} users)", self.tokens.len())
+    }
+}
+
+/// A credential that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthError(String);
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Adds one `user:password` pair.
+    pub fn add(&mut self, pair: &str) -> Result<(), AuthError> {
+        match pair.split_once(':') {
+            Some((user, password))
+                if !user.is_empty() && !password.is_empty() && !user.contains(':') =>
+            {
+                let mut token = b"Basic ".to_vec();
+                token.extend_from_slice(STANDARD.encode(pair).as_bytes());
+                self.tokens.push(token);
+                Ok(())
+            }
+            _ => Err(AuthError(
+                "an auth user must be USER:PASSWORD, both non-empty".into(),
+            )),
+        }
+    }
+
+    /// Adds every `user:password` line of a file (blank lines and `#` comments skipped).
+    pub fn add_file(&mut self, path: &Path) -> Result<(), AuthError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AuthError(format!("cannot read auth file {}: {e}", path.display())))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            self.add(line)
+                .map_err(|e| AuthError(format!("{}:{}: {e}", path.display(), n + 1)))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the request carries one of the accepted credentials.
+    pub fn admits(&self, headers: &Headers) -> bool {
+        let Some(given) = headers.get_bytes("proxy-authorization") else {
+            return false;
+        };
+        let given = given.trim_ascii();
+        // Check every token, so the time taken does not tell which one (or whether any) matched.
+        self.tokens
+            .iter()
+            .fold(false, |found, token| constant_time_eq(token, given) | found)
+    }
+}
+
+/// Compares in time that depends only on the lengths, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_only_configured_users() {
+        let mut creds = Credentials::default();
+        creds.add("alice:s3cret").unwrap();
+        creds.add("bob:pa:ss").unwrap();
+        let with = |v: &str| -> Headers { [("Proxy-Authorization", v)].into_iter().collect() };
+        assert!(creds.admits(&with("Basic YWxpY2U6czNjcmV0")));
+        assert!(creds.admits(&with(&format!("Basic {}", STANDARD.encode("bob:pa:ss")))));
+        assert!(!creds.admits(&with("Basic YWxpY2U6d3Jvbmc=")));
+        assert!(!creds.admits(&with("Bearer YWxpY2U6czNjcmV0")));
+        assert!(!creds.admits(&Headers::new()));
+        assert!(creds.add("nocolon").is_err());
+        assert!(creds.add(":empty-user").is_err());
+        assert_eq!(format!("{creds:?}"), "Credentials(2 users)");
+    }
+}
