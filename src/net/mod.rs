@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod conn;
 mod park;
+pub mod sendfile;
 pub mod server;
 pub mod shutdown;
 

@@ -1,9 +1,11 @@
 //! Responses as the origin server writes them: a head and a body that is either bytes in memory or a
-//! slice of an open file, streamed with `io::copy` (sendfile on Linux) so a large file never sits in
-//! memory. Also the server's own small HTML pages (errors, the ban page, the center of the pop).
+//! slice of an open file, sent with sendfile(2) ([`crate::net::sendfile`]) so a large file never sits
+//! in memory. Also the server's own small HTML pages (errors, the ban page, the center of the pop).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
+
+use crate::net::sendfile::SendFile;
 use std::time::SystemTime;
 
 use crate::http::{ResponseHead, Version, reason_phrase, write};
@@ -86,7 +88,7 @@ pub fn page_html(title: &str, paragraph_html: &str) -> String {
 }
 
 /// Writes the reply; returns the bytes sent. Adds Date, Server, Content-Length and Connection.
-pub fn send(stream: &mut impl Write, reply: Reply, exchange: &Exchange) -> io::Result<u64> {
+pub fn send(stream: &mut impl SendFile, reply: Reply, exchange: &Exchange) -> io::Result<u64> {
     let Reply { mut head, body } = reply;
     let headers = &mut head.headers;
     headers.set("Date", httpdate::fmt_http_date(SystemTime::now()));
@@ -110,14 +112,9 @@ pub fn send(stream: &mut impl Write, reply: Reply, exchange: &Exchange) -> io::R
             stream.write_all(&out)?;
             Ok(out.len() as u64)
         }
-        Body::File {
-            mut file,
-            start,
-            len,
-        } if !exchange.head_only => {
+        Body::File { file, start, len } if !exchange.head_only => {
             stream.write_all(&out)?;
-            file.seek(SeekFrom::Start(start))?;
-            let copied = io::copy(&mut file.take(len), stream)?;
+            let copied = stream.send_file(&file, start, len)?;
             if copied < len {
                 // The file shrank under us: the framing promised more, so the connection must end.
                 return Err(io::Error::new(

@@ -8,7 +8,7 @@
 //!                  └ one fetcher per URL (others wait, then look again) ─> relay, store if allowed
 //! ```
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,6 +21,7 @@ use crate::cache::{Body, Cache, Found};
 use crate::http::body::BodyMode;
 use crate::http::{RequestHead, ResponseHead, write};
 use crate::net::Conn;
+use crate::net::sendfile::send_file;
 
 type Result<T> = std::result::Result<T, (ProxyError, bool)>;
 
@@ -186,7 +187,7 @@ impl Proxy {
 
     /// Sends a stored response: 304 when the client's conditional matches, else the whole entry, with
     /// Age, Via, Cache-Status and X-Cache. Bodies in memory go out with their head in one vectored
-    /// write; bodies in a file go file-to-socket (sendfile).
+    /// write; bodies in a file go file-to-socket with sendfile(2).
     fn serve_hit(
         &self,
         conn: &mut Conn,
@@ -251,9 +252,8 @@ impl Proxy {
                 conn.stream
                     .write_all(&out)
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;
-                // std::io::copy from a File to a TcpStream uses sendfile(2) on Linux.
-                let mut body = (&file_entry.file).take(found.body_len);
-                let sent = io::copy(&mut body, &mut conn.stream)
+                let offset = file_entry.decoded.body_offset;
+                let sent = send_file(&conn.stream, &file_entry.file, offset, found.body_len)
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;
                 entry.bytes = head_len + sent;
                 if sent != found.body_len {

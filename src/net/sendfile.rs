@@ -1,0 +1,82 @@
+//! File-to-socket copies with sendfile(2), so cached and served bodies never pass through user space.
+//!
+//! `std::io::copy` no longer does this for a File and a TcpStream: since Rust 1.8x it refuses
+//! sendfile into sockets, because a file modified later could change bytes already queued in the
+//! socket buffer. Porter's callers never modify a file in place (cache entries are replaced by
+//! rename, served files are the operator's), so the kernel path is safe here and much cheaper.
+
+use std::fs::File;
+use std::io;
+use std::net::TcpStream;
+
+/// A writer that can take a slice of a file: sendfile(2) for sockets, a plain copy for in-memory
+/// buffers (the seam tests use).
+pub trait SendFile: io::Write {
+    /// Writes `len` bytes of `file` from `offset`; returns the bytes written (fewer at end of file).
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64>;
+}
+
+impl SendFile for TcpStream {
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        send_file(self, file, offset, len)
+    }
+}
+
+impl SendFile for Vec<u8> {
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.take(len).read_to_end(self).map(|n| n as u64)
+    }
+}
+
+/// Sends `len` bytes of `file` starting at `offset`. Returns the bytes sent; fewer than `len` means
+/// the file ended early. Honours the socket's write timeout (a timeout is `WouldBlock`/`TimedOut`).
+pub fn send_file(socket: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    let mut position = offset;
+    let end = offset + len;
+    while position < end {
+        // sendfile moves at most about 2 GiB per call.
+        let chunk = (end - position).min(1 << 30) as usize;
+        match rustix::fs::sendfile(socket, file, Some(&mut position), chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(position - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn sends_a_range_of_a_file_to_a_socket() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        file.write_all(&data).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        let socket = TcpStream::connect(addr).unwrap();
+        assert_eq!(send_file(&socket, &file, 1000, 250_000).unwrap(), 250_000);
+        assert_eq!(
+            send_file(&socket, &file, 299_990, 100).unwrap(),
+            10,
+            "stops at the end of the file"
+        );
+        drop(socket);
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..250_000], &data[1000..251_000]);
+        assert_eq!(&got[250_000..], &data[299_990..]);
+    }
+}
