@@ -3,21 +3,34 @@
 
 use std::io::{self, Read};
 
-/// Bytes read from a peer and not yet consumed, bounded by a capacity.
+/// Bytes read from a peer and not yet consumed, bounded by a capacity. Memory grows from a small
+/// start up to the capacity only when a message needs it, so thousands of idle connections stay cheap.
 #[derive(Debug)]
 pub struct ReadBuf {
     bytes: Vec<u8>,
     start: usize,
     end: usize,
+    capacity: usize,
 }
+
+/// What a buffer starts with; most request heads fit.
+const INITIAL: usize = 4 * 1024;
 
 impl ReadBuf {
     /// A buffer holding at most `capacity` unconsumed bytes.
     pub fn with_capacity(capacity: usize) -> Self {
         ReadBuf {
-            bytes: vec![0; capacity],
+            bytes: vec![0; INITIAL.min(capacity)],
             start: 0,
             end: 0,
+            capacity,
+        }
+    }
+
+    /// Gives back memory grown for a large message, once it has been consumed.
+    pub fn shrink(&mut self) {
+        if self.is_empty() && self.bytes.len() > INITIAL.min(self.capacity) {
+            self.bytes = vec![0; INITIAL.min(self.capacity)];
         }
     }
 
@@ -36,7 +49,7 @@ impl ReadBuf {
 
     /// Whether the buffer is full, so a parser still waiting for more must give up.
     pub fn is_full(&self) -> bool {
-        self.start == 0 && self.end == self.bytes.len()
+        self.len() >= self.capacity
     }
 
     /// Marks `n` bytes as used.
@@ -58,7 +71,11 @@ impl ReadBuf {
             self.start = 0;
         }
         if self.end == self.bytes.len() {
-            return Ok(0);
+            if self.bytes.len() >= self.capacity {
+                return Ok(0);
+            }
+            let grown = (self.bytes.len() * 4).clamp(INITIAL, self.capacity);
+            self.bytes.resize(grown, 0);
         }
         let n = source.read(&mut self.bytes[self.end..])?;
         self.end += n;
@@ -89,8 +106,28 @@ mod tests {
         assert_eq!(buf.data(), b"defgh");
         assert_eq!(buf.fill_from(&mut src).unwrap(), 2);
         assert_eq!(buf.data(), b"defghij");
+        buf.consume(7);
+        buf.shrink();
+        let mut src: &[u8] = b"de";
+        buf.fill_from(&mut src).unwrap();
         let mut out = [0u8; 4];
         assert_eq!(buf.take_into(&mut out, 2), 2);
         assert_eq!(&out[..2], b"de");
+    }
+
+    #[test]
+    fn grows_only_when_needed_up_to_its_capacity() {
+        let mut buf = ReadBuf::with_capacity(64 * 1024);
+        assert_eq!(buf.bytes.len(), INITIAL);
+        let big = vec![7u8; 100 * 1024];
+        let mut src: &[u8] = &big;
+        while !buf.is_full() {
+            assert!(buf.fill_from(&mut src).unwrap() > 0);
+        }
+        assert_eq!(buf.len(), 64 * 1024);
+        assert_eq!(buf.fill_from(&mut src).unwrap(), 0);
+        buf.consume(buf.len());
+        buf.shrink();
+        assert_eq!(buf.bytes.len(), INITIAL);
     }
 }

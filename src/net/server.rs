@@ -336,6 +336,7 @@ fn serve_connection<H: Handler>(
                         // A client rarely sends its next request before reading this response: park
                         // at once rather than try a read that would only say "not yet".
                         if conn.buf.is_empty() {
+                            conn.buf.shrink();
                             parker.park(conn);
                             return;
                         }
