@@ -173,15 +173,18 @@ impl Proxy {
         let tunnels =
             TunnelHandle::start(config.tunnel_idle_timeout, Arc::clone(&metrics), shutdown)?;
         let via = format!("porter-{}-{}", std::process::id(), local_addr.port());
-        let cache = match &config.cache_dir {
-            Some(dir) => Some(Cache::open(&CacheConfig {
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            let opened = Cache::open(&CacheConfig {
                 dir: dir.clone(),
                 max_bytes: config.cache_size,
                 max_object_size: config.max_object_size,
                 memory_bytes: config.memory_cache_size,
-            })?),
-            None => None,
-        };
+            });
+            // A read-only or broken disk must not take the proxy down: it relays instead.
+            opened
+                .map_err(|e| log::warn!("{e}; running without a cache"))
+                .ok()
+        });
         Ok(Proxy {
             config,
             local_addr,

@@ -613,3 +613,43 @@ fn the_readme_demo_serve_proxy_fetch_shows_a_miss_then_a_hit() {
     assert!(first.header("set-cookie").is_none());
     assert!(first.header("x-visit-count").is_none());
 }
+
+#[test]
+fn an_unwritable_cache_degrades_to_pass_through() {
+    let origin = origin_with("max-age=300");
+    // A cache folder that cannot be created: the proxy starts anyway and relays.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let porter = cached_proxy(&not_a_dir.join("cache"), &[]);
+    assert_eq!(proxy_get(porter.addr, &origin.url("/a"), &[]).status, 200);
+    assert!(
+        porter.logs().contains("running without a cache"),
+        "{}",
+        porter.logs()
+    );
+    // A cache whose disk starts failing after start-up: writes fail, requests keep being served.
+    let cache_dir = dir.path().join("cache");
+    let porter = cached_proxy(&cache_dir, &[]);
+    assert!(eventually(Duration::from_secs(5), || cache_dir
+        .join("tmp")
+        .is_dir()));
+    std::fs::remove_dir_all(cache_dir.join("tmp")).unwrap();
+    std::fs::write(cache_dir.join("tmp"), b"not a folder").unwrap();
+    for _ in 0..2 {
+        let response = proxy_get(porter.addr, &origin.url("/b"), &[]);
+        assert_eq!(
+            (response.status, response.header("x-cache")),
+            (200, Some("MISS"))
+        );
+        assert!(
+            response
+                .header("cache-status")
+                .unwrap()
+                .contains("detail=store-failed")
+        );
+    }
+    assert!(eventually(Duration::from_secs(5), || porter
+        .logs()
+        .contains("serving without caching")));
+}
