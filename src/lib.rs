@@ -13,5 +13,6 @@ pub mod http;
 pub mod net;
 pub mod origin;
 pub mod proxy;
+pub mod timefmt;
 pub mod units;
 pub mod upper;

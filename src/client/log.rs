@@ -13,10 +13,11 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::FetchError;
 use crate::http::ResponseHead;
+use crate::timefmt::rfc3339;
 
 /// An append-only log file.
 #[derive(Debug, Clone)]
@@ -92,48 +93,10 @@ pub fn status_line(head: &ResponseHead) -> String {
         .to_string()
 }
 
-/// UTC time as `2026-05-01T12:00:00.123Z` (RFC 3339), without a date crate.
-pub fn rfc3339(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let leap_day = UNIX_EPOCH + Duration::from_millis(951_827_696_789);
-        assert_eq!(rfc3339(leap_day), "2000-02-29T12:34:56.789Z");
-        let later = UNIX_EPOCH + Duration::from_secs(1_777_593_600);
-        assert_eq!(rfc3339(later), "2026-05-01T00:00:00.000Z");
-    }
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn appends_whole_records() {

@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
-use super::events::rfc3339;
 use crate::http::Headers;
+use crate::timefmt::rfc3339;
 
 /// The cookie's name.
 pub const COOKIE_NAME: &str = "porter_visitor";

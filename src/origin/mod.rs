@@ -307,7 +307,7 @@ impl Origin {
         let draw = self.faults.draw();
         let ip = conn.peer.ip().to_canonical();
         let event = Event {
-            timestamp: events::rfc3339(SystemTime::now()),
+            timestamp: crate::timefmt::rfc3339(SystemTime::now()),
             client_ip: ip.to_string(),
             path: req.target.clone(),
             outcome: draw.outcome.as_str().to_string(),
