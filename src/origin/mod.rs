@@ -142,6 +142,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     shutdown.install_signal_handlers()?;
     let saver = Saver::start(Arc::clone(&origin.visitors), config.save_every)?;
     let served = server.run(Arc::clone(&origin));
+    crate::access_log::flush();
     saver.stop();
     origin.holder.stop();
     let saved = origin.visitors.save();
@@ -320,7 +321,7 @@ impl Origin {
         }
         if draw.outcome == Outcome::Timeout {
             let peer = conn.peer;
-            log::info!(target: "porter::access", "{peer} {} {} timeout 0", req.method, req.target);
+            crate::access_log::write(format!("{peer} {} {} timeout 0", req.method, req.target));
             let (stream, _unread, slot) = conn.into_parts();
             self.holder.hold(stream, peer, slot);
             return None;
@@ -339,7 +340,10 @@ impl Origin {
         let status = reply.status();
         match reply::send(&mut conn.stream, reply, exchange) {
             Ok(bytes) => {
-                log::info!(target: "porter::access", "{} {} {} {status} {bytes}", conn.peer, req.method, req.target);
+                crate::access_log::write(format!(
+                    "{} {} {} {status} {bytes}",
+                    conn.peer, req.method, req.target
+                ));
                 exchange.keep_alive.then_some(conn)
             }
             Err(e) => {

@@ -109,10 +109,12 @@ impl AccessEntry {
         }
     }
 
-    /// Writes the line to the `porter::access` log target and counts it.
+    /// Counts the request and queues its line for the access log.
     pub fn finish(&self, metrics: &Metrics) {
         metrics.record(self.outcome, self.bytes);
-        log::info!(target: "porter::access", "{self}");
+        if crate::access_log::enabled() {
+            crate::access_log::write(self.to_string());
+        }
     }
 }
 

@@ -117,6 +117,7 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
     shutdown.install_signal_handlers()?;
     let proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
     server.run(Arc::new(proxy))?;
+    crate::access_log::flush();
     log::info!("proxy stopped");
     Ok(())
 }
