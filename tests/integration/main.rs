@@ -1,5 +1,6 @@
 //! Integration tests: the real `porter` binary driven over loopback sockets, a module per subcommand.
 
+mod browser;
 mod cache;
 mod fetch;
 mod pool;
