@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::entry::ResponseMeta;
 use super::key::Key;
+use super::policy::StoredFreshness;
 
 /// Objects larger than this stay on disk only (they go out with sendfile anyway).
 pub const MAX_MEMORY_OBJECT: u64 = 1 << 20;
@@ -18,6 +19,7 @@ const ENTRY_OVERHEAD: u64 = 512;
 pub struct MemoryEntry {
     pub url: String,
     pub meta: Arc<ResponseMeta>,
+    pub freshness: Arc<StoredFreshness>,
     pub body: Arc<[u8]>,
     last_used: AtomicU64,
 }
@@ -64,13 +66,21 @@ impl MemoryTier {
     }
 
     /// Keeps a verified body in memory if it is small enough and the tier is enabled.
-    pub fn insert(&self, key: Key, url: &str, meta: Arc<ResponseMeta>, body: Arc<[u8]>) {
+    pub fn insert(
+        &self,
+        key: Key,
+        url: &str,
+        meta: Arc<ResponseMeta>,
+        freshness: Arc<StoredFreshness>,
+        body: Arc<[u8]>,
+    ) {
         if self.max_bytes == 0 || body.len() as u64 > MAX_MEMORY_OBJECT.min(self.max_bytes / 4) {
             return;
         }
         let entry = Arc::new(MemoryEntry {
             url: url.to_string(),
             meta,
+            freshness,
             body,
             last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
         });
@@ -124,6 +134,15 @@ mod tests {
         })
     }
 
+    fn fresh() -> Arc<StoredFreshness> {
+        let m = meta();
+        Arc::new(StoredFreshness::of(
+            &m.head,
+            m.request_time,
+            m.response_time,
+        ))
+    }
+
     #[test]
     fn stays_within_its_budget_and_keeps_recently_used_entries() {
         let tier = MemoryTier::new(64 * 1024);
@@ -131,7 +150,7 @@ mod tests {
             .map(|i| Key::for_url(&format!("http://e/{i}")))
             .collect();
         for (i, key) in keys.iter().enumerate() {
-            tier.insert(*key, "u", meta(), vec![0u8; 4096].into());
+            tier.insert(*key, "u", meta(), fresh(), vec![0u8; 4096].into());
             // Keep the first entry hot.
             assert!(tier.get(&keys[0]).is_some(), "after {i} inserts");
         }
@@ -141,7 +160,7 @@ mod tests {
         tier.remove(&keys[0]);
         assert!(tier.get(&keys[0]).is_none());
         let off = MemoryTier::new(0);
-        off.insert(keys[0], "u", meta(), vec![1u8].into());
+        off.insert(keys[0], "u", meta(), fresh(), vec![1u8].into());
         assert!(off.get(&keys[0]).is_none());
     }
 }

@@ -54,6 +54,16 @@ pub struct Found {
     pub body: Body,
     pub body_len: u64,
     pub meta: Arc<ResponseMeta>,
+    /// The stored head's freshness facts, worked out once per entry.
+    pub freshness: Arc<policy::StoredFreshness>,
+}
+
+fn freshness_of(meta: &ResponseMeta) -> Arc<policy::StoredFreshness> {
+    Arc::new(policy::StoredFreshness::of(
+        &meta.head,
+        meta.request_time,
+        meta.response_time,
+    ))
 }
 
 /// The proxy's cache.
@@ -99,6 +109,7 @@ impl Cache {
                 body_len: hot.body.len() as u64,
                 body: Body::Memory(Arc::clone(&hot.body)),
                 meta: Arc::clone(&hot.meta),
+                freshness: Arc::clone(&hot.freshness),
             });
         }
         let primary = self.store.open_entry(primary_key)?;
@@ -120,6 +131,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: Body::File(entry),
+                    freshness: freshness_of(&meta),
                     meta,
                 })
             }
@@ -144,8 +156,9 @@ impl Cache {
                 return false;
             }
             let body: Arc<[u8]> = body.into();
+            let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
             self.memory
-                .insert(found.key, url, Arc::clone(&found.meta), Arc::clone(&body));
+                .insert(found.key, url, meta, freshness, Arc::clone(&body));
             found.body = Body::Memory(body);
         }
         true
@@ -198,6 +211,7 @@ impl Cache {
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
+        let freshness = freshness_of(&meta);
         let mut writer = self
             .store
             .writer(
@@ -210,8 +224,9 @@ impl Cache {
         match &mut found.body {
             Body::Memory(body) => {
                 io::Write::write_all(&mut writer, body)?;
+                let hot = (Arc::clone(&meta), Arc::clone(&freshness));
                 self.memory
-                    .insert(found.key, url, Arc::clone(&meta), Arc::clone(body));
+                    .insert(found.key, url, hot.0, hot.1, Arc::clone(body));
             }
             Body::File(entry) => {
                 let mut body = io::Read::take(&entry.file, found.body_len);
@@ -225,6 +240,7 @@ impl Cache {
             }
         }
         found.meta = meta;
+        found.freshness = freshness;
         writer.commit()
     }
 

@@ -136,6 +136,40 @@ pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
     Ok(())
 }
 
+/// What a stored response's own header fields say about its freshness. It depends only on the stored
+/// head and the times recorded with it, so the cache computes it once per entry instead of parsing
+/// Cache-Control, Date, Age and Expires on every hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFreshness {
+    cc: CacheControl,
+    lifetime: Duration,
+    /// RFC 9111 §4.2.3 corrected_initial_age.
+    initial_age: Duration,
+    response_time: SystemTime,
+}
+
+impl StoredFreshness {
+    pub fn of(stored: &ResponseHead, request_time: SystemTime, response_time: SystemTime) -> Self {
+        let cc = CacheControl::parse(&stored.headers);
+        StoredFreshness {
+            lifetime: lifetime(stored, &cc, response_time),
+            initial_age: current_age(stored, request_time, response_time, response_time),
+            cc,
+            response_time,
+        }
+    }
+
+    /// RFC 9111 §4.2.3 current_age: the initial age plus the time resident in this cache.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        let resident = now.duration_since(self.response_time).unwrap_or_default();
+        self.initial_age.saturating_add(resident)
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+}
+
 /// RFC 9111 §4 and §5.2.1: can `stored` answer `req` now, with the times recorded when it was stored?
 /// Vary and method matching are the store's job; this judges freshness and directives only.
 pub fn before_request(
@@ -145,14 +179,23 @@ pub fn before_request(
     response_time: SystemTime,
     now: SystemTime,
 ) -> Decision {
+    decide(
+        req,
+        &StoredFreshness::of(stored, request_time, response_time),
+        now,
+    )
+}
+
+/// [`before_request`] with the stored response's freshness already worked out.
+pub fn decide(req: &RequestHead, stored: &StoredFreshness, now: SystemTime) -> Decision {
     let want = CacheControl::parse_request(&req.headers);
-    let cc = CacheControl::parse(&stored.headers);
+    let cc = &stored.cc;
     // §5.2.2.4, §5.2.1.4: no-cache on either side means "always ask the origin first".
     if cc.no_cache || want.no_cache {
         return Decision::Revalidate;
     }
-    let lifetime = lifetime(stored, &cc, response_time);
-    let age = current_age(stored, request_time, response_time, now);
+    let lifetime = stored.lifetime;
+    let age = stored.age(now);
     // §5.2.1.1. max-age=0 is how clients ask for a reload, so it revalidates even at age zero.
     if let Some(max_age) = want.max_age
         && (max_age == 0 || age > Duration::from_secs(max_age))

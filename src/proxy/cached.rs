@@ -42,13 +42,7 @@ impl Proxy {
         for attempt in 0..2 {
             if let Some(mut found) = cache.lookup(&target.url, req) {
                 let now = SystemTime::now();
-                let decision = policy::before_request(
-                    req,
-                    &found.meta.head,
-                    found.meta.request_time,
-                    found.meta.response_time,
-                    now,
-                );
+                let decision = policy::decide(req, &found.freshness, now);
                 match decision {
                     Decision::Fresh | Decision::StaleAllowed
                         if cache.prepare(&target.url, &mut found) =>
@@ -198,7 +192,7 @@ impl Proxy {
         now: SystemTime,
     ) -> Result<bool> {
         let meta = &found.meta;
-        let age = policy::current_age(&meta.head, meta.request_time, meta.response_time, now);
+        let age = found.freshness.age(now);
         let not_modified = policy::client_has_current(req, &meta.head);
         let keep_alive = req.keep_alive();
         let mut out = Vec::with_capacity(1024);
