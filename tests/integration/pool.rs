@@ -146,3 +146,32 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
         "no longer listening"
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let origin = slow_origin(Duration::from_secs(30));
+    let mut porter = Porter::start(&["proxy", "--no-cache", "--shutdown-grace", "60s"]);
+    let _in_flight = {
+        let (addr, url) = (porter.addr, origin.url("/forever"));
+        std::thread::spawn(move || {
+            raw_request(addr, format!("GET {url} HTTP/1.1\r\n\r\n").as_bytes())
+        })
+    };
+    assert!(eventually(Duration::from_secs(5), || origin.hits() == 1));
+    let pid = porter.child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(eventually(Duration::from_secs(5), || porter
+        .logs()
+        .contains("shutting down")));
+    assert_eq!(
+        porter.child.try_wait().unwrap(),
+        None,
+        "still draining the in-flight request"
+    );
+    let status = porter
+        .terminate()
+        .expect("the second signal ends it without waiting for the grace period");
+    assert!(!status.success());
+}
