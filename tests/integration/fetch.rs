@@ -556,3 +556,65 @@ fn truncated_body_leaves_no_file() {
         "no partial file"
     );
 }
+
+#[test]
+fn repeat_tally_against_porter_serve_getbalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let cookies = dir.path().join("cookies.json");
+    let events = dir.path().join("server.log");
+    let serve = Porter::start(&[
+        "serve",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--cookies",
+        cookies.to_str().unwrap(),
+        "--event-log",
+        events.to_str().unwrap(),
+        "--seed",
+        "7",
+        "--fault-delay",
+        "2s",
+    ]);
+    let url = format!("http://{}/getbalance", serve.addr);
+    let run = run_porter(
+        &[
+            "fetch",
+            "--repeat",
+            "20",
+            "--interval",
+            "0ms",
+            "--timeout",
+            "300ms",
+            &url,
+        ],
+        dir.path(),
+        &[],
+        None,
+    );
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let attempts = lines.iter().filter(|l| l.starts_with('[')).count();
+    assert_eq!(attempts, 20, "{}", run.stdout);
+    let tally_at = lines
+        .iter()
+        .position(|l| *l == "outcomes of 20 requests:")
+        .expect("a tally");
+    let counts: u32 = lines[tally_at + 1..]
+        .iter()
+        .map(|row| {
+            row.split_whitespace()
+                .rev()
+                .nth(1)
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(counts, 20, "{}", run.stdout);
+    // The default mix (20% timeout, 20% 403, 10% 500) shows more than one outcome in 20 tries.
+    assert!(lines.len() - tally_at - 1 >= 2, "{}", run.stdout);
+    assert!(
+        lines[tally_at + 1..].iter().all(|row| row.contains('%')),
+        "{}",
+        run.stdout
+    );
+}
