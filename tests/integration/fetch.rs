@@ -611,7 +611,7 @@ fn repeat_tally_against_porter_serve_getbalance() {
         .sum();
     assert_eq!(counts, 20, "{}", run.stdout);
     // The default mix (20% timeout, 20% 403, 10% 500) shows more than one outcome in 20 tries.
-    assert!(lines.len() - tally_at - 1 >= 2, "{}", run.stdout);
+    assert!(lines.len() - tally_at > 2, "{}", run.stdout);
     assert!(
         lines[tally_at + 1..].iter().all(|row| row.contains('%')),
         "{}",
