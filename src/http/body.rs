@@ -64,6 +64,9 @@ pub fn response_mode(
     }
 }
 
+/// The framing Transfer-Encoding gives (RFC 9112 §6.1, §6.3): only a lone `chunked` is decoded. A
+/// list whose final coding is not `chunked`, or that repeats it, leaves the body length unknowable
+/// (400); `chunked` after a coding we do not decode (`gzip, chunked`) is a 501.
 fn transfer_coding(headers: &Headers) -> Result<Option<BodyMode>, Error> {
     if !headers.contains("transfer-encoding") {
         return Ok(None);
@@ -71,10 +74,25 @@ fn transfer_coding(headers: &Headers) -> Result<Option<BodyMode>, Error> {
     if headers.contains("content-length") {
         return Err(Error::ContentLengthWithTransferEncoding);
     }
-    let codings: Vec<&str> = headers.list("transfer-encoding").collect();
-    match codings.as_slice() {
-        [only] if only.eq_ignore_ascii_case("chunked") => Ok(Some(BodyMode::Chunked)),
-        _ => Err(Error::UnsupportedTransferEncoding),
+    let mut codings = Vec::new();
+    for (_, value) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        // Every value counts: one that is not text must not vanish from the list.
+        let text = std::str::from_utf8(value).map_err(|_| Error::ChunkedNotFinal)?;
+        codings.extend(text.split(',').map(str::trim).filter(|c| !c.is_empty()));
+    }
+    let is_chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
+    match codings.split_last() {
+        Some((last, rest)) if is_chunked(last) && !rest.iter().any(is_chunked) => {
+            if rest.is_empty() {
+                Ok(Some(BodyMode::Chunked))
+            } else {
+                Err(Error::UnsupportedTransferEncoding)
+            }
+        }
+        _ => Err(Error::ChunkedNotFinal),
     }
 }
 
@@ -161,14 +179,18 @@ impl<'a, S: Read> BodyReader<'a, S> {
         self.stream.read(&mut out[..limit])
     }
 
-    /// Makes sure the buffer holds a whole line (ending in LF); returns its length including the LF.
-    fn buffered_line(&mut self, max: usize) -> io::Result<usize> {
+    /// Makes sure the buffer holds a whole line (ending in LF) of at most `max` bytes; returns its
+    /// length including the LF. Only the first `max` buffered bytes count, so the answer does not
+    /// depend on how the peer's bytes were split into reads.
+    fn buffered_line(&mut self, max: usize, too_long: Error) -> io::Result<usize> {
         loop {
-            if let Some(pos) = self.buf.data().iter().position(|&b| b == b'\n') {
+            let data = self.buf.data();
+            let window = &data[..data.len().min(max)];
+            if let Some(pos) = window.iter().position(|&b| b == b'\n') {
                 return Ok(pos + 1);
             }
-            if self.buf.len() >= max || self.buf.is_full() {
-                return Err(Error::InvalidChunk("chunk line too long").into());
+            if data.len() >= max || self.buf.is_full() {
+                return Err(too_long.into());
             }
             if self.buf.fill_from(self.stream)? == 0 {
                 return Err(Error::Truncated.into());
@@ -180,7 +202,8 @@ impl<'a, S: Read> BodyReader<'a, S> {
     fn next_chunk_state(&mut self, chunk: Chunk) -> io::Result<Chunk> {
         match chunk {
             Chunk::Size => {
-                let len = self.buffered_line(MAX_CHUNK_LINE)?;
+                let len =
+                    self.buffered_line(MAX_CHUNK_LINE, Error::InvalidChunk("chunk line too long"))?;
                 let size = parse_chunk_size(&self.buf.data()[..len])?;
                 self.buf.consume(len);
                 Ok(if size == 0 {
@@ -190,7 +213,8 @@ impl<'a, S: Read> BodyReader<'a, S> {
                 })
             }
             Chunk::DataEnd => {
-                let len = self.buffered_line(2)?;
+                let len =
+                    self.buffered_line(2, Error::InvalidChunk("missing crlf after chunk data"))?;
                 if &self.buf.data()[..len] != b"\r\n" {
                     return Err(Error::InvalidChunk("missing crlf after chunk data").into());
                 }
@@ -198,12 +222,15 @@ impl<'a, S: Read> BodyReader<'a, S> {
                 Ok(Chunk::Size)
             }
             Chunk::Trailers(seen) => {
-                let len = self.buffered_line(MAX_TRAILERS - seen.min(MAX_TRAILERS))?;
+                let len = self.buffered_line(
+                    MAX_TRAILERS - seen.min(MAX_TRAILERS),
+                    Error::InvalidChunk("trailer section too large"),
+                )?;
                 let line = &self.buf.data()[..len];
-                if len < 2 || line[len - 2] != b'\r' {
-                    return Err(Error::InvalidChunk("bare lf in trailer").into());
+                let last = line == b"\r\n";
+                if !last {
+                    check_trailer_field(line)?;
                 }
-                let last = len == 2;
                 self.buf.consume(len);
                 Ok(if last {
                     Chunk::Done
@@ -264,7 +291,7 @@ impl<S: Read> Read for BodyReader<'_, S> {
     }
 }
 
-/// Parses `1a;ext=v\r\n` (RFC 9112 §7.1). Extensions are checked for shape and ignored.
+/// Parses `1a;ext=v\r\n` (RFC 9112 §7.1). Extensions are checked against the grammar and ignored.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
     let line = line
         .strip_suffix(b"\r\n")
@@ -273,17 +300,93 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
     if digits == 0 || digits > 15 {
         return Err(Error::InvalidChunk("invalid chunk size"));
     }
-    let rest = &line[digits..];
-    let extensions_ok = rest.is_empty()
-        || (rest
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-            && rest.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b';'));
-    if !extensions_ok {
+    if !is_chunk_ext(&line[digits..]) {
         return Err(Error::InvalidChunk("invalid chunk extension"));
     }
     let text = std::str::from_utf8(&line[..digits]).expect("hex digits are ascii");
     u64::from_str_radix(text, 16).map_err(|_| Error::InvalidChunk("invalid chunk size"))
+}
+
+/// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, where a name is a
+/// token and a value a token or a quoted-string (RFC 9112 §7.1.1).
+fn is_chunk_ext(mut rest: &[u8]) -> bool {
+    let skip_bws =
+        |s: &[u8]| -> usize { s.iter().take_while(|&&b| b == b' ' || b == b'\t').count() };
+    while !rest.is_empty() {
+        rest = &rest[skip_bws(rest)..];
+        let Some(after_semi) = rest.strip_prefix(b";") else {
+            return false;
+        };
+        rest = &after_semi[skip_bws(after_semi)..];
+        let name = token_len(rest);
+        if name == 0 {
+            return false;
+        }
+        rest = &rest[name..];
+        let ws = skip_bws(rest);
+        if rest.get(ws) != Some(&b'=') {
+            // No value: what follows must be another extension or the end.
+            rest = &rest[ws..];
+            continue;
+        }
+        rest = &rest[ws + 1..];
+        rest = &rest[skip_bws(rest)..];
+        let value = if rest.first() == Some(&b'"') {
+            quoted_string_len(rest)
+        } else {
+            token_len(rest)
+        };
+        if value == 0 {
+            return false;
+        }
+        rest = &rest[value..];
+    }
+    true
+}
+
+/// tchar of RFC 9110 §5.6.2.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn token_len(s: &[u8]) -> usize {
+    s.iter().take_while(|&&b| is_tchar(b)).count()
+}
+
+/// The length of the quoted-string at the start of `s` (RFC 9110 §5.6.4), or 0 if there is none.
+fn quoted_string_len(s: &[u8]) -> usize {
+    let text = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+    let mut i = 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'"' => return i + 1,
+            b'\\' if s.get(i + 1).is_some_and(|&n| text(n)) => i += 2,
+            b'\\' => return 0,
+            b if text(b) => i += 1,
+            _ => return 0,
+        }
+    }
+    0
+}
+
+/// A trailer field line (CRLF included): `token ":" OWS value OWS`, no control bytes but HTAB, no
+/// obs-fold (RFC 9112 §7.1.2, §5). Trailers are discarded, but a malformed one means the framing is
+/// not what we think it is.
+fn check_trailer_field(line: &[u8]) -> Result<(), Error> {
+    let line = line
+        .strip_suffix(b"\r\n")
+        .ok_or(Error::InvalidChunk("bare lf in trailer"))?;
+    let name = token_len(line);
+    if name == 0 || line.get(name) != Some(&b':') {
+        return Err(Error::InvalidChunk("invalid trailer field"));
+    }
+    let value_ok = line[name + 1..]
+        .iter()
+        .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f));
+    if !value_ok {
+        return Err(Error::InvalidChunk("invalid trailer field"));
+    }
+    Ok(())
 }
 
 /// Writes a payload with chunked framing. `finish` writes the last chunk; dropping without it leaves the
@@ -381,6 +484,38 @@ mod tests {
     }
 
     #[test]
+    fn transfer_encoding_must_end_in_a_single_chunked() {
+        let te = |values: &[&str]| {
+            let h: Headers = values.iter().map(|v| ("Transfer-Encoding", *v)).collect();
+            request_mode(&h)
+        };
+        assert_eq!(te(&["chunked"]), Ok(BodyMode::Chunked));
+        assert_eq!(te(&["", " chunked "]), Ok(BodyMode::Chunked));
+        assert_eq!(
+            te(&["gzip", "chunked"]),
+            Err(Error::UnsupportedTransferEncoding)
+        );
+        for bad in [
+            &["chunked, gzip"][..],
+            &["gzip"],
+            &["identity"],
+            &[""],
+            &["chunked", "chunked"],
+            &["chunked, chunked"],
+            &["chunked;q=1"],
+            &["chunked", "gzip"],
+        ] {
+            assert_eq!(te(bad), Err(Error::ChunkedNotFinal), "{bad:?}");
+            assert_eq!(Error::ChunkedNotFinal.client_status(), 400);
+        }
+        // A value that is not text must not vanish from the list and leave `chunked` last.
+        let mut h: Headers = [("Transfer-Encoding", "chunked")].into_iter().collect();
+        h.append("Transfer-Encoding", b"g\xffzip".to_vec());
+        assert_eq!(request_mode(&h), Err(Error::ChunkedNotFinal));
+        assert_eq!(response_mode("GET", 200, &h), Err(Error::ChunkedNotFinal));
+    }
+
+    #[test]
     fn response_framing_follows_rfc_9112_section_6_3() {
         let none = headers(&[]);
         assert_eq!(
@@ -429,6 +564,97 @@ mod tests {
         }
     }
 
+    /// Reads a chunked body one byte per read, so every state sees partial lines.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || out.is_empty() {
+                return Ok(0);
+            }
+            out[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    fn decode_one_byte_reads(input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut buf = ReadBuf::with_capacity(64 * 1024);
+        let mut stream = OneByte(input);
+        let mut out = Vec::new();
+        BodyReader::new(BodyMode::Chunked, &mut buf, &mut stream)
+            .read_to_end(&mut out)
+            .map(|_| out)
+    }
+
+    /// Found by the `chunked` fuzzer (with `-max_len` above the line limit): a chunk-size line longer
+    /// than the limit passed when it arrived in one read and failed when it came byte by byte.
+    #[test]
+    fn regression_chunk_line_limit_does_not_depend_on_read_sizes() {
+        let raw = format!("5;x={}\r\nhello\r\n0\r\n\r\n", "v".repeat(MAX_CHUNK_LINE));
+        let (bulk, _) = decode(BodyMode::Chunked, raw.as_bytes());
+        let bytewise = decode_one_byte_reads(raw.as_bytes());
+        assert!(bulk.is_err() && bytewise.is_err(), "{bulk:?} {bytewise:?}");
+        let trailers = format!("0\r\nX: {}\r\n\r\n", "v".repeat(MAX_TRAILERS));
+        let (bulk, _) = decode(BodyMode::Chunked, trailers.as_bytes());
+        assert!(bulk.is_err());
+    }
+
+    #[test]
+    fn chunk_extensions_follow_the_grammar() {
+        for good in [
+            &b"5;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5 ; a = b ;c\r\nhello\r\n0;last\r\n\r\n",
+            b"5;a=\"q;x\\\"y\";b=\"\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"caf\xe9\"\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let (body, _) = decode(BodyMode::Chunked, good);
+            assert_eq!(
+                body.unwrap(),
+                b"hello",
+                "{:?}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for bad in [
+            &b"5;\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;=x\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\\\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let (body, _) = decode(BodyMode::Chunked, bad);
+            assert!(body.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn trailer_fields_must_be_well_formed() {
+        let (body, rest) = decode(BodyMode::Chunked, b"0\r\nX-T: 1\r\nY:\t2 \r\n\r\nnext");
+        assert_eq!((body.unwrap(), rest), (Vec::new(), b"next".to_vec()));
+        for bad in [
+            &b"0\r\nX\r\n\r\n"[..],
+            b"0\r\n: x\r\n\r\n",
+            b"0\r\nX : 1\r\n\r\n",
+            b"0\r\nX: 1\r\n folded\r\n\r\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
+            b"0\r\nX: 1\n\r\n",
+            b"0\r\n\n",
+        ] {
+            let (body, _) = decode(BodyMode::Chunked, bad);
+            assert!(body.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
     #[test]
     fn chunked_round_trip_over_every_split() {
         let mut encoded = Vec::new();
@@ -436,24 +662,9 @@ mod tests {
         writer.write_all(b"first").unwrap();
         writer.write_all(b"second part").unwrap();
         writer.finish().unwrap();
-        // Feed the decoder one byte per read so every state sees a partial line.
-        struct OneByte<'a>(&'a [u8]);
-        impl Read for OneByte<'_> {
-            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-                if self.0.is_empty() || out.is_empty() {
-                    return Ok(0);
-                }
-                out[0] = self.0[0];
-                self.0 = &self.0[1..];
-                Ok(1)
-            }
-        }
-        let mut buf = ReadBuf::with_capacity(1024);
-        let mut stream = OneByte(&encoded);
-        let mut out = Vec::new();
-        BodyReader::new(BodyMode::Chunked, &mut buf, &mut stream)
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, b"firstsecond part");
+        assert_eq!(
+            decode_one_byte_reads(&encoded).unwrap(),
+            b"firstsecond part"
+        );
     }
 }
