@@ -2,6 +2,7 @@
 
 mod cache;
 mod fetch;
+mod hostile;
 mod pool;
 mod proxy;
 mod serve;
