@@ -582,8 +582,9 @@ fn accepted_catalogue(target: &str) -> Vec<Case> {
     ]
 }
 
-/// Heads left unfinished, and a connection that never speaks: closed quietly by the head and idle
-/// timeouts (the proxy runs with 1 s and 2 s). Each waits in its own thread.
+/// Heads left unfinished, a connection that never speaks and bodies that stall: closed quietly by the
+/// head, idle and client timeouts (the proxy runs with 1 s, 2 s and 1 s). Each waits in its own
+/// thread.
 fn timeout_catalogue(target: &str) -> Vec<Case> {
     let quiet = |name: &str, bytes: String| Case {
         name: name.to_string(),
@@ -602,6 +603,17 @@ fn timeout_catalogue(target: &str) -> Vec<Case> {
         ),
         quiet("silent mid-method", "GE".to_string()),
         quiet("never speaks", String::new()),
+        // A body that stops coming: --client-timeout bounds each read of it.
+        quiet(
+            "stalled length body",
+            format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nhello"),
+        ),
+        quiet(
+            "stalled chunked body",
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+            ),
+        ),
     ]
 }
 
@@ -655,6 +667,8 @@ fn proxy_refuses_malformed_and_ambiguous_requests() {
         "1s",
         "--idle-timeout",
         "2s",
+        "--client-timeout",
+        "1s",
     ]);
     let url = origin.url("/x");
     let heads = head_catalogue(&url);

@@ -185,48 +185,38 @@ fn a_client_that_stops_reading_is_cut_off_and_memory_stays_bounded() {
 }
 
 #[test]
-fn per_client_connection_cap_refuses_the_excess_and_recovers() {
-    let porter = Porter::start(&[
-        "proxy",
-        "--no-cache",
-        "--max-connections-per-client",
-        "20",
-        "--idle-timeout",
-        "30s",
-    ]);
-    // 20 idle connections are admitted (each proves it with a request on the kept-alive connection).
-    let mut held = Vec::new();
-    for i in 0..20 {
-        let mut stream = connect(porter.addr);
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n")
-            .unwrap();
-        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-        let response = read_response(&mut reader, false).expect("a response");
-        assert_eq!(response.status, 200, "held connection {i}");
-        held.push(stream);
+fn connection_caps_refuse_the_excess_and_recover() {
+    for cap in ["--max-connections-per-client", "--max-connections"] {
+        let porter = Porter::start(&["proxy", "--no-cache", cap, "20", "--idle-timeout", "30s"]);
+        // 20 idle connections are admitted (each proves it with a request on the kept-alive
+        // connection), the 21st is refused with a 503, and closing some frees their places.
+        let mut held = Vec::new();
+        for i in 0..20 {
+            let mut stream = connect(porter.addr);
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n")
+                .unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let response = read_response(&mut reader, false).expect("a response");
+            assert_eq!(response.status, 200, "{cap}: held connection {i}");
+            held.push(stream);
+        }
+        let request = b"GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+        let refused = send(porter.addr, request, false);
+        assert_eq!(
+            refused.status,
+            Some(503),
+            "{cap}: the 21st connection: {}",
+            refused.excerpt()
+        );
+        assert!(refused.closed, "{cap}: refused connection left open");
+        drop(held.drain(..5));
+        let admitted = eventually(Duration::from_secs(10), || {
+            send(porter.addr, request, false).status == Some(200)
+        });
+        assert!(
+            admitted,
+            "{cap}: closed connections did not free their places"
+        );
     }
-    let refused = send(
-        porter.addr,
-        b"GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-        false,
-    );
-    assert_eq!(
-        refused.status,
-        Some(503),
-        "the 21st connection: {}",
-        refused.excerpt()
-    );
-    assert!(refused.closed);
-    drop(held.drain(..5));
-    let admitted = eventually(Duration::from_secs(10), || {
-        send(
-            porter.addr,
-            b"GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-            false,
-        )
-        .status
-            == Some(200)
-    });
-    assert!(admitted, "closed connections did not free their slots");
 }
