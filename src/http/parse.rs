@@ -1,5 +1,7 @@
 //! Request and response heads from bytes, with httparse doing the grammar and this module the limits and
-//! the strictness httparse leaves to its caller (bare CR/LF, RFC 9112 §2.2).
+//! the strictness httparse leaves to its caller: bare CR/LF and NUL (RFC 9112 §2.2), 400 for a malformed
+//! version but 505 for a well-formed unsupported one (§2.3), Transfer-Encoding in HTTP/1.0 (§6.1) and
+//! several Host fields (§3.2).
 //!
 //! Both parsers answer `Ok(None)` for "need more bytes", never an error, so a caller can feed them any
 //! prefix of a message.
@@ -92,20 +94,26 @@ fn incomplete<T>(buf: &[u8], limits: &Limits, is_request: bool) -> Result<Option
     Ok(None)
 }
 
-/// True when the request target, finished or not, is already longer than the limit. It measures the
-/// target itself, not the whole line, so every prefix of a head that is accepted once complete stays
-/// "need more bytes" (a long method with a short target is not a long URI; the head limit bounds it).
-fn target_too_long(buf: &[u8], limits: &Limits) -> bool {
-    // httparse skips empty lines before the request line (RFC 9112 §2.2); so do we.
+/// The request line, finished or not, without its line end. httparse skips empty lines before it
+/// (RFC 9112 §2.2); so does this.
+fn request_line(buf: &[u8]) -> &[u8] {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
     let line = &buf[start..];
-    let line = &line[..line
+    let end = line
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(line.len())];
+        .unwrap_or(line.len());
+    &line[..end]
+}
+
+/// True when the request target, finished or not, is already longer than the limit. It measures the
+/// target itself, not the whole line, so every prefix of a head that is accepted once complete stays
+/// "need more bytes" (a long method with a short target is not a long URI; the head limit bounds it).
+fn target_too_long(buf: &[u8], limits: &Limits) -> bool {
+    let line = request_line(buf);
     let Some(space) = line.iter().position(|&b| b == b' ') else {
         return false;
     };
@@ -120,16 +128,7 @@ fn target_too_long(buf: &[u8], limits: &Limits) -> bool {
 /// httparse says "version" for any bad byte after the target. A well-formed `HTTP/x.y` that is not
 /// 1.0 or 1.1 is a 505; anything else (an extra space, `http/1.1`, `HTTP/11`) is a malformed line.
 fn version_error(buf: &[u8]) -> Error {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    let line = &line[..line
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(line.len())];
-    let mut parts = line.splitn(3, |&b| b == b' ');
+    let mut parts = request_line(buf).splitn(3, |&b| b == b' ');
     let (Some(_method), Some(_target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
         return Error::Malformed("malformed request line");
