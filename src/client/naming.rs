@@ -115,9 +115,14 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Invisible characters that could disguise a name: zero-width and bidirectional controls.
+/// Invisible characters that could disguise a name: Unicode's format characters (general category
+/// Cf: the soft hyphen, zero-width and bidirectional controls, tags and the like).
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// `text` made into a file name, or `None` if nothing usable is left.
@@ -250,6 +255,15 @@ mod tests {
         assert_eq!(safe_name(" \u{200B} "), None);
         let long = safe_name(&"é".repeat(200)).unwrap();
         assert!(long.len() <= MAX_NAME_BYTES && long.chars().all(|c| c == 'é'));
+    }
+
+    /// Found by the `html_title` fuzzer: soft hyphens (`&#173;`, or byte 0xAD in Latin-1) and other
+    /// format characters outside the zero-width and bidi ranges stayed in names, invisible.
+    #[test]
+    fn regression_every_format_character_is_dropped() {
+        let page = b"<title>caf\xe9\xad\xad &#x61C;&#x180E;&#xE0041;pass&#xFFF9;wd</title>";
+        let title = title(page, Some("iso-8859-1")).unwrap();
+        assert_eq!(safe_name(&title).as_deref(), Some("caf\u{e9} passwd"));
     }
 
     #[test]

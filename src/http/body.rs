@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::chunked::{check_trailer_field, parse_chunk_size};
 use super::{Error, Headers, ReadBuf};
 
 /// How a message body is delimited.
@@ -64,6 +65,9 @@ pub fn response_mode(
     }
 }
 
+/// The framing Transfer-Encoding gives (RFC 9112 §6.1, §6.3): only a lone `chunked` is decoded. A
+/// list whose final coding is not `chunked`, or that repeats it, leaves the body length unknowable
+/// (400); `chunked` after a coding we do not decode (`gzip, chunked`) is a 501.
 fn transfer_coding(headers: &Headers) -> Result<Option<BodyMode>, Error> {
     if !headers.contains("transfer-encoding") {
         return Ok(None);
@@ -71,10 +75,25 @@ fn transfer_coding(headers: &Headers) -> Result<Option<BodyMode>, Error> {
     if headers.contains("content-length") {
         return Err(Error::ContentLengthWithTransferEncoding);
     }
-    let codings: Vec<&str> = headers.list("transfer-encoding").collect();
-    match codings.as_slice() {
-        [only] if only.eq_ignore_ascii_case("chunked") => Ok(Some(BodyMode::Chunked)),
-        _ => Err(Error::UnsupportedTransferEncoding),
+    let mut codings = Vec::new();
+    for (_, value) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        // Every value counts: one that is not text must not vanish from the list.
+        let text = std::str::from_utf8(value).map_err(|_| Error::ChunkedNotFinal)?;
+        codings.extend(text.split(',').map(str::trim).filter(|c| !c.is_empty()));
+    }
+    let is_chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
+    match codings.split_last() {
+        Some((last, rest)) if is_chunked(last) && !rest.iter().any(is_chunked) => {
+            if rest.is_empty() {
+                Ok(Some(BodyMode::Chunked))
+            } else {
+                Err(Error::UnsupportedTransferEncoding)
+            }
+        }
+        _ => Err(Error::ChunkedNotFinal),
     }
 }
 
@@ -161,14 +180,18 @@ impl<'a, S: Read> BodyReader<'a, S> {
         self.stream.read(&mut out[..limit])
     }
 
-    /// Makes sure the buffer holds a whole line (ending in LF); returns its length including the LF.
-    fn buffered_line(&mut self, max: usize) -> io::Result<usize> {
+    /// Makes sure the buffer holds a whole line (ending in LF) of at most `max` bytes; returns its
+    /// length including the LF. Only the first `max` buffered bytes count, so the answer does not
+    /// depend on how the peer's bytes were split into reads.
+    fn buffered_line(&mut self, max: usize, too_long: Error) -> io::Result<usize> {
         loop {
-            if let Some(pos) = self.buf.data().iter().position(|&b| b == b'\n') {
+            let data = self.buf.data();
+            let window = &data[..data.len().min(max)];
+            if let Some(pos) = window.iter().position(|&b| b == b'\n') {
                 return Ok(pos + 1);
             }
-            if self.buf.len() >= max || self.buf.is_full() {
-                return Err(Error::InvalidChunk("chunk line too long").into());
+            if data.len() >= max || self.buf.is_full() {
+                return Err(too_long.into());
             }
             if self.buf.fill_from(self.stream)? == 0 {
                 return Err(Error::Truncated.into());
@@ -180,7 +203,8 @@ impl<'a, S: Read> BodyReader<'a, S> {
     fn next_chunk_state(&mut self, chunk: Chunk) -> io::Result<Chunk> {
         match chunk {
             Chunk::Size => {
-                let len = self.buffered_line(MAX_CHUNK_LINE)?;
+                let len =
+                    self.buffered_line(MAX_CHUNK_LINE, Error::InvalidChunk("chunk line too long"))?;
                 let size = parse_chunk_size(&self.buf.data()[..len])?;
                 self.buf.consume(len);
                 Ok(if size == 0 {
@@ -190,7 +214,8 @@ impl<'a, S: Read> BodyReader<'a, S> {
                 })
             }
             Chunk::DataEnd => {
-                let len = self.buffered_line(2)?;
+                let len =
+                    self.buffered_line(2, Error::InvalidChunk("missing crlf after chunk data"))?;
                 if &self.buf.data()[..len] != b"\r\n" {
                     return Err(Error::InvalidChunk("missing crlf after chunk data").into());
                 }
@@ -198,12 +223,15 @@ impl<'a, S: Read> BodyReader<'a, S> {
                 Ok(Chunk::Size)
             }
             Chunk::Trailers(seen) => {
-                let len = self.buffered_line(MAX_TRAILERS - seen.min(MAX_TRAILERS))?;
+                let len = self.buffered_line(
+                    MAX_TRAILERS - seen.min(MAX_TRAILERS),
+                    Error::InvalidChunk("trailer section too large"),
+                )?;
                 let line = &self.buf.data()[..len];
-                if len < 2 || line[len - 2] != b'\r' {
-                    return Err(Error::InvalidChunk("bare lf in trailer").into());
+                let last = line == b"\r\n";
+                if !last {
+                    check_trailer_field(line)?;
                 }
-                let last = len == 2;
                 self.buf.consume(len);
                 Ok(if last {
                     Chunk::Done
@@ -262,28 +290,6 @@ impl<S: Read> Read for BodyReader<'_, S> {
             }
         }
     }
-}
-
-/// Parses `1a;ext=v\r\n` (RFC 9112 §7.1). Extensions are checked for shape and ignored.
-fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
-    let line = line
-        .strip_suffix(b"\r\n")
-        .ok_or(Error::InvalidChunk("chunk size line without crlf"))?;
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 15 {
-        return Err(Error::InvalidChunk("invalid chunk size"));
-    }
-    let rest = &line[digits..];
-    let extensions_ok = rest.is_empty()
-        || (rest
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-            && rest.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b';'));
-    if !extensions_ok {
-        return Err(Error::InvalidChunk("invalid chunk extension"));
-    }
-    let text = std::str::from_utf8(&line[..digits]).expect("hex digits are ascii");
-    u64::from_str_radix(text, 16).map_err(|_| Error::InvalidChunk("invalid chunk size"))
 }
 
 /// Writes a payload with chunked framing. `finish` writes the last chunk; dropping without it leaves the
@@ -381,6 +387,38 @@ mod tests {
     }
 
     #[test]
+    fn transfer_encoding_must_end_in_a_single_chunked() {
+        let te = |values: &[&str]| {
+            let h: Headers = values.iter().map(|v| ("Transfer-Encoding", *v)).collect();
+            request_mode(&h)
+        };
+        assert_eq!(te(&["chunked"]), Ok(BodyMode::Chunked));
+        assert_eq!(te(&["", " chunked "]), Ok(BodyMode::Chunked));
+        assert_eq!(
+            te(&["gzip", "chunked"]),
+            Err(Error::UnsupportedTransferEncoding)
+        );
+        for bad in [
+            &["chunked, gzip"][..],
+            &["gzip"],
+            &["identity"],
+            &[""],
+            &["chunked", "chunked"],
+            &["chunked, chunked"],
+            &["chunked;q=1"],
+            &["chunked", "gzip"],
+        ] {
+            assert_eq!(te(bad), Err(Error::ChunkedNotFinal), "{bad:?}");
+            assert_eq!(Error::ChunkedNotFinal.client_status(), 400);
+        }
+        // A value that is not text must not vanish from the list and leave `chunked` last.
+        let mut h: Headers = [("Transfer-Encoding", "chunked")].into_iter().collect();
+        h.append("Transfer-Encoding", b"g\xffzip".to_vec());
+        assert_eq!(request_mode(&h), Err(Error::ChunkedNotFinal));
+        assert_eq!(response_mode("GET", 200, &h), Err(Error::ChunkedNotFinal));
+    }
+
+    #[test]
     fn response_framing_follows_rfc_9112_section_6_3() {
         let none = headers(&[]);
         assert_eq!(
@@ -429,6 +467,61 @@ mod tests {
         }
     }
 
+    /// Reads a chunked body one byte per read, so every state sees partial lines.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || out.is_empty() {
+                return Ok(0);
+            }
+            out[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    fn decode_one_byte_reads(input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut buf = ReadBuf::with_capacity(64 * 1024);
+        let mut stream = OneByte(input);
+        let mut out = Vec::new();
+        BodyReader::new(BodyMode::Chunked, &mut buf, &mut stream)
+            .read_to_end(&mut out)
+            .map(|_| out)
+    }
+
+    /// Found by the `chunked` fuzzer (with `-max_len` above the line limit): a chunk-size line longer
+    /// than the limit passed when it arrived in one read and failed when it came byte by byte.
+    #[test]
+    fn regression_chunk_line_limit_does_not_depend_on_read_sizes() {
+        let raw = format!("5;x={}\r\nhello\r\n0\r\n\r\n", "v".repeat(MAX_CHUNK_LINE));
+        let (bulk, _) = decode(BodyMode::Chunked, raw.as_bytes());
+        let bytewise = decode_one_byte_reads(raw.as_bytes());
+        assert!(bulk.is_err() && bytewise.is_err(), "{bulk:?} {bytewise:?}");
+        let trailers = format!("0\r\nX: {}\r\n\r\n", "v".repeat(MAX_TRAILERS));
+        let (bulk, _) = decode(BodyMode::Chunked, trailers.as_bytes());
+        assert!(bulk.is_err());
+    }
+
+    #[test]
+    fn trailer_fields_must_be_well_formed() {
+        let (body, rest) = decode(BodyMode::Chunked, b"0\r\nX-T: 1\r\nY:\t2 \r\n\r\nnext");
+        assert_eq!((body.unwrap(), rest), (Vec::new(), b"next".to_vec()));
+        for bad in [
+            &b"0\r\nX\r\n\r\n"[..],
+            b"0\r\n: x\r\n\r\n",
+            b"0\r\nX : 1\r\n\r\n",
+            b"0\r\nX: 1\r\n folded\r\n\r\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
+            b"0\r\nX: 1\n\r\n",
+            b"0\r\n\n",
+        ] {
+            let (body, _) = decode(BodyMode::Chunked, bad);
+            assert!(body.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
     #[test]
     fn chunked_round_trip_over_every_split() {
         let mut encoded = Vec::new();
@@ -436,24 +529,9 @@ mod tests {
         writer.write_all(b"first").unwrap();
         writer.write_all(b"second part").unwrap();
         writer.finish().unwrap();
-        // Feed the decoder one byte per read so every state sees a partial line.
-        struct OneByte<'a>(&'a [u8]);
-        impl Read for OneByte<'_> {
-            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-                if self.0.is_empty() || out.is_empty() {
-                    return Ok(0);
-                }
-                out[0] = self.0[0];
-                self.0 = &self.0[1..];
-                Ok(1)
-            }
-        }
-        let mut buf = ReadBuf::with_capacity(1024);
-        let mut stream = OneByte(&encoded);
-        let mut out = Vec::new();
-        BodyReader::new(BodyMode::Chunked, &mut buf, &mut stream)
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, b"firstsecond part");
+        assert_eq!(
+            decode_one_byte_reads(&encoded).unwrap(),
+            b"firstsecond part"
+        );
     }
 }

@@ -22,8 +22,11 @@ pub enum Error {
     DuplicateContentLength,
     /// Both Transfer-Encoding and Content-Length: a request smuggling vector (RFC 9112 §6.3).
     ContentLengthWithTransferEncoding,
-    /// A Transfer-Encoding whose final coding is not chunked, or a coding we do not decode.
+    /// A coding we do not decode before the final chunked (`gzip, chunked`): 501 (RFC 9112 §6.1).
     UnsupportedTransferEncoding,
+    /// A Transfer-Encoding whose final coding is not chunked, or that repeats chunked: the body
+    /// length cannot be known, 400 and close (RFC 9112 §6.3).
+    ChunkedNotFinal,
     /// A chunk-size line or chunk delimiter that breaks RFC 9112 §7.1.
     InvalidChunk(&'static str),
     /// The peer closed the connection before the message was complete.
@@ -42,6 +45,7 @@ impl Error {
             Error::DuplicateContentLength => "conflicting content-length values",
             Error::ContentLengthWithTransferEncoding => "both transfer-encoding and content-length",
             Error::UnsupportedTransferEncoding => "unsupported transfer-encoding",
+            Error::ChunkedNotFinal => "transfer-encoding does not end in a single chunked",
             Error::InvalidChunk(what) => what,
             Error::Truncated => "message truncated",
         }

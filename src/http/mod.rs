@@ -5,6 +5,7 @@
 //! same code serves the proxy, the origin server and the client, and tests drive it from byte slices.
 
 pub mod body;
+mod chunked;
 mod error;
 mod headers;
 pub mod hop;

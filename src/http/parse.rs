@@ -1,5 +1,7 @@
 //! Request and response heads from bytes, with httparse doing the grammar and this module the limits and
-//! the strictness httparse leaves to its caller (bare CR/LF, RFC 9112 §2.2).
+//! the strictness httparse leaves to its caller: bare CR/LF and NUL (RFC 9112 §2.2), 400 for a malformed
+//! version but 505 for a well-formed unsupported one (§2.3), Transfer-Encoding in HTTP/1.0 (§6.1) and
+//! several Host fields (§3.2).
 //!
 //! Both parsers answer `Ok(None)` for "need more bytes", never an error, so a caller can feed them any
 //! prefix of a message.
@@ -12,7 +14,7 @@ pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize
     let mut req = httparse::Request::new(&mut storage);
     let status = req.parse(buf).map_err(|e| match e {
         httparse::Error::TooManyHeaders => Error::TooManyHeaders,
-        httparse::Error::Version => Error::UnsupportedVersion,
+        httparse::Error::Version => version_error(buf),
         httparse::Error::Token => Error::Malformed("invalid method or request target"),
         httparse::Error::HeaderName => Error::Malformed("invalid header name"),
         httparse::Error::HeaderValue => Error::Malformed("invalid header value"),
@@ -23,7 +25,7 @@ pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return incomplete(buf, limits, true),
         // A target longer than the limit may trip the grammar check before the line ends.
-        Err(_) if request_line_too_long(buf, limits) => return Err(Error::UriTooLong),
+        Err(_) if target_too_long(buf, limits) => return Err(Error::UriTooLong),
         Err(e) => return Err(e),
     };
     let target = req.path.unwrap_or_default();
@@ -40,6 +42,17 @@ pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize
         version: version(req.version)?,
         headers: collect(req.headers),
     };
+    check_framing(head.version, &head.headers)?;
+    // RFC 9112 §3.2: several Host lines make the target's authority ambiguous.
+    if head
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .count()
+        > 1
+    {
+        return Err(Error::Malformed("more than one host field"));
+    }
     Ok(Some((head, len)))
 }
 
@@ -67,11 +80,12 @@ pub fn response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHead, usi
     if !(100..=999).contains(&head.status) {
         return Err(Error::Malformed("invalid status code"));
     }
+    check_framing(head.version, &head.headers)?;
     Ok(Some((head, len)))
 }
 
 fn incomplete<T>(buf: &[u8], limits: &Limits, is_request: bool) -> Result<Option<T>, Error> {
-    if is_request && request_line_too_long(buf, limits) {
+    if is_request && target_too_long(buf, limits) {
         return Err(Error::UriTooLong);
     }
     if buf.len() >= limits.max_head_bytes {
@@ -80,11 +94,61 @@ fn incomplete<T>(buf: &[u8], limits: &Limits, is_request: bool) -> Result<Option
     Ok(None)
 }
 
-/// True when the request line, finished or not, is longer than a target within limits could make it.
-fn request_line_too_long(buf: &[u8], limits: &Limits) -> bool {
-    // Method, two spaces, "HTTP/1.1" and CRLF take well under 64 bytes for any method we accept.
-    let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    line_len > limits.max_uri_bytes + 64
+/// The request line, finished or not, without its line end. httparse skips empty lines before it
+/// (RFC 9112 §2.2); so does this.
+fn request_line(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let end = line
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(line.len());
+    &line[..end]
+}
+
+/// True when the request target, finished or not, is already longer than the limit. It measures the
+/// target itself, not the whole line, so every prefix of a head that is accepted once complete stays
+/// "need more bytes" (a long method with a short target is not a long URI; the head limit bounds it).
+fn target_too_long(buf: &[u8], limits: &Limits) -> bool {
+    let line = request_line(buf);
+    let Some(space) = line.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let target = &line[space + 1..];
+    let target_len = target
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(target.len());
+    target_len > limits.max_uri_bytes
+}
+
+/// httparse says "version" for any bad byte after the target. A well-formed `HTTP/x.y` that is not
+/// 1.0 or 1.1 is a 505; anything else (an extra space, `http/1.1`, `HTTP/11`) is a malformed line.
+fn version_error(buf: &[u8]) -> Error {
+    let mut parts = request_line(buf).splitn(3, |&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Error::Malformed("malformed request line");
+    };
+    match version.strip_prefix(b"HTTP/") {
+        // Another major version: HTTP/0.9, HTTP/2, HTTP/2.0, HTTP/3.
+        Some([major, ..]) if major.is_ascii_digit() && *major != b'1' => Error::UnsupportedVersion,
+        // HTTP/1.2 and the like, complete.
+        Some([b'1', b'.', minor]) if minor.is_ascii_digit() => Error::UnsupportedVersion,
+        _ => Error::Malformed("invalid http version"),
+    }
+}
+
+/// RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing, whatever else it
+/// says; the other framing rules are `body`'s.
+fn check_framing(version: Version, headers: &super::Headers) -> Result<(), Error> {
+    if version == Version::Http10 && headers.contains("transfer-encoding") {
+        return Err(Error::Malformed("transfer-encoding in an http/1.0 message"));
+    }
+    Ok(())
 }
 
 fn version(minor: Option<u8>) -> Result<Version, Error> {
@@ -214,6 +278,76 @@ mod tests {
         assert_eq!(request(many, &limits), Err(Error::TooManyHeaders));
         let big = format!("GET / HTTP/1.1\r\nA: {}\r\n", "x".repeat(80));
         assert_eq!(request(big.as_bytes(), &limits), Err(Error::HeadTooLarge));
+    }
+
+    /// Found by the `request_head` fuzzer: the unfinished-line check measured the whole request line,
+    /// so a long method with a short target made a prefix a 414 while the finished head parsed.
+    #[test]
+    fn regression_long_method_prefix_is_not_uri_too_long() {
+        let limits = Limits {
+            max_head_bytes: 256,
+            max_headers: 4,
+            max_uri_bytes: 32,
+        };
+        let raw = format!(
+            "{}GET http://example.com/a?b HTTP/1.1\r\n\r\n",
+            "n".repeat(78)
+        );
+        let raw = raw.as_bytes();
+        assert!(request(raw, &limits).unwrap().is_some());
+        for end in 0..raw.len() {
+            assert_eq!(
+                request(&raw[..end], &limits),
+                Ok(None),
+                "prefix of {end} bytes"
+            );
+        }
+        // A long target is still a 414 before its line ends, after empty lines too.
+        let long = format!("\r\nGET /{} HTTP/1.1", "a".repeat(40));
+        assert_eq!(request(long.as_bytes(), &limits), Err(Error::UriTooLong));
+    }
+
+    #[test]
+    fn bad_versions_are_505_only_when_well_formed() {
+        for raw in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"GET / HTTP/0.9\r\n\r\n",
+            b"GET / HTTP/1.2\r\n\r\n",
+            b"GET / HTTP/3\r\n\r\n",
+        ] {
+            assert_eq!(req(raw), Err(Error::UnsupportedVersion), "{raw:?}");
+        }
+        for raw in [
+            &b"GET /  HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1 \r\n\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"GET / HTTP/11\r\n\r\n",
+            b"GET / HTTP/1.10\r\n\r\n",
+            b"GET / HTTPS/1.1\r\n\r\n",
+            b"GET /\r\n\r\n",
+        ] {
+            let error = req(raw).unwrap_err();
+            assert_eq!(error.client_status(), 400, "{raw:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn rejects_ambiguous_framing_and_authority() {
+        assert_eq!(
+            req(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Error::Malformed("transfer-encoding in an http/1.0 message"))
+        );
+        assert!(
+            response(
+                b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &Limits::default()
+            )
+            .is_err()
+        );
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Err(Error::Malformed("more than one host field"))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod browser;
 mod cache;
 mod fetch;
+mod hostile;
 mod pool;
 mod proxy;
 mod serve;
