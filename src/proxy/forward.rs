@@ -271,16 +271,15 @@ pub fn relay_body(
     mode: BodyMode,
     chunked: bool,
     store: Option<EntryWriter>,
-) -> Result<Relayed, ProxyError> {
+) -> Result<Relayed, (ProxyError, bool)> {
     let mut out = Vec::with_capacity(1024);
     write::response_head(&mut out, client_head);
     let head_len = out.len() as u64;
     let mut reader = BodyReader::new(mode, &mut origin.buf, &mut origin.stream);
+    let sent = |e| (ProxyError::ClientIo(e), true);
     if let BodyMode::NoBody = mode {
-        client
-            .stream
-            .write_all(&out)
-            .map_err(ProxyError::ClientIo)?;
+        commit(store);
+        client.stream.write_all(&out).map_err(sent)?;
         return Ok(Relayed {
             bytes: head_len,
             complete: true,
@@ -289,27 +288,22 @@ pub fn relay_body(
     if let BodyMode::Length(n) = mode
         && n <= SMALL_BODY
     {
+        // Read whole before the head goes out, so a cut-off body can still be answered with 502.
         reader
             .read_to_end(&mut out)
-            .map_err(ProxyError::from_origin_read)?;
+            .map_err(|e| (ProxyError::from_origin_read(e), false))?;
         if let Some(mut writer) = store
             && writer.write_all(&out[head_len as usize..]).is_ok()
         {
             commit(Some(writer));
         }
-        client
-            .stream
-            .write_all(&out)
-            .map_err(ProxyError::ClientIo)?;
+        client.stream.write_all(&out).map_err(sent)?;
         return Ok(Relayed {
             bytes: out.len() as u64,
             complete: true,
         });
     }
-    client
-        .stream
-        .write_all(&out)
-        .map_err(ProxyError::ClientIo)?;
+    client.stream.write_all(&out).map_err(sent)?;
     let copied = if chunked {
         let mut writer = ChunkedWriter::new(&mut client.stream);
         copy(&mut reader, &mut writer, store)
@@ -322,8 +316,8 @@ pub fn relay_body(
             bytes: head_len + n,
             complete: mode != BodyMode::CloseDelimited,
         }),
-        Err(CopyError::Read(e)) => Err(ProxyError::from_origin_read(e)),
-        Err(CopyError::Write(e)) => Err(ProxyError::ClientIo(e)),
+        Err(CopyError::Read(e)) => Err((ProxyError::from_origin_read(e), true)),
+        Err(CopyError::Write(e)) => Err((ProxyError::ClientIo(e), true)),
     }
 }
 

@@ -527,8 +527,7 @@ impl Proxy {
         }
         let client_keeps = !client_head.headers.has_token("connection", "close");
         entry.status = client_head.status;
-        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, store)
-            .map_err(|e| (e, true))?;
+        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, store)?;
         entry.bytes = relayed.bytes;
         if relayed.complete && origin_head.keep_alive() {
             self.origins.checkin(&target.host, target.port, origin);

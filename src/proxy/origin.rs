@@ -47,7 +47,7 @@ impl OriginPool {
         let key = (host.to_string(), port);
         let list = idle.get_mut(&key)?;
         while let Some((mut conn, since)) = list.pop() {
-            if since.elapsed() < MAX_IDLE_AGE {
+            if since.elapsed() < MAX_IDLE_AGE && is_quiet(&conn.stream) {
                 conn.reused = true;
                 return Some(conn);
             }
@@ -71,6 +71,18 @@ impl OriginPool {
             list.push((conn, Instant::now()));
         }
     }
+}
+
+/// Whether an idle origin connection is still open and has sent nothing since its last response.
+/// Bytes arriving unasked (a late, smuggled or garbage response) must never be read as the answer to
+/// the next request, and a closed connection would only fail it. One non-blocking peek tells both.
+fn is_quiet(stream: &TcpStream) -> bool {
+    use rustix::net::{RecvFlags, recv};
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(stream, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Err(rustix::io::Errno::AGAIN)
+    )
 }
 
 /// Resolves and connects, trying each address in turn within the timeout.
