@@ -43,7 +43,7 @@ pub struct CacheConfig {
 /// Where a found response's body is.
 pub enum Body {
     /// In an entry file, positioned at the body.
-    File(OpenEntry),
+    File(Box<OpenEntry>),
     /// In the memory tier (already verified).
     Memory(Arc<[u8]>),
 }
@@ -130,7 +130,7 @@ impl Cache {
                 Some(Found {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
-                    body: Body::File(entry),
+                    body: Body::File(Box::new(entry)),
                     freshness: freshness_of(&meta),
                     meta,
                 })

@@ -413,7 +413,7 @@ mod tests {
         }
         // A value that is not text must not vanish from the list and leave `chunked` last.
         let mut h: Headers = [("Transfer-Encoding", "chunked")].into_iter().collect();
-        h.append("Transfer-Encoding", b"g\xffzip".to_vec());
+        h.append("Transfer-Encoding", b"g\xffzip");
         assert_eq!(request_mode(&h), Err(Error::ChunkedNotFinal));
         assert_eq!(response_mode("GET", 200, &h), Err(Error::ChunkedNotFinal));
     }

@@ -160,11 +160,14 @@ fn version(minor: Option<u8>) -> Result<Version, Error> {
 }
 
 fn collect(fields: &[httparse::Header<'_>]) -> Headers {
-    fields
-        .iter()
-        .take_while(|h| !h.name.is_empty())
-        .map(|h| (h.name, h.value))
-        .collect()
+    let fields = &fields[..fields.iter().take_while(|h| !h.name.is_empty()).count()];
+    let names = fields.iter().map(|h| h.name.len()).sum();
+    let values = fields.iter().map(|h| h.value.len()).sum();
+    let mut headers = Headers::with_capacity(fields.len(), names, values);
+    for field in fields {
+        headers.append(field.name, field.value);
+    }
+    headers
 }
 
 /// httparse accepts a bare LF as a line end; RFC 9112 §2.2 lets us refuse it, and a proxy must, since the

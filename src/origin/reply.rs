@@ -68,7 +68,7 @@ impl Reply {
         Reply::page(status, &title, message)
     }
 
-    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Reply {
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Reply {
         self.head.headers.append(name, value);
         self
     }

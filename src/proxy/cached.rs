@@ -293,7 +293,7 @@ fn not_modified_head(stored: &ResponseHead) -> ResponseHead {
         "last-modified",
     ] {
         for value in stored.headers.get_all(name) {
-            head.headers.append(name.to_string(), value);
+            head.headers.append(name, value);
         }
     }
     head
