@@ -285,9 +285,12 @@ impl Store {
     fn scan(&self) {
         let started = Instant::now();
         let mut discarded = 0u64;
+        // Leftovers of earlier processes only: this one may already be storing while the scan runs.
+        let own = format!("-{}-", std::process::id());
         if let Ok(tmp) = fs::read_dir(&self.tmp) {
             for file in tmp.flatten() {
-                if fs::remove_file(file.path()).is_ok() {
+                let ours = file.file_name().to_str().is_some_and(|n| n.contains(&own));
+                if !ours && fs::remove_file(file.path()).is_ok() {
                     discarded += 1;
                 }
             }

@@ -94,6 +94,7 @@ impl VisitorStore {
     /// Loads `path`; a missing file is an empty store, a corrupt one is moved aside. Either way the
     /// store starts unsaved (dirty), so the caller's first save proves the file can be written.
     pub fn load(path: &Path) -> Result<VisitorStore, StoreError> {
+        remove_unfinished_saves(path);
         let (visitors, dirty) = match fs::read(path) {
             Ok(bytes) => parse_or_move_aside(path, &bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => (HashMap::new(), true),
@@ -323,6 +324,29 @@ impl Saver {
     pub fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
+    }
+}
+
+/// Removes `.NAME.tmp-PID` files that a killed server left half-written: they were never renamed
+/// into place, so nothing in them counts.
+fn remove_unfinished_saves(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{name}.tmp-");
+    for file in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let leftover = file
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix));
+        if leftover && fs::remove_file(file.path()).is_ok() {
+            log::info!("removed an unfinished save, {}", file.path().display());
+        }
     }
 }
 

@@ -293,6 +293,20 @@ fn origin_killed_while_saving_visitors_restarts_with_a_loadable_file() {
         );
         let (first, new_cookie) = visit(porter.addr, &tracked).expect("a first visit");
         assert!(!new_cookie, "round {round}: the visitor was forgotten");
+        let leftovers: Vec<_> = std::fs::read_dir(site.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().contains(".tmp-"))
+            .filter(|f| {
+                !f.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("-{}", porter.child.id()))
+            })
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "round {round}: unfinished saves left behind: {leftovers:?}"
+        );
         // At least what an earlier start saw (that was saved long before its kill), at most every
         // visit made, plus one that may have been counted without its answer arriving.
         assert!(
