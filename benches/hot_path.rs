@@ -1,5 +1,7 @@
 //! Micro benchmarks of the per-request work on a cache hit: parse the request head, build the cache key,
-//! decode a stored entry's head, and serialise the response head.
+//! look the entry up (memory tier and disk), decide freshness, decode a stored entry's head, and
+//! serialise the response head. End-to-end runs against Squid and nginx: see the README's benchmark
+//! section (`../shared/bench/proxy-bench.sh`) and `benches/rss.sh` for memory.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
@@ -7,7 +9,10 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use porter::cache::entry::{self, ResponseMeta, Stored};
 use porter::cache::key::Key;
+use porter::cache::policy;
+use porter::cache::{Cache, CacheConfig};
 use porter::http::{Limits, ResponseHead, parse, write};
+use std::io::Write;
 
 const REQUEST: &[u8] = b"GET http://127.0.0.1:8080/files/1k.bin HTTP/1.1\r\n\
 Host: 127.0.0.1:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0\r\n\
@@ -55,6 +60,47 @@ fn benches(c: &mut Criterion) {
     let len = file.len() as u64;
     group.bench_function("decode_entry_head", |b| {
         b.iter(|| entry::decode(&mut black_box(&file[..]), len).unwrap())
+    });
+    // Cache lookups through the public API: the memory tier (a hot hit) and the disk (a cold one).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = Cache::open(&CacheConfig {
+        dir: dir.path().to_path_buf(),
+        max_bytes: 1 << 30,
+        max_object_size: 1 << 28,
+        memory_bytes: 32 << 20,
+    })
+    .expect("cache");
+    let (req, _) = parse::request(REQUEST, &Limits::default())
+        .unwrap()
+        .unwrap();
+    for url in ["http://127.0.0.1:8080/hot", "http://127.0.0.1:8080/cold"] {
+        let mut writer = cache
+            .writer(url, &req, &stored_head(), t, t)
+            .expect("writer");
+        writer.write_all(&[7u8; 1024]).unwrap();
+        writer.commit().unwrap();
+    }
+    let mut hot = cache
+        .lookup("http://127.0.0.1:8080/hot", &req)
+        .expect("stored");
+    assert!(cache.prepare("http://127.0.0.1:8080/hot", &mut hot));
+    group.bench_function("cache_lookup_memory", |b| {
+        b.iter(|| {
+            cache
+                .lookup(black_box("http://127.0.0.1:8080/hot"), &req)
+                .unwrap()
+        })
+    });
+    group.bench_function("cache_lookup_disk", |b| {
+        b.iter(|| {
+            cache
+                .lookup(black_box("http://127.0.0.1:8080/cold"), &req)
+                .unwrap()
+        })
+    });
+    let now = t + Duration::from_secs(5);
+    group.bench_function("freshness_decision", |b| {
+        b.iter(|| policy::decide(black_box(&req), &hot.freshness, now))
     });
     let response = stored_head();
     group.bench_function("write_response_head", |b| {

@@ -8,10 +8,28 @@
 
 use super::{Error, Headers, Limits, RequestHead, ResponseHead, Version};
 
+/// Header slots kept on the stack; the default limit (100) fits, so parsing allocates no slot array.
+const STACK_HEADERS: usize = 100;
+
+/// `max` header slots for httparse: the stack array when it is big enough, else a heap one.
+fn header_slots<'s, 'b>(
+    stack: &'s mut [httparse::Header<'b>; STACK_HEADERS],
+    heap: &'s mut Vec<httparse::Header<'b>>,
+    max: usize,
+) -> &'s mut [httparse::Header<'b>] {
+    if max <= STACK_HEADERS {
+        &mut stack[..max]
+    } else {
+        heap.resize(max, httparse::EMPTY_HEADER);
+        heap
+    }
+}
+
 /// Parses a request head from the start of `buf`. Returns the head and the number of bytes it used.
 pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, Error> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut storage);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let mut req = httparse::Request::new(header_slots(&mut stack, &mut heap, limits.max_headers));
     let status = req.parse(buf).map_err(|e| match e {
         httparse::Error::TooManyHeaders => Error::TooManyHeaders,
         httparse::Error::Version => version_error(buf),
@@ -58,8 +76,9 @@ pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize
 
 /// Parses a response head from the start of `buf`. Returns the head and the number of bytes it used.
 pub fn response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHead, usize)>, Error> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut resp = httparse::Response::new(&mut storage);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let mut resp = httparse::Response::new(header_slots(&mut stack, &mut heap, limits.max_headers));
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return incomplete(buf, limits, false),
