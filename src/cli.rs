@@ -77,15 +77,11 @@ impl CacheAction {
     }
 }
 
-/// Flags of `porter proxy`.
+/// Flags every listening subcommand shares: its worker pool, connection caps and client timeouts.
 #[derive(Debug, Args)]
-pub struct ProxyArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:3128", value_name = "HOST:PORT")]
-    pub listen: SocketAddr,
-
+pub struct PoolArgs {
     /// Worker threads serving requests.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
     pub workers: u16,
 
     /// Accepted connections that may wait for a worker; beyond this new clients get a quick 503.
@@ -99,6 +95,33 @@ pub struct ProxyArgs {
     /// Most open connections from one client address.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_connections_per_client: usize,
+
+    /// Time a client has to send a whole request head once it has started one.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub head_timeout: Duration,
+
+    /// How long an idle keep-alive client connection is kept open.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    pub idle_timeout: Duration,
+
+    /// Time allowed for each read of a request body and each write to a client before giving up on it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub client_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub shutdown_grace: Duration,
+}
+
+/// Flags of `porter proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:3128", value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub pool: PoolArgs,
 
     /// Client networks allowed to use the proxy (repeatable). When given, replaces the default: loopback only.
     #[arg(long = "allow", value_name = "CIDR")]
@@ -124,25 +147,9 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub origin_timeout: Duration,
 
-    /// Time a client has to send a whole request head once it has started one.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub head_timeout: Duration,
-
-    /// How long an idle keep-alive client connection is kept open.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
-    pub idle_timeout: Duration,
-
-    /// Time allowed for each read of a request body and each write to a client before giving up on it.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
-    pub client_timeout: Duration,
-
     /// How long an idle CONNECT tunnel (no bytes either way) stays open.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DUR")]
     pub tunnel_idle_timeout: Duration,
-
-    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub shutdown_grace: Duration,
 
     /// Folder of the on-disk cache.
     #[arg(long, default_value = "cache", value_name = "DIR")]
@@ -177,10 +184,10 @@ impl ProxyArgs {
         }
         Ok(ProxyConfig {
             listen: self.listen,
-            workers: usize::from(self.workers),
-            queue: self.queue.max(1),
-            max_connections: self.max_connections.max(1),
-            max_connections_per_client: self.max_connections_per_client.max(1),
+            workers: usize::from(self.pool.workers),
+            queue: self.pool.queue.max(1),
+            max_connections: self.pool.max_connections.max(1),
+            max_connections_per_client: self.pool.max_connections_per_client.max(1),
             allow: if self.allow.is_empty() {
                 Cidr::loopback()
             } else {
@@ -190,11 +197,11 @@ impl ProxyArgs {
             connect_ports: self.connect_port,
             auth,
             origin_timeout: self.origin_timeout,
-            head_timeout: self.head_timeout,
-            idle_timeout: self.idle_timeout,
-            client_timeout: self.client_timeout,
+            head_timeout: self.pool.head_timeout,
+            idle_timeout: self.pool.idle_timeout,
+            client_timeout: self.pool.client_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
-            shutdown_grace: self.shutdown_grace,
+            shutdown_grace: self.pool.shutdown_grace,
             cache_dir: (!self.no_cache).then_some(self.cache_dir),
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
@@ -384,6 +391,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
     /// Folder whose files are served.
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub root: PathBuf,
@@ -395,22 +405,6 @@ pub struct ServeArgs {
     /// File every /getbalance outcome is appended to, one JSON object a line; /getlogs reads it.
     #[arg(long, default_value = "server.log", value_name = "FILE")]
     pub event_log: PathBuf,
-
-    /// Worker threads serving requests.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
-    pub workers: u16,
-
-    /// Accepted connections that may wait for a worker; beyond this new clients get a quick 503.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
-    pub queue: usize,
-
-    /// Most open client connections (active, queued and idle together); beyond this new clients get 503.
-    #[arg(long, default_value_t = 4096, value_name = "N")]
-    pub max_connections: usize,
-
-    /// Most open connections from one client address.
-    #[arg(long, default_value_t = 256, value_name = "N")]
-    pub max_connections_per_client: usize,
 
     /// Client networks allowed to connect (repeatable). When given, replaces the default: every address.
     #[arg(long = "allow", value_name = "CIDR")]
@@ -465,22 +459,6 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub save_every: Duration,
 
-    /// Time a client has to send a whole request head once it has started one.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub head_timeout: Duration,
-
-    /// How long an idle keep-alive client connection is kept open.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
-    pub idle_timeout: Duration,
-
-    /// Time allowed for each write to a client before giving up on it.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
-    pub client_timeout: Duration,
-
-    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub shutdown_grace: Duration,
-
     /// Freshness of files for caches in front (`Cache-Control: max-age`).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub max_age: Duration,
@@ -495,10 +473,10 @@ impl ServeArgs {
             root: self.root,
             cookies: self.cookies,
             event_log: self.event_log,
-            workers: usize::from(self.workers),
-            queue: self.queue.max(1),
-            max_connections: self.max_connections.max(1),
-            max_connections_per_client: self.max_connections_per_client.max(1),
+            workers: usize::from(self.pool.workers),
+            queue: self.pool.queue.max(1),
+            max_connections: self.pool.max_connections.max(1),
+            max_connections_per_client: self.pool.max_connections_per_client.max(1),
             allow: if self.allow.is_empty() {
                 crate::origin::any_address()
             } else {
@@ -518,10 +496,10 @@ impl ServeArgs {
             max_held: defaults.max_held,
             seed: self.seed,
             save_every: self.save_every,
-            head_timeout: self.head_timeout,
-            idle_timeout: self.idle_timeout,
-            client_timeout: self.client_timeout,
-            shutdown_grace: self.shutdown_grace,
+            head_timeout: self.pool.head_timeout,
+            idle_timeout: self.pool.idle_timeout,
+            client_timeout: self.pool.client_timeout,
+            shutdown_grace: self.pool.shutdown_grace,
             max_age: self.max_age,
         }
     }

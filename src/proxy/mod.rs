@@ -217,8 +217,14 @@ impl Proxy {
         (sent.is_ok() && keep_alive).then_some(conn)
     }
 
-    fn denied_host(&self, host: &str) -> Option<&HostPattern> {
-        self.config.deny_hosts.iter().find(|p| p.matches(host))
+    /// The 403 page for a destination a `--deny-host` rule refuses, naming the rule.
+    fn denied_host(&self, host: &str) -> Option<(http::ResponseHead, Vec<u8>)> {
+        let rule = self.config.deny_hosts.iter().find(|p| p.matches(host))?;
+        let message = format!(
+            "access to {host} is denied by the rule --deny-host {}",
+            rule.as_str()
+        );
+        Some(pages::error_page(403, &message))
     }
 
     /// Whether an absolute-form target names this proxy itself, which would forward to itself forever.
@@ -321,20 +327,9 @@ impl Proxy {
             entry.outcome = Outcome::Local;
             return self.reply(conn, &mut entry, pages::final_hop(&req), reusable, false);
         }
-        if let Some(rule) = self.denied_host(&target.host) {
+        if let Some(page) = self.denied_host(&target.host) {
             entry.outcome = Outcome::Denied;
-            let message = format!(
-                "access to {} is denied by the rule --deny-host {}",
-                target.host,
-                rule.as_str()
-            );
-            return self.reply(
-                conn,
-                &mut entry,
-                pages::error_page(403, &message),
-                reusable,
-                head_only,
-            );
+            return self.reply(conn, &mut entry, page, reusable, head_only);
         }
         self.forward(conn, req, target, entry)
     }
@@ -558,19 +553,9 @@ impl Proxy {
             );
             return;
         }
-        if let Some(rule) = self.denied_host(&host) {
+        if let Some(page) = self.denied_host(&host) {
             entry.outcome = Outcome::Denied;
-            let message = format!(
-                "access to {host} is denied by the rule --deny-host {}",
-                rule.as_str()
-            );
-            self.reply(
-                conn,
-                &mut entry,
-                pages::error_page(403, &message),
-                false,
-                false,
-            );
+            self.reply(conn, &mut entry, page, false, false);
             return;
         }
         let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
