@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use super::entry::ResponseMeta;
 use super::key::Key;
@@ -38,7 +38,8 @@ struct Inner {
 
 /// Small hot entries by key.
 pub struct MemoryTier {
-    inner: Mutex<Inner>,
+    /// Hits only read (last use is an atomic), so workers share the lock; inserts and evictions write.
+    inner: RwLock<Inner>,
     max_bytes: u64,
     clock: AtomicU64,
 }
@@ -46,18 +47,21 @@ pub struct MemoryTier {
 impl MemoryTier {
     pub fn new(max_bytes: u64) -> Self {
         MemoryTier {
-            inner: Mutex::default(),
+            inner: RwLock::default(),
             max_bytes,
             clock: AtomicU64::new(0),
         }
     }
 
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn inner(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<MemoryEntry>> {
-        let entry = self.inner().entries.get(key).cloned()?;
+        let entry = {
+            let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            inner.entries.get(key).cloned()?
+        };
         entry.last_used.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,

@@ -60,6 +60,11 @@ impl Conn {
         (self.stream, self.buf, self._slot)
     }
 
+    /// Whether a request head is half received (so the connection's deadline is near).
+    pub(crate) fn mid_head(&self) -> bool {
+        self.head_deadline.is_some()
+    }
+
     /// When the parker should give up on this connection.
     pub(crate) fn deadline(&self, idle_timeout: std::time::Duration) -> Instant {
         self.head_deadline.unwrap_or(self.idle_since + idle_timeout)

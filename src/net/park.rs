@@ -61,20 +61,36 @@ impl ParkHandle {
     pub fn park(&self, conn: Conn) {
         let token = self.table.next_token.fetch_add(1, Ordering::Relaxed) % (usize::MAX - 1);
         let fd = conn.stream.as_raw_fd();
+        let register = || {
+            self.table
+                .registry
+                .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
+        };
         let mut parked = self.table.lock();
         if parked.closed {
             return;
         }
-        // Registered under the lock: an event for this token cannot be handled before the insert.
-        match self
-            .table
-            .registry
-            .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
-        {
-            Ok(()) => {
-                parked.conns.insert(token, conn);
+        if conn.mid_head() {
+            // Its deadline may be close: register under the lock, so the sweep can never close the
+            // socket between the insert and the registration.
+            match register() {
+                Ok(()) => {
+                    parked.conns.insert(token, conn);
+                }
+                Err(e) => log::debug!("cannot park connection from {}: {e}", conn.peer),
             }
-            Err(e) => log::debug!("cannot park connection from {}: {e}", conn.peer),
+            return;
+        }
+        // The hot path: an idle connection, whose deadline is a whole idle timeout away. Insert, then
+        // register outside the lock (an event cannot fire before the registration, and by then the
+        // connection is in the table), so workers and the parker rarely wait for each other.
+        parked.conns.insert(token, conn);
+        drop(parked);
+        if let Err(e) = register() {
+            let mut parked = self.table.lock();
+            if let Some(conn) = parked.conns.remove(&token) {
+                log::debug!("cannot park connection from {}: {e}", conn.peer);
+            }
         }
     }
 }
@@ -136,13 +152,18 @@ impl Parker {
                 return Err(e);
             }
             {
+                // Only map operations under the lock; the epoll_ctl calls happen after it.
                 let mut parked = self.table.lock();
                 for event in events.iter().filter(|e| e.token() != WAKER) {
-                    if let Some(mut conn) = self.table.take(&mut parked, event.token().0) {
-                        conn.set_readable();
+                    if let Some(conn) = parked.conns.remove(&event.token().0) {
                         readied.push(conn);
                     }
                 }
+            }
+            for conn in &mut readied {
+                let fd = conn.stream.as_raw_fd();
+                let _ = self.table.registry.deregister(&mut SourceFd(&fd));
+                conn.set_readable();
             }
             for conn in readied.drain(..) {
                 // Blocks only while the work queue is full: back-pressure, not loss.
