@@ -11,6 +11,8 @@
 
 pub mod auth;
 mod cached;
+mod config;
+mod connect;
 mod error;
 pub mod forward;
 pub mod metrics;
@@ -21,77 +23,22 @@ mod tunnel;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub use config::ProxyConfig;
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
 use origin::OriginPool;
 use target::Target;
-use tunnel::{NewTunnel, TunnelHandle};
+use tunnel::TunnelHandle;
 
 use crate::cache::store::EntryWriter;
 use crate::cache::{self, Cache, CacheConfig};
 use crate::http::{self, Limits, RequestHead, ResponseHead};
-use crate::net::acl::{Cidr, HostPattern};
+use crate::net::acl::Cidr;
 use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
-
-/// Everything `porter proxy` is configured with. Built by `cli`, validated there, then shared.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    pub listen: SocketAddr,
-    pub workers: usize,
-    /// Accepted connections that may wait for a worker.
-    pub queue: usize,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    /// Client networks allowed to use the proxy.
-    pub allow: Vec<Cidr>,
-    /// Destination hosts refused with 403.
-    pub deny_hosts: Vec<HostPattern>,
-    /// Ports CONNECT may reach.
-    pub connect_ports: Vec<u16>,
-    /// Basic proxy credentials; empty means no authentication.
-    pub auth: auth::Credentials,
-    pub origin_timeout: Duration,
-    pub head_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub client_timeout: Duration,
-    pub tunnel_idle_timeout: Duration,
-    pub shutdown_grace: Duration,
-    /// Cache folder; `None` turns caching off.
-    pub cache_dir: Option<PathBuf>,
-    pub cache_size: u64,
-    pub max_object_size: u64,
-    pub memory_cache_size: u64,
-}
-
-impl Default for ProxyConfig {
-    fn default() -> Self {
-        ProxyConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 3128)),
-            workers: 5,
-            queue: 1024,
-            max_connections: 4096,
-            max_connections_per_client: 256,
-            allow: Cidr::loopback(),
-            deny_hosts: Vec::new(),
-            connect_ports: vec![443],
-            auth: auth::Credentials::default(),
-            origin_timeout: Duration::from_secs(30),
-            head_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            client_timeout: Duration::from_secs(30),
-            tunnel_idle_timeout: Duration::from_secs(600),
-            shutdown_grace: Duration::from_secs(10),
-            cache_dir: Some(PathBuf::from("cache")),
-            cache_size: 1 << 30,
-            max_object_size: 256 << 20,
-            memory_cache_size: 32 << 20,
-        }
-    }
-}
 
 /// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
 pub fn run(config: ProxyConfig) -> io::Result<()> {
@@ -528,72 +475,6 @@ impl Proxy {
             self.origins.checkin(&target.host, target.port, origin);
         }
         Ok(client_keeps)
-    }
-
-    /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
-    fn connect(&self, mut conn: Conn, req: RequestHead) {
-        let mut entry = AccessEntry::new(conn.peer, "CONNECT", &req.target);
-        let Some((host, port)) = target::parse_authority(&req.target) else {
-            let page = pages::error_page(400, "CONNECT needs a host:port target");
-            self.reply(conn, &mut entry, page, false, false);
-            return;
-        };
-        if !self.config.connect_ports.contains(&port) {
-            entry.outcome = Outcome::Denied;
-            let message = format!(
-                "CONNECT to port {port} is not allowed (allowed: {:?})",
-                self.config.connect_ports
-            );
-            self.reply(
-                conn,
-                &mut entry,
-                pages::error_page(403, &message),
-                false,
-                false,
-            );
-            return;
-        }
-        if let Some(page) = self.denied_host(&host) {
-            entry.outcome = Outcome::Denied;
-            self.reply(conn, &mut entry, page, false, false);
-            return;
-        }
-        let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
-            Ok(stream) => stream,
-            Err(e) => {
-                let error = ProxyError::Connect(e);
-                log::warn!("CONNECT {}: {error}", req.target);
-                self.reply(
-                    conn,
-                    &mut entry,
-                    pages::error_page(error.status(), &error.to_string()),
-                    false,
-                    false,
-                );
-                return;
-            }
-        };
-        if conn
-            .stream
-            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
-        let (client, buf, slot) = conn.into_parts();
-        // Bytes the client sent right after its CONNECT head (a TLS ClientHello) go first.
-        let mut origin = origin;
-        if !buf.is_empty() && origin.write_all(buf.data()).is_err() {
-            return;
-        }
-        entry.status = 200;
-        entry.outcome = Outcome::Tunnel;
-        self.tunnels.relay(NewTunnel {
-            client,
-            origin,
-            slot,
-            entry,
-        });
     }
 }
 

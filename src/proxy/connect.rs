@@ -1,0 +1,78 @@
+//! CONNECT host:port (RFC 9110 §9.3.6): check the port and host rules, connect, answer 200 and hand
+//! both sockets to the tunnel relay, so the worker is free again at once.
+
+use std::io::Write;
+
+use super::metrics::{AccessEntry, Outcome};
+use super::tunnel::NewTunnel;
+use super::{Proxy, ProxyError, origin, pages, target};
+use crate::http::RequestHead;
+use crate::net::Conn;
+
+impl Proxy {
+    /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
+    pub(super) fn connect(&self, mut conn: Conn, req: RequestHead) {
+        let mut entry = AccessEntry::new(conn.peer, "CONNECT", &req.target);
+        let Some((host, port)) = target::parse_authority(&req.target) else {
+            let page = pages::error_page(400, "CONNECT needs a host:port target");
+            self.reply(conn, &mut entry, page, false, false);
+            return;
+        };
+        if !self.config.connect_ports.contains(&port) {
+            entry.outcome = Outcome::Denied;
+            let message = format!(
+                "CONNECT to port {port} is not allowed (allowed: {:?})",
+                self.config.connect_ports
+            );
+            self.reply(
+                conn,
+                &mut entry,
+                pages::error_page(403, &message),
+                false,
+                false,
+            );
+            return;
+        }
+        if let Some(page) = self.denied_host(&host) {
+            entry.outcome = Outcome::Denied;
+            self.reply(conn, &mut entry, page, false, false);
+            return;
+        }
+        let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
+            Ok(stream) => stream,
+            Err(e) => {
+                let error = ProxyError::Connect(e);
+                log::warn!("CONNECT {}: {error}", req.target);
+                self.reply(
+                    conn,
+                    &mut entry,
+                    pages::error_page(error.status(), &error.to_string()),
+                    false,
+                    false,
+                );
+                return;
+            }
+        };
+        if conn
+            .stream
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        let (client, buf, slot) = conn.into_parts();
+        // Bytes the client sent right after its CONNECT head (a TLS ClientHello) go first.
+        let mut origin = origin;
+        if !buf.is_empty() && origin.write_all(buf.data()).is_err() {
+            return;
+        }
+        entry.status = 200;
+        entry.outcome = Outcome::Tunnel;
+        self.tunnels.relay(NewTunnel {
+            client,
+            origin,
+            slot,
+            entry,
+        });
+    }
+}
