@@ -48,7 +48,7 @@ pub fn run(dir: &Path, command: &CacheCommand) -> io::Result<String> {
                 .iter()
                 .filter_map(|e| match &e.stored {
                     Stored::Response(meta) => Some((meta.response_time, &e.url)),
-                    Stored::VaryMarker(_) => None,
+                    Stored::VaryMarker { .. } => None,
                 })
                 .min_by_key(|(time, _)| *time);
             let _ = writeln!(out, "folder:   {}", dir.display());

@@ -26,8 +26,12 @@ pub const MAX_HEAD: usize = 96 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     Response(ResponseMeta),
-    /// The URL's responses vary on these request headers (lowercase); variants live under their own keys.
-    VaryMarker(Vec<String>),
+    /// The URL's responses vary on these request headers (lowercase); variants live under their own
+    /// keys, which include the marker's generation: removing the marker orphans every variant at once.
+    VaryMarker {
+        names: Vec<String>,
+        generation: u64,
+    },
 }
 
 /// A stored response's head and the facts the policy needs about it.
@@ -82,10 +86,10 @@ pub fn encode_head(url: &str, stored: &Stored) -> Vec<u8> {
     out.extend_from_slice(url.as_bytes());
     out.extend_from_slice(b"\r\n");
     match stored {
-        Stored::VaryMarker(names) => {
+        Stored::VaryMarker { names, generation } => {
             out.extend_from_slice(b"vary-marker: ");
             out.extend_from_slice(names.join(",").as_bytes());
-            out.extend_from_slice(b"\r\n\r\n");
+            out.extend_from_slice(format!("\r\nvary-generation: {generation}\r\n\r\n").as_bytes());
         }
         Stored::Response(meta) => {
             let line = format!(
@@ -160,6 +164,7 @@ fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
     let response_bytes = &head[split + 4..];
     let mut url = None;
     let mut marker = None;
+    let mut generation = None;
     let mut request_time = None;
     let mut response_time = None;
     let mut vary_values = Vec::new();
@@ -176,6 +181,9 @@ fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
                         .collect(),
                 )
             }
+            "vary-generation" => {
+                generation = Some(value.parse::<u64>().map_err(|_| bad("vary-generation"))?)
+            }
             "request-time" => request_time = Some(parse_millis(value).ok_or(bad("request-time"))?),
             "response-time" => {
                 response_time = Some(parse_millis(value).ok_or(bad("response-time"))?)
@@ -189,7 +197,8 @@ fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
     }
     let url = url.ok_or(bad("no url"))?;
     if let Some(names) = marker {
-        return Ok((url, Stored::VaryMarker(names)));
+        let generation = generation.ok_or(bad("no vary-generation"))?;
+        return Ok((url, Stored::VaryMarker { names, generation }));
     }
     let (head, len) = http::parse::response(
         response_bytes,
@@ -275,7 +284,10 @@ mod tests {
         );
         assert_eq!(decoded.body_len, 5);
         assert_eq!(&file[decoded.body_offset as usize..], b"hello");
-        let marker = Stored::VaryMarker(vec!["accept".into(), "accept-encoding".into()]);
+        let marker = Stored::VaryMarker {
+            names: vec!["accept".into(), "accept-encoding".into()],
+            generation: 42,
+        };
         let file = file_bytes(&url, &marker, b"");
         assert_eq!(
             decode(&mut &file[..], file.len() as u64).unwrap().stored,

@@ -16,10 +16,13 @@ impl Key {
         Key(Sha256::digest(url.as_bytes()).into())
     }
 
-    /// The key of one variant: the URL plus the normalised values of the Vary request headers.
-    pub fn for_variant(url: &str, values: &[(String, String)]) -> Key {
+    /// The key of one variant: the URL, the Vary marker's generation and the normalised values of the
+    /// Vary request headers. The tag keeps it distinct from the URL's own key even with no values.
+    pub fn for_variant(url: &str, generation: u64, values: &[(String, String)]) -> Key {
         let mut hasher = Sha256::new();
         hasher.update(url.as_bytes());
+        hasher.update(b"\0variant\0");
+        hasher.update(generation.to_le_bytes());
         for (name, value) in values {
             hasher.update(b"\0");
             hasher.update(name.as_bytes());
@@ -69,9 +72,17 @@ mod tests {
         assert_eq!(path, Path::new("/c").join(&hex[..2]).join(&hex[2..]));
         assert_eq!(Key::from_path_parts(&hex[..2], &hex[2..]), Some(key));
         assert_eq!(Key::from_path_parts("zz", &hex[2..]), None);
-        let a = Key::for_variant("http://e/", &[("accept-encoding".into(), "gzip".into())]);
-        let b = Key::for_variant("http://e/", &[("accept-encoding".into(), "br".into())]);
+        let a = Key::for_variant("http://e/", 1, &[("accept-encoding".into(), "gzip".into())]);
+        let b = Key::for_variant("http://e/", 1, &[("accept-encoding".into(), "br".into())]);
         assert_ne!(a, b);
         assert_ne!(a, Key::for_url("http://e/"));
+        assert_ne!(
+            Key::for_variant("http://e/", 1, &[]),
+            Key::for_url("http://e/")
+        );
+        assert_ne!(
+            Key::for_variant("http://e/", 1, &[]),
+            Key::for_variant("http://e/", 2, &[])
+        );
     }
 }

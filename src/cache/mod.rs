@@ -66,10 +66,37 @@ fn freshness_of(meta: &ResponseMeta) -> Arc<policy::StoredFreshness> {
     ))
 }
 
+/// Stores one response; `commit` makes it the entry and drops any older copy from the memory tier.
+pub struct CacheWriter {
+    inner: EntryWriter,
+    memory: Arc<MemoryTier>,
+    url_key: Key,
+}
+
+impl CacheWriter {
+    /// See [`EntryWriter::commit`].
+    pub fn commit(self) -> io::Result<()> {
+        self.inner.commit()?;
+        // A request that read the old entry meanwhile may have put it in memory.
+        self.memory.remove(&self.url_key);
+        Ok(())
+    }
+}
+
+impl io::Write for CacheWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The proxy's cache.
 pub struct Cache {
     store: Arc<Store>,
-    memory: MemoryTier,
+    memory: Arc<MemoryTier>,
     locks: Arc<MissLocks>,
     max_object_size: u64,
 }
@@ -84,7 +111,7 @@ impl Cache {
         })?;
         Ok(Cache {
             store,
-            memory: MemoryTier::new(config.memory_bytes),
+            memory: Arc::new(MemoryTier::new(config.memory_bytes)),
             locks: Arc::default(),
             max_object_size: config.max_object_size,
         })
@@ -118,9 +145,11 @@ impl Cache {
         }
         let (entry, wanted) = match &primary.decoded.stored {
             Stored::Response(_) => (primary, Vec::new()),
-            Stored::VaryMarker(names) => {
+            Stored::VaryMarker { names, generation } => {
                 let values = policy::vary_values(req, names);
-                let variant = self.store.open_entry(Key::for_variant(url, &values))?;
+                let variant = self
+                    .store
+                    .open_entry(Key::for_variant(url, *generation, &values))?;
                 (variant, values)
             }
         };
@@ -148,8 +177,11 @@ impl Cache {
         if !self.store.is_verified(entry.key) && !self.store.verify_body(entry) {
             return false;
         }
-        let memory_eligible =
-            found.meta.vary_values.is_empty() && found.body_len <= MAX_MEMORY_OBJECT;
+        // Only the entry now at its path goes to memory: one opened before a replacement or a purge
+        // must not come back from there.
+        let memory_eligible = found.meta.vary_values.is_empty()
+            && found.body_len <= MAX_MEMORY_OBJECT
+            && self.store.is_current(entry);
         if memory_eligible {
             let mut body = vec![0u8; found.body_len as usize];
             if io::Read::read_exact(&mut entry.file, &mut body).is_err() {
@@ -177,17 +209,15 @@ impl Cache {
         response: &ResponseHead,
         request_time: SystemTime,
         response_time: SystemTime,
-    ) -> Option<EntryWriter> {
+    ) -> Option<CacheWriter> {
         // Whatever happens to this fetch, the copy in memory is about to be outdated.
         self.memory.remove(&Key::for_url(url));
         let key = match policy::vary(response) {
             policy::Vary::Any => return None,
             policy::Vary::None => Key::for_url(url),
             policy::Vary::Headers(names) => {
-                let marker = Stored::VaryMarker(names.clone());
-                let writer = self.store.writer(Key::for_url(url), url, &marker, 0)?;
-                writer.commit().ok()?;
-                Key::for_variant(url, &policy::vary_values(req, &names))
+                let generation = self.vary_generation(url, &names)?;
+                Key::for_variant(url, generation, &policy::vary_values(req, &names))
             }
         };
         let vary_values = match policy::vary(response) {
@@ -200,8 +230,37 @@ impl Cache {
             response_time,
             vary_values,
         };
-        self.store
-            .writer(key, url, &Stored::Response(meta), self.max_object_size)
+        let inner = self
+            .store
+            .writer(key, url, &Stored::Response(meta), self.max_object_size)?;
+        Some(CacheWriter {
+            inner,
+            memory: Arc::clone(&self.memory),
+            url_key: Key::for_url(url),
+        })
+    }
+
+    /// The generation of the URL's Vary marker for these names, writing a new marker (a new
+    /// generation, so older variants are unreachable) when there is none or it names other headers.
+    fn vary_generation(&self, url: &str, names: &[String]) -> Option<u64> {
+        let key = Key::for_url(url);
+        if let Some(existing) = self.store.open_entry(key)
+            && let Stored::VaryMarker {
+                names: stored,
+                generation,
+            } = &existing.decoded.stored
+            && stored == names
+            && existing.decoded.url == url
+        {
+            return Some(*generation);
+        }
+        let generation = new_generation();
+        let marker = Stored::VaryMarker {
+            names: names.to_vec(),
+            generation,
+        };
+        self.store.writer(key, url, &marker, 0)?.commit().ok()?;
+        Some(generation)
     }
 
     /// Replaces a stored head after a 304 (RFC 9111 §4.3.4), keeping the body.
@@ -248,9 +307,30 @@ impl Cache {
     pub fn invalidate(&self, url: &str) -> bool {
         let key = Key::for_url(url);
         let existed = key.path(self.store.root()).exists();
-        self.memory.remove(&key);
+        // Disk first: a request reading the old file checks it is still current before it fills
+        // the memory tier, so the copy cannot come back after this.
         self.store.remove(key);
+        self.memory.remove(&key);
         existed
+    }
+}
+
+/// A number no earlier Vary marker of this cache folder used: the clock in nanoseconds, made unique
+/// within the process by a counter.
+fn new_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
     }
 }
 

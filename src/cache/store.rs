@@ -167,6 +167,18 @@ impl Store {
         }
     }
 
+    /// Whether the opened file is still the one at the entry's path (not replaced or removed since).
+    pub fn is_current(&self, open: &OpenEntry) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            open.file.metadata(),
+            fs::metadata(open.key.path(&self.root)),
+        ) {
+            (Ok(opened), Ok(now)) => opened.ino() == now.ino() && opened.dev() == now.dev(),
+            _ => false,
+        }
+    }
+
     /// Whether the body checksum was already verified in this process.
     pub fn is_verified(&self, key: Key) -> bool {
         self.index().entries.get(&key).is_some_and(|e| e.verified)

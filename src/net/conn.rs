@@ -18,6 +18,9 @@ pub struct Conn {
     head_deadline: Option<Instant>,
     /// When the connection last finished a request (or was accepted); idle time counts from here.
     pub idle_since: Instant,
+    /// When it was last handed to the parker: the sweep leaves just-parked connections alone, so it
+    /// never closes one a worker is still registering.
+    pub(crate) parked_at: Instant,
     nonblocking: bool,
     /// The parker saw the socket readable: the next read will not block, so it can skip the switch
     /// to non-blocking mode (two fcntl calls per request saved on the hot path).
@@ -48,6 +51,7 @@ impl Conn {
             buf: ReadBuf::with_capacity(buf_size),
             head_deadline: None,
             idle_since: Instant::now(),
+            parked_at: Instant::now(),
             nonblocking: false,
             readable: false,
             _slot: slot,

@@ -58,7 +58,8 @@ pub struct ParkHandle {
 
 impl ParkHandle {
     /// Parks a connection until it is readable; it is dropped (closed) if the parker has stopped.
-    pub fn park(&self, conn: Conn) {
+    pub fn park(&self, mut conn: Conn) {
+        conn.parked_at = Instant::now();
         let token = self.table.next_token.fetch_add(1, Ordering::Relaxed) % (usize::MAX - 1);
         let fd = conn.stream.as_raw_fd();
         let register = || {
@@ -187,7 +188,7 @@ impl Parker {
         let expired: Vec<usize> = parked
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline(idle_timeout) <= now)
+            .filter(|(_, c)| c.deadline(idle_timeout) <= now && now - c.parked_at >= SWEEP_EVERY)
             .map(|(t, _)| *t)
             .collect();
         for token in expired {

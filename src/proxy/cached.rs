@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::metrics::{AccessEntry, Outcome};
 use super::target::Target;
 use super::{Fetched, Proxy, ProxyError, forward};
-use crate::cache::lock::Lease;
+use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision};
 use crate::cache::{Body, Cache, Found};
 use crate::http::body::BodyMode;
@@ -66,8 +66,8 @@ impl Proxy {
                 break;
             }
             match cache.lock(&target.url, self.config.origin_timeout) {
-                Lease::Leader(_guard) => {
-                    return self.fetch_and_store(cache, conn, req, target, entry, "fwd=miss");
+                Lease::Leader(guard) => {
+                    return self.fetch_and_store(cache, conn, req, target, entry, guard);
                 }
                 Lease::Waited if attempt == 0 => continue,
                 Lease::Waited => break,
@@ -87,11 +87,20 @@ impl Proxy {
         req: &RequestHead,
         target: &Target,
         entry: &mut AccessEntry,
-        forward_reason: &str,
+        lease: LeaderGuard,
     ) -> Result<bool> {
         entry.outcome = Outcome::Miss;
         let fetched = self.fetch(conn, req, target, &[]).map_err(|e| (e, false))?;
-        self.relay_and_store(cache, conn, fetched, req, target, entry, forward_reason)
+        self.relay_and_store(
+            cache,
+            conn,
+            fetched,
+            req,
+            target,
+            entry,
+            "fwd=miss",
+            Some(lease),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -104,6 +113,7 @@ impl Proxy {
         target: &Target,
         entry: &mut AccessEntry,
         forward_reason: &str,
+        lease: Option<LeaderGuard>,
     ) -> Result<bool> {
         let verdict = match policy::storable(req, &fetched.head) {
             Err(reason) => Err(reason.as_str()),
@@ -123,6 +133,11 @@ impl Proxy {
             ),
             Err(_) => None,
         };
+        if writer.is_none() {
+            // Nothing will be stored: requests waiting for this fetch may go to the origin now
+            // rather than wait for the whole body.
+            drop(lease);
+        }
         let detail = match (&verdict, &writer) {
             (Err(reason), _) => Some(*reason),
             (Ok(()), None) => Some("store-failed"),
@@ -148,7 +163,16 @@ impl Proxy {
             .map_err(|e| (e, false))?;
         if fetched.head.status != 304 {
             entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, conn, fetched, req, target, entry, "fwd=stale");
+            return self.relay_and_store(
+                cache,
+                conn,
+                fetched,
+                req,
+                target,
+                entry,
+                "fwd=stale",
+                None,
+            );
         }
         let Fetched {
             origin,
@@ -159,6 +183,12 @@ impl Proxy {
         } = fetched;
         if head.keep_alive() {
             self.origins.checkin(&target.host, target.port, origin);
+        }
+        let mut head = head;
+        if !head.headers.contains("date") {
+            // The stored Date would otherwise make the refreshed entry look old (RFC 9110 §6.6.1).
+            head.headers
+                .append("Date", httpdate::fmt_http_date(response_time));
         }
         let meta = Arc::make_mut(&mut found.meta);
         policy::update_from_304(&mut meta.head, &head);

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use super::ProxyError;
 use super::origin::OriginConn;
 use super::target::Target;
-use crate::cache::store::EntryWriter;
+use crate::cache::CacheWriter;
 use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
 use crate::http::{self, Headers, Limits, RequestHead, ResponseHead, Version, hop, parse, write};
 use crate::net::Conn;
@@ -217,7 +217,7 @@ pub enum CopyError {
 pub fn copy<S: Read>(
     reader: &mut BodyReader<'_, S>,
     writer: &mut impl Write,
-    mut store: Option<EntryWriter>,
+    mut store: Option<CacheWriter>,
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
@@ -246,7 +246,7 @@ pub fn copy<S: Read>(
 }
 
 /// Commits a stored body; a failure only means the response is not cached.
-fn commit(store: Option<EntryWriter>) {
+fn commit(store: Option<CacheWriter>) {
     if let Some(writer) = store
         && let Err(e) = writer.commit()
     {
@@ -270,7 +270,7 @@ pub fn relay_body(
     client_head: &ResponseHead,
     mode: BodyMode,
     chunked: bool,
-    store: Option<EntryWriter>,
+    store: Option<CacheWriter>,
 ) -> Result<Relayed, (ProxyError, bool)> {
     let mut out = Vec::with_capacity(1024);
     write::response_head(&mut out, client_head);

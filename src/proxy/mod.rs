@@ -34,7 +34,7 @@ use origin::OriginPool;
 use target::Target;
 use tunnel::TunnelHandle;
 
-use crate::cache::store::EntryWriter;
+use crate::cache::CacheWriter;
 use crate::cache::{self, Cache, CacheConfig};
 use crate::http::{self, Limits, RequestHead, ResponseHead};
 use crate::net::acl::Cidr;
@@ -291,8 +291,14 @@ impl Proxy {
         mut entry: AccessEntry,
     ) -> Option<Conn> {
         entry.outcome = Outcome::Pass;
+        // A GET or HEAD with a body is forwarded as is: a hit would leave the body unread on the
+        // connection, to be taken for the next request.
+        let bodiless = matches!(
+            http::body::request_mode(&req.headers),
+            Ok(http::body::BodyMode::NoBody)
+        );
         let result = match &self.cache {
-            Some(cache) if req.method == "GET" || req.method == "HEAD" => {
+            Some(cache) if (req.method == "GET" || req.method == "HEAD") && bodiless => {
                 self.through_cache(cache, &mut conn, &req, &target, &mut entry)
             }
             Some(cache) if req.method == "PURGE" => {
@@ -310,7 +316,7 @@ impl Proxy {
                     conn,
                     &mut entry,
                     (head, format!("{message}: {}\n", target.url).into_bytes()),
-                    req.keep_alive(),
+                    req.keep_alive() && bodiless,
                     false,
                 );
             }
@@ -411,8 +417,14 @@ impl Proxy {
             &self.limits,
         );
         // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
-        // a new connection, when the request had no body that is already gone.
+        // a new connection, when the request is idempotent (RFC 9110 §9.2.2) and had no body that is
+        // already gone.
+        let idempotent = matches!(
+            req.method.as_str(),
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        );
         if origin.reused
+            && idempotent
             && req_body == http::body::BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
@@ -449,7 +461,7 @@ impl Proxy {
         target: &Target,
         entry: &mut AccessEntry,
         extra_headers: &[(&str, String)],
-        store: Option<EntryWriter>,
+        store: Option<CacheWriter>,
     ) -> Result<bool, (ProxyError, bool)> {
         let Fetched {
             mut origin,

@@ -653,3 +653,152 @@ fn an_unwritable_cache_degrades_to_pass_through() {
         .logs()
         .contains("serving without caching")));
 }
+
+#[test]
+fn regression_a_request_without_the_vary_header_does_not_take_over_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(|_, _, headers| {
+        let lang = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "none".into());
+        (
+            200,
+            hdrs(&[
+                ("Vary", "Accept-Language"),
+                ("Cache-Control", "max-age=300"),
+            ]),
+            format!("lang={lang}").into_bytes(),
+        )
+    });
+    let porter = cached_proxy(dir.path(), &[]);
+    assert_eq!(
+        proxy_get(porter.addr, &origin.url("/v"), &[]).text(),
+        "lang=none"
+    );
+    for lang in ["fr", "de"] {
+        let response = proxy_get(porter.addr, &origin.url("/v"), &[("Accept-Language", lang)]);
+        assert_eq!(response.text(), format!("lang={lang}"));
+    }
+    assert_eq!(
+        proxy_get(porter.addr, &origin.url("/v"), &[]).header("x-cache"),
+        Some("HIT")
+    );
+    assert_eq!(origin.hits(), 3);
+}
+
+#[test]
+fn regression_invalidation_removes_every_vary_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(|method, _, headers| {
+        if method == "POST" {
+            return (200, vec![], b"ok".to_vec());
+        }
+        let lang = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        (
+            200,
+            hdrs(&[
+                ("Vary", "Accept-Language"),
+                ("Cache-Control", "max-age=300"),
+            ]),
+            format!("lang={lang}").into_bytes(),
+        )
+    });
+    let porter = cached_proxy(dir.path(), &[]);
+    proxy_get(porter.addr, &origin.url("/v"), &[("Accept-Language", "fr")]);
+    let post = format!(
+        "POST {} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        origin.url("/v")
+    );
+    assert_eq!(
+        raw_request(porter.addr, post.as_bytes()).unwrap().status,
+        200
+    );
+    proxy_get(porter.addr, &origin.url("/v"), &[("Accept-Language", "en")]);
+    let fr = proxy_get(porter.addr, &origin.url("/v"), &[("Accept-Language", "fr")]);
+    assert_eq!(
+        fr.header("x-cache"),
+        Some("MISS"),
+        "the invalidated fr variant came back"
+    );
+}
+
+#[test]
+fn regression_a_get_with_a_body_is_never_a_hit_that_leaves_the_body_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin_with("max-age=300");
+    let porter = cached_proxy(dir.path(), &[]);
+    proxy_get(porter.addr, &origin.url("/plain"), &[]);
+    let smuggled = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/secret"));
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        origin.url("/plain"),
+        smuggled.len()
+    );
+    let mut stream = connect(porter.addr);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let response = read_response(&mut reader, false).unwrap();
+    assert_eq!(response.text(), "body of /plain");
+    // The body was a body: no second response may follow for the request hidden in it.
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        read_response(&mut reader, false).is_err(),
+        "a hidden request was answered"
+    );
+    assert!(
+        !origin
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("GET /secret"))
+    );
+}
+
+#[test]
+fn regression_waiting_requests_are_released_when_the_response_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+    // The first request's body never ends until the test says so; the second is answered at once.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let release_rx = std::sync::Arc::clone(&release_rx);
+            std::thread::spawn(move || {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut buf);
+                let head = "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let _ = stream.write_all(format!("{head}5\r\nfirst\r\n").as_bytes());
+                if i == 0 {
+                    let _ = release_rx
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(20));
+                }
+                let _ = stream.write_all(b"0\r\n\r\n");
+            });
+        }
+    });
+    let porter = cached_proxy(dir.path(), &[]);
+    let url = format!("http://{addr}/stream");
+    let mut first = connect(porter.addr);
+    write!(first, "GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = [0u8; 16];
+    std::io::Read::read(&mut first, &mut got).unwrap();
+    // The second request must not wait for the first one's endless body (its socket gives up at 10 s).
+    let second = proxy_get(porter.addr, &url, &[]);
+    assert_eq!(second.text(), "first");
+    release_tx.send(()).unwrap();
+}
