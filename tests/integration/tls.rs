@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use crate::util::{IO_TIMEOUT, Route};
+use crate::util::{IO_TIMEOUT, Route, TestRequestHead, header_value, read_test_request_head};
 
 /// A running HTTPS origin.
 pub struct TlsOrigin {
@@ -126,33 +126,16 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>, route: &Route, hits: &Atomic
     };
     let mut reader = BufReader::new(StreamOwned::new(conn, tcp));
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(head) = read_test_request_head(&mut reader) else {
             return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
         };
+        let TestRequestHead {
+            method,
+            path,
+            headers,
+            ..
+        } = head;
+        let find = |name: &str| header_value(&headers, name);
         if let Some(len) = find("content-length").and_then(|l| l.parse::<usize>().ok()) {
             let mut body = vec![0; len];
             if reader.read_exact(&mut body).is_err() {

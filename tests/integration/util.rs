@@ -269,35 +269,16 @@ fn serve_origin(
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(head) = read_test_request_head(&mut reader) else {
             return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        let mut raw = line.clone();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            raw.push_str(&h);
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
         };
+        let TestRequestHead {
+            method,
+            path,
+            headers,
+            mut raw,
+        } = head;
+        let find = |name: &str| header_value(&headers, name);
         let mut body = Vec::new();
         if let Some(len) = find("content-length") {
             body = vec![0; len.parse().unwrap_or(0)];
@@ -342,6 +323,55 @@ fn serve_origin(
             return;
         }
     }
+}
+
+/// A request head as the test origins see it: method, path, fields, and the raw text.
+pub struct TestRequestHead {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub raw: String,
+}
+
+/// Reads a request line and its fields, line by line; `None` when the peer closes first.
+pub fn read_test_request_head(reader: &mut impl BufRead) -> Option<TestRequestHead> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    let mut raw = line.clone();
+    loop {
+        let mut field = String::new();
+        if reader.read_line(&mut field).unwrap_or(0) == 0 {
+            return None;
+        }
+        raw.push_str(&field);
+        let field = field.trim_end();
+        if field.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = field.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Some(TestRequestHead {
+        method,
+        path,
+        headers,
+        raw,
+    })
+}
+
+/// The first value of a field, ignoring the name's case.
+pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
 }
 
 /// Headers from string pairs.
