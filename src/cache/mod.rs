@@ -174,7 +174,7 @@ impl Cache {
         let Body::File(entry) = &mut found.body else {
             return true;
         };
-        if !self.store.is_verified(entry.key) && !self.store.verify_body(entry) {
+        if !self.store.is_verified(entry) && !self.store.verify_body(entry) {
             return false;
         }
         // Only the entry now at its path goes to memory: one opened before a replacement or a purge

@@ -24,8 +24,9 @@ const EVICT_TO_PERCENT: u64 = 90;
 struct IndexEntry {
     bytes: u64,
     last_used: u64,
-    /// The body checksum has been verified by this process.
-    verified: bool,
+    /// The file (by inode) whose body checksum this process has verified or written itself. Kept per
+    /// file, not per key: a file opened just before a new one replaced it is checked on its own.
+    verified: Option<u64>,
 }
 
 #[derive(Default)]
@@ -36,7 +37,7 @@ struct Index {
 }
 
 impl Index {
-    fn insert(&mut self, key: Key, bytes: u64, verified: bool) {
+    fn insert(&mut self, key: Key, bytes: u64, verified: Option<u64>) {
         self.clock += 1;
         let entry = IndexEntry {
             bytes,
@@ -163,7 +164,7 @@ impl Store {
         let clock = index.clock;
         match index.entries.get_mut(&key) {
             Some(e) => e.last_used = clock,
-            None => index.insert(key, len, false),
+            None => index.insert(key, len, None),
         }
     }
 
@@ -179,9 +180,15 @@ impl Store {
         }
     }
 
-    /// Whether the body checksum was already verified in this process.
-    pub fn is_verified(&self, key: Key) -> bool {
-        self.index().entries.get(&key).is_some_and(|e| e.verified)
+    /// Whether this very file's body checksum was already verified (or written) by this process.
+    pub fn is_verified(&self, open: &OpenEntry) -> bool {
+        let Some(inode) = inode(&open.file) else {
+            return false;
+        };
+        self.index()
+            .entries
+            .get(&open.key)
+            .is_some_and(|e| e.verified == Some(inode))
     }
 
     /// Reads the whole body once and checks it against its checksum; a mismatch removes the entry.
@@ -210,7 +217,7 @@ impl Store {
             return false;
         }
         if let Some(e) = self.index().entries.get_mut(&open.key) {
-            e.verified = true;
+            e.verified = inode(&open.file);
         }
         open.file
             .seek(SeekFrom::Start(open.decoded.body_offset))
@@ -324,7 +331,7 @@ impl Store {
                 let Ok(meta) = file.metadata() else { continue };
                 let mut index = self.index();
                 if !index.entries.contains_key(&key) {
-                    index.insert(key, meta.len(), false);
+                    index.insert(key, meta.len(), None);
                 }
                 found += 1;
                 bytes += meta.len();
@@ -338,7 +345,13 @@ impl Store {
         let _ = self.evict.try_send(());
     }
 
-    fn commit(&self, key: Key, tmp_path: &Path, bytes: u64) -> io::Result<()> {
+    fn commit(
+        &self,
+        key: Key,
+        tmp_path: &Path,
+        bytes: u64,
+        written: Option<u64>,
+    ) -> io::Result<()> {
         let path = key.path(&self.root);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
@@ -346,7 +359,7 @@ impl Store {
         fs::rename(tmp_path, &path)?;
         let over = {
             let mut index = self.index();
-            index.insert(key, bytes, true);
+            index.insert(key, bytes, written);
             index.bytes > self.max_bytes
         };
         if over {
@@ -388,6 +401,12 @@ impl Store {
     }
 }
 
+/// A file's inode number, which stays with it through the rename into place.
+fn inode(file: &File) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|m| m.ino())
+}
+
 fn evict_loop(store: std::sync::Weak<Store>, wake: Receiver<()>) {
     while wake.recv().is_ok() {
         match store.upgrade() {
@@ -426,7 +445,8 @@ impl EntryWriter {
             let file = self.file.get_mut();
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&prefix)?;
-            self.store.commit(self.key, &self.tmp_path, total)
+            let written = inode(file);
+            self.store.commit(self.key, &self.tmp_path, total, written)
         })();
         match result {
             Ok(()) => {
