@@ -28,6 +28,25 @@ fn origin_with(cache_control: &'static str) -> Origin {
     })
 }
 
+/// An origin whose responses vary on Accept-Language and say which one they got (`missing` when the
+/// request has none); POST is answered with a plain 200.
+fn language_origin(missing: &'static str) -> Origin {
+    Origin::start(move |method, _, headers| {
+        if method == "POST" {
+            return (200, vec![], b"ok".to_vec());
+        }
+        let lang = header_value(headers, "accept-language").unwrap_or_else(|| missing.to_string());
+        (
+            200,
+            hdrs(&[
+                ("Vary", "Accept-Language"),
+                ("Cache-Control", "max-age=300"),
+            ]),
+            format!("lang={lang}").into_bytes(),
+        )
+    })
+}
+
 fn entry_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for sub in std::fs::read_dir(dir).unwrap().flatten() {
@@ -243,21 +262,7 @@ fn only_if_cached_is_504_when_nothing_is_stored() {
 #[test]
 fn vary_separates_variants() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(|_, _, headers| {
-        let lang = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        (
-            200,
-            hdrs(&[
-                ("Vary", "Accept-Language"),
-                ("Cache-Control", "max-age=300"),
-            ]),
-            format!("lang={lang}").into_bytes(),
-        )
-    });
+    let origin = language_origin("");
     let porter = cached_proxy(dir.path(), &[]);
     for (lang, hits) in [("en", 1), ("fr", 2), ("en", 2), ("fr", 2), ("de", 3)] {
         let response = proxy_get(porter.addr, &origin.url("/v"), &[("Accept-Language", lang)]);
@@ -657,21 +662,7 @@ fn an_unwritable_cache_degrades_to_pass_through() {
 #[test]
 fn regression_a_request_without_the_vary_header_does_not_take_over_the_url() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(|_, _, headers| {
-        let lang = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| "none".into());
-        (
-            200,
-            hdrs(&[
-                ("Vary", "Accept-Language"),
-                ("Cache-Control", "max-age=300"),
-            ]),
-            format!("lang={lang}").into_bytes(),
-        )
-    });
+    let origin = language_origin("none");
     let porter = cached_proxy(dir.path(), &[]);
     assert_eq!(
         proxy_get(porter.addr, &origin.url("/v"), &[]).text(),
@@ -691,24 +682,7 @@ fn regression_a_request_without_the_vary_header_does_not_take_over_the_url() {
 #[test]
 fn regression_invalidation_removes_every_vary_variant() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(|method, _, headers| {
-        if method == "POST" {
-            return (200, vec![], b"ok".to_vec());
-        }
-        let lang = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("accept-language"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        (
-            200,
-            hdrs(&[
-                ("Vary", "Accept-Language"),
-                ("Cache-Control", "max-age=300"),
-            ]),
-            format!("lang={lang}").into_bytes(),
-        )
-    });
+    let origin = language_origin("");
     let porter = cached_proxy(dir.path(), &[]);
     proxy_get(porter.addr, &origin.url("/v"), &[("Accept-Language", "fr")]);
     let post = format!(
