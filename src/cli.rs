@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod intercept;
+pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
+
 use crate::cache::admin::CacheCommand;
 use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
 use crate::net::acl::{Cidr, HostPattern};
@@ -32,6 +35,8 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
+    /// Porter's certificate authority for HTTPS interception: init, show.
+    Ca(CaArgs),
     /// Fetch a URL, directly or through a proxy, and save the response in a folder.
     Fetch(FetchArgs),
     /// Uppercase echo server and client over TCP or UDP.
@@ -170,6 +175,9 @@ pub struct ProxyArgs {
     /// Turn caching off: every request is forwarded.
     #[arg(long)]
     pub no_cache: bool,
+
+    #[command(flatten)]
+    pub intercept: InterceptArgs,
 }
 
 impl ProxyArgs {
@@ -182,7 +190,9 @@ impl ProxyArgs {
         if let Some(path) = &self.auth_file {
             auth.add_file(path)?;
         }
+        let cache_dir = (!self.no_cache).then_some(self.cache_dir);
         Ok(ProxyConfig {
+            intercept: self.intercept.into_config(cache_dir.as_deref()),
             listen: self.listen,
             workers: usize::from(self.pool.workers),
             queue: self.pool.queue.max(1),
@@ -202,7 +212,7 @@ impl ProxyArgs {
             client_timeout: self.pool.client_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
             shutdown_grace: self.pool.shutdown_grace,
-            cache_dir: (!self.no_cache).then_some(self.cache_dir),
+            cache_dir,
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,

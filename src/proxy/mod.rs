@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-pub use config::ProxyConfig;
+pub use config::{InterceptConfig, ProxyConfig};
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
 use origin::OriginPool;

@@ -1,0 +1,234 @@
+//! A TLS session over a TCP socket, as a `Read + Write` stream, in blocking or non-blocking mode.
+//!
+//! rustls's own `StreamOwned` suits blocking sockets only: its read loops until a whole record has
+//! arrived. Here a non-blocking read returns `WouldBlock` as soon as the socket is empty, so a
+//! worker can park a connection in the middle of a handshake or between requests, and the parker
+//! watches the raw socket. What the socket cannot show the parker is plaintext rustls has already
+//! decrypted: [`TlsStream::has_buffered_plaintext`] tells the worker to keep reading instead.
+//!
+//! ```text
+//!  read:  plaintext buffered? ─yes─> return it
+//!            │ no
+//!         read_tls (one socket read) ─> process_new_packets ─> send what the handshake wants ─> loop
+//!  write: plaintext into rustls ─> write_tls until its buffer is empty
+//! ```
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::Connection;
+
+use super::stats::{Failure, Side, TlsStats};
+
+/// A TLS connection and its socket.
+pub struct TlsStream {
+    conn: Connection,
+    sock: TcpStream,
+    side: Side,
+    nonblocking: bool,
+    /// The handshake's end (or failure) has been counted.
+    counted: bool,
+    stats: Arc<TlsStats>,
+}
+
+impl TlsStream {
+    /// Wraps a server-side connection whose handshake continues on `sock`.
+    pub fn server(
+        conn: rustls::ServerConnection,
+        sock: TcpStream,
+        stats: Arc<TlsStats>,
+    ) -> TlsStream {
+        TlsStream::new(Connection::Server(conn), sock, Side::Client, stats)
+    }
+
+    /// Wraps a client-side connection; [`TlsStream::handshake`] completes it.
+    pub fn client(
+        conn: rustls::ClientConnection,
+        sock: TcpStream,
+        stats: Arc<TlsStats>,
+    ) -> TlsStream {
+        TlsStream::new(Connection::Client(conn), sock, Side::Upstream, stats)
+    }
+
+    fn new(conn: Connection, sock: TcpStream, side: Side, stats: Arc<TlsStats>) -> TlsStream {
+        TlsStream {
+            conn,
+            sock,
+            side,
+            nonblocking: false,
+            counted: false,
+            stats,
+        }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// The server name the client asked for (SNI), on the server side.
+    pub fn sni(&self) -> Option<&str> {
+        match &self.conn {
+            Connection::Server(s) => s.server_name(),
+            Connection::Client(_) => None,
+        }
+    }
+
+    pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(on)?;
+        self.nonblocking = on;
+        Ok(())
+    }
+
+    /// Whether rustls holds decrypted bytes not read yet (the socket may be empty meanwhile).
+    pub fn has_buffered_plaintext(&mut self) -> bool {
+        self.conn
+            .process_new_packets()
+            .is_ok_and(|state| state.plaintext_bytes_to_read() > 0)
+    }
+
+    /// Runs a blocking handshake to its end; a failure is classified for the error page and counted.
+    pub fn handshake(&mut self) -> Result<(), (Failure, io::Error)> {
+        while self.conn.is_handshaking() {
+            match self.read_records() {
+                Ok(0) => {
+                    let error = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the TLS handshake",
+                    );
+                    self.count(Some(Failure::Io));
+                    return Err((Failure::Io, error));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let failure = classify(&error);
+                    self.count(Some(failure));
+                    return Err((failure, error));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends close_notify, best effort.
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush_tls();
+    }
+
+    /// One socket read into rustls, then processing and whatever the peer must be sent in reply.
+    /// Returns the bytes read from the socket (0 at end of stream).
+    fn read_records(&mut self) -> io::Result<usize> {
+        let n = self.conn.read_tls(&mut self.sock)?;
+        match self.conn.process_new_packets() {
+            Ok(_) => {}
+            Err(error) => {
+                // rustls queued an alert telling the peer why; send it, then fail.
+                let _ = self.flush_tls();
+                if !self.counted {
+                    self.count(Some(Failure::of(&error)));
+                }
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+            }
+        }
+        self.flush_tls()?;
+        if !self.counted && !self.conn.is_handshaking() {
+            self.count(None);
+        }
+        Ok(n)
+    }
+
+    fn count(&mut self, failure: Option<Failure>) {
+        self.counted = true;
+        match failure {
+            None => self.stats.handshake_done(self.side),
+            Some(failure) => self.stats.failed(self.side, failure),
+        }
+    }
+
+    /// Writes every TLS byte rustls holds. A non-blocking socket that is full is waited for (within
+    /// its write timeout): a handshake flight or a response must not be cut short.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.nonblocking => {
+                    let timeout = self
+                        .sock
+                        .write_timeout()?
+                        .unwrap_or(Duration::from_secs(30));
+                    wait_writable(&self.sock, timeout)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A failure from an io::Error of this stream: rustls errors ride inside `InvalidData`.
+fn classify(error: &io::Error) -> Failure {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .map_or(Failure::Io, Failure::of)
+}
+
+fn wait_writable(sock: &TcpStream, timeout: Duration) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+    let timeout = Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(_) => Ok(()),
+        Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if self.read_records()? == 0 {
+                // End of stream: what rustls makes of it (close_notify or a truncation).
+                return match self.conn.reader().read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    other => other,
+                };
+            }
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.conn.writer().write(buf)?;
+        self.flush_tls()?;
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.conn.writer().write_vectored(bufs)?;
+        self.flush_tls()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls()
+    }
+}
