@@ -21,7 +21,7 @@ use crate::cache::{Body, Cache, Found};
 use crate::http::body::BodyMode;
 use crate::http::{RequestHead, ResponseHead, write};
 use crate::net::Conn;
-use crate::net::sendfile::send_file;
+use crate::net::sendfile::SendFile;
 
 type Result<T> = std::result::Result<T, (ProxyError, bool)>;
 
@@ -182,7 +182,8 @@ impl Proxy {
             ..
         } = fetched;
         if head.keep_alive() {
-            self.origins.checkin(&target.host, target.port, origin);
+            self.origins
+                .checkin(target.scheme, &target.host, target.port, origin);
         }
         let mut head = head;
         if !head.headers.contains("date") {
@@ -277,7 +278,9 @@ impl Proxy {
                     .write_all(&out)
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;
                 let offset = file_entry.decoded.body_offset;
-                let sent = send_file(&conn.stream, &file_entry.file, offset, found.body_len)
+                let sent = conn
+                    .stream
+                    .send_file(&file_entry.file, offset, found.body_len)
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;
                 entry.bytes = head_len + sent;
                 if sent != found.body_len {

@@ -7,16 +7,17 @@ use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
 use super::{Proxy, ProxyError, origin, pages, target};
 use crate::http::RequestHead;
-use crate::net::Conn;
+use crate::net::{Authority, Conn};
+use std::sync::atomic::Ordering;
 
 impl Proxy {
     /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
-    pub(super) fn connect(&self, mut conn: Conn, req: RequestHead) {
+    pub(super) fn connect(&self, mut conn: Conn, req: RequestHead) -> Option<Conn> {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &req.target);
         let Some((host, port)) = target::parse_authority(&req.target) else {
             let page = pages::error_page(400, "CONNECT needs a host:port target");
             self.reply(conn, &mut entry, page, false, false);
-            return;
+            return None;
         };
         if !self.config.connect_ports.contains(&port) {
             entry.outcome = Outcome::Denied;
@@ -31,12 +32,15 @@ impl Proxy {
                 false,
                 false,
             );
-            return;
+            return None;
         }
         if let Some(page) = self.denied_host(&host) {
             entry.outcome = Outcome::Denied;
             self.reply(conn, &mut entry, page, false, false);
-            return;
+            return None;
+        }
+        if self.intercepts(&host) {
+            return self.intercept_connect(conn, Authority { host, port }, entry);
         }
         let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
             Ok(stream) => stream,
@@ -50,7 +54,7 @@ impl Proxy {
                     false,
                     false,
                 );
-                return;
+                return None;
             }
         };
         if conn
@@ -58,21 +62,26 @@ impl Proxy {
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .is_err()
         {
-            return;
+            return None;
         }
         let (client, buf, slot) = conn.into_parts();
+        let client = client.into_tcp()?;
         // Bytes the client sent right after its CONNECT head (a TLS ClientHello) go first.
         let mut origin = origin;
         if !buf.is_empty() && origin.write_all(buf.data()).is_err() {
-            return;
+            return None;
         }
         entry.status = 200;
         entry.outcome = Outcome::Tunnel;
+        if let Some(stats) = self.interceptor.as_ref().map(|i| &i.stats) {
+            stats.connects_tunnelled.fetch_add(1, Ordering::Relaxed);
+        }
         self.tunnels.relay(NewTunnel {
             client,
             origin,
             slot,
             entry,
         });
+        None
     }
 }

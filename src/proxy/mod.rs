@@ -15,6 +15,7 @@ mod config;
 mod connect;
 mod error;
 pub mod forward;
+mod intercept;
 pub mod metrics;
 pub mod origin;
 pub mod pages;
@@ -38,10 +39,20 @@ use crate::cache::CacheWriter;
 use crate::cache::{self, Cache, CacheConfig};
 use crate::http::{self, Limits, RequestHead, ResponseHead};
 use crate::net::acl::Cidr;
-use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
+use crate::net::{Conn, FirstBytes, Handler, Server, ServerConfig, ServerStats, Shutdown};
+use crate::tls::Interceptor;
 
 /// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
 pub fn run(config: ProxyConfig) -> io::Result<()> {
+    // Before listening: a CA that cannot be used (or created) must stop the start, not the first
+    // intercepted request.
+    let interceptor = match &config.intercept {
+        Some(intercept) => Some(
+            Interceptor::start(&intercept.ca_dir, &intercept.upstream_ca)
+                .map_err(io::Error::other)?,
+        ),
+        None => None,
+    };
     let shutdown = Shutdown::new();
     let listen = config.listen;
     let server = Server::bind(server_config(&config), shutdown.clone())
@@ -62,7 +73,8 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
         log::warn!("--allow admits public addresses: this is an open proxy");
     }
     shutdown.install_signal_handlers()?;
-    let proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    let mut proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    proxy.interceptor = interceptor;
     server.run(Arc::new(proxy))?;
     crate::access_log::flush();
     log::info!("proxy stopped");
@@ -99,6 +111,8 @@ pub struct Proxy {
     via: String,
     limits: Limits,
     pub cache: Option<Cache>,
+    /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
+    pub interceptor: Option<Interceptor>,
 }
 
 /// An origin response whose head has arrived; its body is still on the connection.
@@ -144,6 +158,7 @@ impl Proxy {
             via,
             limits: Limits::default(),
             cache,
+            interceptor: None,
         })
     }
 
@@ -187,6 +202,10 @@ impl Proxy {
     }
 
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        if conn.inside().is_some() {
+            // Inside an intercepted tunnel: the CONNECT passed authentication already.
+            return self.inside_request(conn, req);
+        }
         if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
             let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
             entry.outcome = Outcome::Denied;
@@ -200,8 +219,7 @@ impl Proxy {
             return self.reply(conn, &mut entry, (head, body), false, req.method == "HEAD");
         }
         if req.method == "CONNECT" {
-            self.connect(conn, req);
-            return None;
+            return self.connect(conn, req);
         }
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
@@ -248,6 +266,24 @@ impl Proxy {
                 );
             }
         };
+        self.dispatch(conn, req, target, entry)
+    }
+
+    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host),
+    /// then forwarding. Requests inside an intercepted tunnel join here as `https://` targets.
+    fn dispatch(
+        &self,
+        conn: Conn,
+        req: RequestHead,
+        target: Target,
+        mut entry: AccessEntry,
+    ) -> Option<Conn> {
+        let head_only = req.method == "HEAD";
+        let reusable = req.keep_alive()
+            && matches!(
+                http::body::request_mode(&req.headers),
+                Ok(http::body::BodyMode::NoBody)
+            );
         entry.url = target.url.clone();
         if self.is_self(&target) {
             entry.outcome = Outcome::Local;
@@ -404,10 +440,10 @@ impl Proxy {
 
         let timeout = self.config.origin_timeout;
         let request_time = SystemTime::now();
-        let mut origin = self
-            .origins
-            .checkout(&target.host, target.port, timeout)
-            .map_err(ProxyError::Connect)?;
+        let tls = self.interceptor.as_ref().map(|i| &i.upstream);
+        let mut origin =
+            self.origins
+                .checkout(target.scheme, &target.host, target.port, timeout, tls)?;
         let mut response = forward::exchange(
             conn,
             &mut origin,
@@ -428,8 +464,7 @@ impl Proxy {
             && req_body == http::body::BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
-            origin =
-                origin::connect(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
+            origin = origin::dial(target.scheme, &target.host, target.port, timeout, tls)?;
             response = forward::exchange(
                 conn,
                 &mut origin,
@@ -484,7 +519,8 @@ impl Proxy {
         let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, store)?;
         entry.bytes = relayed.bytes;
         if relayed.complete && origin_head.keep_alive() {
-            self.origins.checkin(&target.host, target.port, origin);
+            self.origins
+                .checkin(target.scheme, &target.host, target.port, origin);
         }
         Ok(client_keeps)
     }
@@ -506,6 +542,10 @@ impl Handler for Proxy {
                 )
             }
         }
+    }
+
+    fn first_bytes(&self, conn: Conn) -> FirstBytes {
+        self.tunnel_first_bytes(conn)
     }
 
     fn refused(&self, peer: SocketAddr, status: u16, why: &str) {

@@ -75,6 +75,9 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
         return (head, body);
     }
     let path = req.target.split('?').next().unwrap_or("/");
+    if path == "/ca.pem" {
+        return ca_page(proxy);
+    }
     let (content_type, body) = match path {
         "/" => ("text/html; charset=utf-8", status_page(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
@@ -83,7 +86,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
             return error_page(
                 404,
                 "this is a proxy: configure it as your HTTP proxy rather than visiting it; \
-                 its own pages are /, /metrics and /proxy.pac",
+                 its own pages are /, /metrics, /proxy.pac and /ca.pem",
             );
         }
     };
@@ -91,6 +94,25 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
     head.headers.append("Content-Type", content_type);
     head.headers.append("Cache-Control", "no-store");
     (head, body.into_bytes())
+}
+
+/// The interception CA's certificate (never its key), for clients to download and trust.
+fn ca_page(proxy: &Proxy) -> (ResponseHead, Vec<u8>) {
+    let Some(interceptor) = &proxy.interceptor else {
+        return error_page(
+            404,
+            "this proxy does not intercept HTTPS (start it with --intercept), so it has no CA",
+        );
+    };
+    let mut head = ResponseHead::new(200);
+    head.headers
+        .append("Content-Type", "application/x-pem-file");
+    head.headers.append(
+        "Content-Disposition",
+        "attachment; filename=\"porter-ca.pem\"",
+    );
+    head.headers.append("Cache-Control", "no-store");
+    (head, interceptor.ca().cert_pem().as_bytes().to_vec())
 }
 
 fn status_page(proxy: &Proxy) -> String {
@@ -131,6 +153,49 @@ fn status_page(proxy: &Proxy) -> String {
         rows.push(("Cache bytes", stats.bytes.to_string()));
         rows.push(("Revalidations", m.count(Outcome::Revalidated).to_string()));
     }
+    if let Some(interceptor) = &proxy.interceptor {
+        let tls = &interceptor.stats;
+        let get = crate::tls::TlsStats::get;
+        rows.push((
+            "CONNECTs intercepted / tunnelled",
+            format!(
+                "{} / {}",
+                get(&tls.connects_intercepted),
+                get(&tls.connects_tunnelled)
+            ),
+        ));
+        rows.push((
+            "TLS handshakes (clients / upstream)",
+            format!(
+                "{} / {}",
+                get(&tls.client_handshakes),
+                get(&tls.upstream_handshakes)
+            ),
+        ));
+        for side in [crate::tls::Side::Client, crate::tls::Side::Upstream] {
+            let failures: Vec<String> = crate::tls::Failure::ALL
+                .iter()
+                .filter(|f| tls.failures(side, **f) > 0)
+                .map(|f| format!("{} {}", f.as_str(), tls.failures(side, *f)))
+                .collect();
+            let label = match side {
+                crate::tls::Side::Client => "TLS failures with clients",
+                crate::tls::Side::Upstream => "TLS failures with origins",
+            };
+            rows.push((
+                label,
+                if failures.is_empty() {
+                    "none".to_string()
+                } else {
+                    failures.join(", ")
+                },
+            ));
+        }
+        rows.push((
+            "Certificates minted / cache hits",
+            format!("{} / {}", get(&tls.minted), get(&tls.cert_cache_hits)),
+        ));
+    }
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><title>Porter status</title></head><body>\n<h1>Porter</h1>\n<table>\n",
     );
@@ -141,7 +206,16 @@ fn status_page(proxy: &Proxy) -> String {
             html_escape(&value)
         );
     }
-    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n</body></html>\n");
+    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n");
+    if let Some(interceptor) = &proxy.interceptor {
+        let _ = writeln!(
+            html,
+            "<p>HTTPS interception is on: trust <a href=\"/ca.pem\">Porter's CA certificate</a> \
+             (SHA-256 <code>{}</code>).</p>",
+            html_escape(&interceptor.ca().fingerprint())
+        );
+    }
+    html.push_str("</body></html>\n");
     html
 }
 
@@ -249,7 +323,63 @@ fn metrics_text(proxy: &Proxy) -> String {
             );
         }
     }
+    if let Some(interceptor) = &proxy.interceptor {
+        tls_metrics(&mut out, &interceptor.stats);
+    }
     out
+}
+
+/// The interception counters in Prometheus text format.
+fn tls_metrics(out: &mut String, tls: &crate::tls::TlsStats) {
+    use crate::tls::{Failure, Side, TlsStats};
+    let _ = writeln!(
+        out,
+        "# HELP porter_connects_total CONNECT requests answered 200, by what the tunnel became.\n\
+         # TYPE porter_connects_total counter\n\
+         porter_connects_total{{mode=\"intercepted\"}} {}\n\
+         porter_connects_total{{mode=\"tunnelled\"}} {}",
+        TlsStats::get(&tls.connects_intercepted),
+        TlsStats::get(&tls.connects_tunnelled)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP porter_tls_handshakes_total Completed TLS handshakes, by side.\n\
+         # TYPE porter_tls_handshakes_total counter\n\
+         porter_tls_handshakes_total{{side=\"client\"}} {}\n\
+         porter_tls_handshakes_total{{side=\"upstream\"}} {}",
+        TlsStats::get(&tls.client_handshakes),
+        TlsStats::get(&tls.upstream_handshakes)
+    );
+    out.push_str("# HELP porter_tls_handshake_failures_total Failed TLS handshakes, by side and reason.\n# TYPE porter_tls_handshake_failures_total counter\n");
+    for side in [Side::Client, Side::Upstream] {
+        for failure in Failure::ALL {
+            let _ = writeln!(
+                out,
+                "porter_tls_handshake_failures_total{{side=\"{}\",reason=\"{}\"}} {}",
+                side.as_str(),
+                failure.as_str(),
+                tls.failures(side, failure)
+            );
+        }
+    }
+    for (name, help, value) in [
+        (
+            "porter_tls_certificates_minted_total",
+            "Leaf certificates minted for intercepted hosts.",
+            &tls.minted,
+        ),
+        (
+            "porter_tls_certificate_cache_hits_total",
+            "Intercepted handshakes served a leaf from the certificate cache.",
+            &tls.cert_cache_hits,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            TlsStats::get(value)
+        );
+    }
 }
 
 /// A PAC file sending every http and https request through this proxy, as the client reached it.

@@ -101,13 +101,13 @@ impl TlsStream {
                         io::ErrorKind::UnexpectedEof,
                         "the peer closed the connection during the TLS handshake",
                     );
-                    self.count(Some(Failure::Io));
+                    self.count_once(Failure::Io);
                     return Err((Failure::Io, error));
                 }
                 Ok(_) => {}
                 Err(error) => {
                     let failure = classify(&error);
-                    self.count(Some(failure));
+                    self.count_once(failure);
                     return Err((failure, error));
                 }
             }
@@ -124,15 +124,16 @@ impl TlsStream {
     /// One socket read into rustls, then processing and whatever the peer must be sent in reply.
     /// Returns the bytes read from the socket (0 at end of stream).
     fn read_records(&mut self) -> io::Result<usize> {
+        // A flight queued without a read (the server's hello, right after the ClientHello was
+        // accepted) goes out before waiting for the peer's answer to it.
+        self.flush_tls()?;
         let n = self.conn.read_tls(&mut self.sock)?;
         match self.conn.process_new_packets() {
             Ok(_) => {}
             Err(error) => {
                 // rustls queued an alert telling the peer why; send it, then fail.
                 let _ = self.flush_tls();
-                if !self.counted {
-                    self.count(Some(Failure::of(&error)));
-                }
+                self.count_once(Failure::of(&error));
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
         }
@@ -141,6 +142,12 @@ impl TlsStream {
             self.count(None);
         }
         Ok(n)
+    }
+
+    fn count_once(&mut self, failure: Failure) {
+        if !self.counted {
+            self.count(Some(failure));
+        }
     }
 
     fn count(&mut self, failure: Option<Failure>) {

@@ -40,7 +40,7 @@ pub fn instructions(cert: &Path) -> String {
     out.push_str(
         "PIP_CERT, REQUESTS_CA_BUNDLE, CARGO_HTTP_CAINFO and GIT_SSL_CAINFO replace the system's roots: \
          for hosts tunnelled with --no-intercept-host, point them at a bundle of both \
-         (cat /etc/ssl/certs/ca-certificates.crt CA > bundle.pem).\n",
+         (cat /etc/ssl/certs/ca-certificates.crt CA > bundle.pem).",
     );
     out
 }
