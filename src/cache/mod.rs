@@ -41,7 +41,7 @@ pub struct CacheConfig {
 }
 
 /// Where a found response's body is.
-pub enum Body {
+pub enum StoredBody {
     /// In an entry file, positioned at the body.
     File(Box<OpenEntry>),
     /// In the memory tier (already verified).
@@ -51,7 +51,7 @@ pub enum Body {
 /// A stored response found for a request.
 pub struct Found {
     pub key: Key,
-    pub body: Body,
+    pub body: StoredBody,
     pub body_len: u64,
     pub meta: Arc<ResponseMeta>,
     /// The stored head's freshness facts, worked out once per entry.
@@ -134,7 +134,7 @@ impl Cache {
             return Some(Found {
                 key: primary_key,
                 body_len: hot.body.len() as u64,
-                body: Body::Memory(Arc::clone(&hot.body)),
+                body: StoredBody::Memory(Arc::clone(&hot.body)),
                 meta: Arc::clone(&hot.meta),
                 freshness: Arc::clone(&hot.freshness),
             });
@@ -159,7 +159,7 @@ impl Cache {
                 Some(Found {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
-                    body: Body::File(Box::new(entry)),
+                    body: StoredBody::File(Box::new(entry)),
                     freshness: freshness_of(&meta),
                     meta,
                 })
@@ -171,7 +171,7 @@ impl Cache {
     /// Checks a found entry's body before it is first served by this process, and moves small bodies
     /// into the memory tier. `false` means the entry was damaged (and is gone).
     pub fn prepare(&self, url: &str, found: &mut Found) -> bool {
-        let Body::File(entry) = &mut found.body else {
+        let StoredBody::File(entry) = &mut found.body else {
             return true;
         };
         if !self.store.is_verified(entry) && !self.store.verify_body(entry) {
@@ -191,7 +191,7 @@ impl Cache {
             let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
             self.memory
                 .insert(found.key, url, meta, freshness, Arc::clone(&body));
-            found.body = Body::Memory(body);
+            found.body = StoredBody::Memory(body);
         }
         true
     }
@@ -281,13 +281,13 @@ impl Cache {
             )
             .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
         match &mut found.body {
-            Body::Memory(body) => {
+            StoredBody::Memory(body) => {
                 io::Write::write_all(&mut writer, body)?;
                 let hot = (Arc::clone(&meta), Arc::clone(&freshness));
                 self.memory
                     .insert(found.key, url, hot.0, hot.1, Arc::clone(body));
             }
-            Body::File(entry) => {
+            StoredBody::File(entry) => {
                 let mut body = io::Read::take(&entry.file, found.body_len);
                 if io::copy(&mut body, &mut writer)? != found.body_len {
                     return Err(io::ErrorKind::UnexpectedEof.into());

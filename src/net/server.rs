@@ -244,41 +244,9 @@ impl Server {
         // The answer fits in the socket buffer; a short timeout keeps a stuck client from holding us.
         let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
         let mut stream = stream;
-        let _ = stream.write_all(&simple_response(status, why));
+        let _ = stream.write_all(&crate::html::refusal(status, why));
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
-}
-
-/// A complete `Connection: close` response with a one-line HTML body.
-pub fn simple_response(status: u16, message: &str) -> Vec<u8> {
-    let reason = http::reason_phrase(status);
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-         <body><h1>{status} {reason}</h1><p>{}</p></body></html>\n",
-        html_escape(message)
-    );
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Escapes text for an HTML element body or attribute.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[allow(clippy::too_many_arguments)]

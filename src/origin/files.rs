@@ -22,8 +22,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::conditional::{self, Precondition, RangeRequest, Validators};
 use super::path::{self, PathError, RequestPath};
 use super::reply::{Body, Reply};
+use crate::html;
 use crate::http::RequestHead;
-use crate::net::server::html_escape;
 
 /// Most entries a listing shows.
 const MAX_LISTING: usize = 10_000;
@@ -189,7 +189,7 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
         .map(|s| format!("/{}", String::from_utf8_lossy(s)))
         .collect::<String>()
         + "/";
-    let title = html_escape(&format!("Index of {shown}"));
+    let title = html::escape(&format!("Index of {shown}"));
     let mut html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
          <body><h1>{title}</h1>\n<ul>\n"
@@ -202,7 +202,7 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
         html.push_str(&format!(
             "<li><a href=\"{}{slash}\">{}{slash}</a></li>\n",
             utf8_percent_encode(name, SEGMENT),
-            html_escape(name)
+            html::escape(name)
         ));
     }
     html.push_str("</ul>\n");

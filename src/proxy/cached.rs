@@ -17,7 +17,7 @@ use super::target::Target;
 use super::{Fetched, Proxy, ProxyError, forward};
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision};
-use crate::cache::{Body, Cache, Found};
+use crate::cache::{Cache, Found, StoredBody};
 use crate::http::body::BodyMode;
 use crate::http::{RequestHead, ResponseHead, write};
 use crate::net::Conn;
@@ -267,12 +267,12 @@ impl Proxy {
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;
                 entry.bytes = head_len;
             }
-            Body::Memory(body) => {
+            StoredBody::Memory(body) => {
                 write_all_two(&mut conn.stream, &out, &body)
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;
                 entry.bytes = head_len + body.len() as u64;
             }
-            Body::File(file_entry) => {
+            StoredBody::File(file_entry) => {
                 conn.stream
                     .write_all(&out)
                     .map_err(|e| (ProxyError::ClientIo(e), true))?;

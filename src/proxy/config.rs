@@ -1,4 +1,5 @@
-//! The configuration of `porter proxy`: a plain struct with defaults, built and validated by `cli`.
+//! The configuration of `porter proxy`: a plain struct, built and validated by `cli`, whose flag
+//! definitions hold the one copy of the defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,30 +36,4 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
-}
-
-impl Default for ProxyConfig {
-    fn default() -> Self {
-        ProxyConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 3128)),
-            workers: 5,
-            queue: 1024,
-            max_connections: 4096,
-            max_connections_per_client: 256,
-            allow: Cidr::loopback(),
-            deny_hosts: Vec::new(),
-            connect_ports: vec![443],
-            auth: auth::Credentials::default(),
-            origin_timeout: Duration::from_secs(30),
-            head_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            client_timeout: Duration::from_secs(30),
-            tunnel_idle_timeout: Duration::from_secs(600),
-            shutdown_grace: Duration::from_secs(10),
-            cache_dir: Some(PathBuf::from("cache")),
-            cache_size: 1 << 30,
-            max_object_size: 256 << 20,
-            memory_cache_size: 32 << 20,
-        }
-    }
 }

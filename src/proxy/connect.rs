@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, origin, pages, target};
+use super::{Proxy, ProxyError, pages, target, upstream};
 use crate::http::RequestHead;
 use crate::net::Conn;
 
@@ -14,7 +14,7 @@ impl Proxy {
     pub(super) fn connect(&self, mut conn: Conn, req: RequestHead) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &req.target);
         let Some((host, port)) = target::parse_authority(&req.target) else {
-            let page = pages::error_page(400, "CONNECT needs a host:port target");
+            let page = pages::status_page(400, "CONNECT needs a host:port target");
             self.reply(conn, &mut entry, page, false, false);
             return;
         };
@@ -27,7 +27,7 @@ impl Proxy {
             self.reply(
                 conn,
                 &mut entry,
-                pages::error_page(403, &message),
+                pages::status_page(403, &message),
                 false,
                 false,
             );
@@ -38,7 +38,7 @@ impl Proxy {
             self.reply(conn, &mut entry, page, false, false);
             return;
         }
-        let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
+        let origin = match upstream::dial_tcp(&host, port, self.config.origin_timeout) {
             Ok(stream) => stream,
             Err(e) => {
                 let error = ProxyError::Connect(e);
@@ -46,7 +46,7 @@ impl Proxy {
                 self.reply(
                     conn,
                     &mut entry,
-                    pages::error_page(error.status(), &error.to_string()),
+                    pages::status_page(error.status(), &error.to_string()),
                     false,
                     false,
                 );

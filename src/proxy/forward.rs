@@ -10,8 +10,8 @@
 use std::io::{self, Read, Write};
 
 use super::ProxyError;
-use super::origin::OriginConn;
 use super::target::Target;
+use super::upstream::UpstreamConn;
 use crate::cache::CacheWriter;
 use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
 use crate::http::{self, Headers, Limits, RequestHead, ResponseHead, Version, hop, parse, write};
@@ -82,7 +82,7 @@ pub fn append_via_value(value: &mut Vec<u8>, received: Version, via: &str) {
 /// to the client. Returns the response head with the origin connection positioned at its body.
 pub fn exchange(
     client: &mut Conn,
-    origin: &mut OriginConn,
+    origin: &mut UpstreamConn,
     outbound: &[u8],
     req: &RequestHead,
     req_body: BodyMode,
@@ -139,7 +139,7 @@ pub fn exchange(
 
 /// Reads a response head, within the origin's read timeout for each read.
 pub fn read_response_head(
-    origin: &mut OriginConn,
+    origin: &mut UpstreamConn,
     limits: &Limits,
 ) -> Result<ResponseHead, ProxyError> {
     loop {
@@ -266,7 +266,7 @@ pub struct Relayed {
 /// be reported by closing the connection; the caller does so.
 pub fn relay_body(
     client: &mut Conn,
-    origin: &mut OriginConn,
+    origin: &mut UpstreamConn,
     client_head: &ResponseHead,
     mode: BodyMode,
     chunked: bool,
@@ -322,6 +322,6 @@ pub fn relay_body(
 }
 
 /// Framing of the origin's response, given the request method; garbage framing is a 502.
-pub fn response_mode(req: &RequestHead, head: &ResponseHead) -> Result<BodyMode, ProxyError> {
+pub fn upstream_framing(req: &RequestHead, head: &ResponseHead) -> Result<BodyMode, ProxyError> {
     body::response_mode(&req.method, head.status, &head.headers).map_err(ProxyError::BadResponse)
 }

@@ -16,10 +16,10 @@ mod connect;
 mod error;
 pub mod forward;
 pub mod metrics;
-pub mod origin;
 pub mod pages;
 pub mod target;
 mod tunnel;
+pub mod upstream;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -30,9 +30,9 @@ use std::time::{Instant, SystemTime};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
-use origin::OriginPool;
 use target::Target;
 use tunnel::TunnelHandle;
+use upstream::UpstreamPool;
 
 use crate::cache::CacheWriter;
 use crate::cache::{self, Cache, CacheConfig};
@@ -93,7 +93,7 @@ pub struct Proxy {
     pub started: Instant,
     pub metrics: Arc<Metrics>,
     pub server_stats: Arc<ServerStats>,
-    origins: OriginPool,
+    origins: UpstreamPool,
     tunnels: TunnelHandle,
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
@@ -103,7 +103,7 @@ pub struct Proxy {
 
 /// An origin response whose head has arrived; its body is still on the connection.
 struct Fetched {
-    origin: origin::OriginConn,
+    origin: upstream::UpstreamConn,
     head: ResponseHead,
     mode: http::body::BodyMode,
     request_time: SystemTime,
@@ -139,7 +139,7 @@ impl Proxy {
             started: Instant::now(),
             metrics,
             server_stats,
-            origins: OriginPool::default(),
+            origins: UpstreamPool::default(),
             tunnels,
             via,
             limits: Limits::default(),
@@ -171,7 +171,7 @@ impl Proxy {
             "access to {host} is denied by the rule --deny-host {}",
             rule.as_str()
         );
-        Some(pages::error_page(403, &message))
+        Some(pages::status_page(403, &message))
     }
 
     /// Whether an absolute-form target names this proxy itself, which would forward to itself forever.
@@ -191,7 +191,7 @@ impl Proxy {
             let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
             entry.outcome = Outcome::Denied;
             let (mut head, body) =
-                pages::error_page(407, "this proxy needs a user name and password");
+                pages::status_page(407, "this proxy needs a user name and password");
             head.headers.append(
                 "Proxy-Authenticate",
                 "Basic realm=\"porter\", charset=\"UTF-8\"",
@@ -212,7 +212,7 @@ impl Proxy {
                 return self.reply(
                     conn,
                     &mut entry,
-                    pages::error_page(e.client_status(), e.as_str()),
+                    pages::status_page(e.client_status(), e.as_str()),
                     false,
                     false,
                 );
@@ -242,7 +242,7 @@ impl Proxy {
                 return self.reply(
                     conn,
                     &mut entry,
-                    pages::error_page(status, &e.to_string()),
+                    pages::status_page(status, &e.to_string()),
                     false,
                     false,
                 );
@@ -262,7 +262,7 @@ impl Proxy {
             );
         }
         if req.headers.list("via").any(|hop| hop.ends_with(&self.via)) {
-            let page = pages::error_page(
+            let page = pages::status_page(
                 508,
                 "this request has already passed through this proxy: a forwarding loop",
             );
@@ -309,13 +309,10 @@ impl Proxy {
                 } else {
                     (404, "not in the cache")
                 };
-                let (mut head, _) = pages::error_page(status, message);
-                head.headers
-                    .set("Content-Type", "text/plain; charset=utf-8");
                 return self.reply(
                     conn,
                     &mut entry,
-                    (head, format!("{message}: {}\n", target.url).into_bytes()),
+                    pages::text(status, format!("{message}: {}\n", target.url)),
                     req.keep_alive() && bodiless,
                     false,
                 );
@@ -339,7 +336,7 @@ impl Proxy {
                     entry.finish(&self.metrics);
                     return None;
                 }
-                let page = pages::error_page(error.status(), &error.to_string());
+                let page = pages::status_page(error.status(), &error.to_string());
                 self.reply(conn, &mut entry, page, false, req.method == "HEAD")
             }
         }
@@ -429,7 +426,7 @@ impl Proxy {
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
             origin =
-                origin::connect(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
+                upstream::dial(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
             response = forward::exchange(
                 conn,
                 &mut origin,
@@ -440,7 +437,7 @@ impl Proxy {
             );
         }
         let head = response?;
-        let mode = forward::response_mode(req, &head)?;
+        let mode = forward::upstream_framing(req, &head)?;
         Ok(Fetched {
             origin,
             head,
@@ -500,7 +497,7 @@ impl Handler for Proxy {
                 self.reply(
                     conn,
                     &mut entry,
-                    pages::error_page(error.client_status(), error.as_str()),
+                    pages::status_page(error.client_status(), error.as_str()),
                     false,
                     false,
                 )

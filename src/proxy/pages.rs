@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use super::Proxy;
 use super::metrics::Outcome;
-use crate::http::{self, RequestHead, ResponseHead, write};
-use crate::net::server::html_escape;
+use crate::html;
+use crate::http::{RequestHead, ResponseHead, write};
 
 /// Writes a complete response with a body from memory in one write; returns the bytes sent.
 pub fn send(
@@ -31,19 +31,24 @@ pub fn send(
     Ok(out.len() as u64)
 }
 
-/// A small HTML page saying what went wrong.
-pub fn error_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
-    let reason = http::reason_phrase(status);
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n\
-         <body><h1>{status} {reason}</h1>\n<p>{}</p>\n<hr><address>porter</address></body></html>\n",
-        html_escape(message)
-    );
+/// A small HTML page for a status, saying what went wrong (or, for the proxy's own answers, what
+/// happened).
+pub fn status_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
+    let body = html::status_page(status, message, "porter");
     let mut head = ResponseHead::new(status);
     head.headers
         .append("Content-Type", "text/html; charset=utf-8");
     head.headers.append("Cache-Control", "no-store");
     (head, body.into_bytes())
+}
+
+/// A plain-text answer (the PURGE result), never stored.
+pub fn text(status: u16, text: String) -> (ResponseHead, Vec<u8>) {
+    let mut head = ResponseHead::new(status);
+    head.headers
+        .append("Content-Type", "text/plain; charset=utf-8");
+    head.headers.append("Cache-Control", "no-store");
+    (head, text.into_bytes())
 }
 
 /// The answer of the last hop to TRACE or OPTIONS with `Max-Forwards: 0` (RFC 9110 §9.3.7, §9.3.8).
@@ -70,17 +75,17 @@ pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
 /// Answers an origin-form request addressed to the proxy itself.
 pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
     if req.method != "GET" && req.method != "HEAD" {
-        let (mut head, body) = error_page(405, "the proxy's own pages answer GET and HEAD only");
+        let (mut head, body) = status_page(405, "the proxy's own pages answer GET and HEAD only");
         head.headers.append("Allow", "GET, HEAD");
         return (head, body);
     }
     let path = req.target.split('?').next().unwrap_or("/");
     let (content_type, body) = match path {
-        "/" => ("text/html; charset=utf-8", status_page(proxy)),
+        "/" => ("text/html; charset=utf-8", dashboard(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
         "/proxy.pac" => ("application/x-ns-proxy-autoconfig", pac_file(proxy, req)),
         _ => {
-            return error_page(
+            return status_page(
                 404,
                 "this is a proxy: configure it as your HTTP proxy rather than visiting it; \
                  its own pages are /, /metrics and /proxy.pac",
@@ -93,7 +98,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
     (head, body.into_bytes())
 }
 
-fn status_page(proxy: &Proxy) -> String {
+fn dashboard(proxy: &Proxy) -> String {
     let m = &proxy.metrics;
     let server = &proxy.server_stats;
     let hits = m.count(Outcome::Hit);
@@ -138,7 +143,7 @@ fn status_page(proxy: &Proxy) -> String {
         let _ = writeln!(
             html,
             "<tr><th>{name}</th><td>{}</td></tr>",
-            html_escape(&value)
+            html::escape(&value)
         );
     }
     html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n</body></html>\n");
