@@ -170,7 +170,7 @@ fn tunnel(
 ) -> Result<(), FetchError> {
     let peer = proxy.to_string();
     let mut head = RequestHead {
-        method: "CONNECT".to_string(),
+        method: http::Method::Connect,
         target: origin.to_string(),
         version: Version::Http11,
         headers: http::Headers::new(),
@@ -183,7 +183,7 @@ fn tunnel(
         .map_err(|e| FetchError::from_io(e, &peer, Phase::SendRequest, timeout))?;
     let response = read_head(tcp, buf, &peer, Phase::Tunnel, timeout)?;
     if !(200..300).contains(&response.status) {
-        return Err(proxy_error(&peer, response, buf, tcp, "GET"));
+        return Err(proxy_error(&peer, response, buf, tcp, &http::Method::Get));
     }
     if !buf.is_empty() {
         return Err(FetchError::BadResponse {
@@ -272,7 +272,7 @@ pub fn proxy_error(
     head: ResponseHead,
     buf: &mut ReadBuf,
     stream: &mut impl Read,
-    method: &str,
+    method: &http::Method,
 ) -> FetchError {
     let mut page = Vec::new();
     if let Ok(mode) = http::body::response_mode(method, head.status, &head.headers) {

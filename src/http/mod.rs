@@ -9,12 +9,14 @@ mod chunked;
 mod error;
 mod headers;
 pub mod hop;
+mod method;
 pub mod parse;
 mod readbuf;
 pub mod write;
 
 pub use error::Error;
 pub use headers::Headers;
+pub use method::Method;
 pub use readbuf::ReadBuf;
 
 /// Limits on what a peer may send us before we give up on it.
@@ -57,7 +59,7 @@ impl Version {
 /// A parsed request head. The target is kept as sent; the proxy interprets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
+    pub method: Method,
     pub target: String,
     pub version: Version,
     pub headers: Headers,

@@ -33,7 +33,7 @@ pub fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// Appends a request line, the fields, and the blank line.
 pub fn request_head(out: &mut Vec<u8>, head: &RequestHead) {
-    out.extend_from_slice(head.method.as_bytes());
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.push(b' ');

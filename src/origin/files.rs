@@ -23,7 +23,7 @@ use super::conditional::{self, Precondition, RangeRequest, Validators};
 use super::path::{self, PathError, RequestPath};
 use super::reply::{Body, Reply};
 use crate::html;
-use crate::http::RequestHead;
+use crate::http::{Method, RequestHead};
 
 /// Most entries a listing shows.
 const MAX_LISTING: usize = 10_000;
@@ -124,7 +124,7 @@ fn serve_file(req: &RequestHead, found: &Path, meta: &Metadata) -> Reply {
         }
     }
     let content_type = content_type(found);
-    let range = if req.method == "GET" {
+    let range = if req.method == Method::Get {
         conditional::range(&req.headers, len, &validators)
     } else {
         RangeRequest::Full

@@ -42,7 +42,7 @@ use hold::Holder;
 use limits::{Admit, LimitConfig, Limits};
 use reply::{Exchange, Reply};
 
-use crate::http::{self, Limits as HttpLimits, RequestHead, Version};
+use crate::http::{self, Limits as HttpLimits, Method, RequestHead, Version};
 use crate::net::acl::Cidr;
 use crate::net::{Conn, Handler, Server, ServerConfig, Shutdown};
 use cookies::{Saver, VisitorStore};
@@ -223,7 +223,7 @@ impl Origin {
         let mut exchange = Exchange {
             version: req.version,
             keep_alive: req.keep_alive(),
-            head_only: req.method == "HEAD",
+            head_only: req.method == Method::Head,
         };
         match http::body::request_mode(&req.headers) {
             // This server reads no request body, so a connection that sent one cannot be reused.
@@ -251,7 +251,7 @@ impl Origin {
         };
         let visitor = self.visitor(ip, cookie, now);
         let path = path::target_path(&req.target);
-        let reply = if req.method != "GET" && req.method != "HEAD" {
+        let reply = if req.method != Method::Get && req.method != Method::Head {
             Reply::error(405, "this server answers GET and HEAD only").header("Allow", "GET, HEAD")
         } else if path == "/getbalance" {
             return self.balance(conn, &req, visitor, &exchange);

@@ -19,7 +19,7 @@ use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision};
 use crate::cache::{Cache, Found, StoredBody};
 use crate::http::body::BodyMode;
-use crate::http::{RequestHead, ResponseHead, write};
+use crate::http::{Method, RequestHead, ResponseHead, write};
 use crate::net::Conn;
 use crate::net::sendfile::send_file;
 
@@ -62,7 +62,7 @@ impl Proxy {
                 entry.outcome = Outcome::Miss;
                 return Err((ProxyError::NotCached, false));
             }
-            if req.method == "HEAD" {
+            if req.method == Method::Head {
                 break;
             }
             match cache.lock(&target.url, self.config.origin_timeout) {
@@ -259,7 +259,7 @@ impl Proxy {
         out.extend_from_slice(b"\r\n");
         entry.status = if not_modified { 304 } else { meta.head.status };
         let head_len = out.len() as u64;
-        let send_body = !not_modified && req.method != "HEAD";
+        let send_body = !not_modified && req.method != Method::Head;
         match found.body {
             _ if !send_body => {
                 conn.stream

@@ -14,7 +14,9 @@ use super::target::Target;
 use super::upstream::UpstreamConn;
 use crate::cache::CacheWriter;
 use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
-use crate::http::{self, Headers, Limits, RequestHead, ResponseHead, Version, hop, parse, write};
+use crate::http::{
+    self, Headers, Limits, Method, RequestHead, ResponseHead, Version, hop, parse, write,
+};
 use crate::net::Conn;
 
 /// Bodies up to this size are sent with their head in one write.
@@ -36,7 +38,7 @@ pub fn outbound_request(
     // The absolute URI's authority wins over any Host the client sent (RFC 9112 §3.2.2).
     headers.set("Host", target.host_header());
     append_via(&mut headers, req.version, via);
-    if req.method == "TRACE" || req.method == "OPTIONS" {
+    if req.method == Method::Trace || req.method == Method::Options {
         // Each hop takes one off Max-Forwards (RFC 9110 §7.6.2); zero is answered before this.
         if let Some(n) = headers
             .get("max-forwards")

@@ -36,7 +36,7 @@ use upstream::UpstreamPool;
 
 use crate::cache::CacheWriter;
 use crate::cache::{self, Cache, CacheConfig};
-use crate::http::{self, Limits, RequestHead, ResponseHead};
+use crate::http::{self, Limits, Method, RequestHead, ResponseHead};
 use crate::net::acl::Cidr;
 use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
 
@@ -188,7 +188,7 @@ impl Proxy {
 
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
-            let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+            let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
             entry.outcome = Outcome::Denied;
             let (mut head, body) =
                 pages::status_page(407, "this proxy needs a user name and password");
@@ -197,18 +197,24 @@ impl Proxy {
                 "Basic realm=\"porter\", charset=\"UTF-8\"",
             );
             // A request body we did not read would be taken for the next request: close.
-            return self.reply(conn, &mut entry, (head, body), false, req.method == "HEAD");
+            return self.reply(
+                conn,
+                &mut entry,
+                (head, body),
+                false,
+                req.method == Method::Head,
+            );
         }
-        if req.method == "CONNECT" {
+        if req.method == Method::Connect {
             self.connect(conn, req);
             return None;
         }
         let keep_alive = req.keep_alive();
-        let head_only = req.method == "HEAD";
+        let head_only = req.method == Method::Head;
         let has_body = match http::body::request_mode(&req.headers) {
             Ok(mode) => mode != http::body::BodyMode::NoBody,
             Err(e) => {
-                let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+                let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
                 return self.reply(
                     conn,
                     &mut entry,
@@ -221,7 +227,7 @@ impl Proxy {
         // Our own answers do not read a request body, so a connection with one cannot be reused.
         let reusable = keep_alive && !has_body;
         if req.target.starts_with('/') {
-            let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+            let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
             entry.outcome = Outcome::Local;
             return self.reply(
                 conn,
@@ -231,7 +237,7 @@ impl Proxy {
                 head_only,
             );
         }
-        let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+        let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         let target = match Target::parse_absolute(&req.target) {
             Ok(target) => target,
             Err(e) => {
@@ -269,7 +275,9 @@ impl Proxy {
             return self.reply(conn, &mut entry, page, false, head_only);
         }
         let max_forwards = req.headers.get("max-forwards").map(str::trim);
-        if (req.method == "TRACE" || req.method == "OPTIONS") && max_forwards == Some("0") {
+        if (req.method == Method::Trace || req.method == Method::Options)
+            && max_forwards == Some("0")
+        {
             // Max-Forwards reached zero: this hop answers (RFC 9110 §7.6.2).
             entry.outcome = Outcome::Local;
             return self.reply(conn, &mut entry, pages::final_hop(&req), reusable, false);
@@ -298,10 +306,12 @@ impl Proxy {
             Ok(http::body::BodyMode::NoBody)
         );
         let result = match &self.cache {
-            Some(cache) if (req.method == "GET" || req.method == "HEAD") && bodiless => {
+            Some(cache)
+                if (req.method == Method::Get || req.method == Method::Head) && bodiless =>
+            {
                 self.through_cache(cache, &mut conn, &req, &target, &mut entry)
             }
-            Some(cache) if req.method == "PURGE" => {
+            Some(cache) if req.method == Method::Purge => {
                 let existed = cache.invalidate(&target.url);
                 entry.outcome = Outcome::Local;
                 let (status, message) = if existed {
@@ -337,7 +347,7 @@ impl Proxy {
                     return None;
                 }
                 let page = pages::status_page(error.status(), &error.to_string());
-                self.reply(conn, &mut entry, page, false, req.method == "HEAD")
+                self.reply(conn, &mut entry, page, false, req.method == Method::Head)
             }
         }
     }
@@ -416,12 +426,8 @@ impl Proxy {
         // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
         // a new connection, when the request is idempotent (RFC 9110 §9.2.2) and had no body that is
         // already gone.
-        let idempotent = matches!(
-            req.method.as_str(),
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        );
         if origin.reused
-            && idempotent
+            && req.method.is_idempotent()
             && req_body == http::body::BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::Proxy;
 use super::metrics::Outcome;
 use crate::html;
-use crate::http::{RequestHead, ResponseHead, write};
+use crate::http::{Method, RequestHead, ResponseHead, write};
 
 /// Writes a complete response with a body from memory in one write; returns the bytes sent.
 pub fn send(
@@ -55,7 +55,7 @@ pub fn text(status: u16, text: String) -> (ResponseHead, Vec<u8>) {
 /// TRACE echoes the request head, minus the fields that may carry secrets.
 pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
     let mut head = ResponseHead::new(200);
-    if req.method == "OPTIONS" {
+    if req.method == Method::Options {
         head.headers.append(
             "Allow",
             "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT",
@@ -74,7 +74,7 @@ pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
 
 /// Answers an origin-form request addressed to the proxy itself.
 pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
-    if req.method != "GET" && req.method != "HEAD" {
+    if req.method != Method::Get && req.method != Method::Head {
         let (mut head, body) = status_page(405, "the proxy's own pages answer GET and HEAD only");
         head.headers.append("Allow", "GET, HEAD");
         return (head, body);
