@@ -10,6 +10,7 @@ pub mod key;
 pub mod lock;
 pub mod memory;
 pub mod policy;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testutil;
@@ -24,6 +25,7 @@ use entry::{ResponseMeta, Stored};
 use key::Key;
 use lock::{Lease, MissLocks};
 use memory::{MAX_MEMORY_OBJECT, MemoryTier};
+use status::NotStored;
 use store::{EntryWriter, OpenEntry, Store, StoreStats};
 
 use crate::http::{RequestHead, ResponseHead, hop};
@@ -201,7 +203,8 @@ impl Cache {
         self.locks.acquire(Key::for_url(url), wait)
     }
 
-    /// Starts storing a response. The head is stored without hop-by-hop and framing fields.
+    /// Starts storing a response. The head is stored without hop-by-hop and framing fields. The
+    /// error says why nothing will be stored.
     pub fn writer(
         &self,
         url: &str,
@@ -209,14 +212,16 @@ impl Cache {
         response: &ResponseHead,
         request_time: SystemTime,
         response_time: SystemTime,
-    ) -> Option<CacheWriter> {
+    ) -> Result<CacheWriter, NotStored> {
         // Whatever happens to this fetch, the copy in memory is about to be outdated.
         self.memory.remove(&Key::for_url(url));
         let key = match policy::vary(response) {
-            policy::Vary::Any => return None,
+            policy::Vary::Any => return Err(NotStored::Policy(policy::NoStore::VaryStar)),
             policy::Vary::None => Key::for_url(url),
             policy::Vary::Headers(names) => {
-                let generation = self.vary_generation(url, &names)?;
+                let generation = self
+                    .vary_generation(url, &names)
+                    .ok_or(NotStored::StoreFailed)?;
                 Key::for_variant(url, generation, &policy::vary_values(req, &names))
             }
         };
@@ -232,8 +237,9 @@ impl Cache {
         };
         let inner = self
             .store
-            .writer(key, url, &Stored::Response(meta), self.max_object_size)?;
-        Some(CacheWriter {
+            .writer(key, url, &Stored::Response(meta), self.max_object_size)
+            .ok_or(NotStored::StoreFailed)?;
+        Ok(CacheWriter {
             inner,
             memory: Arc::clone(&self.memory),
             url_key: Key::for_url(url),

@@ -188,7 +188,12 @@ pub fn before_request(
 
 /// [`before_request`] with the stored response's freshness already worked out.
 pub fn decide(req: &RequestHead, stored: &StoredFreshness, now: SystemTime) -> Decision {
-    let want = CacheControl::parse_request(&req.headers);
+    decide_with(&CacheControl::parse_request(&req.headers), stored, now)
+}
+
+/// [`decide`] with the request's Cache-Control already parsed, as the proxy has it by then: the one
+/// the request path calls.
+pub fn decide_with(want: &CacheControl, stored: &StoredFreshness, now: SystemTime) -> Decision {
     let cc = &stored.cc;
     // §5.2.2.4, §5.2.1.4: no-cache on either side means "always ask the origin first".
     if cc.no_cache || want.no_cache {

@@ -97,6 +97,20 @@ impl ResponseHead {
     }
 }
 
+/// The Connection field a response carries (RFC 9112 §9.3, §9.6): `close` when the connection ends
+/// after it, `keep-alive` when an HTTP/1.0 client's connection stays open (1.0 closes by default),
+/// and none for HTTP/1.1, which stays open by default. The one copy of this rule for every response
+/// Porter writes.
+pub fn connection_field(client_version: Version, keep_alive: bool) -> Option<&'static str> {
+    if !keep_alive {
+        Some("close")
+    } else if client_version == Version::Http10 {
+        Some("keep-alive")
+    } else {
+        None
+    }
+}
+
 fn keep_alive(version: Version, headers: &Headers) -> bool {
     if headers.has_token("connection", "close") {
         return false;

@@ -43,7 +43,9 @@ pub fn request_head(out: &mut Vec<u8>, head: &RequestHead) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn fields(out: &mut Vec<u8>, headers: &Headers) {
+/// Appends every field, for callers that write a head in parts (a status line, stored fields, then
+/// their own).
+pub fn fields(out: &mut Vec<u8>, headers: &Headers) {
     for (name, value) in headers.iter() {
         field(out, name, value);
     }

@@ -9,7 +9,7 @@ use crate::net::sendfile::SendFile;
 use std::time::SystemTime;
 
 use crate::html;
-use crate::http::{ResponseHead, Version, write};
+use crate::http::{ResponseHead, Version, connection_field, write};
 
 /// What follows the head.
 #[derive(Debug)]
@@ -93,10 +93,8 @@ pub fn send(stream: &mut impl SendFile, reply: Reply, exchange: &Exchange) -> io
         Body::Bytes(bytes) => headers.set("Content-Length", bytes.len().to_string()),
         Body::File { len, .. } => headers.set("Content-Length", len.to_string()),
     }
-    if !exchange.keep_alive {
-        headers.set("Connection", "close");
-    } else if exchange.version == Version::Http10 {
-        headers.set("Connection", "keep-alive");
+    if let Some(value) = connection_field(exchange.version, exchange.keep_alive) {
+        headers.set("Connection", value);
     }
     let mut out = Vec::with_capacity(512);
     write::response_head(&mut out, &head);

@@ -10,6 +10,7 @@
 use std::io::{self, Read, Write};
 
 use super::ProxyError;
+use super::exchange::Failure;
 use super::target::Target;
 use super::upstream::UpstreamConn;
 use crate::cache::CacheWriter;
@@ -191,10 +192,8 @@ pub fn client_response_head(
         headers.append("Transfer-Encoding", "chunked");
     }
     let keep_alive = keep_alive && (chunked || !unknown_length);
-    if !keep_alive {
-        headers.append("Connection", "close");
-    } else if client_version == Version::Http10 {
-        headers.append("Connection", "keep-alive");
+    if let Some(value) = http::connection_field(client_version, keep_alive) {
+        headers.append("Connection", value);
     }
     let head = ResponseHead {
         version: Version::Http11,
@@ -273,12 +272,12 @@ pub fn relay_body(
     mode: BodyMode,
     chunked: bool,
     store: Option<CacheWriter>,
-) -> Result<Relayed, (ProxyError, bool)> {
+) -> Result<Relayed, Failure> {
     let mut out = Vec::with_capacity(1024);
     write::response_head(&mut out, client_head);
     let head_len = out.len() as u64;
     let mut reader = BodyReader::new(mode, &mut origin.buf, &mut origin.stream);
-    let sent = |e| (ProxyError::ClientIo(e), true);
+    let sent = |e| Failure::AfterHead(ProxyError::ClientIo(e));
     if let BodyMode::NoBody = mode {
         commit(store);
         client.stream.write_all(&out).map_err(sent)?;
@@ -293,7 +292,7 @@ pub fn relay_body(
         // Read whole before the head goes out, so a cut-off body can still be answered with 502.
         reader
             .read_to_end(&mut out)
-            .map_err(|e| (ProxyError::from_origin_read(e), false))?;
+            .map_err(ProxyError::from_origin_read)?;
         if let Some(mut writer) = store
             && writer.write_all(&out[head_len as usize..]).is_ok()
         {
@@ -318,12 +317,13 @@ pub fn relay_body(
             bytes: head_len + n,
             complete: mode != BodyMode::CloseDelimited,
         }),
-        Err(CopyError::Read(e)) => Err((ProxyError::from_origin_read(e), true)),
-        Err(CopyError::Write(e)) => Err((ProxyError::ClientIo(e), true)),
+        Err(CopyError::Read(e)) => Err(Failure::AfterHead(ProxyError::from_origin_read(e))),
+        Err(CopyError::Write(e)) => Err(Failure::AfterHead(ProxyError::ClientIo(e))),
     }
 }
 
-/// Framing of the origin's response, given the request method; garbage framing is a 502.
+/// Framing of the origin's response, given the request method ([`body::response_mode`]); garbage
+/// framing is a 502.
 pub fn upstream_framing(req: &RequestHead, head: &ResponseHead) -> Result<BodyMode, ProxyError> {
     body::response_mode(&req.method, head.status, &head.headers).map_err(ProxyError::BadResponse)
 }

@@ -1,19 +1,27 @@
-//! `porter proxy`: the forward proxy. A request goes through these steps, in this file:
+//! `porter proxy`: the forward proxy. A request goes through these steps; each name is the function
+//! that takes it there:
 //!
 //! ```text
-//!  head ─┬─ parse error ───────────────> 400/414/431/505, close
-//!        ├─ CONNECT host:port ─────────> tunnel (port and host rules, then the relay thread)
-//!        ├─ origin-form (/path) ───────> the proxy's own pages
-//!        └─ absolute-form http://… ─┬─> deny-host rule -> 403
-//!                                   ├─> cache (lookup, store, revalidate)
-//!                                   └─> forward to the origin, stream back
+//!  Handler::handle ─┬─ parse error ─────────────> reply: 400/414/431/505, close
+//!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect.rs): port and
+//!                                      │                        host rules, then the tunnel thread
+//!                                      ├─ origin-form (/path) ─> reply(pages::own_page)
+//!                                      ├─ loop, Max-Forwards: 0, deny-host ─> reply(page)
+//!                                      └─ absolute-form http://… ─> forward (fetch.rs)
+//!                                            ├─ GET/HEAD ─> through_cache (cached.rs)
+//!                                            └─ other ───> pass ─> fetch ─> relay
 //! ```
+//!
+//! The phases after `handle_request` share one [`exchange::Exchange`] and answer
+//! [`exchange::Served`].
 
 pub mod auth;
 mod cached;
 mod config;
 mod connect;
 mod error;
+mod exchange;
+mod fetch;
 pub mod forward;
 pub mod metrics;
 pub mod pages;
@@ -25,7 +33,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
@@ -34,9 +42,12 @@ use target::Target;
 use tunnel::TunnelHandle;
 use upstream::UpstreamPool;
 
-use crate::cache::CacheWriter;
-use crate::cache::{self, Cache, CacheConfig};
-use crate::http::{self, Limits, Method, RequestHead, ResponseHead};
+use exchange::{Answer, Exchange, Reuse};
+use pages::Page;
+
+use crate::cache::{Cache, CacheConfig};
+use crate::http::body::BodyMode;
+use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::Cidr;
 use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
 
@@ -101,15 +112,6 @@ pub struct Proxy {
     pub cache: Option<Cache>,
 }
 
-/// An origin response whose head has arrived; its body is still on the connection.
-struct Fetched {
-    origin: upstream::UpstreamConn,
-    head: ResponseHead,
-    mode: http::body::BodyMode,
-    request_time: SystemTime,
-    response_time: SystemTime,
-}
-
 impl Proxy {
     pub fn new(
         config: ProxyConfig,
@@ -153,19 +155,18 @@ impl Proxy {
         &self,
         mut conn: Conn,
         entry: &mut AccessEntry,
-        (head, body): (http::ResponseHead, Vec<u8>),
-        keep_alive: bool,
-        head_only: bool,
+        (head, body): Page,
+        answer: Answer,
     ) -> Option<Conn> {
         entry.status = head.status;
-        let sent = pages::send(&mut conn.stream, head, &body, keep_alive, head_only);
+        let sent = pages::send(&mut conn.stream, head, &body, answer);
         entry.bytes = *sent.as_ref().unwrap_or(&0);
         entry.finish(&self.metrics);
-        (sent.is_ok() && keep_alive).then_some(conn)
+        (sent.is_ok() && answer.reuse.keeps_alive()).then_some(conn)
     }
 
     /// The 403 page for a destination a `--deny-host` rule refuses, naming the rule.
-    fn denied_host(&self, host: &str) -> Option<(http::ResponseHead, Vec<u8>)> {
+    fn denied_host(&self, host: &str) -> Option<Page> {
         let rule = self.config.deny_hosts.iter().find(|p| p.matches(host))?;
         let message = format!(
             "access to {host} is denied by the rule --deny-host {}",
@@ -186,9 +187,12 @@ impl Proxy {
         }
     }
 
+    /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
+        // A request body we did not read would be taken for the next request: close.
+        let closing = Answer::to(&req, Reuse::Close);
         if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
-            let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
             entry.outcome = Outcome::Denied;
             let (mut head, body) =
                 pages::status_page(407, "this proxy needs a user name and password");
@@ -196,48 +200,29 @@ impl Proxy {
                 "Proxy-Authenticate",
                 "Basic realm=\"porter\", charset=\"UTF-8\"",
             );
-            // A request body we did not read would be taken for the next request: close.
-            return self.reply(
-                conn,
-                &mut entry,
-                (head, body),
-                false,
-                req.method == Method::Head,
-            );
+            return self.reply(conn, &mut entry, (head, body), closing);
         }
         if req.method == Method::Connect {
-            self.connect(conn, req);
+            self.connect(conn, req, entry);
             return None;
         }
         let keep_alive = req.keep_alive();
-        let head_only = req.method == Method::Head;
-        let has_body = match http::body::request_mode(&req.headers) {
-            Ok(mode) => mode != http::body::BodyMode::NoBody,
+        let req_body = match http::body::request_mode(&req.headers) {
+            Ok(mode) => mode,
             Err(e) => {
-                let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
-                return self.reply(
-                    conn,
-                    &mut entry,
-                    pages::status_page(e.client_status(), e.as_str()),
-                    false,
-                    false,
-                );
+                let page = pages::status_page(e.client_status(), e.as_str());
+                return self.reply(conn, &mut entry, page, closing);
             }
         };
         // Our own answers do not read a request body, so a connection with one cannot be reused.
-        let reusable = keep_alive && !has_body;
+        let ours = Answer::to(
+            &req,
+            Reuse::when(keep_alive && req_body == BodyMode::NoBody),
+        );
         if req.target.starts_with('/') {
-            let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
             entry.outcome = Outcome::Local;
-            return self.reply(
-                conn,
-                &mut entry,
-                pages::own_page(self, &req),
-                reusable,
-                head_only,
-            );
+            return self.reply(conn, &mut entry, pages::own_page(self, &req), ours);
         }
-        let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         let target = match Target::parse_absolute(&req.target) {
             Ok(target) => target,
             Err(e) => {
@@ -245,13 +230,8 @@ impl Proxy {
                     target::TargetError::Invalid => 400,
                     target::TargetError::UnsupportedScheme(_) => 501,
                 };
-                return self.reply(
-                    conn,
-                    &mut entry,
-                    pages::status_page(status, &e.to_string()),
-                    false,
-                    false,
-                );
+                let page = pages::status_page(status, &e.to_string());
+                return self.reply(conn, &mut entry, page, closing);
             }
         };
         entry.url = target.url.clone();
@@ -259,237 +239,33 @@ impl Proxy {
             entry.outcome = Outcome::Local;
             let mut local = req.clone();
             local.target = target.path_and_query.clone();
-            return self.reply(
-                conn,
-                &mut entry,
-                pages::own_page(self, &local),
-                reusable,
-                head_only,
-            );
+            return self.reply(conn, &mut entry, pages::own_page(self, &local), ours);
         }
         if req.headers.list("via").any(|hop| hop.ends_with(&self.via)) {
             let page = pages::status_page(
                 508,
                 "this request has already passed through this proxy: a forwarding loop",
             );
-            return self.reply(conn, &mut entry, page, false, head_only);
+            return self.reply(conn, &mut entry, page, closing);
         }
         let max_forwards = req.headers.get("max-forwards").map(str::trim);
-        if (req.method == Method::Trace || req.method == Method::Options)
-            && max_forwards == Some("0")
-        {
+        if matches!(req.method, Method::Trace | Method::Options) && max_forwards == Some("0") {
             // Max-Forwards reached zero: this hop answers (RFC 9110 §7.6.2).
             entry.outcome = Outcome::Local;
-            return self.reply(conn, &mut entry, pages::final_hop(&req), reusable, false);
+            return self.reply(conn, &mut entry, pages::final_hop(&req), ours);
         }
         if let Some(page) = self.denied_host(&target.host) {
             entry.outcome = Outcome::Denied;
-            return self.reply(conn, &mut entry, page, reusable, head_only);
+            return self.reply(conn, &mut entry, page, ours);
         }
-        self.forward(conn, req, target, entry)
-    }
-
-    /// Forwards to the origin (through the cache for GET and HEAD); on a failure before the response
-    /// head was sent, answers with an error page.
-    fn forward(
-        &self,
-        mut conn: Conn,
-        req: RequestHead,
-        target: Target,
-        mut entry: AccessEntry,
-    ) -> Option<Conn> {
-        entry.outcome = Outcome::Pass;
-        // A GET or HEAD with a body is forwarded as is: a hit would leave the body unread on the
-        // connection, to be taken for the next request.
-        let bodiless = matches!(
-            http::body::request_mode(&req.headers),
-            Ok(http::body::BodyMode::NoBody)
-        );
-        let result = match &self.cache {
-            Some(cache)
-                if (req.method == Method::Get || req.method == Method::Head) && bodiless =>
-            {
-                self.through_cache(cache, &mut conn, &req, &target, &mut entry)
-            }
-            Some(cache) if req.method == Method::Purge => {
-                let existed = cache.invalidate(&target.url);
-                entry.outcome = Outcome::Local;
-                let (status, message) = if existed {
-                    (200, "purged")
-                } else {
-                    (404, "not in the cache")
-                };
-                return self.reply(
-                    conn,
-                    &mut entry,
-                    pages::text(status, format!("{message}: {}\n", target.url)),
-                    req.keep_alive() && bodiless,
-                    false,
-                );
-            }
-            _ => self.pass(&mut conn, &req, &target, &mut entry),
-        };
-        match result {
-            Ok(keep_alive) => {
-                entry.finish(&self.metrics);
-                keep_alive.then_some(conn)
-            }
-            Err((error, head_sent)) => {
-                entry.outcome = Outcome::Error;
-                if error.is_client_side() {
-                    log::debug!("{}: {error}", conn.peer);
-                    entry.finish(&self.metrics);
-                    return None;
-                }
-                log::warn!("{} {}: {error}", req.method, target.url);
-                if head_sent {
-                    entry.finish(&self.metrics);
-                    return None;
-                }
-                let page = pages::status_page(error.status(), &error.to_string());
-                self.reply(conn, &mut entry, page, false, req.method == Method::Head)
-            }
-        }
-    }
-
-    /// Forwards without the cache; a successful unsafe method invalidates what the cache holds for the
-    /// target and its Location / Content-Location (RFC 9111 §4.4).
-    fn pass(
-        &self,
-        conn: &mut Conn,
-        req: &RequestHead,
-        target: &Target,
-        entry: &mut AccessEntry,
-    ) -> Result<bool, (ProxyError, bool)> {
-        let fetched = self.fetch(conn, req, target, &[]).map_err(|e| (e, false))?;
-        if let Some(cache) = &self.cache
-            && cache::policy::invalidates(&req.method, fetched.head.status)
-        {
-            cache.invalidate(&target.url);
-            for name in ["location", "content-location"] {
-                if let Some(url) = fetched
-                    .head
-                    .headers
-                    .get(name)
-                    .and_then(|v| target.same_origin_url(v))
-                {
-                    cache.invalidate(&url);
-                }
-            }
-        }
-        self.relay(conn, fetched, req, target, entry, &[], None)
-    }
-
-    /// Sends the request upstream and reads the response head. `validators` replace the client's
-    /// conditional fields when the cache revalidates.
-    fn fetch(
-        &self,
-        conn: &mut Conn,
-        req: &RequestHead,
-        target: &Target,
-        validators: &[(&'static str, String)],
-    ) -> Result<Fetched, ProxyError> {
-        let req_body = http::body::request_mode(&req.headers).map_err(ProxyError::BadRequest)?;
-        let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
-        if !validators.is_empty() {
-            for name in [
-                "if-none-match",
-                "if-modified-since",
-                "if-match",
-                "if-unmodified-since",
-                "if-range",
-                "range",
-            ] {
-                outbound.headers.remove(name);
-            }
-            for (name, value) in validators {
-                outbound.headers.append(*name, value.as_bytes());
-            }
-        }
-        let mut outbound_bytes = Vec::with_capacity(512);
-        http::write::request_head(&mut outbound_bytes, &outbound);
-
-        let timeout = self.config.origin_timeout;
-        let request_time = SystemTime::now();
-        let mut origin = self
-            .origins
-            .checkout(&target.host, target.port, timeout)
-            .map_err(ProxyError::Connect)?;
-        let mut response = forward::exchange(
+        self.forward(Exchange {
             conn,
-            &mut origin,
-            &outbound_bytes,
             req,
+            target,
             req_body,
-            &self.limits,
-        );
-        // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
-        // a new connection, when the request is idempotent (RFC 9110 §9.2.2) and had no body that is
-        // already gone.
-        if origin.reused
-            && req.method.is_idempotent()
-            && req_body == http::body::BodyMode::NoBody
-            && matches!(response, Err(ProxyError::OriginIo(_)))
-        {
-            origin =
-                upstream::dial(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
-            response = forward::exchange(
-                conn,
-                &mut origin,
-                &outbound_bytes,
-                req,
-                req_body,
-                &self.limits,
-            );
-        }
-        let head = response?;
-        let mode = forward::upstream_framing(req, &head)?;
-        Ok(Fetched {
-            origin,
-            head,
-            mode,
-            request_time,
-            response_time: SystemTime::now(),
+            keep_alive,
+            entry,
         })
-    }
-
-    /// Streams a fetched response to the client, teeing it into `store` and committing that only when
-    /// the body arrived whole. Returns whether the client connection stays open.
-    #[allow(clippy::too_many_arguments)]
-    fn relay(
-        &self,
-        conn: &mut Conn,
-        fetched: Fetched,
-        req: &RequestHead,
-        target: &Target,
-        entry: &mut AccessEntry,
-        extra_headers: &[(&str, String)],
-        store: Option<CacheWriter>,
-    ) -> Result<bool, (ProxyError, bool)> {
-        let Fetched {
-            mut origin,
-            head: origin_head,
-            mode,
-            ..
-        } = fetched;
-        let (mut client_head, chunked) = forward::client_response_head(
-            &origin_head,
-            mode,
-            req.version,
-            req.keep_alive(),
-            &self.via,
-        );
-        for (name, value) in extra_headers {
-            client_head.headers.append(*name, value.as_bytes());
-        }
-        let client_keeps = !client_head.headers.has_token("connection", "close");
-        entry.status = client_head.status;
-        let relayed = forward::relay_body(conn, &mut origin, &client_head, mode, chunked, store)?;
-        entry.bytes = relayed.bytes;
-        if relayed.complete && origin_head.keep_alive() {
-            self.origins.checkin(&target.host, target.port, origin);
-        }
-        Ok(client_keeps)
     }
 }
 
@@ -500,13 +276,8 @@ impl Handler for Proxy {
             Err(error) => {
                 let mut entry = AccessEntry::new(conn.peer, "-", "-");
                 log::debug!("{}: {error}", conn.peer);
-                self.reply(
-                    conn,
-                    &mut entry,
-                    pages::status_page(error.client_status(), error.as_str()),
-                    false,
-                    false,
-                )
+                let page = pages::status_page(error.client_status(), error.as_str());
+                self.reply(conn, &mut entry, page, Answer::unparsed())
             }
         }
     }

@@ -6,25 +6,28 @@ use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 
 use super::Proxy;
+use super::exchange::Answer;
 use super::metrics::Outcome;
 use crate::html;
-use crate::http::{Method, RequestHead, ResponseHead, write};
+use crate::http::{self, Method, RequestHead, ResponseHead, write};
+
+/// A response the proxy wrote itself: its head and a body in memory.
+pub type Page = (ResponseHead, Vec<u8>);
 
 /// Writes a complete response with a body from memory in one write; returns the bytes sent.
 pub fn send(
     stream: &mut impl Write,
     mut head: ResponseHead,
     body: &[u8],
-    keep_alive: bool,
-    head_only: bool,
+    answer: Answer,
 ) -> io::Result<u64> {
     head.headers.set("Content-Length", body.len().to_string());
-    if !keep_alive {
-        head.headers.set("Connection", "close");
+    if let Some(value) = http::connection_field(answer.version, answer.reuse.keeps_alive()) {
+        head.headers.set("Connection", value);
     }
     let mut out = Vec::with_capacity(256 + body.len());
     write::response_head(&mut out, &head);
-    if !head_only {
+    if !answer.head_only {
         out.extend_from_slice(body);
     }
     stream.write_all(&out)?;
@@ -33,7 +36,7 @@ pub fn send(
 
 /// A small HTML page for a status, saying what went wrong (or, for the proxy's own answers, what
 /// happened).
-pub fn status_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
+pub fn status_page(status: u16, message: &str) -> Page {
     let body = html::status_page(status, message, "porter");
     let mut head = ResponseHead::new(status);
     head.headers
@@ -43,7 +46,7 @@ pub fn status_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
 }
 
 /// A plain-text answer (the PURGE result), never stored.
-pub fn text(status: u16, text: String) -> (ResponseHead, Vec<u8>) {
+pub fn text(status: u16, text: String) -> Page {
     let mut head = ResponseHead::new(status);
     head.headers
         .append("Content-Type", "text/plain; charset=utf-8");
@@ -53,7 +56,7 @@ pub fn text(status: u16, text: String) -> (ResponseHead, Vec<u8>) {
 
 /// The answer of the last hop to TRACE or OPTIONS with `Max-Forwards: 0` (RFC 9110 §9.3.7, §9.3.8).
 /// TRACE echoes the request head, minus the fields that may carry secrets.
-pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
+pub fn final_hop(req: &RequestHead) -> Page {
     let mut head = ResponseHead::new(200);
     if req.method == Method::Options {
         head.headers.append(
@@ -73,7 +76,7 @@ pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
 }
 
 /// Answers an origin-form request addressed to the proxy itself.
-pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
+pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
     if req.method != Method::Get && req.method != Method::Head {
         let (mut head, body) = status_page(405, "the proxy's own pages answer GET and HEAD only");
         head.headers.append("Allow", "GET, HEAD");
