@@ -49,23 +49,24 @@ use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::Cidr;
-use crate::net::{Conn, Handler, Server, ServerConfig, ServerStats, Shutdown};
+use crate::net::{Conn, Handler, Server, ServerStats, Shutdown};
 
 /// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
 pub fn run(config: ProxyConfig) -> io::Result<()> {
     let shutdown = Shutdown::new();
-    let listen = config.listen;
-    let server = Server::bind(server_config(&config), shutdown.clone())
+    let listen = config.server.listen;
+    let server = Server::bind(config.server.clone(), shutdown.clone())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.local_addr()?;
     println!("listening on {local_addr}");
     io::stdout().flush()?;
-    if !local_addr.ip().is_loopback() && config.allow == Cidr::loopback() {
+    if !local_addr.ip().is_loopback() && config.server.allow == Cidr::loopback() {
         log::info!(
             "listening on {local_addr} but only loopback clients are allowed; use --allow CIDR"
         );
     }
     if config
+        .server
         .allow
         .iter()
         .any(|c| c.contains(IpAddr::from([8, 8, 8, 8])))
@@ -78,23 +79,6 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
     crate::access_log::flush();
     log::info!("proxy stopped");
     Ok(())
-}
-
-fn server_config(config: &ProxyConfig) -> ServerConfig {
-    ServerConfig {
-        name: "proxy",
-        listen: config.listen,
-        workers: config.workers,
-        queue: config.queue,
-        max_connections: config.max_connections,
-        max_connections_per_client: config.max_connections_per_client,
-        allow: config.allow.clone(),
-        limits: Limits::default(),
-        head_timeout: config.head_timeout,
-        idle_timeout: config.idle_timeout,
-        client_timeout: config.client_timeout,
-        shutdown_grace: config.shutdown_grace,
-    }
 }
 
 /// The proxy's shared state, one per process, used by every worker.

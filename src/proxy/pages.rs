@@ -124,7 +124,7 @@ fn dashboard(proxy: &Proxy) -> String {
             format!(
                 "{} of {}",
                 server.busy_workers.load(Ordering::Relaxed),
-                proxy.config.workers
+                proxy.config.server.workers
             ),
         ),
         (
@@ -195,7 +195,7 @@ fn metrics_text(proxy: &Proxy) -> String {
             "porter_workers",
             "gauge",
             "Worker threads.",
-            proxy.config.workers as u64,
+            proxy.config.server.workers as u64,
         ),
         (
             "porter_queued_connections",
