@@ -4,6 +4,7 @@
 //! and `hop` strips hop-by-hop fields. Everything works on a [`ReadBuf`] plus any `Read`/`Write`, so the
 //! same code serves the proxy, the origin server and the client, and tests drive it from byte slices.
 
+pub mod authority;
 pub mod body;
 mod chunked;
 mod error;

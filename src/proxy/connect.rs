@@ -6,15 +6,15 @@ use std::io::Write;
 use super::exchange::{Answer, Reuse};
 use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, pages, target, upstream};
-use crate::http::RequestHead;
+use super::{Proxy, ProxyError, pages, upstream};
+use crate::http::{RequestHead, authority};
 use crate::net::Conn;
 
 impl Proxy {
     /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
     pub(super) fn connect(&self, mut conn: Conn, req: RequestHead, mut entry: AccessEntry) {
         let closing = Answer::to(&req, Reuse::Close);
-        let Some((host, port)) = target::parse_authority(&req.target) else {
+        let Ok((host, port)) = authority::parse(&req.target) else {
             let page = pages::status_page(400, "CONNECT needs a host:port target");
             self.reply(conn, &mut entry, page, closing);
             return;
