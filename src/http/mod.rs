@@ -1,7 +1,8 @@
 //! HTTP/1.1 message heads and body framing (RFC 9110, RFC 9112), with no sockets.
 //!
 //! `parse` turns bytes into heads, `body` decides and decodes message framing, `write` serialises heads,
-//! and `hop` strips hop-by-hop fields. Everything works on a [`ReadBuf`] plus any `Read`/`Write`, so the
+//! `hop` strips hop-by-hop fields, [`Method`] carries the method's rules and `authority` reads and
+//! writes `host:port`. [`connection_field`] is the one Connection rule for every response. Everything works on a [`ReadBuf`] plus any `Read`/`Write`, so the
 //! same code serves the proxy, the origin server and the client, and tests drive it from byte slices.
 
 pub mod authority;

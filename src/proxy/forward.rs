@@ -1,10 +1,13 @@
-//! Forwarding one absolute-form request to its origin and streaming the response back.
+//! The wire work under `super::fetch`: rewriting one absolute-form request for its origin and
+//! streaming the response back.
 //!
 //! ```text
-//!  request head ─> rewrite (hop-by-hop out, Host, Via) ─> origin connection (pooled or new)
-//!  request body ─> streamed to the origin (100 Continue sent to the client when it asked)
-//!  response head <─ origin (1xx relayed, 502 on garbage, 504 on silence)
-//!  response body <─ streamed to the client, re-framed for its HTTP version, teed to a sink (the cache)
+//!  outbound_request ── hop-by-hop out, Host, Via ─> written to an upstream connection (pooled or new)
+//!  exchange ────────── request body streamed up (100 Continue for the client when it asked), then
+//!                      read_response_head (1xx relayed, 502 on garbage, 504 on silence)
+//!  upstream_framing ── the response body's framing, given the request method
+//!  client_response_head, relay_body ── head for the client's version, body streamed down and
+//!                      re-framed, teed into the cache writer by copy
 //! ```
 
 use std::io::{self, Read, Write};

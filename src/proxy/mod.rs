@@ -12,8 +12,8 @@
 //!                                            └─ other ───> pass ─> fetch ─> relay
 //! ```
 //!
-//! The phases after `handle_request` share one [`exchange::Exchange`] and answer
-//! [`exchange::Served`].
+//! The phases after `handle_request` share one `exchange::Exchange` and answer
+//! `exchange::Served`.
 
 pub mod auth;
 mod cached;
