@@ -1,4 +1,5 @@
-//! The HTML that Porter writes itself: escaping, and the one small page (a heading and a paragraph)
+//! The HTML that Porter writes itself: escaping, the one document frame every page uses (the proxy's
+//! status page, the origin's directory listings), and the one small page (a heading and a paragraph)
 //! that the proxy's error and status answers, the origin server's pages and the acceptor's refusals
 //! all share. Serving it is left to each caller; only [`refusal`] is a whole response, because the
 //! acceptor answers before any handler is involved.
@@ -21,14 +22,24 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A complete HTML document around a heading and a paragraph of already-escaped HTML, signed by
+/// A complete HTML document: `title` (escaped here) in its head, `body_html` (already HTML) as its
+/// body.
+pub fn document(title: &str, body_html: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head>\n\
+         <body>{body_html}</body></html>\n",
+        escape(title)
+    )
+}
+
+/// A document with `title` as its heading and a paragraph of already-escaped HTML, signed by
 /// `signature` (`porter`, `porter serve`).
 pub fn page(title: &str, paragraph_html: &str, signature: &str) -> String {
-    let title = escape(title);
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-         <body><h1>{title}</h1>\n<p>{paragraph_html}</p>\n<hr><address>{signature}</address></body></html>\n"
-    )
+    let body = format!(
+        "<h1>{}</h1>\n<p>{paragraph_html}</p>\n<hr><address>{signature}</address>",
+        escape(title)
+    );
+    document(title, &body)
 }
 
 /// The page for a status: `404 Not Found` as its title, and `message` (escaped) as its text.

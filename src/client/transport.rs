@@ -78,13 +78,10 @@ pub fn open(
     let origin = url.authority();
     let (tcp, peer) = match proxy {
         Some(proxy) => (
-            connect(&proxy.host, proxy.port, true, timeout)?,
+            dial(&proxy.host, proxy.port, true, timeout)?,
             proxy.to_string(),
         ),
-        None => (
-            connect(&url.host, url.port, false, timeout)?,
-            origin.clone(),
-        ),
+        None => (dial(&url.host, url.port, false, timeout)?, origin.clone()),
     };
     let mut buf = ReadBuf::with_capacity(BUF_BYTES);
     if url.scheme == Scheme::Http {
@@ -115,12 +112,7 @@ pub fn open(
 }
 
 /// Resolves and connects, trying each address in turn.
-fn connect(
-    host: &str,
-    port: u16,
-    is_proxy: bool,
-    timeout: Duration,
-) -> Result<TcpStream, FetchError> {
+fn dial(host: &str, port: u16, is_proxy: bool, timeout: Duration) -> Result<TcpStream, FetchError> {
     let peer = authority(host, port);
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()

@@ -189,11 +189,8 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
         .map(|s| format!("/{}", String::from_utf8_lossy(s)))
         .collect::<String>()
         + "/";
-    let title = html::escape(&format!("Index of {shown}"));
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-         <body><h1>{title}</h1>\n<ul>\n"
-    );
+    let title = format!("Index of {shown}");
+    let mut html = format!("<h1>{}</h1>\n<ul>\n", html::escape(&title));
     if !request_path.is_root() {
         html.push_str("<li><a href=\"../\">../</a></li>\n");
     }
@@ -209,7 +206,7 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
     if more > 0 {
         html.push_str(&format!("<p>{more} more entries not shown.</p>\n"));
     }
-    html.push_str("</body></html>\n");
+    let html = html::document(&title, &html);
     Reply::new(200, Body::Bytes(html.into_bytes()))
         .header("Content-Type", "text/html; charset=utf-8")
 }

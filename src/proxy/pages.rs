@@ -139,9 +139,7 @@ fn dashboard(proxy: &Proxy) -> String {
         rows.push(("Cache bytes", stats.bytes.to_string()));
         rows.push(("Revalidations", m.count(Outcome::Revalidated).to_string()));
     }
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><title>Porter status</title></head><body>\n<h1>Porter</h1>\n<table>\n",
-    );
+    let mut html = String::from("\n<h1>Porter</h1>\n<table>\n");
     for (name, value) in rows {
         let _ = writeln!(
             html,
@@ -149,8 +147,8 @@ fn dashboard(proxy: &Proxy) -> String {
             html::escape(&value)
         );
     }
-    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n</body></html>\n");
-    html
+    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n");
+    html::document("Porter status", &html)
 }
 
 fn metrics_text(proxy: &Proxy) -> String {
