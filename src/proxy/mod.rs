@@ -174,7 +174,7 @@ impl Proxy {
     /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
-        // A request body we did not read would be taken for the next request: close.
+        // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
         if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
             entry.outcome = Outcome::Denied;
