@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use super::origin::DialError;
+use super::upstream::DialError;
 use crate::http;
 use crate::tls::UpstreamTlsError;
 
@@ -15,7 +15,7 @@ pub enum ProxyError {
     /// The client's socket failed or timed out (it hung up, or stopped reading or sending).
     ClientIo(io::Error),
     /// Could not resolve or connect to the origin.
-    Connect(io::Error),
+    Dial(io::Error),
     /// The TLS handshake with an https origin failed, or its certificate does not verify.
     UpstreamTls(UpstreamTlsError),
     /// The origin did not answer in time.
@@ -36,10 +36,10 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(e) => e.client_status(),
             ProxyError::ClientIo(_) => 400,
-            ProxyError::Connect(e) if is_timeout(e) => 504,
+            ProxyError::Dial(e) if is_timeout(e) => 504,
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
-            ProxyError::Connect(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+            ProxyError::Dial(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
             ProxyError::UpstreamTls(_) => 502,
             ProxyError::NotCached => 504,
             ProxyError::CacheRead(_) => 500,
@@ -91,10 +91,10 @@ impl fmt::Display for ProxyError {
         match self {
             ProxyError::BadRequest(e) => write!(f, "bad request: {e}"),
             ProxyError::ClientIo(e) => write!(f, "client connection failed: {e}"),
-            ProxyError::Connect(e) if is_timeout(e) => {
+            ProxyError::Dial(e) if is_timeout(e) => {
                 f.write_str("timed out connecting to the origin")
             }
-            ProxyError::Connect(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::Dial(e) => write!(f, "cannot connect to the origin: {e}"),
             ProxyError::UpstreamTls(e) => write!(
                 f,
                 "refused to talk to {}: {} ({}; {}). Porter checks origin certificates for \
@@ -121,9 +121,9 @@ impl std::error::Error for ProxyError {}
 impl From<DialError> for ProxyError {
     fn from(error: DialError) -> ProxyError {
         match error {
-            DialError::Tcp(e) => ProxyError::Connect(e),
+            DialError::Tcp(e) => ProxyError::Dial(e),
             DialError::Tls(e) => ProxyError::UpstreamTls(e),
-            DialError::NoTls => ProxyError::Connect(io::Error::other(
+            DialError::NoTls => ProxyError::Dial(io::Error::other(
                 "https origins are reached only through --intercept",
             )),
         }

@@ -20,11 +20,13 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::exchange::{Answer, Reuse};
 use super::metrics::{AccessEntry, Outcome};
-use super::target::{self, Target};
+use super::target::Target;
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, origin, pages};
-use crate::http::{self, RequestHead};
+use super::{Proxy, ProxyError, pages, upstream};
+use crate::http::authority::{self, DefaultPort};
+use crate::http::{self, Method, RequestHead};
 use crate::net::{Authority, Conn, FirstBytes, Layer};
 use crate::tls::hello::{self, FirstBytes as Hello};
 use crate::tls::{Side, TlsStream};
@@ -50,7 +52,7 @@ impl Proxy {
         conn.stream
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .ok()?;
-        conn.await_first_bytes(authority, self.config.head_timeout);
+        conn.await_first_bytes(authority, self.config.server.head_timeout);
         Some(conn)
     }
 
@@ -117,20 +119,17 @@ impl Proxy {
     /// Not TLS after all: dial the origin and relay the bytes both ways, untouched.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
-        let mut origin = match origin::connect_stream(
-            &authority.host,
-            authority.port,
-            self.config.origin_timeout,
-        ) {
-            Ok(stream) => stream,
-            Err(e) => {
-                // The 200 is gone already: closing is all that is left to say.
-                log::warn!("CONNECT {connect_line}: {}", ProxyError::Connect(e));
-                entry.status = 502;
-                entry.finish(&self.metrics);
-                return;
-            }
-        };
+        let mut origin =
+            match upstream::dial_tcp(&authority.host, authority.port, self.config.origin_timeout) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    // The 200 is gone already: closing is all that is left to say.
+                    log::warn!("CONNECT {connect_line}: {}", ProxyError::Dial(e));
+                    entry.status = 502;
+                    entry.finish(&self.metrics);
+                    return;
+                }
+            };
         let (client, buf, slot) = conn.into_parts();
         let Some(client) = client.into_tcp() else {
             return;
@@ -158,17 +157,22 @@ impl Proxy {
     /// as the absolute-form `https://` request it stands for.
     pub(super) fn inside_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         let authority = conn.inside()?.clone();
-        let mut entry = AccessEntry::new(conn.peer, &req.method, &req.target);
+        let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
+        // Refusals close: a request body we did not read would be taken for the next request.
+        let closing = Answer::to(&req, Reuse::Close);
         let refuse = |conn, entry: &mut AccessEntry, message: &str| {
-            self.reply(conn, entry, pages::error_page(400, message), false, false)
+            self.reply(conn, entry, pages::status_page(400, message), closing)
         };
-        if req.method == "CONNECT" {
+        if req.method == Method::Connect {
             return refuse(conn, &mut entry, "CONNECT inside an intercepted tunnel");
         }
-        if let Err(e) = http::body::request_mode(&req.headers) {
-            let page = pages::error_page(e.client_status(), e.as_str());
-            return self.reply(conn, &mut entry, page, false, false);
-        }
+        let req_body = match http::body::request_mode(&req.headers) {
+            Ok(mode) => mode,
+            Err(e) => {
+                let page = pages::status_page(e.client_status(), e.as_str());
+                return self.reply(conn, &mut entry, page, closing);
+            }
+        };
         let path = match inner_path(&req.target, &authority) {
             Ok(path) => path,
             Err(message) => return refuse(conn, &mut entry, &message),
@@ -181,7 +185,7 @@ impl Proxy {
                 let message = format!(
                     "the Host field names {one}, but this tunnel was opened to {}: \
                      requests inside it may only go there",
-                    target::authority(&authority.host, authority.port, 443)
+                    authority::format(&authority.host, authority.port, DefaultPort::Omit(443))
                 );
                 log::warn!("{}: {message}", conn.peer);
                 return refuse(conn, &mut entry, &message);
@@ -190,7 +194,7 @@ impl Proxy {
             _ => return refuse(conn, &mut entry, "more than one Host field"),
         }
         match Target::https(&authority.host, authority.port, &path) {
-            Ok(target) => self.dispatch(conn, req, target, entry),
+            Ok(target) => self.dispatch(conn, req, target, req_body, entry),
             Err(e) => refuse(conn, &mut entry, &e.to_string()),
         }
     }
@@ -223,8 +227,8 @@ fn inner_path(request_target: &str, authority: &Authority) -> Result<String, Str
         Some((host, port, path)) if host == authority.host && port == authority.port => Ok(path),
         Some((host, port, _)) => Err(format!(
             "the request names {}, but this tunnel was opened to {}",
-            target::authority(&host, port, 443),
-            target::authority(&authority.host, authority.port, 443)
+            authority::format(&host, port, DefaultPort::Omit(443)),
+            authority::format(&authority.host, authority.port, DefaultPort::Omit(443))
         )),
         None => Err(format!(
             "{request_target:?} is not a path on this tunnel's host"

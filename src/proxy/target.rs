@@ -4,6 +4,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::http::authority::{self, DefaultPort};
+
 /// How the origin is reached: `http://` in the clear, or `https://` for requests inside an
 /// intercepted CONNECT tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,13 +79,7 @@ impl Target {
         if url.scheme() != "http" {
             return Err(TargetError::UnsupportedScheme(url.scheme().to_string()));
         }
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_ascii_lowercase(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => return Err(TargetError::Invalid),
-        };
-        let port = url.port_or_known_default().ok_or(TargetError::Invalid)?;
+        let (host, port) = authority::of_url(&url).ok_or(TargetError::Invalid)?;
         let mut path_and_query = url.path().to_string();
         if let Some(query) = url.query() {
             path_and_query.push('?');
@@ -111,7 +107,7 @@ impl Target {
         }
         let text = format!(
             "https://{}{path_and_query}",
-            authority(host, port, Scheme::Https.default_port())
+            authority::format(host, port, DefaultPort::Omit(Scheme::Https.default_port()))
         );
         let url = Url::parse(&text).map_err(|_| TargetError::Invalid)?;
         let mut path = url.path().to_string();
@@ -144,51 +140,37 @@ impl Target {
 
     /// The Host header value for the origin: the port only when it is not the default.
     pub fn host_header(&self) -> String {
-        authority(&self.host, self.port, self.scheme.default_port())
-    }
-}
-
-/// `host:port` for CONNECT (RFC 9110 §9.3.6): a port is required.
-pub fn parse_authority(text: &str) -> Option<(String, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6
-            .strip_suffix(']')?
-            .parse::<std::net::Ipv6Addr>()
-            .ok()?
-            .to_string(),
-        None => {
-            let valid = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-            if !valid {
-                return None;
-            }
-            host.to_ascii_lowercase()
-        }
-    };
-    Some((host, port))
-}
-
-/// Formats `host[:port]`, bracketing IPv6 literals and leaving out the default port.
-pub fn authority(host: &str, port: u16, default_port: u16) -> String {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    if port == default_port {
-        host
-    } else {
-        format!("{host}:{port}")
+        authority::format(
+            &self.host,
+            self.port,
+            DefaultPort::Omit(self.scheme.default_port()),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_targets_inside_a_tunnel() {
+        let t = Target::https("localhost", 8443, "/a/../b?x=1#f").unwrap();
+        assert_eq!(t.scheme, Scheme::Https);
+        assert_eq!(t.url, "https://localhost:8443/b?x=1");
+        assert_eq!(t.path_and_query, "/b?x=1");
+        assert_eq!(t.host_header(), "localhost:8443");
+        let t = Target::https("::1", 443, "/").unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.host_header()),
+            ("https://[::1]/", "[::1]".into())
+        );
+        assert_eq!(Target::https("a.test", 443, "*"), Err(TargetError::Invalid));
+        assert_ne!(
+            Target::https("a.test", 80, "/x").unwrap().url,
+            Target::parse_absolute("http://a.test/x").unwrap().url,
+            "the scheme is part of the cache key"
+        );
+    }
 
     #[test]
     fn absolute_form() {
@@ -215,37 +197,5 @@ mod tests {
             Target::parse_absolute("http:///nohost"),
             Err(TargetError::Invalid)
         );
-    }
-
-    #[test]
-    fn https_targets_inside_a_tunnel() {
-        let t = Target::https("localhost", 8443, "/a/../b?x=1#f").unwrap();
-        assert_eq!(t.scheme, Scheme::Https);
-        assert_eq!(t.url, "https://localhost:8443/b?x=1");
-        assert_eq!(t.path_and_query, "/b?x=1");
-        assert_eq!(t.host_header(), "localhost:8443");
-        let t = Target::https("::1", 443, "/").unwrap();
-        assert_eq!(
-            (t.url.as_str(), t.host_header()),
-            ("https://[::1]/", "[::1]".into())
-        );
-        assert_eq!(Target::https("a.test", 443, "*"), Err(TargetError::Invalid));
-        assert_ne!(
-            Target::https("a.test", 80, "/x").unwrap().url,
-            Target::parse_absolute("http://a.test/x").unwrap().url,
-            "the scheme is part of the cache key"
-        );
-    }
-
-    #[test]
-    fn connect_authority() {
-        assert_eq!(
-            parse_authority("example.com:443"),
-            Some(("example.com".into(), 443))
-        );
-        assert_eq!(parse_authority("[::1]:8443"), Some(("::1".into(), 8443)));
-        assert_eq!(parse_authority("example.com"), None);
-        assert_eq!(parse_authority("example.com:0"), None);
-        assert_eq!(parse_authority("bad host:443"), None);
     }
 }

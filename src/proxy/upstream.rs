@@ -1,6 +1,7 @@
-//! Connections to origin servers: connecting with a timeout (and, for `https://` targets of
-//! intercepted requests, a verified TLS handshake), and a small pool of idle keep-alive connections per
-//! scheme and host so repeated requests skip the TCP and TLS handshakes.
+//! The upstream side of the proxy: dialling origin servers with a timeout (and, for `https://`
+//! targets of intercepted requests, a verified TLS handshake), and a small pool of idle keep-alive
+//! connections per scheme and host so repeated requests skip the TCP and TLS handshakes.
+//! (`crate::origin` is the file server; this module only talks to whatever origin a request names.)
 
 use std::collections::HashMap;
 use std::io;
@@ -22,14 +23,14 @@ const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
 const ORIGIN_BUF: usize = 80 * 1024;
 
 /// A connection to an origin with its read buffer.
-pub struct OriginConn {
+pub struct UpstreamConn {
     pub stream: Stream,
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
 }
 
-type OriginKey = (Scheme, String, u16);
+type UpstreamKey = (Scheme, String, u16);
 
 /// Why no connection to an origin could be made.
 #[derive(Debug)]
@@ -44,11 +45,11 @@ pub enum DialError {
 
 /// Idle origin connections, most recently used last.
 #[derive(Default)]
-pub struct OriginPool {
-    idle: Mutex<HashMap<OriginKey, Vec<(OriginConn, Instant)>>>,
+pub struct UpstreamPool {
+    idle: Mutex<HashMap<UpstreamKey, Vec<(UpstreamConn, Instant)>>>,
 }
 
-impl OriginPool {
+impl UpstreamPool {
     /// A pooled connection to `scheme://host:port`, or a new one.
     pub fn checkout(
         &self,
@@ -57,14 +58,14 @@ impl OriginPool {
         port: u16,
         timeout: Duration,
         tls: Option<&UpstreamTls>,
-    ) -> Result<OriginConn, DialError> {
+    ) -> Result<UpstreamConn, DialError> {
         if let Some(conn) = self.take_idle(scheme, host, port) {
             return Ok(conn);
         }
         dial(scheme, host, port, timeout, tls)
     }
 
-    fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<OriginConn> {
+    fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (scheme, host.to_string(), port);
         let list = idle.get_mut(&key)?;
@@ -79,7 +80,7 @@ impl OriginPool {
     }
 
     /// Returns a connection whose last response was read completely, for reuse.
-    pub fn checkin(&self, scheme: Scheme, host: &str, port: u16, mut conn: OriginConn) {
+    pub fn checkin(&self, scheme: Scheme, host: &str, port: u16, mut conn: UpstreamConn) {
         if !conn.buf.is_empty() || conn.stream.has_buffered_input() {
             return; // the origin sent bytes beyond the response: not trustworthy
         }
@@ -121,8 +122,8 @@ pub fn dial(
     port: u16,
     timeout: Duration,
     tls: Option<&UpstreamTls>,
-) -> Result<OriginConn, DialError> {
-    let tcp = connect_stream(host, port, timeout).map_err(DialError::Tcp)?;
+) -> Result<UpstreamConn, DialError> {
+    let tcp = dial_tcp(host, port, timeout).map_err(DialError::Tcp)?;
     let setup = |s: &TcpStream| {
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;
@@ -137,7 +138,7 @@ pub fn dial(
             Stream::Tls(Box::new(tls.connect(host, tcp).map_err(DialError::Tls)?))
         }
     };
-    Ok(OriginConn {
+    Ok(UpstreamConn {
         stream,
         buf: ReadBuf::with_capacity(ORIGIN_BUF),
         reused: false,
@@ -145,7 +146,7 @@ pub fn dial(
 }
 
 /// A plain TCP connection to `host:port`, as for a CONNECT tunnel.
-pub fn connect_stream(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+pub fn dial_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let addrs = (host, port).to_socket_addrs()?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     for addr in addrs {
