@@ -14,7 +14,10 @@ const CLIENTS: [(&str, &str); 9] = [
         "Debian/Ubuntu system store",
         "sudo cp {ca} /usr/local/share/ca-certificates/porter-ca.crt && sudo update-ca-certificates",
     ),
-    ("pip", "export PIP_CERT={ca}    (or pip --cert {ca} ...)"),
+    (
+        "pip",
+        "export PIP_CERT={ca}    (or pip --cert {ca}; a REQUESTS_CA_BUNDLE set wins over PIP_CERT)",
+    ),
     ("npm and node", "export NODE_EXTRA_CA_CERTS={ca}"),
     ("cargo", "export CARGO_HTTP_CAINFO={ca}"),
     ("python requests", "export REQUESTS_CA_BUNDLE={ca}"),
