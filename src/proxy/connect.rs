@@ -40,7 +40,7 @@ impl Proxy {
             return None;
         }
         if self.intercepts(&host) {
-            return self.intercept_connect(conn, Authority { host, port }, entry);
+            return self.intercept_connect(conn, Authority { host, port });
         }
         let origin = match upstream::dial_tcp(&host, port, self.config.origin_timeout) {
             Ok(stream) => stream,

@@ -43,12 +43,8 @@ impl Proxy {
     }
 
     /// Answers 200 and waits for the client's first bytes, parked.
-    pub(super) fn intercept_connect(
-        &self,
-        mut conn: Conn,
-        authority: Authority,
-        _entry: AccessEntry,
-    ) -> Option<Conn> {
+    /// The CONNECT's log line is written once the first bytes decide what the tunnel is.
+    pub(super) fn intercept_connect(&self, mut conn: Conn, authority: Authority) -> Option<Conn> {
         conn.stream
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .ok()?;
@@ -210,12 +206,7 @@ fn inner_path(request_target: &str, authority: &Authority) -> Result<String, Str
         .ok()
         .filter(|url| url.scheme() == "https")
         .and_then(|url| {
-            let host = match url.host()? {
-                url::Host::Domain(d) => d.to_ascii_lowercase(),
-                url::Host::Ipv4(ip) => ip.to_string(),
-                url::Host::Ipv6(ip) => ip.to_string(),
-            };
-            let port = url.port_or_known_default()?;
+            let (host, port) = authority::of_url(&url)?;
             let mut path = url.path().to_string();
             if let Some(query) = url.query() {
                 path.push('?');
@@ -238,33 +229,14 @@ fn inner_path(request_target: &str, authority: &Authority) -> Result<String, Str
 
 /// Whether a Host field value names `authority` (the port defaults to 443 inside TLS).
 fn names(value: &str, authority: &Authority) -> bool {
-    let value = value.trim().to_ascii_lowercase();
-    let (host, port) = match value.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((v6, "")) => (v6.to_string(), None),
-            Some((v6, port)) => match port.strip_prefix(':') {
-                Some(port) => (v6.to_string(), Some(port)),
-                None => return false,
-            },
-            None => return false,
-        },
-        None => match value.rsplit_once(':') {
-            Some((host, port)) => (host.to_string(), Some(port)),
-            None => (value.clone(), None),
-        },
+    let value = value.trim();
+    let parsed = match authority::parse(value) {
+        Err(authority::AuthorityError::MissingPort) => authority::parse(&format!("{value}:443")),
+        // `[::1]` alone: its last colon is inside the brackets.
+        Err(_) if value.ends_with(']') => authority::parse(&format!("{value}:443")),
+        other => other,
     };
-    let port = match port {
-        None => 443,
-        Some(p) => match p.parse::<u16>() {
-            Ok(p) => p,
-            Err(_) => return false,
-        },
-    };
-    let host = match host.parse::<std::net::Ipv6Addr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => host,
-    };
-    host == authority.host && port == authority.port
+    parsed.is_ok_and(|(host, port)| host == authority.host && port == authority.port)
 }
 
 fn bracketed(host: &str) -> String {

@@ -235,6 +235,18 @@ fn tls_clients_that_abort_or_stall_the_handshake_disturb_nobody() {
     assert!(tcp.read(&mut some).unwrap() > 0, "the server's hello");
     drop(tcp);
 
+    // A client that does not trust Porter's CA refuses the leaf with an alert: counted by reason.
+    let (tcp, _) = open_tunnel(proxy.addr, &target);
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(trusting(&setup.origin.ca_pem), name).unwrap();
+    let mut distrusting = StreamOwned::new(conn, tcp);
+    let refused = distrusting.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(
+        refused.is_err(),
+        "a client trusting another CA must refuse Porter's leaf"
+    );
+    drop(distrusting);
+
     for round in 0..3 {
         let mut stream = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
         let response = get_inside(&mut stream, &target, "/fine", true);
@@ -242,6 +254,14 @@ fn tls_clients_that_abort_or_stall_the_handshake_disturb_nobody() {
     }
     drop(held);
     assert!(metric(proxy.addr, "porter_tls_handshakes_total{side=\"client\"}").unwrap() >= 3);
+    let distrust =
+        "porter_tls_handshake_failures_total{side=\"client\",reason=\"client-distrusts-ca\"}";
+    assert!(
+        eventually(Duration::from_secs(5), || metric(proxy.addr, distrust)
+            == Some(1)),
+        "{:?}",
+        metric(proxy.addr, distrust)
+    );
 }
 
 /// The first flight of a rustls client asking for `name`.
@@ -310,4 +330,9 @@ fn idle_intercepted_keep_alive_connections_pin_no_worker_and_pipelined_requests_
         let response = read_tls_response(&mut other);
         assert_eq!(response.text(), format!("GET {path} from the TLS origin"));
     }
+    // Five misses, one after another: one TLS connection to the origin, reused from the pool.
+    assert_eq!(
+        metric(proxy.addr, "porter_tls_handshakes_total{side=\"upstream\"}"),
+        Some(1)
+    );
 }
