@@ -115,12 +115,6 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Sends close_notify, best effort.
-    pub fn close(&mut self) {
-        self.conn.send_close_notify();
-        let _ = self.flush_tls();
-    }
-
     /// One socket read into rustls, then processing and whatever the peer must be sent in reply.
     /// Returns the bytes read from the socket (0 at end of stream).
     fn read_records(&mut self) -> io::Result<usize> {
@@ -200,6 +194,18 @@ fn wait_writable(sock: &TcpStream, timeout: Duration) -> io::Result<()> {
         Ok(_) => Ok(()),
         Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+impl Drop for TlsStream {
+    /// Tells the peer the session ends here (close_notify), so a client can tell a complete response
+    /// from a cut one. One non-blocking attempt: a peer that stopped reading must not hold up the
+    /// thread closing it (the parker, for an idle connection).
+    fn drop(&mut self) {
+        if self.sock.set_nonblocking(true).is_ok() {
+            self.conn.send_close_notify();
+            let _ = self.conn.write_tls(&mut self.sock);
+        }
     }
 }
 

@@ -336,3 +336,31 @@ fn idle_intercepted_keep_alive_connections_pin_no_worker_and_pipelined_requests_
         Some(1)
     );
 }
+
+#[test]
+fn a_large_hit_read_from_disk_is_encrypted_whole_where_sendfile_cannot_be_used() {
+    // Over the memory tier's limit, so the hit comes from the entry file: through TLS the bytes must
+    // pass through user space to be encrypted.
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let served = body.clone();
+    let origin = TlsOrigin::start_with(move |_, _, _| {
+        (
+            200,
+            hdrs(&[
+                ("Content-Type", "application/octet-stream"),
+                ("Cache-Control", "max-age=600"),
+            ]),
+            served.clone(),
+        )
+    });
+    let setup = Setup::with_origin(origin);
+    let proxy = setup.proxy(&[]);
+    let target = format!("localhost:{}", setup.port());
+    let mut stream = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
+    for expected in ["MISS", "HIT"] {
+        let response = get_inside(&mut stream, &target, "/big.bin", false);
+        assert_eq!(response.header("x-cache"), Some(expected));
+        assert!(response.body == body, "{expected}: the body differs");
+    }
+    assert_eq!(setup.origin.hits(), 1);
+}
