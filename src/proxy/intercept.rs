@@ -7,7 +7,8 @@
 //!                                 │yes
 //!                   200, park until the first bytes (net::Layer::AwaitingFirstBytes)
 //!                                 │
-//!        ┌─ not TLS ──────────────┼─ TLS ClientHello ───────────────┬─ broken ─> alert, close
+//!        ┌─ not TLS, or TLS ──────┼─ TLS ClientHello ───────────────┬─ broken ─> alert, close
+//!        │  without http/1.1      │                                  │
 //!        ▼                        ▼                                  │
 //!   dial, relay as a tunnel   leaf for SNI (or host), TlsStream      │
 //!                             (net::Layer::Inside): each request ─> Host must name host:port
@@ -83,6 +84,16 @@ impl Proxy {
             }
             Hello::Hello(accepted) => accepted,
         };
+        // A client offering protocols but not HTTP/1.1 (only h2, or not HTTP at all) would fail
+        // against our http/1.1-only ALPN: relay it untouched instead, hello included.
+        let speaks_http1 = accepted
+            .client_hello()
+            .alpn()
+            .is_none_or(|mut offered| offered.any(|p| p == b"http/1.1"));
+        if !speaks_http1 {
+            self.plain_tunnel(conn, &authority, connect_line);
+            return FirstBytes::Done(None);
+        }
         let name = accepted
             .client_hello()
             .server_name()
@@ -112,7 +123,8 @@ impl Proxy {
         FirstBytes::Done(conn.into_tls(|tcp| TlsStream::server(server, tcp, stats), authority))
     }
 
-    /// Not TLS after all: dial the origin and relay the bytes both ways, untouched.
+    /// Not TLS after all (or not HTTP/1.1 inside): dial the origin and relay the bytes both ways,
+    /// untouched.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
         let mut origin =

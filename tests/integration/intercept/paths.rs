@@ -114,6 +114,20 @@ fn a_no_intercept_host_is_tunnelled_and_the_client_sees_the_origins_certificate(
         &target
     ) == ["TUNNEL"]));
 
+    // A client offering ALPN protocols without http/1.1 (here only h2) is relayed, not intercepted.
+    let proxy_all = setup.proxy(&[]);
+    let (tcp, head) = open_tunnel(proxy_all.addr, &target);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut config = (*trusting(&setup.origin.ca_pem)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut h2_only = StreamOwned::new(conn, tcp);
+    let response = get_inside(&mut h2_only, &target, "/h2-only", true);
+    assert_eq!(response.text(), "GET /h2-only from the TLS origin");
+    assert!(peer_names(&h2_only).1.contains("porter test CA"));
+    drop(proxy_all);
+
     // --intercept-host limits interception to the hosts it names.
     let proxy = setup.proxy(&["--intercept-host", "*.example.test"]);
     let stream = tls_through(proxy.addr, &target, "localhost", &setup.origin.ca_pem);
