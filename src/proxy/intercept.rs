@@ -30,7 +30,7 @@ use crate::http::authority::{self, DefaultPort};
 use crate::http::{self, Method, RequestHead};
 use crate::net::{Authority, Conn, FirstBytes, Layer};
 use crate::tls::hello::{self, FirstBytes as Hello};
-use crate::tls::{Side, TlsStream};
+use crate::tls::{Failure, Side, TlsStream};
 
 impl Proxy {
     /// Whether a CONNECT to `host` is intercepted.
@@ -43,8 +43,8 @@ impl Proxy {
                 .is_some_and(|rules| rules.covers(host))
     }
 
-    /// Answers 200 and waits for the client's first bytes, parked.
-    /// The CONNECT's log line is written once the first bytes decide what the tunnel is.
+    /// Answers 200 and waits for the client's first bytes, parked. The CONNECT's log line is written
+    /// once those bytes decide what the tunnel is.
     pub(super) fn intercept_connect(&self, mut conn: Conn, authority: Authority) -> Option<Conn> {
         conn.stream
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
@@ -61,10 +61,10 @@ impl Proxy {
             return FirstBytes::Done(None);
         };
         let stats = &interceptor.stats;
-        let connect_line = format!("{}:{}", bracketed(&authority.host), authority.port);
+        let connect_line = authority::format(&authority.host, authority.port, DefaultPort::Keep);
         let accepted = match hello::classify(conn.buf.data()) {
             Hello::NeedMore if conn.buf.is_full() => {
-                stats.failed(Side::Client, crate::tls::Failure::Protocol);
+                stats.failed(Side::Client, Failure::Protocol);
                 return FirstBytes::Done(None);
             }
             Hello::NeedMore => return FirstBytes::NeedMore(conn),
@@ -108,7 +108,7 @@ impl Proxy {
         let server = match accepted.into_connection(config) {
             Ok(server) => server,
             Err((error, mut alert)) => {
-                stats.failed(Side::Client, crate::tls::Failure::of(&error));
+                stats.failed(Side::Client, Failure::of(&error));
                 log::debug!("{}: TLS for {connect_line} refused: {error}", conn.peer);
                 let _ = alert.write_all(&mut conn.stream);
                 return FirstBytes::Done(None);
@@ -249,14 +249,6 @@ fn names(value: &str, authority: &Authority) -> bool {
         other => other,
     };
     parsed.is_ok_and(|(host, port)| host == authority.host && port == authority.port)
-}
-
-fn bracketed(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
 }
 
 #[cfg(test)]
