@@ -71,14 +71,6 @@ impl TlsStream {
         self.conn.is_handshaking()
     }
 
-    /// The server name the client asked for (SNI), on the server side.
-    pub fn sni(&self) -> Option<&str> {
-        match &self.conn {
-            Connection::Server(s) => s.server_name(),
-            Connection::Client(_) => None,
-        }
-    }
-
     pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
         self.sock.set_nonblocking(on)?;
         self.nonblocking = on;
@@ -243,5 +235,93 @@ impl Write for TlsStream {
 
     fn flush(&mut self) -> io::Result<()> {
         self.flush_tls()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    use crate::tls::{CertificateAuthority, Minter};
+
+    /// A server TlsStream (non-blocking, as a worker holds it) and a rustls client over loopback.
+    fn pair() -> (
+        tempfile::TempDir,
+        TlsStream,
+        rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Arc::new(CertificateAuthority::init(dir.path()).unwrap());
+        let minter = Minter::new(Arc::clone(&ca), 4, Arc::default());
+        let server_config = minter.config_for("localhost").unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client_tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client_tcp
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (server_tcp, _) = listener.accept().unwrap();
+        server_tcp
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let conn = rustls::ServerConnection::new(server_config).unwrap();
+        let mut server = TlsStream::server(conn, server_tcp, Arc::default());
+        server.set_nonblocking(true).unwrap();
+        let client =
+            rustls::ClientConnection::new(Arc::new(client_config), "localhost".try_into().unwrap())
+                .unwrap();
+        (dir, server, rustls::StreamOwned::new(client, client_tcp))
+    }
+
+    /// Reads into a buffer of `size` bytes, treating WouldBlock as "not yet" (bounded).
+    fn read_small(server: &mut TlsStream, size: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; size];
+        for _ in 0..2500 {
+            match server.read(&mut buf) {
+                Ok(n) => return buf[..n].to_vec(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("server read failed: {e}"),
+            }
+        }
+        panic!("nothing to read within 5 s");
+    }
+
+    #[test]
+    fn a_non_blocking_read_waits_for_the_handshake_and_reports_buffered_plaintext() {
+        let (_dir, mut server, mut client) = pair();
+        let mut buf = [0u8; 16];
+        // Nothing sent yet: not an error, just not yet.
+        let first = server.read(&mut buf).unwrap_err();
+        assert_eq!(first.kind(), io::ErrorKind::WouldBlock);
+        assert!(server.is_handshaking());
+        let peer = std::thread::spawn(move || {
+            // Two messages in one record.
+            client.write_all(b"first-second").unwrap();
+            client.flush().unwrap();
+            let mut answer = [0u8; 6];
+            client.read_exact(&mut answer).unwrap();
+            answer
+        });
+        // A small read takes part of the record; the rest stays decrypted inside rustls, where the
+        // socket cannot show it to the parker.
+        let got = read_small(&mut server, 5);
+        assert_eq!(got, b"first");
+        assert!(!server.is_handshaking());
+        assert!(server.has_buffered_plaintext(), "bytes left inside rustls");
+        assert_eq!(read_small(&mut server, 64), b"-second");
+        assert!(!server.has_buffered_plaintext());
+        server.write_all(b"answer").unwrap();
+        assert_eq!(&peer.join().unwrap(), b"answer");
     }
 }
