@@ -6,10 +6,12 @@
 
 pub mod body;
 mod chunked;
+pub mod date;
 mod error;
 mod headers;
 pub mod hop;
 pub mod parse;
+pub mod range;
 mod readbuf;
 pub mod write;
 
