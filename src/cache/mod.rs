@@ -10,6 +10,7 @@ pub mod key;
 pub mod lock;
 pub mod memory;
 pub mod policy;
+pub mod refresh;
 pub mod store;
 #[cfg(test)]
 mod testutil;
@@ -38,6 +39,8 @@ pub struct CacheConfig {
     pub max_object_size: u64,
     /// RAM for small hot entries.
     pub memory_bytes: u64,
+    /// Freshness for URLs whose responses state none (`--refresh`, `--refresh-preset`).
+    pub refresh: policy::RefreshRules,
 }
 
 /// Where a found response's body is.
@@ -58,11 +61,12 @@ pub struct Found {
     pub freshness: Arc<policy::StoredFreshness>,
 }
 
-fn freshness_of(meta: &ResponseMeta) -> Arc<policy::StoredFreshness> {
-    Arc::new(policy::StoredFreshness::of(
+fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::StoredFreshness> {
+    Arc::new(policy::StoredFreshness::with_rule(
         &meta.head,
         meta.request_time,
         meta.response_time,
+        refresh,
     ))
 }
 
@@ -99,6 +103,7 @@ pub struct Cache {
     memory: Arc<MemoryTier>,
     locks: Arc<MissLocks>,
     max_object_size: u64,
+    refresh: policy::RefreshRules,
 }
 
 impl Cache {
@@ -114,6 +119,7 @@ impl Cache {
             memory: Arc::new(MemoryTier::new(config.memory_bytes)),
             locks: Arc::default(),
             max_object_size: config.max_object_size,
+            refresh: config.refresh.clone(),
         })
     }
 
@@ -123,6 +129,11 @@ impl Cache {
 
     pub fn max_object_size(&self) -> u64 {
         self.max_object_size
+    }
+
+    /// The duration of the `--refresh` rule for `url`, if one applies.
+    pub fn refresh_rule(&self, url: &str) -> Option<Duration> {
+        self.refresh.lifetime_for(url)
     }
 
     /// The stored response for this URL that matches the request's Vary headers, if any.
@@ -160,7 +171,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: Body::File(Box::new(entry)),
-                    freshness: freshness_of(&meta),
+                    freshness: freshness_of(&meta, self.refresh_rule(url)),
                     meta,
                 })
             }
@@ -270,7 +281,7 @@ impl Cache {
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
-        let freshness = freshness_of(&meta);
+        let freshness = freshness_of(&meta, self.refresh_rule(url));
         let mut writer = self
             .store
             .writer(

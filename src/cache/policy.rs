@@ -21,6 +21,8 @@ pub use super::conditional::{client_has_current, update_from_304, validators};
 pub use super::directives::{CacheControl, DELTA_SECONDS_MAX, delta_seconds};
 use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
+use super::refresh;
+pub use super::refresh::{RefreshRule, RefreshRules, applies as refresh_applies};
 pub use super::vary::{Vary, vary, vary_values};
 use crate::http::{RequestHead, ResponseHead};
 
@@ -89,6 +91,16 @@ impl Decision {
 
 /// RFC 9111 §3 for a shared cache: may this response to this request be stored?
 pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
+    storable_with_rule(req, resp, None)
+}
+
+/// [`storable`] with the duration of the `--refresh` rule matching the URL, if any: a response the
+/// rule makes fresh is stored even without validators (see [`refresh::applies`]).
+pub fn storable_with_rule(
+    req: &RequestHead,
+    resp: &ResponseHead,
+    refresh: Option<Duration>,
+) -> Result<(), NoStore> {
     // HEAD responses have no body to store; other methods are not cacheable by us.
     if req.method != "GET" {
         return Err(NoStore::Method);
@@ -129,7 +141,8 @@ pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
     // Without a clock, Expires is judged against Date; when Date is missing, the epoch stands in so a
     // valid Expires counts as fresh (the proxy adds Date on receipt, RFC 9110 §6.6.1).
     let date = header_date(&resp.headers, "date").unwrap_or(UNIX_EPOCH);
-    let never_fresh = cc.no_cache || lifetime(resp, &cc, date).is_zero();
+    let by_rule = refresh::applies(resp, &cc, refresh).is_some();
+    let never_fresh = !by_rule && (cc.no_cache || lifetime(resp, &cc, date).is_zero());
     if never_fresh && validators(resp).is_empty() {
         return Err(NoStore::NoFreshness);
     }
@@ -146,17 +159,36 @@ pub struct StoredFreshness {
     /// RFC 9111 §4.2.3 corrected_initial_age.
     initial_age: Duration,
     response_time: SystemTime,
+    /// The lifetime is a `--refresh` rule's, not the response's own.
+    by_rule: bool,
 }
 
 impl StoredFreshness {
     pub fn of(stored: &ResponseHead, request_time: SystemTime, response_time: SystemTime) -> Self {
+        StoredFreshness::with_rule(stored, request_time, response_time, None)
+    }
+
+    /// [`StoredFreshness::of`] with the duration of the `--refresh` rule matching the URL, if any.
+    pub fn with_rule(
+        stored: &ResponseHead,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        refresh: Option<Duration>,
+    ) -> Self {
         let cc = CacheControl::parse(&stored.headers);
+        let rule = refresh::applies(stored, &cc, refresh);
         StoredFreshness {
-            lifetime: lifetime(stored, &cc, response_time),
+            lifetime: rule.unwrap_or_else(|| lifetime(stored, &cc, response_time)),
             initial_age: current_age(stored, request_time, response_time, response_time),
             cc,
             response_time,
+            by_rule: rule.is_some(),
         }
+    }
+
+    /// Whether a `--refresh` rule gave this response its lifetime (Cache-Status `detail=refresh-rule`).
+    pub fn by_rule(&self) -> bool {
+        self.by_rule
     }
 
     /// RFC 9111 §4.2.3 current_age: the initial age plus the time resident in this cache.
@@ -610,5 +642,43 @@ mod tests {
         assert_eq!(age_header(Duration::from_millis(1999)), "1");
         assert_eq!(age_header(Duration::ZERO), "0");
         assert_eq!(age_header(Duration::from_secs(u64::MAX)), "2147483648");
+    }
+
+    #[test]
+    fn a_refresh_rule_stores_and_keeps_fresh_what_states_no_freshness() {
+        let hour = Some(Duration::from_secs(3600));
+        let bare = resp(
+            200,
+            &[("Content-Type", "application/x-deb"), ("Date", &date(0))],
+        );
+        assert_eq!(storable(&get(&[]), &bare), Err(NoStore::NoFreshness));
+        assert_eq!(storable_with_rule(&get(&[]), &bare, hour), Ok(()));
+        let f = StoredFreshness::with_rule(&bare, at(0), at(0), hour);
+        assert!(f.by_rule());
+        assert_eq!(super::decide(&get(&[]), &f, at(3599)), Decision::Fresh);
+        assert_eq!(super::decide(&get(&[]), &f, at(3600)), Decision::Revalidate);
+        // A reload still asks the origin first.
+        let reload = get(&[("Cache-Control", "no-cache")]);
+        assert_eq!(super::decide(&reload, &f, at(1)), Decision::Revalidate);
+    }
+
+    #[test]
+    fn explicit_freshness_and_refusals_win_over_a_refresh_rule() {
+        let hour = Some(Duration::from_secs(3600));
+        let short = resp(200, &[("Cache-Control", "max-age=10"), ("Date", &date(0))]);
+        let f = StoredFreshness::with_rule(&short, at(0), at(0), hour);
+        assert!(!f.by_rule());
+        assert_eq!(f.lifetime(), Duration::from_secs(10));
+        for cc in ["no-store", "private"] {
+            let r = resp(200, &[("Cache-Control", cc)]);
+            assert!(storable_with_rule(&get(&[]), &r, hour).is_err(), "{cc}");
+        }
+        let lm = resp(200, &[("Last-Modified", &date(-1000)), ("Date", &date(0))]);
+        let f = StoredFreshness::with_rule(&lm, at(0), at(0), hour);
+        assert_eq!(
+            f.lifetime(),
+            Duration::from_secs(3600),
+            "a rule beats the heuristic"
+        );
     }
 }

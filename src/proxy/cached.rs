@@ -48,7 +48,13 @@ impl Proxy {
                         if cache.prepare(&target.url, &mut found) =>
                     {
                         entry.outcome = Outcome::Hit;
-                        return self.serve_hit(conn, req, found, entry, "porter; hit", now);
+                        let status = if found.freshness.by_rule() {
+                            entry.detail = Some("refresh-rule");
+                            "porter; hit; detail=refresh-rule"
+                        } else {
+                            "porter; hit"
+                        };
+                        return self.serve_hit(conn, req, found, entry, status, now);
                     }
                     Decision::Revalidate
                         if !directives.only_if_cached && cache.prepare(&target.url, &mut found) =>
@@ -115,7 +121,8 @@ impl Proxy {
         forward_reason: &str,
         lease: Option<LeaderGuard>,
     ) -> Result<bool> {
-        let verdict = match policy::storable(req, &fetched.head) {
+        let rule = cache.refresh_rule(&target.url);
+        let verdict = match policy::storable_with_rule(req, &fetched.head, rule) {
             Err(reason) => Err(reason.as_str()),
             Ok(()) => match fetched.mode {
                 BodyMode::CloseDelimited => Err("close-delimited"),
@@ -138,11 +145,19 @@ impl Proxy {
             // rather than wait for the whole body.
             drop(lease);
         }
+        let by_rule = || {
+            let cc = CacheControl::parse(&fetched.head.headers);
+            policy::refresh_applies(&fetched.head, &cc, rule).is_some()
+        };
         let detail = match (&verdict, &writer) {
             (Err(reason), _) => Some(*reason),
             (Ok(()), None) => Some("store-failed"),
+            (Ok(()), Some(_)) if by_rule() => Some("refresh-rule"),
             (Ok(()), Some(_)) => None,
         };
+        if detail == Some("refresh-rule") {
+            entry.detail = detail;
+        }
         let status = cache_status(forward_reason, detail, writer.is_some());
         self.relay(conn, fetched, req, target, entry, &status, writer)
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth;
+use crate::cache::policy::RefreshRules;
 use crate::net::acl::{Cidr, HostPattern};
 
 /// Everything `porter proxy` is configured with. Built by `cli`, validated there, then shared.
@@ -35,6 +36,8 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
+    pub refresh: RefreshRules,
 }
 
 impl Default for ProxyConfig {
@@ -59,6 +62,7 @@ impl Default for ProxyConfig {
             cache_size: 1 << 30,
             max_object_size: 256 << 20,
             memory_cache_size: 32 << 20,
+            refresh: RefreshRules::default(),
         }
     }
 }

@@ -127,6 +127,7 @@ impl Proxy {
                 max_bytes: config.cache_size,
                 max_object_size: config.max_object_size,
                 memory_bytes: config.memory_cache_size,
+                refresh: config.refresh.clone(),
             });
             // A read-only or broken disk must not take the proxy down: it relays instead.
             opened
