@@ -10,6 +10,7 @@ pub mod key;
 pub mod lock;
 pub mod memory;
 pub mod policy;
+pub mod ranges;
 pub mod refresh;
 pub mod store;
 #[cfg(test)]

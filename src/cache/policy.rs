@@ -48,7 +48,7 @@ pub enum NoStore {
     VaryStar,
     /// Never fresh (or always `no-cache`) and no validator to revalidate with: storing cannot help.
     NoFreshness,
-    /// 206: Porter does not combine or serve ranges from the cache.
+    /// A 206 that is not one range of a known length (multipart, or `/*`): not kept as a partial entry.
     PartialContent,
 }
 
@@ -106,7 +106,13 @@ pub fn storable_with_rule(
         return Err(NoStore::Method);
     }
     let status = resp.status;
-    if status == 206 {
+    // §3.3: a 206 is stored as a partial entry when it holds one range of a known length.
+    let one_range = resp
+        .headers
+        .get("content-range")
+        .and_then(crate::http::range::parse_content_range)
+        .is_some_and(|(_, complete)| complete.is_some());
+    if status == 206 && !one_range {
         return Err(NoStore::PartialContent);
     }
     if !(200..600).contains(&status) || status == 304 {
@@ -298,8 +304,20 @@ mod tests {
     }
 
     #[test]
-    fn partial_not_modified_and_interim_responses_are_not_stored() {
+    fn interim_not_modified_and_partial_responses_of_unknown_shape_are_not_stored() {
         assert_eq!(store(&[], 206, &[MAX_AGE]), Err(NoStore::PartialContent));
+        let multipart = ("Content-Type", "multipart/byteranges; boundary=x");
+        assert_eq!(
+            store(&[], 206, &[MAX_AGE, multipart]),
+            Err(NoStore::PartialContent)
+        );
+        let unknown_length = ("Content-Range", "bytes 0-9/*");
+        assert_eq!(
+            store(&[], 206, &[MAX_AGE, unknown_length]),
+            Err(NoStore::PartialContent)
+        );
+        let one = ("Content-Range", "bytes 0-9/100");
+        assert_eq!(store(&[], 206, &[MAX_AGE, one]), Ok(()), "a partial entry");
         assert_eq!(store(&[], 304, &[MAX_AGE]), Err(NoStore::Status));
         assert_eq!(store(&[], 100, &[MAX_AGE]), Err(NoStore::Status));
         assert_eq!(store(&[], 600, &[MAX_AGE]), Err(NoStore::Status));

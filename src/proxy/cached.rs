@@ -17,6 +17,7 @@ use super::target::Target;
 use super::{Fetched, Proxy, ProxyError, forward};
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision};
+use crate::cache::ranges::{self, Held, RangeReply};
 use crate::cache::{Body, Cache, Found};
 use crate::http::body::BodyMode;
 use crate::http::{RequestHead, ResponseHead, write};
@@ -40,7 +41,9 @@ impl Proxy {
         }
         // Two looks at most: the second after waiting for another request's fetch of the same URL.
         for attempt in 0..2 {
-            if let Some(mut found) = cache.lookup(&target.url, req) {
+            // A partial entry that lacks the bytes asked for is a miss (RFC 9111 §3.3).
+            let usable = |found: &Found| ranges::answers(req, &found.meta.head, found.body_len);
+            if let Some(mut found) = cache.lookup(&target.url, req).filter(usable) {
                 let now = SystemTime::now();
                 let decision = policy::decide(req, &found.freshness, now);
                 match decision {
@@ -241,9 +244,20 @@ impl Proxy {
         let not_modified = policy::client_has_current(req, &meta.head);
         let keep_alive = req.keep_alive();
         let mut out = Vec::with_capacity(1024);
+        // RFC 9110 §14.2: ranges of the stored response (a 206 or a 416) when the request asks.
+        let ranged = match Held::of(&meta.head, found.body_len) {
+            Some(held) if !not_modified => match ranges::reply(req, &meta.head, &held) {
+                RangeReply::Whole => None,
+                reply => Some((held, reply)),
+            },
+            _ => None,
+        };
+        let mut multipart = None;
         if not_modified {
             write::response_head(&mut out, &not_modified_head(&meta.head));
             out.truncate(out.len() - 2);
+        } else if let Some((held, reply)) = &ranged {
+            multipart = super::ranges::range_head(&mut out, &found, held, reply);
         } else {
             write::status_line(&mut out, meta.head.status, &meta.head.reason);
             for (name, value) in meta.head.headers.iter() {
@@ -272,6 +286,16 @@ impl Proxy {
             write::field(&mut out, "Connection", b"keep-alive");
         }
         out.extend_from_slice(b"\r\n");
+        if let Some((held, reply)) = &ranged {
+            entry.status = if matches!(reply, RangeReply::Unsatisfiable) {
+                416
+            } else {
+                206
+            };
+            let (m, found) = (multipart.as_ref(), &found);
+            entry.bytes = super::ranges::send_range_body(conn, &out, found, held, reply, m)?;
+            return Ok(keep_alive);
+        }
         entry.status = if not_modified { 304 } else { meta.head.status };
         let head_len = out.len() as u64;
         let send_body = !not_modified && req.method != "HEAD";

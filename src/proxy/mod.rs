@@ -18,6 +18,7 @@ pub mod forward;
 pub mod metrics;
 pub mod origin;
 pub mod pages;
+mod ranges;
 pub mod target;
 mod tunnel;
 

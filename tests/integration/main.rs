@@ -6,6 +6,7 @@ mod fetch;
 mod hostile;
 mod pool;
 mod proxy;
+mod ranges;
 mod refresh;
 mod serve;
 mod tls;
