@@ -15,7 +15,7 @@
 
 use super::freshness::header_date;
 use crate::http::range::{self, ByteRange, RangeAsk, Validator};
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::{Method, RequestHead, ResponseHead};
 
 /// What a stored body holds of its representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +90,7 @@ pub fn reply(req: &RequestHead, stored: &ResponseHead, held: &Held) -> RangeRepl
         RangeReply::Whole
     };
     let field = match req.headers.get("range") {
-        Some(field) if req.method == "GET" && matches!(stored.status, 200 | 206) => field,
+        Some(field) if req.method == Method::Get && matches!(stored.status, 200 | 206) => field,
         _ => return whole,
     };
     if let Some(condition) = req.headers.get("if-range") {

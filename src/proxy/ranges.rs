@@ -6,14 +6,12 @@
 use std::io::Write;
 
 use super::ProxyError;
+use super::exchange::Failure;
 use crate::cache::ranges::{Held, RangeReply};
-use crate::cache::{Body, Found};
+use crate::cache::{Found, StoredBody};
 use crate::http::range::{ByteRange, Multipart};
 use crate::http::write;
-use crate::net::Conn;
 use crate::net::sendfile::send_file;
-
-type Result<T> = std::result::Result<T, (ProxyError, bool)>;
 
 /// Stored fields a range response does not copy: they describe the whole stored message, or the
 /// hop, and are written afresh.
@@ -92,14 +90,14 @@ pub(super) fn range_head(
 
 /// Sends a finished range head and the bytes of `reply`; returns the bytes written.
 pub(super) fn send_range_body(
-    conn: &mut Conn,
+    stream: &mut std::net::TcpStream,
     head: &[u8],
     found: &Found,
     held: &Held,
     reply: &RangeReply,
     multipart: Option<&Multipart>,
-) -> Result<u64> {
-    let client = |e| (ProxyError::ClientIo(e), true);
+) -> Result<u64, Failure> {
+    let client = |e| Failure::AfterHead(ProxyError::ClientIo(e));
     let parts: Vec<(&[u8], ByteRange)> = match (reply, multipart) {
         (RangeReply::Single(r), _) => vec![(&[][..], *r)],
         (_, Some(m)) => m.parts.iter().map(|(h, r)| (h.as_slice(), *r)).collect(),
@@ -107,7 +105,7 @@ pub(super) fn send_range_body(
     };
     let tail: &[u8] = multipart.map_or(&[], |m| m.tail.as_slice());
     match &found.body {
-        Body::Memory(body) => {
+        StoredBody::Memory(body) => {
             // Small by construction (the memory tier's object limit): one buffer, one write.
             let mut out = head.to_vec();
             for (part_head, r) in &parts {
@@ -116,24 +114,23 @@ pub(super) fn send_range_body(
                 out.extend_from_slice(&body[start..start + r.len() as usize]);
             }
             out.extend_from_slice(tail);
-            conn.stream.write_all(&out).map_err(client)?;
+            stream.write_all(&out).map_err(client)?;
             Ok(out.len() as u64)
         }
-        Body::File(file_entry) => {
-            conn.stream.write_all(head).map_err(client)?;
+        StoredBody::File(file_entry) => {
+            stream.write_all(head).map_err(client)?;
             let mut sent = head.len() as u64;
             for (part_head, r) in &parts {
-                conn.stream.write_all(part_head).map_err(client)?;
+                stream.write_all(part_head).map_err(client)?;
                 let offset = file_entry.decoded.body_offset + held.offset_of(r);
-                let n =
-                    send_file(&conn.stream, &file_entry.file, offset, r.len()).map_err(client)?;
+                let n = send_file(stream, &file_entry.file, offset, r.len()).map_err(client)?;
                 sent += part_head.len() as u64 + n;
                 if n != r.len() {
                     let short = std::io::ErrorKind::UnexpectedEof.into();
-                    return Err((ProxyError::CacheRead(short), true));
+                    return Err(Failure::AfterHead(ProxyError::CacheRead(short)));
                 }
             }
-            conn.stream.write_all(tail).map_err(client)?;
+            stream.write_all(tail).map_err(client)?;
             Ok(sent + tail.len() as u64)
         }
     }
