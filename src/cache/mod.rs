@@ -16,6 +16,7 @@ pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod update;
 mod vary;
 
 use std::io;

@@ -23,6 +23,7 @@ use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
 use super::refresh;
 pub use super::refresh::{RefreshRule, RefreshRules, applies as refresh_applies};
+pub use super::update::{HeadUpdate, NotModified, after_304, after_head};
 pub use super::vary::{Vary, vary, vary_values};
 use crate::http::{Method, RequestHead, ResponseHead};
 
@@ -153,6 +154,30 @@ pub fn storable_with_rule(
         return Err(NoStore::NoFreshness);
     }
     Ok(())
+}
+
+/// RFC 9110 §9.3.3: a response to POST may answer later GETs of the same URI when it has explicit
+/// freshness and a Content-Location equal to the request's target (`content_location_is_target`,
+/// which the caller resolves). The rest is [`storable`] as if the request had been a GET.
+pub fn storable_post(
+    req: &RequestHead,
+    resp: &ResponseHead,
+    content_location_is_target: bool,
+) -> Result<(), NoStore> {
+    if req.method != Method::Post || !content_location_is_target {
+        return Err(NoStore::Method);
+    }
+    let cc = CacheControl::parse(&resp.headers);
+    let explicit =
+        cc.max_age.is_some() || cc.s_maxage.is_some() || resp.headers.contains("expires");
+    if !explicit {
+        return Err(NoStore::NoFreshness);
+    }
+    let as_get = RequestHead {
+        method: Method::Get,
+        ..req.clone()
+    };
+    storable(&as_get, resp)
 }
 
 /// What a stored response's own header fields say about its freshness. It depends only on the stored
@@ -702,5 +727,23 @@ mod tests {
             Duration::from_secs(3600),
             "a rule beats the heuristic"
         );
+    }
+
+    #[test]
+    fn a_post_response_with_freshness_and_its_own_content_location_may_serve_gets() {
+        let post = req("POST", &[]);
+        let fresh = resp(200, &[MAX_AGE]);
+        assert_eq!(storable_post(&post, &fresh, true), Ok(()));
+        assert_eq!(storable_post(&post, &fresh, false), Err(NoStore::Method));
+        let expires = resp(200, &[("Expires", &date(60)), ("Date", &date(0))]);
+        assert_eq!(storable_post(&post, &expires, true), Ok(()));
+        let heuristic = resp(200, &[("Last-Modified", &date(-1000))]);
+        assert_eq!(
+            storable_post(&post, &heuristic, true),
+            Err(NoStore::NoFreshness)
+        );
+        let private = resp(200, &[("Cache-Control", "max-age=60, private")]);
+        assert_eq!(storable_post(&post, &private, true), Err(NoStore::Private));
+        assert_eq!(storable_post(&get(&[]), &fresh, true), Err(NoStore::Method));
     }
 }

@@ -8,6 +8,7 @@ mod pool;
 mod proxy;
 mod ranges;
 mod refresh;
+mod rfc9111;
 mod serve;
 mod tls;
 mod upper;
