@@ -9,6 +9,7 @@ mod freshness;
 pub mod key;
 pub mod lock;
 pub mod memory;
+pub mod partial;
 pub mod policy;
 pub mod ranges;
 pub mod refresh;

@@ -124,6 +124,13 @@ impl Proxy {
             // rather than wait for the whole body.
             drop(lease);
         }
+        // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).
+        let older = match &writer {
+            Ok(_) if fetched.head.status == 206 => cache
+                .lookup(&ex.target.url, &ex.req)
+                .filter(|found| found.meta.head.status == 206),
+            _ => None,
+        };
         let cc = CacheControl::parse(&fetched.head.headers);
         let status = match &writer {
             Ok(_) if policy::refresh_applies(&fetched.head, &cc, rule).is_some() => {
@@ -135,7 +142,13 @@ impl Proxy {
                 stored: writer.as_ref().map(|_| ()).map_err(|reason| *reason),
             },
         };
-        self.relay(ex, fetched, Some(status), writer.ok())
+        let served = self.relay(ex, fetched, Some(status), writer.ok());
+        if let Some(older) = older
+            && served.is_ok()
+        {
+            cache.join_partial(&ex.target.url, &ex.req, older);
+        }
+        served
     }
 
     /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.

@@ -385,3 +385,64 @@ fn curl_and_wget_resume_through_the_proxy_on_a_miss() {
         resume_through_the_proxy(wget_resume, false);
     }
 }
+
+#[test]
+fn partial_entries_with_the_same_etag_join_and_become_complete() {
+    let body = content(3000);
+    let origin = ranged_origin(Arc::clone(&body));
+    let dir = tempfile::tempdir().unwrap();
+    let porter = cached_proxy(dir.path());
+    let url = origin.url("/parts");
+    let get = |range: &str| proxy_get(porter.addr, &url, &[("Range", range)]);
+    assert_eq!(get("bytes=0-999").header("x-cache"), Some("MISS"));
+    assert_eq!(get("bytes=1000-1999").header("x-cache"), Some("MISS"));
+    // The two parts are one entry now: a range across their seam is a hit.
+    let seam = get("bytes=500-1499");
+    assert_eq!((seam.status, seam.header("x-cache")), (206, Some("HIT")));
+    assert_eq!(seam.header("content-range"), Some("bytes 500-1499/3000"));
+    assert_eq!(seam.body, body[500..1500]);
+    assert_eq!(origin.hits(), 2);
+    // The last part completes the file: the entry is a 200 that answers a plain GET.
+    assert_eq!(get("bytes=2000-").header("x-cache"), Some("MISS"));
+    let whole = proxy_get(porter.addr, &url, &[]);
+    assert_eq!((whole.status, whole.header("x-cache")), (200, Some("HIT")));
+    assert!(whole.header("content-range").is_none());
+    assert!(whole.body == *body, "the joined body differs");
+    assert_eq!(origin.hits(), 3);
+}
+
+#[test]
+fn partial_entries_with_other_etags_are_not_joined() {
+    let body = content(2000);
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    // Each answer carries a new ETag, as an origin whose file changes between requests would.
+    let origin = Origin::start(move |_, _, headers| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (start, end) = header_value(headers, "range")
+            .and_then(|r| single_range(&r, 2000))
+            .unwrap_or((0, 1999));
+        let fields = [
+            ("Cache-Control", "max-age=3600".to_string()),
+            ("ETag", format!("\"v{n}\"")),
+            ("Content-Range", format!("bytes {start}-{end}/2000")),
+        ];
+        let fields = fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        (206, fields, body[start as usize..=end as usize].to_vec())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let porter = cached_proxy(dir.path());
+    let url = origin.url("/changing");
+    let get = |range: &str| proxy_get(porter.addr, &url, &[("Range", range)]);
+    get("bytes=0-999");
+    get("bytes=1000-1999");
+    assert_eq!(get("bytes=500-1499").header("x-cache"), Some("MISS"));
+    // The entry is the newest part alone (500-1499): bytes from the part before it are a miss.
+    assert_eq!(get("bytes=1000-1099").header("x-cache"), Some("HIT"));
+    assert_eq!(get("bytes=1500-1999").header("x-cache"), Some("MISS"));
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(get("bytes=1500-1599").header("x-cache"), Some("HIT"));
+}
