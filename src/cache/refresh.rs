@@ -294,4 +294,55 @@ mod tests {
             None
         );
     }
+
+    mod with_the_policy {
+        use super::super::super::policy::{
+            Decision, NoStore, StoredFreshness, decide, storable, storable_with_rule,
+        };
+        use crate::cache::testutil::{at, date, req, resp};
+        use crate::http::RequestHead;
+        use std::time::Duration;
+
+        fn get() -> RequestHead {
+            req("GET", &[])
+        }
+
+        #[test]
+        fn a_refresh_rule_stores_and_keeps_fresh_what_states_no_freshness() {
+            let hour = Some(Duration::from_secs(3600));
+            let bare = resp(
+                200,
+                &[("Content-Type", "application/x-deb"), ("Date", &date(0))],
+            );
+            assert_eq!(storable(&get(), &bare), Err(NoStore::NoFreshness));
+            assert_eq!(storable_with_rule(&get(), &bare, hour), Ok(()));
+            let f = StoredFreshness::with_rule(&bare, at(0), at(0), hour);
+            assert!(f.by_rule());
+            assert_eq!(decide(&get(), &f, at(3599)), Decision::Fresh);
+            assert_eq!(decide(&get(), &f, at(3600)), Decision::Revalidate);
+            // A reload still asks the origin first.
+            let reload = req("GET", &[("Cache-Control", "no-cache")]);
+            assert_eq!(decide(&reload, &f, at(1)), Decision::Revalidate);
+        }
+
+        #[test]
+        fn explicit_freshness_and_refusals_win_over_a_refresh_rule() {
+            let hour = Some(Duration::from_secs(3600));
+            let short = resp(200, &[("Cache-Control", "max-age=10"), ("Date", &date(0))]);
+            let f = StoredFreshness::with_rule(&short, at(0), at(0), hour);
+            assert!(!f.by_rule());
+            assert_eq!(f.lifetime(), Duration::from_secs(10));
+            for cc in ["no-store", "private"] {
+                let r = resp(200, &[("Cache-Control", cc)]);
+                assert!(storable_with_rule(&get(), &r, hour).is_err(), "{cc}");
+            }
+            let lm = resp(200, &[("Last-Modified", &date(-1000)), ("Date", &date(0))]);
+            let f = StoredFreshness::with_rule(&lm, at(0), at(0), hour);
+            assert_eq!(
+                f.lifetime(),
+                Duration::from_secs(3600),
+                "a rule beats the heuristic"
+            );
+        }
+    }
 }
