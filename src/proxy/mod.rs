@@ -28,6 +28,7 @@ pub mod pages;
 mod ranges;
 pub mod target;
 mod tunnel;
+mod updates;
 pub mod upstream;
 
 use std::io::{self, Write};
