@@ -406,6 +406,16 @@ pub struct ServeArgs {
     #[arg(long, default_value = "server.log", value_name = "FILE")]
     pub event_log: PathBuf,
 
+    /// Largest size of --event-log; past it, the log is renamed to FILE.1 (replacing the older one)
+    /// and a new one is started.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub event_log_max: u64,
+
+    /// Serve files and folders whose names start with a dot (`.git`, `.env`), which are 404
+    /// otherwise. The server's own state files are never served.
+    #[arg(long)]
+    pub allow_dotfiles: bool,
+
     /// Client networks allowed to connect (repeatable). When given, replaces the default: every address.
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<Cidr>,
@@ -414,8 +424,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub special_after: u64,
 
-    /// Requests without a visitor cookie that one address may send within --ban-window; the next one
-    /// bans it. 0 turns banning off.
+    /// The ban rule: more than N requests from one address within --ban-window is abuse. Without a
+    /// visitor cookie, the next request bans the address's cookieless requests. With one, a page load
+    /// (a burst, then a pause of --visitor-pause) is never counted against it; see --visitor-burst.
+    /// 0 turns every ban off. A larger N never bans anyone sooner.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub ban_after: u64,
 
@@ -427,13 +439,15 @@ pub struct ServeArgs {
     #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
     pub ban_for: Option<Duration>,
 
-    /// Requests a visitor with a valid cookie may send in one burst before the address is banned.
-    #[arg(long, default_value_t = 60, value_name = "N")]
-    pub visitor_burst: u32,
+    /// Requests that one address's cookie holders may make without a pause of --visitor-pause
+    /// (within --ban-window); the larger of this and --ban-after counts. Past it, the visitor that
+    /// has gone longest without a pause is banned: that cookie only, not the address.
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    pub visitor_burst: u64,
 
-    /// Requests per second a visitor's burst allowance regains.
-    #[arg(long, default_value = "3", value_parser = parse_rate, value_name = "PER_SEC")]
-    pub visitor_rate: f64,
+    /// A gap this long between a visitor's requests ends its burst: a person reading a page.
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration, value_name = "DUR")]
+    pub visitor_pause: Duration,
 
     /// New visitor cookies one address may get per --ban-window; beyond it, no new cookie.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
@@ -473,6 +487,8 @@ impl ServeArgs {
             root: self.root,
             cookies: self.cookies,
             event_log: self.event_log,
+            event_log_max: self.event_log_max.max(1),
+            allow_dotfiles: self.allow_dotfiles,
             workers: usize::from(self.pool.workers),
             queue: self.pool.queue.max(1),
             max_connections: self.pool.max_connections.max(1),
@@ -488,7 +504,7 @@ impl ServeArgs {
                 ban_window: self.ban_window,
                 ban_for: self.ban_for,
                 visitor_burst: self.visitor_burst,
-                visitor_rate: self.visitor_rate,
+                visitor_pause: self.visitor_pause,
                 new_visitors_per_ip: self.new_visitors_per_ip,
             },
             faults: self.faults,
@@ -512,15 +528,6 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// A rate per second: a non-negative, finite number such as `3` or `0.5`.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|r| r.is_finite() && *r >= 0.0)
-        .ok_or_else(|| format!("{text:?} is not a rate per second (a number such as 3 or 0.5)"))
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! bans and the browser that is not banned) and `bank` (the seeded fault mix, the event log, flags).
 
 mod bank;
+mod bans;
 mod files;
+mod state;
 mod visitors;
 
 use std::net::SocketAddr;
