@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::admin::CacheCommand;
-use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
+use crate::client::proxy::redact;
+use crate::client::{
+    Credentials as ProxyUser, FetchConfig, FetchError, FetchUrl, Method, Proxies, ProxyAddr,
+};
 use crate::http::Limits;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
@@ -237,15 +240,33 @@ pub struct FetchArgs {
     #[arg(value_name = "URL")]
     pub url: String,
 
-    /// Proxy to fetch through; https URLs go through a CONNECT tunnel. Without this flag the
-    /// http_proxy or HTTP_PROXY environment variable is used (for https URLs https_proxy or HTTPS_PROXY
-    /// first).
+    /// Proxy to fetch through, as [USER:PASSWORD@]HOST:PORT (percent-encoded); https URLs go through
+    /// a CONNECT tunnel. Without this flag the http_proxy or HTTP_PROXY environment variable is used
+    /// (for https URLs https_proxy or HTTPS_PROXY first), except for the hosts no_proxy or NO_PROXY
+    /// names.
+    // A string, parsed later: clap would print a value it refuses, password and all.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_proxy")]
-    pub proxy: Option<ProxyAddr>,
+    pub proxy: Option<String>,
+
+    /// Credentials for the proxy, USER:PASSWORD (sent as Basic Proxy-Authorization, never printed).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub proxy_user: Option<String>,
 
     /// Connect directly, ignoring the proxy environment variables.
     #[arg(long)]
     pub no_proxy: bool,
+
+    /// Follow redirects (301, 302, 303, 307, 308), logging each hop.
+    #[arg(short = 'L', long)]
+    pub location: bool,
+
+    /// Most redirects -L follows before giving up.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub max_redirects: u32,
+
+    /// Save 4xx and 5xx responses too; without it an error page is read but not saved.
+    #[arg(long)]
+    pub save_errors: bool,
 
     /// Request method.
     #[arg(
@@ -270,11 +291,12 @@ pub struct FetchArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 
-    /// Also write the body (for HEAD, the head) to stdout.
+    /// Write the body (for HEAD, the head) to stdout, and the request lines to stderr.
     #[arg(long)]
     pub print: bool,
 
-    /// Make the request N times, then print a tally of the outcomes. Exits 1 if any got no response.
+    /// Make the request N times, then print a tally of the outcomes. Exits 1 if any got no
+    /// response, else 8 if any got an error status.
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub repeat: u32,
@@ -314,14 +336,29 @@ impl FetchArgs {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<FetchConfig, FetchError> {
         let url = FetchUrl::parse(&self.url)?;
-        let proxy = match (self.proxy, self.no_proxy) {
-            (Some(proxy), _) => Some(proxy),
-            (None, true) => None,
-            (None, false) => ProxyAddr::from_env(url.scheme, var)?,
-        };
+        let mut proxies =
+            match (self.proxy, self.no_proxy) {
+                (Some(text), _) => Proxies::all(ProxyAddr::parse(&text).map_err(|reason| {
+                    FetchError::BadProxy {
+                        value: redact(&text),
+                        from: "--proxy",
+                        reason,
+                    }
+                })?),
+                (None, true) => Proxies::default(),
+                (None, false) => Proxies::from_env(var)?,
+            };
+        if let Some(text) = self.proxy_user {
+            let credentials =
+                ProxyUser::parse(&text).map_err(|reason| FetchError::BadProxyUser { reason })?;
+            proxies = proxies.with_credentials(&credentials);
+        }
         Ok(FetchConfig {
             url,
-            proxy,
+            proxies,
+            save_errors: self.save_errors,
+            follow: self.location,
+            max_redirects: self.max_redirects,
             method: match self.method {
                 MethodArg::Get => Method::Get,
                 MethodArg::Head => Method::Head,
@@ -557,16 +594,41 @@ mod tests {
     #[test]
     fn fetch_proxy_comes_from_flag_then_environment() {
         let env = |name: &str| (name == "http_proxy").then(|| "http://envproxy:3128/".to_string());
+        let chosen = |config: &FetchConfig| {
+            config.proxies.for_url(&config.url).map(|p| {
+                (
+                    p.to_string(),
+                    p.credentials.as_ref().map(|c| c.user.clone()),
+                )
+            })
+        };
         let config = fetch(&["http://h/"]).into_config_with_env(env).unwrap();
-        assert_eq!(config.proxy.unwrap().to_string(), "envproxy:3128");
-        let config = fetch(&["--proxy", "flag:1", "http://h/"])
+        assert_eq!(chosen(&config), Some(("envproxy:3128".into(), None)));
+        let config = fetch(&["--proxy", "u:p@flag:1", "http://h/"])
             .into_config_with_env(env)
             .unwrap();
-        assert_eq!(config.proxy.unwrap().to_string(), "flag:1");
+        assert_eq!(chosen(&config), Some(("flag:1".into(), Some("u".into()))));
+        let config = fetch(&["--proxy-user", "v:q", "http://h/"])
+            .into_config_with_env(env)
+            .unwrap();
+        assert_eq!(
+            chosen(&config),
+            Some(("envproxy:3128".into(), Some("v".into())))
+        );
         let config = fetch(&["--no-proxy", "http://h/"])
             .into_config_with_env(env)
             .unwrap();
-        assert_eq!(config.proxy, None);
+        assert_eq!(chosen(&config), None);
+        let bad = fetch(&["--proxy", "u:hunter2@nohost", "http://h/"])
+            .into_config_with_env(env)
+            .unwrap_err()
+            .to_string();
+        assert!(!bad.contains("hunter2"), "{bad}");
+        let bad = fetch(&["--proxy-user", "hunter2", "http://h/"])
+            .into_config_with_env(env)
+            .unwrap_err()
+            .to_string();
+        assert!(!bad.contains("hunter2"), "{bad}");
         assert!(
             Cli::try_parse_from([
                 "porter",
