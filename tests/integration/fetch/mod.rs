@@ -469,4 +469,3 @@ fn truncated_body_leaves_no_file() {
         "no partial file"
     );
 }
-
