@@ -1,24 +1,24 @@
 //! Command-line definitions (clap derive) and their conversion into the plain config structs the
 //! subcommands run on. Values are validated here, once, so a bad flag fails before anything starts.
+//! `porter fetch` and `porter serve` have their flags in `cli/fetch.rs` and `cli/serve.rs`.
+
+mod fetch;
+mod serve;
+
+pub use fetch::{FetchArgs, MethodArg};
+pub use serve::ServeArgs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::cache::admin::CacheCommand;
 use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
-use crate::client::proxy::redact;
-use crate::client::{
-    Credentials as ProxyUser, FetchConfig, FetchError, FetchUrl, Method, Proxies, ProxyAddr,
-};
 use crate::http::Limits;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
-use crate::origin::ServeConfig;
-use crate::origin::faults::FaultMix;
-use crate::origin::limits::LimitConfig;
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
 use crate::units::{parse_duration, parse_size};
@@ -250,148 +250,6 @@ impl ProxyArgs {
     }
 }
 
-/// Flags of `porter fetch`.
-#[derive(Debug, Args)]
-pub struct FetchArgs {
-    /// The http:// or https:// URL to fetch.
-    #[arg(value_name = "URL")]
-    pub url: String,
-
-    /// Proxy to fetch through, as [USER:PASSWORD@]HOST:PORT (percent-encoded); https URLs go through
-    /// a CONNECT tunnel. Without this flag the http_proxy or HTTP_PROXY environment variable is used
-    /// (for https URLs https_proxy or HTTPS_PROXY first), except for the hosts no_proxy or NO_PROXY
-    /// names.
-    // A string, parsed later: clap would print a value it refuses, password and all.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_proxy")]
-    pub proxy: Option<String>,
-
-    /// Credentials for the proxy, USER:PASSWORD (sent as Basic Proxy-Authorization, never printed).
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub proxy_user: Option<String>,
-
-    /// Connect directly, ignoring the proxy environment variables.
-    #[arg(long)]
-    pub no_proxy: bool,
-
-    /// Follow redirects (301, 302, 303, 307, 308), logging each hop.
-    #[arg(short = 'L', long)]
-    pub location: bool,
-
-    /// Most redirects -L follows before giving up.
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    pub max_redirects: u32,
-
-    /// Save 4xx and 5xx responses too; without it an error page is read but not saved.
-    #[arg(long)]
-    pub save_errors: bool,
-
-    /// Request method.
-    #[arg(
-        short = 'X',
-        long,
-        value_enum,
-        default_value = "GET",
-        ignore_case = true
-    )]
-    pub method: MethodArg,
-
-    /// Folder the response is saved in: an HTML page as `<title>.html`, anything else under the
-    /// URL's file name, with ` (2)` added rather than overwrite a file.
-    #[arg(short = 'o', long, default_value = "Download", value_name = "DIR")]
-    pub out_dir: PathBuf,
-
-    /// File that each response's URL, time, status line and headers are appended to.
-    #[arg(long, default_value = "download.log", value_name = "FILE")]
-    pub log: PathBuf,
-
-    /// Time allowed to connect, and for each wait for data; then the request has timed out.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub timeout: Duration,
-
-    /// Write the body (for HEAD, the head) to stdout, and the request lines to stderr.
-    #[arg(long)]
-    pub print: bool,
-
-    /// Make the request N times, then print a tally of the outcomes. Exits 1 if any got no
-    /// response, else 8 if any got an error status.
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub repeat: u32,
-
-    /// Pause between repeated requests.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
-    pub interval: Duration,
-
-    /// Also trust the CA certificate(s) in this PEM file for https.
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
-
-    /// Do not verify https certificates: encrypted, but the server is not authenticated.
-    #[arg(long)]
-    pub insecure: bool,
-}
-
-/// `-X` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
-    #[value(name = "GET")]
-    Get,
-    #[value(name = "HEAD")]
-    Head,
-}
-
-impl FetchArgs {
-    /// The validated configuration, with the proxy taken from the process environment when no flag
-    /// names one.
-    pub fn into_config(self) -> Result<FetchConfig, FetchError> {
-        self.into_config_with_env(|name| std::env::var(name).ok())
-    }
-
-    /// As `into_config`, reading environment variables through `var`.
-    pub fn into_config_with_env(
-        self,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<FetchConfig, FetchError> {
-        let url = FetchUrl::parse(&self.url)?;
-        let mut proxies =
-            match (self.proxy, self.no_proxy) {
-                (Some(text), _) => Proxies::all(ProxyAddr::parse(&text).map_err(|reason| {
-                    FetchError::BadProxy {
-                        value: redact(&text),
-                        from: "--proxy",
-                        reason,
-                    }
-                })?),
-                (None, true) => Proxies::default(),
-                (None, false) => Proxies::from_env(var)?,
-            };
-        if let Some(text) = self.proxy_user {
-            let credentials =
-                ProxyUser::parse(&text).map_err(|reason| FetchError::BadProxyUser { reason })?;
-            proxies = proxies.with_credentials(&credentials);
-        }
-        Ok(FetchConfig {
-            url,
-            proxies,
-            save_errors: self.save_errors,
-            follow: self.location,
-            max_redirects: self.max_redirects,
-            method: match self.method {
-                MethodArg::Get => Method::Get,
-                MethodArg::Head => Method::Head,
-            },
-            out_dir: self.out_dir,
-            log: self.log,
-            timeout: self.timeout,
-            print: self.print,
-            repeat: self.repeat,
-            interval: self.interval,
-            cacert: self.cacert,
-            insecure: self.insecure,
-        })
-    }
-}
-
 /// `porter upper` and its subcommands.
 #[derive(Debug, Args)]
 pub struct UpperArgs {
@@ -458,232 +316,11 @@ impl UpperArgs {
     }
 }
 
-/// Flags of `porter serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
-    pub listen: SocketAddr,
-
-    #[command(flatten)]
-    pub pool: PoolArgs,
-
-    /// Folder whose files are served.
-    #[arg(long, default_value = ".", value_name = "DIR")]
-    pub root: PathBuf,
-
-    /// File the visitors (cookie ids, visit counts, last visits) are kept in, as JSON.
-    #[arg(long, default_value = "cookies.json", value_name = "FILE")]
-    pub cookies: PathBuf,
-
-    /// File every /getbalance outcome is appended to, one JSON object a line; /getlogs reads it.
-    #[arg(long, default_value = "server.log", value_name = "FILE")]
-    pub event_log: PathBuf,
-
-    /// Largest size of --event-log; past it, the log is renamed to FILE.1 (replacing the older one)
-    /// and a new one is started.
-    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
-    pub event_log_max: u64,
-
-    /// Serve files and folders whose names start with a dot (`.git`, `.env`), which are 404
-    /// otherwise. The server's own state files are never served.
-    #[arg(long)]
-    pub allow_dotfiles: bool,
-
-    /// Client networks allowed to connect (repeatable). When given, replaces the default: every address.
-    #[arg(long = "allow", value_name = "CIDR")]
-    pub allow: Vec<Cidr>,
-
-    /// From a client address's Nth request on, `/` answers with a special page; 0 turns it off.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub special_after: u64,
-
-    /// The ban rule: more than N requests from one address within --ban-window is abuse. Without a
-    /// visitor cookie, the next request bans the address's cookieless requests. With one, a page load
-    /// (a burst, then a pause of --visitor-pause) is never counted against it; see --visitor-burst.
-    /// 0 turns every ban off. A larger N never bans anyone sooner.
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub ban_after: u64,
-
-    /// The sliding window of --ban-after and of --new-visitors-per-ip.
-    #[arg(long, default_value = "60s", value_parser = parse_positive_duration, value_name = "DUR")]
-    pub ban_window: Duration,
-
-    /// How long a ban lasts; without it, until the server restarts.
-    #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
-    pub ban_for: Option<Duration>,
-
-    /// Requests that one address's cookie holders may make without a pause of --visitor-pause
-    /// (within --ban-window); the larger of this and --ban-after counts. Past it, the visitor that
-    /// has gone longest without a pause is banned: that cookie only, not the address.
-    #[arg(long, default_value_t = 300, value_name = "N")]
-    pub visitor_burst: u64,
-
-    /// A gap this long between a visitor's requests ends its burst: a person reading a page.
-    #[arg(long, default_value = "2s", value_parser = parse_positive_duration, value_name = "DUR")]
-    pub visitor_pause: Duration,
-
-    /// New visitor cookies one address may get per --ban-window; beyond it, no new cookie.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
-    pub new_visitors_per_ip: u32,
-
-    /// Shares of /getbalance outcomes: timeout, 403 and 500 (the rest is 200); `none` turns faults off.
-    #[arg(
-        long,
-        default_value = "timeout=0.2,403=0.2,500=0.1",
-        value_name = "SPEC"
-    )]
-    pub faults: FaultMix,
-
-    /// How long a /getbalance timeout holds the connection before closing it without a response.
-    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DUR")]
-    pub fault_delay: Duration,
-
-    /// Seed of the fault sequence, to repeat a run's outcomes; random (and logged) when left out.
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
-
-    /// How often changed visitors are written to --cookies (also on SIGINT/SIGTERM).
-    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
-    pub save_every: Duration,
-
-    /// Freshness of files for caches in front (`Cache-Control: max-age`).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
-    pub max_age: Duration,
-}
-
-impl ServeArgs {
-    /// The validated configuration this command line asks for.
-    pub fn into_config(self) -> ServeConfig {
-        let defaults = ServeConfig::default();
-        let allow = if self.allow.is_empty() {
-            crate::origin::any_address()
-        } else {
-            self.allow
-        };
-        ServeConfig {
-            server: self.pool.server_config("serve", self.listen, allow),
-            root: self.root,
-            cookies: self.cookies,
-            event_log: self.event_log,
-            event_log_max: self.event_log_max.max(1),
-            allow_dotfiles: self.allow_dotfiles,
-            special_after: self.special_after,
-            limits: LimitConfig {
-                ban_after: self.ban_after,
-                ban_window: self.ban_window,
-                ban_for: self.ban_for,
-                visitor_burst: self.visitor_burst,
-                visitor_pause: self.visitor_pause,
-                new_visitors_per_ip: self.new_visitors_per_ip,
-            },
-            faults: self.faults,
-            fault_delay: self.fault_delay,
-            max_held: defaults.max_held,
-            seed: self.seed,
-            save_every: self.save_every,
-            max_age: self.max_age,
-        }
-    }
-}
-
 /// A duration that is not zero (a zero window or ban would mean nothing).
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text) {
         Ok(d) if d.is_zero() => Err(format!("{text:?} must be longer than zero")),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fetch(args: &[&str]) -> FetchArgs {
-        let cli = Cli::try_parse_from([&["porter", "fetch"], args].concat()).unwrap();
-        match cli.command {
-            Command::Fetch(args) => args,
-            other => panic!("parsed as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn fetch_proxy_comes_from_flag_then_environment() {
-        let env = |name: &str| (name == "http_proxy").then(|| "http://envproxy:3128/".to_string());
-        let chosen = |config: &FetchConfig| {
-            config.proxies.for_url(&config.url).map(|p| {
-                (
-                    p.to_string(),
-                    p.credentials.as_ref().map(|c| c.user.clone()),
-                )
-            })
-        };
-        let config = fetch(&["http://h/"]).into_config_with_env(env).unwrap();
-        assert_eq!(chosen(&config), Some(("envproxy:3128".into(), None)));
-        let config = fetch(&["--proxy", "u:p@flag:1", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap();
-        assert_eq!(chosen(&config), Some(("flag:1".into(), Some("u".into()))));
-        let config = fetch(&["--proxy-user", "v:q", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap();
-        assert_eq!(
-            chosen(&config),
-            Some(("envproxy:3128".into(), Some("v".into())))
-        );
-        let config = fetch(&["--no-proxy", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap();
-        assert_eq!(chosen(&config), None);
-        let bad = fetch(&["--proxy", "u:hunter2@nohost", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap_err()
-            .to_string();
-        assert!(!bad.contains("hunter2"), "{bad}");
-        let bad = fetch(&["--proxy-user", "hunter2", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap_err()
-            .to_string();
-        assert!(!bad.contains("hunter2"), "{bad}");
-        assert!(
-            Cli::try_parse_from([
-                "porter",
-                "fetch",
-                "--proxy",
-                "a:1",
-                "--no-proxy",
-                "http://h/"
-            ])
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn fetch_defaults_and_flags() {
-        let config = fetch(&["http://h/"])
-            .into_config_with_env(|_| None)
-            .unwrap();
-        assert_eq!(config.method, Method::Get);
-        assert_eq!(config.out_dir, PathBuf::from("Download"));
-        assert_eq!(config.log, PathBuf::from("download.log"));
-        assert_eq!(config.timeout, Duration::from_secs(10));
-        let config = fetch(&[
-            "-X",
-            "head",
-            "-o",
-            "d",
-            "--repeat",
-            "20",
-            "--interval",
-            "0ms",
-            "http://h/",
-        ])
-        .into_config_with_env(|_| None)
-        .unwrap();
-        assert_eq!((config.method, config.repeat), (Method::Head, 20));
-        assert_eq!(config.interval, Duration::ZERO);
-        assert!(Cli::try_parse_from(["porter", "fetch", "-X", "POST", "http://h/"]).is_err());
-        assert!(Cli::try_parse_from(["porter", "fetch", "--repeat", "0", "http://h/"]).is_err());
     }
 }
