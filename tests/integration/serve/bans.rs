@@ -215,6 +215,7 @@ fn rotating_collected_cookies_buys_a_script_a_bounded_few_requests() {
             reader = BufReader::new(stream);
         }
     }
+    eprintln!("rotating 60 cookies: {served} served, {refused} refused");
     // 300 x (1 + ln 60), about 1,530: against 300 for one cookie that never pauses, and
     // unbounded before the fix (3,500 served, no ban).
     assert!(served <= 1530, "{served} served");
