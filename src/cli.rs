@@ -1,11 +1,14 @@
 //! Command-line definitions (clap derive) and their conversion into the plain config structs the
 //! subcommands run on. Values are validated here, once, so a bad flag fails before anything starts.
-//! `porter fetch` and `porter serve` have their flags in `cli/fetch.rs` and `cli/serve.rs`.
+//! `porter fetch` and `porter serve` have their flags in `cli/fetch.rs` and `cli/serve.rs`,
+//! `--intercept` and `porter ca` theirs in `cli/intercept.rs`.
 
 mod fetch;
+mod intercept;
 mod serve;
 
 pub use fetch::{FetchArgs, MethodArg};
+pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
 pub use serve::ServeArgs;
 
 use std::net::SocketAddr;
@@ -38,6 +41,8 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
+    /// Porter's certificate authority for HTTPS interception: init, show.
+    Ca(CaArgs),
     /// Fetch a URL, directly or through a proxy, and save the response in a folder.
     Fetch(FetchArgs),
     /// Uppercase echo server and client over TCP or UDP.
@@ -203,6 +208,9 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    #[command(flatten)]
+    pub intercept: InterceptArgs,
+
     /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
     /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
     /// against the whole URL (Rust regex syntax).
@@ -234,14 +242,16 @@ impl ProxyArgs {
         } else {
             self.allow
         };
+        let cache_dir = (!self.no_cache).then_some(self.cache_dir);
         Ok(ProxyConfig {
+            intercept: self.intercept.into_config(cache_dir.as_deref()),
             server: self.pool.server_config("proxy", self.listen, allow),
             deny_hosts: self.deny_host,
             connect_ports: self.connect_port,
             auth,
             origin_timeout: self.origin_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
-            cache_dir: (!self.no_cache).then_some(self.cache_dir),
+            cache_dir,
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
