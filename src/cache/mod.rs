@@ -20,6 +20,7 @@ mod testutil;
 pub mod update;
 mod vary;
 
+use std::cell::OnceCell;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +75,12 @@ fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::S
         refresh,
     ))
 }
+
+/// The `--refresh` rule of one request's URL, matched the first time it is needed and then reused:
+/// a request runs the rules' regexes at most once (a hit from memory never), however many lookups,
+/// stores and head updates it makes.
+#[derive(Debug, Default)]
+pub struct RuleOnce(OnceCell<Option<Duration>>);
 
 /// Stores one response; `commit` makes it the entry and drops any older copy from the memory tier.
 pub struct CacheWriter {
@@ -141,8 +148,18 @@ impl Cache {
         self.refresh.lifetime_for(url)
     }
 
+    /// [`Cache::refresh_rule`], matched once per request through `once`.
+    pub fn rule_once(&self, url: &str, once: &RuleOnce) -> Option<Duration> {
+        *once.0.get_or_init(|| self.refresh_rule(url))
+    }
+
     /// The stored response for this URL that matches the request's Vary headers, if any.
     pub fn lookup(&self, url: &str, req: &RequestHead) -> Option<Found> {
+        self.lookup_with(url, req, &RuleOnce::default())
+    }
+
+    /// [`Cache::lookup`] with the request's refresh rule, matched only if the entry is read from disk.
+    pub fn lookup_with(&self, url: &str, req: &RequestHead, rule: &RuleOnce) -> Option<Found> {
         let primary_key = Key::for_url(url);
         if let Some(hot) = self.memory.get(&primary_key)
             && hot.url == url
@@ -176,7 +193,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: StoredBody::File(Box::new(entry)),
-                    freshness: freshness_of(&meta, self.refresh_rule(url)),
+                    freshness: freshness_of(&meta, self.rule_once(url, rule)),
                     meta,
                 })
             }
@@ -285,12 +302,22 @@ impl Cache {
 
     /// Replaces a stored head after a 304 (RFC 9111 §4.3.4), keeping the body.
     pub fn update_head(&self, url: &str, found: &mut Found) -> io::Result<()> {
+        self.update_head_with(url, found, &RuleOnce::default())
+    }
+
+    /// [`Cache::update_head`] with the request's refresh rule.
+    pub fn update_head_with(
+        &self,
+        url: &str,
+        found: &mut Found,
+        rule: &RuleOnce,
+    ) -> io::Result<()> {
         let meta = ResponseMeta {
             head: storable_head(&found.meta.head),
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
-        let freshness = freshness_of(&meta, self.refresh_rule(url));
+        let freshness = freshness_of(&meta, self.rule_once(url, rule));
         let mut writer = self
             .store
             .writer(
