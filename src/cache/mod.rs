@@ -392,3 +392,39 @@ fn storable_head(response: &ResponseHead) -> ResponseHead {
     }
     head
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::{RefreshRule, RefreshRules};
+
+    fn cache_with_rule(dir: &std::path::Path, fresh_for: Duration) -> Cache {
+        let rule = RefreshRule::new(r"\.deb$", fresh_for).unwrap();
+        Cache::open(&CacheConfig {
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 20,
+            max_object_size: 1 << 20,
+            memory_bytes: 0,
+            refresh: RefreshRules::new(vec![rule]),
+        })
+        .unwrap()
+    }
+
+    /// Review defect 6: every disk lookup ran the refresh rules' regexes, and the store after it ran
+    /// them again. Through one request's `RuleOnce` they are matched once: the second ask is answered
+    /// from the first, even by a cache whose rules would say otherwise.
+    #[test]
+    fn a_request_matches_the_refresh_rules_once_however_often_it_asks() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hour = Duration::from_secs(3600);
+        let (a, b) = (
+            cache_with_rule(one.path(), hour),
+            cache_with_rule(two.path(), 2 * hour),
+        );
+        let url = "http://deb.example/pool/p.deb";
+        let once = RuleOnce::default();
+        assert_eq!(a.rule_once(url, &once), Some(hour));
+        assert_eq!(b.rule_once(url, &once), Some(hour), "not matched again");
+        assert_eq!(b.rule_once(url, &RuleOnce::default()), Some(2 * hour));
+    }
+}

@@ -3,8 +3,10 @@
 //! ```text
 //!  through_cache ─ cache.lookup ─┬─ found ─ policy::decide_with ─┬─ Fresh / StaleAllowed ─> serve_hit
 //!                                │                                │    (304 if the client's copy is current)
-//!                                │                                └─ Revalidate ─> revalidate: fetch with validators
-//!                                │                                       ├─ 304 ─> update_head, serve_hit
+//!                                │                                └─ Revalidate ─> revalidate: fetch with the
+//!                                │                                       entry's own validators, never the client's
+//!                                │                                       ├─ 304 for them ─> update_head, serve_hit
+//!                                │                                       ├─ 304 for others ─> fetch again, unconditional
 //!                                │                                       └─ other ─> relay_and_store
 //!                                └─ none ─┬─ only-if-cached ─> 504
 //!                                         └─ cache.lock: one fetcher per URL (others wait, then look
@@ -12,6 +14,10 @@
 //! ```
 //!
 //! Every response says what happened in Cache-Status ([`CacheStatus`], RFC 9211).
+//!
+//! What an entry answers (the whole, ranges, or nothing: a partial entry without the bytes asked
+//! for) is decided once, at lookup, and carried to `serve_hit` in a [`Hit`]; only a 304 that changed
+//! the stored head makes it decided again, and an entry that then answers nothing is a miss.
 
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
