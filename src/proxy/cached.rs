@@ -122,9 +122,8 @@ impl Proxy {
         mut lease: Option<LeaderGuard>,
         rule: &RuleOnce,
     ) -> Served {
-        let rule_once = rule;
-        let rule = cache.rule_once(&ex.target.url, rule_once);
-        let writer = policy::storable_with_rule(&ex.req, &fetched.head, rule)
+        let fresh_for = cache.rule_once(&ex.target.url, rule);
+        let writer = policy::storable_with_rule(&ex.req, &fetched.head, fresh_for)
             .map_err(NotStored::Policy)
             .and_then(|()| match fetched.mode {
                 BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
@@ -148,13 +147,13 @@ impl Proxy {
         // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).
         let older = match &writer {
             Ok(_) if fetched.head.status == 206 => cache
-                .lookup_with(&ex.target.url, &ex.req, rule_once)
+                .lookup_with(&ex.target.url, &ex.req, rule)
                 .filter(|found| found.meta.head.status == 206),
             _ => None,
         };
         let cc = CacheControl::parse(&fetched.head.headers);
         let status = match &writer {
-            Ok(_) if policy::refresh_applies(&fetched.head, &cc, rule).is_some() => {
+            Ok(_) if policy::refresh_applies(&fetched.head, &cc, fresh_for).is_some() => {
                 ex.entry.detail = Some("refresh-rule");
                 CacheStatus::RuleStored { fwd }
             }
@@ -170,7 +169,7 @@ impl Proxy {
         if let Some(older) = older
             && served.is_ok()
         {
-            cache.join_partial(&ex.target.url, &ex.req, older, rule_once);
+            cache.join_partial(&ex.target.url, &ex.req, older, rule);
         }
         served
     }
