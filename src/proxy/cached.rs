@@ -252,7 +252,7 @@ impl Proxy {
     /// out with their head in one vectored write; bodies in a file go file-to-socket with sendfile(2).
     /// A reply the entry cannot give (a 304 changed the validators an If-Range is checked against,
     /// so a partial entry no longer answers) is a miss: the request goes to the origin.
-    fn serve_hit(
+    pub(super) fn serve_hit(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
@@ -346,13 +346,13 @@ impl Proxy {
 
 /// A stored response found for a request, with what it answers: decided once at lookup, again only
 /// after a 304 changed the head.
-struct Hit {
+pub(super) struct Hit {
     found: Found,
     reply: RangeReply,
 }
 
 impl Hit {
-    fn of(req: &RequestHead, found: Found) -> Hit {
+    pub(super) fn of(req: &RequestHead, found: Found) -> Hit {
         let reply = ranges::reply(req, &found.meta.head, found.body_len);
         Hit { found, reply }
     }
