@@ -7,6 +7,7 @@ mod hostile;
 mod intercept;
 mod pool;
 mod proxy;
+mod range_revalidation;
 mod ranges;
 mod refresh;
 mod rfc9111;
