@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod conditional;
+pub mod control;
 mod directives;
 pub mod entry;
 mod freshness;
@@ -99,6 +100,9 @@ pub struct Cache {
     memory: Arc<MemoryTier>,
     locks: Arc<MissLocks>,
     max_object_size: u64,
+    /// Where `porter cache purge|clear` tells this process what it removed; `None` when the socket
+    /// could not be made (then those commands cannot reach this process, which is logged).
+    _control: Option<control::ControlSocket>,
 }
 
 impl Cache {
@@ -109,11 +113,21 @@ impl Cache {
                 format!("cannot use cache folder {}: {e}", config.dir.display()),
             )
         })?;
+        let memory = Arc::new(MemoryTier::new(config.memory_bytes));
+        let control = control::listen(&config.dir, &store, &memory)
+            .map_err(|e| {
+                log::warn!(
+                    "cache: no control socket in {} ({e}): porter cache purge and clear will not reach this proxy",
+                    config.dir.display()
+                )
+            })
+            .ok();
         Ok(Cache {
             store,
-            memory: Arc::new(MemoryTier::new(config.memory_bytes)),
+            memory,
             locks: Arc::default(),
             max_object_size: config.max_object_size,
+            _control: control,
         })
     }
 
@@ -174,6 +188,7 @@ impl Cache {
         let Body::File(entry) = &mut found.body else {
             return true;
         };
+        let removals = self.memory.removals();
         if !self.store.is_verified(entry) && !self.store.verify_body(entry) {
             return false;
         }
@@ -189,8 +204,15 @@ impl Cache {
             }
             let body: Arc<[u8]> = body.into();
             let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
-            self.memory
-                .insert(found.key, url, meta, freshness, Arc::clone(&body));
+            let removed_since = Some(removals);
+            self.memory.insert_unless_removed(
+                removed_since,
+                found.key,
+                url,
+                meta,
+                freshness,
+                Arc::clone(&body),
+            );
             found.body = Body::Memory(body);
         }
         true

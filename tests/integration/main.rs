@@ -6,6 +6,7 @@ mod fetch;
 mod hostile;
 mod pool;
 mod proxy;
+mod purge;
 mod serve;
 mod tls;
 mod upper;
