@@ -11,6 +11,7 @@ pub mod key;
 pub mod lock;
 pub mod memory;
 pub mod policy;
+mod stale;
 pub mod store;
 #[cfg(test)]
 mod testutil;

@@ -21,6 +21,7 @@ pub use super::conditional::{client_has_current, update_from_304, validators};
 pub use super::directives::{CacheControl, DELTA_SECONDS_MAX, delta_seconds};
 use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
+pub use super::stale::{is_origin_error, serve_if_error, serve_while_revalidating};
 pub use super::vary::{Vary, vary, vary_values};
 use crate::http::{RequestHead, ResponseHead};
 
@@ -167,6 +168,11 @@ impl StoredFreshness {
 
     pub fn lifetime(&self) -> Duration {
         self.lifetime
+    }
+
+    /// The stored response's Cache-Control directives.
+    pub fn directives(&self) -> &CacheControl {
+        &self.cc
     }
 }
 
