@@ -7,6 +7,7 @@ pub mod control;
 mod directives;
 pub mod entry;
 mod freshness;
+pub mod inflight;
 pub mod key;
 pub mod lock;
 pub mod memory;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use entry::{ResponseMeta, Stored};
+use inflight::{End, Inflight};
 use key::Key;
 use lock::{Lease, MissLocks};
 use memory::{MAX_MEMORY_OBJECT, MemoryTier};
@@ -69,29 +71,92 @@ fn freshness_of(meta: &ResponseMeta) -> Arc<policy::StoredFreshness> {
 }
 
 /// Stores one response; `commit` makes it the entry and drops any older copy from the memory tier.
+/// Once shared ([`CacheWriter::share`]), other requests read the body while it is written; dropping
+/// the writer without committing ends it for them as failed.
 pub struct CacheWriter {
-    inner: EntryWriter,
+    inner: Option<EntryWriter>,
     memory: Arc<MemoryTier>,
     url_key: Key,
+    meta: Arc<ResponseMeta>,
+    shared: Option<Arc<Inflight>>,
 }
 
 impl CacheWriter {
     /// See [`EntryWriter::commit`].
-    pub fn commit(self) -> io::Result<()> {
-        self.inner.commit()?;
+    pub fn commit(mut self) -> io::Result<()> {
+        let result = match self.inner.take() {
+            Some(inner) => inner.commit(),
+            None => Err(io::Error::other("already committed")),
+        };
         // A request that read the old entry meanwhile may have put it in memory.
         self.memory.remove(&self.url_key);
-        Ok(())
+        if let Some(shared) = &self.shared {
+            shared.end(match result {
+                Ok(()) => End::Complete,
+                Err(_) => End::Failed,
+            });
+        }
+        result
+    }
+
+    /// Lets other requests read the body as it is written. `length` is the body's Content-Length,
+    /// when the origin sent one. `None` when the temporary file cannot be opened again.
+    pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
+        let (file, body_offset) = self.inner.as_ref()?.open_for_readers().ok()?;
+        let freshness = freshness_of(&self.meta);
+        let shared = Arc::new(Inflight::new(
+            Arc::clone(&self.meta),
+            freshness,
+            length,
+            file,
+            body_offset,
+        ));
+        self.shared = Some(Arc::clone(&shared));
+        Some(shared)
+    }
+
+    /// With the fetching client gone, whether to go on fetching into the cache: while anyone reads
+    /// along, or when little of a known length is missing ([`inflight::finish_for_nobody`]).
+    pub fn worth_finishing(&self) -> bool {
+        let received = self.inner.as_ref().map_or(0, EntryWriter::body_len);
+        match &self.shared {
+            Some(shared) => {
+                shared.readers() > 0 || inflight::finish_for_nobody(received, shared.length)
+            }
+            None => false,
+        }
     }
 }
 
 impl io::Write for CacheWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.inner.write(data)
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| io::Error::other("already committed"))?;
+        inner.write_all(data)?;
+        if let Some(shared) = &self.shared {
+            // Readers read the file, so what they are told is there must be there.
+            inner.flush()?;
+            shared.advance(inner.body_len());
+        }
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        match self.inner.as_mut() {
+            Some(inner) => inner.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            // Committed: already Complete. Otherwise the body broke off or the store failed.
+            shared.end(End::Failed);
+        }
     }
 }
 
@@ -253,13 +318,15 @@ impl Cache {
             response_time,
             vary_values,
         };
-        let inner = self
-            .store
-            .writer(key, url, &Stored::Response(meta), self.max_object_size)?;
+        let meta = Arc::new(meta);
+        let stored = Stored::Response((*meta).clone());
+        let inner = self.store.writer(key, url, &stored, self.max_object_size)?;
         Some(CacheWriter {
-            inner,
+            inner: Some(inner),
             memory: Arc::clone(&self.memory),
             url_key: Key::for_url(url),
+            meta,
+            shared: None,
         })
     }
 

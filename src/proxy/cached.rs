@@ -12,9 +12,11 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::collapsed;
 use super::metrics::{AccessEntry, Outcome};
 use super::target::Target;
 use super::{Fetched, Proxy, ProxyError, forward};
+use crate::cache::inflight::Reader;
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision};
 use crate::cache::{Body, Cache, Found};
@@ -69,14 +71,53 @@ impl Proxy {
                 Lease::Leader(guard) => {
                     return self.fetch_and_store(cache, conn, req, target, entry, guard);
                 }
+                Lease::Follow(shared) if shared.answers(req, SystemTime::now()) => {
+                    return self.follow(conn, req, entry, &shared.join());
+                }
+                // Another variant, or a request the entry could not answer: on its own.
+                Lease::Follow(_) => break,
                 Lease::Waited if attempt == 0 => continue,
                 Lease::Waited => break,
             }
         }
         entry.outcome = Outcome::Miss;
         let fetched = self.fetch(conn, req, target, &[]).map_err(|e| (e, false))?;
-        let status = cache_status("fwd=miss", Some("method"), false);
-        self.relay(conn, fetched, req, target, entry, &status, None)
+        if req.method == "HEAD" {
+            let status = cache_status("fwd=miss", Some("method"), false);
+            return self.relay(conn, fetched, req, target, entry, &status, None);
+        }
+        // A GET that could not join another's fetch is judged on its own response.
+        self.relay_and_store(cache, conn, fetched, req, target, entry, "fwd=miss", None)
+    }
+
+    /// Serves a request from an entry another request is still fetching (read-while-writing).
+    fn follow(
+        &self,
+        conn: &mut Conn,
+        req: &RequestHead,
+        entry: &mut AccessEntry,
+        reader: &Reader,
+    ) -> Result<bool> {
+        entry.outcome = Outcome::Collapsed;
+        let stall = self.config.origin_timeout.saturating_mul(2);
+        let served = collapsed::serve(
+            &mut conn.stream,
+            req,
+            req.keep_alive(),
+            &self.via,
+            reader,
+            stall,
+        );
+        match served {
+            Ok(done) => {
+                (entry.status, entry.bytes) = (done.status, done.bytes);
+                Ok(done.keep_alive)
+            }
+            Err(failed) => {
+                (entry.status, entry.bytes) = (failed.status, failed.bytes);
+                Err((failed.error, true))
+            }
+        }
     }
 
     /// Fetches from the origin and relays, storing the response when policy allows.
@@ -123,7 +164,7 @@ impl Proxy {
                 _ => Ok(()),
             },
         };
-        let writer = match verdict {
+        let mut writer = match verdict {
             Ok(()) => cache.writer(
                 &target.url,
                 req,
@@ -133,6 +174,17 @@ impl Proxy {
             ),
             Err(_) => None,
         };
+        if let Some(writer) = writer.as_mut() {
+            // Requests for the URL that come while the body arrives read it as it is written.
+            let length = match fetched.mode {
+                BodyMode::Length(n) => Some(n),
+                BodyMode::NoBody => Some(0),
+                _ => None,
+            };
+            if let (Some(shared), Some(lease)) = (writer.share(length), &lease) {
+                lease.publish(shared);
+            }
+        }
         if writer.is_none() {
             // Nothing will be stored: requests waiting for this fetch may go to the origin now
             // rather than wait for the whole body.

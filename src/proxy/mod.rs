@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod cached;
+mod collapsed;
 mod config;
 mod connect;
 mod error;

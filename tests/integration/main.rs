@@ -2,6 +2,7 @@
 
 mod browser;
 mod cache;
+mod collapse;
 mod fetch;
 mod hostile;
 mod pool;
