@@ -13,7 +13,7 @@ pub enum ProxyError {
     /// The client's socket failed or timed out (it hung up, or stopped reading or sending).
     ClientIo(io::Error),
     /// Could not resolve or connect to the origin.
-    Connect(io::Error),
+    Dial(io::Error),
     /// The origin did not answer in time.
     OriginTimeout,
     /// The origin's socket failed mid-exchange.
@@ -32,10 +32,10 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(e) => e.client_status(),
             ProxyError::ClientIo(_) => 400,
-            ProxyError::Connect(e) if is_timeout(e) => 504,
+            ProxyError::Dial(e) if is_timeout(e) => 504,
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
-            ProxyError::Connect(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+            ProxyError::Dial(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
             ProxyError::NotCached => 504,
             ProxyError::CacheRead(_) => 500,
         }
@@ -86,10 +86,10 @@ impl fmt::Display for ProxyError {
         match self {
             ProxyError::BadRequest(e) => write!(f, "bad request: {e}"),
             ProxyError::ClientIo(e) => write!(f, "client connection failed: {e}"),
-            ProxyError::Connect(e) if is_timeout(e) => {
+            ProxyError::Dial(e) if is_timeout(e) => {
                 f.write_str("timed out connecting to the origin")
             }
-            ProxyError::Connect(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::Dial(e) => write!(f, "cannot connect to the origin: {e}"),
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
             ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),

@@ -1,5 +1,6 @@
-//! Connections to origin servers: connecting with a timeout, and a small pool of idle keep-alive
-//! connections per host so repeated requests skip the TCP handshake.
+//! The upstream side of the proxy: dialling origin servers with a timeout, and a small pool of idle
+//! keep-alive connections per host so repeated requests skip the TCP handshake. (`crate::origin` is
+//! the file server; this module only talks to whatever origin a request names.)
 
 use std::collections::HashMap;
 use std::io;
@@ -18,31 +19,31 @@ const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
 const ORIGIN_BUF: usize = 80 * 1024;
 
 /// A connection to an origin with its read buffer.
-pub struct OriginConn {
+pub struct UpstreamConn {
     pub stream: TcpStream,
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
 }
 
-type OriginKey = (String, u16);
+type UpstreamKey = (String, u16);
 
 /// Idle origin connections, most recently used last.
 #[derive(Default)]
-pub struct OriginPool {
-    idle: Mutex<HashMap<OriginKey, Vec<(OriginConn, Instant)>>>,
+pub struct UpstreamPool {
+    idle: Mutex<HashMap<UpstreamKey, Vec<(UpstreamConn, Instant)>>>,
 }
 
-impl OriginPool {
+impl UpstreamPool {
     /// A pooled connection to `host:port`, or a new one.
-    pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
+    pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
         if let Some(conn) = self.take_idle(host, port) {
             return Ok(conn);
         }
-        connect(host, port, timeout)
+        dial(host, port, timeout)
     }
 
-    fn take_idle(&self, host: &str, port: u16) -> Option<OriginConn> {
+    fn take_idle(&self, host: &str, port: u16) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (host.to_string(), port);
         let list = idle.get_mut(&key)?;
@@ -57,7 +58,7 @@ impl OriginPool {
     }
 
     /// Returns a connection whose last response was read completely, for reuse.
-    pub fn checkin(&self, host: &str, port: u16, conn: OriginConn) {
+    pub fn checkin(&self, host: &str, port: u16, conn: UpstreamConn) {
         if !conn.buf.is_empty() {
             return; // the origin sent bytes beyond the response: not trustworthy
         }
@@ -86,12 +87,12 @@ fn is_quiet(stream: &TcpStream) -> bool {
 }
 
 /// Resolves and connects, trying each address in turn within the timeout.
-pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
-    let stream = connect_stream(host, port, timeout)?;
+pub fn dial(host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
+    let stream = dial_tcp(host, port, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let _ = stream.set_nodelay(true);
-    Ok(OriginConn {
+    Ok(UpstreamConn {
         stream,
         buf: ReadBuf::with_capacity(ORIGIN_BUF),
         reused: false,
@@ -99,7 +100,7 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<OriginCon
 }
 
 /// A plain TCP connection to `host:port`, as for a CONNECT tunnel.
-pub fn connect_stream(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+pub fn dial_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let addrs = (host, port).to_socket_addrs()?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     for addr in addrs {
