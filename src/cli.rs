@@ -198,6 +198,11 @@ pub struct ProxyArgs {
     /// Turn caching off: every request is forwarded.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// How long past expiry a stored response may stand in for an origin that is down or failing
+    /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
+    #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
+    pub stale_if_error: Duration,
 }
 
 impl ProxyArgs {
@@ -226,6 +231,7 @@ impl ProxyArgs {
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
+            stale_if_error: self.stale_if_error,
         })
     }
 }

@@ -50,6 +50,9 @@ impl Proxy {
                         if !directives.only_if_cached
                             && cache.prepare(&ex.target.url, &mut found) =>
                     {
+                        if policy::serve_while_revalidating(&directives, &found.freshness, now) {
+                            return self.serve_stale_and_revalidate(cache, ex, found, now);
+                        }
                         return self.revalidate(cache, ex, found);
                     }
                     _ => {}
@@ -144,7 +147,12 @@ impl Proxy {
     /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
     fn revalidate(&self, cache: &Cache, ex: &mut Exchange, mut found: Found) -> Served {
         let validators = policy::validators(&found.meta.head);
-        let fetched = self.fetch(ex, &validators)?;
+        let fetched = self.fetch(ex, &validators);
+        if self.stands_in_for_failure(ex, &found, &fetched) {
+            ex.entry.outcome = Outcome::Hit;
+            return self.serve_hit(ex, found, CacheStatus::StaleIfError, SystemTime::now());
+        }
+        let fetched = fetched?;
         if fetched.head.status != 304 {
             ex.entry.outcome = Outcome::Miss;
             return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
@@ -180,7 +188,7 @@ impl Proxy {
     /// Sends a stored response: 304 when the client's conditional matches, else the whole entry, with
     /// Age, Via, Cache-Status and X-Cache. Bodies in memory go out with their head in one vectored
     /// write; bodies in a file go file-to-socket with sendfile(2).
-    fn serve_hit(
+    pub(super) fn serve_hit(
         &self,
         ex: &mut Exchange,
         found: Found,

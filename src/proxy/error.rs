@@ -41,6 +41,18 @@ impl ProxyError {
         }
     }
 
+    /// Whether the origin could not be reached or failed to answer (refused, unresolvable, timed
+    /// out, reset, garbage): the failures a stored response may stand in for (RFC 5861 §4).
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Dial(_)
+                | ProxyError::OriginTimeout
+                | ProxyError::OriginIo(_)
+                | ProxyError::BadResponse(_)
+        )
+    }
+
     /// Whether the client is gone or misbehaving, so there is no one to send an error page to.
     pub fn is_client_side(&self) -> bool {
         matches!(self, ProxyError::ClientIo(_))

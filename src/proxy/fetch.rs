@@ -119,21 +119,7 @@ impl Proxy {
         } = ex;
         let req_body = *req_body;
         let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
-        if !validators.is_empty() {
-            for name in [
-                "if-none-match",
-                "if-modified-since",
-                "if-match",
-                "if-unmodified-since",
-                "if-range",
-                "range",
-            ] {
-                outbound.headers.remove(name);
-            }
-            for (name, value) in validators {
-                outbound.headers.append(*name, value.as_bytes());
-            }
-        }
+        forward::use_validators(&mut outbound, validators);
         let mut outbound_bytes = Vec::with_capacity(512);
         http::write::request_head(&mut outbound_bytes, &outbound);
 

@@ -16,6 +16,7 @@
 //! `exchange::Served`.
 
 pub mod auth;
+mod background;
 mod cached;
 mod collapsed;
 mod config;
@@ -26,6 +27,7 @@ mod fetch;
 pub mod forward;
 pub mod metrics;
 pub mod pages;
+mod stale;
 pub mod target;
 mod tunnel;
 pub mod upstream;
@@ -94,7 +96,9 @@ pub struct Proxy {
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
     limits: Limits,
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
+    /// Background revalidations for stale-while-revalidate; there whenever the cache is.
+    revalidator: Option<background::Revalidator>,
 }
 
 impl Proxy {
@@ -119,7 +123,18 @@ impl Proxy {
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
+                .map(Arc::new)
         });
+        let limits = Limits::default();
+        let revalidator = match &cache {
+            Some(cache) => Some(background::Revalidator::start(
+                Arc::clone(cache),
+                via.clone(),
+                limits,
+                config.origin_timeout,
+            )?),
+            None => None,
+        };
         Ok(Proxy {
             config,
             local_addr,
@@ -129,8 +144,9 @@ impl Proxy {
             origins: UpstreamPool::default(),
             tunnels,
             via,
-            limits: Limits::default(),
+            limits,
             cache,
+            revalidator,
         })
     }
 

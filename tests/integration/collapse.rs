@@ -31,6 +31,8 @@ struct Throttle {
     fail_after: Option<usize>,
     /// `Transfer-Encoding: chunked` instead of Content-Length.
     chunked: bool,
+    /// More header lines for the response, each ending in CRLF.
+    extra_headers: &'static str,
 }
 
 impl Throttle {
@@ -44,6 +46,7 @@ impl Throttle {
             burst: 0,
             fail_after: None,
             chunked: false,
+            extra_headers: "",
         }
     }
 }
@@ -63,8 +66,9 @@ fn throttled_origin(throttle: Throttle) -> (SocketAddr, Arc<AtomicUsize>) {
         } else {
             format!("Content-Length: {}", t.len)
         };
+        let extra = t.extra_headers;
         let head = format!(
-            "HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n{framing}\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n{extra}{framing}\r\nConnection: close\r\n\r\n"
         );
         if stream.write_all(head.as_bytes()).is_err() {
             return;
@@ -305,6 +309,7 @@ fn with_nobody_reading_a_hung_up_fetch_is_abandoned_unless_nearly_done() {
         burst: 4 * MIB - 256 * 1024,
         fail_after: None,
         chunked: false,
+        extra_headers: "",
     };
     let (near, near_hits) = throttled_origin(throttle);
     let url = format!("http://{near}/near");
@@ -362,4 +367,32 @@ fn an_origin_failing_midway_cuts_every_reader_off_alike_and_stores_nothing() {
         "nothing stored: {}",
         again.head
     );
+}
+
+#[test]
+fn regression_a_get_that_cannot_join_another_fetch_is_not_labelled_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut throttle = Throttle::steady(2 * MIB, 2_000_000);
+    throttle.extra_headers = "Vary: Accept-Language\r\n";
+    let (origin, hits) = throttled_origin(throttle);
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/page");
+    let first = {
+        let (url, proxy) = (url.clone(), porter.addr);
+        thread::spawn(move || proxy_get(proxy, &url, &[("Accept-Language", "de")]))
+    };
+    thread::sleep(Duration::from_millis(300));
+    // Another variant than the one being stored: it cannot read along, so it fetches its own.
+    let other = proxy_get(porter.addr, &url, &[("Accept-Language", "en")]);
+    assert_eq!(
+        other.header("cache-status"),
+        Some("porter; fwd=miss; stored")
+    );
+    assert_eq!(other.body.len(), 2 * MIB);
+    let first = first.join().unwrap();
+    assert_eq!(
+        first.header("cache-status"),
+        Some("porter; fwd=miss; stored")
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
 }

@@ -9,6 +9,7 @@ mod pool;
 mod proxy;
 mod purge;
 mod serve;
+mod stale;
 mod tls;
 mod upper;
 mod util;

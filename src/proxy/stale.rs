@@ -1,0 +1,82 @@
+//! The proxy's side of serving stale on purpose (RFC 5861; the policy is `cache::stale`, pure):
+//!
+//! ```text
+//!  stale entry ─┬─ within stale-while-revalidate ─> serve it now (hit; detail=stale-while-revalidate)
+//!               │                                   and queue one background revalidation per URL
+//!               └─ revalidate ─ origin unreachable, timed out, 500/502/503/504
+//!                     └─ within stale-if-error / --stale-if-error ─> serve it (hit; detail=stale-if-error)
+//! ```
+
+use std::time::SystemTime;
+
+use super::background::Job;
+use super::exchange::{Exchange, Served};
+use super::fetch::Fetched;
+use super::metrics::Outcome;
+use super::{Proxy, ProxyError};
+use crate::cache::lock::Lease;
+use crate::cache::policy::{self, CacheControl};
+use crate::cache::status::CacheStatus;
+use crate::cache::{Cache, Found};
+
+impl Proxy {
+    /// Serves a stale entry at once and has it revalidated in the background, unless another
+    /// request already is revalidating (or fetching) the URL: one origin request however many come.
+    pub(super) fn serve_stale_and_revalidate(
+        &self,
+        cache: &Cache,
+        ex: &mut Exchange,
+        found: Found,
+        now: SystemTime,
+    ) -> Served {
+        if let (Some(revalidator), Lease::Leader(lease)) = (
+            &self.revalidator,
+            cache.lock(&ex.target.url, std::time::Duration::ZERO),
+        ) && let Some(job_found) = cache.lookup(&ex.target.url, &ex.req)
+        {
+            let job = Job {
+                req: ex.req.clone(),
+                target: ex.target.clone(),
+                found: job_found,
+                lease,
+            };
+            if !revalidator.submit(job) {
+                log::debug!(
+                    "background revalidation queue full; {} stays stale",
+                    ex.target.url
+                );
+            }
+        }
+        ex.entry.outcome = Outcome::Hit;
+        self.serve_hit(ex, found, CacheStatus::StaleWhileRevalidate, now)
+    }
+
+    /// Whether the failed (or failing) answer to a revalidation should be replaced by the stored
+    /// entry (RFC 5861 §4): the origin could not be reached or answered 500/502/503/504, and the
+    /// entry is within its stale-if-error window (or `--stale-if-error`).
+    pub(super) fn stands_in_for_failure(
+        &self,
+        ex: &Exchange,
+        found: &Found,
+        fetched: &Result<Fetched, ProxyError>,
+    ) -> bool {
+        let failed = match fetched {
+            Ok(fetched) => policy::is_origin_error(fetched.head.status),
+            Err(error) => error.is_upstream_failure(),
+        };
+        if !failed {
+            return false;
+        }
+        let want = CacheControl::parse_request(&ex.req.headers);
+        let default = self.config.stale_if_error;
+        let serve = policy::serve_if_error(&want, &found.freshness, SystemTime::now(), default);
+        if serve {
+            let why = match fetched {
+                Ok(fetched) => format!("the origin answered {}", fetched.head.status),
+                Err(error) => error.to_string(),
+            };
+            log::info!("{}: serving the stored response: {why}", ex.target.url);
+        }
+        serve
+    }
+}
