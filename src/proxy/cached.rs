@@ -3,12 +3,16 @@
 //! ```text
 //!  through_cache ─ cache.lookup ─┬─ found ─ policy::decide_with ─┬─ Fresh / StaleAllowed ─> serve_hit
 //!                                │                                │    (304 if the client's copy is current)
-//!                                │                                └─ Revalidate ─> revalidate: fetch with validators
+//!                                │                                └─ Revalidate ─┬─ stale-while-revalidate ─> serve now,
+//!                                │                                               │    revalidate in the background (stale.rs)
+//!                                │                                               └─> revalidate: fetch with validators
+//!                                │                                       ├─ origin failing, stale-if-error ─> serve_hit
 //!                                │                                       ├─ 304 ─> update_head, serve_hit
 //!                                │                                       └─ other ─> relay_and_store
 //!                                └─ none ─┬─ only-if-cached ─> 504
-//!                                         └─ cache.lock: one fetcher per URL (others wait, then look
-//!                                            again) ─> fetch_and_store ─> relay_and_store
+//!                                         └─ cache.lock: one fetcher per URL ─> fetch_and_store ─> relay_and_store
+//!                                            the others read along once it stores (follow, collapsed.rs),
+//!                                            or look again when it does not
 //! ```
 //!
 //! Every response says what happened in Cache-Status ([`CacheStatus`], RFC 9211).
