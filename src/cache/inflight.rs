@@ -190,10 +190,6 @@ impl Inflight {
             self.grew.notify_all();
         }
     }
-
-    pub fn ended(&self) -> Option<End> {
-        self.progress().end
-    }
 }
 
 /// A reader's place among an entry's readers.

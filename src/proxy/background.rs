@@ -16,7 +16,7 @@
 //! worker's pool is not shared with these threads, and a revalidation per URL per window is rare.
 
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -54,11 +54,14 @@ enum Refreshed {
     Replaced,
     /// Another answer, not stored: the entry stays as it was until it expires from the window.
     Kept(u16),
+    /// The proxy is shutting down: nothing was asked.
+    ShuttingDown,
 }
 
-/// What a job needs from the proxy.
+/// What a job needs from the proxy. The cache is held weakly: when the proxy goes, so does the cache
+/// (and its control socket), without waiting for these threads.
 struct Context {
-    cache: Arc<Cache>,
+    cache: Weak<Cache>,
     via: String,
     limits: Limits,
     origin_timeout: Duration,
@@ -66,14 +69,14 @@ struct Context {
 
 impl Revalidator {
     pub fn start(
-        cache: Arc<Cache>,
+        cache: &Arc<Cache>,
         via: String,
         limits: Limits,
         origin_timeout: Duration,
     ) -> io::Result<Revalidator> {
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
         let context = Arc::new(Context {
-            cache,
+            cache: Arc::downgrade(cache),
             via,
             limits,
             origin_timeout,
@@ -107,6 +110,9 @@ impl Revalidator {
 
 impl Context {
     fn run(&self, job: Job) -> Result<Refreshed, ProxyError> {
+        let Some(cache) = self.cache.upgrade() else {
+            return Ok(Refreshed::ShuttingDown);
+        };
         let Job {
             req,
             target,
@@ -139,7 +145,7 @@ impl Context {
             policy::update_from_304(&mut meta.head, &head);
             meta.request_time = request_time;
             meta.response_time = response_time;
-            self.cache
+            cache
                 .update_head(&target.url, &mut found)
                 .map_err(ProxyError::CacheRead)?;
             return Ok(Refreshed::NotModified);
@@ -148,16 +154,13 @@ impl Context {
         let storable = policy::storable(&req, &head).is_ok()
             && match mode {
                 BodyMode::CloseDelimited => false,
-                BodyMode::Length(n) => n <= self.cache.max_object_size(),
+                BodyMode::Length(n) => n <= cache.max_object_size(),
                 _ => true,
             };
         if !storable {
             return Ok(Refreshed::Kept(head.status));
         }
-        let Ok(writer) = self
-            .cache
-            .writer(&target.url, &req, &head, request_time, response_time)
-        else {
+        let Ok(writer) = cache.writer(&target.url, &req, &head, request_time, response_time) else {
             return Ok(Refreshed::Kept(head.status));
         };
         let mut reader = BodyReader::new(mode, &mut origin.buf, &mut origin.stream);

@@ -128,7 +128,7 @@ impl Proxy {
         let limits = Limits::default();
         let revalidator = match &cache {
             Some(cache) => Some(background::Revalidator::start(
-                Arc::clone(cache),
+                cache,
                 via.clone(),
                 limits,
                 config.origin_timeout,

@@ -131,13 +131,18 @@ impl Download {
 
 /// GETs `url` through the proxy and reads until the proxy closes (or `stop_after` body bytes).
 fn download(proxy: SocketAddr, url: &str, stop_after: Option<usize>) -> Download {
+    download_as("HTTP/1.1", proxy, url, stop_after)
+}
+
+/// [`download`] with the request's HTTP version.
+fn download_as(version: &str, proxy: SocketAddr, url: &str, stop_after: Option<usize>) -> Download {
     let mut stream = TcpStream::connect(proxy).unwrap();
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let asked = Instant::now();
     write!(
         stream,
-        "GET {url} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n"
+        "GET {url} {version}\r\nHost: origin\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut data = Vec::new();
@@ -272,8 +277,18 @@ fn the_fetch_goes_on_for_readers_when_the_first_client_hangs_up() {
         thread::spawn(move || download(proxy, &url, Some(MIB)))
     };
     thread::sleep(Duration::from_millis(50));
+    let old_client = {
+        let url = url.clone();
+        let proxy = porter.addr;
+        thread::spawn(move || download_as("HTTP/1.0", proxy, &url, None))
+    };
     let second = download(porter.addr, &url, None);
     let first = first.join().unwrap();
+    // An HTTP/1.0 reader cannot take chunks: its body ends with the connection.
+    let old_client = old_client.join().unwrap();
+    assert!(!old_client.head.contains("chunked"), "{}", old_client.head);
+    assert!(old_client.head.contains("collapsed"), "{}", old_client.head);
+    assert_eq!(old_client.sha(), expected_sha(len));
     assert!(first.body.len() < len, "the first client hung up early");
     assert_eq!(second.sha(), expected_sha(len), "{}", second.head);
     assert!(second.head.contains("collapsed"), "{}", second.head);
