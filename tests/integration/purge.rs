@@ -2,6 +2,7 @@
 //! again, from disk or memory, and the proxy's status page and metrics stop counting it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -159,4 +160,17 @@ fn a_killed_proxys_socket_does_not_stop_purge() {
         file_names(&dir.path().join("control")),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn a_proxy_stopped_cleanly_removes_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut porter = cached_proxy(dir.path());
+    let control = dir.path().join("control");
+    // The socket comes up with the cache, just after the listening line.
+    assert!(eventually(Duration::from_secs(5), || file_names(&control)
+        .len()
+        == 1));
+    assert!(porter.terminate().is_some_and(|s| s.success()));
+    assert_eq!(file_names(&control), Vec::<String>::new());
 }
