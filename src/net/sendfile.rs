@@ -3,8 +3,7 @@
 //! `std::io::copy` no longer does this for a File and a TcpStream: since Rust 1.8x it refuses
 //! sendfile into sockets, because a file modified later could change bytes already queued in the
 //! socket buffer. Porter's callers never modify a file in place (cache entries are replaced by
-//! rename, an entry being written is only appended to while others read it, served files are the
-//! operator's), so the kernel path is safe here and much cheaper.
+//! rename, served files are the operator's), so the kernel path is safe here and much cheaper.
 
 use std::fs::File;
 use std::io;

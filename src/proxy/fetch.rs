@@ -119,7 +119,21 @@ impl Proxy {
         } = ex;
         let req_body = *req_body;
         let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
-        forward::use_validators(&mut outbound, validators);
+        if !validators.is_empty() {
+            for name in [
+                "if-none-match",
+                "if-modified-since",
+                "if-match",
+                "if-unmodified-since",
+                "if-range",
+                "range",
+            ] {
+                outbound.headers.remove(name);
+            }
+            for (name, value) in validators {
+                outbound.headers.append(*name, value.as_bytes());
+            }
+        }
         let mut outbound_bytes = Vec::with_capacity(512);
         http::write::request_head(&mut outbound_bytes, &outbound);
 

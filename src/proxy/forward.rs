@@ -64,27 +64,6 @@ pub fn outbound_request(
     }
 }
 
-/// Puts the cache's validators in place of the client's conditional fields when it revalidates a
-/// stored response; nothing changes without validators (a plain forward).
-pub fn use_validators(outbound: &mut RequestHead, validators: &[(&'static str, String)]) {
-    if validators.is_empty() {
-        return;
-    }
-    for name in [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-        "range",
-    ] {
-        outbound.headers.remove(name);
-    }
-    for (name, value) in validators {
-        outbound.headers.append(*name, value.as_bytes());
-    }
-}
-
 /// Adds this hop to Via (RFC 9110 §7.6.3), joining it to the received list.
 pub fn append_via(headers: &mut Headers, received: Version, via: &str) {
     let mut value = headers.clone_value("via");
