@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::admin::CacheCommand;
+use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
 use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
 use crate::http::Limits;
 use crate::net::ServerConfig;
@@ -203,11 +204,26 @@ pub struct ProxyArgs {
     /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
     #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
     pub stale_if_error: Duration,
+
+    /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
+    /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
+    /// against the whole URL (Rust regex syntax).
+    #[arg(long = "refresh", value_name = "REGEX=DURATION")]
+    pub refresh: Vec<RefreshRule>,
+
+    /// Rules for content that never changes under its name, after the --refresh rules: `packages`
+    /// (Debian/Ubuntu pools and by-hash, .deb, .rpm, .whl, .crate, npm tarballs; never index files).
+    #[arg(long = "refresh-preset", value_name = "NAME")]
+    pub refresh_preset: Vec<Preset>,
 }
 
 impl ProxyArgs {
     /// The validated configuration this command line asks for.
     pub fn into_config(self) -> Result<ProxyConfig, AuthError> {
+        let mut refresh = self.refresh;
+        for preset in self.refresh_preset {
+            refresh.extend(preset.0);
+        }
         let mut auth = Credentials::default();
         for pair in &self.auth_user {
             auth.add(pair)?;
@@ -232,6 +248,7 @@ impl ProxyArgs {
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
             stale_if_error: self.stale_if_error,
+            refresh: RefreshRules::new(refresh),
         })
     }
 }

@@ -121,7 +121,9 @@ impl Inflight {
         ]
         .iter()
         .any(|name| req.headers.contains(name));
+        // A part (206) answers only the range its own request asked for.
         variant
+            && self.meta.head.status != 206
             && !conditional
             && matches!(
                 policy::decide(req, &self.freshness, now),

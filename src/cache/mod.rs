@@ -11,12 +11,16 @@ pub mod inflight;
 pub mod key;
 pub mod lock;
 pub mod memory;
+pub mod partial;
 pub mod policy;
+pub mod ranges;
+pub mod refresh;
 mod stale;
 pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod update;
 mod vary;
 
 use std::io;
@@ -44,6 +48,8 @@ pub struct CacheConfig {
     pub max_object_size: u64,
     /// RAM for small hot entries.
     pub memory_bytes: u64,
+    /// Freshness for URLs whose responses state none (`--refresh`, `--refresh-preset`).
+    pub refresh: policy::RefreshRules,
 }
 
 /// Where a found response's body is.
@@ -64,11 +70,12 @@ pub struct Found {
     pub freshness: Arc<policy::StoredFreshness>,
 }
 
-fn freshness_of(meta: &ResponseMeta) -> Arc<policy::StoredFreshness> {
-    Arc::new(policy::StoredFreshness::of(
+fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::StoredFreshness> {
+    Arc::new(policy::StoredFreshness::with_rule(
         &meta.head,
         meta.request_time,
         meta.response_time,
+        refresh,
     ))
 }
 
@@ -80,6 +87,8 @@ pub struct CacheWriter {
     memory: Arc<MemoryTier>,
     url_key: Key,
     meta: Arc<ResponseMeta>,
+    /// The `--refresh` rule's lifetime for the URL, for the freshness readers judge it by.
+    refresh: Option<Duration>,
     shared: Option<Arc<Inflight>>,
 }
 
@@ -105,7 +114,7 @@ impl CacheWriter {
     /// when the origin sent one. `None` when the temporary file cannot be opened again.
     pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
         let (file, body_offset) = self.inner.as_ref()?.open_for_readers().ok()?;
-        let freshness = freshness_of(&self.meta);
+        let freshness = freshness_of(&self.meta, self.refresh);
         let shared = Arc::new(Inflight::new(
             Arc::clone(&self.meta),
             freshness,
@@ -171,6 +180,7 @@ pub struct Cache {
     /// Where `porter cache purge|clear` tells this process what it removed; `None` when the socket
     /// could not be made (then those commands cannot reach this process, which is logged).
     _control: Option<control::ControlSocket>,
+    refresh: policy::RefreshRules,
 }
 
 impl Cache {
@@ -196,6 +206,7 @@ impl Cache {
             locks: Arc::default(),
             max_object_size: config.max_object_size,
             _control: control,
+            refresh: config.refresh.clone(),
         })
     }
 
@@ -205,6 +216,11 @@ impl Cache {
 
     pub fn max_object_size(&self) -> u64 {
         self.max_object_size
+    }
+
+    /// The duration of the `--refresh` rule for `url`, if one applies.
+    pub fn refresh_rule(&self, url: &str) -> Option<Duration> {
+        self.refresh.lifetime_for(url)
     }
 
     /// The stored response for this URL that matches the request's Vary headers, if any.
@@ -242,7 +258,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: StoredBody::File(Box::new(entry)),
-                    freshness: freshness_of(&meta),
+                    freshness: freshness_of(&meta, self.refresh_rule(url)),
                     meta,
                 })
             }
@@ -334,6 +350,7 @@ impl Cache {
             memory: Arc::clone(&self.memory),
             url_key: Key::for_url(url),
             meta,
+            refresh: self.refresh_rule(url),
             shared: None,
         })
     }
@@ -368,7 +385,7 @@ impl Cache {
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
-        let freshness = freshness_of(&meta);
+        let freshness = freshness_of(&meta, self.refresh_rule(url));
         let mut writer = self
             .store
             .writer(

@@ -70,6 +70,11 @@ pub enum CacheStatus {
     /// Read while another request fetched and stored it (read-while-writing):
     /// `porter; fwd=miss; collapsed` (RFC 9211 §2.5).
     Collapsed,
+    /// A hit fresh only by a `--refresh` rule: `porter; hit; detail=refresh-rule`.
+    RuleHit,
+    /// The origin's response, stored fresh by a `--refresh` rule:
+    /// `porter; fwd=miss; stored; detail=refresh-rule`.
+    RuleStored { fwd: Forward },
     /// The origin's response, relayed: `porter; fwd=miss; stored` when it is being stored, or
     /// `porter; fwd=miss; detail=too-large` saying why not.
     Forwarded {
@@ -87,7 +92,8 @@ impl CacheStatus {
             CacheStatus::Collapsed => Some("porter; fwd=miss; collapsed"),
             CacheStatus::StaleWhileRevalidate => Some("porter; hit; detail=stale-while-revalidate"),
             CacheStatus::StaleIfError => Some("porter; hit; detail=stale-if-error"),
-            CacheStatus::Forwarded { .. } => None,
+            CacheStatus::RuleHit => Some("porter; hit; detail=refresh-rule"),
+            CacheStatus::Forwarded { .. } | CacheStatus::RuleStored { .. } => None,
         }
     }
 
@@ -96,9 +102,12 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit
             | CacheStatus::Revalidated
+            | CacheStatus::RuleHit
             | CacheStatus::StaleWhileRevalidate
             | CacheStatus::StaleIfError => "HIT",
-            CacheStatus::Collapsed | CacheStatus::Forwarded { .. } => "MISS",
+            CacheStatus::Collapsed
+            | CacheStatus::Forwarded { .. }
+            | CacheStatus::RuleStored { .. } => "MISS",
         }
     }
 }
@@ -113,6 +122,11 @@ impl fmt::Display for CacheStatus {
                     Err(reason) => write!(f, "; detail={reason}"),
                 }
             }
+            CacheStatus::RuleStored { fwd } => write!(
+                f,
+                "porter; fwd={}; stored; detail=refresh-rule",
+                fwd.as_str()
+            ),
             fixed => f.write_str(fixed.as_static().unwrap_or_default()),
         }
     }
@@ -142,6 +156,15 @@ mod tests {
         assert_eq!(
             (stored.x_cache(), CacheStatus::Hit.x_cache()),
             ("MISS", "HIT")
+        );
+        let by_rule = CacheStatus::RuleStored { fwd: Forward::Miss };
+        assert_eq!(
+            by_rule.to_string(),
+            "porter; fwd=miss; stored; detail=refresh-rule"
+        );
+        assert_eq!(
+            CacheStatus::RuleHit.to_string(),
+            "porter; hit; detail=refresh-rule"
         );
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth;
+use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::HostPattern;
 
@@ -30,4 +31,6 @@ pub struct ProxyConfig {
     /// How long past expiry a stored response may stand in for a failing origin when it does not say
     /// (RFC 5861 §4); zero turns that default off.
     pub stale_if_error: Duration,
+    /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
+    pub refresh: RefreshRules,
 }

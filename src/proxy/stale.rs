@@ -48,7 +48,15 @@ impl Proxy {
             }
         }
         ex.entry.outcome = Outcome::Hit;
+        ex.entry.detail = Some("stale-while-revalidate");
         self.serve_hit(ex, found, CacheStatus::StaleWhileRevalidate, now)
+    }
+
+    /// Serves the stored entry in place of the origin's failure ([`Proxy::stands_in_for_failure`]).
+    pub(super) fn serve_stale_if_error(&self, ex: &mut Exchange, found: Found) -> Served {
+        ex.entry.outcome = Outcome::Hit;
+        ex.entry.detail = Some("stale-if-error");
+        self.serve_hit(ex, found, CacheStatus::StaleIfError, SystemTime::now())
     }
 
     /// Whether the failed (or failing) answer to a revalidation should be replaced by the stored

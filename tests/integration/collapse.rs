@@ -411,3 +411,58 @@ fn regression_a_get_that_cannot_join_another_fetch_is_not_labelled_method() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn regression_a_plain_get_never_reads_along_a_range_being_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..100_000).map(body_byte).collect();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (counter, served) = (Arc::clone(&hits), body.clone());
+    let origin = raw_server(move |_, mut stream| {
+        let body = &served;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        counter.fetch_add(1, Ordering::SeqCst);
+        let ranged = String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("range: bytes=0-99");
+        let (status, extra, part) = if ranged {
+            (
+                "206 Partial Content",
+                "Content-Range: bytes 0-99/100000\r\n",
+                &body[..100],
+            )
+        } else {
+            ("200 OK", "", &body[..])
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nCache-Control: max-age=300\r\nETag: \"r1\"\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            part.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        if ranged {
+            thread::sleep(Duration::from_millis(1500)); // the part's body comes late
+        }
+        let _ = stream.write_all(part);
+    });
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/file");
+    let part = {
+        let (url, proxy) = (url.clone(), porter.addr);
+        thread::spawn(move || proxy_get(proxy, &url, &[("Range", "bytes=0-99")]))
+    };
+    thread::sleep(Duration::from_millis(300));
+    let whole = proxy_get(porter.addr, &url, &[]);
+    assert_eq!(whole.status, 200, "{:?}", whole.headers);
+    assert!(whole.body == body, "the whole body, not the part");
+    let part = part.join().unwrap();
+    assert_eq!((part.status, part.body.len()), (206, 100));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}

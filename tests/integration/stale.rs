@@ -216,6 +216,12 @@ fn stale_if_error_serves_the_stored_response_while_the_origin_is_stopped() {
     );
     let age: u64 = stale.header("age").unwrap().parse().unwrap();
     assert!(age >= 2, "Age {age}");
+    assert!(
+        eventually(Duration::from_secs(5), || porter
+            .logs()
+            .contains("detail=stale-if-error")),
+        "the access log says why"
+    );
     // A client's reload gets what the cache has too, rather than an error.
     let reload = proxy_get(
         porter.addr,
