@@ -142,15 +142,17 @@ impl Proxy {
                 BodyMode::NoBody => Some(0),
                 _ => None,
             };
+            // A part (206) is not published: it answers only its own range. The others wait for
+            // it to be stored and joined, then look again.
             if let (Some(shared), Some(lease)) = (writer.share(length), &lease)
                 && fetched.head.status != 206
             {
                 lease.publish(shared);
             }
         }
-        if writer.is_err() || fetched.head.status == 206 {
-            // Nothing will be stored that the waiting requests could use (a part answers only its
-            // own range): they may go to the origin now rather than wait for the whole body.
+        if writer.is_err() {
+            // Nothing will be stored: requests waiting for this fetch may go to the origin now
+            // rather than wait for the whole body.
             drop(lease);
         }
         // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).
