@@ -27,6 +27,7 @@ use crate::cache::lock::LeaderGuard;
 use crate::cache::{Cache, Found, policy};
 use crate::http::body::{BodyMode, BodyReader};
 use crate::http::{Limits, RequestHead, write};
+use crate::tls::UpstreamTls;
 
 const THREADS: usize = 2;
 const QUEUE: usize = 64;
@@ -38,6 +39,8 @@ pub struct Job {
     pub found: Found,
     /// Held until the job is done, so no other request revalidates the URL meanwhile.
     pub lease: LeaderGuard,
+    /// The TLS setup for an https:// target (with `--intercept`).
+    pub tls: Option<UpstreamTls>,
 }
 
 /// The queue of background revalidations.
@@ -118,14 +121,20 @@ impl Context {
             target,
             mut found,
             lease,
+            tls,
         } = job;
         let mut outbound = forward::outbound_request(&req, &target, &self.via, BodyMode::NoBody);
         with_own_validators(&mut outbound, &policy::validators(&found.meta.head));
         let mut bytes = Vec::with_capacity(512);
         write::request_head(&mut bytes, &outbound);
         let request_time = SystemTime::now();
-        let mut origin = upstream::dial(&target.host, target.port, self.origin_timeout)
-            .map_err(ProxyError::Dial)?;
+        let mut origin = upstream::dial(
+            target.scheme,
+            &target.host,
+            target.port,
+            self.origin_timeout,
+            tls.as_ref(),
+        )?;
         origin
             .stream
             .write_all(&bytes)

@@ -19,7 +19,7 @@ use crate::cache::inflight::{End, Growth, Reader};
 use crate::cache::policy;
 use crate::cache::status::CacheStatus;
 use crate::http::{self, Version, write};
-use crate::net::sendfile::send_file;
+use crate::net::sendfile::SendFile;
 
 impl Proxy {
     /// Serves `ex` from the entry `reader` follows. The wait for each next piece is bounded by twice
@@ -84,7 +84,9 @@ impl Proxy {
                     write!(stream, "{piece:x}\r\n").map_err(client)?;
                 }
                 let offset = inflight.body_offset() + sent;
-                let copied = send_file(stream, inflight.file(), offset, piece).map_err(client)?;
+                let copied = stream
+                    .send_file(inflight.file(), offset, piece)
+                    .map_err(client)?;
                 ex.entry.bytes += copied;
                 if copied != piece {
                     let short = io::Error::from(io::ErrorKind::UnexpectedEof);

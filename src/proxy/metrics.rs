@@ -20,6 +20,8 @@ pub enum Outcome {
     Pass,
     /// A CONNECT tunnel.
     Tunnel,
+    /// A CONNECT whose TLS Porter terminated (`--intercept`); its requests are logged one by one.
+    Intercept,
     /// Refused by an access rule.
     Denied,
     /// Answered by the proxy itself (status page, metrics, PAC file).
@@ -29,13 +31,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Hit,
         Outcome::Miss,
         Outcome::Revalidated,
         Outcome::Collapsed,
         Outcome::Pass,
         Outcome::Tunnel,
+        Outcome::Intercept,
         Outcome::Denied,
         Outcome::Local,
         Outcome::Error,
@@ -49,6 +52,7 @@ impl Outcome {
             Outcome::Collapsed => "COLLAPSED",
             Outcome::Pass => "PASS",
             Outcome::Tunnel => "TUNNEL",
+            Outcome::Intercept => "INTERCEPT",
             Outcome::Denied => "DENIED",
             Outcome::Local => "LOCAL",
             Outcome::Error => "ERROR",

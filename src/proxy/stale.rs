@@ -39,6 +39,7 @@ impl Proxy {
                 target: ex.target.clone(),
                 found: job_found,
                 lease,
+                tls: self.interceptor.as_ref().map(|i| i.upstream.clone()),
             };
             if !revalidator.submit(job) {
                 log::debug!(

@@ -5,6 +5,7 @@ mod cache;
 mod collapse;
 mod fetch;
 mod hostile;
+mod intercept;
 mod pool;
 mod proxy;
 mod purge;
