@@ -10,6 +10,7 @@
 use std::time::SystemTime;
 
 use super::background::Job;
+use super::cached::Hit;
 use super::exchange::{Exchange, Served};
 use super::fetch::Fetched;
 use super::metrics::Outcome;
@@ -17,7 +18,7 @@ use super::{Proxy, ProxyError};
 use crate::cache::lock::Lease;
 use crate::cache::policy::{self, CacheControl};
 use crate::cache::status::CacheStatus;
-use crate::cache::{Cache, Found};
+use crate::cache::{Cache, Found, RuleOnce};
 
 impl Proxy {
     /// Serves a stale entry at once and has it revalidated in the background, unless another
@@ -28,11 +29,12 @@ impl Proxy {
         ex: &mut Exchange,
         found: Found,
         now: SystemTime,
+        rule: &RuleOnce,
     ) -> Served {
         if let (Some(revalidator), Lease::Leader(lease)) = (
             &self.revalidator,
             cache.lock(&ex.target.url, std::time::Duration::ZERO),
-        ) && let Some(job_found) = cache.lookup(&ex.target.url, &ex.req)
+        ) && let Some(job_found) = cache.lookup_with(&ex.target.url, &ex.req, rule)
         {
             let job = Job {
                 req: ex.req.clone(),
@@ -50,14 +52,22 @@ impl Proxy {
         }
         ex.entry.outcome = Outcome::Hit;
         ex.entry.detail = Some("stale-while-revalidate");
-        self.serve_hit(ex, found, CacheStatus::StaleWhileRevalidate, now)
+        let hit = Hit::of(&ex.req, found);
+        self.serve_hit(cache, ex, hit, CacheStatus::StaleWhileRevalidate, now, rule)
     }
 
     /// Serves the stored entry in place of the origin's failure ([`Proxy::stands_in_for_failure`]).
-    pub(super) fn serve_stale_if_error(&self, ex: &mut Exchange, found: Found) -> Served {
+    pub(super) fn serve_stale_if_error(
+        &self,
+        cache: &Cache,
+        ex: &mut Exchange,
+        found: Found,
+        rule: &RuleOnce,
+    ) -> Served {
         ex.entry.outcome = Outcome::Hit;
         ex.entry.detail = Some("stale-if-error");
-        self.serve_hit(ex, found, CacheStatus::StaleIfError, SystemTime::now())
+        let (hit, now) = (Hit::of(&ex.req, found), SystemTime::now());
+        self.serve_hit(cache, ex, hit, CacheStatus::StaleIfError, now, rule)
     }
 
     /// Whether the failed (or failing) answer to a revalidation should be replaced by the stored

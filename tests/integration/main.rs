@@ -9,6 +9,7 @@ mod intercept;
 mod pool;
 mod proxy;
 mod purge;
+mod range_revalidation;
 mod ranges;
 mod refresh;
 mod rfc9111;
