@@ -1,5 +1,5 @@
 //! Sockets and threads: the listener and its acceptor, the fixed worker pool, the parking of idle
-//! connections, access control by client address, and orderly shutdown.
+//! connections, access control by client address, the PROXY protocol, and orderly shutdown.
 //!
 //! ```text
 //!  acceptor ──(bounded channel)──> workers ──> Handler::handle(request)
@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod conn;
 mod park;
+pub mod proxy_protocol;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;

@@ -24,9 +24,12 @@ pub struct UpstreamConn {
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
+    /// The parent proxy this connection goes to, when it does: the pool files it under the parent,
+    /// not under the origin of the request it carried.
+    pub parent: Option<UpstreamKey>,
 }
 
-type UpstreamKey = (String, u16);
+pub type UpstreamKey = (String, u16);
 
 /// Idle origin connections, most recently used last.
 #[derive(Default)]
@@ -67,7 +70,11 @@ impl UpstreamPool {
         if total >= MAX_IDLE_TOTAL {
             return;
         }
-        let list = idle.entry((host.to_string(), port)).or_default();
+        let key = conn
+            .parent
+            .clone()
+            .unwrap_or_else(|| (host.to_string(), port));
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN {
             list.push((conn, Instant::now()));
         }
@@ -96,6 +103,7 @@ pub fn dial(host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn
         stream,
         buf: ReadBuf::with_capacity(ORIGIN_BUF),
         reused: false,
+        parent: None,
     })
 }
 

@@ -1,0 +1,277 @@
+//! The dial path: where a request or a tunnel leaves this proxy, straight to the origin or through a
+//! parent proxy (`parent.rs` says which parents and which are up).
+//!
+//! ```text
+//!  send_upstream ─┬─ Route::Direct ──> exchange_on(origin)       origin-form, Host
+//!                 └─ Route::Parents ─> exchange_on(parent) …      absolute-form, Proxy-Authorization
+//!                        each up parent in turn; refused or timed out (and no body sent yet) ─> next
+//!                        none left ─> Fallback::Direct ─> exchange_on(origin) | Fallback::Fail ─> 502
+//!  dial_tunnel ───┬─ Route::Direct ──> TCP to host:port
+//!                 └─ Route::Parents ─> TCP to the parent, CONNECT host:port, its 2xx
+//! ```
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use super::exchange::Exchange;
+use super::metrics::AccessEntry;
+use super::parent::{Fallback, Route};
+use super::upstream::{self, UpstreamConn};
+use super::{Proxy, ProxyError, forward};
+use crate::http::authority::{self, DefaultPort};
+use crate::http::body::BodyMode;
+use crate::http::{self, ReadBuf, RequestHead, ResponseHead, parse};
+
+/// A tunnel's upstream socket, and bytes the parent sent after its 200 (to go to the client first).
+pub(super) struct TunnelDial {
+    pub stream: TcpStream,
+    pub early: Vec<u8>,
+}
+
+impl Proxy {
+    /// Sends `outbound` (an origin-form request) to where its route says, and reads the response head.
+    pub(super) fn send_upstream(
+        &self,
+        ex: &mut Exchange,
+        outbound: &RequestHead,
+    ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
+        if self.parents.route(&ex.target.host) == Route::Parents {
+            let mut tried = Vec::new();
+            let mut via_parent = outbound.clone();
+            // A proxy takes the absolute form (RFC 9112 §3.2.2); the client's own credentials were
+            // stripped as hop-by-hop, ours for the parent go in their place.
+            via_parent.target = ex.target.url.clone();
+            if let Some(auth) = &self.parents.config.auth {
+                via_parent.headers.set("Proxy-Authorization", auth.as_str());
+            }
+            let mut bytes = Vec::with_capacity(512);
+            http::write::request_head(&mut bytes, &via_parent);
+            for index in self.parents.up_parents(Instant::now()) {
+                let parent = self.parents.addr(index);
+                let key = (parent.host.clone(), parent.port);
+                match self.exchange_on(ex, &key, &bytes, true) {
+                    Ok((_, head)) if head.status == 407 => {
+                        // Our --parent-auth is wrong: nothing the client could fix with its own.
+                        ex.entry.parent = Some(parent.to_string());
+                        return Err(ProxyError::ParentRefused {
+                            parent: parent.to_string(),
+                            status: 407,
+                        });
+                    }
+                    Ok(answer) => {
+                        self.parents.mark_used(index);
+                        ex.entry.parent = Some(parent.to_string());
+                        return Ok(answer);
+                    }
+                    Err(error) if parent_failed(&error, ex.req_body) => {
+                        self.parents.mark_down(index, &error);
+                        tried.push(format!("{parent} ({})", failure_text(&error)));
+                    }
+                    Err(error) => {
+                        ex.entry.parent = Some(parent.to_string());
+                        return Err(error);
+                    }
+                }
+            }
+            self.no_parent_left(tried)?;
+        }
+        let mut bytes = Vec::with_capacity(512);
+        http::write::request_head(&mut bytes, outbound);
+        let key = (ex.target.host.clone(), ex.target.port);
+        self.exchange_on(ex, &key, &bytes, false)
+    }
+
+    /// With every parent failed or down: `Ok` to go direct, or the 502 naming them.
+    fn no_parent_left(&self, tried: Vec<String>) -> Result<(), ProxyError> {
+        if self.parents.config.fallback == Fallback::Direct {
+            return Ok(());
+        }
+        let what = if tried.is_empty() {
+            format!(
+                "every parent is marked down after a recent failure ({})",
+                self.parents.names()
+            )
+        } else {
+            tried.join("; ")
+        };
+        Err(ProxyError::NoParent(what))
+    }
+
+    /// One request on a pooled or new connection to `key` (an origin, or a parent when `parent`).
+    fn exchange_on(
+        &self,
+        ex: &mut Exchange,
+        key: &upstream::UpstreamKey,
+        bytes: &[u8],
+        parent: bool,
+    ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
+        let timeout = self.config.origin_timeout;
+        let (host, port) = (key.0.as_str(), key.1);
+        let mut conn = self
+            .origins
+            .checkout(host, port, timeout)
+            .map_err(ProxyError::Dial)?;
+        if parent {
+            conn.parent = Some(key.clone());
+        }
+        let (req, req_body) = (&ex.req, ex.req_body);
+        let mut response =
+            forward::exchange(&mut ex.conn, &mut conn, bytes, req, req_body, &self.limits);
+        // A pooled connection the far end closed meanwhile fails before any response byte: retry
+        // once on a new connection, when the request is idempotent (RFC 9110 §9.2.2) and had no body
+        // that is already gone.
+        if conn.reused
+            && req.method.is_idempotent()
+            && req_body == BodyMode::NoBody
+            && matches!(response, Err(ProxyError::OriginIo(_)))
+        {
+            conn = upstream::dial(host, port, timeout).map_err(ProxyError::Dial)?;
+            if parent {
+                conn.parent = Some(key.clone());
+            }
+            response =
+                forward::exchange(&mut ex.conn, &mut conn, bytes, req, req_body, &self.limits);
+        }
+        Ok((conn, response?))
+    }
+
+    /// The upstream socket of a CONNECT tunnel to `host:port`, through a parent when the route says.
+    pub(super) fn dial_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+        req: &RequestHead,
+        entry: &mut AccessEntry,
+    ) -> Result<TunnelDial, ProxyError> {
+        let timeout = self.config.origin_timeout;
+        if self.parents.route(host) == Route::Parents {
+            let mut tried = Vec::new();
+            for index in self.parents.up_parents(Instant::now()) {
+                let parent = self.parents.addr(index);
+                match self.connect_via(&parent.host, parent.port, host, port, req) {
+                    Ok(dial) => {
+                        self.parents.mark_used(index);
+                        entry.parent = Some(parent.to_string());
+                        return Ok(dial);
+                    }
+                    Err(error @ (ProxyError::Dial(_) | ProxyError::OriginTimeout)) => {
+                        self.parents.mark_down(index, &error);
+                        tried.push(format!("{parent} ({})", failure_text(&error)));
+                    }
+                    Err(error) => {
+                        entry.parent = Some(parent.to_string());
+                        return Err(error);
+                    }
+                }
+            }
+            self.no_parent_left(tried)?;
+        }
+        let stream = upstream::dial_tcp(host, port, timeout).map_err(ProxyError::Dial)?;
+        Ok(TunnelDial {
+            stream,
+            early: Vec::new(),
+        })
+    }
+
+    /// Opens a tunnel through the parent at `parent_host:parent_port` with its own CONNECT.
+    fn connect_via(
+        &self,
+        parent_host: &str,
+        parent_port: u16,
+        host: &str,
+        port: u16,
+        req: &RequestHead,
+    ) -> Result<TunnelDial, ProxyError> {
+        let timeout = self.config.origin_timeout;
+        let mut conn =
+            upstream::dial(parent_host, parent_port, timeout).map_err(ProxyError::Dial)?;
+        let target = authority::format(host, port, DefaultPort::Keep);
+        let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
+        if let Some(auth) = &self.parents.config.auth {
+            head.extend_from_slice(format!("Proxy-Authorization: {auth}\r\n").as_bytes());
+        }
+        // Via goes up with the CONNECT too, so a loop of tunnels is caught like a loop of requests.
+        let mut via = req.headers.clone_value("via");
+        forward::append_via_value(&mut via, req.version, &self.via);
+        head.extend_from_slice(b"Via: ");
+        head.extend_from_slice(&via);
+        head.extend_from_slice(b"\r\n\r\n");
+        conn.stream.write_all(&head).map_err(ProxyError::Dial)?;
+        let answer = read_connect_answer(&mut conn.buf, &mut conn.stream, &self.limits)?;
+        if !(200..300).contains(&answer.status) {
+            return Err(ProxyError::ParentRefused {
+                parent: authority::format(parent_host, parent_port, DefaultPort::Keep),
+                status: answer.status,
+            });
+        }
+        conn.stream
+            .set_read_timeout(None)
+            .map_err(ProxyError::Dial)?;
+        conn.stream
+            .set_write_timeout(None)
+            .map_err(ProxyError::Dial)?;
+        Ok(TunnelDial {
+            early: conn.buf.data().to_vec(),
+            stream: conn.stream,
+        })
+    }
+}
+
+/// The parent's answer to CONNECT: a head with no body to read (RFC 9110 §9.3.6 for 2xx; an error
+/// answer is not read further, the connection is dropped).
+fn read_connect_answer(
+    buf: &mut ReadBuf,
+    stream: &mut TcpStream,
+    limits: &http::Limits,
+) -> Result<ResponseHead, ProxyError> {
+    loop {
+        if !buf.is_empty() {
+            match parse::response(buf.data(), limits) {
+                Ok(Some((head, len))) => {
+                    buf.consume(len);
+                    return Ok(head);
+                }
+                Ok(None) if buf.is_full() => {
+                    return Err(ProxyError::BadResponse(http::Error::HeadTooLarge));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ProxyError::BadResponse(e)),
+            }
+        }
+        match buf.fill_from(stream) {
+            Ok(0) => {
+                return Err(ProxyError::Dial(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the parent closed the connection without answering CONNECT",
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if super::error::is_timeout(&e) => return Err(ProxyError::OriginTimeout),
+            Err(e) => return Err(ProxyError::Dial(e)),
+        }
+    }
+}
+
+/// Whether an error says the parent itself is unusable (so the next one may be tried): it refused or
+/// timed out. Once a request body went up it cannot be sent again, so only bodiless requests move on
+/// after the request was written.
+fn parent_failed(error: &ProxyError, req_body: BodyMode) -> bool {
+    match error {
+        ProxyError::Dial(_) => true,
+        ProxyError::OriginTimeout | ProxyError::OriginIo(_) => req_body == BodyMode::NoBody,
+        _ => false,
+    }
+}
+
+/// What went wrong with a parent, in words that do not call it the origin.
+fn failure_text(error: &ProxyError) -> String {
+    match error {
+        ProxyError::Dial(e) if super::error::is_timeout(e) => "timed out connecting".to_string(),
+        ProxyError::Dial(e) => format!("cannot connect: {e}"),
+        ProxyError::OriginTimeout => "did not answer in time".to_string(),
+        ProxyError::OriginIo(e) => format!("connection failed: {e}"),
+        other => other.to_string(),
+    }
+}
