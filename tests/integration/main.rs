@@ -11,6 +11,7 @@ mod ranges;
 mod refresh;
 mod rfc9111;
 mod serve;
+mod tier;
 mod tls;
 mod upper;
 mod util;
