@@ -186,8 +186,9 @@ impl Proxy {
         )?;
         ex.entry.bytes = relayed.bytes;
         if relayed.complete && origin_head.keep_alive() {
+            let target = &ex.target;
             self.origins
-                .checkin(&ex.target.host, ex.target.port, origin);
+                .checkin(target.scheme, &target.host, target.port, origin);
         }
         Ok(Reuse::when(client_keeps))
     }

@@ -16,12 +16,16 @@ use std::time::Instant;
 
 use super::exchange::Exchange;
 use super::metrics::AccessEntry;
-use super::parent::{Fallback, Route};
+use super::parent::{Fallback, ParentAddr, Route};
+use super::target::Scheme;
 use super::upstream::{self, UpstreamConn};
 use super::{Proxy, ProxyError, forward};
 use crate::http::authority::{self, DefaultPort};
 use crate::http::body::BodyMode;
 use crate::http::{self, ReadBuf, RequestHead, ResponseHead, parse};
+
+/// Room for a parent's answer to CONNECT: a head, nothing more.
+const CONNECT_ANSWER_BUF: usize = 16 * 1024;
 
 /// A tunnel's upstream socket, and bytes the parent sent after its 200 (to go to the client first).
 pub(super) struct TunnelDial {
@@ -36,22 +40,20 @@ impl Proxy {
         ex: &mut Exchange,
         outbound: &RequestHead,
     ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
+        let mut origin_form = Vec::with_capacity(512);
+        http::write::request_head(&mut origin_form, outbound);
         if self.parents.route(&ex.target.host) == Route::Parents {
+            let bytes = match ex.target.scheme {
+                // An intercepted https request goes inside a tunnel through the parent, as it would
+                // to the origin: origin-form, and no credentials of ours inside the origin's TLS.
+                Scheme::Https => origin_form.clone(),
+                Scheme::Http => self.parent_form(ex, outbound),
+            };
             let mut tried = Vec::new();
-            let mut via_parent = outbound.clone();
-            // A proxy takes the absolute form (RFC 9112 §3.2.2); the client's own credentials were
-            // stripped as hop-by-hop, ours for the parent go in their place.
-            via_parent.target = ex.target.url.clone();
-            if let Some(auth) = &self.parents.config.auth {
-                via_parent.headers.set("Proxy-Authorization", auth.as_str());
-            }
-            let mut bytes = Vec::with_capacity(512);
-            http::write::request_head(&mut bytes, &via_parent);
             for index in self.parents.up_parents(Instant::now()) {
                 let parent = self.parents.addr(index);
-                let key = (parent.host.clone(), parent.port);
-                match self.exchange_on(ex, &key, &bytes, true) {
-                    Ok((_, head)) if head.status == 407 => {
+                match self.exchange_on(ex, Some(parent), &bytes) {
+                    Ok((_, head)) if head.status == 407 && ex.target.scheme == Scheme::Http => {
                         // Our --parent-auth is wrong: nothing the client could fix with its own.
                         ex.entry.parent = Some(parent.to_string());
                         return Err(ProxyError::ParentRefused {
@@ -76,10 +78,20 @@ impl Proxy {
             }
             self.no_parent_left(tried)?;
         }
+        self.exchange_on(ex, None, &origin_form)
+    }
+
+    /// The request as a parent proxy takes it: absolute-form (RFC 9112 §3.2.2), with our
+    /// credentials for the parent; the client's own were stripped as hop-by-hop.
+    fn parent_form(&self, ex: &Exchange, outbound: &RequestHead) -> Vec<u8> {
+        let mut via_parent = outbound.clone();
+        via_parent.target = ex.target.url.clone();
+        if let Some(auth) = &self.parents.config.auth {
+            via_parent.headers.set("Proxy-Authorization", auth.as_str());
+        }
         let mut bytes = Vec::with_capacity(512);
-        http::write::request_head(&mut bytes, outbound);
-        let key = (ex.target.host.clone(), ex.target.port);
-        self.exchange_on(ex, &key, &bytes, false)
+        http::write::request_head(&mut bytes, &via_parent);
+        bytes
     }
 
     /// With every parent failed or down: `Ok` to go direct, or the 502 naming them.
@@ -98,23 +110,53 @@ impl Proxy {
         Err(ProxyError::NoParent(what))
     }
 
-    /// One request on a pooled or new connection to `key` (an origin, or a parent when `parent`).
+    /// A pooled or new upstream connection for the exchange's target: to the origin, or through
+    /// `parent` (plain HTTP to the parent itself; https inside a tunnel the parent opens).
+    fn upstream_conn(
+        &self,
+        ex: &Exchange,
+        parent: Option<&ParentAddr>,
+        fresh: bool,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let timeout = self.config.origin_timeout;
+        let tls = self.interceptor.as_ref().map(|i| &i.upstream);
+        let target = &ex.target;
+        let (host, port) = (target.host.as_str(), target.port);
+        match (parent, target.scheme) {
+            (None, scheme) if fresh => Ok(upstream::dial(scheme, host, port, timeout, tls)?),
+            (None, scheme) => Ok(self.origins.checkout(scheme, host, port, timeout, tls)?),
+            (Some(parent), Scheme::Http) => {
+                let (phost, pport) = (parent.host.as_str(), parent.port);
+                let mut conn = match self.origins.take_idle(Scheme::Http, phost, pport) {
+                    Some(conn) if !fresh => conn,
+                    _ => upstream::dial(Scheme::Http, phost, pport, timeout, None)?,
+                };
+                conn.parent = Some((Scheme::Http, phost.to_string(), pport));
+                Ok(conn)
+            }
+            (Some(parent), Scheme::Https) => {
+                if !fresh && let Some(conn) = self.origins.take_idle(Scheme::Https, host, port) {
+                    return Ok(conn);
+                }
+                let tunnel = self.connect_via(&parent.host, parent.port, host, port, &ex.req)?;
+                if !tunnel.early.is_empty() {
+                    return Err(ProxyError::BadResponse(http::Error::Malformed(
+                        "the parent sent bytes before the TLS handshake",
+                    )));
+                }
+                Ok(upstream::tls_over(host, tunnel.stream, timeout, tls)?)
+            }
+        }
+    }
+
+    /// One request on a pooled or new connection, to the origin or through `parent`.
     fn exchange_on(
         &self,
         ex: &mut Exchange,
-        key: &upstream::UpstreamKey,
+        parent: Option<&ParentAddr>,
         bytes: &[u8],
-        parent: bool,
     ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
-        let timeout = self.config.origin_timeout;
-        let (host, port) = (key.0.as_str(), key.1);
-        let mut conn = self
-            .origins
-            .checkout(host, port, timeout)
-            .map_err(ProxyError::Dial)?;
-        if parent {
-            conn.parent = Some(key.clone());
-        }
+        let mut conn = self.upstream_conn(ex, parent, false)?;
         let (req, req_body) = (&ex.req, ex.req_body);
         let mut response =
             forward::exchange(&mut ex.conn, &mut conn, bytes, req, req_body, &self.limits);
@@ -126,10 +168,8 @@ impl Proxy {
             && req_body == BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
-            conn = upstream::dial(host, port, timeout).map_err(ProxyError::Dial)?;
-            if parent {
-                conn.parent = Some(key.clone());
-            }
+            conn = self.upstream_conn(ex, parent, true)?;
+            let req = &ex.req;
             response =
                 forward::exchange(&mut ex.conn, &mut conn, bytes, req, req_body, &self.limits);
         }
@@ -184,8 +224,14 @@ impl Proxy {
         req: &RequestHead,
     ) -> Result<TunnelDial, ProxyError> {
         let timeout = self.config.origin_timeout;
-        let mut conn =
-            upstream::dial(parent_host, parent_port, timeout).map_err(ProxyError::Dial)?;
+        let mut stream =
+            upstream::dial_tcp(parent_host, parent_port, timeout).map_err(ProxyError::Dial)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(ProxyError::Dial)?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(ProxyError::Dial)?;
         let target = authority::format(host, port, DefaultPort::Keep);
         let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
         if let Some(auth) = &self.parents.config.auth {
@@ -197,23 +243,20 @@ impl Proxy {
         head.extend_from_slice(b"Via: ");
         head.extend_from_slice(&via);
         head.extend_from_slice(b"\r\n\r\n");
-        conn.stream.write_all(&head).map_err(ProxyError::Dial)?;
-        let answer = read_connect_answer(&mut conn.buf, &mut conn.stream, &self.limits)?;
+        stream.write_all(&head).map_err(ProxyError::Dial)?;
+        let mut buf = ReadBuf::with_capacity(CONNECT_ANSWER_BUF);
+        let answer = read_connect_answer(&mut buf, &mut stream, &self.limits)?;
         if !(200..300).contains(&answer.status) {
             return Err(ProxyError::ParentRefused {
                 parent: authority::format(parent_host, parent_port, DefaultPort::Keep),
                 status: answer.status,
             });
         }
-        conn.stream
-            .set_read_timeout(None)
-            .map_err(ProxyError::Dial)?;
-        conn.stream
-            .set_write_timeout(None)
-            .map_err(ProxyError::Dial)?;
+        stream.set_read_timeout(None).map_err(ProxyError::Dial)?;
+        stream.set_write_timeout(None).map_err(ProxyError::Dial)?;
         Ok(TunnelDial {
-            early: conn.buf.data().to_vec(),
-            stream: conn.stream,
+            early: buf.data().to_vec(),
+            stream,
         })
     }
 }

@@ -4,6 +4,7 @@ mod browser;
 mod cache;
 mod fetch;
 mod hostile;
+mod intercept;
 mod parent;
 mod pool;
 mod proxy;

@@ -41,7 +41,9 @@ fn haproxy_installed() -> bool {
             std::env::var_os("CI").is_none(),
             "CI must run the tier test: .ci/run installs haproxy"
         );
-        eprintln!("skipped: haproxy is not installed (apt-get install haproxy), so the tier test did not run");
+        eprintln!(
+            "skipped: haproxy is not installed (apt-get install haproxy), so the tier test did not run"
+        );
     }
     found
 }
@@ -120,7 +122,9 @@ fn haproxy_shards_urls_over_three_nodes_and_a_lost_node_moves_only_its_urls() {
     let front: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
     let haproxy = start_haproxy(front, &addrs);
 
-    let urls: Vec<String> = (0..60).map(|i| origin.url(&format!("/u{i}?v={i}"))).collect();
+    let urls: Vec<String> = (0..60)
+        .map(|i| origin.url(&format!("/u{i}?v={i}")))
+        .collect();
     let mut clients = Vec::new();
     for _round in 0..3 {
         for url in &urls {
@@ -156,7 +160,10 @@ fn haproxy_shards_urls_over_three_nodes_and_a_lost_node_moves_only_its_urls() {
         share[*owner] += 1;
     }
     eprintln!("URLs owned by node1..3: {share:?}");
-    assert!(share.iter().all(|&n| n > 0), "spread over all nodes: {share:?}");
+    assert!(
+        share.iter().all(|&n| n > 0),
+        "spread over all nodes: {share:?}"
+    );
     // The nodes saw the real client (its own port), never HAProxy's source address.
     let lines: Vec<String> = clients
         .iter()
@@ -164,13 +171,21 @@ fn haproxy_shards_urls_over_three_nodes_and_a_lost_node_moves_only_its_urls() {
         .collect();
     let all_logged = eventually(Duration::from_secs(5), || {
         logs = nodes.iter().map(Porter::logs).collect();
-        lines.iter().all(|line| logs.iter().any(|l| l.contains(line)))
+        lines
+            .iter()
+            .all(|line| logs.iter().any(|l| l.contains(line)))
     });
-    assert!(all_logged, "every request is logged with its client's own address");
+    assert!(
+        all_logged,
+        "every request is logged with its client's own address"
+    );
     // HAProxy's own health checks come from its source address (a v2 LOCAL header); requests never.
     let from_haproxy = |l: &str| l.contains(" 127.0.0.9:") && l.contains(" GET http://");
     assert!(!logs.iter().any(|l| l.lines().any(from_haproxy)));
-    assert!(logs.iter().any(|l| l.contains(" 127.0.0.9:") && l.contains(" GET /metrics 200 ")));
+    assert!(
+        logs.iter()
+            .any(|l| l.contains(" 127.0.0.9:") && l.contains(" GET /metrics 200 "))
+    );
 
     // Lose the node that owns the most URLs, and wait for the health check to notice.
     let lost = (0..3).max_by_key(|&n| share[n]).unwrap();
@@ -192,7 +207,12 @@ fn haproxy_shards_urls_over_three_nodes_and_a_lost_node_moves_only_its_urls() {
         let line = format!("GET {path} HTTP/1.1");
         let seen = requests.iter().filter(|r| r.starts_with(&line)).count();
         let expected = if owners[url.as_str()] == lost { 2 } else { 1 };
-        assert_eq!(seen, expected, "{url} (owned by node{})", owners[url.as_str()] + 1);
+        assert_eq!(
+            seen,
+            expected,
+            "{url} (owned by node{})",
+            owners[url.as_str()] + 1
+        );
     }
     eprintln!(
         "after node{} stopped: {} URLs fetched again, origin requests {}",
@@ -223,9 +243,15 @@ fn a_proxy_protocol_header_names_the_client_that_acls_and_the_access_log_see() {
     v2.extend_from_slice(page.as_bytes());
     assert_eq!(raw_request(porter.addr, &v2).unwrap().status, 200);
     // Without a header the connection is plain HTTP, as before.
-    assert_eq!(raw_request(porter.addr, page.as_bytes()).unwrap().status, 200);
+    assert_eq!(
+        raw_request(porter.addr, page.as_bytes()).unwrap().status,
+        200
+    );
     let garbage = format!("PROXY TCP4 nonsense\r\n{page}");
-    assert_eq!(raw_request(porter.addr, garbage.as_bytes()).unwrap().status, 400);
+    assert_eq!(
+        raw_request(porter.addr, garbage.as_bytes()).unwrap().status,
+        400
+    );
     assert!(eventually(Duration::from_secs(5), || {
         let logs = porter.logs();
         logs.contains(" 10.9.8.7:4242 GET /metrics 200 ")
@@ -264,7 +290,11 @@ fn the_pac_file_with_peers_lists_every_node() {
         "--pac-peer",
         "127.0.0.3:3128",
     ]);
-    let pac = proxy_get(porter.addr, &format!("http://{}/proxy.pac", porter.addr), &[]);
+    let pac = proxy_get(
+        porter.addr,
+        &format!("http://{}/proxy.pac", porter.addr),
+        &[],
+    );
     assert_eq!(pac.status, 200);
     let nodes = format!(
         "var PORTER_NODES = [\"{}\", \"127.0.0.2:3128\", \"127.0.0.3:3128\"];",
