@@ -135,6 +135,9 @@ pub enum Route {
     Parents,
 }
 
+/// A metric family of `metrics_text`: name, kind, help, and the value for each parent.
+type Family<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(usize) -> u64);
+
 /// The parents with their health and use counts, shared by every worker.
 pub struct Parents {
     pub config: ParentConfig,
@@ -220,7 +223,7 @@ impl Parents {
         }
         let now = Instant::now();
         let mut out = String::new();
-        let families: [(&str, &str, &str, &dyn Fn(usize) -> u64); 3] = [
+        let families: [Family<'_>; 3] = [
             (
                 "porter_parent_requests_total",
                 "counter",
