@@ -253,3 +253,45 @@ fn two_porters_parenting_each_other_is_a_508_not_a_hang() {
     .expect("an answer");
     assert_eq!(tunnel.status, 508);
 }
+
+#[test]
+fn intercepted_https_goes_through_the_parents_tunnel_and_is_cached_by_the_child() {
+    use crate::intercept::{Setup, get_inside, tls_through};
+    let setup = Setup::new();
+    let port = setup.port();
+    let pdir = cache_dir();
+    // The parent only tunnels: the TLS to the origin runs end to end from the child.
+    let parent = Porter::start(&proxy_args(&pdir, &["--connect-port", &port]));
+    let parent_addr = parent.addr.to_string();
+    let child = setup.proxy(&["--parent", &parent_addr]);
+    let target = format!("localhost:{port}");
+    let url = format!("https://{target}/through-parent");
+    for round in 0..2 {
+        let mut tls = tls_through(child.addr, &target, "localhost", &setup.porter_ca());
+        let answer = get_inside(&mut tls, &target, "/through-parent", true);
+        assert_eq!(answer.status, 200, "round {round}: {}", answer.text());
+        assert_eq!(answer.text(), "GET /through-parent from the TLS origin");
+    }
+    assert_eq!(
+        setup.origin.hits(),
+        1,
+        "the second request was a hit in the child"
+    );
+    assert!(eventually(Duration::from_secs(5), || {
+        let logs = child.logs();
+        logs.contains(&format!("GET {url} 200"))
+            && logs.contains(&format!("MISS FIRSTUP_PARENT/{parent_addr}"))
+    }));
+    let metric = format!("porter_parent_requests_total{{parent=\"{parent_addr}\"}} 1");
+    let metrics = proxy_get(child.addr, &format!("http://{}/metrics", child.addr), &[]);
+    assert!(metrics.text().contains(&metric), "{}", metrics.text());
+    // The parent logs a tunnel when it ends: when the child, and the TLS connection it pooled, go.
+    drop(child);
+    assert!(
+        eventually(Duration::from_secs(5), || parent.logs().lines().any(|l| l
+            .contains(&format!("CONNECT {target} 200"))
+            && l.contains("TUNNEL"))),
+        "{}",
+        parent.logs()
+    );
+}

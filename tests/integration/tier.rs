@@ -86,11 +86,9 @@ fn get(proxy: SocketAddr, url: &str) -> (u16, SocketAddr) {
     let local = stream.local_addr().unwrap();
     // HAProxy answers 400 when Host differs from the absolute URI's authority (RFC 9112 §3.2.2).
     let host = url.split('/').nth(2).unwrap();
-    write!(
-        stream,
-        "GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    // One write: `write!` on a socket sends each piece apart, and Nagle then waits for an ACK.
+    let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
     let status = read_response(&mut BufReader::new(stream), false)
         .map(|r| r.status)
         .unwrap_or(0);
