@@ -66,8 +66,12 @@ impl Proxy {
                         ex.entry.parent = Some(parent.to_string());
                         return Ok(answer);
                     }
-                    Err(error) if parent_failed(&error, ex.req_body) => {
+                    Err(error) if parent_fault(&error) => {
                         self.parents.mark_down(index, &error);
+                        if !resendable(&error, ex.req_body) {
+                            ex.entry.parent = Some(parent.to_string());
+                            return Err(error);
+                        }
                         tried.push(format!("{parent} ({})", failure_text(&error)));
                     }
                     Err(error) => {
@@ -297,15 +301,19 @@ fn read_connect_answer(
     }
 }
 
-/// Whether an error says the parent itself is unusable (so the next one may be tried): it refused or
-/// timed out. Once a request body went up it cannot be sent again, so only bodiless requests move on
-/// after the request was written.
-fn parent_failed(error: &ProxyError, req_body: BodyMode) -> bool {
-    match error {
-        ProxyError::Dial(_) => true,
-        ProxyError::OriginTimeout | ProxyError::OriginIo(_) => req_body == BodyMode::NoBody,
-        _ => false,
-    }
+/// Whether an error says the parent itself is unusable: it refused, timed out or dropped the
+/// connection. Such a parent is marked down.
+fn parent_fault(error: &ProxyError) -> bool {
+    matches!(
+        error,
+        ProxyError::Dial(_) | ProxyError::OriginTimeout | ProxyError::OriginIo(_)
+    )
+}
+
+/// Whether the request may go to the next parent after this fault: always when the connection was
+/// never made; after the request was written only without a body, since a body once sent is gone.
+fn resendable(error: &ProxyError, req_body: BodyMode) -> bool {
+    matches!(error, ProxyError::Dial(_)) || req_body == BodyMode::NoBody
 }
 
 /// What went wrong with a parent, in words that do not call it the origin.

@@ -295,3 +295,62 @@ fn intercepted_https_goes_through_the_parents_tunnel_and_is_cached_by_the_child(
         parent.logs()
     );
 }
+
+/// A parent that takes the whole request, body included, then hangs up without answering.
+fn parent_that_hangs_up() -> std::net::SocketAddr {
+    raw_server(|_, stream| {
+        stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+        let mut reader = BufReader::new(stream);
+        if let Some(head) = read_test_request_head(&mut reader)
+            && let Some(len) = header_value(&head.headers, "content-length")
+        {
+            let mut body = vec![0u8; len.parse().unwrap_or(0)];
+            let _ = reader.read_exact(&mut body);
+        }
+    })
+}
+
+#[test]
+fn a_failing_parent_is_skipped_for_the_next_but_a_request_whose_body_went_up_is_not_resent() {
+    let origin = fresh_origin();
+    let (gdir, cdir, pdir) = (cache_dir(), cache_dir(), cache_dir());
+    let good = Porter::start(&proxy_args(&gdir, &[]));
+    let good_addr = good.addr.to_string();
+    let flaky = parent_that_hangs_up().to_string();
+    let parents = ["--parent", &flaky, "--parent", &good_addr];
+    let poster = Porter::start(&proxy_args(&pdir, &parents));
+    let child = Porter::start(&proxy_args(&cdir, &parents));
+    // The body went to the first parent, which then failed: not sent again anywhere.
+    let post = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd",
+        origin.url("/form"),
+        origin.addr
+    );
+    let answer = raw_request(poster.addr, post.as_bytes()).expect("an answer");
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert_eq!(
+        origin.hits(),
+        0,
+        "the body was not resent through the next parent"
+    );
+    // A GET has nothing to lose: the parent that hangs up is marked down and the next one answers
+    // the same request.
+    let answer = proxy_get(child.addr, &origin.url("/page"), &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(origin.hits(), 1);
+    assert!(eventually(Duration::from_secs(5), || child
+        .logs()
+        .contains(&format!("MISS FIRSTUP_PARENT/{good_addr}"))));
+    let metrics = proxy_get(child.addr, &format!("http://{}/metrics", child.addr), &[]);
+    let text = metrics.text();
+    assert!(
+        text.contains(&format!("porter_parent_up{{parent=\"{flaky}\"}} 0")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "porter_parent_requests_total{{parent=\"{good_addr}\"}} 1"
+        )),
+        "{text}"
+    );
+}
