@@ -8,6 +8,7 @@ mod intercept;
 mod parent;
 mod pool;
 mod proxy;
+mod range_revalidation;
 mod ranges;
 mod refresh;
 mod rfc9111;
