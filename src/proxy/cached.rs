@@ -76,7 +76,9 @@ impl Proxy {
                         if !directives.only_if_cached
                             && cache.prepare(&ex.target.url, &mut found) =>
                     {
-                        if policy::serve_while_revalidating(&directives, &found.freshness, now) {
+                        if policy::serve_while_revalidating(&directives, &found.freshness, now)
+                            && self.revalidates_in_background(ex)
+                        {
                             return self.serve_stale_and_revalidate(cache, ex, found, now, &rule);
                         }
                         return self.revalidate(cache, ex, found, &rule);

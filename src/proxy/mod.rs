@@ -28,8 +28,11 @@ pub mod forward;
 mod intercept;
 mod intercept_pages;
 pub mod metrics;
+pub mod pac;
 pub mod pages;
+pub mod parent;
 mod ranges;
+mod route;
 mod stale;
 pub mod target;
 mod tunnel;
@@ -107,6 +110,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub server_stats: Arc<ServerStats>,
     origins: UpstreamPool,
+    /// `--parent` proxies and their health.
+    pub parents: parent::Parents,
     tunnels: TunnelHandle,
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
@@ -154,6 +159,7 @@ impl Proxy {
             None => None,
         };
         Ok(Proxy {
+            parents: parent::Parents::new(config.parents.clone()),
             config,
             local_addr,
             started: Instant::now(),

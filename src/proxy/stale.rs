@@ -3,6 +3,7 @@
 //! ```text
 //!  stale entry ─┬─ within stale-while-revalidate ─> serve it now (hit; detail=stale-while-revalidate)
 //!               │                                   and queue one background revalidation per URL
+//!               │                                   (in the foreground for hosts behind --parent)
 //!               └─ revalidate ─ origin unreachable, timed out, 500/502/503/504
 //!                     └─ within stale-if-error / --stale-if-error ─> serve it (hit; detail=stale-if-error)
 //! ```
@@ -14,6 +15,7 @@ use super::cached::Hit;
 use super::exchange::{Exchange, Served};
 use super::fetch::Fetched;
 use super::metrics::Outcome;
+use super::parent::Route;
 use super::{Proxy, ProxyError};
 use crate::cache::lock::Lease;
 use crate::cache::policy::{self, CacheControl};
@@ -21,6 +23,13 @@ use crate::cache::status::CacheStatus;
 use crate::cache::{Cache, Found, RuleOnce};
 
 impl Proxy {
+    /// Whether a stale-while-revalidate entry can be revalidated in the background for this request:
+    /// the background threads dial origins directly, so a host routed through `--parent` proxies is
+    /// revalidated in the foreground instead (never around the parents).
+    pub(super) fn revalidates_in_background(&self, ex: &Exchange) -> bool {
+        self.revalidator.is_some() && self.parents.route(&ex.target.host) == Route::Direct
+    }
+
     /// Serves a stale entry at once and has it revalidated in the background, unless another
     /// request already is revalidating (or fetching) the URL: one origin request however many come.
     pub(super) fn serve_stale_and_revalidate(
