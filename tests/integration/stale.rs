@@ -273,3 +273,34 @@ fn stale_if_error_stands_in_for_503_and_timeouts_but_not_when_turned_off() {
     let error = proxy_get(off.addr, &origin.url("/c"), &[]);
     assert_eq!((error.status, error.text().as_str()), (503, "down"));
 }
+
+#[test]
+fn regression_stale_while_revalidate_behind_a_parent_never_goes_around_it() {
+    let origin = Switch::start(Duration::ZERO);
+    let child_dir = tempfile::tempdir().unwrap();
+    // A parent that caches nothing, so every origin request shows in its access log.
+    let parent = Porter::start(&["proxy", "--no-cache"]);
+    let parent_addr = parent.addr.to_string();
+    let child = proxy(child_dir.path(), "5s", &["--parent", &parent_addr]);
+    store_then_expire(&child, &origin, &["/swr"]);
+    let stale = proxy_get(child.addr, &origin.url("/swr"), &[]);
+    assert_eq!(stale.text(), "body of /swr #1");
+    // Revalidated in the foreground, through the parent: not a background dial around it.
+    assert_eq!(
+        stale.header("cache-status"),
+        Some("porter; fwd=stale; fwd-status=304")
+    );
+    assert_eq!(origin.hits(), 2);
+    let through_parent = || {
+        parent
+            .logs()
+            .lines()
+            .filter(|l| l.contains("porter::access") && l.contains("/swr"))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || through_parent() == 2),
+        "both origin requests went through the parent: {}",
+        parent.logs()
+    );
+}
