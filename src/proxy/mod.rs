@@ -16,7 +16,9 @@
 //! `exchange::Served`.
 
 pub mod auth;
+mod background;
 mod cached;
+mod collapsed;
 mod config;
 mod connect;
 mod error;
@@ -31,6 +33,7 @@ pub mod pages;
 pub mod parent;
 mod ranges;
 mod route;
+mod stale;
 pub mod target;
 mod tunnel;
 mod updates;
@@ -113,7 +116,9 @@ pub struct Proxy {
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
     limits: Limits,
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
+    /// Background revalidations for stale-while-revalidate; there whenever the cache is.
+    revalidator: Option<background::Revalidator>,
     /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
     pub interceptor: Option<Interceptor>,
 }
@@ -141,7 +146,18 @@ impl Proxy {
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
+                .map(Arc::new)
         });
+        let limits = Limits::default();
+        let revalidator = match &cache {
+            Some(cache) => Some(background::Revalidator::start(
+                cache,
+                via.clone(),
+                limits,
+                config.origin_timeout,
+            )?),
+            None => None,
+        };
         Ok(Proxy {
             parents: parent::Parents::new(config.parents.clone()),
             config,
@@ -152,8 +168,9 @@ impl Proxy {
             origins: UpstreamPool::default(),
             tunnels,
             via,
-            limits: Limits::default(),
+            limits,
             cache,
+            revalidator,
             interceptor: None,
         })
     }
