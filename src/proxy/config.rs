@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth;
+use super::parent::ParentConfig;
 use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::HostPattern;
@@ -28,8 +29,15 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// How long past expiry a stored response may stand in for a failing origin when it does not say
+    /// (RFC 5861 §4); zero turns that default off.
+    pub stale_if_error: Duration,
     /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
     pub refresh: RefreshRules,
+    /// Parent proxies (`--parent`), their credentials, fallback and direct hosts.
+    pub parents: ParentConfig,
+    /// Other nodes of the tier (`--pac-peer`), for /proxy.pac to spread hosts over.
+    pub pac_peers: Vec<String>,
     /// HTTPS interception; `None` tunnels every CONNECT.
     pub intercept: Option<InterceptConfig>,
 }

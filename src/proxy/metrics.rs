@@ -14,6 +14,8 @@ pub enum Outcome {
     Miss,
     /// A stale entry the origin confirmed with 304.
     Revalidated,
+    /// Read from an entry another request was fetching and storing (read-while-writing).
+    Collapsed,
     /// Forwarded without the cache being involved (uncacheable method, caching off).
     Pass,
     /// A CONNECT tunnel.
@@ -29,10 +31,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Hit,
         Outcome::Miss,
         Outcome::Revalidated,
+        Outcome::Collapsed,
         Outcome::Pass,
         Outcome::Tunnel,
         Outcome::Intercept,
@@ -46,6 +49,7 @@ impl Outcome {
             Outcome::Hit => "HIT",
             Outcome::Miss => "MISS",
             Outcome::Revalidated => "REVALIDATED",
+            Outcome::Collapsed => "COLLAPSED",
             Outcome::Pass => "PASS",
             Outcome::Tunnel => "TUNNEL",
             Outcome::Intercept => "INTERCEPT",
@@ -63,7 +67,7 @@ impl Outcome {
 /// Process-wide request counters.
 #[derive(Default)]
 pub struct Metrics {
-    by_outcome: [AtomicU64; 9],
+    by_outcome: [AtomicU64; Outcome::ALL.len()],
     bytes_out: AtomicU64,
 }
 
@@ -100,6 +104,8 @@ pub struct AccessEntry {
     pub outcome: Outcome,
     /// Why the cache did what it did, when there is more to say (Cache-Status `detail`).
     pub detail: Option<&'static str>,
+    /// The parent proxy the request went through (`--parent`), as `host:port`.
+    pub parent: Option<String>,
 }
 
 impl AccessEntry {
@@ -113,6 +119,7 @@ impl AccessEntry {
             bytes: 0,
             outcome: Outcome::Error,
             detail: None,
+            parent: None,
         }
     }
 
@@ -143,8 +150,12 @@ impl fmt::Display for AccessEntry {
             self.bytes,
             self.outcome.as_str()
         )?;
-        match self.detail {
-            Some(detail) => write!(f, " detail={detail}"),
+        if let Some(detail) = self.detail {
+            write!(f, " detail={detail}")?;
+        }
+        match &self.parent {
+            // Squid's hierarchy code for "the first parent that is up".
+            Some(parent) => write!(f, " FIRSTUP_PARENT/{parent}"),
             None => Ok(()),
         }
     }

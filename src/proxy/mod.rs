@@ -16,7 +16,9 @@
 //! `exchange::Served`.
 
 pub mod auth;
+mod background;
 mod cached;
+mod collapsed;
 mod config;
 mod connect;
 mod error;
@@ -26,8 +28,12 @@ pub mod forward;
 mod intercept;
 mod intercept_pages;
 pub mod metrics;
+pub mod pac;
 pub mod pages;
+pub mod parent;
 mod ranges;
+mod route;
+mod stale;
 pub mod target;
 mod tunnel;
 mod updates;
@@ -104,11 +110,15 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub server_stats: Arc<ServerStats>,
     origins: UpstreamPool,
+    /// `--parent` proxies and their health.
+    pub parents: parent::Parents,
     tunnels: TunnelHandle,
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
     limits: Limits,
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
+    /// Background revalidations for stale-while-revalidate; there whenever the cache is.
+    revalidator: Option<background::Revalidator>,
     /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
     pub interceptor: Option<Interceptor>,
 }
@@ -136,8 +146,20 @@ impl Proxy {
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
+                .map(Arc::new)
         });
+        let limits = Limits::default();
+        let revalidator = match &cache {
+            Some(cache) => Some(background::Revalidator::start(
+                cache,
+                via.clone(),
+                limits,
+                config.origin_timeout,
+            )?),
+            None => None,
+        };
         Ok(Proxy {
+            parents: parent::Parents::new(config.parents.clone()),
             config,
             local_addr,
             started: Instant::now(),
@@ -146,8 +168,9 @@ impl Proxy {
             origins: UpstreamPool::default(),
             tunnels,
             via,
-            limits: Limits::default(),
+            limits,
             cache,
+            revalidator,
             interceptor: None,
         })
     }
