@@ -49,6 +49,12 @@ pub trait Handler: Send + Sync + 'static {
     /// `None` once it is closed or handed elsewhere (a CONNECT tunnel).
     fn handle(&self, conn: Conn, request: Result<RequestHead, http::Error>) -> Option<Conn>;
 
+    /// Whether a client address may connect. By default the allow list the server started with; a
+    /// handler whose configuration reloads answers from its current one.
+    fn allows(&self, ip: std::net::IpAddr, configured: &[Cidr]) -> bool {
+        configured.iter().any(|c| c.contains(ip))
+    }
+
     /// Called when the acceptor turns a client away before any request is read (for logging).
     fn refused(&self, _peer: SocketAddr, _status: u16, _why: &str) {}
 }
@@ -186,7 +192,7 @@ impl Server {
         handler: &H,
     ) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        if !self.config.allow.iter().any(|c| c.contains(peer.ip())) {
+        if !handler.allows(peer.ip(), &self.config.allow) {
             self.refuse(stream, peer, 403, "client address not allowed", handler);
             return;
         }

@@ -27,4 +27,8 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// Where access lines go and how they look.
+    pub log: crate::access_log::LogSettings,
+    /// Whether forwarded messages carry `Via` (loops are detected either way).
+    pub via: bool,
 }

@@ -119,6 +119,11 @@ impl Proxy {
         } = ex;
         let req_body = *req_body;
         let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
+        if self.via.is_empty() {
+            outbound
+                .headers
+                .append(super::HOP_MARK, self.hop_mark.as_str());
+        }
         if !validators.is_empty() {
             for name in [
                 "if-none-match",
@@ -211,6 +216,7 @@ impl Proxy {
         }
         let client_keeps = !client_head.headers.has_token("connection", "close");
         ex.entry.status = client_head.status;
+        ex.entry.content_type = client_head.headers.get("content-type").map(str::to_string);
         let relayed = forward::relay_body(
             &mut ex.conn,
             &mut origin,

@@ -19,12 +19,17 @@ pub mod auth;
 mod cached;
 mod config;
 mod connect;
+mod dashboard;
 mod error;
 mod exchange;
 mod fetch;
 pub mod forward;
+pub mod hosts;
+pub mod live;
+pub mod logline;
 pub mod metrics;
 pub mod pages;
+pub mod preflight;
 pub mod target;
 mod tunnel;
 pub mod upstream;
@@ -38,6 +43,7 @@ use std::time::Instant;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
+pub use preflight::StartError;
 use target::Target;
 use tunnel::TunnelHandle;
 use upstream::UpstreamPool;
@@ -51,17 +57,32 @@ use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::Cidr;
 use crate::net::{Conn, Handler, Server, ServerStats, Shutdown};
 
-/// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
-pub fn run(config: ProxyConfig) -> io::Result<()> {
+/// Checks the cache folder and access log, binds, prints `listening on ADDR`, and proxies until
+/// SIGINT/SIGTERM; SIGHUP rebuilds the configuration with `reloader`, SIGUSR1 reopens the log.
+pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), StartError> {
+    if let Some(dir) = &config.cache_dir {
+        preflight::check_cache_dir(dir)?;
+    }
+    crate::access_log::configure(&config.log).map_err(StartError::AccessLog)?;
     let shutdown = Shutdown::new();
     let listen = config.server.listen;
     let server = Server::bind(config.server.clone(), shutdown.clone())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.local_addr()?;
+    shutdown.install_signal_handlers()?;
+    let proxy = Arc::new(Proxy::new(
+        config,
+        local_addr,
+        server.stats(),
+        shutdown.clone(),
+    )?);
+    // Before `listening on`: whoever waits for that line may send SIGHUP at once.
+    let signals = live::SignalThread::start(Arc::clone(&proxy), reloader)?;
     println!("listening on {local_addr}");
     io::stdout().flush()?;
+    let config = &proxy.config;
     if !local_addr.ip().is_loopback() && config.server.allow == Cidr::loopback() {
-        log::info!(
+        log::warn!(
             "listening on {local_addr} but only loopback clients are allowed; use --allow CIDR"
         );
     }
@@ -73,25 +94,36 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
     {
         log::warn!("--allow admits public addresses: this is an open proxy");
     }
-    shutdown.install_signal_handlers()?;
-    let proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
-    server.run(Arc::new(proxy))?;
+    server.run(Arc::clone(&proxy))?;
+    signals.stop();
     crate::access_log::flush();
     log::info!("proxy stopped");
     Ok(())
 }
 
+/// The header that marks a request as having passed through this proxy when `--via off` leaves Via
+/// out, so a forwarding loop is still recognised.
+pub const HOP_MARK: &str = "Porter-Hop";
+
+/// The proxy's own pages that answer without authentication (browsers fetch them directly and
+/// cannot answer a 401 or 407 for them).
+const OPEN_PAGES: [&str; 2] = ["/proxy.pac", "/ca.pem"];
+
 /// The proxy's shared state, one per process, used by every worker.
 pub struct Proxy {
-    pub config: ProxyConfig,
+    /// The configuration new requests use; SIGHUP swaps it (`live`).
+    pub config: live::LiveConfig,
     pub local_addr: SocketAddr,
     pub started: Instant,
     pub metrics: Arc<Metrics>,
     pub server_stats: Arc<ServerStats>,
     origins: UpstreamPool,
     tunnels: TunnelHandle,
-    /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
+    /// This proxy's name in Via, unique per process so a forwarding loop is recognisable; empty
+    /// with `--via off`, when `hop_mark` alone carries it.
     via: String,
+    /// The same name, always set: sent as [`HOP_MARK`] instead of Via when Via is off.
+    hop_mark: String,
     limits: Limits,
     pub cache: Option<Cache>,
 }
@@ -106,7 +138,12 @@ impl Proxy {
         let metrics = Arc::new(Metrics::default());
         let tunnels =
             TunnelHandle::start(config.tunnel_idle_timeout, Arc::clone(&metrics), shutdown)?;
-        let via = format!("porter-{}-{}", std::process::id(), local_addr.port());
+        let hop_mark = format!("porter-{}-{}", std::process::id(), local_addr.port());
+        let via = if config.via {
+            hop_mark.clone()
+        } else {
+            String::new()
+        };
         let cache = config.cache_dir.as_ref().and_then(|dir| {
             let opened = Cache::open(&CacheConfig {
                 dir: dir.clone(),
@@ -114,13 +151,15 @@ impl Proxy {
                 max_object_size: config.max_object_size,
                 memory_bytes: config.memory_cache_size,
             });
-            // A read-only or broken disk must not take the proxy down: it relays instead.
+            // `preflight` refused an unusable folder; a disk that breaks later must not take the
+            // proxy down: it relays instead.
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
         });
         Ok(Proxy {
-            config,
+            config: live::LiveConfig::new(config),
+            hop_mark,
             local_addr,
             started: Instant::now(),
             metrics,
@@ -176,7 +215,29 @@ impl Proxy {
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
-        if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
+        let auth = &self.config.auth;
+        if !auth.is_empty() {
+            entry.user = auth.admitted_user(&req.headers, "proxy-authorization");
+        }
+        if !auth.is_empty() && entry.user.is_none() && req.target.starts_with('/') {
+            // The proxy's own pages, asked for directly: a browser fetching the PAC file cannot
+            // answer a 407, so it and the CA certificate are open; the status page and metrics take
+            // the same users as an origin would (`Authorization`, 401).
+            let path = req.target.split('?').next().unwrap_or_default();
+            if !OPEN_PAGES.contains(&path) {
+                entry.user = auth.admitted_user(&req.headers, "authorization");
+                if entry.user.is_none() {
+                    entry.outcome = Outcome::Denied;
+                    let (mut head, body) =
+                        pages::status_page(401, "this page needs a user name and password");
+                    head.headers.append(
+                        "WWW-Authenticate",
+                        "Basic realm=\"porter\", charset=\"UTF-8\"",
+                    );
+                    return self.reply(conn, &mut entry, (head, body), closing);
+                }
+            }
+        } else if !auth.is_empty() && entry.user.is_none() {
             entry.outcome = Outcome::Denied;
             let (mut head, body) =
                 pages::status_page(407, "this proxy needs a user name and password");
@@ -225,7 +286,10 @@ impl Proxy {
             local.target = target.path_and_query.clone();
             return self.reply(conn, &mut entry, pages::own_page(self, &local), ours);
         }
-        if req.headers.list("via").any(|hop| hop.ends_with(&self.via)) {
+        let looped = (!self.via.is_empty()
+            && req.headers.list("via").any(|hop| hop.ends_with(&self.via)))
+            || req.headers.list(HOP_MARK).any(|mark| mark == self.hop_mark);
+        if looped {
             let page = pages::status_page(
                 508,
                 "this request has already passed through this proxy: a forwarding loop",
@@ -264,6 +328,11 @@ impl Handler for Proxy {
                 self.reply(conn, &mut entry, page, Answer::unparsed())
             }
         }
+    }
+
+    /// The allow list of the current configuration, so a reload applies to the next connection.
+    fn allows(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
+        self.config.server.allow.iter().any(|c| c.contains(ip))
     }
 
     fn refused(&self, peer: SocketAddr, status: u16, why: &str) {
