@@ -2,11 +2,14 @@
 
 mod browser;
 mod cache;
+mod deploy;
 mod fetch;
 mod hostile;
+mod logs;
 mod pool;
 mod proxy;
 mod serve;
+mod status;
 mod tls;
 mod upper;
 mod util;
