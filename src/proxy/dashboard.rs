@@ -132,11 +132,11 @@ fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
         (Some(cache), Some(dir)) => {
             let stats = cache.stats();
             format!(
-                "{} · {} of {} in {} entries",
+                "{} · {} of {} in {}",
                 dir.display(),
                 bytes(stats.bytes),
                 bytes(config.cache_size),
-                stats.entries
+                plural(stats.entries, "entry", "entries")
             )
         }
         (None, Some(dir)) => format!("{} · not in use (disk error)", dir.display()),
@@ -191,6 +191,11 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Local => "own pages",
         Outcome::Error => "errors",
     }
+}
+
+/// `1 entry`, `2 entries`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `part` of `whole` as a percentage with one decimal, `-` when there is nothing to divide.

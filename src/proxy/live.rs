@@ -146,7 +146,7 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
         &r.shutdown_grace,
         &mut n.shutdown_grace,
     );
-    n.limits = r.limits.clone();
+    n.limits = r.limits;
     keep(
         &mut kept,
         "cache-dir",
