@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::access_log::{LogFormat, LogSettings};
 use crate::cache::admin::CacheCommand;
+use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
 use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
 use crate::http::Limits;
 use crate::net::ServerConfig;
@@ -224,6 +225,17 @@ pub struct ProxyArgs {
     /// Whether the proxy adds a `Via` header; loop detection works either way.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub via: Switch,
+
+    /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
+    /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
+    /// against the whole URL (Rust regex syntax).
+    #[arg(long = "refresh", value_name = "REGEX=DURATION")]
+    pub refresh: Vec<RefreshRule>,
+
+    /// Rules for content that never changes under its name, after the --refresh rules: `packages`
+    /// (Debian/Ubuntu pools and by-hash, .deb, .rpm, .whl, .crate, npm tarballs; never index files).
+    #[arg(long = "refresh-preset", value_name = "NAME")]
+    pub refresh_preset: Vec<Preset>,
 }
 
 /// The value of an on/off flag.
@@ -242,6 +254,10 @@ impl Switch {
 impl ProxyArgs {
     /// The validated configuration this command line asks for.
     pub fn into_config(self) -> Result<ProxyConfig, AuthError> {
+        let mut refresh = self.refresh;
+        for preset in self.refresh_preset {
+            refresh.extend(preset.0);
+        }
         let mut auth = Credentials::default();
         for pair in &self.auth_user {
             auth.add(pair)?;
@@ -271,6 +287,7 @@ impl ProxyArgs {
                 query: self.log_query.is_on(),
             },
             via: self.via.is_on(),
+            refresh: RefreshRules::new(refresh),
         })
     }
 }

@@ -102,10 +102,10 @@ pub fn client_has_current(req: &RequestHead, stored: &ResponseHead) -> bool {
     let (Some(ims), None) = (ims.next(), ims.next()) else {
         return false;
     };
-    let (Ok(since), Some(modified)) = (
-        httpdate::parse_http_date(ims.trim()),
-        header_date(&stored.headers, "last-modified"),
-    ) else {
+    // RFC 9111 §4.3.2: without Last-Modified, the stored response's Date stands for it.
+    let modified = header_date(&stored.headers, "last-modified")
+        .or_else(|| header_date(&stored.headers, "date"));
+    let (Some(since), Some(modified)) = (crate::http::date::parse(ims), modified) else {
         return false;
     };
     modified <= since
@@ -267,13 +267,41 @@ mod tests {
         assert!(at("Wednesday, 15-Nov-23 00:00:00 GMT"), "RFC 850 date");
         assert!(!at("Tue, 14 Nov 2023 21:59:59 GMT"));
         assert!(!at("not a date"));
-        let no_lm = resp(200, &[("Date", LM)]);
+        assert!(
+            at("TUESDAY, 14-NOV-23 22:00:00 GMT"),
+            "wrong-case RFC 850 date"
+        );
+        assert!(at("Tue Nov 14 22:00:00 2023"), "asctime date");
+        let no_modified = resp(200, &[]);
         assert!(!client_has_current(
             &get(&[("If-Modified-Since", LM)]),
-            &no_lm
+            &no_modified
         ));
         let mut post = get(&[("If-Modified-Since", LM)]);
         post.method = "POST".into();
         assert!(!client_has_current(&post, &stored));
+    }
+
+    #[test]
+    fn if_modified_since_without_last_modified_compares_with_date() {
+        let stored = resp(200, &[("Date", LM)]);
+        let at = |ims: &str| client_has_current(&get(&[("If-Modified-Since", ims)]), &stored);
+        assert!(at(LM), "Date not after If-Modified-Since: not modified");
+        assert!(at("Wed, 15 Nov 2023 00:00:00 GMT"));
+        assert!(
+            !at("Tue, 14 Nov 2023 21:59:59 GMT"),
+            "Date after it: send the body"
+        );
+        let both = resp(
+            200,
+            &[
+                ("Date", "Wed, 15 Nov 2023 00:00:00 GMT"),
+                ("Last-Modified", LM),
+            ],
+        );
+        assert!(
+            client_has_current(&get(&[("If-Modified-Since", LM)]), &both),
+            "Last-Modified wins over Date"
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth;
+use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::HostPattern;
 
@@ -31,4 +32,6 @@ pub struct ProxyConfig {
     pub log: crate::access_log::LogSettings,
     /// Whether forwarded messages carry `Via` (loops are detected either way).
     pub via: bool,
+    /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
+    pub refresh: RefreshRules,
 }

@@ -207,7 +207,12 @@ impl SignalThread {
                         }
                         (_, Some(reload)) => {
                             log::info!("SIGHUP: reloading the configuration");
-                            proxy.config.reload(reload());
+                            let outcome = proxy.config.reload(reload());
+                            if let (ReloadOutcome::Applied { .. }, Some(cache)) =
+                                (outcome, &proxy.cache)
+                            {
+                                cache.set_refresh_rules(proxy.config.refresh.clone());
+                            }
                         }
                         (_, None) => log::warn!("SIGHUP: there is no --config file to reload"),
                     }

@@ -44,6 +44,9 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 entry.bytes,
                 entry.outcome.as_str()
             );
+            if let Some(detail) = entry.detail {
+                let _ = write!(line, " detail={detail}");
+            }
             if let Some(user) = user {
                 let _ = write!(line, " user={user}");
             }
@@ -81,6 +84,7 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 outcome: entry.outcome.as_str(),
                 squid_code: squid_code(entry),
                 content_type: entry.content_type.as_deref(),
+                detail: entry.detail,
             };
             serde_json::to_string(&line).unwrap_or_default()
         }
@@ -101,6 +105,7 @@ struct JsonLine<'a> {
     outcome: &'static str,
     squid_code: &'static str,
     content_type: Option<&'a str>,
+    detail: Option<&'static str>,
 }
 
 /// Squid's result code for the outcome (`%Ss`).

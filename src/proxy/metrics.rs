@@ -107,6 +107,8 @@ pub struct AccessEntry {
     pub user: Option<String>,
     /// The response's Content-Type, when it had one.
     pub content_type: Option<String>,
+    /// Why the cache did what it did, when there is more to say (Cache-Status `detail`).
+    pub detail: Option<&'static str>,
 }
 
 impl AccessEntry {
@@ -121,6 +123,7 @@ impl AccessEntry {
             outcome: Outcome::Error,
             user: None,
             content_type: None,
+            detail: None,
         }
     }
 

@@ -30,8 +30,10 @@ pub mod logline;
 pub mod metrics;
 pub mod pages;
 pub mod preflight;
+mod ranges;
 pub mod target;
 mod tunnel;
+mod updates;
 pub mod upstream;
 
 use std::io::{self, Write};
@@ -150,6 +152,7 @@ impl Proxy {
                 max_bytes: config.cache_size,
                 max_object_size: config.max_object_size,
                 memory_bytes: config.memory_cache_size,
+                refresh: config.refresh.clone(),
             });
             // `preflight` refused an unusable folder; a disk that breaks later must not take the
             // proxy down: it relays instead.
