@@ -16,7 +16,7 @@
 //! Each key is first parsed (and turned into a configuration) on its own, so a bad value is reported
 //! with its line and key rather than as a flag the user never typed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -110,6 +110,8 @@ pub struct KeyArgs {
 pub struct Loaded {
     pub args: ProxyArgs,
     pub matches: ArgMatches,
+    /// The file's keys that took effect (not replaced by the command line), with their lines.
+    pub from_file: HashMap<String, usize>,
 }
 
 /// The clap command of `porter proxy`, on its own.
@@ -192,6 +194,7 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
         return Ok(Loaded {
             args,
             matches: from_command_line,
+            from_file: HashMap::new(),
         });
     };
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -212,6 +215,7 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
     }
 
     let mut combined: Vec<OsString> = Vec::new();
+    let mut from_file = HashMap::new();
     for key in &keys {
         let bad = |message: String| ConfigError::BadValue {
             path: path.clone(),
@@ -237,6 +241,7 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
             .map_err(|e| bad(e.to_string()))?;
         if !overridden.contains(&key.key) {
             combined.extend(key.args.iter().cloned());
+            from_file.insert(key.key.clone(), key.line);
         }
     }
     combined.extend(source.command_line.iter().cloned());
@@ -245,7 +250,11 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
         .map_err(|e| ConfigError::Invalid(clap_message(&e)))?;
     let args = ProxyArgs::from_arg_matches(&matches)
         .map_err(|e| ConfigError::Invalid(clap_message(&e)))?;
-    Ok(Loaded { args, matches })
+    Ok(Loaded {
+        args,
+        matches,
+        from_file,
+    })
 }
 
 /// Reads the configuration and validates it into the proxy's configuration.
@@ -258,7 +267,8 @@ pub fn load_config(source: &ConfigSource) -> Result<ProxyConfig, ConfigError> {
 
 /// The effective configuration as a TOML file, each key with where its value came from; passwords
 /// are masked.
-pub fn effective_toml(matches: &ArgMatches) -> String {
+pub fn effective_toml(loaded: &Loaded) -> String {
+    let matches = &loaded.matches;
     let mut out = String::from("# the effective configuration of porter proxy\n");
     for arg in proxy_command().get_arguments() {
         let Some(long) = arg.get_long() else { continue };
@@ -279,10 +289,11 @@ pub fn effective_toml(matches: &ArgMatches) -> String {
                 .collect()
             })
             .unwrap_or_default();
-        let origin = match matches.value_source(id) {
-            Some(ValueSource::CommandLine) => "  # from the file or command line",
-            Some(ValueSource::DefaultValue) => "  # default",
-            _ => "",
+        let origin = match (loaded.from_file.get(long), matches.value_source(id)) {
+            (Some(line), _) => format!("  # config file, line {line}"),
+            (None, Some(ValueSource::CommandLine)) => "  # command line".to_string(),
+            (None, Some(ValueSource::DefaultValue)) => "  # default".to_string(),
+            _ => String::new(),
         };
         let toml_value = |v: &String| -> String {
             if v == "true" || v == "false" || v.parse::<i64>().is_ok() {
@@ -301,7 +312,7 @@ pub fn effective_toml(matches: &ArgMatches) -> String {
             (false, [one, ..]) => format!("{long} = {}", toml_value(one)),
         };
         out.push_str(&line);
-        out.push_str(origin);
+        out.push_str(&origin);
         out.push('\n');
     }
     out
@@ -413,10 +424,13 @@ mod tests {
     #[test]
     fn the_effective_configuration_masks_passwords() {
         let loaded = load_text("auth-user = [\"alice:s3cret\"]\nworkers = 2\n", &[]).unwrap();
-        let text = effective_toml(&loaded.matches);
+        let text = effective_toml(&loaded);
         assert!(text.contains("auth-user = [\"alice:********\"]"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
-        assert!(text.contains("workers = 2"), "{text}");
+        assert!(
+            text.contains("workers = 2  # config file, line 2"),
+            "{text}"
+        );
         assert!(
             text.contains("listen = \"127.0.0.1:3128\"  # default"),
             "{text}"

@@ -48,7 +48,7 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
         }
     };
     let check = loaded.args.check;
-    let effective = check.then(|| config_file::effective_toml(&loaded.matches));
+    let effective = check.then(|| config_file::effective_toml(&loaded));
     let config = match loaded.args.into_config() {
         Ok(config) => config,
         Err(error) => {
