@@ -226,3 +226,48 @@ impl SignalThread {
         let _ = self.thread.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_file::{ConfigSource, load_config};
+
+    fn config(args: &[&str]) -> ProxyConfig {
+        load_config(&ConfigSource {
+            file: None,
+            command_line: args.iter().map(Into::into).collect(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reload_applies_rules_keeps_restart_only_settings_and_counts() {
+        let live = LiveConfig::new(config(&["--no-cache", "--workers", "2"]));
+        let outcome = live.reload(Ok(config(&[
+            "--no-cache",
+            "--workers",
+            "8",
+            "--listen",
+            "127.0.0.1:9",
+            "--deny-host",
+            "a.test",
+            "--origin-timeout",
+            "3s",
+        ])));
+        assert_eq!(
+            outcome,
+            ReloadOutcome::Applied {
+                kept: vec!["listen", "workers"]
+            }
+        );
+        assert_eq!(live.server.workers, 2);
+        assert_eq!(live.server.listen.port(), 3128);
+        assert_eq!(live.deny_hosts.len(), 1);
+        assert_eq!(live.origin_timeout, std::time::Duration::from_secs(3));
+        let refused = live.reload(Err("broken".into()));
+        assert_eq!(refused, ReloadOutcome::Refused("broken".into()));
+        assert_eq!(live.deny_hosts.len(), 1, "a refused reload changes nothing");
+        assert_eq!(live.reloads.load(Ordering::Relaxed), 1);
+        assert_eq!(live.failed_reloads.load(Ordering::Relaxed), 1);
+    }
+}

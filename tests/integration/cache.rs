@@ -623,7 +623,7 @@ fn the_readme_demo_serve_proxy_fetch_shows_a_miss_then_a_hit() {
 fn a_cache_disk_that_fails_after_start_up_degrades_to_pass_through() {
     let origin = origin_with("max-age=300");
     // (An unusable folder at start-up is refused instead: deploy.rs,
-    // `an_unusable_cache_folder_exits_2_and_names_no_cache`.)
+    // `regression_a_mistyped_cache_dir_only_warned_then_ran_without_a_cache`.)
     let dir = tempfile::tempdir().unwrap();
     // A cache whose disk starts failing after start-up: writes fail, requests keep being served.
     let cache_dir = dir.path().join("cache");

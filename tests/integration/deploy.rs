@@ -308,7 +308,7 @@ fn a_broken_file_on_reload_changes_nothing() {
 }
 
 #[test]
-fn an_unusable_cache_folder_exits_2_and_names_no_cache() {
+fn regression_a_mistyped_cache_dir_only_warned_then_ran_without_a_cache() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     for cache_dir in ["file", "file/cache"] {
@@ -325,7 +325,7 @@ fn an_unusable_cache_folder_exits_2_and_names_no_cache() {
 }
 
 #[test]
-fn porter_cache_takes_cache_dir_before_or_after_the_subcommand() {
+fn regression_porter_cache_refused_cache_dir_after_the_subcommand() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("c")).unwrap();
     let after = run_porter(

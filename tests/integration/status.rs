@@ -22,7 +22,7 @@ fn get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp
 }
 
 #[test]
-fn pac_answers_without_credentials_under_auth_and_own_pages_take_basic() {
+fn regression_the_pac_file_answered_407_under_proxy_auth() {
     let porter = Porter::start(&["proxy", "--no-cache", "--auth-user", "alice:pw"]);
     let pac = get(porter.addr, "/proxy.pac", &[]);
     assert_eq!(pac.status, 200);
