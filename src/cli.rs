@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod intercept;
+pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
+
 use crate::access_log::{LogFormat, LogSettings};
 use crate::cache::admin::CacheCommand;
 use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
@@ -36,6 +39,8 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
+    /// Porter's certificate authority for HTTPS interception: init, show.
+    Ca(CaArgs),
     /// Fetch a URL, directly or through a proxy, and save the response in a folder.
     Fetch(FetchArgs),
     /// Uppercase echo server and client over TCP or UDP.
@@ -226,6 +231,9 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub via: Switch,
 
+    #[command(flatten)]
+    pub intercept: InterceptArgs,
+
     /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
     /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
     /// against the whole URL (Rust regex syntax).
@@ -270,14 +278,16 @@ impl ProxyArgs {
         } else {
             self.allow
         };
+        let cache_dir = (!self.no_cache).then_some(self.cache_dir);
         Ok(ProxyConfig {
+            intercept: self.intercept.into_config(cache_dir.as_deref()),
             server: self.pool.server_config("proxy", self.listen, allow),
             deny_hosts: self.deny_host,
             connect_ports: self.connect_port,
             auth,
             origin_timeout: self.origin_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
-            cache_dir: (!self.no_cache).then_some(self.cache_dir),
+            cache_dir,
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,

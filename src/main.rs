@@ -17,6 +17,7 @@ fn main() -> ExitCode {
                 .map(|text| print!("{text}"))
                 .map_err(Into::into)
         }
+        Command::Ca(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
         Command::Fetch(args) => args
             .into_config()
             .and_then(porter::client::run)

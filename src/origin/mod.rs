@@ -301,7 +301,9 @@ impl Origin {
             let peer = conn.peer;
             crate::access_log::write(format!("{peer} {} {} timeout 0", req.method, req.target));
             let (stream, _unread, slot) = conn.into_parts();
-            self.holder.hold(stream, peer, slot);
+            if let Some(stream) = stream.into_tcp() {
+                self.holder.hold(stream, peer, slot);
+            }
             return None;
         }
         self.finish(conn, req, visitor.decorate(pages::balance(&draw)), exchange)

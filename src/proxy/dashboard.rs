@@ -108,7 +108,21 @@ pub fn render(proxy: &Proxy) -> String {
             escape(&host)
         );
     }
-    body.push_str("</table></section>\n<section><h2>Configuration</h2>\n<table>\n");
+    body.push_str("</table></section>\n");
+    if let Some(interceptor) = &proxy.interceptor {
+        body.push_str("<section><h2>HTTPS interception</h2>\n<table>\n");
+        for (name, value) in super::intercept_pages::rows(&interceptor.stats) {
+            let _ = writeln!(
+                body,
+                "<tr><th>{name}</th><td class=\"n\">{}</td></tr>",
+                escape(&value)
+            );
+        }
+        body.push_str("</table>\n");
+        body.push_str(&super::intercept_pages::ca_paragraph(interceptor));
+        body.push_str("</section>\n");
+    }
+    body.push_str("<section><h2>Configuration</h2>\n<table>\n");
     for (name, value) in summary(proxy) {
         let _ = writeln!(body, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
     }
@@ -175,6 +189,15 @@ fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
+        (
+            "HTTPS interception",
+            if proxy.interceptor.is_some() {
+                "on"
+            } else {
+                "off"
+            }
+            .to_string(),
+        ),
         ("Via", if config.via { "on" } else { "off" }.to_string()),
         ("reloads", format!("{reloads} applied, {failed} refused")),
     ]
@@ -187,6 +210,7 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Revalidated => "revalidated",
         Outcome::Pass => "passed through",
         Outcome::Tunnel => "tunnels (CONNECT)",
+        Outcome::Intercept => "intercepted CONNECTs",
         Outcome::Denied => "denied",
         Outcome::Local => "own pages",
         Outcome::Error => "errors",

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::io;
 
+use super::upstream::DialError;
 use crate::http;
+use crate::tls::UpstreamTlsError;
 
 /// A failed exchange. Client faults are 4xx (or a quiet close), upstream faults 502/504.
 #[derive(Debug)]
@@ -14,6 +16,8 @@ pub enum ProxyError {
     ClientIo(io::Error),
     /// Could not resolve or connect to the origin.
     Dial(io::Error),
+    /// The TLS handshake with an https origin failed, or its certificate does not verify.
+    UpstreamTls(UpstreamTlsError),
     /// The origin did not answer in time.
     OriginTimeout,
     /// The origin's socket failed mid-exchange.
@@ -36,6 +40,7 @@ impl ProxyError {
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
             ProxyError::Dial(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+            ProxyError::UpstreamTls(_) => 502,
             ProxyError::NotCached => 504,
             ProxyError::CacheRead(_) => 500,
         }
@@ -90,6 +95,16 @@ impl fmt::Display for ProxyError {
                 f.write_str("timed out connecting to the origin")
             }
             ProxyError::Dial(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::UpstreamTls(e) => write!(
+                f,
+                "refused to talk to {}: {} ({}; {}). Porter checks origin certificates for \
+                 intercepted requests the way the client would have; trust the origin's CA \
+                 with --upstream-ca FILE, or tunnel the host with --no-intercept-host",
+                e.host,
+                e.failure.describe(),
+                e.failure.as_str(),
+                e.detail
+            ),
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
             ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),
@@ -102,3 +117,15 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+impl From<DialError> for ProxyError {
+    fn from(error: DialError) -> ProxyError {
+        match error {
+            DialError::Tcp(e) => ProxyError::Dial(e),
+            DialError::Tls(e) => ProxyError::UpstreamTls(e),
+            DialError::NoTls => ProxyError::Dial(io::Error::other(
+                "https origins are reached only through --intercept",
+            )),
+        }
+    }
+}

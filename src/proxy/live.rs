@@ -178,6 +178,19 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
         &mut new.tunnel_idle_timeout,
     );
     keep(&mut kept, "via", &running.via, &mut new.via);
+    // The CA is loaded at start-up: interception can be narrowed by its host rules, not switched on
+    // or moved to another CA.
+    match (&running.intercept, &mut new.intercept) {
+        (Some(r), Some(n)) => {
+            keep(&mut kept, "ca-dir", &r.ca_dir, &mut n.ca_dir);
+            keep(&mut kept, "upstream-ca", &r.upstream_ca, &mut n.upstream_ca);
+        }
+        (None, None) => {}
+        (_, n) => {
+            kept.push("intercept");
+            n.clone_from(&running.intercept);
+        }
+    }
     kept
 }
 

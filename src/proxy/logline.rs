@@ -116,6 +116,8 @@ pub fn squid_code(entry: &AccessEntry) -> &'static str {
         Outcome::Miss | Outcome::Pass => "TCP_MISS",
         Outcome::Revalidated => "TCP_REFRESH_UNMODIFIED",
         Outcome::Tunnel => "TCP_TUNNEL",
+        // Squid's ssl-bump logs the bumped CONNECT as NONE/200 and then each request inside it.
+        Outcome::Intercept => "NONE",
         Outcome::Denied => "TCP_DENIED",
         // Squid answers its own pages (cachemgr) as misses with no peer.
         Outcome::Local => "TCP_MISS",
@@ -128,6 +130,7 @@ pub fn squid_code(entry: &AccessEntry) -> &'static str {
 fn squid_forwarded(entry: &AccessEntry) -> bool {
     match entry.outcome {
         Outcome::Miss | Outcome::Pass | Outcome::Revalidated | Outcome::Tunnel => true,
+        Outcome::Intercept => false,
         Outcome::Error => entry.status >= 500,
         Outcome::Hit | Outcome::Denied | Outcome::Local => false,
     }

@@ -25,6 +25,8 @@ mod exchange;
 mod fetch;
 pub mod forward;
 pub mod hosts;
+mod intercept;
+mod intercept_pages;
 pub mod live;
 pub mod logline;
 pub mod metrics;
@@ -42,7 +44,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use config::ProxyConfig;
+pub use config::{InterceptConfig, ProxyConfig};
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
 pub use preflight::StartError;
@@ -57,27 +59,34 @@ use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::Cidr;
-use crate::net::{Conn, Handler, Server, ServerStats, Shutdown};
+use crate::net::{Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
+use crate::tls::Interceptor;
 
-/// Checks the cache folder and access log, binds, prints `listening on ADDR`, and proxies until
+/// Checks the cache folder, access log and CA, binds, prints `listening on ADDR`, and proxies until
 /// SIGINT/SIGTERM; SIGHUP rebuilds the configuration with `reloader`, SIGUSR1 reopens the log.
 pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), StartError> {
     if let Some(dir) = &config.cache_dir {
         preflight::check_cache_dir(dir)?;
     }
     crate::access_log::configure(&config.log).map_err(StartError::AccessLog)?;
+    // Before listening: a CA that cannot be used (or created) must stop the start, not the first
+    // intercepted request.
+    let interceptor = match &config.intercept {
+        Some(intercept) => Some(
+            Interceptor::start(&intercept.ca_dir, &intercept.upstream_ca)
+                .map_err(io::Error::other)?,
+        ),
+        None => None,
+    };
     let shutdown = Shutdown::new();
     let listen = config.server.listen;
     let server = Server::bind(config.server.clone(), shutdown.clone())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.local_addr()?;
     shutdown.install_signal_handlers()?;
-    let proxy = Arc::new(Proxy::new(
-        config,
-        local_addr,
-        server.stats(),
-        shutdown.clone(),
-    )?);
+    let mut proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    proxy.interceptor = interceptor;
+    let proxy = Arc::new(proxy);
     // Before `listening on`: whoever waits for that line may send SIGHUP at once.
     let signals = live::SignalThread::start(Arc::clone(&proxy), reloader)?;
     println!("listening on {local_addr}");
@@ -128,6 +137,8 @@ pub struct Proxy {
     hop_mark: String,
     limits: Limits,
     pub cache: Option<Cache>,
+    /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
+    pub interceptor: Option<Interceptor>,
 }
 
 impl Proxy {
@@ -172,6 +183,7 @@ impl Proxy {
             via,
             limits: Limits::default(),
             cache,
+            interceptor: None,
         })
     }
 
@@ -215,6 +227,10 @@ impl Proxy {
 
     /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        if conn.inside().is_some() {
+            // Inside an intercepted tunnel: the CONNECT passed authentication already.
+            return self.inside_request(conn, req);
+        }
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
@@ -251,8 +267,7 @@ impl Proxy {
             return self.reply(conn, &mut entry, (head, body), closing);
         }
         if req.method == Method::Connect {
-            self.connect(conn, req, entry);
-            return None;
+            return self.connect(conn, req, entry);
         }
         let keep_alive = req.keep_alive();
         let req_body = match http::body::request_mode(&req.headers) {
@@ -282,6 +297,26 @@ impl Proxy {
                 return self.reply(conn, &mut entry, page, closing);
             }
         };
+        self.dispatch(conn, req, target, req_body, entry)
+    }
+
+    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host),
+    /// then [`Proxy::forward`]. Requests inside an intercepted tunnel join here as `https://`
+    /// targets.
+    fn dispatch(
+        &self,
+        conn: Conn,
+        req: RequestHead,
+        target: Target,
+        req_body: BodyMode,
+        mut entry: AccessEntry,
+    ) -> Option<Conn> {
+        let keep_alive = req.keep_alive();
+        let closing = Answer::to(&req, Reuse::Close);
+        let ours = Answer::to(
+            &req,
+            Reuse::when(keep_alive && req_body == BodyMode::NoBody),
+        );
         entry.url = target.url.clone();
         if self.is_self(&target) {
             entry.outcome = Outcome::Local;
@@ -336,6 +371,10 @@ impl Handler for Proxy {
     /// The allow list of the current configuration, so a reload applies to the next connection.
     fn allows(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
         self.config.server.allow.iter().any(|c| c.contains(ip))
+    }
+
+    fn first_bytes(&self, conn: Conn) -> FirstBytes {
+        self.tunnel_first_bytes(conn)
     }
 
     fn refused(&self, peer: SocketAddr, status: u16, why: &str) {

@@ -1,6 +1,6 @@
 //! Responses the proxy writes itself: error pages, and its own pages for origin-form requests
 //! (`/` status, written by `dashboard`, `/metrics` in Prometheus text format, `/proxy.pac` for
-//! browsers).
+//! browsers, `/ca.pem` with `--intercept`, whose parts are in `intercept_pages`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -84,6 +84,9 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
         return (head, body);
     }
     let path = req.target.split('?').next().unwrap_or("/");
+    if path == "/ca.pem" {
+        return super::intercept_pages::ca_page(proxy);
+    }
     let (content_type, body) = match path {
         "/" => ("text/html; charset=utf-8", super::dashboard::render(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
@@ -92,7 +95,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
             return status_page(
                 404,
                 "this is a proxy: configure it as your HTTP proxy rather than visiting it; \
-                 its own pages are /, /metrics and /proxy.pac",
+                 its own pages are /, /metrics, /proxy.pac and /ca.pem",
             );
         }
     };
@@ -224,6 +227,9 @@ fn metrics_text(proxy: &Proxy) -> String {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+    }
+    if let Some(interceptor) = &proxy.interceptor {
+        super::intercept_pages::metrics(&mut out, &interceptor.stats);
     }
     out
 }

@@ -5,6 +5,7 @@ mod cache;
 mod deploy;
 mod fetch;
 mod hostile;
+mod intercept;
 mod logs;
 mod pool;
 mod proxy;
