@@ -23,10 +23,23 @@ fn get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp
 
 #[test]
 fn regression_the_pac_file_answered_407_under_proxy_auth() {
-    let porter = Porter::start(&["proxy", "--no-cache", "--auth-user", "alice:pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let porter = Porter::start(&[
+        "proxy",
+        "--no-cache",
+        "--auth-user",
+        "alice:pw",
+        "--intercept",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+    ]);
     let pac = get(porter.addr, "/proxy.pac", &[]);
     assert_eq!(pac.status, 200);
     assert!(pac.text().contains("FindProxyForURL"));
+    let ca = get(porter.addr, "/ca.pem", &[]);
+    assert_eq!(ca.status, 200);
+    assert!(ca.text().contains("BEGIN CERTIFICATE") && !ca.text().contains("PRIVATE"));
     let status = get(porter.addr, "/", &[]);
     assert_eq!(status.status, 401);
     assert!(
