@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, FromArgMatches};
 
@@ -230,15 +231,22 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
                 key: key.key.clone(),
             });
         }
-        // The key alone, with every other setting at its default: its own errors are its own.
-        let alone = command
-            .clone()
-            .try_get_matches_from(&key.args)
-            .map_err(|e| bad(clap_message(&e)))?;
-        ProxyArgs::from_arg_matches(&alone)
-            .map_err(|e| bad(clap_message(&e)))?
-            .into_config()
-            .map_err(|e| bad(e.to_string()))?;
+        // The key alone, with every other setting at its default: its own errors are its own. A
+        // flag that needs or excludes another is judged with the whole file below instead.
+        match command.clone().try_get_matches_from(&key.args) {
+            Ok(alone) => {
+                ProxyArgs::from_arg_matches(&alone)
+                    .map_err(|e| bad(clap_message(&e)))?
+                    .into_config()
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict
+                ) => {}
+            Err(e) => return Err(bad(clap_message(&e))),
+        }
         if !overridden.contains(&key.key) {
             combined.extend(key.args.iter().cloned());
             from_file.insert(key.key.clone(), key.line);
@@ -419,6 +427,30 @@ mod tests {
         let error = load_text("cache-dir = \"--no-cache\"\n", &[]).unwrap();
         let config = error.args.into_config().unwrap();
         assert_eq!(config.cache_dir, Some(PathBuf::from("--no-cache")));
+    }
+
+    /// Every flag, present and future, has its key: the printed configuration (every flag at its
+    /// value) is itself a config file that loads to the same configuration.
+    #[test]
+    fn the_printed_configuration_loads_back_for_every_flag() {
+        let loaded = load_text(
+            "workers = 3\nallow = [\"10.0.0.0/8\"]\nvia = \"off\"\nno-cache = true\n",
+            &["--refresh", "\\.deb$=30d"],
+        )
+        .unwrap();
+        let printed = effective_toml(&loaded);
+        let again = load_text(&printed, &[]).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+        let strip = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(|l| l.split("  #").next().unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(strip(&effective_toml(&again)), strip(&printed));
+        let flags = proxy_command()
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| !NOT_KEYS.contains(&l)))
+            .count();
+        assert_eq!(printed.lines().count(), flags + 1, "{printed}");
     }
 
     #[test]
