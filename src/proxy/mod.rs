@@ -120,6 +120,14 @@ pub const HOP_MARK: &str = "Porter-Hop";
 /// cannot answer a 401 or 407 for them).
 const OPEN_PAGES: [&str; 2] = ["/proxy.pac", "/ca.pem"];
 
+/// What proxy authentication decided about a request.
+enum Admission {
+    /// Go on; the user name is logged when there is one.
+    Admitted(Option<String>),
+    /// Answer with this 401 or 407 page.
+    Refused(Page),
+}
+
 /// The proxy's shared state, one per process, used by every worker.
 pub struct Proxy {
     /// The configuration new requests use; SIGHUP swaps it (`live`).
@@ -225,6 +233,43 @@ impl Proxy {
         }
     }
 
+    /// Proxy authentication: the user to log (`None` when auth is off or the page is open), or the
+    /// page refusing the request. The proxy's own pages asked for directly are judged as an origin
+    /// would judge them: a browser fetching the PAC file cannot answer a 407, so it and the CA
+    /// certificate are open, and the status page and metrics take the same users through
+    /// `Authorization` (401).
+    fn authenticate(&self, req: &RequestHead) -> Admission {
+        let auth = &self.config.auth;
+        if auth.is_empty() {
+            return Admission::Admitted(None);
+        }
+        if let Some(user) = auth.admitted_user(&req.headers, "proxy-authorization") {
+            return Admission::Admitted(Some(user));
+        }
+        let challenge = |status, message, field| {
+            let (mut head, body) = pages::status_page(status, message);
+            head.headers
+                .append(field, "Basic realm=\"porter\", charset=\"UTF-8\"");
+            (head, body)
+        };
+        if !req.target.starts_with('/') {
+            let message = "this proxy needs a user name and password";
+            return Admission::Refused(challenge(407, message, "Proxy-Authenticate"));
+        }
+        let path = req.target.split('?').next().unwrap_or_default();
+        if OPEN_PAGES.contains(&path) {
+            return Admission::Admitted(None);
+        }
+        match auth.admitted_user(&req.headers, "authorization") {
+            Some(user) => Admission::Admitted(Some(user)),
+            None => Admission::Refused(challenge(
+                401,
+                "this page needs a user name and password",
+                "WWW-Authenticate",
+            )),
+        }
+    }
+
     /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         if conn.inside().is_some() {
@@ -234,37 +279,12 @@ impl Proxy {
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
-        let auth = &self.config.auth;
-        if !auth.is_empty() {
-            entry.user = auth.admitted_user(&req.headers, "proxy-authorization");
-        }
-        if !auth.is_empty() && entry.user.is_none() && req.target.starts_with('/') {
-            // The proxy's own pages, asked for directly: a browser fetching the PAC file cannot
-            // answer a 407, so it and the CA certificate are open; the status page and metrics take
-            // the same users as an origin would (`Authorization`, 401).
-            let path = req.target.split('?').next().unwrap_or_default();
-            if !OPEN_PAGES.contains(&path) {
-                entry.user = auth.admitted_user(&req.headers, "authorization");
-                if entry.user.is_none() {
-                    entry.outcome = Outcome::Denied;
-                    let (mut head, body) =
-                        pages::status_page(401, "this page needs a user name and password");
-                    head.headers.append(
-                        "WWW-Authenticate",
-                        "Basic realm=\"porter\", charset=\"UTF-8\"",
-                    );
-                    return self.reply(conn, &mut entry, (head, body), closing);
-                }
+        match self.authenticate(&req) {
+            Admission::Admitted(user) => entry.user = user,
+            Admission::Refused(page) => {
+                entry.outcome = Outcome::Denied;
+                return self.reply(conn, &mut entry, page, closing);
             }
-        } else if !auth.is_empty() && entry.user.is_none() {
-            entry.outcome = Outcome::Denied;
-            let (mut head, body) =
-                pages::status_page(407, "this proxy needs a user name and password");
-            head.headers.append(
-                "Proxy-Authenticate",
-                "Basic realm=\"porter\", charset=\"UTF-8\"",
-            );
-            return self.reply(conn, &mut entry, (head, body), closing);
         }
         if req.method == Method::Connect {
             return self.connect(conn, req, entry);
