@@ -407,3 +407,38 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         "systemd-analyze warns: {verify:?}"
     );
 }
+
+#[test]
+fn reload_applies_new_refresh_rules_to_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("porter.toml");
+    // No freshness and no validators: nothing to cache, unless a --refresh rule says otherwise.
+    let origin = Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("Content-Type", "text/plain")]),
+            b"pkg".to_vec(),
+        )
+    });
+    let base = format!(
+        "cache-dir = {:?}\n",
+        dir.path().join("cache").to_str().unwrap()
+    );
+    write_config(&config, &base);
+    let porter = Porter::start(&["proxy", "--config", config.to_str().unwrap()]);
+    let url = origin.url("/pool/a.deb");
+    let x_cache = || {
+        proxy_get(porter.addr, &url, &[])
+            .header("x-cache")
+            .map(str::to_string)
+    };
+    assert_eq!(x_cache().as_deref(), Some("MISS"));
+    assert_eq!(x_cache().as_deref(), Some("MISS"));
+    write_config(&config, &format!("{base}refresh = [\"\\\\.deb$=1h\"]\n"));
+    signal(&porter, "HUP");
+    assert!(eventually(Duration::from_secs(10), || porter
+        .logs()
+        .contains("configuration reloaded")));
+    assert_eq!(x_cache().as_deref(), Some("MISS"));
+    assert_eq!(x_cache().as_deref(), Some("HIT"), "{}", porter.logs());
+}
