@@ -240,10 +240,6 @@ fn serve_flags(site: &crate::serve::Site) -> Porter {
         "0",
         "--new-visitors-per-ip",
         "100000",
-        "--visitor-burst",
-        "1000000",
-        "--visitor-rate",
-        "1000000",
         "--special-after",
         "0",
     ])
