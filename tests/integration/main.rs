@@ -9,6 +9,7 @@ mod intercept;
 mod logs;
 mod pool;
 mod proxy;
+mod range_revalidation;
 mod ranges;
 mod refresh;
 mod rfc9111;
