@@ -36,6 +36,9 @@ pub struct ConfigSource {
     pub command_line: Vec<OsString>,
 }
 
+/// Keys whose `USER:PASSWORD` values `--check` prints with the password masked.
+const SECRETS: [&str; 2] = ["auth-user", "parent-auth"];
+
 /// Keys that are not settings: they say how to read the settings.
 const NOT_KEYS: [&str; 4] = ["config", "check", "help", "version"];
 
@@ -290,7 +293,7 @@ pub fn effective_toml(loaded: &Loaded) -> String {
                 raw.map(|v| {
                     let v = v.to_string_lossy();
                     match v.split_once(':') {
-                        Some((user, _)) if long == "auth-user" => format!("{user}:********"),
+                        Some((user, _)) if SECRETS.contains(&long) => format!("{user}:********"),
                         _ => v.into_owned(),
                     }
                 })

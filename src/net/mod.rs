@@ -1,6 +1,6 @@
 //! Sockets and threads: the listener and its acceptor, the fixed worker pool, the parking of idle
-//! connections, access control by client address, orderly shutdown, and the stream (plain TCP or
-//! TLS) a connection carries.
+//! connections, access control by client address, the PROXY protocol, orderly shutdown, and the
+//! stream (plain TCP or TLS) a connection carries.
 //!
 //! ```text
 //!  acceptor ──(bounded channel)──> workers ──> Handler::handle(request)
@@ -14,6 +14,7 @@
 pub mod acl;
 pub mod conn;
 mod park;
+pub mod proxy_protocol;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;

@@ -163,14 +163,15 @@ impl Proxy {
             },
         };
         let served = self.relay(ex, fetched, Some(status), writer.ok());
-        // The new entry is in place: requests waiting for it look again now, not after the join,
-        // which is this request's own work.
-        drop(lease);
+        // The lease is held through the join, so a request for this URL that arrives meanwhile waits
+        // and then finds the joined entry instead of a part of it (the join reads each body at most
+        // once, so the wait is short).
         if let Some(older) = older
             && served.is_ok()
         {
             cache.join_partial(&ex.target.url, &ex.req, older, rule);
         }
+        drop(lease);
         served
     }
 

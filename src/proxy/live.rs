@@ -178,6 +178,19 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
         &mut new.tunnel_idle_timeout,
     );
     keep(&mut kept, "via", &running.via, &mut new.via);
+    keep(
+        &mut kept,
+        "accept-proxy-protocol",
+        &r.accept_proxy_protocol,
+        &mut n.accept_proxy_protocol,
+    );
+    // Parents keep their health state in `Proxy::parents`, built from these at start-up.
+    keep(
+        &mut kept,
+        "parent (and parent-auth, parent-fallback, direct-host)",
+        &running.parents,
+        &mut new.parents,
+    );
     // The CA is loaded at start-up: interception can be narrowed by its host rules, not switched on
     // or moved to another CA.
     match (&running.intercept, &mut new.intercept) {

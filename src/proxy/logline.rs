@@ -47,14 +47,22 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
             if let Some(detail) = entry.detail {
                 let _ = write!(line, " detail={detail}");
             }
+            if let Some(parent) = &entry.parent {
+                // Squid's hierarchy code for "the first parent that is up".
+                let _ = write!(line, " FIRSTUP_PARENT/{parent}");
+            }
             if let Some(user) = user {
                 let _ = write!(line, " user={user}");
             }
             line
         }
         LogFormat::Squid => {
-            let hierarchy = match (squid_forwarded(entry), host_of(&entry.url)) {
-                (true, Some(host)) => format!("HIER_DIRECT/{host}"),
+            let hierarchy = match (squid_forwarded(entry), &entry.parent, host_of(&entry.url)) {
+                (true, Some(parent), _) => {
+                    let host = host_of(parent).unwrap_or(parent);
+                    format!("FIRSTUP_PARENT/{host}")
+                }
+                (true, None, Some(host)) => format!("HIER_DIRECT/{host}"),
                 _ => "HIER_NONE/-".to_string(),
             };
             format!(
@@ -85,6 +93,7 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 squid_code: squid_code(entry),
                 content_type: entry.content_type.as_deref(),
                 detail: entry.detail,
+                parent: entry.parent.as_deref(),
             };
             serde_json::to_string(&line).unwrap_or_default()
         }
@@ -106,6 +115,7 @@ struct JsonLine<'a> {
     squid_code: &'static str,
     content_type: Option<&'a str>,
     detail: Option<&'static str>,
+    parent: Option<&'a str>,
 }
 
 /// Squid's result code for the outcome (`%Ss`).

@@ -113,6 +113,8 @@ pub struct AccessEntry {
     pub content_type: Option<String>,
     /// Why the cache did what it did, when there is more to say (Cache-Status `detail`).
     pub detail: Option<&'static str>,
+    /// The parent proxy the request went through (`--parent`), as `host:port`.
+    pub parent: Option<String>,
 }
 
 impl AccessEntry {
@@ -128,6 +130,7 @@ impl AccessEntry {
             user: None,
             content_type: None,
             detail: None,
+            parent: None,
         }
     }
 

@@ -30,9 +30,12 @@ mod intercept_pages;
 pub mod live;
 pub mod logline;
 pub mod metrics;
+pub mod pac;
 pub mod pages;
+pub mod parent;
 pub mod preflight;
 mod ranges;
+mod route;
 pub mod target;
 mod tunnel;
 mod updates;
@@ -137,6 +140,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub server_stats: Arc<ServerStats>,
     origins: UpstreamPool,
+    /// `--parent` proxies and their health.
+    pub parents: parent::Parents,
     tunnels: TunnelHandle,
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable; empty
     /// with `--via off`, when `hop_mark` alone carries it.
@@ -180,6 +185,7 @@ impl Proxy {
                 .ok()
         });
         Ok(Proxy {
+            parents: parent::Parents::new(config.parents.clone()),
             config: live::LiveConfig::new(config),
             hop_mark,
             local_addr,

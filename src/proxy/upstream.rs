@@ -28,9 +28,12 @@ pub struct UpstreamConn {
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
+    /// The parent proxy a plain-HTTP connection goes to, when it does: the pool files it under the
+    /// parent, not under the origin of the request it carried.
+    pub parent: Option<UpstreamKey>,
 }
 
-type UpstreamKey = (Scheme, String, u16);
+pub type UpstreamKey = (Scheme, String, u16);
 
 /// Why no connection to an origin could be made.
 #[derive(Debug)]
@@ -65,7 +68,8 @@ impl UpstreamPool {
         dial(scheme, host, port, timeout, tls)
     }
 
-    fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
+    /// A pooled connection to `scheme://host:port`, if one is idle and quiet.
+    pub fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (scheme, host.to_string(), port);
         let list = idle.get_mut(&key)?;
@@ -89,7 +93,11 @@ impl UpstreamPool {
         if total >= MAX_IDLE_TOTAL {
             return;
         }
-        let list = idle.entry((scheme, host.to_string(), port)).or_default();
+        let key = conn
+            .parent
+            .clone()
+            .unwrap_or_else(|| (scheme, host.to_string(), port));
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN {
             list.push((conn, Instant::now()));
         }
@@ -142,6 +150,30 @@ pub fn dial(
         stream,
         buf: ReadBuf::with_capacity(ORIGIN_BUF),
         reused: false,
+        parent: None,
+    })
+}
+
+/// An https origin connection over `tcp`, a tunnel a parent proxy opened to it: the TLS handshake
+/// runs inside the tunnel, end to end with the origin.
+pub fn tls_over(
+    host: &str,
+    tcp: TcpStream,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamConn, DialError> {
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(DialError::Tcp)?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(DialError::Tcp)?;
+    let _ = tcp.set_nodelay(true);
+    let tls = tls.ok_or(DialError::NoTls)?;
+    let stream = Stream::Tls(Box::new(tls.connect(host, tcp).map_err(DialError::Tls)?));
+    Ok(UpstreamConn {
+        stream,
+        buf: ReadBuf::with_capacity(ORIGIN_BUF),
+        reused: false,
+        parent: None,
     })
 }
 

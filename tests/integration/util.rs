@@ -31,13 +31,18 @@ impl Porter {
 
     /// Like `start`, with the working directory set (the default cache folder lands there).
     pub fn start_in(args: &[&str], dir: Option<&Path>) -> Porter {
+        Porter::start_at(args, dir, "127.0.0.1:0")
+    }
+
+    /// Like `start_in`, listening on `listen` (a reserved port, or another loopback address).
+    pub fn start_at(args: &[&str], dir: Option<&Path>, listen: &str) -> Porter {
         let logs = tempfile::tempdir().expect("temp dir");
         let stderr_path = logs.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_porter"));
         command
             .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
