@@ -236,6 +236,11 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub via: Switch,
 
+    /// How long past expiry a stored response may stand in for an origin that is down or failing
+    /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
+    #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
+    pub stale_if_error: Duration,
+
     #[command(flatten)]
     pub intercept: InterceptArgs,
 
@@ -337,6 +342,7 @@ impl ProxyArgs {
                 query: self.log_query.is_on(),
             },
             via: self.via.is_on(),
+            stale_if_error: self.stale_if_error,
             refresh: RefreshRules::new(refresh),
             parents: ParentConfig {
                 parents: self.parent,

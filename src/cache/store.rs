@@ -213,6 +213,26 @@ impl Store {
         self.index().remove(&key);
     }
 
+    /// Drops a key from the index after someone else removed its file (`porter cache purge`).
+    pub fn forget(&self, key: Key) {
+        self.index().remove(&key);
+    }
+
+    /// Drops from the index every key whose file is gone (after `porter cache clear`); returns how
+    /// many. The paths are checked outside the lock, so hits never wait on this.
+    pub fn forget_missing(&self) -> usize {
+        let keys: Vec<Key> = self.index().entries.keys().copied().collect();
+        let gone: Vec<Key> = keys
+            .into_iter()
+            .filter(|k| !k.path(&self.root).exists())
+            .collect();
+        let mut index = self.index();
+        for key in &gone {
+            index.remove(key);
+        }
+        gone.len()
+    }
+
     /// Starts writing an entry. `None` when the disk refuses (full, read-only): the caller relays
     /// without storing.
     pub fn writer(
@@ -442,6 +462,18 @@ pub struct EntryWriter {
 }
 
 impl EntryWriter {
+    /// Body bytes taken so far.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// A read handle on the temporary file and where its body starts, for readers that follow the
+    /// writing ([`super::inflight`]). The handle stays valid through the rename and the removal.
+    pub fn open_for_readers(&self) -> io::Result<(File, u64)> {
+        let file = File::open(&self.tmp_path)?;
+        Ok((file, (entry::PREFIX_LEN + self.head.len()) as u64))
+    }
+
     /// Finishes the entry. Call it only once the body reader has seen the body's end (its
     /// Content-Length reached, or the last chunk): that is the length check.
     pub fn commit(mut self) -> io::Result<()> {

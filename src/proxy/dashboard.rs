@@ -42,9 +42,11 @@ pub fn render(proxy: &Proxy) -> String {
     let server = &proxy.server_stats;
     let config = &proxy.config;
     let hits = m.count(Outcome::Hit);
-    let lookups = hits + m.count(Outcome::Miss) + m.count(Outcome::Revalidated);
+    // Every request the cache answered or fetched for; only those served without the origin hit.
+    let looked_up = [Outcome::Miss, Outcome::Revalidated, Outcome::Collapsed];
+    let lookups = hits + looked_up.iter().map(|o| m.count(*o)).sum::<u64>();
     let hit_bytes = m.bytes(Outcome::Hit);
-    let lookup_bytes = hit_bytes + m.bytes(Outcome::Miss) + m.bytes(Outcome::Revalidated);
+    let lookup_bytes = hit_bytes + looked_up.iter().map(|o| m.bytes(*o)).sum::<u64>();
     let mut body = String::with_capacity(8 * 1024);
     let _ = write!(
         body,
@@ -208,6 +210,7 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Hit => "cache hits",
         Outcome::Miss => "cache misses",
         Outcome::Revalidated => "revalidated",
+        Outcome::Collapsed => "read while another stored it",
         Outcome::Pass => "passed through",
         Outcome::Tunnel => "tunnels (CONNECT)",
         Outcome::Intercept => "intercepted CONNECTs",

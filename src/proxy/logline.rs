@@ -125,6 +125,8 @@ pub fn squid_code(entry: &AccessEntry) -> &'static str {
         Outcome::Hit => "TCP_HIT",
         Outcome::Miss | Outcome::Pass => "TCP_MISS",
         Outcome::Revalidated => "TCP_REFRESH_UNMODIFIED",
+        // Squid's code for a request served by collapsed forwarding from another's fetch.
+        Outcome::Collapsed => "TCP_CF_HIT",
         Outcome::Tunnel => "TCP_TUNNEL",
         // Squid's ssl-bump logs the bumped CONNECT as NONE/200 and then each request inside it.
         Outcome::Intercept => "NONE",
@@ -142,7 +144,7 @@ fn squid_forwarded(entry: &AccessEntry) -> bool {
         Outcome::Miss | Outcome::Pass | Outcome::Revalidated | Outcome::Tunnel => true,
         Outcome::Intercept => false,
         Outcome::Error => entry.status >= 500,
-        Outcome::Hit | Outcome::Denied | Outcome::Local => false,
+        Outcome::Hit | Outcome::Collapsed | Outcome::Denied | Outcome::Local => false,
     }
 }
 

@@ -16,7 +16,9 @@
 //! `exchange::Served`.
 
 pub mod auth;
+mod background;
 mod cached;
+mod collapsed;
 mod config;
 mod connect;
 mod dashboard;
@@ -36,6 +38,7 @@ pub mod parent;
 pub mod preflight;
 mod ranges;
 mod route;
+mod stale;
 pub mod target;
 mod tunnel;
 mod updates;
@@ -149,7 +152,9 @@ pub struct Proxy {
     /// The same name, always set: sent as [`HOP_MARK`] instead of Via when Via is off.
     hop_mark: String,
     limits: Limits,
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
+    /// Background revalidations for stale-while-revalidate; there whenever the cache is.
+    revalidator: Option<background::Revalidator>,
     /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
     pub interceptor: Option<Interceptor>,
 }
@@ -183,7 +188,18 @@ impl Proxy {
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
+                .map(Arc::new)
         });
+        let limits = Limits::default();
+        let revalidator = match &cache {
+            Some(cache) => Some(background::Revalidator::start(
+                cache,
+                via.clone(),
+                limits,
+                config.origin_timeout,
+            )?),
+            None => None,
+        };
         Ok(Proxy {
             parents: parent::Parents::new(config.parents.clone()),
             config: live::LiveConfig::new(config),
@@ -195,8 +211,9 @@ impl Proxy {
             origins: UpstreamPool::default(),
             tunnels,
             via,
-            limits: Limits::default(),
+            limits,
             cache,
+            revalidator,
             interceptor: None,
         })
     }

@@ -2,6 +2,7 @@
 
 mod browser;
 mod cache;
+mod collapse;
 mod deploy;
 mod fetch;
 mod hostile;
@@ -10,11 +11,13 @@ mod logs;
 mod parent;
 mod pool;
 mod proxy;
+mod purge;
 mod range_revalidation;
 mod ranges;
 mod refresh;
 mod rfc9111;
 mod serve;
+mod stale;
 mod status;
 mod tier;
 mod tls;
