@@ -125,6 +125,13 @@ pub fn render(proxy: &Proxy) -> String {
         body.push_str("</section>\n");
     }
     body.push_str("<section><h2>Configuration</h2>\n<table>\n");
+    if let Some(cache) = &proxy.cache {
+        let _ = writeln!(
+            body,
+            "<tr><th>cache entries</th><td id=\"cache-entries\">{}</td></tr>",
+            cache.stats().entries
+        );
+    }
     for (name, value) in summary(proxy) {
         let _ = writeln!(body, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
     }
@@ -148,11 +155,10 @@ fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
         (Some(cache), Some(dir)) => {
             let stats = cache.stats();
             format!(
-                "{} · {} of {} in {}",
+                "{} · {} of {}",
                 dir.display(),
                 bytes(stats.bytes),
                 bytes(config.cache_size),
-                plural(stats.entries, "entry", "entries")
             )
         }
         (None, Some(dir)) => format!("{} · not in use (disk error)", dir.display()),
@@ -180,7 +186,7 @@ fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
         ),
         (
             "denied hosts",
-            config.deny_hosts.len().to_string() + " rules",
+            plural(config.deny_hosts.len() as u64, "rule", "rules"),
         ),
         (
             "CONNECT ports",
@@ -220,7 +226,7 @@ fn outcome_label(outcome: Outcome) -> &'static str {
     }
 }
 
-/// `1 entry`, `2 entries`.
+/// `1 rule`, `2 rules`.
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
