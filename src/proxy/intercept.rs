@@ -38,6 +38,7 @@ impl Proxy {
         self.interceptor.is_some()
             && self
                 .config
+                .load()
                 .intercept
                 .as_ref()
                 .is_some_and(|rules| rules.covers(host))
@@ -49,7 +50,7 @@ impl Proxy {
         conn.stream
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .ok()?;
-        conn.await_first_bytes(authority, self.config.server.head_timeout);
+        conn.await_first_bytes(authority, self.config.load().server.head_timeout);
         Some(conn)
     }
 
@@ -127,17 +128,20 @@ impl Proxy {
     /// untouched.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
-        let mut origin =
-            match upstream::dial_tcp(&authority.host, authority.port, self.config.origin_timeout) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    // The 200 is gone already: closing is all that is left to say.
-                    log::warn!("CONNECT {connect_line}: {}", ProxyError::Dial(e));
-                    entry.status = 502;
-                    entry.finish(&self.metrics);
-                    return;
-                }
-            };
+        let mut origin = match upstream::dial_tcp(
+            &authority.host,
+            authority.port,
+            self.config.load().origin_timeout,
+        ) {
+            Ok(stream) => stream,
+            Err(e) => {
+                // The 200 is gone already: closing is all that is left to say.
+                log::warn!("CONNECT {connect_line}: {}", ProxyError::Dial(e));
+                entry.status = 502;
+                entry.finish(&self.metrics);
+                return;
+            }
+        };
         let (client, buf, slot) = conn.into_parts();
         let Some(client) = client.into_tcp() else {
             return;
