@@ -90,11 +90,10 @@ pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), 
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.local_addr()?;
     shutdown.install_signal_handlers()?;
-    let timeouts = Arc::new(ClientTimeouts::new(&config.server));
     let mut proxy = Proxy::new(
         config,
         local_addr,
-        (server.stats(), timeouts),
+        (server.stats(), server.timeouts()),
         shutdown.clone(),
     )?;
     proxy.interceptor = interceptor;
