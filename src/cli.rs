@@ -131,6 +131,11 @@ pub struct ProxyArgs {
     #[arg(long = "deny-host", value_name = "PATTERN")]
     pub deny_host: Vec<HostPattern>,
 
+    /// Destination networks to refuse with 403 (repeatable), checked against the address actually
+    /// connected to after DNS resolution, for requests and CONNECT.
+    #[arg(long = "deny-dest", value_name = "CIDR")]
+    pub deny_dest: Vec<Cidr>,
+
     /// A user allowed to use the proxy, as USER:PASSWORD (repeatable); enables Basic proxy authentication.
     #[arg(long = "auth-user", value_name = "USER:PASSWORD")]
     pub auth_user: Vec<String>,
@@ -194,6 +199,7 @@ impl ProxyArgs {
                 self.allow
             },
             deny_hosts: self.deny_host,
+            deny_dests: self.deny_dest,
             connect_ports: self.connect_port,
             auth,
             origin_timeout: self.origin_timeout,

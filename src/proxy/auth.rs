@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::http::Headers;
 
-/// The accepted credentials, kept as the exact `Basic <base64>` tokens a client sends.
+/// The accepted credentials, kept as the base64 `user:password` tokens a client sends after `Basic`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     tokens: Vec<Vec<u8>>,
@@ -46,9 +46,7 @@ impl Credentials {
             Some((user, password))
                 if !user.is_empty() && !password.is_empty() && !user.contains(':') =>
             {
-                let mut token = b"Basic ".to_vec();
-                token.extend_from_slice(STANDARD.encode(pair).as_bytes());
-                self.tokens.push(token);
+                self.tokens.push(STANDARD.encode(pair).into_bytes());
                 Ok(())
             }
             _ => Err(AuthError(
@@ -72,12 +70,22 @@ impl Credentials {
         Ok(())
     }
 
-    /// Whether the request carries one of the accepted credentials.
+    /// Whether the request carries one of the accepted credentials. The scheme name is
+    /// case-insensitive (`basic`, `BASIC`; RFC 9110 §11.1) and may be followed by several spaces
+    /// (`1*SP`, §11.4); the token itself is compared exactly.
     pub fn admits(&self, headers: &Headers) -> bool {
-        let Some(given) = headers.get_bytes("proxy-authorization") else {
+        let Some(value) = headers.get_bytes("proxy-authorization") else {
             return false;
         };
-        let given = given.trim_ascii();
+        let value = value.trim_ascii();
+        let Some(split) = value.iter().position(|b| *b == b' ') else {
+            return false;
+        };
+        let (scheme, given) = value.split_at(split);
+        if !scheme.eq_ignore_ascii_case(b"basic") {
+            return false;
+        }
+        let given = given.trim_ascii_start();
         // Check every token, so the time taken does not tell which one (or whether any) matched.
         self.tokens
             .iter()
@@ -107,9 +115,30 @@ mod tests {
         assert!(creds.admits(&with(&format!("Basic {}", STANDARD.encode("bob:pa:ss")))));
         assert!(!creds.admits(&with("Basic YWxpY2U6d3Jvbmc=")));
         assert!(!creds.admits(&with("Bearer YWxpY2U6czNjcmV0")));
+        assert!(!creds.admits(&with("YWxpY2U6czNjcmV0")));
+        assert!(!creds.admits(&with("Basic")));
         assert!(!creds.admits(&Headers::new()));
         assert!(creds.add("nocolon").is_err());
         assert!(creds.add(":empty-user").is_err());
         assert_eq!(format!("{creds:?}"), "Credentials(2 users)");
+    }
+
+    #[test]
+    fn regression_auth_scheme_is_case_insensitive() {
+        let mut creds = Credentials::default();
+        creds.add("alice:s3cret").unwrap();
+        let with = |v: &str| -> Headers { [("Proxy-Authorization", v)].into_iter().collect() };
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            assert!(
+                creds.admits(&with(&format!("{scheme} YWxpY2U6czNjcmV0"))),
+                "{scheme}"
+            );
+        }
+        assert!(creds.admits(&with("Basic   YWxpY2U6czNjcmV0")));
+        assert!(
+            !creds.admits(&with("basic ywxpy2u6czNjcmV0")),
+            "the token stays exact"
+        );
+        assert!(!creds.admits(&with("basicYWxpY2U6czNjcmV0")));
     }
 }

@@ -20,6 +20,8 @@ pub struct ProxyConfig {
     pub allow: Vec<Cidr>,
     /// Destination hosts refused with 403.
     pub deny_hosts: Vec<HostPattern>,
+    /// Destination networks refused with 403, checked against each resolved address before connecting.
+    pub deny_dests: Vec<Cidr>,
     /// Ports CONNECT may reach.
     pub connect_ports: Vec<u16>,
     /// Basic proxy credentials; empty means no authentication.
@@ -47,6 +49,7 @@ impl Default for ProxyConfig {
             max_connections_per_client: 256,
             allow: Cidr::loopback(),
             deny_hosts: Vec::new(),
+            deny_dests: Vec::new(),
             connect_ports: vec![443],
             auth: auth::Credentials::default(),
             origin_timeout: Duration::from_secs(30),

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, origin, pages, target};
+use super::{Proxy, ProxyError, pages, target};
 use crate::http::RequestHead;
 use crate::net::Conn;
 
@@ -38,10 +38,16 @@ impl Proxy {
             self.reply(conn, &mut entry, page, false, false);
             return;
         }
-        let origin = match origin::connect_stream(&host, port, self.config.origin_timeout) {
+        let connected = self
+            .origins
+            .connect_stream(&host, port, self.config.origin_timeout);
+        let origin = match connected {
             Ok(stream) => stream,
             Err(e) => {
-                let error = ProxyError::Connect(e);
+                let error = ProxyError::from_connect(e);
+                if let ProxyError::Denied(_) = error {
+                    entry.outcome = Outcome::Denied;
+                }
                 log::warn!("CONNECT {}: {error}", req.target);
                 self.reply(
                     conn,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use super::dest::{self, DestDenied};
 use crate::http;
 
 /// A failed exchange. Client faults are 4xx (or a quiet close), upstream faults 502/504.
@@ -14,6 +15,9 @@ pub enum ProxyError {
     ClientIo(io::Error),
     /// Could not resolve or connect to the origin.
     Connect(io::Error),
+    /// Every address of the origin is refused by a destination rule (`--deny-dest`, or the proxy's
+    /// own address): the client's request is forbidden, not the origin's fault.
+    Denied(DestDenied),
     /// The origin did not answer in time.
     OriginTimeout,
     /// The origin's socket failed mid-exchange.
@@ -32,6 +36,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(e) => e.client_status(),
             ProxyError::ClientIo(_) => 400,
+            ProxyError::Denied(_) => 403,
             ProxyError::Connect(e) if is_timeout(e) => 504,
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
@@ -44,6 +49,14 @@ impl ProxyError {
     /// Whether the client is gone or misbehaving, so there is no one to send an error page to.
     pub fn is_client_side(&self) -> bool {
         matches!(self, ProxyError::ClientIo(_))
+    }
+
+    /// A failed connect: a destination rule's refusal becomes `Denied`.
+    pub fn from_connect(error: io::Error) -> ProxyError {
+        match dest::denied(&error) {
+            Some(denied) => ProxyError::Denied(denied.clone()),
+            None => ProxyError::Connect(error),
+        }
     }
 
     /// An origin read error: a timeout becomes `OriginTimeout`, bad framing `BadResponse`.
@@ -90,6 +103,7 @@ impl fmt::Display for ProxyError {
                 f.write_str("timed out connecting to the origin")
             }
             ProxyError::Connect(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::Denied(denied) => denied.fmt(f),
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
             ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),

@@ -13,6 +13,7 @@ pub mod auth;
 mod cached;
 mod config;
 mod connect;
+pub mod dest;
 mod error;
 pub mod forward;
 pub mod metrics;
@@ -133,13 +134,17 @@ impl Proxy {
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
         });
+        let origins = OriginPool::new(dest::DestRules {
+            deny: config.deny_dests.clone(),
+            listen: local_addr,
+        });
         Ok(Proxy {
             config,
             local_addr,
             started: Instant::now(),
             metrics,
             server_stats,
-            origins: OriginPool::default(),
+            origins,
             tunnels,
             via,
             limits: Limits::default(),
@@ -179,10 +184,10 @@ impl Proxy {
         if target.port != self.local_addr.port() {
             return false;
         }
-        match target.host.parse::<IpAddr>() {
-            Ok(ip) if ip == self.local_addr.ip() => true,
-            Ok(ip) => self.local_addr.ip().is_unspecified() && ip.is_loopback(),
-            Err(_) => target.host == "localhost" && self.local_addr.ip().is_loopback(),
+        match crate::net::acl::ip_literal(&target.host).map(crate::net::acl::effective_ip) {
+            Some(ip) if ip == crate::net::acl::effective_ip(self.local_addr.ip()) => true,
+            Some(ip) => self.local_addr.ip().is_unspecified() && ip.is_loopback(),
+            None => target.host == "localhost" && self.local_addr.ip().is_loopback(),
         }
     }
 
@@ -328,7 +333,10 @@ impl Proxy {
                 keep_alive.then_some(conn)
             }
             Err((error, head_sent)) => {
-                entry.outcome = Outcome::Error;
+                entry.outcome = match error {
+                    ProxyError::Denied(_) => Outcome::Denied,
+                    _ => Outcome::Error,
+                };
                 if error.is_client_side() {
                     log::debug!("{}: {error}", conn.peer);
                     entry.finish(&self.metrics);
@@ -407,7 +415,7 @@ impl Proxy {
         let mut origin = self
             .origins
             .checkout(&target.host, target.port, timeout)
-            .map_err(ProxyError::Connect)?;
+            .map_err(ProxyError::from_connect)?;
         let mut response = forward::exchange(
             conn,
             &mut origin,
@@ -428,8 +436,10 @@ impl Proxy {
             && req_body == http::body::BodyMode::NoBody
             && matches!(response, Err(ProxyError::OriginIo(_)))
         {
-            origin =
-                origin::connect(&target.host, target.port, timeout).map_err(ProxyError::Connect)?;
+            origin = self
+                .origins
+                .connect(&target.host, target.port, timeout)
+                .map_err(ProxyError::from_connect)?;
             response = forward::exchange(
                 conn,
                 &mut origin,

@@ -1,5 +1,6 @@
-//! Connections to origin servers: connecting with a timeout, and a small pool of idle keep-alive
-//! connections per host so repeated requests skip the TCP handshake.
+//! Connections to origin servers: connecting with a timeout (each resolved address checked against
+//! the destination rules first), and a small pool of idle keep-alive connections per host so repeated
+//! requests skip the TCP handshake.
 
 use std::collections::HashMap;
 use std::io;
@@ -7,6 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::dest::{self, DestRules};
 use crate::http::ReadBuf;
 
 /// Idle connections kept per origin, and in all.
@@ -27,19 +29,66 @@ pub struct OriginConn {
 
 type OriginKey = (String, u16);
 
-/// Idle origin connections, most recently used last.
-#[derive(Default)]
+/// Idle origin connections, most recently used last, and the rules every new connection obeys.
 pub struct OriginPool {
     idle: Mutex<HashMap<OriginKey, Vec<(OriginConn, Instant)>>>,
+    rules: DestRules,
 }
 
 impl OriginPool {
+    pub fn new(rules: DestRules) -> OriginPool {
+        OriginPool {
+            idle: Mutex::default(),
+            rules,
+        }
+    }
+
     /// A pooled connection to `host:port`, or a new one.
     pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
         if let Some(conn) = self.take_idle(host, port) {
             return Ok(conn);
         }
-        connect(host, port, timeout)
+        self.connect(host, port, timeout)
+    }
+
+    /// A new connection with its read buffer and timeouts.
+    pub fn connect(&self, host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
+        let stream = self.connect_stream(host, port, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let _ = stream.set_nodelay(true);
+        Ok(OriginConn {
+            stream,
+            buf: ReadBuf::with_capacity(ORIGIN_BUF),
+            reused: false,
+        })
+    }
+
+    /// A plain TCP connection to `host:port`, as for a CONNECT tunnel: resolves, skips the addresses
+    /// the destination rules refuse (the error names the rule when no other address connects), and
+    /// tries the rest in turn within the timeout.
+    pub fn connect_stream(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        let addrs = (host, port).to_socket_addrs()?;
+        let mut last_error =
+            io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+        let mut denied = None;
+        for addr in addrs {
+            if let Err(refusal) = self.rules.check(addr) {
+                denied = Some(refusal);
+                continue;
+            }
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_error = e,
+            }
+        }
+        // A refused address says more than a failure on another one (`localhost` as ::1 and 127.0.0.1).
+        Err(denied.map(dest::into_io).unwrap_or(last_error))
     }
 
     fn take_idle(&self, host: &str, port: u16) -> Option<OriginConn> {
@@ -83,30 +132,4 @@ fn is_quiet(stream: &TcpStream) -> bool {
         recv(stream, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
         Err(rustix::io::Errno::AGAIN)
     )
-}
-
-/// Resolves and connects, trying each address in turn within the timeout.
-pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
-    let stream = connect_stream(host, port, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let _ = stream.set_nodelay(true);
-    Ok(OriginConn {
-        stream,
-        buf: ReadBuf::with_capacity(ORIGIN_BUF),
-        reused: false,
-    })
-}
-
-/// A plain TCP connection to `host:port`, as for a CONNECT tunnel.
-pub fn connect_stream(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    let addrs = (host, port).to_socket_addrs()?;
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last_error = e,
-        }
-    }
-    Err(last_error)
 }

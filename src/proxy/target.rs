@@ -94,9 +94,15 @@ impl Target {
     }
 }
 
-/// `host:port` for CONNECT (RFC 9110 §9.3.6): a port is required.
+/// `host:port` for CONNECT (RFC 9110 §9.3.6): a port is required, and is digits only (`+443` and
+/// ` 443` are refused: `u16::from_str` would take a sign). An IP literal comes back in its canonical
+/// spelling, parsed as the `url` crate (and `inet_aton`) would (`0x7f.1`, `2130706433` and `0` are
+/// IPv4 addresses), so the host rules see the address that would be connected to.
 pub fn parse_authority(text: &str) -> Option<(String, u16)> {
     let (host, port) = text.rsplit_once(':')?;
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
     let host = match host.strip_prefix('[') {
         Some(v6) => v6
@@ -112,7 +118,11 @@ pub fn parse_authority(text: &str) -> Option<(String, u16)> {
             if !valid {
                 return None;
             }
-            host.to_ascii_lowercase()
+            match url::Host::parse(host).ok()? {
+                url::Host::Ipv4(ip) => ip.to_string(),
+                url::Host::Ipv6(ip) => ip.to_string(),
+                url::Host::Domain(_) => host.to_ascii_lowercase(),
+            }
         }
     };
     Some((host, port))
@@ -173,5 +183,31 @@ mod tests {
         assert_eq!(parse_authority("example.com"), None);
         assert_eq!(parse_authority("example.com:0"), None);
         assert_eq!(parse_authority("bad host:443"), None);
+        assert_eq!(
+            parse_authority("0x7f.1:443"),
+            Some(("127.0.0.1".into(), 443))
+        );
+        assert_eq!(parse_authority("0:443"), Some(("0.0.0.0".into(), 443)));
+        assert_eq!(
+            parse_authority("[::ffff:7f00:1]:443"),
+            Some(("::ffff:127.0.0.1".into(), 443))
+        );
+    }
+
+    #[test]
+    fn regression_connect_ports_with_a_sign_or_non_digits_are_refused() {
+        for bad in [
+            "host:+31090",
+            "host:-1",
+            "host: 443",
+            "host:443 ",
+            "host:0x1bb",
+            "host:",
+            "host:000443",
+            "host:65536",
+        ] {
+            assert_eq!(parse_authority(bad), None, "{bad}");
+        }
+        assert_eq!(parse_authority("host:08443"), Some(("host".into(), 8443)));
     }
 }

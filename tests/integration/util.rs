@@ -24,7 +24,8 @@ pub struct Porter {
 }
 
 impl Porter {
-    /// Starts `porter <args> --listen 127.0.0.1:0` and waits for its `listening on` line.
+    /// Starts `porter <args> --listen 127.0.0.1:0` (unless `args` name a `--listen` of their own) and
+    /// waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Porter {
         Porter::start_in(args, None)
     }
@@ -35,9 +36,11 @@ impl Porter {
         let stderr_path = logs.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_porter"));
+        command.args(args);
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -231,7 +234,18 @@ impl Origin {
         + Sync
         + 'static,
     ) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Origin::start_at("127.0.0.1:0", route)
+    }
+
+    /// Like `start`, on another loopback address (`127.0.0.2:0`), for rules about destinations.
+    pub fn start_at(
+        listen: &str,
+        route: impl Fn(&str, &str, &[(String, String)]) -> (u16, Vec<(String, String)>, Vec<u8>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Origin {
+        let listener = TcpListener::bind(listen).unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
