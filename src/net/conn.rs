@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::client_stream::ClientStream;
 use crate::http::{self, Limits, ReadBuf, RequestHead};
 
 /// A client connection: the socket, bytes read but not yet used, and the deadline of a head in progress.
 pub struct Conn {
-    pub stream: TcpStream,
+    /// The socket; writes to it fail once the client has read nothing for the whole write timeout.
+    pub stream: ClientStream,
     pub peer: SocketAddr,
     pub buf: ReadBuf,
     /// When the head being received must be complete; `None` between requests.
@@ -46,7 +48,7 @@ impl Conn {
         buf_size: usize,
     ) -> Self {
         Conn {
-            stream,
+            stream: ClientStream::new(stream),
             peer,
             buf: ReadBuf::with_capacity(buf_size),
             head_deadline: None,
@@ -61,7 +63,7 @@ impl Conn {
     /// Takes the connection apart, for a handler that moves the socket elsewhere (a tunnel). The slot
     /// keeps the client counted as connected until it is dropped.
     pub fn into_parts(self) -> (TcpStream, ReadBuf, ConnSlot) {
-        (self.stream, self.buf, self._slot)
+        (self.stream.into_inner(), self.buf, self._slot)
     }
 
     /// Whether a request head is half received (so the connection's deadline is near).

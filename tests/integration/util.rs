@@ -32,10 +32,23 @@ impl Porter {
 
     /// Like `start`, with the working directory set (the default cache folder lands there).
     pub fn start_in(args: &[&str], dir: Option<&Path>) -> Porter {
+        Porter::start_under(&[], args, dir)
+    }
+
+    /// Like `start_in`, run through a wrapper command that execs porter in its place (`prlimit
+    /// --nofile=40 --`), so the child is still porter itself.
+    pub fn start_under(wrapper: &[&str], args: &[&str], dir: Option<&Path>) -> Porter {
         let logs = tempfile::tempdir().expect("temp dir");
         let stderr_path = logs.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_porter"));
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(env!("CARGO_BIN_EXE_porter"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_porter")),
+        };
         command.args(args);
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);

@@ -10,6 +10,7 @@
 mod acl;
 mod crash;
 mod requests;
+mod resources;
 mod responses;
 mod slow;
 
