@@ -3,6 +3,11 @@
 //!
 //! The index is not needed to find an entry (the key is the path), so start-up does not wait for it:
 //! a background scan fills it in, discarding leftover temporary files, while the proxy already serves.
+//!
+//! Sizes are the disk space an entry takes (its allocated blocks), not its length: 175k entries of a
+//! few hundred bytes take a 4 KiB block each, and counting bytes let a 5 MiB cache use 38 MiB. When
+//! the disk fills up anyway (it is smaller than `--cache-size`, or shared), a write that fails with
+//! ENOSPC evicts the least recently used entries and is retried, so the cache keeps storing.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -19,6 +24,21 @@ use super::key::Key;
 
 /// Entries are evicted down to this share of the size limit, so eviction runs in batches.
 const EVICT_TO_PERCENT: u64 = 90;
+/// On a full disk, each attempt to make room evicts this share of the entries' space (at least one).
+const FULL_DISK_EVICT_PERCENT: u64 = 10;
+/// Attempts to make room for one write before it is given up (and the response not stored).
+const FULL_DISK_RETRIES: usize = 8;
+
+/// The disk space a file takes: its allocated blocks, or its length where that is more (a file
+/// system that has not allocated yet).
+pub fn disk_usage(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    (meta.blocks() * 512).max(meta.len())
+}
+
+fn is_disk_full(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+}
 
 #[derive(Debug, Clone, Copy)]
 struct IndexEntry {
@@ -80,6 +100,7 @@ pub struct Store {
     evict: Sender<()>,
     next_tmp: AtomicU64,
     last_write_warning: Mutex<Option<Instant>>,
+    last_full_warning: Mutex<Option<Instant>>,
 }
 
 impl Store {
@@ -96,6 +117,7 @@ impl Store {
             evict,
             next_tmp: AtomicU64::new(0),
             last_write_warning: Mutex::new(None),
+            last_full_warning: Mutex::new(None),
         });
         let scanner = Arc::clone(&store);
         std::thread::Builder::new()
@@ -135,7 +157,10 @@ impl Store {
                 return None;
             }
         };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (len, usage) = file
+            .metadata()
+            .map(|m| (m.len(), disk_usage(&m)))
+            .unwrap_or((0, 0));
         let mut reader = io::BufReader::with_capacity(8 * 1024, &mut file);
         match entry::decode(&mut reader, len) {
             Ok(decoded) => {
@@ -143,7 +168,7 @@ impl Store {
                 if file.seek(SeekFrom::Start(decoded.body_offset)).is_err() {
                     return None;
                 }
-                self.touch(key, len);
+                self.touch(key, usage);
                 Some(OpenEntry { key, file, decoded })
             }
             Err(EntryError::Corrupt(why)) => {
@@ -158,13 +183,13 @@ impl Store {
         }
     }
 
-    fn touch(&self, key: Key, len: u64) {
+    fn touch(&self, key: Key, usage: u64) {
         let mut index = self.index();
         index.clock += 1;
         let clock = index.clock;
         match index.entries.get_mut(&key) {
             Some(e) => e.last_used = clock,
-            None => index.insert(key, len, None),
+            None => index.insert(key, usage, None),
         }
     }
 
@@ -246,11 +271,18 @@ impl Store {
         let tmp_path = self
             .tmp
             .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
-        let result = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
-            .and_then(|mut file| {
+        let result = self
+            .retry_when_full(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp_path)
+            })
+            .and_then(|file| {
+                let mut file = DiskFile {
+                    file,
+                    store: Arc::clone(self),
+                };
                 file.write_all(&[0u8; entry::PREFIX_LEN])?;
                 file.write_all(&head)?;
                 Ok(file)
@@ -329,12 +361,13 @@ impl Store {
                     continue;
                 };
                 let Ok(meta) = file.metadata() else { continue };
+                let usage = disk_usage(&meta);
                 let mut index = self.index();
                 if !index.entries.contains_key(&key) {
-                    index.insert(key, meta.len(), None);
+                    index.insert(key, usage, None);
                 }
                 found += 1;
-                bytes += meta.len();
+                bytes += usage;
             }
         }
         log::info!(
@@ -354,9 +387,9 @@ impl Store {
     ) -> io::Result<()> {
         let path = key.path(&self.root);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+            self.retry_when_full(|| fs::create_dir_all(parent))?;
         }
-        fs::rename(tmp_path, &path)?;
+        self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         let over = {
             let mut index = self.index();
             index.insert(key, bytes, written);
@@ -399,6 +432,91 @@ impl Store {
         }
         log::debug!("cache: evicted {count} entries");
     }
+
+    /// Runs `op`, and while it fails because the disk is full, evicts and tries again.
+    fn retry_when_full<T>(&self, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        let mut attempts = 0;
+        loop {
+            match op() {
+                Err(e)
+                    if is_disk_full(&e) && attempts < FULL_DISK_RETRIES && self.make_room(&e) =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The disk is full: evicts the least recently used entries, a tenth of the cache's space (at
+    /// least one entry). False when there is nothing left to evict.
+    fn make_room(&self, error: &io::Error) -> bool {
+        let (victims, freed): (Vec<Key>, u64) = {
+            let index = self.index();
+            let want = (index.bytes / 100 * FULL_DISK_EVICT_PERCENT).max(1);
+            let mut by_age: Vec<(u64, Key, u64)> = index
+                .entries
+                .iter()
+                .map(|(k, e)| (e.last_used, *k, e.bytes))
+                .collect();
+            by_age.sort_unstable();
+            let mut freed = 0u64;
+            let victims = by_age
+                .into_iter()
+                .take_while(|(_, _, bytes)| {
+                    let take = freed < want;
+                    freed += if take { *bytes } else { 0 };
+                    take
+                })
+                .map(|(_, k, _)| k)
+                .collect();
+            (victims, freed)
+        };
+        if victims.is_empty() {
+            return false;
+        }
+        self.warn_disk_full(error);
+        log::debug!(
+            "cache: disk full; evicting {} entries ({freed} bytes) to make room",
+            victims.len()
+        );
+        for key in victims {
+            self.remove(key);
+        }
+        true
+    }
+
+    /// Logs a full disk at most once a minute: each later store makes room again quietly.
+    fn warn_disk_full(&self, error: &io::Error) {
+        let mut last = self
+            .last_full_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            log::warn!(
+                "cache: disk full at {} ({error}); evicting least recently used entries to make room",
+                self.root.display()
+            );
+            *last = Some(Instant::now());
+        }
+    }
+}
+
+/// A temporary entry file whose writes make room when the disk is full, then go on.
+struct DiskFile {
+    file: File,
+    store: Arc<Store>,
+}
+
+impl Write for DiskFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let file = &mut self.file;
+        self.store.retry_when_full(|| file.write(data))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// A file's inode number, which stays with it through the rename into place.
@@ -421,7 +539,7 @@ fn evict_loop(store: std::sync::Weak<Store>, wake: Receiver<()>) {
 pub struct EntryWriter {
     store: Arc<Store>,
     key: Key,
-    file: io::BufWriter<File>,
+    file: io::BufWriter<DiskFile>,
     tmp_path: PathBuf,
     head: Vec<u8>,
     body_len: u64,
@@ -439,14 +557,14 @@ impl EntryWriter {
             return Err(io::Error::other("an earlier write failed"));
         }
         let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
-        let total = (entry::PREFIX_LEN + self.head.len()) as u64 + self.body_len;
         let result = (|| {
             self.file.flush()?;
-            let file = self.file.get_mut();
+            let file = &mut self.file.get_mut().file;
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&prefix)?;
             let written = inode(file);
-            self.store.commit(self.key, &self.tmp_path, total, written)
+            let usage = disk_usage(&file.metadata()?);
+            self.store.commit(self.key, &self.tmp_path, usage, written)
         })();
         match result {
             Ok(()) => {

@@ -258,9 +258,9 @@ fn regression_a_full_disk_evicts_and_keeps_storing() {
         }
     }
     let logs = porter.logs();
-    assert!(logs.contains("disk full"), "the disk never filled: {logs}");
     assert_eq!(
         hits, 40,
         "entries not stored once the disk was full; logs:\n{logs}"
     );
+    assert!(logs.contains("disk full"), "the disk never filled: {logs}");
 }
