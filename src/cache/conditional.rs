@@ -8,9 +8,13 @@
 use super::freshness::header_date;
 use crate::http::{RequestHead, ResponseHead};
 
-/// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), and those the
-/// stored body depends on (its length, encoding and range), since the body itself is not replaced.
-const NOT_UPDATED: [&str; 13] = [
+/// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), those the
+/// stored body depends on (its length, encoding and range), since the body itself is not replaced, and
+/// Set-Cookie: a 304's cookie answers one client's request and must not reach everyone served the
+/// refreshed entry.
+const NOT_UPDATED: [&str; 15] = [
+    "set-cookie",
+    "set-cookie2",
     "content-length",
     "content-encoding",
     "content-range",
@@ -41,6 +45,35 @@ pub fn validators(stored: &ResponseHead) -> Vec<(&'static str, String)> {
         out.push(("If-Modified-Since", lm.trim().to_string()));
     }
     out
+}
+
+/// Whether a 304 may refresh `stored` (RFC 9111 §4.3.4): its strong ETag must be the stored one, a
+/// weak one must match by the weak comparison, and without an ETag its Last-Modified must be the
+/// stored one. A 304 with neither answers the cache's own conditional, built from the stored
+/// validators (§4.3.1), and is taken as confirming it. A 304 for another validator (one a client
+/// sent, or a confused origin's) refreshes nothing.
+pub fn not_modified_matches(stored: &ResponseHead, not_modified: &ResponseHead) -> bool {
+    if let Some(new) = not_modified.headers.get("etag") {
+        let Some((new_weak, new_tag)) = parse_etag(new.trim()) else {
+            return false;
+        };
+        let Some((old_weak, old_tag)) = stored
+            .headers
+            .get("etag")
+            .and_then(|e| parse_etag(e.trim()))
+        else {
+            return false;
+        };
+        return new_tag == old_tag && (new_weak || !old_weak);
+    }
+    match (
+        header_date(&not_modified.headers, "last-modified"),
+        header_date(&stored.headers, "last-modified"),
+    ) {
+        (Some(new), Some(old)) => new == old,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// Updates a stored head from a 304 (RFC 9111 §4.3.4, §3.2): every field the 304 carries replaces all
@@ -204,6 +237,59 @@ mod tests {
             !h.contains("age"),
             "the old Age belongs to the old exchange"
         );
+    }
+
+    #[test]
+    fn regression_a_304_never_merges_set_cookie() {
+        let mut stored = resp(200, &[("ETag", "\"v1\"")]);
+        let not_modified = resp(
+            304,
+            &[
+                ("ETag", "\"v1\""),
+                ("Set-Cookie", "session=SECRET"),
+                ("Set-Cookie2", "old=style"),
+            ],
+        );
+        update_from_304(&mut stored, &not_modified);
+        assert!(!stored.headers.contains("set-cookie"));
+        assert!(!stored.headers.contains("set-cookie2"));
+    }
+
+    #[test]
+    fn regression_a_304_for_another_validator_matches_nothing() {
+        let tagged = resp(200, &[("ETag", "\"a\"")]);
+        let untagged = resp(200, &[]);
+        let weak = resp(200, &[("ETag", "W/\"a\"")]);
+        let dated = resp(200, &[("Last-Modified", "Sat, 21 Nov 2026 20:03:46 GMT")]);
+        let with = |fields: &[(&str, &str)]| resp(304, fields);
+        assert!(not_modified_matches(&tagged, &with(&[("ETag", "\"a\"")])));
+        assert!(not_modified_matches(&tagged, &with(&[("ETag", "W/\"a\"")])));
+        assert!(not_modified_matches(&weak, &with(&[("ETag", "W/\"a\"")])));
+        assert!(
+            !not_modified_matches(&weak, &with(&[("ETag", "\"a\"")])),
+            "strong needs strong"
+        );
+        assert!(!not_modified_matches(
+            &tagged,
+            &with(&[("ETag", "\"new\"")])
+        ));
+        assert!(!not_modified_matches(
+            &untagged,
+            &with(&[("ETag", "\"new\"")])
+        ));
+        assert!(!not_modified_matches(
+            &tagged,
+            &with(&[("ETag", "garbage")])
+        ));
+        assert!(
+            not_modified_matches(&tagged, &with(&[])),
+            "no validator: our own question"
+        );
+        let same_date = [("Last-Modified", "Sat, 21 Nov 2026 20:03:46 GMT")];
+        let other_date = [("Last-Modified", "Sun, 22 Nov 2026 20:03:46 GMT")];
+        assert!(not_modified_matches(&dated, &with(&same_date)));
+        assert!(!not_modified_matches(&dated, &with(&other_date)));
+        assert!(!not_modified_matches(&untagged, &with(&same_date)));
     }
 
     #[test]

@@ -17,7 +17,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use super::conditional::{client_has_current, update_from_304, validators};
+pub use super::conditional::{
+    client_has_current, not_modified_matches, update_from_304, validators,
+};
 pub use super::directives::{CacheControl, DELTA_SECONDS_MAX, delta_seconds};
 use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
@@ -48,6 +50,10 @@ pub enum NoStore {
     NoFreshness,
     /// 206: Porter does not combine or serve ranges from the cache.
     PartialContent,
+    /// Set-Cookie on a response that is not explicitly shareable (`public`, `s-maxage`, or a
+    /// `no-cache="Set-Cookie"` that tells a shared cache to drop the field): one client's session
+    /// must never reach another, and nginx and Varnish do not store such responses either.
+    SetCookie,
 }
 
 impl NoStore {
@@ -62,6 +68,7 @@ impl NoStore {
             NoStore::VaryStar => "vary-star",
             NoStore::NoFreshness => "no-freshness",
             NoStore::PartialContent => "partial-content",
+            NoStore::SetCookie => "set-cookie",
         }
     }
 }
@@ -120,6 +127,13 @@ pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
     }
     if vary(resp) == Vary::Any {
         return Err(NoStore::VaryStar);
+    }
+    // Stored or not, a Set-Cookie is never stored (`cache::storable_head` drops it); the response
+    // without it is worth keeping only when the origin says it may be shared.
+    let drops_cookie = cc.no_cache_fields.iter().any(|f| f == "set-cookie");
+    if resp.headers.contains("set-cookie") && !(cc.public || cc.s_maxage.is_some() || drops_cookie)
+    {
+        return Err(NoStore::SetCookie);
     }
     let explicit =
         cc.max_age.is_some() || cc.s_maxage.is_some() || resp.headers.contains("expires");
@@ -400,8 +414,21 @@ mod tests {
     }
 
     #[test]
-    fn set_cookie_does_not_block_a_shared_cache() {
-        assert_eq!(store(&[], 200, &[MAX_AGE, ("Set-Cookie", "a=b")]), Ok(()));
+    fn regression_set_cookie_blocks_a_shared_cache_unless_explicitly_shareable() {
+        let cookie = ("Set-Cookie", "session=SECRET1");
+        assert_eq!(store(&[], 200, &[MAX_AGE, cookie]), Err(NoStore::SetCookie));
+        for cc in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "max-age=60, no-cache=\"Set-Cookie, X-Visit-Count\"",
+        ] {
+            assert_eq!(
+                store(&[], 200, &[("Cache-Control", cc), cookie]),
+                Ok(()),
+                "{cc}"
+            );
+        }
+        assert_eq!(store(&[], 200, &[MAX_AGE]), Ok(()));
     }
 
     #[test]
@@ -417,6 +444,7 @@ mod tests {
             VaryStar,
             NoFreshness,
             PartialContent,
+            SetCookie,
         ];
         let mut names: Vec<&str> = all.iter().map(NoStore::as_str).collect();
         names.sort();
