@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::admin::CacheCommand;
 use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
+use crate::http::Limits;
+use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::origin::ServeConfig;
 use crate::origin::faults::FaultMix;
@@ -113,6 +115,32 @@ pub struct PoolArgs {
     pub shutdown_grace: Duration,
 }
 
+impl PoolArgs {
+    /// The listener and pool configuration these flags describe, for the server named `name`: the
+    /// one place the pool flags become a [`ServerConfig`].
+    pub fn server_config(
+        &self,
+        name: &'static str,
+        listen: SocketAddr,
+        allow: Vec<Cidr>,
+    ) -> ServerConfig {
+        ServerConfig {
+            name,
+            listen,
+            workers: usize::from(self.workers),
+            queue: self.queue.max(1),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_client: self.max_connections_per_client.max(1),
+            allow,
+            limits: Limits::default(),
+            head_timeout: self.head_timeout,
+            idle_timeout: self.idle_timeout,
+            client_timeout: self.client_timeout,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
 /// Flags of `porter proxy`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
@@ -187,27 +215,19 @@ impl ProxyArgs {
         if let Some(path) = &self.auth_file {
             auth.add_file(path)?;
         }
+        let allow = if self.allow.is_empty() {
+            Cidr::loopback()
+        } else {
+            self.allow
+        };
         Ok(ProxyConfig {
-            listen: self.listen,
-            workers: usize::from(self.pool.workers),
-            queue: self.pool.queue.max(1),
-            max_connections: self.pool.max_connections.max(1),
-            max_connections_per_client: self.pool.max_connections_per_client.max(1),
-            allow: if self.allow.is_empty() {
-                Cidr::loopback()
-            } else {
-                self.allow
-            },
+            server: self.pool.server_config("proxy", self.listen, allow),
             deny_hosts: self.deny_host,
             deny_dests: self.deny_dest,
             connect_ports: self.connect_port,
             auth,
             origin_timeout: self.origin_timeout,
-            head_timeout: self.pool.head_timeout,
-            idle_timeout: self.pool.idle_timeout,
-            client_timeout: self.pool.client_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
-            shutdown_grace: self.pool.shutdown_grace,
             cache_dir: (!self.no_cache).then_some(self.cache_dir),
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
@@ -474,20 +494,16 @@ impl ServeArgs {
     /// The validated configuration this command line asks for.
     pub fn into_config(self) -> ServeConfig {
         let defaults = ServeConfig::default();
+        let allow = if self.allow.is_empty() {
+            crate::origin::any_address()
+        } else {
+            self.allow
+        };
         ServeConfig {
-            listen: self.listen,
+            server: self.pool.server_config("serve", self.listen, allow),
             root: self.root,
             cookies: self.cookies,
             event_log: self.event_log,
-            workers: usize::from(self.pool.workers),
-            queue: self.pool.queue.max(1),
-            max_connections: self.pool.max_connections.max(1),
-            max_connections_per_client: self.pool.max_connections_per_client.max(1),
-            allow: if self.allow.is_empty() {
-                crate::origin::any_address()
-            } else {
-                self.allow
-            },
             special_after: self.special_after,
             limits: LimitConfig {
                 ban_after: self.ban_after,
@@ -502,10 +518,6 @@ impl ServeArgs {
             max_held: defaults.max_held,
             seed: self.seed,
             save_every: self.save_every,
-            head_timeout: self.pool.head_timeout,
-            idle_timeout: self.pool.idle_timeout,
-            client_timeout: self.pool.client_timeout,
-            shutdown_grace: self.pool.shutdown_grace,
             max_age: self.max_age,
         }
     }

@@ -1,7 +1,7 @@
 //! Porter: a forward caching HTTP proxy, with the origin server, client and echo tools to test it.
 //!
 //! `http` knows the protocol, `net` the sockets and threads, `proxy` the forwarding, and `cache` the
-//! stored responses. `client` is `porter fetch`, and `upper` the uppercase echo exercise. The binary in
+//! stored responses; `html` writes the few pages Porter makes itself. `client` is `porter fetch`, and `upper` the uppercase echo exercise. The binary in
 //! `main.rs` only parses the command line and calls in here.
 
 #![forbid(unsafe_code)]
@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod cache;
 pub mod cli;
 pub mod client;
+pub mod html;
 pub mod http;
 pub mod net;
 pub mod origin;

@@ -6,7 +6,7 @@
 //! store's job: it records new request and response times for the updated head.
 
 use super::freshness::header_date;
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::{Method, RequestHead, ResponseHead};
 
 /// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), those the
 /// stored body depends on (its length, encoding and range), since the body itself is not replaced, and
@@ -115,7 +115,7 @@ pub fn update_from_304(stored: &mut ResponseHead, not_modified: &ResponseHead) {
 /// matches; when it is present If-Modified-Since is ignored. Preconditions only apply to a 2xx stored
 /// response (§13.2.1).
 pub fn client_has_current(req: &RequestHead, stored: &ResponseHead) -> bool {
-    if !matches!(req.method.as_str(), "GET" | "HEAD") || !(200..300).contains(&stored.status) {
+    if !matches!(req.method, Method::Get | Method::Head) || !(200..300).contains(&stored.status) {
         return false;
     }
     if req.headers.contains("if-none-match") {

@@ -10,6 +10,7 @@ pub mod key;
 pub mod lock;
 pub mod memory;
 pub mod policy;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testutil;
@@ -24,6 +25,7 @@ use entry::{ResponseMeta, Stored};
 use key::Key;
 use lock::{Lease, MissLocks};
 use memory::{MAX_MEMORY_OBJECT, MemoryTier};
+use status::NotStored;
 use store::{EntryWriter, OpenEntry, Store, StoreStats};
 
 use crate::http::{RequestHead, ResponseHead, hop};
@@ -41,7 +43,7 @@ pub struct CacheConfig {
 }
 
 /// Where a found response's body is.
-pub enum Body {
+pub enum StoredBody {
     /// In an entry file, positioned at the body.
     File(Box<OpenEntry>),
     /// In the memory tier (already verified).
@@ -51,7 +53,7 @@ pub enum Body {
 /// A stored response found for a request.
 pub struct Found {
     pub key: Key,
-    pub body: Body,
+    pub body: StoredBody,
     pub body_len: u64,
     pub meta: Arc<ResponseMeta>,
     /// The stored head's freshness facts, worked out once per entry.
@@ -134,7 +136,7 @@ impl Cache {
             return Some(Found {
                 key: primary_key,
                 body_len: hot.body.len() as u64,
-                body: Body::Memory(Arc::clone(&hot.body)),
+                body: StoredBody::Memory(Arc::clone(&hot.body)),
                 meta: Arc::clone(&hot.meta),
                 freshness: Arc::clone(&hot.freshness),
             });
@@ -159,7 +161,7 @@ impl Cache {
                 Some(Found {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
-                    body: Body::File(Box::new(entry)),
+                    body: StoredBody::File(Box::new(entry)),
                     freshness: freshness_of(&meta),
                     meta,
                 })
@@ -171,7 +173,7 @@ impl Cache {
     /// Checks a found entry's body before it is first served by this process, and moves small bodies
     /// into the memory tier. `false` means the entry was damaged (and is gone).
     pub fn prepare(&self, url: &str, found: &mut Found) -> bool {
-        let Body::File(entry) = &mut found.body else {
+        let StoredBody::File(entry) = &mut found.body else {
             return true;
         };
         if !self.store.is_verified(entry) && !self.store.verify_body(entry) {
@@ -191,7 +193,7 @@ impl Cache {
             let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
             self.memory
                 .insert(found.key, url, meta, freshness, Arc::clone(&body));
-            found.body = Body::Memory(body);
+            found.body = StoredBody::Memory(body);
         }
         true
     }
@@ -201,7 +203,8 @@ impl Cache {
         self.locks.acquire(Key::for_url(url), wait)
     }
 
-    /// Starts storing a response. The head is stored without hop-by-hop and framing fields.
+    /// Starts storing a response. The head is stored without hop-by-hop and framing fields. The
+    /// error says why nothing will be stored.
     pub fn writer(
         &self,
         url: &str,
@@ -209,14 +212,16 @@ impl Cache {
         response: &ResponseHead,
         request_time: SystemTime,
         response_time: SystemTime,
-    ) -> Option<CacheWriter> {
+    ) -> Result<CacheWriter, NotStored> {
         // Whatever happens to this fetch, the copy in memory is about to be outdated.
         self.memory.remove(&Key::for_url(url));
         let key = match policy::vary(response) {
-            policy::Vary::Any => return None,
+            policy::Vary::Any => return Err(NotStored::Policy(policy::NoStore::VaryStar)),
             policy::Vary::None => Key::for_url(url),
             policy::Vary::Headers(names) => {
-                let generation = self.vary_generation(url, &names)?;
+                let generation = self
+                    .vary_generation(url, &names)
+                    .ok_or(NotStored::StoreFailed)?;
                 Key::for_variant(url, generation, &policy::vary_values(req, &names))
             }
         };
@@ -232,8 +237,9 @@ impl Cache {
         };
         let inner = self
             .store
-            .writer(key, url, &Stored::Response(meta), self.max_object_size)?;
-        Some(CacheWriter {
+            .writer(key, url, &Stored::Response(meta), self.max_object_size)
+            .ok_or(NotStored::StoreFailed)?;
+        Ok(CacheWriter {
             inner,
             memory: Arc::clone(&self.memory),
             url_key: Key::for_url(url),
@@ -281,13 +287,13 @@ impl Cache {
             )
             .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
         match &mut found.body {
-            Body::Memory(body) => {
+            StoredBody::Memory(body) => {
                 io::Write::write_all(&mut writer, body)?;
                 let hot = (Arc::clone(&meta), Arc::clone(&freshness));
                 self.memory
                     .insert(found.key, url, hot.0, hot.1, Arc::clone(body));
             }
-            Body::File(entry) => {
+            StoredBody::File(entry) => {
                 let mut body = io::Read::take(&entry.file, found.body_len);
                 if io::copy(&mut body, &mut writer)? != found.body_len {
                     return Err(io::ErrorKind::UnexpectedEof.into());

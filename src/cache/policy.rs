@@ -24,7 +24,7 @@ pub use super::directives::{CacheControl, DELTA_SECONDS_MAX, delta_seconds};
 use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
 pub use super::vary::{Vary, vary, vary_values};
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::{Method, RequestHead, ResponseHead};
 
 /// Statuses whose caching rules we implement, for `must-understand` (RFC 9111 §5.2.2.3).
 const UNDERSTOOD_STATUSES: [u16; 14] = [
@@ -97,7 +97,7 @@ impl Decision {
 /// RFC 9111 §3 for a shared cache: may this response to this request be stored?
 pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
     // HEAD responses have no body to store; other methods are not cacheable by us.
-    if req.method != "GET" {
+    if req.method != Method::Get {
         return Err(NoStore::Method);
     }
     let status = resp.status;
@@ -202,7 +202,12 @@ pub fn before_request(
 
 /// [`before_request`] with the stored response's freshness already worked out.
 pub fn decide(req: &RequestHead, stored: &StoredFreshness, now: SystemTime) -> Decision {
-    let want = CacheControl::parse_request(&req.headers);
+    decide_with(&CacheControl::parse_request(&req.headers), stored, now)
+}
+
+/// [`decide`] with the request's Cache-Control already parsed, as the proxy has it by then: the one
+/// the request path calls.
+pub fn decide_with(want: &CacheControl, stored: &StoredFreshness, now: SystemTime) -> Decision {
     let cc = &stored.cc;
     // §5.2.2.4, §5.2.1.4: no-cache on either side means "always ask the origin first".
     if cc.no_cache || want.no_cache {
@@ -239,9 +244,8 @@ pub fn decide(req: &RequestHead, stored: &StoredFreshness, now: SystemTime) -> D
 
 /// RFC 9111 §4.4: a non-error response (2xx, 3xx) to an unsafe method invalidates the stored responses
 /// for its target (and its Location / Content-Location, which the caller resolves).
-pub fn invalidates(method: &str, status: u16) -> bool {
-    let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
-    !safe && (200..400).contains(&status)
+pub fn invalidates(method: &Method, status: u16) -> bool {
+    !method.is_safe() && (200..400).contains(&status)
 }
 
 /// The Age value for a response served from cache: whole seconds, capped at 2^31 (RFC 9111 §5.1).
@@ -622,14 +626,14 @@ mod tests {
     fn unsafe_methods_with_non_error_status_invalidate() {
         for method in ["POST", "PUT", "DELETE", "PATCH", "PURGE"] {
             for status in [200, 201, 204, 301, 303, 399] {
-                assert!(invalidates(method, status), "{method} {status}");
+                assert!(invalidates(&method.into(), status), "{method} {status}");
             }
             for status in [100, 400, 404, 500, 503] {
-                assert!(!invalidates(method, status), "{method} {status}");
+                assert!(!invalidates(&method.into(), status), "{method} {status}");
             }
         }
         for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
-            assert!(!invalidates(method, 200), "{method}");
+            assert!(!invalidates(&method.into(), 200), "{method}");
         }
     }
 

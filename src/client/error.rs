@@ -176,7 +176,7 @@ impl fmt::Display for FetchError {
             FetchError::Timeout { peer, phase, after } => write!(
                 f,
                 "timed out after {} {} {peer}",
-                crate::client::report::format_duration(*after),
+                crate::units::format_duration(*after),
                 phase.as_str()
             ),
             FetchError::Closed { peer, phase } => write!(

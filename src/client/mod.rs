@@ -47,21 +47,9 @@ const SNIFF_BYTES: usize = 64 * 1024;
 /// Bodies at least this large (or of unknown length) get a progress bar on a terminal.
 const PROGRESS_FROM_BYTES: u64 = 1 << 20;
 
-/// The request method: `porter fetch` reads, it does not change anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Head,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-        }
-    }
-}
+/// The request method: `porter fetch` reads, it does not change anything (the command line offers
+/// GET and HEAD only).
+pub use crate::http::Method;
 
 /// Everything `porter fetch` runs with, validated by `cli`.
 #[derive(Debug, Clone)]
@@ -206,7 +194,7 @@ fn attempt(
     )?;
     // A proxy must add Via to what it forwards (RFC 9110 §7.6.3): an error without one is the proxy's.
     if conn.absolute_form && head.status >= 400 && !head.headers.contains("via") {
-        let method = config.method.as_str();
+        let method = &config.method;
         return Err(transport::proxy_error(
             &conn.peer,
             head,
@@ -221,7 +209,7 @@ fn attempt(
         .to_string();
     let (bytes, path) = match config.method {
         Method::Head => save_head(config, &head)?,
-        Method::Get => save_body(config, &head, &mut conn)?,
+        _ => save_body(config, &head, &mut conn)?,
     };
     Ok(Saved {
         status,
@@ -233,7 +221,7 @@ fn attempt(
 fn send_request(conn: &mut Connection, config: &FetchConfig) -> Result<(), FetchError> {
     let url = &config.url;
     let mut head = RequestHead {
-        method: config.method.as_str().to_string(),
+        method: config.method.clone(),
         target: if conn.absolute_form {
             url.url.clone()
         } else {
@@ -280,12 +268,13 @@ fn save_body(
     conn: &mut Connection,
 ) -> Result<(u64, PathBuf), FetchError> {
     let url = &config.url;
-    let mode = http::body::response_mode("GET", head.status, &head.headers).map_err(|error| {
-        FetchError::BadResponse {
-            peer: conn.peer.clone(),
-            error,
-        }
-    })?;
+    let mode =
+        http::body::response_mode(&Method::Get, head.status, &head.headers).map_err(|error| {
+            FetchError::BadResponse {
+                peer: conn.peer.clone(),
+                error,
+            }
+        })?;
     let expected = match mode {
         BodyMode::Length(n) => Some(n),
         BodyMode::NoBody => Some(0),

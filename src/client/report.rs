@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::units::format_duration;
+
 /// `512 B`, `1.5 KiB`, `3.2 MiB`, `1.0 GiB`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -18,18 +20,6 @@ pub fn format_size(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
-}
-
-/// `300ms`, `2.5s`, `10s`: the same units the flags take.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis < 1000 {
-        format!("{millis}ms")
-    } else if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{:.1}s", duration.as_secs_f64())
-    }
 }
 
 /// The line for one completed request: `200 OK  1.2 KiB  35ms  Download/Example.html`.

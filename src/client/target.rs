@@ -7,6 +7,10 @@ use std::str::FromStr;
 use url::Url;
 
 use super::FetchError;
+use crate::http::{
+    self,
+    authority::{AuthorityError, DefaultPort},
+};
 
 /// The two schemes the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +72,7 @@ impl FetchUrl {
                 )));
             }
         };
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => return Err(bad("it has no host")),
-        };
-        let port = url.port().unwrap_or(scheme.default_port());
+        let (host, port) = http::authority::of_url(&url).ok_or_else(|| bad("it has no host"))?;
         let path = url.path().to_string();
         let mut path_and_query = path.clone();
         if let Some(query) = url.query() {
@@ -101,25 +99,14 @@ impl FetchUrl {
 
     /// The Host header: the port only when it is not the scheme's default (RFC 9110 §7.2).
     pub fn host_header(&self) -> String {
-        if self.port == self.scheme.default_port() {
-            bracketed(&self.host)
-        } else {
-            self.authority()
-        }
-    }
-}
-
-fn bracketed(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
+        let default = DefaultPort::Omit(self.scheme.default_port());
+        http::authority::format(&self.host, self.port, default)
     }
 }
 
 /// `host:port`, with brackets around an IPv6 address.
 pub fn authority(host: &str, port: u16) -> String {
-    format!("{}:{port}", bracketed(host))
+    http::authority::format(host, port, DefaultPort::Keep)
 }
 
 /// A proxy to send requests through.
@@ -142,21 +129,11 @@ impl ProxyAddr {
         if rest.contains(['/', '@', '?', '#']) {
             return Err("expected HOST:PORT");
         }
-        let (host, port) = rest.rsplit_once(':').ok_or("expected HOST:PORT")?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| "the port is not a number from 1 to 65535")?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if host.is_empty() || port == 0 {
-            return Err("expected HOST:PORT");
-        }
-        Ok(ProxyAddr {
-            host: host.to_string(),
-            port,
-        })
+        let (host, port) = http::authority::parse(rest).map_err(|e| match e {
+            AuthorityError::BadPort => "the port is not a number from 1 to 65535",
+            AuthorityError::MissingPort | AuthorityError::BadHost => "expected HOST:PORT",
+        })?;
+        Ok(ProxyAddr { host, port })
     }
 
     /// The proxy named by the environment for this scheme, if any: `https_proxy` then `HTTPS_PROXY` for

@@ -78,13 +78,10 @@ pub fn open(
     let origin = url.authority();
     let (tcp, peer) = match proxy {
         Some(proxy) => (
-            connect(&proxy.host, proxy.port, true, timeout)?,
+            dial(&proxy.host, proxy.port, true, timeout)?,
             proxy.to_string(),
         ),
-        None => (
-            connect(&url.host, url.port, false, timeout)?,
-            origin.clone(),
-        ),
+        None => (dial(&url.host, url.port, false, timeout)?, origin.clone()),
     };
     let mut buf = ReadBuf::with_capacity(BUF_BYTES);
     if url.scheme == Scheme::Http {
@@ -115,12 +112,7 @@ pub fn open(
 }
 
 /// Resolves and connects, trying each address in turn.
-fn connect(
-    host: &str,
-    port: u16,
-    is_proxy: bool,
-    timeout: Duration,
-) -> Result<TcpStream, FetchError> {
+fn dial(host: &str, port: u16, is_proxy: bool, timeout: Duration) -> Result<TcpStream, FetchError> {
     let peer = authority(host, port);
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
@@ -170,7 +162,7 @@ fn tunnel(
 ) -> Result<(), FetchError> {
     let peer = proxy.to_string();
     let mut head = RequestHead {
-        method: "CONNECT".to_string(),
+        method: http::Method::Connect,
         target: origin.to_string(),
         version: Version::Http11,
         headers: http::Headers::new(),
@@ -183,7 +175,7 @@ fn tunnel(
         .map_err(|e| FetchError::from_io(e, &peer, Phase::SendRequest, timeout))?;
     let response = read_head(tcp, buf, &peer, Phase::Tunnel, timeout)?;
     if !(200..300).contains(&response.status) {
-        return Err(proxy_error(&peer, response, buf, tcp, "GET"));
+        return Err(proxy_error(&peer, response, buf, tcp, &http::Method::Get));
     }
     if !buf.is_empty() {
         return Err(FetchError::BadResponse {
@@ -272,7 +264,7 @@ pub fn proxy_error(
     head: ResponseHead,
     buf: &mut ReadBuf,
     stream: &mut impl Read,
-    method: &str,
+    method: &http::Method,
 ) -> FetchError {
     let mut page = Vec::new();
     if let Ok(mode) = http::body::response_mode(method, head.status, &head.headers) {

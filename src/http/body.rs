@@ -10,7 +10,7 @@
 use std::io::{self, Read, Write};
 
 use super::chunked::{check_trailer_field, parse_chunk_size};
-use super::{Error, Headers, ReadBuf};
+use super::{Error, Headers, Method, ReadBuf};
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +48,15 @@ pub fn request_mode(headers: &Headers) -> Result<BodyMode, Error> {
 
 /// Framing of a response body, given the request method and the status (RFC 9112 §6.3).
 pub fn response_mode(
-    request_method: &str,
+    request_method: &Method,
     status: u16,
     headers: &Headers,
 ) -> Result<BodyMode, Error> {
-    if request_method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
+    if *request_method == Method::Head
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304
+    {
         return Ok(BodyMode::NoBody);
     }
     match transfer_coding(headers)? {
@@ -415,20 +419,29 @@ mod tests {
         let mut h: Headers = [("Transfer-Encoding", "chunked")].into_iter().collect();
         h.append("Transfer-Encoding", b"g\xffzip");
         assert_eq!(request_mode(&h), Err(Error::ChunkedNotFinal));
-        assert_eq!(response_mode("GET", 200, &h), Err(Error::ChunkedNotFinal));
+        assert_eq!(
+            response_mode(&Method::Get, 200, &h),
+            Err(Error::ChunkedNotFinal)
+        );
     }
 
     #[test]
     fn response_framing_follows_rfc_9112_section_6_3() {
         let none = headers(&[]);
         assert_eq!(
-            response_mode("HEAD", 200, &headers(&[("Content-Length", "9")])),
+            response_mode(&Method::Head, 200, &headers(&[("Content-Length", "9")])),
             Ok(BodyMode::NoBody)
         );
-        assert_eq!(response_mode("GET", 204, &none), Ok(BodyMode::NoBody));
-        assert_eq!(response_mode("GET", 304, &none), Ok(BodyMode::NoBody));
         assert_eq!(
-            response_mode("GET", 200, &none),
+            response_mode(&Method::Get, 204, &none),
+            Ok(BodyMode::NoBody)
+        );
+        assert_eq!(
+            response_mode(&Method::Get, 304, &none),
+            Ok(BodyMode::NoBody)
+        );
+        assert_eq!(
+            response_mode(&Method::Get, 200, &none),
             Ok(BodyMode::CloseDelimited)
         );
     }

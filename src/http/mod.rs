@@ -1,20 +1,24 @@
 //! HTTP/1.1 message heads and body framing (RFC 9110, RFC 9112), with no sockets.
 //!
 //! `parse` turns bytes into heads, `body` decides and decodes message framing, `write` serialises heads,
-//! and `hop` strips hop-by-hop fields. Everything works on a [`ReadBuf`] plus any `Read`/`Write`, so the
+//! `hop` strips hop-by-hop fields, [`Method`] carries the method's rules and `authority` reads and
+//! writes `host:port`. [`connection_field`] is the one Connection rule for every response. Everything works on a [`ReadBuf`] plus any `Read`/`Write`, so the
 //! same code serves the proxy, the origin server and the client, and tests drive it from byte slices.
 
+pub mod authority;
 pub mod body;
 mod chunked;
 mod error;
 mod headers;
 pub mod hop;
+mod method;
 pub mod parse;
 mod readbuf;
 pub mod write;
 
 pub use error::Error;
 pub use headers::Headers;
+pub use method::Method;
 pub use readbuf::ReadBuf;
 
 /// Limits on what a peer may send us before we give up on it.
@@ -57,7 +61,7 @@ impl Version {
 /// A parsed request head. The target is kept as sent; the proxy interprets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
+    pub method: Method,
     pub target: String,
     pub version: Version,
     pub headers: Headers,
@@ -92,6 +96,20 @@ impl ResponseHead {
     /// Whether the sender lets the connection stay open after this response.
     pub fn keep_alive(&self) -> bool {
         keep_alive(self.version, &self.headers)
+    }
+}
+
+/// The Connection field a response carries (RFC 9112 §9.3, §9.6): `close` when the connection ends
+/// after it, `keep-alive` when an HTTP/1.0 client's connection stays open (1.0 closes by default),
+/// and none for HTTP/1.1, which stays open by default. The one copy of this rule for every response
+/// Porter writes.
+pub fn connection_field(client_version: Version, keep_alive: bool) -> Option<&'static str> {
+    if !keep_alive {
+        Some("close")
+    } else if client_version == Version::Http10 {
+        Some("keep-alive")
+    } else {
+        None
     }
 }
 

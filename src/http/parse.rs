@@ -6,7 +6,7 @@
 //! Both parsers answer `Ok(None)` for "need more bytes", never an error, so a caller can feed them any
 //! prefix of a message.
 
-use super::{Error, Headers, Limits, RequestHead, ResponseHead, Version};
+use super::{Error, Headers, Limits, Method, RequestHead, ResponseHead, Version};
 
 /// Header slots kept on the stack; the default limit (100) fits, so parsing allocates no slot array.
 const STACK_HEADERS: usize = 100;
@@ -55,7 +55,7 @@ pub fn request(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize
     }
     check_line_endings(&buf[..len])?;
     let head = RequestHead {
-        method: req.method.unwrap_or_default().to_string(),
+        method: Method::parse(req.method.unwrap_or_default()),
         target: target.to_string(),
         version: version(req.version)?,
         headers: collect(req.headers),
@@ -219,7 +219,7 @@ mod tests {
     fn parses_absolute_form_request() {
         let raw = b"GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\nX: 1\r\n\r\nrest";
         let (head, len) = req(raw).unwrap().unwrap();
-        assert_eq!(head.method, "GET");
+        assert_eq!(head.method, Method::Get);
         assert_eq!(head.target, "http://example.com/a?b");
         assert_eq!(head.version, Version::Http11);
         assert_eq!(head.headers.get("host"), Some("example.com"));

@@ -33,7 +33,7 @@ pub fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// Appends a request line, the fields, and the blank line.
 pub fn request_head(out: &mut Vec<u8>, head: &RequestHead) {
-    out.extend_from_slice(head.method.as_bytes());
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.push(b' ');
@@ -43,7 +43,9 @@ pub fn request_head(out: &mut Vec<u8>, head: &RequestHead) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn fields(out: &mut Vec<u8>, headers: &Headers) {
+/// Appends every field, for callers that write a head in parts (a status line, stored fields, then
+/// their own).
+pub fn fields(out: &mut Vec<u8>, headers: &Headers) {
     for (name, value) in headers.iter() {
         field(out, name, value);
     }

@@ -120,16 +120,15 @@ impl Server {
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
         let mut workers = Vec::with_capacity(self.config.workers);
         for index in 0..self.config.workers {
-            workers.push(spawn_worker(
-                index,
-                &self.config,
-                jobs_rx.clone(),
-                parker.clone(),
-                Arc::clone(&handler),
-                Arc::clone(&self.stats),
-                self.shutdown.clone(),
-                done_tx.clone(),
-            )?);
+            let worker = Worker {
+                jobs: jobs_rx.clone(),
+                parker: parker.clone(),
+                handler: Arc::clone(&handler),
+                stats: Arc::clone(&self.stats),
+                shutdown: self.shutdown.clone(),
+                done: done_tx.clone(),
+            };
+            workers.push(worker.spawn(index, &self.config)?);
         }
         drop((jobs_rx, parker, done_tx));
 
@@ -286,74 +285,53 @@ impl Server {
         // The answer fits in the socket buffer; a short timeout keeps a stuck client from holding us.
         let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
         let mut stream = stream;
-        let _ = stream.write_all(&simple_response(status, why));
+        let _ = stream.write_all(&crate::html::refusal(status, why));
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 }
 
-/// A complete `Connection: close` response with a one-line HTML body.
-pub fn simple_response(status: u16, message: &str) -> Vec<u8> {
-    let reason = http::reason_phrase(status);
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-         <body><h1>{status} {reason}</h1><p>{}</p></body></html>\n",
-        html_escape(message)
-    );
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Escapes text for an HTML element body or attribute.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spawn_worker<H: Handler>(
-    index: usize,
-    config: &ServerConfig,
+/// What one worker thread owns: its end of the queue, the parker, the handler, and the channel that
+/// tells `run` it has finished.
+struct Worker<H> {
     jobs: Receiver<Conn>,
     parker: ParkHandle,
     handler: Arc<H>,
     stats: Arc<ServerStats>,
     shutdown: Shutdown,
     done: Sender<()>,
-) -> io::Result<JoinHandle<()>> {
-    let limits = config.limits;
-    let head_timeout = config.head_timeout;
-    std::thread::Builder::new()
-        .name(format!("{}-worker-{index}", config.name))
-        .spawn(move || {
-            for conn in jobs.iter() {
-                stats.queued.fetch_sub(1, Ordering::Relaxed);
-                stats.busy_workers.fetch_add(1, Ordering::Relaxed);
-                serve_connection(
-                    conn,
-                    &limits,
-                    head_timeout,
-                    &parker,
-                    handler.as_ref(),
-                    &shutdown,
-                );
-                stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
-            }
-            let _ = done.send(());
-        })
+}
+
+impl<H: Handler> Worker<H> {
+    fn spawn(self, index: usize, config: &ServerConfig) -> io::Result<JoinHandle<()>> {
+        let limits = config.limits;
+        let head_timeout = config.head_timeout;
+        std::thread::Builder::new()
+            .name(format!("{}-worker-{index}", config.name))
+            .spawn(move || {
+                let Worker {
+                    jobs,
+                    parker,
+                    handler,
+                    stats,
+                    shutdown,
+                    done,
+                } = self;
+                for conn in jobs.iter() {
+                    stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    stats.busy_workers.fetch_add(1, Ordering::Relaxed);
+                    serve_connection(
+                        conn,
+                        &limits,
+                        head_timeout,
+                        &parker,
+                        handler.as_ref(),
+                        &shutdown,
+                    );
+                    stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
+                }
+                let _ = done.send(());
+            })
+    }
 }
 
 /// Serves requests while the client has bytes waiting, then parks the connection.

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::http::Headers;
+use crate::http::{Headers, Method};
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub enum Precondition {
 }
 
 /// Evaluates the preconditions in the order of RFC 9110 §13.2.2.
-pub fn evaluate(headers: &Headers, method: &str, v: &Validators) -> Precondition {
+pub fn evaluate(headers: &Headers, method: &Method, v: &Validators) -> Precondition {
     if let Some(field) = headers.get("if-match") {
         if !matches_list(field, &v.etag, true) {
             return Precondition::Failed;
@@ -59,7 +59,7 @@ pub fn evaluate(headers: &Headers, method: &str, v: &Validators) -> Precondition
     {
         return Precondition::Failed;
     }
-    let safe = method == "GET" || method == "HEAD";
+    let safe = matches!(method, Method::Get | Method::Head);
     if let Some(field) = headers.get("if-none-match") {
         if matches_list(field, &v.etag, false) {
             return if safe {
@@ -275,55 +275,64 @@ mod tests {
         let lm = v.last_modified_http();
         let weak = format!("W/{etag}");
         use Precondition::*;
-        assert_eq!(evaluate(&h(&[]), "GET", &v), Proceed);
+        assert_eq!(evaluate(&h(&[]), &Method::Get, &v), Proceed);
         assert_eq!(
-            evaluate(&h(&[("If-None-Match", &etag)]), "GET", &v),
+            evaluate(&h(&[("If-None-Match", &etag)]), &Method::Get, &v),
             NotModified
         );
         assert_eq!(
-            evaluate(&h(&[("If-None-Match", &weak)]), "HEAD", &v),
+            evaluate(&h(&[("If-None-Match", &weak)]), &Method::Head, &v),
             NotModified
         );
         let list = format!("\"a,b\", {etag}");
         assert_eq!(
-            evaluate(&h(&[("If-None-Match", &list)]), "GET", &v),
+            evaluate(&h(&[("If-None-Match", &list)]), &Method::Get, &v),
             NotModified
         );
         assert_eq!(
-            evaluate(&h(&[("If-None-Match", "\"x\"")]), "GET", &v),
+            evaluate(&h(&[("If-None-Match", "\"x\"")]), &Method::Get, &v),
             Proceed
         );
         assert_eq!(
-            evaluate(&h(&[("If-None-Match", "*")]), "GET", &v),
+            evaluate(&h(&[("If-None-Match", "*")]), &Method::Get, &v),
             NotModified
         );
         assert_eq!(
-            evaluate(&h(&[("If-Modified-Since", &lm)]), "GET", &v),
+            evaluate(&h(&[("If-Modified-Since", &lm)]), &Method::Get, &v),
             NotModified
         );
         let earlier = httpdate::fmt_http_date(v.last_modified - Duration::from_secs(1));
         assert_eq!(
-            evaluate(&h(&[("If-Modified-Since", &earlier)]), "GET", &v),
+            evaluate(&h(&[("If-Modified-Since", &earlier)]), &Method::Get, &v),
             Proceed
         );
         // If-None-Match wins over If-Modified-Since.
         assert_eq!(
             evaluate(
                 &h(&[("If-None-Match", "\"x\""), ("If-Modified-Since", &lm)]),
-                "GET",
+                &Method::Get,
                 &v
             ),
             Proceed
         );
         assert_eq!(
-            evaluate(&h(&[("If-Modified-Since", "garbage")]), "GET", &v),
+            evaluate(&h(&[("If-Modified-Since", "garbage")]), &Method::Get, &v),
             Proceed
         );
-        assert_eq!(evaluate(&h(&[("If-Match", "\"x\"")]), "GET", &v), Failed);
-        assert_eq!(evaluate(&h(&[("If-Match", &weak)]), "GET", &v), Failed);
-        assert_eq!(evaluate(&h(&[("If-Match", &etag)]), "GET", &v), Proceed);
         assert_eq!(
-            evaluate(&h(&[("If-Unmodified-Since", &earlier)]), "GET", &v),
+            evaluate(&h(&[("If-Match", "\"x\"")]), &Method::Get, &v),
+            Failed
+        );
+        assert_eq!(
+            evaluate(&h(&[("If-Match", &weak)]), &Method::Get, &v),
+            Failed
+        );
+        assert_eq!(
+            evaluate(&h(&[("If-Match", &etag)]), &Method::Get, &v),
+            Proceed
+        );
+        assert_eq!(
+            evaluate(&h(&[("If-Unmodified-Since", &earlier)]), &Method::Get, &v),
             Failed
         );
     }

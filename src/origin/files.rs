@@ -22,8 +22,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::conditional::{self, Precondition, RangeRequest, Validators};
 use super::path::{self, PathError, RequestPath};
 use super::reply::{Body, Reply};
-use crate::http::RequestHead;
-use crate::net::server::html_escape;
+use crate::html;
+use crate::http::{Method, RequestHead};
 
 /// Most entries a listing shows.
 const MAX_LISTING: usize = 10_000;
@@ -124,7 +124,7 @@ fn serve_file(req: &RequestHead, found: &Path, meta: &Metadata) -> Reply {
         }
     }
     let content_type = content_type(found);
-    let range = if req.method == "GET" {
+    let range = if req.method == Method::Get {
         conditional::range(&req.headers, len, &validators)
     } else {
         RangeRequest::Full
@@ -189,11 +189,8 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
         .map(|s| format!("/{}", String::from_utf8_lossy(s)))
         .collect::<String>()
         + "/";
-    let title = html_escape(&format!("Index of {shown}"));
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-         <body><h1>{title}</h1>\n<ul>\n"
-    );
+    let title = format!("Index of {shown}");
+    let mut html = format!("<h1>{}</h1>\n<ul>\n", html::escape(&title));
     if !request_path.is_root() {
         html.push_str("<li><a href=\"../\">../</a></li>\n");
     }
@@ -202,14 +199,14 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
         html.push_str(&format!(
             "<li><a href=\"{}{slash}\">{}{slash}</a></li>\n",
             utf8_percent_encode(name, SEGMENT),
-            html_escape(name)
+            html::escape(name)
         ));
     }
     html.push_str("</ul>\n");
     if more > 0 {
         html.push_str(&format!("<p>{more} more entries not shown.</p>\n"));
     }
-    html.push_str("</body></html>\n");
+    let html = html::document(&title, &html);
     Reply::new(200, Body::Bytes(html.into_bytes()))
         .header("Content-Type", "text/html; charset=utf-8")
 }

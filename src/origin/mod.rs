@@ -42,7 +42,7 @@ use hold::Holder;
 use limits::{Admit, LimitConfig, Limits};
 use reply::{Exchange, Reply};
 
-use crate::http::{self, Limits as HttpLimits, RequestHead, Version};
+use crate::http::{self, Limits as HttpLimits, Method, RequestHead, Version};
 use crate::net::acl::Cidr;
 use crate::net::{Conn, Handler, Server, ServerConfig, Shutdown};
 use cookies::{Saver, VisitorStore};
@@ -50,20 +50,15 @@ use cookies::{Saver, VisitorStore};
 /// Everything `porter serve` is configured with. Built by `cli`, validated there, then shared.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub listen: SocketAddr,
+    /// The listener, worker pool, connection caps and client timeouts; an origin server admits every
+    /// client network by default (`server.allow`).
+    pub server: ServerConfig,
     /// The folder whose files are served.
     pub root: PathBuf,
     /// Where visitors are saved (JSON).
     pub cookies: PathBuf,
     /// Where `/getbalance` outcomes are appended (JSON lines).
     pub event_log: PathBuf,
-    pub workers: usize,
-    /// Accepted connections that may wait for a worker.
-    pub queue: usize,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    /// Client networks allowed to connect; an origin server admits everyone by default.
-    pub allow: Vec<Cidr>,
     /// From a client address's Nth request on, `/` is the special page; 0 turns it off.
     pub special_after: u64,
     /// The ban rule.
@@ -78,10 +73,6 @@ pub struct ServeConfig {
     pub seed: Option<u64>,
     /// How often changed visitors are saved.
     pub save_every: Duration,
-    pub head_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub client_timeout: Duration,
-    pub shutdown_grace: Duration,
     /// Freshness given to files (`Cache-Control: max-age`), so caches in front can serve them.
     pub max_age: Duration,
 }
@@ -89,15 +80,23 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            server: ServerConfig {
+                name: "serve",
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                workers: 5,
+                queue: 1024,
+                max_connections: 4096,
+                max_connections_per_client: 256,
+                allow: any_address(),
+                limits: HttpLimits::default(),
+                head_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                client_timeout: Duration::from_secs(30),
+                shutdown_grace: Duration::from_secs(10),
+            },
             root: PathBuf::from("."),
             cookies: PathBuf::from("cookies.json"),
             event_log: PathBuf::from("server.log"),
-            workers: 5,
-            queue: 1024,
-            max_connections: 4096,
-            max_connections_per_client: 256,
-            allow: any_address(),
             special_after: 50,
             limits: LimitConfig::default(),
             faults: FaultMix::default(),
@@ -105,10 +104,6 @@ impl Default for ServeConfig {
             max_held: hold::DEFAULT_CAP,
             seed: None,
             save_every: Duration::from_secs(5),
-            head_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            client_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(10),
             max_age: Duration::from_secs(60),
         }
     }
@@ -125,8 +120,8 @@ pub fn any_address() -> Vec<Cidr> {
 /// Binds, prints `listening on ADDR`, serves until SIGINT/SIGTERM, then saves the visitors.
 pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     let shutdown = Shutdown::new();
-    let server = Server::bind(server_config(&config), shutdown.clone())
-        .map_err(|e| ServeError::Listen(config.listen, e))?;
+    let server = Server::bind(config.server.clone(), shutdown.clone())
+        .map_err(|e| ServeError::Listen(config.server.listen, e))?;
     let origin = Arc::new(Origin::new(config.clone())?);
     let local_addr = server.local_addr()?;
     println!("listening on {local_addr}");
@@ -152,23 +147,6 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     log::info!("serve stopped");
     Ok(())
-}
-
-fn server_config(config: &ServeConfig) -> ServerConfig {
-    ServerConfig {
-        name: "serve",
-        listen: config.listen,
-        workers: config.workers,
-        queue: config.queue,
-        max_connections: config.max_connections,
-        max_connections_per_client: config.max_connections_per_client,
-        allow: config.allow.clone(),
-        limits: HttpLimits::default(),
-        head_timeout: config.head_timeout,
-        idle_timeout: config.idle_timeout,
-        client_timeout: config.client_timeout,
-        shutdown_grace: config.shutdown_grace,
-    }
 }
 
 /// The origin server's shared state, one per process, used by every worker.
@@ -223,7 +201,7 @@ impl Origin {
         let mut exchange = Exchange {
             version: req.version,
             keep_alive: req.keep_alive(),
-            head_only: req.method == "HEAD",
+            head_only: req.method == Method::Head,
         };
         match http::body::request_mode(&req.headers) {
             // This server reads no request body, so a connection that sent one cannot be reused.
@@ -251,7 +229,7 @@ impl Origin {
         };
         let visitor = self.visitor(ip, cookie, now);
         let path = path::target_path(&req.target);
-        let reply = if req.method != "GET" && req.method != "HEAD" {
+        let reply = if req.method != Method::Get && req.method != Method::Head {
             Reply::error(405, "this server answers GET and HEAD only").header("Allow", "GET, HEAD")
         } else if path == "/getbalance" {
             return self.balance(conn, &req, visitor, &exchange);

@@ -10,7 +10,7 @@ use super::faults::{Draw, Outcome, format_money};
 use super::limits::{Ban, human};
 use super::path::target_query;
 use super::reply::{Body, Reply, page_html};
-use crate::net::server::html_escape;
+use crate::html;
 
 /// 403 for a banned address, saying why and for how long.
 pub fn banned(ip: IpAddr, ban: &Ban, now: Instant) -> Reply {
@@ -58,7 +58,7 @@ pub fn balance(draw: &Draw) -> Reply {
             "The bank's ledger failed (a simulated fault). Try again.",
         ),
         Outcome::Ok | Outcome::Timeout => {
-            let amount = html_escape(&format_money(draw.balance_cents));
+            let amount = html::escape(&format_money(draw.balance_cents));
             Reply::html(
                 200,
                 page_html(

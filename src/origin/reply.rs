@@ -8,8 +8,8 @@ use std::io;
 use crate::net::sendfile::SendFile;
 use std::time::SystemTime;
 
-use crate::http::{ResponseHead, Version, reason_phrase, write};
-use crate::net::server::html_escape;
+use crate::html;
+use crate::http::{ResponseHead, Version, connection_field, write};
 
 /// What follows the head.
 #[derive(Debug)]
@@ -42,6 +42,11 @@ pub struct Exchange {
     pub head_only: bool,
 }
 
+/// A complete page around a heading and a paragraph of already-escaped HTML, signed `porter serve`.
+pub fn page_html(title: &str, paragraph_html: &str) -> String {
+    html::page(title, paragraph_html, "porter serve")
+}
+
 impl Reply {
     pub fn new(status: u16, body: Body) -> Reply {
         Reply {
@@ -59,13 +64,12 @@ impl Reply {
 
     /// A small page with a heading and one paragraph of (escaped) text.
     pub fn page(status: u16, title: &str, message: &str) -> Reply {
-        Reply::html(status, page_html(title, &html_escape(message)))
+        Reply::html(status, page_html(title, &html::escape(message)))
     }
 
     /// An error page: `404 Not Found` and why.
     pub fn error(status: u16, message: &str) -> Reply {
-        let title = format!("{status} {}", reason_phrase(status));
-        Reply::page(status, &title, message)
+        Reply::html(status, html::status_page(status, message, "porter serve"))
     }
 
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Reply {
@@ -76,15 +80,6 @@ impl Reply {
     pub fn status(&self) -> u16 {
         self.head.status
     }
-}
-
-/// A complete HTML document around a heading and a paragraph of already-escaped HTML.
-pub fn page_html(title: &str, paragraph_html: &str) -> String {
-    let title = html_escape(title);
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
-         <body><h1>{title}</h1>\n<p>{paragraph_html}</p>\n<hr><address>porter serve</address></body></html>\n"
-    )
 }
 
 /// Writes the reply; returns the bytes sent. Adds Date, Server, Content-Length and Connection.
@@ -98,10 +93,8 @@ pub fn send(stream: &mut impl SendFile, reply: Reply, exchange: &Exchange) -> io
         Body::Bytes(bytes) => headers.set("Content-Length", bytes.len().to_string()),
         Body::File { len, .. } => headers.set("Content-Length", len.to_string()),
     }
-    if !exchange.keep_alive {
-        headers.set("Connection", "close");
-    } else if exchange.version == Version::Http10 {
-        headers.set("Connection", "keep-alive");
+    if let Some(value) = connection_field(exchange.version, exchange.keep_alive) {
+        headers.set("Connection", value);
     }
     let mut out = Vec::with_capacity(512);
     write::response_head(&mut out, &head);

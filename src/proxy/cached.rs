@@ -1,178 +1,133 @@
 //! GET and HEAD through the cache: serve a fresh hit, revalidate a stale one, or fetch and store a miss.
 //!
 //! ```text
-//!  lookup ─┬─ found ─ policy::before_request ─┬─ Fresh / StaleAllowed ─> serve hit (304 if the client's copy is current)
-//!          │                                  └─ Revalidate ─> origin with validators ─┬─ 304 ─> update head, serve hit
-//!          │                                                                           └─ other ─> relay (and store)
-//!          └─ none ─ only-if-cached ─> 504
-//!                  └ one fetcher per URL (others wait, then look again) ─> relay, store if allowed
+//!  through_cache ─ cache.lookup ─┬─ found ─ policy::decide_with ─┬─ Fresh / StaleAllowed ─> serve_hit
+//!                                │                                │    (304 if the client's copy is current)
+//!                                │                                └─ Revalidate ─> revalidate: fetch with validators
+//!                                │                                       ├─ 304 ─> update_head, serve_hit
+//!                                │                                       └─ other ─> relay_and_store
+//!                                └─ none ─┬─ only-if-cached ─> 504
+//!                                         └─ cache.lock: one fetcher per URL (others wait, then look
+//!                                            again) ─> fetch_and_store ─> relay_and_store
 //! ```
+//!
+//! Every response says what happened in Cache-Status ([`CacheStatus`], RFC 9211).
 
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::metrics::{AccessEntry, Outcome};
-use super::target::Target;
-use super::{Fetched, Proxy, ProxyError, forward};
+use super::exchange::{Exchange, Failure, Reuse, Served};
+use super::fetch::Fetched;
+use super::metrics::Outcome;
+use super::{Proxy, ProxyError, forward};
 use crate::cache::lock::{LeaderGuard, Lease};
-use crate::cache::policy::{self, CacheControl, Decision};
-use crate::cache::{Body, Cache, Found};
+use crate::cache::policy::{self, CacheControl, Decision, NoStore};
+use crate::cache::status::{CacheStatus, Forward, NotStored};
+use crate::cache::{Cache, Found, StoredBody};
 use crate::http::body::BodyMode;
-use crate::http::{RequestHead, ResponseHead, write};
-use crate::net::Conn;
+use crate::http::{self, Method, ResponseHead, write};
 use crate::net::sendfile::send_file;
 
-type Result<T> = std::result::Result<T, (ProxyError, bool)>;
-
 impl Proxy {
-    pub(super) fn through_cache(
-        &self,
-        cache: &Cache,
-        conn: &mut Conn,
-        req: &RequestHead,
-        target: &Target,
-        entry: &mut AccessEntry,
-    ) -> Result<bool> {
-        let directives = CacheControl::parse_request(&req.headers);
+    pub(super) fn through_cache(&self, cache: &Cache, ex: &mut Exchange) -> Served {
+        let directives = CacheControl::parse_request(&ex.req.headers);
         if directives.no_store {
-            return self.pass(conn, req, target, entry);
+            return self.pass(ex);
         }
         // Two looks at most: the second after waiting for another request's fetch of the same URL.
         for attempt in 0..2 {
-            if let Some(mut found) = cache.lookup(&target.url, req) {
+            if let Some(mut found) = cache.lookup(&ex.target.url, &ex.req) {
                 let now = SystemTime::now();
-                let decision = policy::decide(req, &found.freshness, now);
-                match decision {
+                match policy::decide_with(&directives, &found.freshness, now) {
                     Decision::Fresh | Decision::StaleAllowed
-                        if cache.prepare(&target.url, &mut found) =>
+                        if cache.prepare(&ex.target.url, &mut found) =>
                     {
-                        entry.outcome = Outcome::Hit;
-                        return self.serve_hit(conn, req, found, entry, "porter; hit", now);
+                        ex.entry.outcome = Outcome::Hit;
+                        return self.serve_hit(ex, found, CacheStatus::Hit, now);
                     }
                     Decision::Revalidate
-                        if !directives.only_if_cached && cache.prepare(&target.url, &mut found) =>
+                        if !directives.only_if_cached
+                            && cache.prepare(&ex.target.url, &mut found) =>
                     {
-                        return self.revalidate(cache, conn, req, target, found, entry);
+                        return self.revalidate(cache, ex, found);
                     }
                     _ => {}
                 }
             }
             if directives.only_if_cached {
-                entry.outcome = Outcome::Miss;
-                return Err((ProxyError::NotCached, false));
+                ex.entry.outcome = Outcome::Miss;
+                return Err(ProxyError::NotCached.into());
             }
-            if req.method == "HEAD" {
+            if ex.req.method == Method::Head {
                 break;
             }
-            match cache.lock(&target.url, self.config.origin_timeout) {
-                Lease::Leader(guard) => {
-                    return self.fetch_and_store(cache, conn, req, target, entry, guard);
-                }
+            match cache.lock(&ex.target.url, self.config.origin_timeout) {
+                Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard),
                 Lease::Waited if attempt == 0 => continue,
                 Lease::Waited => break,
             }
         }
-        entry.outcome = Outcome::Miss;
-        let fetched = self.fetch(conn, req, target, &[]).map_err(|e| (e, false))?;
-        let status = cache_status("fwd=miss", Some("method"), false);
-        self.relay(conn, fetched, req, target, entry, &status, None)
+        ex.entry.outcome = Outcome::Miss;
+        let fetched = self.fetch(ex, &[])?;
+        let status = CacheStatus::Forwarded {
+            fwd: Forward::Miss,
+            stored: Err(NotStored::Policy(NoStore::Method)),
+        };
+        self.relay(ex, fetched, Some(status), None)
     }
 
     /// Fetches from the origin and relays, storing the response when policy allows.
-    fn fetch_and_store(
-        &self,
-        cache: &Cache,
-        conn: &mut Conn,
-        req: &RequestHead,
-        target: &Target,
-        entry: &mut AccessEntry,
-        lease: LeaderGuard,
-    ) -> Result<bool> {
-        entry.outcome = Outcome::Miss;
-        let fetched = self.fetch(conn, req, target, &[]).map_err(|e| (e, false))?;
-        self.relay_and_store(
-            cache,
-            conn,
-            fetched,
-            req,
-            target,
-            entry,
-            "fwd=miss",
-            Some(lease),
-        )
+    fn fetch_and_store(&self, cache: &Cache, ex: &mut Exchange, lease: LeaderGuard) -> Served {
+        ex.entry.outcome = Outcome::Miss;
+        let fetched = self.fetch(ex, &[])?;
+        self.relay_and_store(cache, ex, fetched, Forward::Miss, Some(lease))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Relays a response from the origin, storing it when the policy, its framing and its size allow.
     fn relay_and_store(
         &self,
         cache: &Cache,
-        conn: &mut Conn,
+        ex: &mut Exchange,
         fetched: Fetched,
-        req: &RequestHead,
-        target: &Target,
-        entry: &mut AccessEntry,
-        forward_reason: &str,
+        fwd: Forward,
         lease: Option<LeaderGuard>,
-    ) -> Result<bool> {
-        let verdict = match policy::storable(req, &fetched.head) {
-            Err(reason) => Err(reason.as_str()),
-            Ok(()) => match fetched.mode {
-                BodyMode::CloseDelimited => Err("close-delimited"),
-                BodyMode::Length(n) if n > cache.max_object_size() => Err("too-large"),
+    ) -> Served {
+        let writer = policy::storable(&ex.req, &fetched.head)
+            .map_err(NotStored::Policy)
+            .and_then(|()| match fetched.mode {
+                BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
+                BodyMode::Length(n) if n > cache.max_object_size() => Err(NotStored::TooLarge),
                 _ => Ok(()),
-            },
-        };
-        let writer = match verdict {
-            Ok(()) => cache.writer(
-                &target.url,
-                req,
-                &fetched.head,
-                fetched.request_time,
-                fetched.response_time,
-            ),
-            Err(_) => None,
-        };
-        if writer.is_none() {
+            })
+            .and_then(|()| {
+                cache.writer(
+                    &ex.target.url,
+                    &ex.req,
+                    &fetched.head,
+                    fetched.request_time,
+                    fetched.response_time,
+                )
+            });
+        if writer.is_err() {
             // Nothing will be stored: requests waiting for this fetch may go to the origin now
             // rather than wait for the whole body.
             drop(lease);
         }
-        let detail = match (&verdict, &writer) {
-            (Err(reason), _) => Some(*reason),
-            (Ok(()), None) => Some("store-failed"),
-            (Ok(()), Some(_)) => None,
+        let status = CacheStatus::Forwarded {
+            fwd,
+            stored: writer.as_ref().map(|_| ()).map_err(|reason| *reason),
         };
-        let status = cache_status(forward_reason, detail, writer.is_some());
-        self.relay(conn, fetched, req, target, entry, &status, writer)
+        self.relay(ex, fetched, Some(status), writer.ok())
     }
 
     /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
-    fn revalidate(
-        &self,
-        cache: &Cache,
-        conn: &mut Conn,
-        req: &RequestHead,
-        target: &Target,
-        mut found: Found,
-        entry: &mut AccessEntry,
-    ) -> Result<bool> {
+    fn revalidate(&self, cache: &Cache, ex: &mut Exchange, mut found: Found) -> Served {
         let validators = policy::validators(&found.meta.head);
-        let fetched = self
-            .fetch(conn, req, target, &validators)
-            .map_err(|e| (e, false))?;
+        let fetched = self.fetch(ex, &validators)?;
         if fetched.head.status != 304 {
-            entry.outcome = Outcome::Miss;
-            return self.relay_and_store(
-                cache,
-                conn,
-                fetched,
-                req,
-                target,
-                entry,
-                "fwd=stale",
-                None,
-            );
+            ex.entry.outcome = Outcome::Miss;
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
         }
         let Fetched {
             origin,
@@ -181,6 +136,7 @@ impl Proxy {
             response_time,
             ..
         } = fetched;
+        let target = &ex.target;
         if head.keep_alive() {
             self.origins.checkin(&target.host, target.port, origin);
         }
@@ -197,16 +153,8 @@ impl Proxy {
         if let Err(e) = cache.update_head(&target.url, &mut found) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }
-        entry.outcome = Outcome::Revalidated;
-        let now = SystemTime::now();
-        self.serve_hit(
-            conn,
-            req,
-            found,
-            entry,
-            "porter; fwd=stale; fwd-status=304",
-            now,
-        )
+        ex.entry.outcome = Outcome::Revalidated;
+        self.serve_hit(ex, found, CacheStatus::Revalidated, SystemTime::now())
     }
 
     /// Sends a stored response: 304 when the client's conditional matches, else the whole entry, with
@@ -214,21 +162,17 @@ impl Proxy {
     /// write; bodies in a file go file-to-socket with sendfile(2).
     fn serve_hit(
         &self,
-        conn: &mut Conn,
-        req: &RequestHead,
+        ex: &mut Exchange,
         found: Found,
-        entry: &mut AccessEntry,
-        cache_status: &str,
+        cache_status: CacheStatus,
         now: SystemTime,
-    ) -> Result<bool> {
+    ) -> Served {
         let meta = &found.meta;
         let age = found.freshness.age(now);
-        let not_modified = policy::client_has_current(req, &meta.head);
-        let keep_alive = req.keep_alive();
+        let not_modified = policy::client_has_current(&ex.req, &meta.head);
         let mut out = Vec::with_capacity(1024);
         if not_modified {
-            write::response_head(&mut out, &not_modified_head(&meta.head));
-            out.truncate(out.len() - 2);
+            not_modified_head(&mut out, &meta.head);
         } else {
             write::status_line(&mut out, meta.head.status, &meta.head.reason);
             for (name, value) in meta.head.headers.iter() {
@@ -249,46 +193,41 @@ impl Proxy {
         let mut via = meta.head.headers.clone_value("via");
         forward::append_via_value(&mut via, meta.head.version, &self.via);
         write::field(&mut out, "Via", &via);
-        write::field(&mut out, "Cache-Status", cache_status.as_bytes());
-        write::field(&mut out, "X-Cache", b"HIT");
-        if !keep_alive {
-            write::field(&mut out, "Connection", b"close");
-        } else if req.version == crate::http::Version::Http10 {
-            write::field(&mut out, "Connection", b"keep-alive");
+        let status_value = cache_status.as_static().unwrap_or_default();
+        write::field(&mut out, "Cache-Status", status_value.as_bytes());
+        write::field(&mut out, "X-Cache", cache_status.x_cache().as_bytes());
+        if let Some(value) = http::connection_field(ex.req.version, ex.keep_alive) {
+            write::field(&mut out, "Connection", value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
-        entry.status = if not_modified { 304 } else { meta.head.status };
+        ex.entry.status = if not_modified { 304 } else { meta.head.status };
         let head_len = out.len() as u64;
-        let send_body = !not_modified && req.method != "HEAD";
+        let send_body = !not_modified && !ex.head_only();
+        let sent = |e| Failure::AfterHead(ProxyError::ClientIo(e));
+        let stream = &mut ex.conn.stream;
         match found.body {
             _ if !send_body => {
-                conn.stream
-                    .write_all(&out)
-                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
-                entry.bytes = head_len;
+                stream.write_all(&out).map_err(sent)?;
+                ex.entry.bytes = head_len;
             }
-            Body::Memory(body) => {
-                write_all_two(&mut conn.stream, &out, &body)
-                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
-                entry.bytes = head_len + body.len() as u64;
+            StoredBody::Memory(body) => {
+                write_all_two(stream, &out, &body).map_err(sent)?;
+                ex.entry.bytes = head_len + body.len() as u64;
             }
-            Body::File(file_entry) => {
-                conn.stream
-                    .write_all(&out)
-                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
+            StoredBody::File(file_entry) => {
+                stream.write_all(&out).map_err(sent)?;
                 let offset = file_entry.decoded.body_offset;
-                let sent = send_file(&conn.stream, &file_entry.file, offset, found.body_len)
-                    .map_err(|e| (ProxyError::ClientIo(e), true))?;
-                entry.bytes = head_len + sent;
-                if sent != found.body_len {
-                    return Err((
-                        ProxyError::CacheRead(io::ErrorKind::UnexpectedEof.into()),
-                        true,
-                    ));
+                let copied =
+                    send_file(stream, &file_entry.file, offset, found.body_len).map_err(sent)?;
+                ex.entry.bytes = head_len + copied;
+                if copied != found.body_len {
+                    return Err(Failure::AfterHead(ProxyError::CacheRead(
+                        io::ErrorKind::UnexpectedEof.into(),
+                    )));
                 }
             }
         }
-        Ok(keep_alive)
+        Ok(Reuse::when(ex.keep_alive))
     }
 }
 
@@ -310,9 +249,9 @@ fn write_all_two(stream: &mut impl Write, first: &[u8], second: &[u8]) -> io::Re
     Ok(())
 }
 
-/// The fields a 304 carries (RFC 9110 §15.4.5).
-fn not_modified_head(stored: &ResponseHead) -> ResponseHead {
-    let mut head = ResponseHead::new(304);
+/// Appends the status line and the fields a 304 carries (RFC 9110 §15.4.5), from the stored head.
+fn not_modified_head(out: &mut Vec<u8>, stored: &ResponseHead) {
+    write::status_line(out, 304, http::reason_phrase(304));
     for name in [
         "cache-control",
         "content-location",
@@ -323,24 +262,7 @@ fn not_modified_head(stored: &ResponseHead) -> ResponseHead {
         "last-modified",
     ] {
         for value in stored.headers.get_all(name) {
-            head.headers.append(name, value);
+            write::field(out, name, value.as_bytes());
         }
     }
-    head
-}
-
-/// `Cache-Status` (RFC 9211) and `X-Cache` for a response that went to the origin.
-fn cache_status(
-    forward_reason: &str,
-    detail: Option<&str>,
-    stored: bool,
-) -> Vec<(&'static str, String)> {
-    let mut value = format!("porter; {forward_reason}");
-    if stored {
-        value.push_str("; stored");
-    }
-    if let Some(detail) = detail {
-        value.push_str(&format!("; detail={detail}"));
-    }
-    vec![("Cache-Status", value), ("X-Cache", "MISS".to_string())]
 }

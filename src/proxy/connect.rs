@@ -3,19 +3,20 @@
 
 use std::io::Write;
 
+use super::exchange::{Answer, Reuse};
 use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, pages, target};
-use crate::http::RequestHead;
+use super::{Proxy, ProxyError, pages};
+use crate::http::{RequestHead, authority};
 use crate::net::Conn;
 
 impl Proxy {
     /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
-    pub(super) fn connect(&self, mut conn: Conn, req: RequestHead) {
-        let mut entry = AccessEntry::new(conn.peer, "CONNECT", &req.target);
-        let Some((host, port)) = target::parse_authority(&req.target) else {
-            let page = pages::error_page(400, "CONNECT needs a host:port target");
-            self.reply(conn, &mut entry, page, false, false);
+    pub(super) fn connect(&self, mut conn: Conn, req: RequestHead, mut entry: AccessEntry) {
+        let closing = Answer::to(&req, Reuse::Close);
+        let Ok((host, port)) = authority::parse(&req.target) else {
+            let page = pages::status_page(400, "CONNECT needs a host:port target");
+            self.reply(conn, &mut entry, page, closing);
             return;
         };
         if !self.config.connect_ports.contains(&port) {
@@ -24,38 +25,27 @@ impl Proxy {
                 "CONNECT to port {port} is not allowed (allowed: {:?})",
                 self.config.connect_ports
             );
-            self.reply(
-                conn,
-                &mut entry,
-                pages::error_page(403, &message),
-                false,
-                false,
-            );
+            self.reply(conn, &mut entry, pages::status_page(403, &message), closing);
             return;
         }
         if let Some(page) = self.denied_host(&host) {
             entry.outcome = Outcome::Denied;
-            self.reply(conn, &mut entry, page, false, false);
+            self.reply(conn, &mut entry, page, closing);
             return;
         }
-        let connected = self
+        let dialled = self
             .origins
-            .connect_stream(&host, port, self.config.origin_timeout);
-        let origin = match connected {
+            .dial_tcp(&host, port, self.config.origin_timeout);
+        let origin = match dialled {
             Ok(stream) => stream,
             Err(e) => {
-                let error = ProxyError::from_connect(e);
+                let error = ProxyError::from_dial(e);
                 if let ProxyError::Denied(_) = error {
                     entry.outcome = Outcome::Denied;
                 }
                 log::warn!("CONNECT {}: {error}", req.target);
-                self.reply(
-                    conn,
-                    &mut entry,
-                    pages::error_page(error.status(), &error.to_string()),
-                    false,
-                    false,
-                );
+                let page = pages::status_page(error.status(), &error.to_string());
+                self.reply(conn, &mut entry, page, closing);
                 return;
             }
         };

@@ -14,7 +14,7 @@ pub enum ProxyError {
     /// The client's socket failed or timed out (it hung up, or stopped reading or sending).
     ClientIo(io::Error),
     /// Could not resolve or connect to the origin.
-    Connect(io::Error),
+    Dial(io::Error),
     /// Every address of the origin is refused by a destination rule (`--deny-dest`, or the proxy's
     /// own address): the client's request is forbidden, not the origin's fault.
     Denied(DestDenied),
@@ -37,10 +37,10 @@ impl ProxyError {
             ProxyError::BadRequest(e) => e.client_status(),
             ProxyError::ClientIo(_) => 400,
             ProxyError::Denied(_) => 403,
-            ProxyError::Connect(e) if is_timeout(e) => 504,
+            ProxyError::Dial(e) if is_timeout(e) => 504,
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
-            ProxyError::Connect(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+            ProxyError::Dial(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
             ProxyError::NotCached => 504,
             ProxyError::CacheRead(_) => 500,
         }
@@ -51,11 +51,11 @@ impl ProxyError {
         matches!(self, ProxyError::ClientIo(_))
     }
 
-    /// A failed connect: a destination rule's refusal becomes `Denied`.
-    pub fn from_connect(error: io::Error) -> ProxyError {
+    /// A failed dial: a destination rule's refusal becomes `Denied`.
+    pub fn from_dial(error: io::Error) -> ProxyError {
         match dest::denied(&error) {
             Some(denied) => ProxyError::Denied(denied.clone()),
-            None => ProxyError::Connect(error),
+            None => ProxyError::Dial(error),
         }
     }
 
@@ -99,10 +99,10 @@ impl fmt::Display for ProxyError {
         match self {
             ProxyError::BadRequest(e) => write!(f, "bad request: {e}"),
             ProxyError::ClientIo(e) => write!(f, "client connection failed: {e}"),
-            ProxyError::Connect(e) if is_timeout(e) => {
+            ProxyError::Dial(e) if is_timeout(e) => {
                 f.write_str("timed out connecting to the origin")
             }
-            ProxyError::Connect(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::Dial(e) => write!(f, "cannot connect to the origin: {e}"),
             ProxyError::Denied(denied) => denied.fmt(f),
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),

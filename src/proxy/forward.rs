@@ -1,20 +1,26 @@
-//! Forwarding one absolute-form request to its origin and streaming the response back.
+//! The wire work under `super::fetch`: rewriting one absolute-form request for its origin and
+//! streaming the response back.
 //!
 //! ```text
-//!  request head ─> rewrite (hop-by-hop out, Host, Via) ─> origin connection (pooled or new)
-//!  request body ─> streamed to the origin (100 Continue sent to the client when it asked)
-//!  response head <─ origin (1xx relayed, 502 on garbage, 504 on silence)
-//!  response body <─ streamed to the client, re-framed for its HTTP version, teed to a sink (the cache)
+//!  outbound_request ── hop-by-hop out, Host, Via ─> written to an upstream connection (pooled or new)
+//!  exchange ────────── request body streamed up (100 Continue for the client when it asked), then
+//!                      read_response_head (1xx relayed, 502 on garbage, 504 on silence)
+//!  upstream_framing ── the response body's framing, given the request method
+//!  client_response_head, relay_body ── head for the client's version, body streamed down and
+//!                      re-framed, teed into the cache writer by copy
 //! ```
 
 use std::io::{self, Read, Write};
 
 use super::ProxyError;
-use super::origin::OriginConn;
+use super::exchange::Failure;
 use super::target::Target;
+use super::upstream::UpstreamConn;
 use crate::cache::CacheWriter;
 use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
-use crate::http::{self, Headers, Limits, RequestHead, ResponseHead, Version, hop, parse, write};
+use crate::http::{
+    self, Headers, Limits, Method, RequestHead, ResponseHead, Version, hop, parse, write,
+};
 use crate::net::Conn;
 
 /// Bodies up to this size are sent with their head in one write.
@@ -36,7 +42,7 @@ pub fn outbound_request(
     // The absolute URI's authority wins over any Host the client sent (RFC 9112 §3.2.2).
     headers.set("Host", target.host_header());
     append_via(&mut headers, req.version, via);
-    if req.method == "TRACE" || req.method == "OPTIONS" {
+    if req.method == Method::Trace || req.method == Method::Options {
         // Each hop takes one off Max-Forwards (RFC 9110 §7.6.2); zero is answered before this.
         if let Some(n) = headers
             .get("max-forwards")
@@ -82,7 +88,7 @@ pub fn append_via_value(value: &mut Vec<u8>, received: Version, via: &str) {
 /// to the client. Returns the response head with the origin connection positioned at its body.
 pub fn exchange(
     client: &mut Conn,
-    origin: &mut OriginConn,
+    origin: &mut UpstreamConn,
     outbound: &[u8],
     req: &RequestHead,
     req_body: BodyMode,
@@ -139,7 +145,7 @@ pub fn exchange(
 
 /// Reads a response head, within the origin's read timeout for each read.
 pub fn read_response_head(
-    origin: &mut OriginConn,
+    origin: &mut UpstreamConn,
     limits: &Limits,
 ) -> Result<ResponseHead, ProxyError> {
     loop {
@@ -189,10 +195,8 @@ pub fn client_response_head(
         headers.append("Transfer-Encoding", "chunked");
     }
     let keep_alive = keep_alive && (chunked || !unknown_length);
-    if !keep_alive {
-        headers.append("Connection", "close");
-    } else if client_version == Version::Http10 {
-        headers.append("Connection", "keep-alive");
+    if let Some(value) = http::connection_field(client_version, keep_alive) {
+        headers.append("Connection", value);
     }
     let head = ResponseHead {
         version: Version::Http11,
@@ -266,17 +270,17 @@ pub struct Relayed {
 /// be reported by closing the connection; the caller does so.
 pub fn relay_body(
     client: &mut Conn,
-    origin: &mut OriginConn,
+    origin: &mut UpstreamConn,
     client_head: &ResponseHead,
     mode: BodyMode,
     chunked: bool,
     store: Option<CacheWriter>,
-) -> Result<Relayed, (ProxyError, bool)> {
+) -> Result<Relayed, Failure> {
     let mut out = Vec::with_capacity(1024);
     write::response_head(&mut out, client_head);
     let head_len = out.len() as u64;
     let mut reader = BodyReader::new(mode, &mut origin.buf, &mut origin.stream);
-    let sent = |e| (ProxyError::ClientIo(e), true);
+    let sent = |e| Failure::AfterHead(ProxyError::ClientIo(e));
     if let BodyMode::NoBody = mode {
         commit(store);
         client.stream.write_all(&out).map_err(sent)?;
@@ -291,7 +295,7 @@ pub fn relay_body(
         // Read whole before the head goes out, so a cut-off body can still be answered with 502.
         reader
             .read_to_end(&mut out)
-            .map_err(|e| (ProxyError::from_origin_read(e), false))?;
+            .map_err(ProxyError::from_origin_read)?;
         if let Some(mut writer) = store
             && writer.write_all(&out[head_len as usize..]).is_ok()
         {
@@ -316,12 +320,13 @@ pub fn relay_body(
             bytes: head_len + n,
             complete: mode != BodyMode::CloseDelimited,
         }),
-        Err(CopyError::Read(e)) => Err((ProxyError::from_origin_read(e), true)),
-        Err(CopyError::Write(e)) => Err((ProxyError::ClientIo(e), true)),
+        Err(CopyError::Read(e)) => Err(Failure::AfterHead(ProxyError::from_origin_read(e))),
+        Err(CopyError::Write(e)) => Err(Failure::AfterHead(ProxyError::ClientIo(e))),
     }
 }
 
-/// Framing of the origin's response, given the request method; garbage framing is a 502.
-pub fn response_mode(req: &RequestHead, head: &ResponseHead) -> Result<BodyMode, ProxyError> {
+/// Framing of the origin's response, given the request method ([`body::response_mode`]); garbage
+/// framing is a 502.
+pub fn upstream_framing(req: &RequestHead, head: &ResponseHead) -> Result<BodyMode, ProxyError> {
     body::response_mode(&req.method, head.status, &head.headers).map_err(ProxyError::BadResponse)
 }

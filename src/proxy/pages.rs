@@ -6,39 +6,38 @@ use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 
 use super::Proxy;
+use super::exchange::Answer;
 use super::metrics::Outcome;
-use crate::http::{self, RequestHead, ResponseHead, write};
-use crate::net::server::html_escape;
+use crate::html;
+use crate::http::{self, Method, RequestHead, ResponseHead, write};
+
+/// A response the proxy wrote itself: its head and a body in memory.
+pub type Page = (ResponseHead, Vec<u8>);
 
 /// Writes a complete response with a body from memory in one write; returns the bytes sent.
 pub fn send(
     stream: &mut impl Write,
     mut head: ResponseHead,
     body: &[u8],
-    keep_alive: bool,
-    head_only: bool,
+    answer: Answer,
 ) -> io::Result<u64> {
     head.headers.set("Content-Length", body.len().to_string());
-    if !keep_alive {
-        head.headers.set("Connection", "close");
+    if let Some(value) = http::connection_field(answer.version, answer.reuse.keeps_alive()) {
+        head.headers.set("Connection", value);
     }
     let mut out = Vec::with_capacity(256 + body.len());
     write::response_head(&mut out, &head);
-    if !head_only {
+    if !answer.head_only {
         out.extend_from_slice(body);
     }
     stream.write_all(&out)?;
     Ok(out.len() as u64)
 }
 
-/// A small HTML page saying what went wrong.
-pub fn error_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
-    let reason = http::reason_phrase(status);
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n\
-         <body><h1>{status} {reason}</h1>\n<p>{}</p>\n<hr><address>porter</address></body></html>\n",
-        html_escape(message)
-    );
+/// A small HTML page for a status, saying what went wrong (or, for the proxy's own answers, what
+/// happened).
+pub fn status_page(status: u16, message: &str) -> Page {
+    let body = html::status_page(status, message, "porter");
     let mut head = ResponseHead::new(status);
     head.headers
         .append("Content-Type", "text/html; charset=utf-8");
@@ -46,11 +45,20 @@ pub fn error_page(status: u16, message: &str) -> (ResponseHead, Vec<u8>) {
     (head, body.into_bytes())
 }
 
+/// A plain-text answer (the PURGE result), never stored.
+pub fn text(status: u16, text: String) -> Page {
+    let mut head = ResponseHead::new(status);
+    head.headers
+        .append("Content-Type", "text/plain; charset=utf-8");
+    head.headers.append("Cache-Control", "no-store");
+    (head, text.into_bytes())
+}
+
 /// The answer of the last hop to TRACE or OPTIONS with `Max-Forwards: 0` (RFC 9110 §9.3.7, §9.3.8).
 /// TRACE echoes the request head, minus the fields that may carry secrets.
-pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
+pub fn final_hop(req: &RequestHead) -> Page {
     let mut head = ResponseHead::new(200);
-    if req.method == "OPTIONS" {
+    if req.method == Method::Options {
         head.headers.append(
             "Allow",
             "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT",
@@ -68,19 +76,19 @@ pub fn final_hop(req: &RequestHead) -> (ResponseHead, Vec<u8>) {
 }
 
 /// Answers an origin-form request addressed to the proxy itself.
-pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
-    if req.method != "GET" && req.method != "HEAD" {
-        let (mut head, body) = error_page(405, "the proxy's own pages answer GET and HEAD only");
+pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
+    if req.method != Method::Get && req.method != Method::Head {
+        let (mut head, body) = status_page(405, "the proxy's own pages answer GET and HEAD only");
         head.headers.append("Allow", "GET, HEAD");
         return (head, body);
     }
     let path = req.target.split('?').next().unwrap_or("/");
     let (content_type, body) = match path {
-        "/" => ("text/html; charset=utf-8", status_page(proxy)),
+        "/" => ("text/html; charset=utf-8", dashboard(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
         "/proxy.pac" => ("application/x-ns-proxy-autoconfig", pac_file(proxy, req)),
         _ => {
-            return error_page(
+            return status_page(
                 404,
                 "this is a proxy: configure it as your HTTP proxy rather than visiting it; \
                  its own pages are /, /metrics and /proxy.pac",
@@ -93,7 +101,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> (ResponseHead, Vec<u8>) {
     (head, body.into_bytes())
 }
 
-fn status_page(proxy: &Proxy) -> String {
+fn dashboard(proxy: &Proxy) -> String {
     let m = &proxy.metrics;
     let server = &proxy.server_stats;
     let hits = m.count(Outcome::Hit);
@@ -116,7 +124,7 @@ fn status_page(proxy: &Proxy) -> String {
             format!(
                 "{} of {}",
                 server.busy_workers.load(Ordering::Relaxed),
-                proxy.config.workers
+                proxy.config.server.workers
             ),
         ),
         (
@@ -131,18 +139,16 @@ fn status_page(proxy: &Proxy) -> String {
         rows.push(("Cache bytes", stats.bytes.to_string()));
         rows.push(("Revalidations", m.count(Outcome::Revalidated).to_string()));
     }
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><title>Porter status</title></head><body>\n<h1>Porter</h1>\n<table>\n",
-    );
+    let mut html = String::from("\n<h1>Porter</h1>\n<table>\n");
     for (name, value) in rows {
         let _ = writeln!(
             html,
             "<tr><th>{name}</th><td>{}</td></tr>",
-            html_escape(&value)
+            html::escape(&value)
         );
     }
-    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n</body></html>\n");
-    html
+    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n");
+    html::document("Porter status", &html)
 }
 
 fn metrics_text(proxy: &Proxy) -> String {
@@ -187,7 +193,7 @@ fn metrics_text(proxy: &Proxy) -> String {
             "porter_workers",
             "gauge",
             "Worker threads.",
-            proxy.config.workers as u64,
+            proxy.config.server.workers as u64,
         ),
         (
             "porter_queued_connections",

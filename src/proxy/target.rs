@@ -4,6 +4,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::http::authority::{self, DefaultPort};
+
 /// An `http://` request target, split into what the forwarder needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -52,13 +54,7 @@ impl Target {
         if url.scheme() != "http" {
             return Err(TargetError::UnsupportedScheme(url.scheme().to_string()));
         }
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_ascii_lowercase(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => return Err(TargetError::Invalid),
-        };
-        let port = url.port_or_known_default().ok_or(TargetError::Invalid)?;
+        let (host, port) = authority::of_url(&url).ok_or(TargetError::Invalid)?;
         let mut path_and_query = url.path().to_string();
         if let Some(query) = url.query() {
             path_and_query.push('?');
@@ -90,55 +86,7 @@ impl Target {
 
     /// The Host header value for the origin: the port only when it is not the default.
     pub fn host_header(&self) -> String {
-        authority(&self.host, self.port, 80)
-    }
-}
-
-/// `host:port` for CONNECT (RFC 9110 §9.3.6): a port is required, and is digits only (`+443` and
-/// ` 443` are refused: `u16::from_str` would take a sign). An IP literal comes back in its canonical
-/// spelling, parsed as the `url` crate (and `inet_aton`) would (`0x7f.1`, `2130706433` and `0` are
-/// IPv4 addresses), so the host rules see the address that would be connected to.
-pub fn parse_authority(text: &str) -> Option<(String, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6
-            .strip_suffix(']')?
-            .parse::<std::net::Ipv6Addr>()
-            .ok()?
-            .to_string(),
-        None => {
-            let valid = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-            if !valid {
-                return None;
-            }
-            match url::Host::parse(host).ok()? {
-                url::Host::Ipv4(ip) => ip.to_string(),
-                url::Host::Ipv6(ip) => ip.to_string(),
-                url::Host::Domain(_) => host.to_ascii_lowercase(),
-            }
-        }
-    };
-    Some((host, port))
-}
-
-/// Formats `host[:port]`, bracketing IPv6 literals and leaving out the default port.
-pub fn authority(host: &str, port: u16, default_port: u16) -> String {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    if port == default_port {
-        host
-    } else {
-        format!("{host}:{port}")
+        authority::format(&self.host, self.port, DefaultPort::Omit(80))
     }
 }
 
@@ -171,43 +119,5 @@ mod tests {
             Target::parse_absolute("http:///nohost"),
             Err(TargetError::Invalid)
         );
-    }
-
-    #[test]
-    fn connect_authority() {
-        assert_eq!(
-            parse_authority("example.com:443"),
-            Some(("example.com".into(), 443))
-        );
-        assert_eq!(parse_authority("[::1]:8443"), Some(("::1".into(), 8443)));
-        assert_eq!(parse_authority("example.com"), None);
-        assert_eq!(parse_authority("example.com:0"), None);
-        assert_eq!(parse_authority("bad host:443"), None);
-        assert_eq!(
-            parse_authority("0x7f.1:443"),
-            Some(("127.0.0.1".into(), 443))
-        );
-        assert_eq!(parse_authority("0:443"), Some(("0.0.0.0".into(), 443)));
-        assert_eq!(
-            parse_authority("[::ffff:7f00:1]:443"),
-            Some(("::ffff:127.0.0.1".into(), 443))
-        );
-    }
-
-    #[test]
-    fn regression_connect_ports_with_a_sign_or_non_digits_are_refused() {
-        for bad in [
-            "host:+31090",
-            "host:-1",
-            "host: 443",
-            "host:443 ",
-            "host:0x1bb",
-            "host:",
-            "host:000443",
-            "host:65536",
-        ] {
-            assert_eq!(parse_authority(bad), None, "{bad}");
-        }
-        assert_eq!(parse_authority("host:08443"), Some(("host".into(), 8443)));
     }
 }

@@ -110,7 +110,7 @@ pub enum UpperError {
 
 impl fmt::Display for UpperError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: &Duration| crate::client::report::format_duration(*d);
+        let ms = |d: &Duration| crate::units::format_duration(*d);
         match self {
             UpperError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             UpperError::BadTarget { target } => {

@@ -493,3 +493,46 @@ fn max_forwards_and_via_loops() {
     let looped = proxy_get(porter.addr, &origin.url("/v"), &[("Via", &via)]);
     assert_eq!(looped.status, 508);
 }
+
+/// The proxy's own pages lacked the HTTP/1.0 keep-alive branch of the Connection rule: an HTTP/1.0
+/// client asking to keep its connection got no `Connection: keep-alive`, so it had to assume close.
+#[test]
+fn own_pages_tell_http10_clients_the_connection_stays_open() {
+    let porter = proxy();
+    let stream = connect(porter.addr);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..2 {
+        writer
+            .write_all(b"GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+    }
+    writer.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let response = read_response(&mut reader, false).unwrap();
+    assert_eq!(response.header("connection"), Some("close"));
+}
+
+/// A HEAD whose framing the proxy refuses was answered with the error page's body, which a client
+/// reading a HEAD response takes for the start of the next response.
+#[test]
+fn head_with_bad_framing_gets_an_error_head_without_a_body() {
+    let porter = proxy();
+    let stream = connect(porter.addr);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(
+            b"HEAD http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        )
+        .unwrap();
+    let response = read_response(&mut reader, true).unwrap();
+    assert_eq!(response.status, 400);
+    assert_eq!(response.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}

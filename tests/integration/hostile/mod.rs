@@ -43,7 +43,7 @@ impl Answer {
         let Ok(Some((head, len))) = parse::response(&self.response, &Limits::default()) else {
             return false;
         };
-        let Ok(mode) = body::response_mode(method, head.status, &head.headers) else {
+        let Ok(mode) = body::response_mode(&method.into(), head.status, &head.headers) else {
             return false;
         };
         let mut rest = &self.response[len..];

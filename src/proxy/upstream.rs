@@ -1,6 +1,7 @@
-//! Connections to origin servers: connecting with a timeout (each resolved address checked against
-//! the destination rules first), and a small pool of idle keep-alive connections per host so repeated
-//! requests skip the TCP handshake.
+//! The upstream side of the proxy: dialling origin servers with a timeout (each resolved address
+//! checked against the destination rules first, see `dest`), and a small pool of idle keep-alive
+//! connections per host so repeated requests skip the TCP handshake. (`crate::origin` is
+//! the file server; this module only talks to whatever origin a request names.)
 
 use std::collections::HashMap;
 use std::io;
@@ -20,44 +21,44 @@ const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
 const ORIGIN_BUF: usize = 80 * 1024;
 
 /// A connection to an origin with its read buffer.
-pub struct OriginConn {
+pub struct UpstreamConn {
     pub stream: TcpStream,
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
 }
 
-type OriginKey = (String, u16);
+type UpstreamKey = (String, u16);
 
 /// Idle origin connections, most recently used last, and the rules every new connection obeys.
-pub struct OriginPool {
-    idle: Mutex<HashMap<OriginKey, Vec<(OriginConn, Instant)>>>,
+pub struct UpstreamPool {
+    idle: Mutex<HashMap<UpstreamKey, Vec<(UpstreamConn, Instant)>>>,
     rules: DestRules,
 }
 
-impl OriginPool {
-    pub fn new(rules: DestRules) -> OriginPool {
-        OriginPool {
+impl UpstreamPool {
+    pub fn new(rules: DestRules) -> UpstreamPool {
+        UpstreamPool {
             idle: Mutex::default(),
             rules,
         }
     }
 
     /// A pooled connection to `host:port`, or a new one.
-    pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
+    pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
         if let Some(conn) = self.take_idle(host, port) {
             return Ok(conn);
         }
-        self.connect(host, port, timeout)
+        self.dial(host, port, timeout)
     }
 
-    /// A new connection with its read buffer and timeouts.
-    pub fn connect(&self, host: &str, port: u16, timeout: Duration) -> io::Result<OriginConn> {
-        let stream = self.connect_stream(host, port, timeout)?;
+    /// Resolves and connects, trying each address the rules allow in turn within the timeout.
+    pub fn dial(&self, host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
+        let stream = self.dial_tcp(host, port, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         let _ = stream.set_nodelay(true);
-        Ok(OriginConn {
+        Ok(UpstreamConn {
             stream,
             buf: ReadBuf::with_capacity(ORIGIN_BUF),
             reused: false,
@@ -67,12 +68,7 @@ impl OriginPool {
     /// A plain TCP connection to `host:port`, as for a CONNECT tunnel: resolves, skips the addresses
     /// the destination rules refuse (the error names the rule when no other address connects), and
     /// tries the rest in turn within the timeout.
-    pub fn connect_stream(
-        &self,
-        host: &str,
-        port: u16,
-        timeout: Duration,
-    ) -> io::Result<TcpStream> {
+    pub fn dial_tcp(&self, host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
         let addrs = (host, port).to_socket_addrs()?;
         let mut last_error =
             io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
@@ -91,7 +87,7 @@ impl OriginPool {
         Err(denied.map(dest::into_io).unwrap_or(last_error))
     }
 
-    fn take_idle(&self, host: &str, port: u16) -> Option<OriginConn> {
+    fn take_idle(&self, host: &str, port: u16) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (host.to_string(), port);
         let list = idle.get_mut(&key)?;
@@ -106,7 +102,7 @@ impl OriginPool {
     }
 
     /// Returns a connection whose last response was read completely, for reuse.
-    pub fn checkin(&self, host: &str, port: u16, conn: OriginConn) {
+    pub fn checkin(&self, host: &str, port: u16, conn: UpstreamConn) {
         if !conn.buf.is_empty() {
             return; // the origin sent bytes beyond the response: not trustworthy
         }

@@ -1,0 +1,234 @@
+//! The phases that go to the origin: [`Proxy::forward`] picks the cache path or a plain pass,
+//! [`Proxy::fetch`] sends the request upstream and reads the response head, [`Proxy::relay`] streams
+//! the body back (teeing it into the cache when asked).
+//!
+//! ```text
+//!  forward ─┬─ GET/HEAD without a body, cache on ─> through_cache (cached.rs)
+//!           ├─ PURGE, cache on ───────────────────> cache.invalidate, 200 / 404
+//!           └─ anything else ─> pass ─> fetch ─> (invalidate on unsafe success) ─> relay
+//!  Failure::BeforeHead ─> error page     Failure::AfterHead ─> close
+//! ```
+
+use std::time::SystemTime;
+
+use super::exchange::{Answer, Exchange, Failure, Reuse, Served};
+use super::metrics::Outcome;
+use super::{Proxy, ProxyError, forward, pages, upstream};
+use crate::cache::CacheWriter;
+use crate::cache::policy;
+use crate::cache::status::CacheStatus;
+use crate::http::body::BodyMode;
+use crate::http::{self, Method, ResponseHead};
+use crate::net::Conn;
+
+/// An origin response whose head has arrived; its body is still on the connection.
+pub(super) struct Fetched {
+    pub origin: upstream::UpstreamConn,
+    pub head: ResponseHead,
+    pub mode: BodyMode,
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
+}
+
+impl Proxy {
+    /// Forwards to the origin (through the cache for GET and HEAD); on a failure before the response
+    /// head was sent, answers with an error page.
+    pub(super) fn forward(&self, mut ex: Exchange) -> Option<Conn> {
+        ex.entry.outcome = Outcome::Pass;
+        // A GET or HEAD with a body is forwarded as is: a hit would leave the body unread on the
+        // connection, to be taken for the next request.
+        let bodiless = ex.req_body == BodyMode::NoBody;
+        let served = match &self.cache {
+            Some(cache) if matches!(ex.req.method, Method::Get | Method::Head) && bodiless => {
+                self.through_cache(cache, &mut ex)
+            }
+            Some(cache) if ex.req.method == Method::Purge => {
+                let existed = cache.invalidate(&ex.target.url);
+                ex.entry.outcome = Outcome::Local;
+                let (status, message) = if existed {
+                    (200, "purged")
+                } else {
+                    (404, "not in the cache")
+                };
+                let page = pages::text(status, format!("{message}: {}\n", ex.target.url));
+                let answer = Answer::to(&ex.req, Reuse::when(ex.keep_alive && bodiless));
+                return self.reply(ex.conn, &mut ex.entry, page, answer);
+            }
+            _ => self.pass(&mut ex),
+        };
+        let failure = match served {
+            Ok(reuse) => {
+                ex.entry.finish(&self.metrics);
+                return reuse.keeps_alive().then_some(ex.conn);
+            }
+            Err(failure) => failure,
+        };
+        let (Failure::BeforeHead(error) | Failure::AfterHead(error)) = &failure;
+        ex.entry.outcome = match error {
+            ProxyError::Denied(_) => Outcome::Denied,
+            _ => Outcome::Error,
+        };
+        if error.is_client_side() {
+            log::debug!("{}: {error}", ex.conn.peer);
+            ex.entry.finish(&self.metrics);
+            return None;
+        }
+        log::warn!("{} {}: {error}", ex.req.method, ex.target.url);
+        let Failure::BeforeHead(error) = failure else {
+            // The head is out: closing the connection is the only way left to say it failed.
+            ex.entry.finish(&self.metrics);
+            return None;
+        };
+        let page = pages::status_page(error.status(), &error.to_string());
+        let answer = Answer::to(&ex.req, Reuse::Close);
+        self.reply(ex.conn, &mut ex.entry, page, answer)
+    }
+
+    /// Forwards without the cache; a successful unsafe method invalidates what the cache holds for the
+    /// target and its Location / Content-Location (RFC 9111 §4.4).
+    pub(super) fn pass(&self, ex: &mut Exchange) -> Served {
+        let fetched = self.fetch(ex, &[])?;
+        if let Some(cache) = &self.cache
+            && policy::invalidates(&ex.req.method, fetched.head.status)
+        {
+            cache.invalidate(&ex.target.url);
+            for name in ["location", "content-location"] {
+                if let Some(url) = fetched
+                    .head
+                    .headers
+                    .get(name)
+                    .and_then(|v| ex.target.same_origin_url(v))
+                {
+                    cache.invalidate(&url);
+                }
+            }
+        }
+        self.relay(ex, fetched, None, None)
+    }
+
+    /// Sends the request upstream and reads the response head. `validators` replace the client's
+    /// conditional fields when the cache revalidates.
+    pub(super) fn fetch(
+        &self,
+        ex: &mut Exchange,
+        validators: &[(&'static str, String)],
+    ) -> Result<Fetched, ProxyError> {
+        let Exchange {
+            conn,
+            req,
+            target,
+            req_body,
+            ..
+        } = ex;
+        let req_body = *req_body;
+        let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
+        if !validators.is_empty() {
+            for name in [
+                "if-none-match",
+                "if-modified-since",
+                "if-match",
+                "if-unmodified-since",
+                "if-range",
+                "range",
+            ] {
+                outbound.headers.remove(name);
+            }
+            for (name, value) in validators {
+                outbound.headers.append(*name, value.as_bytes());
+            }
+        }
+        let mut outbound_bytes = Vec::with_capacity(512);
+        http::write::request_head(&mut outbound_bytes, &outbound);
+
+        let timeout = self.config.origin_timeout;
+        let request_time = SystemTime::now();
+        let mut origin = self
+            .origins
+            .checkout(&target.host, target.port, timeout)
+            .map_err(ProxyError::from_dial)?;
+        let mut response = forward::exchange(
+            conn,
+            &mut origin,
+            &outbound_bytes,
+            req,
+            req_body,
+            &self.limits,
+        );
+        // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
+        // a new connection, when the request is idempotent (RFC 9110 §9.2.2) and had no body that is
+        // already gone.
+        if origin.reused
+            && req.method.is_idempotent()
+            && req_body == BodyMode::NoBody
+            && matches!(response, Err(ProxyError::OriginIo(_)))
+        {
+            origin = self
+                .origins
+                .dial(&target.host, target.port, timeout)
+                .map_err(ProxyError::from_dial)?;
+            response = forward::exchange(
+                conn,
+                &mut origin,
+                &outbound_bytes,
+                req,
+                req_body,
+                &self.limits,
+            );
+        }
+        let head = response?;
+        let mode = forward::upstream_framing(req, &head)?;
+        Ok(Fetched {
+            origin,
+            head,
+            mode,
+            request_time,
+            response_time: SystemTime::now(),
+        })
+    }
+
+    /// Streams a fetched response to the client, teeing it into `store` and committing that only when
+    /// the body arrived whole. `cache_status` is set when the cache was consulted.
+    pub(super) fn relay(
+        &self,
+        ex: &mut Exchange,
+        fetched: Fetched,
+        cache_status: Option<CacheStatus>,
+        store: Option<CacheWriter>,
+    ) -> Served {
+        let Fetched {
+            mut origin,
+            head: origin_head,
+            mode,
+            ..
+        } = fetched;
+        let (mut client_head, chunked) = forward::client_response_head(
+            &origin_head,
+            mode,
+            ex.req.version,
+            ex.keep_alive,
+            &self.via,
+        );
+        if let Some(status) = cache_status {
+            client_head
+                .headers
+                .append("Cache-Status", status.to_string());
+            client_head.headers.append("X-Cache", status.x_cache());
+        }
+        let client_keeps = !client_head.headers.has_token("connection", "close");
+        ex.entry.status = client_head.status;
+        let relayed = forward::relay_body(
+            &mut ex.conn,
+            &mut origin,
+            &client_head,
+            mode,
+            chunked,
+            store,
+        )?;
+        ex.entry.bytes = relayed.bytes;
+        if relayed.complete && origin_head.keep_alive() {
+            self.origins
+                .checkin(&ex.target.host, ex.target.port, origin);
+        }
+        Ok(Reuse::when(client_keeps))
+    }
+}
