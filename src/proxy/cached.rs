@@ -3,8 +3,10 @@
 //! ```text
 //!  through_cache ─ cache.lookup ─┬─ found ─ policy::decide_with ─┬─ Fresh / StaleAllowed ─> serve_hit
 //!                                │                                │    (304 if the client's copy is current)
-//!                                │                                └─ Revalidate ─> revalidate: fetch with validators
-//!                                │                                       ├─ 304 ─> update_head, serve_hit
+//!                                │                                └─ Revalidate ─> revalidate: fetch with the
+//!                                │                                       entry's own validators, never the client's
+//!                                │                                       ├─ 304 for them ─> update_head, serve_hit
+//!                                │                                       ├─ 304 for others ─> fetch again, unconditional
 //!                                │                                       └─ other ─> relay_and_store
 //!                                └─ none ─┬─ only-if-cached ─> 504
 //!                                         └─ cache.lock: one fetcher per URL (others wait, then look
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::exchange::{Exchange, Failure, Reuse, Served};
-use super::fetch::Fetched;
+use super::fetch::{Ask, Fetched};
 use super::metrics::Outcome;
 use super::{Proxy, ProxyError, forward};
 use crate::cache::lock::{LeaderGuard, Lease};
@@ -69,7 +71,7 @@ impl Proxy {
             }
         }
         ex.entry.outcome = Outcome::Miss;
-        let fetched = self.fetch(ex, &[])?;
+        let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
         let status = CacheStatus::Forwarded {
             fwd: Forward::Miss,
             stored: Err(NotStored::Policy(NoStore::Method)),
@@ -80,7 +82,7 @@ impl Proxy {
     /// Fetches from the origin and relays, storing the response when policy allows.
     fn fetch_and_store(&self, cache: &Cache, ex: &mut Exchange, lease: LeaderGuard) -> Served {
         ex.entry.outcome = Outcome::Miss;
-        let fetched = self.fetch(ex, &[])?;
+        let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
         self.relay_and_store(cache, ex, fetched, Forward::Miss, Some(lease))
     }
 
@@ -124,8 +126,22 @@ impl Proxy {
     /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
     fn revalidate(&self, cache: &Cache, ex: &mut Exchange, mut found: Found) -> Served {
         let validators = policy::validators(&found.meta.head);
-        let fetched = self.fetch(ex, &validators)?;
-        if fetched.head.status != 304 {
+        let mut fetched = self.fetch(ex, Ask::Revalidate(&validators))?;
+        if fetched.head.status == 304
+            && !policy::not_modified_matches(&found.meta.head, &fetched.head)
+        {
+            // A 304 for another validator refreshes nothing (RFC 9111 §4.3.4): ask again, without
+            // conditions, and take the origin's full answer.
+            log::debug!(
+                "{}: 304 for another validator than the stored one; fetching again",
+                ex.target.url
+            );
+            fetched = self.fetch(ex, Ask::Revalidate(&[]))?;
+        }
+        let confirms = |f: &Fetched| {
+            f.head.status == 304 && policy::not_modified_matches(&found.meta.head, &f.head)
+        };
+        if !confirms(&fetched) {
             ex.entry.outcome = Outcome::Miss;
             return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
         }

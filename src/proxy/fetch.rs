@@ -30,6 +30,17 @@ pub(super) struct Fetched {
     pub response_time: SystemTime,
 }
 
+/// What the request sent upstream asks about the client's conditionals.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Ask<'a> {
+    /// Forward the client's conditional fields (and Range) as they are: the answer goes to that
+    /// client alone and is not used to refresh a stored entry.
+    AsTheClientDid,
+    /// Revalidate a stored entry: the client's conditional fields and Range are removed, and these
+    /// validators (the entry's own, possibly none) sent instead.
+    Revalidate(&'a [(&'static str, String)]),
+}
+
 impl Proxy {
     /// Forwards to the origin (through the cache for GET and HEAD); on a failure before the response
     /// head was sent, answers with an error page.
@@ -87,7 +98,7 @@ impl Proxy {
     /// Forwards without the cache; a successful unsafe method invalidates what the cache holds for the
     /// target and its Location / Content-Location (RFC 9111 §4.4).
     pub(super) fn pass(&self, ex: &mut Exchange) -> Served {
-        let fetched = self.fetch(ex, &[])?;
+        let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
         if let Some(cache) = &self.cache
             && policy::invalidates(&ex.req.method, fetched.head.status)
         {
@@ -106,13 +117,9 @@ impl Proxy {
         self.relay(ex, fetched, None, None)
     }
 
-    /// Sends the request upstream and reads the response head. `validators` replace the client's
-    /// conditional fields when the cache revalidates.
-    pub(super) fn fetch(
-        &self,
-        ex: &mut Exchange,
-        validators: &[(&'static str, String)],
-    ) -> Result<Fetched, ProxyError> {
+    /// Sends the request upstream and reads the response head, with the client's conditional fields
+    /// or, when the cache revalidates, the stored entry's validators in their place.
+    pub(super) fn fetch(&self, ex: &mut Exchange, ask: Ask<'_>) -> Result<Fetched, ProxyError> {
         let Exchange {
             conn,
             req,
@@ -122,7 +129,10 @@ impl Proxy {
         } = ex;
         let req_body = *req_body;
         let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
-        if !validators.is_empty() {
+        if let Ask::Revalidate(validators) = ask {
+            // Only the entry's own validators: a 304 to a client's `If-None-Match: "new"` would
+            // otherwise confirm the stored old body as "new" for everyone (RFC 9111 §4.3.1). With
+            // none stored, the request goes unconditional.
             for name in [
                 "if-none-match",
                 "if-modified-since",

@@ -9,6 +9,7 @@
 
 mod acl;
 mod crash;
+mod poisoning;
 mod requests;
 mod resources;
 mod responses;
