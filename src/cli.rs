@@ -106,7 +106,8 @@ pub struct PoolArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub idle_timeout: Duration,
 
-    /// Time allowed for each read of a request body and each write to a client before giving up on it.
+    /// Time allowed for each read of a request body, and for a client that takes no response bytes,
+    /// before giving up on it.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub client_timeout: Duration,
 

@@ -38,7 +38,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Timeout for each blocking read and write a handler does on the client socket.
+    /// Timeout for each blocking read a handler does on the client socket, and the longest a client
+    /// may take no response bytes (`ClientStream` makes the write side mean that).
     pub client_timeout: Duration,
     pub shutdown_grace: Duration,
 }
