@@ -258,3 +258,48 @@ fn regression_connection_named_accept_language_cannot_poison_the_fr_variant() {
     assert_eq!(attacker_again.text(), "lang=none #1");
     assert_eq!(origin.hits(), 2);
 }
+
+#[test]
+fn regression_a_set_cookie_in_an_entry_written_by_an_older_porter_is_never_served() {
+    use porter::cache::entry::{ResponseMeta, Stored};
+    use porter::cache::key::Key;
+    use porter::cache::store::Store;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(|_, _, _| (200, vec![], b"from the origin".to_vec()));
+    let url = origin.url("/old");
+    // What an older Porter stored: the head as it came, cookie included, fresh for an hour.
+    {
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let mut head = porter::http::ResponseHead::new(200);
+        head.headers.append("Cache-Control", "max-age=3600");
+        head.headers.append("Set-Cookie", "session=SECRET1");
+        let now = std::time::SystemTime::now();
+        head.headers.append("Date", httpdate::fmt_http_date(now));
+        let meta = ResponseMeta {
+            head,
+            request_time: now,
+            response_time: now,
+            vary_values: Vec::new(),
+        };
+        let mut writer = store
+            .writer(Key::for_url(&url), &url, &Stored::Response(meta), 1 << 20)
+            .unwrap();
+        writer.write_all(b"stored body").unwrap();
+        writer.commit().unwrap();
+    }
+    let porter = cached_proxy(&dir);
+    for _ in 0..2 {
+        let response = proxy_get(porter.addr, &url, &[]);
+        assert_eq!(
+            (response.text(), response.header("x-cache")),
+            ("stored body".into(), Some("HIT"))
+        );
+        assert_eq!(
+            response.header("set-cookie"),
+            None,
+            "a stored cookie was served"
+        );
+    }
+    assert_eq!(origin.hits(), 0);
+}
