@@ -68,6 +68,7 @@ fn benches(c: &mut Criterion) {
         max_bytes: 1 << 30,
         max_object_size: 1 << 28,
         memory_bytes: 32 << 20,
+        refresh: Default::default(),
     })
     .expect("cache");
     let (req, _) = parse::request(REQUEST, &Limits::default())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::admin::CacheCommand;
+use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
 use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
 use crate::http::Limits;
 use crate::net::ServerConfig;
@@ -204,11 +205,26 @@ pub struct ProxyArgs {
     /// Turn caching off: every request is forwarded.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
+    /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
+    /// against the whole URL (Rust regex syntax).
+    #[arg(long = "refresh", value_name = "REGEX=DURATION")]
+    pub refresh: Vec<RefreshRule>,
+
+    /// Rules for content that never changes under its name, after the --refresh rules: `packages`
+    /// (Debian/Ubuntu pools and by-hash, .deb, .rpm, .whl, .crate, npm tarballs; never index files).
+    #[arg(long = "refresh-preset", value_name = "NAME")]
+    pub refresh_preset: Vec<Preset>,
 }
 
 impl ProxyArgs {
     /// The validated configuration this command line asks for.
     pub fn into_config(self) -> Result<ProxyConfig, AuthError> {
+        let mut refresh = self.refresh;
+        for preset in self.refresh_preset {
+            refresh.extend(preset.0);
+        }
         let mut auth = Credentials::default();
         for pair in &self.auth_user {
             auth.add(pair)?;
@@ -233,6 +249,7 @@ impl ProxyArgs {
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
+            refresh: RefreshRules::new(refresh),
         })
     }
 }

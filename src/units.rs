@@ -1,4 +1,4 @@
-//! Human-friendly durations (`500ms`, `10s`, `2m`, `1h`) and sizes (`512KiB`, `64MiB`, `1GiB`, plain bytes)
+//! Human-friendly durations (`500ms`, `10s`, `2m`, `1h`, `30d`) and sizes (`512KiB`, `64MiB`, `1GiB`, plain bytes)
 //! for command-line flags.
 
 use std::fmt;
@@ -29,7 +29,7 @@ fn split_number(text: &str) -> Result<(u64, &str), UnitError> {
     Ok((number, text[digits..].trim()))
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h`; a bare number means seconds, as in Squid's configuration.
+/// Parses `500ms`, `10s`, `2m`, `1h`, `30d`; a bare number means seconds, as in Squid's configuration.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let (number, unit) = split_number(text)?;
     let millis_per_unit: u64 = match unit {
@@ -37,9 +37,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         "" | "s" => 1_000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => {
             return Err(UnitError(format!(
-                "unknown duration unit {unit:?} in {text:?} (use ms, s, m or h)"
+                "unknown duration unit {unit:?} in {text:?} (use ms, s, m, h or d)"
             )));
         }
     };
@@ -94,6 +95,7 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("ms").is_err());

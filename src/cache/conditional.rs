@@ -47,35 +47,6 @@ pub fn validators(stored: &ResponseHead) -> Vec<(&'static str, String)> {
     out
 }
 
-/// Whether a 304 may refresh `stored` (RFC 9111 §4.3.4): its strong ETag must be the stored one, a
-/// weak one must match by the weak comparison, and without an ETag its Last-Modified must be the
-/// stored one. A 304 with neither answers the cache's own conditional, built from the stored
-/// validators (§4.3.1), and is taken as confirming it. A 304 for another validator (one a client
-/// sent, or a confused origin's) refreshes nothing.
-pub fn not_modified_matches(stored: &ResponseHead, not_modified: &ResponseHead) -> bool {
-    if let Some(new) = not_modified.headers.get("etag") {
-        let Some((new_weak, new_tag)) = parse_etag(new.trim()) else {
-            return false;
-        };
-        let Some((old_weak, old_tag)) = stored
-            .headers
-            .get("etag")
-            .and_then(|e| parse_etag(e.trim()))
-        else {
-            return false;
-        };
-        return new_tag == old_tag && (new_weak || !old_weak);
-    }
-    match (
-        header_date(&not_modified.headers, "last-modified"),
-        header_date(&stored.headers, "last-modified"),
-    ) {
-        (Some(new), Some(old)) => new == old,
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
-}
-
 /// Updates a stored head from a 304 (RFC 9111 §4.3.4, §3.2): every field the 304 carries replaces all
 /// stored fields of that name, except [`NOT_UPDATED`] ones and those the 304's Connection names.
 ///
@@ -135,10 +106,10 @@ pub fn client_has_current(req: &RequestHead, stored: &ResponseHead) -> bool {
     let (Some(ims), None) = (ims.next(), ims.next()) else {
         return false;
     };
-    let (Ok(since), Some(modified)) = (
-        httpdate::parse_http_date(ims.trim()),
-        header_date(&stored.headers, "last-modified"),
-    ) else {
+    // RFC 9111 §4.3.2: without Last-Modified, the stored response's Date stands for it.
+    let modified = header_date(&stored.headers, "last-modified")
+        .or_else(|| header_date(&stored.headers, "date"));
+    let (Some(since), Some(modified)) = (crate::http::date::parse(ims), modified) else {
         return false;
     };
     modified <= since
@@ -256,43 +227,6 @@ mod tests {
     }
 
     #[test]
-    fn regression_a_304_for_another_validator_matches_nothing() {
-        let tagged = resp(200, &[("ETag", "\"a\"")]);
-        let untagged = resp(200, &[]);
-        let weak = resp(200, &[("ETag", "W/\"a\"")]);
-        let dated = resp(200, &[("Last-Modified", "Sat, 21 Nov 2026 20:03:46 GMT")]);
-        let with = |fields: &[(&str, &str)]| resp(304, fields);
-        assert!(not_modified_matches(&tagged, &with(&[("ETag", "\"a\"")])));
-        assert!(not_modified_matches(&tagged, &with(&[("ETag", "W/\"a\"")])));
-        assert!(not_modified_matches(&weak, &with(&[("ETag", "W/\"a\"")])));
-        assert!(
-            !not_modified_matches(&weak, &with(&[("ETag", "\"a\"")])),
-            "strong needs strong"
-        );
-        assert!(!not_modified_matches(
-            &tagged,
-            &with(&[("ETag", "\"new\"")])
-        ));
-        assert!(!not_modified_matches(
-            &untagged,
-            &with(&[("ETag", "\"new\"")])
-        ));
-        assert!(!not_modified_matches(
-            &tagged,
-            &with(&[("ETag", "garbage")])
-        ));
-        assert!(
-            not_modified_matches(&tagged, &with(&[])),
-            "no validator: our own question"
-        );
-        let same_date = [("Last-Modified", "Sat, 21 Nov 2026 20:03:46 GMT")];
-        let other_date = [("Last-Modified", "Sun, 22 Nov 2026 20:03:46 GMT")];
-        assert!(not_modified_matches(&dated, &with(&same_date)));
-        assert!(!not_modified_matches(&dated, &with(&other_date)));
-        assert!(!not_modified_matches(&untagged, &with(&same_date)));
-    }
-
-    #[test]
     fn a_304_age_replaces_the_stored_age() {
         let mut stored = resp(200, &[("Age", "50")]);
         update_from_304(&mut stored, &resp(304, &[("Age", "3")]));
@@ -353,13 +287,41 @@ mod tests {
         assert!(at("Wednesday, 15-Nov-23 00:00:00 GMT"), "RFC 850 date");
         assert!(!at("Tue, 14 Nov 2023 21:59:59 GMT"));
         assert!(!at("not a date"));
-        let no_lm = resp(200, &[("Date", LM)]);
+        assert!(
+            at("TUESDAY, 14-NOV-23 22:00:00 GMT"),
+            "wrong-case RFC 850 date"
+        );
+        assert!(at("Tue Nov 14 22:00:00 2023"), "asctime date");
+        let no_modified = resp(200, &[]);
         assert!(!client_has_current(
             &get(&[("If-Modified-Since", LM)]),
-            &no_lm
+            &no_modified
         ));
         let mut post = get(&[("If-Modified-Since", LM)]);
         post.method = "POST".into();
         assert!(!client_has_current(&post, &stored));
+    }
+
+    #[test]
+    fn if_modified_since_without_last_modified_compares_with_date() {
+        let stored = resp(200, &[("Date", LM)]);
+        let at = |ims: &str| client_has_current(&get(&[("If-Modified-Since", ims)]), &stored);
+        assert!(at(LM), "Date not after If-Modified-Since: not modified");
+        assert!(at("Wed, 15 Nov 2023 00:00:00 GMT"));
+        assert!(
+            !at("Tue, 14 Nov 2023 21:59:59 GMT"),
+            "Date after it: send the body"
+        );
+        let both = resp(
+            200,
+            &[
+                ("Date", "Wed, 15 Nov 2023 00:00:00 GMT"),
+                ("Last-Modified", LM),
+            ],
+        );
+        assert!(
+            client_has_current(&get(&[("If-Modified-Since", LM)]), &both),
+            "Last-Modified wins over Date"
+        );
     }
 }

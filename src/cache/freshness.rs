@@ -69,11 +69,10 @@ pub fn current_age(
     corrected_initial_age.saturating_add(since(now, response_time))
 }
 
-/// A field parsed as an HTTP-date (IMF-fixdate, RFC 850 or asctime; RFC 9110 §5.6.7).
+/// A field parsed as an HTTP-date (IMF-fixdate, RFC 850 or asctime, names in any case; RFC 9110
+/// §5.6.7).
 pub(super) fn header_date(headers: &Headers, name: &str) -> Option<SystemTime> {
-    headers
-        .get(name)
-        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+    headers.get(name).and_then(crate::http::date::parse)
 }
 
 /// `later - earlier`, or zero when `earlier` is the later one (clock skew must not go negative).
@@ -244,6 +243,22 @@ mod tests {
         assert_eq!(
             age_secs(&[("Age", "99999999999")], 0, 0, 0),
             DELTA_SECONDS_MAX
+        );
+    }
+
+    #[test]
+    fn obsolete_date_formats_and_wrong_case_names_are_read() {
+        // T0 - 100 s and T0 + 200 s, written in the RFC 850 and asctime formats, names shouted.
+        let date = "TUESDAY, 14-NOV-23 22:11:40 GMT";
+        let expires = "tue nov 14 22:16:40 2023";
+        assert_eq!(
+            lifetime_secs(200, &[("Date", date), ("Expires", expires)]),
+            300
+        );
+        let lm = "Tue, 14 Nov 2023 19:25:00 gmt";
+        assert_eq!(
+            lifetime_secs(200, &[("Date", date), ("Last-Modified", lm)]),
+            1000
         );
     }
 }

@@ -9,11 +9,15 @@ mod freshness;
 pub mod key;
 pub mod lock;
 pub mod memory;
+pub mod partial;
 pub mod policy;
+pub mod ranges;
+pub mod refresh;
 pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod update;
 mod vary;
 
 use std::io;
@@ -40,6 +44,8 @@ pub struct CacheConfig {
     pub max_object_size: u64,
     /// RAM for small hot entries.
     pub memory_bytes: u64,
+    /// Freshness for URLs whose responses state none (`--refresh`, `--refresh-preset`).
+    pub refresh: policy::RefreshRules,
 }
 
 /// Where a found response's body is.
@@ -60,11 +66,12 @@ pub struct Found {
     pub freshness: Arc<policy::StoredFreshness>,
 }
 
-fn freshness_of(meta: &ResponseMeta) -> Arc<policy::StoredFreshness> {
-    Arc::new(policy::StoredFreshness::of(
+fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::StoredFreshness> {
+    Arc::new(policy::StoredFreshness::with_rule(
         &meta.head,
         meta.request_time,
         meta.response_time,
+        refresh,
     ))
 }
 
@@ -101,6 +108,7 @@ pub struct Cache {
     memory: Arc<MemoryTier>,
     locks: Arc<MissLocks>,
     max_object_size: u64,
+    refresh: policy::RefreshRules,
 }
 
 impl Cache {
@@ -116,6 +124,7 @@ impl Cache {
             memory: Arc::new(MemoryTier::new(config.memory_bytes)),
             locks: Arc::default(),
             max_object_size: config.max_object_size,
+            refresh: config.refresh.clone(),
         })
     }
 
@@ -125,6 +134,11 @@ impl Cache {
 
     pub fn max_object_size(&self) -> u64 {
         self.max_object_size
+    }
+
+    /// The duration of the `--refresh` rule for `url`, if one applies.
+    pub fn refresh_rule(&self, url: &str) -> Option<Duration> {
+        self.refresh.lifetime_for(url)
     }
 
     /// The stored response for this URL that matches the request's Vary headers, if any.
@@ -162,7 +176,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: StoredBody::File(Box::new(entry)),
-                    freshness: freshness_of(&meta),
+                    freshness: freshness_of(&meta, self.refresh_rule(url)),
                     meta,
                 })
             }
@@ -276,7 +290,7 @@ impl Cache {
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
-        let freshness = freshness_of(&meta);
+        let freshness = freshness_of(&meta, self.refresh_rule(url));
         let mut writer = self
             .store
             .writer(

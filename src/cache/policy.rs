@@ -17,12 +17,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use super::conditional::{
-    client_has_current, not_modified_matches, update_from_304, validators,
-};
+pub use super::conditional::{client_has_current, update_from_304, validators};
 pub use super::directives::{CacheControl, DELTA_SECONDS_MAX, delta_seconds};
 use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
+use super::refresh;
+pub use super::refresh::{RefreshRule, RefreshRules, applies as refresh_applies};
+pub use super::update::{HeadUpdate, NotModified, after_304, after_head};
 pub use super::vary::{Vary, vary, vary_values};
 use crate::http::{Method, RequestHead, ResponseHead};
 
@@ -48,7 +49,7 @@ pub enum NoStore {
     VaryStar,
     /// Never fresh (or always `no-cache`) and no validator to revalidate with: storing cannot help.
     NoFreshness,
-    /// 206: Porter does not combine or serve ranges from the cache.
+    /// A 206 that is not one range of a known length (multipart, or `/*`): not kept as a partial entry.
     PartialContent,
     /// Set-Cookie on a response that is not explicitly shareable (`public`, `s-maxage`, or a
     /// `no-cache="Set-Cookie"` that tells a shared cache to drop the field): one client's session
@@ -96,12 +97,28 @@ impl Decision {
 
 /// RFC 9111 §3 for a shared cache: may this response to this request be stored?
 pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
+    storable_with_rule(req, resp, None)
+}
+
+/// [`storable`] with the duration of the `--refresh` rule matching the URL, if any: a response the
+/// rule makes fresh is stored even without validators (see [`refresh::applies`]).
+pub fn storable_with_rule(
+    req: &RequestHead,
+    resp: &ResponseHead,
+    refresh: Option<Duration>,
+) -> Result<(), NoStore> {
     // HEAD responses have no body to store; other methods are not cacheable by us.
     if req.method != Method::Get {
         return Err(NoStore::Method);
     }
     let status = resp.status;
-    if status == 206 {
+    // §3.3: a 206 is stored as a partial entry when it holds one range of a known length.
+    let one_range = resp
+        .headers
+        .get("content-range")
+        .and_then(crate::http::range::parse_content_range)
+        .is_some_and(|(_, complete)| complete.is_some());
+    if status == 206 && !one_range {
         return Err(NoStore::PartialContent);
     }
     if !(200..600).contains(&status) || status == 304 {
@@ -143,11 +160,36 @@ pub fn storable(req: &RequestHead, resp: &ResponseHead) -> Result<(), NoStore> {
     // Without a clock, Expires is judged against Date; when Date is missing, the epoch stands in so a
     // valid Expires counts as fresh (the proxy adds Date on receipt, RFC 9110 §6.6.1).
     let date = header_date(&resp.headers, "date").unwrap_or(UNIX_EPOCH);
-    let never_fresh = cc.no_cache || lifetime(resp, &cc, date).is_zero();
+    let by_rule = refresh::applies(resp, &cc, refresh).is_some();
+    let never_fresh = !by_rule && (cc.no_cache || lifetime(resp, &cc, date).is_zero());
     if never_fresh && validators(resp).is_empty() {
         return Err(NoStore::NoFreshness);
     }
     Ok(())
+}
+
+/// RFC 9110 §9.3.3: a response to POST may answer later GETs of the same URI when it has explicit
+/// freshness and a Content-Location equal to the request's target (`content_location_is_target`,
+/// which the caller resolves). The rest is [`storable`] as if the request had been a GET.
+pub fn storable_post(
+    req: &RequestHead,
+    resp: &ResponseHead,
+    content_location_is_target: bool,
+) -> Result<(), NoStore> {
+    if req.method != Method::Post || !content_location_is_target {
+        return Err(NoStore::Method);
+    }
+    let cc = CacheControl::parse(&resp.headers);
+    let explicit =
+        cc.max_age.is_some() || cc.s_maxage.is_some() || resp.headers.contains("expires");
+    if !explicit {
+        return Err(NoStore::NoFreshness);
+    }
+    let as_get = RequestHead {
+        method: Method::Get,
+        ..req.clone()
+    };
+    storable(&as_get, resp)
 }
 
 /// What a stored response's own header fields say about its freshness. It depends only on the stored
@@ -160,17 +202,36 @@ pub struct StoredFreshness {
     /// RFC 9111 §4.2.3 corrected_initial_age.
     initial_age: Duration,
     response_time: SystemTime,
+    /// The lifetime is a `--refresh` rule's, not the response's own.
+    by_rule: bool,
 }
 
 impl StoredFreshness {
     pub fn of(stored: &ResponseHead, request_time: SystemTime, response_time: SystemTime) -> Self {
+        StoredFreshness::with_rule(stored, request_time, response_time, None)
+    }
+
+    /// [`StoredFreshness::of`] with the duration of the `--refresh` rule matching the URL, if any.
+    pub fn with_rule(
+        stored: &ResponseHead,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        refresh: Option<Duration>,
+    ) -> Self {
         let cc = CacheControl::parse(&stored.headers);
+        let rule = refresh::applies(stored, &cc, refresh);
         StoredFreshness {
-            lifetime: lifetime(stored, &cc, response_time),
+            lifetime: rule.unwrap_or_else(|| lifetime(stored, &cc, response_time)),
             initial_age: current_age(stored, request_time, response_time, response_time),
             cc,
             response_time,
+            by_rule: rule.is_some(),
         }
+    }
+
+    /// Whether a `--refresh` rule gave this response its lifetime (Cache-Status `detail=refresh-rule`).
+    pub fn by_rule(&self) -> bool {
+        self.by_rule
     }
 
     /// RFC 9111 §4.2.3 current_age: the initial age plus the time resident in this cache.
@@ -284,8 +345,20 @@ mod tests {
     }
 
     #[test]
-    fn partial_not_modified_and_interim_responses_are_not_stored() {
+    fn interim_not_modified_and_partial_responses_of_unknown_shape_are_not_stored() {
         assert_eq!(store(&[], 206, &[MAX_AGE]), Err(NoStore::PartialContent));
+        let multipart = ("Content-Type", "multipart/byteranges; boundary=x");
+        assert_eq!(
+            store(&[], 206, &[MAX_AGE, multipart]),
+            Err(NoStore::PartialContent)
+        );
+        let unknown_length = ("Content-Range", "bytes 0-9/*");
+        assert_eq!(
+            store(&[], 206, &[MAX_AGE, unknown_length]),
+            Err(NoStore::PartialContent)
+        );
+        let one = ("Content-Range", "bytes 0-9/100");
+        assert_eq!(store(&[], 206, &[MAX_AGE, one]), Ok(()), "a partial entry");
         assert_eq!(store(&[], 304, &[MAX_AGE]), Err(NoStore::Status));
         assert_eq!(store(&[], 100, &[MAX_AGE]), Err(NoStore::Status));
         assert_eq!(store(&[], 600, &[MAX_AGE]), Err(NoStore::Status));
@@ -642,5 +715,23 @@ mod tests {
         assert_eq!(age_header(Duration::from_millis(1999)), "1");
         assert_eq!(age_header(Duration::ZERO), "0");
         assert_eq!(age_header(Duration::from_secs(u64::MAX)), "2147483648");
+    }
+
+    #[test]
+    fn a_post_response_with_freshness_and_its_own_content_location_may_serve_gets() {
+        let post = req("POST", &[]);
+        let fresh = resp(200, &[MAX_AGE]);
+        assert_eq!(storable_post(&post, &fresh, true), Ok(()));
+        assert_eq!(storable_post(&post, &fresh, false), Err(NoStore::Method));
+        let expires = resp(200, &[("Expires", &date(60)), ("Date", &date(0))]);
+        assert_eq!(storable_post(&post, &expires, true), Ok(()));
+        let heuristic = resp(200, &[("Last-Modified", &date(-1000))]);
+        assert_eq!(
+            storable_post(&post, &heuristic, true),
+            Err(NoStore::NoFreshness)
+        );
+        let private = resp(200, &[("Cache-Control", "max-age=60, private")]);
+        assert_eq!(storable_post(&post, &private, true), Err(NoStore::Private));
+        assert_eq!(storable_post(&get(&[]), &fresh, true), Err(NoStore::Method));
     }
 }

@@ -61,6 +61,11 @@ pub enum CacheStatus {
     Hit,
     /// A stale entry the origin confirmed with 304, then served: `porter; fwd=stale; fwd-status=304`.
     Revalidated,
+    /// A hit fresh only by a `--refresh` rule: `porter; hit; detail=refresh-rule`.
+    RuleHit,
+    /// The origin's response, stored fresh by a `--refresh` rule:
+    /// `porter; fwd=miss; stored; detail=refresh-rule`.
+    RuleStored { fwd: Forward },
     /// The origin's response, relayed: `porter; fwd=miss; stored` when it is being stored, or
     /// `porter; fwd=miss; detail=too-large` saying why not.
     Forwarded {
@@ -75,15 +80,16 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit => Some("porter; hit"),
             CacheStatus::Revalidated => Some("porter; fwd=stale; fwd-status=304"),
-            CacheStatus::Forwarded { .. } => None,
+            CacheStatus::RuleHit => Some("porter; hit; detail=refresh-rule"),
+            CacheStatus::Forwarded { .. } | CacheStatus::RuleStored { .. } => None,
         }
     }
 
     /// The matching `X-Cache` value: served from storage or not.
     pub fn x_cache(&self) -> &'static str {
         match self {
-            CacheStatus::Hit | CacheStatus::Revalidated => "HIT",
-            CacheStatus::Forwarded { .. } => "MISS",
+            CacheStatus::Hit | CacheStatus::Revalidated | CacheStatus::RuleHit => "HIT",
+            CacheStatus::Forwarded { .. } | CacheStatus::RuleStored { .. } => "MISS",
         }
     }
 }
@@ -98,6 +104,11 @@ impl fmt::Display for CacheStatus {
                     Err(reason) => write!(f, "; detail={reason}"),
                 }
             }
+            CacheStatus::RuleStored { fwd } => write!(
+                f,
+                "porter; fwd={}; stored; detail=refresh-rule",
+                fwd.as_str()
+            ),
             fixed => f.write_str(fixed.as_static().unwrap_or_default()),
         }
     }
@@ -127,6 +138,15 @@ mod tests {
         assert_eq!(
             (stored.x_cache(), CacheStatus::Hit.x_cache()),
             ("MISS", "HIT")
+        );
+        let by_rule = CacheStatus::RuleStored { fwd: Forward::Miss };
+        assert_eq!(
+            by_rule.to_string(),
+            "porter; fwd=miss; stored; detail=refresh-rule"
+        );
+        assert_eq!(
+            CacheStatus::RuleHit.to_string(),
+            "porter; hit; detail=refresh-rule"
         );
     }
 }

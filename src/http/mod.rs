@@ -8,11 +8,13 @@
 pub mod authority;
 pub mod body;
 mod chunked;
+pub mod date;
 mod error;
 mod headers;
 pub mod hop;
 mod method;
 pub mod parse;
+pub mod range;
 mod readbuf;
 pub mod write;
 

@@ -24,7 +24,8 @@ use super::fetch::{Ask, Fetched};
 use super::metrics::Outcome;
 use super::{Proxy, ProxyError, forward};
 use crate::cache::lock::{LeaderGuard, Lease};
-use crate::cache::policy::{self, CacheControl, Decision, NoStore};
+use crate::cache::policy::{self, CacheControl, Decision, NoStore, NotModified};
+use crate::cache::ranges::{self, Held, RangeReply};
 use crate::cache::status::{CacheStatus, Forward, NotStored};
 use crate::cache::{Cache, Found, StoredBody};
 use crate::http::body::BodyMode;
@@ -39,14 +40,22 @@ impl Proxy {
         }
         // Two looks at most: the second after waiting for another request's fetch of the same URL.
         for attempt in 0..2 {
-            if let Some(mut found) = cache.lookup(&ex.target.url, &ex.req) {
+            // A partial entry that lacks the bytes asked for is a miss (RFC 9111 §3.3).
+            let usable = |found: &Found| ranges::answers(&ex.req, &found.meta.head, found.body_len);
+            if let Some(mut found) = cache.lookup(&ex.target.url, &ex.req).filter(usable) {
                 let now = SystemTime::now();
                 match policy::decide_with(&directives, &found.freshness, now) {
                     Decision::Fresh | Decision::StaleAllowed
                         if cache.prepare(&ex.target.url, &mut found) =>
                     {
                         ex.entry.outcome = Outcome::Hit;
-                        return self.serve_hit(ex, found, CacheStatus::Hit, now);
+                        let status = if found.freshness.by_rule() {
+                            ex.entry.detail = Some("refresh-rule");
+                            CacheStatus::RuleHit
+                        } else {
+                            CacheStatus::Hit
+                        };
+                        return self.serve_hit(ex, found, status, now);
                     }
                     Decision::Revalidate
                         if !directives.only_if_cached
@@ -95,7 +104,8 @@ impl Proxy {
         fwd: Forward,
         lease: Option<LeaderGuard>,
     ) -> Served {
-        let writer = policy::storable(&ex.req, &fetched.head)
+        let rule = cache.refresh_rule(&ex.target.url);
+        let writer = policy::storable_with_rule(&ex.req, &fetched.head, rule)
             .map_err(NotStored::Policy)
             .and_then(|()| match fetched.mode {
                 BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
@@ -116,32 +126,51 @@ impl Proxy {
             // rather than wait for the whole body.
             drop(lease);
         }
-        let status = CacheStatus::Forwarded {
-            fwd,
-            stored: writer.as_ref().map(|_| ()).map_err(|reason| *reason),
+        // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).
+        let older = match &writer {
+            Ok(_) if fetched.head.status == 206 => cache
+                .lookup(&ex.target.url, &ex.req)
+                .filter(|found| found.meta.head.status == 206),
+            _ => None,
         };
-        self.relay(ex, fetched, Some(status), writer.ok())
+        let cc = CacheControl::parse(&fetched.head.headers);
+        let status = match &writer {
+            Ok(_) if policy::refresh_applies(&fetched.head, &cc, rule).is_some() => {
+                ex.entry.detail = Some("refresh-rule");
+                CacheStatus::RuleStored { fwd }
+            }
+            _ => CacheStatus::Forwarded {
+                fwd,
+                stored: writer.as_ref().map(|_| ()).map_err(|reason| *reason),
+            },
+        };
+        let served = self.relay(ex, fetched, Some(status), writer.ok());
+        if let Some(older) = older
+            && served.is_ok()
+        {
+            cache.join_partial(&ex.target.url, &ex.req, older);
+        }
+        served
     }
 
     /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
     fn revalidate(&self, cache: &Cache, ex: &mut Exchange, mut found: Found) -> Served {
         let validators = policy::validators(&found.meta.head);
-        let mut fetched = self.fetch(ex, Ask::Revalidate(&validators))?;
-        if fetched.head.status == 304
-            && !policy::not_modified_matches(&found.meta.head, &fetched.head)
-        {
-            // A 304 for another validator refreshes nothing (RFC 9111 §4.3.4): ask again, without
-            // conditions, and take the origin's full answer.
-            log::debug!(
-                "{}: 304 for another validator than the stored one; fetching again",
-                ex.target.url
-            );
-            fetched = self.fetch(ex, Ask::Revalidate(&[]))?;
+        let fetched = self.fetch(ex, Ask::Revalidate(&validators))?;
+        if ex.head_only() && fetched.head.status == 200 {
+            return self.update_from_head(cache, ex, found, fetched);
         }
-        let confirms = |f: &Fetched| {
-            f.head.status == 304 && policy::not_modified_matches(&found.meta.head, &f.head)
-        };
-        if !confirms(&fetched) {
+        if fetched.head.status == 304
+            && policy::after_304(&found.meta.head, &fetched.head) == NotModified::Refetch
+        {
+            // The 304 is about another representation (§4.3.4): ask again, unconditionally (not
+            // with the client's conditionals either: the answer is stored for everyone).
+            self.checkin(ex, fetched);
+            let fetched = self.fetch(ex, Ask::Revalidate(&[]))?;
+            ex.entry.outcome = Outcome::Miss;
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
+        }
+        if fetched.head.status != 304 {
             ex.entry.outcome = Outcome::Miss;
             return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
         }
@@ -187,8 +216,19 @@ impl Proxy {
         let age = found.freshness.age(now);
         let not_modified = policy::client_has_current(&ex.req, &meta.head);
         let mut out = Vec::with_capacity(1024);
+        // RFC 9110 §14.2: ranges of the stored response (a 206 or a 416) when the request asks.
+        let ranged = match Held::of(&meta.head, found.body_len) {
+            Some(held) if !not_modified => match ranges::reply(&ex.req, &meta.head, &held) {
+                RangeReply::Whole => None,
+                reply => Some((held, reply)),
+            },
+            _ => None,
+        };
+        let mut multipart = None;
         if not_modified {
             not_modified_head(&mut out, &meta.head);
+        } else if let Some((held, reply)) = &ranged {
+            multipart = super::ranges::range_head(&mut out, &found, held, reply);
         } else {
             write::status_line(&mut out, meta.head.status, &meta.head.reason);
             for (name, value) in meta.head.headers.iter() {
@@ -218,6 +258,14 @@ impl Proxy {
             write::field(&mut out, "Connection", value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
+        if let Some((held, reply)) = &ranged {
+            let unsatisfiable = matches!(reply, RangeReply::Unsatisfiable);
+            ex.entry.status = if unsatisfiable { 416 } else { 206 };
+            let stream = &mut ex.conn.stream;
+            let m = multipart.as_ref();
+            ex.entry.bytes = super::ranges::send_range_body(stream, &out, &found, held, reply, m)?;
+            return Ok(Reuse::when(ex.keep_alive));
+        }
         ex.entry.status = if not_modified { 304 } else { meta.head.status };
         let head_len = out.len() as u64;
         let send_body = !not_modified && !ex.head_only();

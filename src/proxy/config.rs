@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth;
+use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 
@@ -29,4 +30,6 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
+    pub refresh: RefreshRules,
 }

@@ -114,7 +114,11 @@ impl Proxy {
                 }
             }
         }
-        self.relay(ex, fetched, None, None)
+        let store = match &self.cache {
+            Some(cache) => self.post_writer(cache, ex, &fetched),
+            None => None,
+        };
+        self.relay(ex, fetched, None, store)
     }
 
     /// Sends the request upstream and reads the response head, with the client's conditional fields

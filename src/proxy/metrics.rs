@@ -94,6 +94,8 @@ pub struct AccessEntry {
     pub status: u16,
     pub bytes: u64,
     pub outcome: Outcome,
+    /// Why the cache did what it did, when there is more to say (Cache-Status `detail`).
+    pub detail: Option<&'static str>,
 }
 
 impl AccessEntry {
@@ -106,6 +108,7 @@ impl AccessEntry {
             status: 0,
             bytes: 0,
             outcome: Outcome::Error,
+            detail: None,
         }
     }
 
@@ -135,6 +138,10 @@ impl fmt::Display for AccessEntry {
             self.status,
             self.bytes,
             self.outcome.as_str()
-        )
+        )?;
+        match self.detail {
+            Some(detail) => write!(f, " detail={detail}"),
+            None => Ok(()),
+        }
     }
 }

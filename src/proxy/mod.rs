@@ -26,8 +26,10 @@ mod fetch;
 pub mod forward;
 pub mod metrics;
 pub mod pages;
+mod ranges;
 pub mod target;
 mod tunnel;
+mod updates;
 pub mod upstream;
 
 use std::io::{self, Write};
@@ -114,6 +116,7 @@ impl Proxy {
                 max_bytes: config.cache_size,
                 max_object_size: config.max_object_size,
                 memory_bytes: config.memory_cache_size,
+                refresh: config.refresh.clone(),
             });
             // A read-only or broken disk must not take the proxy down: it relays instead.
             opened
