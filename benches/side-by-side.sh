@@ -241,6 +241,7 @@ measure() {
     cpu0=$(group_cpu "$group"); orig0=$(origin_requests)
     line=$("$@" 2>"$RUN/logs/load-$case-$proxy.err" | grep -E '^(WRK|TLSLOAD) ' | tail -n 1)
     cpu1=$(group_cpu "$group"); orig1=$(origin_requests)
+    echo "$case $proxy group=$group cpu $cpu0 -> $cpu1 origin $orig0 -> $orig1" >>"$RUN/logs/measure.log"
     if [ -z "$line" ]; then
         printf '%s\t%s\t0\t0\t-\t-\t-\t-\tload failed\n' "$case" "$proxy" >>"$RESULTS"
         return

@@ -1,21 +1,27 @@
 //! Command-line definitions (clap derive) and their conversion into the plain config structs the
 //! subcommands run on. Values are validated here, once, so a bad flag fails before anything starts.
+//! `porter fetch` and `porter serve` have their flags in `cli/fetch.rs` and `cli/serve.rs`,
+//! `--intercept` and `porter ca` theirs in `cli/intercept.rs`.
+
+mod fetch;
+mod intercept;
+mod serve;
+
+pub use fetch::{FetchArgs, MethodArg};
+pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
+pub use serve::ServeArgs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::cache::admin::CacheCommand;
 use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
-use crate::client::{FetchConfig, FetchError, FetchUrl, Method, ProxyAddr};
 use crate::http::Limits;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
-use crate::origin::ServeConfig;
-use crate::origin::faults::FaultMix;
-use crate::origin::limits::LimitConfig;
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
 use crate::units::{parse_duration, parse_size};
@@ -35,6 +41,8 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
+    /// Porter's certificate authority for HTTPS interception: init, show.
+    Ca(CaArgs),
     /// Fetch a URL, directly or through a proxy, and save the response in a folder.
     Fetch(FetchArgs),
     /// Uppercase echo server and client over TCP or UDP.
@@ -206,6 +214,9 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    #[command(flatten)]
+    pub intercept: InterceptArgs,
+
     /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
     /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
     /// against the whole URL (Rust regex syntax).
@@ -237,7 +248,9 @@ impl ProxyArgs {
         } else {
             self.allow
         };
+        let cache_dir = (!self.no_cache).then_some(self.cache_dir);
         Ok(ProxyConfig {
+            intercept: self.intercept.into_config(cache_dir.as_deref()),
             server: self.pool.server_config("proxy", self.listen, allow),
             deny_hosts: self.deny_host,
             deny_dests: self.deny_dest,
@@ -245,119 +258,11 @@ impl ProxyArgs {
             auth,
             origin_timeout: self.origin_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
-            cache_dir: (!self.no_cache).then_some(self.cache_dir),
+            cache_dir,
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
             refresh: RefreshRules::new(refresh),
-        })
-    }
-}
-
-/// Flags of `porter fetch`.
-#[derive(Debug, Args)]
-pub struct FetchArgs {
-    /// The http:// or https:// URL to fetch.
-    #[arg(value_name = "URL")]
-    pub url: String,
-
-    /// Proxy to fetch through; https URLs go through a CONNECT tunnel. Without this flag the
-    /// http_proxy or HTTP_PROXY environment variable is used (for https URLs https_proxy or HTTPS_PROXY
-    /// first).
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_proxy")]
-    pub proxy: Option<ProxyAddr>,
-
-    /// Connect directly, ignoring the proxy environment variables.
-    #[arg(long)]
-    pub no_proxy: bool,
-
-    /// Request method.
-    #[arg(
-        short = 'X',
-        long,
-        value_enum,
-        default_value = "GET",
-        ignore_case = true
-    )]
-    pub method: MethodArg,
-
-    /// Folder the response is saved in: an HTML page as `<title>.html`, anything else under the
-    /// URL's file name, with ` (2)` added rather than overwrite a file.
-    #[arg(short = 'o', long, default_value = "Download", value_name = "DIR")]
-    pub out_dir: PathBuf,
-
-    /// File that each response's URL, time, status line and headers are appended to.
-    #[arg(long, default_value = "download.log", value_name = "FILE")]
-    pub log: PathBuf,
-
-    /// Time allowed to connect, and for each wait for data; then the request has timed out.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
-    pub timeout: Duration,
-
-    /// Also write the body (for HEAD, the head) to stdout.
-    #[arg(long)]
-    pub print: bool,
-
-    /// Make the request N times, then print a tally of the outcomes. Exits 1 if any got no response.
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub repeat: u32,
-
-    /// Pause between repeated requests.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
-    pub interval: Duration,
-
-    /// Also trust the CA certificate(s) in this PEM file for https.
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
-
-    /// Do not verify https certificates: encrypted, but the server is not authenticated.
-    #[arg(long)]
-    pub insecure: bool,
-}
-
-/// `-X` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
-    #[value(name = "GET")]
-    Get,
-    #[value(name = "HEAD")]
-    Head,
-}
-
-impl FetchArgs {
-    /// The validated configuration, with the proxy taken from the process environment when no flag
-    /// names one.
-    pub fn into_config(self) -> Result<FetchConfig, FetchError> {
-        self.into_config_with_env(|name| std::env::var(name).ok())
-    }
-
-    /// As `into_config`, reading environment variables through `var`.
-    pub fn into_config_with_env(
-        self,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<FetchConfig, FetchError> {
-        let url = FetchUrl::parse(&self.url)?;
-        let proxy = match (self.proxy, self.no_proxy) {
-            (Some(proxy), _) => Some(proxy),
-            (None, true) => None,
-            (None, false) => ProxyAddr::from_env(url.scheme, var)?,
-        };
-        Ok(FetchConfig {
-            url,
-            proxy,
-            method: match self.method {
-                MethodArg::Get => Method::Get,
-                MethodArg::Head => Method::Head,
-            },
-            out_dir: self.out_dir,
-            log: self.log,
-            timeout: self.timeout,
-            print: self.print,
-            repeat: self.repeat,
-            interval: self.interval,
-            cacert: self.cacert,
-            insecure: self.insecure,
         })
     }
 }
@@ -428,200 +333,11 @@ impl UpperArgs {
     }
 }
 
-/// Flags of `porter serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
-    pub listen: SocketAddr,
-
-    #[command(flatten)]
-    pub pool: PoolArgs,
-
-    /// Folder whose files are served.
-    #[arg(long, default_value = ".", value_name = "DIR")]
-    pub root: PathBuf,
-
-    /// File the visitors (cookie ids, visit counts, last visits) are kept in, as JSON.
-    #[arg(long, default_value = "cookies.json", value_name = "FILE")]
-    pub cookies: PathBuf,
-
-    /// File every /getbalance outcome is appended to, one JSON object a line; /getlogs reads it.
-    #[arg(long, default_value = "server.log", value_name = "FILE")]
-    pub event_log: PathBuf,
-
-    /// Client networks allowed to connect (repeatable). When given, replaces the default: every address.
-    #[arg(long = "allow", value_name = "CIDR")]
-    pub allow: Vec<Cidr>,
-
-    /// From a client address's Nth request on, `/` answers with a special page; 0 turns it off.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub special_after: u64,
-
-    /// Requests without a visitor cookie that one address may send within --ban-window; the next one
-    /// bans it. 0 turns banning off.
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub ban_after: u64,
-
-    /// The sliding window of --ban-after and of --new-visitors-per-ip.
-    #[arg(long, default_value = "60s", value_parser = parse_positive_duration, value_name = "DUR")]
-    pub ban_window: Duration,
-
-    /// How long a ban lasts; without it, until the server restarts.
-    #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
-    pub ban_for: Option<Duration>,
-
-    /// Requests a visitor with a valid cookie may send in one burst before the address is banned.
-    #[arg(long, default_value_t = 60, value_name = "N")]
-    pub visitor_burst: u32,
-
-    /// Requests per second a visitor's burst allowance regains.
-    #[arg(long, default_value = "3", value_parser = parse_rate, value_name = "PER_SEC")]
-    pub visitor_rate: f64,
-
-    /// New visitor cookies one address may get per --ban-window; beyond it, no new cookie.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
-    pub new_visitors_per_ip: u32,
-
-    /// Shares of /getbalance outcomes: timeout, 403 and 500 (the rest is 200); `none` turns faults off.
-    #[arg(
-        long,
-        default_value = "timeout=0.2,403=0.2,500=0.1",
-        value_name = "SPEC"
-    )]
-    pub faults: FaultMix,
-
-    /// How long a /getbalance timeout holds the connection before closing it without a response.
-    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DUR")]
-    pub fault_delay: Duration,
-
-    /// Seed of the fault sequence, to repeat a run's outcomes; random (and logged) when left out.
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
-
-    /// How often changed visitors are written to --cookies (also on SIGINT/SIGTERM).
-    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
-    pub save_every: Duration,
-
-    /// Freshness of files for caches in front (`Cache-Control: max-age`).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
-    pub max_age: Duration,
-}
-
-impl ServeArgs {
-    /// The validated configuration this command line asks for.
-    pub fn into_config(self) -> ServeConfig {
-        let defaults = ServeConfig::default();
-        let allow = if self.allow.is_empty() {
-            crate::origin::any_address()
-        } else {
-            self.allow
-        };
-        ServeConfig {
-            server: self.pool.server_config("serve", self.listen, allow),
-            root: self.root,
-            cookies: self.cookies,
-            event_log: self.event_log,
-            special_after: self.special_after,
-            limits: LimitConfig {
-                ban_after: self.ban_after,
-                ban_window: self.ban_window,
-                ban_for: self.ban_for,
-                visitor_burst: self.visitor_burst,
-                visitor_rate: self.visitor_rate,
-                new_visitors_per_ip: self.new_visitors_per_ip,
-            },
-            faults: self.faults,
-            fault_delay: self.fault_delay,
-            max_held: defaults.max_held,
-            seed: self.seed,
-            save_every: self.save_every,
-            max_age: self.max_age,
-        }
-    }
-}
-
 /// A duration that is not zero (a zero window or ban would mean nothing).
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text) {
         Ok(d) if d.is_zero() => Err(format!("{text:?} must be longer than zero")),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A rate per second: a non-negative, finite number such as `3` or `0.5`.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|r| r.is_finite() && *r >= 0.0)
-        .ok_or_else(|| format!("{text:?} is not a rate per second (a number such as 3 or 0.5)"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fetch(args: &[&str]) -> FetchArgs {
-        let cli = Cli::try_parse_from([&["porter", "fetch"], args].concat()).unwrap();
-        match cli.command {
-            Command::Fetch(args) => args,
-            other => panic!("parsed as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn fetch_proxy_comes_from_flag_then_environment() {
-        let env = |name: &str| (name == "http_proxy").then(|| "http://envproxy:3128/".to_string());
-        let config = fetch(&["http://h/"]).into_config_with_env(env).unwrap();
-        assert_eq!(config.proxy.unwrap().to_string(), "envproxy:3128");
-        let config = fetch(&["--proxy", "flag:1", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap();
-        assert_eq!(config.proxy.unwrap().to_string(), "flag:1");
-        let config = fetch(&["--no-proxy", "http://h/"])
-            .into_config_with_env(env)
-            .unwrap();
-        assert_eq!(config.proxy, None);
-        assert!(
-            Cli::try_parse_from([
-                "porter",
-                "fetch",
-                "--proxy",
-                "a:1",
-                "--no-proxy",
-                "http://h/"
-            ])
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn fetch_defaults_and_flags() {
-        let config = fetch(&["http://h/"])
-            .into_config_with_env(|_| None)
-            .unwrap();
-        assert_eq!(config.method, Method::Get);
-        assert_eq!(config.out_dir, PathBuf::from("Download"));
-        assert_eq!(config.log, PathBuf::from("download.log"));
-        assert_eq!(config.timeout, Duration::from_secs(10));
-        let config = fetch(&[
-            "-X",
-            "head",
-            "-o",
-            "d",
-            "--repeat",
-            "20",
-            "--interval",
-            "0ms",
-            "http://h/",
-        ])
-        .into_config_with_env(|_| None)
-        .unwrap();
-        assert_eq!((config.method, config.repeat), (Method::Head, 20));
-        assert_eq!(config.interval, Duration::ZERO);
-        assert!(Cli::try_parse_from(["porter", "fetch", "-X", "POST", "http://h/"]).is_err());
-        assert!(Cli::try_parse_from(["porter", "fetch", "--repeat", "0", "http://h/"]).is_err());
     }
 }

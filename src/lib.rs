@@ -1,7 +1,7 @@
 //! Porter: a forward caching HTTP proxy, with the origin server, client and echo tools to test it.
 //!
 //! `http` knows the protocol, `net` the sockets and threads, `proxy` the forwarding, and `cache` the
-//! stored responses; `html` writes the few pages Porter makes itself. `client` is `porter fetch`, and `upper` the uppercase echo exercise. The binary in
+//! stored responses; `html` writes the few pages Porter makes itself; `tls` is HTTPS interception's CA, leaves and TLS streams. `client` is `porter fetch`, and `upper` the uppercase echo exercise. The binary in
 //! `main.rs` only parses the command line and calls in here.
 
 #![forbid(unsafe_code)]
@@ -16,5 +16,6 @@ pub mod net;
 pub mod origin;
 pub mod proxy;
 pub mod timefmt;
+pub mod tls;
 pub mod units;
 pub mod upper;

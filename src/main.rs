@@ -18,10 +18,17 @@ fn main() -> ExitCode {
                 .map(|text| print!("{text}"))
                 .map_err(Into::into)
         }
-        Command::Fetch(args) => args
-            .into_config()
-            .and_then(porter::client::run)
-            .map_err(Into::into),
+        Command::Ca(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
+        Command::Fetch(args) => {
+            // Its exit status says what kind of failure it was (an HTTP error status is 8).
+            return match args.into_config().and_then(porter::client::run) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("porter: {error}");
+                    ExitCode::from(error.exit_code())
+                }
+            };
+        }
         Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
         Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
     };

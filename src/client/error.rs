@@ -70,6 +70,8 @@ pub enum FetchError {
         detail: String,
         /// The proxy's response head, for the log.
         head: Box<http::ResponseHead>,
+        /// The URL that was asked for, for the log.
+        url: String,
     },
     /// TLS failed: an untrusted or mismatched certificate, or a protocol error.
     Tls { peer: String, error: rustls::Error },
@@ -87,7 +89,19 @@ pub enum FetchError {
     },
     /// Some attempts of a `--repeat` run got no response; each was reported as it happened.
     Attempts { failed: u32, total: u32 },
+    /// The server answered with an error status (4xx or 5xx).
+    HttpStatus { status: u16, reason: String },
+    /// Some attempts of a `--repeat` run got an error status (and all got a response).
+    HttpStatuses { count: u32, total: u32 },
+    /// `-L` met more redirects than `--max-redirects`.
+    TooManyRedirects { limit: u32, url: String },
+    /// `--proxy-user` is not `USER:PASSWORD`.
+    BadProxyUser { reason: &'static str },
 }
+
+/// The exit status of an HTTP error answer (4xx, 5xx), as wget uses it ("server issued an error
+/// response"): distinct from 1, which means no usable response at all.
+pub const EXIT_HTTP_ERROR: u8 = 8;
 
 impl FetchError {
     /// A short label for the outcome tally: one per kind of failure.
@@ -108,6 +122,18 @@ impl FetchError {
             FetchError::Log { .. } => "log failed",
             FetchError::Io { .. } => "network error",
             FetchError::Attempts { .. } => "failed attempts",
+            FetchError::HttpStatus { .. } | FetchError::HttpStatuses { .. } => "http error",
+            FetchError::TooManyRedirects { .. } => "too many redirects",
+            FetchError::BadProxyUser { .. } => "bad proxy user",
+        }
+    }
+
+    /// The process exit status for this error: [`EXIT_HTTP_ERROR`] for an error status, 1 for
+    /// everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            FetchError::HttpStatus { .. } | FetchError::HttpStatuses { .. } => EXIT_HTTP_ERROR,
+            _ => 1,
         }
     }
 
@@ -238,6 +264,17 @@ impl fmt::Display for FetchError {
             FetchError::Attempts { failed, total } => {
                 write!(f, "{failed} of {total} requests got no response")
             }
+            FetchError::HttpStatus { status, reason } => {
+                write!(f, "the server answered {status} {reason}")
+            }
+            FetchError::HttpStatuses { count, total } => {
+                write!(f, "{count} of {total} requests got an error status")
+            }
+            FetchError::TooManyRedirects { limit, url } => write!(
+                f,
+                "more than {limit} redirects (raise --max-redirects); the last went to {url}"
+            ),
+            FetchError::BadProxyUser { reason } => write!(f, "bad --proxy-user: {reason}"),
         }
     }
 }

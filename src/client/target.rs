@@ -1,16 +1,10 @@
-//! What `porter fetch` connects to: the URL it was given and the proxy, from `--proxy` or the
-//! environment (`http_proxy`, `https_proxy`, as curl and wget read them).
-
-use std::fmt;
-use std::str::FromStr;
+//! What `porter fetch` fetches: the URL, split into what a request needs, and resolved against a
+//! redirect's `Location`. The proxy is [`super::proxy`]'s.
 
 use url::Url;
 
 use super::FetchError;
-use crate::http::{
-    self,
-    authority::{AuthorityError, DefaultPort},
-};
+use crate::http::{self, authority::DefaultPort};
 
 /// The two schemes the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +86,19 @@ impl FetchUrl {
         })
     }
 
+    /// The URL a redirect's `Location` names, relative to this one (RFC 9110 §10.2.2).
+    pub fn join(&self, location: &str) -> Result<FetchUrl, FetchError> {
+        let base = Url::parse(&self.url).map_err(|e| FetchError::BadUrl {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let next = base.join(location.trim()).map_err(|e| FetchError::BadUrl {
+            url: location.to_string(),
+            reason: format!("the redirect location does not resolve: {e}"),
+        })?;
+        FetchUrl::parse(next.as_str())
+    }
+
     /// `host:port` with IPv6 brackets: the CONNECT target and how errors name the origin.
     pub fn authority(&self) -> String {
         authority(&self.host, self.port)
@@ -107,73 +114,6 @@ impl FetchUrl {
 /// `host:port`, with brackets around an IPv6 address.
 pub fn authority(host: &str, port: u16) -> String {
     http::authority::format(host, port, DefaultPort::Keep)
-}
-
-/// A proxy to send requests through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyAddr {
-    pub host: String,
-    pub port: u16,
-}
-
-impl ProxyAddr {
-    /// Parses `HOST:PORT`, also accepting the `http://HOST:PORT/` form the environment variables use.
-    pub fn parse(text: &str) -> Result<ProxyAddr, &'static str> {
-        let text = text.trim();
-        let rest = match text.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some(_) => return Err("only http:// proxies are supported"),
-            None => text,
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.contains(['/', '@', '?', '#']) {
-            return Err("expected HOST:PORT");
-        }
-        let (host, port) = http::authority::parse(rest).map_err(|e| match e {
-            AuthorityError::BadPort => "the port is not a number from 1 to 65535",
-            AuthorityError::MissingPort | AuthorityError::BadHost => "expected HOST:PORT",
-        })?;
-        Ok(ProxyAddr { host, port })
-    }
-
-    /// The proxy named by the environment for this scheme, if any: `https_proxy` then `HTTPS_PROXY` for
-    /// https URLs, then `http_proxy` and `HTTP_PROXY` for both. An empty variable means none.
-    pub fn from_env(
-        scheme: Scheme,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<ProxyAddr>, FetchError> {
-        let names: &[&'static str] = match scheme {
-            Scheme::Https => &["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"],
-            Scheme::Http => &["http_proxy", "HTTP_PROXY"],
-        };
-        for &name in names {
-            let Some(value) = var(name).filter(|v| !v.trim().is_empty()) else {
-                continue;
-            };
-            return ProxyAddr::parse(&value)
-                .map(Some)
-                .map_err(|reason| FetchError::BadProxy {
-                    value,
-                    from: name,
-                    reason,
-                });
-        }
-        Ok(None)
-    }
-}
-
-impl FromStr for ProxyAddr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        ProxyAddr::parse(text).map_err(str::to_string)
-    }
-}
-
-impl fmt::Display for ProxyAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&authority(&self.host, self.port))
-    }
 }
 
 #[cfg(test)]
@@ -208,33 +148,11 @@ mod tests {
     }
 
     #[test]
-    fn proxy_from_flag_or_environment() {
-        let want = ProxyAddr {
-            host: "proxy".into(),
-            port: 3128,
-        };
-        assert_eq!(ProxyAddr::parse("proxy:3128"), Ok(want.clone()));
-        assert_eq!(ProxyAddr::parse("http://proxy:3128/"), Ok(want.clone()));
-        assert_eq!(ProxyAddr::parse("[::1]:1").unwrap().to_string(), "[::1]:1");
-        assert!(ProxyAddr::parse("proxy").is_err());
-        assert!(ProxyAddr::parse("https://proxy:1").is_err());
-        assert!(ProxyAddr::parse("proxy:0").is_err());
-
-        let env = |name: &str| match name {
-            "HTTP_PROXY" => Some("http://proxy:3128".to_string()),
-            "https_proxy" => Some(String::new()),
-            _ => None,
-        };
-        assert_eq!(
-            ProxyAddr::from_env(Scheme::Http, env).unwrap(),
-            Some(want.clone())
-        );
-        assert_eq!(ProxyAddr::from_env(Scheme::Https, env).unwrap(), Some(want));
-        assert_eq!(ProxyAddr::from_env(Scheme::Http, |_| None).unwrap(), None);
-        let bad = ProxyAddr::from_env(Scheme::Http, |_| Some("nonsense".into())).unwrap_err();
-        assert_eq!(
-            bad.to_string(),
-            "bad proxy \"nonsense\" in http_proxy: expected HOST:PORT"
-        );
+    fn redirect_locations_resolve_against_the_url() {
+        let url = FetchUrl::parse("http://h:8080/a/b?x=1").unwrap();
+        assert_eq!(url.join("c").unwrap().url, "http://h:8080/a/c");
+        assert_eq!(url.join("/d?y=2").unwrap().path_and_query, "/d?y=2");
+        assert_eq!(url.join("https://other/").unwrap().url, "https://other/");
+        assert!(url.join("ftp://other/").is_err());
     }
 }

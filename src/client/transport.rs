@@ -19,7 +19,8 @@ use rustls_pki_types::ServerName;
 
 use super::error::{FetchError, Phase};
 use super::naming;
-use super::target::{FetchUrl, ProxyAddr, Scheme, authority};
+use super::proxy::ProxyAddr;
+use super::target::{FetchUrl, Scheme, authority};
 use crate::http::{self, Limits, ReadBuf, RequestHead, ResponseHead, Version, body::BodyReader};
 
 /// Read buffer per connection: the head limit plus room for the start of the body.
@@ -94,7 +95,7 @@ pub fn open(
     }
     let mut tcp = tcp;
     if let Some(proxy) = proxy {
-        tunnel(&mut tcp, &mut buf, &origin, proxy, timeout)?;
+        tunnel(&mut tcp, &mut buf, &origin, proxy, timeout, &url.url)?;
     }
     let Some(config) = tls else {
         return Err(FetchError::Tls {
@@ -159,6 +160,7 @@ fn tunnel(
     origin: &str,
     proxy: &ProxyAddr,
     timeout: Duration,
+    url: &str,
 ) -> Result<(), FetchError> {
     let peer = proxy.to_string();
     let mut head = RequestHead {
@@ -169,13 +171,24 @@ fn tunnel(
     };
     head.headers.append("Host", origin);
     head.headers.append("User-Agent", super::USER_AGENT);
+    if let Some(credentials) = &proxy.credentials {
+        head.headers
+            .append("Proxy-Authorization", credentials.header_value());
+    }
     let mut bytes = Vec::with_capacity(128);
     http::write::request_head(&mut bytes, &head);
     tcp.write_all(&bytes)
         .map_err(|e| FetchError::from_io(e, &peer, Phase::SendRequest, timeout))?;
     let response = read_head(tcp, buf, &peer, Phase::Tunnel, timeout)?;
     if !(200..300).contains(&response.status) {
-        return Err(proxy_error(&peer, response, buf, tcp, &http::Method::Get));
+        return Err(proxy_error(
+            &peer,
+            response,
+            buf,
+            tcp,
+            &http::Method::Get,
+            url,
+        ));
     }
     if !buf.is_empty() {
         return Err(FetchError::BadResponse {
@@ -265,6 +278,7 @@ pub fn proxy_error(
     buf: &mut ReadBuf,
     stream: &mut impl Read,
     method: &http::Method,
+    url: &str,
 ) -> FetchError {
     let mut page = Vec::new();
     if let Ok(mode) = http::body::response_mode(method, head.status, &head.headers) {
@@ -282,5 +296,6 @@ pub fn proxy_error(
         reason: head.reason.clone(),
         detail,
         head: Box::new(head),
+        url: url.to_string(),
     }
 }

@@ -9,42 +9,50 @@
 //! the next write fails at once with `TimedOut`.
 //!
 //! `sendfile(2)` is worse (one call spans several timeouts); [`crate::net::sendfile::send_file`]
-//! times its own waits.
+//! times its own waits. Through TLS (an intercepted tunnel) the short-write rule is not applied:
+//! rustls writes its own records, so a short count there does not mean a timeout.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
-use super::sendfile::{self, SendFile};
+use super::sendfile::SendFile;
+use super::stream::Stream;
 
-/// A client `TcpStream` (in blocking mode when written to) that remembers a short write.
+/// A client's [`Stream`] (in blocking mode when written to) that remembers a short write.
 pub struct ClientStream {
-    inner: TcpStream,
+    inner: Stream,
     /// The last write came back short: its whole timeout passed without the client reading enough.
     short_write: bool,
 }
 
 impl ClientStream {
-    pub fn new(inner: TcpStream) -> ClientStream {
+    pub fn new(inner: Stream) -> ClientStream {
         ClientStream {
             inner,
             short_write: false,
         }
     }
 
-    /// The socket, for a handler that moves it elsewhere (a tunnel).
-    pub fn into_inner(self) -> TcpStream {
+    /// The stream, for a handler that moves it elsewhere (a tunnel, TLS).
+    pub fn into_inner(self) -> Stream {
         self.inner
     }
 
     /// After a short write: fails if the client still has not made room.
     fn check_progress(&mut self) -> io::Result<()> {
-        if std::mem::take(&mut self.short_write) && !is_writable(&self.inner) {
+        if std::mem::take(&mut self.short_write) && !is_writable(self.inner.tcp()) {
             return Err(stalled());
         }
         Ok(())
+    }
+
+    /// Notes a write that took fewer bytes than asked: on plain TCP in blocking mode, that only
+    /// happens when the write timeout ran out.
+    fn note(&mut self, asked: usize, written: usize) {
+        self.short_write = written < asked && !self.inner.is_tls();
     }
 }
 
@@ -76,14 +84,14 @@ impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.check_progress()?;
         let n = self.inner.write(buf)?;
-        self.short_write = n < buf.len();
+        self.note(buf.len(), n);
         Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.check_progress()?;
         let n = self.inner.write_vectored(bufs)?;
-        self.short_write = n < bufs.iter().map(|b| b.len()).sum();
+        self.note(bufs.iter().map(|b| b.len()).sum(), n);
         Ok(n)
     }
 
@@ -101,27 +109,21 @@ impl Read for ClientStream {
 impl SendFile for ClientStream {
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
         self.check_progress()?;
-        sendfile::send_file(&self.inner, file, offset, len)
+        self.inner.send_file(file, offset, len)
     }
 }
 
 impl Deref for ClientStream {
-    type Target = TcpStream;
+    type Target = Stream;
 
-    fn deref(&self) -> &TcpStream {
+    fn deref(&self) -> &Stream {
         &self.inner
     }
 }
 
 impl DerefMut for ClientStream {
-    fn deref_mut(&mut self) -> &mut TcpStream {
+    fn deref_mut(&mut self) -> &mut Stream {
         &mut self.inner
-    }
-}
-
-impl AsFd for ClientStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
     }
 }
 
@@ -144,7 +146,7 @@ mod tests {
         let (socket, _) = listener.accept().unwrap();
         let timeout = Duration::from_secs(1);
         socket.set_write_timeout(Some(timeout)).unwrap();
-        let mut stream = ClientStream::new(socket);
+        let mut stream = ClientStream::new(Stream::Plain(socket));
         let chunk = vec![0u8; 64 * 1024];
         let started = Instant::now();
         // Each call's time: the failing one is the stall (the calls before it only fill buffers).

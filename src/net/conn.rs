@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::client_stream::ClientStream;
+use super::stream::Stream;
 use crate::http::{self, Limits, ReadBuf, RequestHead};
+use crate::tls::TlsStream;
 
 /// A client connection: the socket, bytes read but not yet used, and the deadline of a head in progress.
 pub struct Conn {
-    /// The socket; writes to it fail once the client has read nothing for the whole write timeout.
+    /// The socket; writes to plain TCP fail once the client has read nothing for the whole write
+    /// timeout.
     pub stream: ClientStream,
     pub peer: SocketAddr,
     pub buf: ReadBuf,
@@ -27,7 +30,38 @@ pub struct Conn {
     /// The parker saw the socket readable: the next read will not block, so it can skip the switch
     /// to non-blocking mode (two fcntl calls per request saved on the hot path).
     readable: bool,
+    /// Whose requests these are: the client's own, or those inside a CONNECT the handler took over.
+    pub layer: Layer,
     _slot: ConnSlot,
+}
+
+/// The `host:port` a CONNECT named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    pub host: String,
+    pub port: u16,
+}
+
+/// What the bytes on a connection are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// Requests from the client to this server.
+    Direct,
+    /// A CONNECT was answered and the handler wants the client's first bytes before it decides what
+    /// the tunnel carries ([`super::Handler::first_bytes`]).
+    AwaitingFirstBytes(Authority),
+    /// Requests inside a CONNECT tunnel the handler terminated: each one goes to this authority.
+    Inside(Authority),
+}
+
+/// What a read of whatever the socket holds found.
+pub enum ReadMore {
+    /// New bytes are in the buffer.
+    Got,
+    /// Nothing waiting now.
+    Pending,
+    /// The client closed, the socket failed, or the deadline passed.
+    Closed,
 }
 
 /// What an attempt to read a request head found.
@@ -48,7 +82,7 @@ impl Conn {
         buf_size: usize,
     ) -> Self {
         Conn {
-            stream: ClientStream::new(stream),
+            stream: ClientStream::new(Stream::Plain(stream)),
             peer,
             buf: ReadBuf::with_capacity(buf_size),
             head_deadline: None,
@@ -56,14 +90,100 @@ impl Conn {
             parked_at: Instant::now(),
             nonblocking: false,
             readable: false,
+            layer: Layer::Direct,
             _slot: slot,
         }
     }
 
     /// Takes the connection apart, for a handler that moves the socket elsewhere (a tunnel). The slot
     /// keeps the client counted as connected until it is dropped.
-    pub fn into_parts(self) -> (TcpStream, ReadBuf, ConnSlot) {
+    pub fn into_parts(self) -> (Stream, ReadBuf, ConnSlot) {
         (self.stream.into_inner(), self.buf, self._slot)
+    }
+
+    /// After answering a CONNECT: wait (parked, within `timeout`) for the client's first bytes.
+    pub fn await_first_bytes(&mut self, authority: Authority, timeout: std::time::Duration) {
+        self.layer = Layer::AwaitingFirstBytes(authority);
+        self.head_deadline = Some(Instant::now() + timeout);
+    }
+
+    /// Runs TLS on the socket from now on, for requests inside the tunnel to `authority`. The TLS
+    /// session has been fed the buffered bytes already, so the buffer is cleared. `None` if the
+    /// stream is TLS already.
+    pub fn into_tls(
+        self,
+        wrap: impl FnOnce(TcpStream) -> TlsStream,
+        authority: Authority,
+    ) -> Option<Conn> {
+        let Conn {
+            stream,
+            peer,
+            mut buf,
+            head_deadline,
+            idle_since,
+            parked_at,
+            nonblocking,
+            readable,
+            layer: _,
+            _slot,
+        } = self;
+        let tcp = stream.into_inner().into_tcp()?;
+        let mut tls = wrap(tcp);
+        // rustls keeps the socket's mode; say so, so a full socket is waited for, not an error.
+        if tls.set_nonblocking(nonblocking).is_err() {
+            return None;
+        }
+        buf.consume(buf.data().len());
+        Some(Conn {
+            stream: ClientStream::new(Stream::Tls(Box::new(tls))),
+            peer,
+            buf,
+            head_deadline,
+            idle_since,
+            parked_at,
+            nonblocking,
+            readable,
+            layer: Layer::Inside(authority),
+            _slot,
+        })
+    }
+
+    /// The authority of the tunnel this connection's requests are inside, if any.
+    pub fn inside(&self) -> Option<&Authority> {
+        match &self.layer {
+            Layer::Inside(authority) => Some(authority),
+            _ => None,
+        }
+    }
+
+    /// Whether the handler waits for the first bytes of a tunnel.
+    pub(crate) fn awaits_first_bytes(&self) -> bool {
+        matches!(self.layer, Layer::AwaitingFirstBytes(_))
+    }
+
+    /// Whether there is nothing to read but what the socket may bring: safe to park.
+    pub(crate) fn drained(&mut self) -> bool {
+        self.buf.is_empty() && !self.stream.has_buffered_input()
+    }
+
+    /// Reads what the socket holds now, without waiting.
+    pub(crate) fn read_more(&mut self) -> ReadMore {
+        if self.head_deadline.is_some_and(|d| Instant::now() >= d) || self.buf.is_full() {
+            return ReadMore::Closed;
+        }
+        if self.set_nonblocking(true).is_err() {
+            return ReadMore::Closed;
+        }
+        self.readable = false;
+        loop {
+            match self.buf.fill_from(&mut self.stream) {
+                Ok(0) => return ReadMore::Closed,
+                Ok(_) => return ReadMore::Got,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadMore::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return ReadMore::Closed,
+            }
+        }
     }
 
     /// Whether a request head is half received (so the connection's deadline is near).
@@ -110,20 +230,30 @@ impl Conn {
                     Ok(None) => {}
                     Err(e) => return HeadRead::Ready(Err(e)),
                 }
-                let deadline = *self
-                    .head_deadline
+                self.head_deadline
                     .get_or_insert_with(|| Instant::now() + head_timeout);
-                if Instant::now() >= deadline {
-                    return HeadRead::Closed;
-                }
             }
-            if !std::mem::take(&mut self.readable) && self.set_nonblocking(true).is_err() {
+            // Also a TLS handshake's deadline, while the buffer has no plaintext yet.
+            if self.head_deadline.is_some_and(|d| Instant::now() >= d) {
+                return HeadRead::Closed;
+            }
+            // A socket the parker saw readable may be read in blocking mode; not under TLS, whose
+            // read waits for a whole record and would block on a partial one.
+            let known_readable = std::mem::take(&mut self.readable) && !self.stream.is_tls();
+            if !known_readable && self.set_nonblocking(true).is_err() {
                 return HeadRead::Closed;
             }
             match self.buf.fill_from(&mut self.stream) {
                 Ok(0) => return HeadRead::Closed,
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return HeadRead::Pending,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if self.buf.is_empty() && !self.stream.is_handshaking() {
+                        // Handshake over and no request begun: the idle timeout applies, not the
+                        // handshake's deadline.
+                        self.head_deadline = None;
+                    }
+                    return HeadRead::Pending;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return HeadRead::Closed,
             }

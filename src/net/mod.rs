@@ -1,5 +1,6 @@
 //! Sockets and threads: the listener and its acceptor, the fixed worker pool, the parking of idle
-//! connections, access control by client address, and orderly shutdown.
+//! connections, access control by client address, orderly shutdown, and the stream (plain TCP or
+//! TLS) a connection carries.
 //!
 //! ```text
 //!  acceptor ──(bounded channel)──> workers ──> Handler::handle(request)
@@ -17,7 +18,9 @@ mod park;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;
+pub mod stream;
 
-pub use conn::Conn;
-pub use server::{Handler, Server, ServerConfig, ServerStats};
+pub use conn::{Authority, Conn, Layer};
+pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
+pub use stream::Stream;

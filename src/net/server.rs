@@ -17,7 +17,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acl::Cidr;
-use super::conn::{ConnCounter, HeadRead, Refusal};
+use super::conn::{ConnCounter, HeadRead, ReadMore, Refusal};
 use super::park::{self, ParkHandle};
 use super::{Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
@@ -52,6 +52,21 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called when the acceptor turns a client away before any request is read (for logging).
     fn refused(&self, _peer: SocketAddr, _status: u16, _why: &str) {}
+
+    /// Called for a connection in [`super::conn::Layer::AwaitingFirstBytes`] whenever new bytes are
+    /// in its buffer: the handler decides what the tunnel carries, or asks for more.
+    fn first_bytes(&self, _conn: Conn) -> FirstBytes {
+        FirstBytes::Done(None)
+    }
+}
+
+/// A handler's answer to the first bytes of a tunnel.
+pub enum FirstBytes {
+    /// Decided: the connection to keep serving (now with its new layer), or `None` when it is closed
+    /// or handed elsewhere.
+    Done(Option<Conn>),
+    /// Not enough bytes to decide: park it until more arrive.
+    NeedMore(Conn),
 }
 
 /// Live figures about the server for status pages and metrics.
@@ -261,9 +276,11 @@ impl Server {
             Ok(()) => {}
             Err(TrySendError::Full(conn)) | Err(TrySendError::Disconnected(conn)) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                let Conn { stream, .. } = conn;
+                let Some(stream) = conn.into_parts().0.into_tcp() else {
+                    return;
+                };
                 self.refuse(
-                    stream.into_inner(),
+                    stream,
                     peer,
                     503,
                     "all workers busy and the queue is full",
@@ -345,6 +362,28 @@ fn serve_connection<H: Handler>(
     shutdown: &Shutdown,
 ) {
     loop {
+        if conn.awaits_first_bytes() {
+            match conn.read_more() {
+                ReadMore::Closed => return,
+                // Bytes that came with the CONNECT head are already in the buffer.
+                ReadMore::Pending if conn.buf.is_empty() => {
+                    parker.park(conn);
+                    return;
+                }
+                ReadMore::Pending | ReadMore::Got => {}
+            }
+            match handler.first_bytes(conn) {
+                FirstBytes::Done(Some(kept)) => {
+                    conn = kept;
+                    continue;
+                }
+                FirstBytes::Done(None) => return,
+                FirstBytes::NeedMore(waiting) => {
+                    parker.park(waiting);
+                    return;
+                }
+            }
+        }
         match conn.read_head(limits, head_timeout) {
             HeadRead::Ready(request) => {
                 if conn.make_blocking().is_err() {
@@ -355,8 +394,9 @@ fn serve_connection<H: Handler>(
                         conn = kept;
                         conn.idle_since = Instant::now();
                         // A client rarely sends its next request before reading this response: park
-                        // at once rather than try a read that would only say "not yet".
-                        if conn.buf.is_empty() {
+                        // at once rather than try a read that would only say "not yet". Not while
+                        // TLS holds decrypted bytes the socket cannot show the parker.
+                        if conn.drained() {
                             conn.buf.shrink();
                             parker.park(conn);
                             return;

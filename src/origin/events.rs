@@ -1,18 +1,28 @@
-//! The event log: every `/getbalance` outcome as one JSON line appended to `--event-log`, and
-//! `/getlogs` reading them back as a JSON array.
+//! The event log: every `/getbalance` outcome as one JSON line appended to `--event-log`, capped
+//! at `--event-log-max` by rotating to `NAME.1`. Reading it back for `/getlogs` is [`super::export`].
 //!
 //! Each line leaves in a single `write` on a file opened with `O_APPEND`, so concurrent workers never
-//! interleave lines and a crash can only tear the last one. Reading skips lines that do not parse (a
-//! torn tail); opening a log whose tail is torn first ends that line, so the next event starts clean.
-//! The file is the only copy: it survives restarts, and several runs simply add to it.
+//! interleave lines and a crash can only tear the last one; opening a log whose tail is torn first
+//! ends that line, so the next event starts clean. One event is bounded: the logged target keeps at
+//! most [`MAX_LOGGED_TARGET`] bytes, so a flood of 8 KiB queries cannot make the log 30 times larger.
+//!
+//! ```text
+//!  append ─ line fits under --event-log-max ──────────────> write to NAME
+//!         └ it does not ─> rename NAME over NAME.1 ─> new NAME ─> write
+//! ```
+//! The file survives restarts, and several runs simply add to it.
 
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+/// Most bytes of the request target an event keeps; longer ones end in `...`.
+pub const MAX_LOGGED_TARGET: usize = 512;
+/// The default cap of the log file before it rotates.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 /// One `/getbalance` outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,42 +30,54 @@ pub struct Event {
     /// RFC 3339, UTC, milliseconds: `2025-01-31T12:00:00.123Z`.
     pub timestamp: String,
     pub client_ip: String,
-    /// The request target as sent (path and query).
+    /// The request target as sent (path and query), cut at [`MAX_LOGGED_TARGET`] bytes.
     pub path: String,
     /// `200`, `403`, `500` or `timeout`.
     pub outcome: String,
 }
 
+/// `target`, or its first [`MAX_LOGGED_TARGET`] bytes (on a character boundary) and `...`.
+pub fn logged_target(target: &str) -> String {
+    if target.len() <= MAX_LOGGED_TARGET {
+        return target.to_string();
+    }
+    let mut end = MAX_LOGGED_TARGET;
+    while !target.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &target[..end])
+}
+
+/// The rotated log beside `path`: `NAME.1`.
+pub fn rotated(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".1");
+    path.with_file_name(name)
+}
+
+struct Open {
+    file: File,
+    /// Bytes in the file, as far as this process knows.
+    len: u64,
+}
+
 /// The append-only JSON-lines file.
 pub struct EventLog {
     path: PathBuf,
-    file: Mutex<File>,
+    max_bytes: u64,
+    open: Mutex<Open>,
 }
 
 impl EventLog {
-    /// Opens (or creates) the log for appending, ending a torn last line first.
-    pub fn open(path: &Path) -> io::Result<EventLog> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)?;
-        let len = file.metadata()?.len();
-        if len > 0 {
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1))?;
-            file.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                log::warn!(
-                    "event log {} ends in a torn line (a crash mid-write?); it will be skipped",
-                    path.display()
-                );
-                file.write_all(b"\n")?;
-            }
-        }
+    /// Opens (or creates) the log for appending, ending a torn last line first. The log rotates
+    /// when an event would take it past `max_bytes`.
+    pub fn open(path: &Path, max_bytes: u64) -> io::Result<EventLog> {
+        let file = open_append(path)?;
+        let len = end_torn_line(&file, path)?;
         Ok(EventLog {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            max_bytes,
+            open: Mutex::new(Open { file, len }),
         })
     }
 
@@ -63,72 +85,64 @@ impl EventLog {
         &self.path
     }
 
-    /// Appends one event as one line, in one write.
+    /// Appends one event as one line, in one write, rotating first if the line would not fit.
     pub fn append(&self, event: &Event) -> io::Result<()> {
         let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(&line)
-    }
-
-    /// The newest `limit` events (all when `None`), oldest first, skipping lines that do not parse.
-    pub fn read(&self, limit: Option<usize>) -> io::Result<Vec<Event>> {
-        read_events(File::open(&self.path)?, limit)
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len > 0 && open.len + line.len() as u64 > self.max_bytes {
+            fs::rename(&self.path, rotated(&self.path))?;
+            open.file = open_append(&self.path)?;
+            open.len = 0;
+            log::info!(
+                "event log {} reached {} bytes; the older events are in {}",
+                self.path.display(),
+                self.max_bytes,
+                rotated(&self.path).display()
+            );
+        }
+        open.file.write_all(&line)?;
+        open.len += line.len() as u64;
+        Ok(())
     }
 }
 
-/// Reads JSON lines, keeping only the newest `limit` valid ones.
-fn read_events(source: impl Read, limit: Option<usize>) -> io::Result<Vec<Event>> {
-    let mut kept: VecDeque<Event> = VecDeque::new();
-    let mut skipped = 0usize;
-    let mut reader = BufReader::new(source);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<Event>(text) {
-            Ok(event) => {
-                if limit == Some(0) {
-                    continue;
-                }
-                kept.push_back(event);
-                if limit.is_some_and(|n| kept.len() > n) {
-                    kept.pop_front();
-                }
-            }
-            Err(_) => skipped += 1,
-        }
-    }
-    if skipped > 0 {
-        log::debug!("skipped {skipped} unreadable event log lines");
-    }
-    Ok(kept.into())
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
 }
 
-/// The events as a JSON array, one event per line so it reads well in a terminal.
-pub fn to_json_array(events: &[Event]) -> Vec<u8> {
-    let mut out = b"[".to_vec();
-    for (i, event) in events.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
-        if let Ok(json) = serde_json::to_vec(event) {
-            out.extend_from_slice(&json);
-        }
+/// Ends a torn last line with a newline; returns the file's length afterwards.
+fn end_torn_line(file: &File, path: &Path) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
     }
-    out.extend_from_slice(if events.is_empty() { b"]\n" } else { b"\n]\n" });
-    out
+    let mut last = [0u8; 1];
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(len - 1))?;
+    reader.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    log::warn!(
+        "event log {} ends in a torn line (a crash mid-write?); it will be skipped",
+        path.display()
+    );
+    let mut writer = file;
+    writer.write_all(b"\n")?;
+    Ok(len + 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::export;
 
-    fn event(n: u32) -> Event {
+    pub fn event(n: u32) -> Event {
         Event {
             timestamp: "2025-01-01T00:00:00.000Z".into(),
             client_ip: "127.0.0.1".into(),
@@ -137,16 +151,25 @@ mod tests {
         }
     }
 
+    fn read(log: &EventLog, limit: Option<u64>) -> Vec<Event> {
+        let mut out = Vec::new();
+        export::Export::open(log.path(), limit)
+            .unwrap()
+            .write_to(&mut out)
+            .unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
     #[test]
     fn appends_reads_and_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(&dir.path().join("server.log")).unwrap();
+        let log = EventLog::open(&dir.path().join("server.log"), DEFAULT_MAX_BYTES).unwrap();
         for n in 0..5 {
             log.append(&event(n)).unwrap();
         }
-        assert_eq!(log.read(None).unwrap().len(), 5);
-        assert_eq!(log.read(Some(2)).unwrap(), vec![event(3), event(4)]);
-        assert!(log.read(Some(0)).unwrap().is_empty());
+        assert_eq!(read(&log, None).len(), 5);
+        assert_eq!(read(&log, Some(2)), vec![event(3), event(4)]);
+        assert!(read(&log, Some(0)).is_empty());
     }
 
     #[test]
@@ -156,18 +179,42 @@ mod tests {
         let mut text = serde_json::to_string(&event(1)).unwrap();
         text.push_str("\n{\"timestamp\":\"2025-");
         std::fs::write(&path, text).unwrap();
-        let log = EventLog::open(&path).unwrap();
-        assert_eq!(log.read(None).unwrap(), vec![event(1)]);
+        let log = EventLog::open(&path, DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(read(&log, None), vec![event(1)]);
         log.append(&event(2)).unwrap();
-        assert_eq!(log.read(None).unwrap(), vec![event(1), event(2)]);
+        assert_eq!(read(&log, None), vec![event(1), event(2)]);
+        assert_eq!(read(&log, Some(5)), vec![event(1), event(2)]);
     }
 
     #[test]
-    fn json_array_parses_back() {
-        let events = vec![event(1), event(2)];
-        let parsed: Vec<Event> = serde_json::from_slice(&to_json_array(&events)).unwrap();
-        assert_eq!(parsed, events);
-        let empty: Vec<Event> = serde_json::from_slice(&to_json_array(&[])).unwrap();
-        assert!(empty.is_empty());
+    fn rotates_to_dot_one_and_reads_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        let line = serde_json::to_vec(&event(0)).unwrap().len() as u64 + 1;
+        let log = EventLog::open(&path, 3 * line).unwrap();
+        for n in 0..8 {
+            log.append(&event(n)).unwrap();
+        }
+        // 0..3 went to .1 and were replaced by 3..6 when the second rotation came; 6, 7 are current.
+        assert!(std::fs::metadata(&path).unwrap().len() <= 3 * line);
+        assert_eq!(
+            std::fs::read(rotated(&path)).unwrap().len() as u64,
+            3 * line
+        );
+        let all: Vec<Event> = (3..8).map(event).collect();
+        assert_eq!(read(&log, None), all);
+        assert_eq!(read(&log, Some(4)), all[1..].to_vec());
+    }
+
+    #[test]
+    fn long_targets_are_cut() {
+        assert_eq!(logged_target("/getbalance?a=1"), "/getbalance?a=1");
+        let long = format!("/getbalance?{}", "é".repeat(4000));
+        let cut = logged_target(&long);
+        assert!(
+            cut.len() <= MAX_LOGGED_TARGET + 3 && cut.ends_with("..."),
+            "{}",
+            cut.len()
+        );
     }
 }

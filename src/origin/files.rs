@@ -8,6 +8,7 @@
 //!       ├─ regular file, readable by others ─> 304 | 412 | 206 | 416 | 200, body streamed from disk
 //!       └─ not readable by others (mode & 0o004 == 0), or not a regular file ─> 403
 //!          (for a folder, only its listing needs it: an index.html is checked as a file)
+//!  hidden (the server's state files; dotfiles unless --allow-dotfiles) ─> 404, left out of listings
 //! ```
 //! "Readable by others" is the rule because the server may run as the files' owner: a file its owner
 //! keeps private should stay private even from a server that could read it.
@@ -20,6 +21,7 @@ use std::path::Path;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::conditional::{self, Precondition, RangeRequest, Validators};
+use super::hidden::Hidden;
 use super::path::{self, PathError, RequestPath};
 use super::reply::{Body, Reply};
 use crate::html;
@@ -35,14 +37,19 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Answers a GET or HEAD for `target_path` (the path part of the target, still encoded).
-pub fn serve(root: &Path, req: &RequestHead, target_path: &str) -> Reply {
+/// Answers a GET or HEAD for `target_path` (the path part of the target, still encoded). What
+/// `hidden` hides answers 404, as if it were not there.
+pub fn serve(root: &Path, hidden: &Hidden, req: &RequestHead, target_path: &str) -> Reply {
     let request_path = match RequestPath::parse(target_path) {
         Ok(p) => p,
         Err(e) => return Reply::error(e.status(), e.as_str()),
     };
+    if hidden.hides_segments(&request_path.segments) {
+        return not_found();
+    }
     let relative = request_path.relative();
     let found = match path::resolve(root, &relative) {
+        Ok(p) if hidden.hides(root, &p) => return not_found(),
         Ok(p) => p,
         Err(e) => return Reply::error(e.status(), e.as_str()),
     };
@@ -63,6 +70,7 @@ pub fn serve(root: &Path, req: &RequestHead, target_path: &str) -> Reply {
             .header("Location", location);
     }
     match path::resolve(root, &relative.join("index.html")) {
+        Ok(index) if hidden.hides(root, &index) => {}
         Ok(index) => {
             if let Ok(m) = fs::metadata(&index)
                 && m.is_file()
@@ -77,7 +85,11 @@ pub fn serve(root: &Path, req: &RequestHead, target_path: &str) -> Reply {
     if !readable_by_others(&meta) {
         return Reply::error(403, "this folder is not readable by others");
     }
-    listing(&found, &request_path)
+    listing(&found, &request_path, hidden)
+}
+
+fn not_found() -> Reply {
+    Reply::error(404, "no such file")
 }
 
 fn readable_by_others(meta: &Metadata) -> bool {
@@ -167,7 +179,7 @@ fn link(request_path: &RequestPath) -> String {
 }
 
 /// A plain HTML list of a folder's entries, folders first marked with `/`.
-fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
+fn listing(dir: &Path, request_path: &RequestPath, hidden: &Hidden) -> Reply {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => return io_error(&e),
@@ -175,6 +187,9 @@ fn listing(dir: &Path, request_path: &RequestPath) -> Reply {
     let mut names: Vec<(String, bool)> = Vec::new();
     let mut more = 0usize;
     for entry in entries.flatten() {
+        if hidden.hides_entry(dir, &entry.file_name()) {
+            continue;
+        }
         if names.len() >= MAX_LISTING {
             more += 1;
             continue;

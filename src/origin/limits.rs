@@ -1,21 +1,25 @@
 //! Per-client accounting: how many requests each address has made (for the center-of-the-pop page),
-//! and the abuse rule that bans an address.
-//!
-//! The rule tells people from scripts by what a browser does that a bare script does not: it keeps the
-//! visitor cookie. Requests are charged to one of two meters:
+//! and the abuse rule that bans a client. The rule in one sentence: more than `--ban-after` requests
+//! within `--ban-window` is abuse, except that a browser's page load (a burst, then a pause) is not.
 //!
 //! ```text
-//!  request ─┬─ valid visitor cookie ─> that visitor's token bucket (--visitor-burst, refilled at
-//!           │                          --visitor-rate per second); an empty bucket bans the address
-//!           └─ no valid cookie ──────> the address's sliding window: more than --ban-after requests
-//!                                      within --ban-window bans the address
+//!  request ─┬─ no valid cookie ─> the address's window: more than --ban-after within --ban-window
+//!           │                     bans the address's cookieless requests (cookie holders go on)
+//!           └─ valid cookie ────> the visitor's run: its requests since it last paused for
+//!                                 --visitor-pause. The runs of one address's visitors, counted
+//!                                 within --ban-window, may reach max(--ban-after, --visitor-burst);
+//!                                 past that, the visitor with the longest run is banned (that
+//!                                 cookie only), and the address gets no new cookies while it lasts
 //!  minting a cookie: at most --new-visitors-per-ip per --ban-window per address
 //! ```
-//! A browser loading a page and its images in bursts spends tokens that refill between pages; a
-//! script hammering without a cookie meets the window, and one that keeps its cookie but never pauses
-//! empties its bucket within a burst. Dropping cookies does not help: cookieless requests count in the
-//! window, and the mint cap bounds how many buckets one address can collect. Everything here takes
-//! `now` as an argument, so the rule is tested without a clock.
+//! Why it can be predicted: `--ban-after 0` turns every ban off; each limit only grows with
+//! `--ban-after`; a lone cookie holder's run is a subset of what the window would count without the
+//! cookie, against a limit at least as high, so a cookie never makes things worse. A page load then
+//! a pause starts a new run, however often it is repeated. A script that never pauses keeps its run
+//! going and is banned with or without a cookie. Rotating cookies buys little: the runs of one
+//! address share one limit, each overflow bans the longest, and a banned visitor's address gets no
+//! fresh cookie, so N cookies bought in advance yield at most about limit x (1 + ln N) requests.
+//! A browser loading a page beside a hammering script keeps its cookie: its run is the shorter. Everything takes `now` as an argument, so the rule is tested without a clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -24,21 +28,22 @@ use std::time::{Duration, Instant};
 
 /// Addresses tracked before idle ones are forgotten.
 const MAX_ADDRESSES: usize = 100_000;
-/// Visitor buckets tracked before full (idle) ones are forgotten.
-const MAX_BUCKETS: usize = 100_000;
+/// Banned visitors remembered; beyond it, ended bans are forgotten first.
+const MAX_VISITOR_BANS: usize = 100_000;
 
 /// The ban rule's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitConfig {
-    /// Cookieless requests allowed per address within `ban_window`; the next one bans. 0 turns bans off.
+    /// Requests allowed per address within `ban_window`; the next one bans. 0 turns bans off.
     pub ban_after: u64,
     pub ban_window: Duration,
     /// How long a ban lasts; `None` until restart.
     pub ban_for: Option<Duration>,
-    /// Requests a visitor with a cookie may make in one burst.
-    pub visitor_burst: u32,
-    /// Tokens per second a visitor's bucket regains.
-    pub visitor_rate: f64,
+    /// Requests one address's cookie holders may make without pausing (with `ban_after`, the
+    /// larger counts).
+    pub visitor_burst: u64,
+    /// A gap this long between a visitor's requests ends its run.
+    pub visitor_pause: Duration,
     /// New visitor cookies one address may get per `ban_window`.
     pub new_visitors_per_ip: u32,
 }
@@ -49,20 +54,27 @@ impl Default for LimitConfig {
             ban_after: 100,
             ban_window: Duration::from_secs(60),
             ban_for: None,
-            visitor_burst: 60,
-            visitor_rate: 3.0,
+            visitor_burst: 300,
+            visitor_pause: Duration::from_secs(2),
             new_visitors_per_ip: 10,
         }
     }
 }
 
-/// Why an address was banned.
+impl LimitConfig {
+    /// How many requests the runs of one address's visitors may hold.
+    pub fn run_limit(&self) -> u64 {
+        self.ban_after.max(self.visitor_burst)
+    }
+}
+
+/// Why a client was banned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BanReason {
     /// More cookieless requests than `ban_after` within the window.
     TooManyRequests { limit: u64, window: Duration },
-    /// A visitor's bucket ran dry: requests without pause even with a cookie.
-    NoPause { burst: u32, rate: f64 },
+    /// The visitors' runs passed the limit and this one had been going longest: no pauses.
+    NoPause { limit: u64, pause: Duration },
 }
 
 impl BanReason {
@@ -80,19 +92,36 @@ impl BanReason {
                 "more than {limit} requests within {} without a visitor cookie",
                 human(*window)
             ),
-            BanReason::NoPause { burst, rate } => format!(
-                "more than {burst} requests in a burst, beyond the sustained rate of {rate} per second"
+            BanReason::NoPause { limit, pause } => format!(
+                "more than {limit} requests without a pause of {}",
+                human(*pause)
             ),
         }
     }
+}
+
+/// Who a ban refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanScope {
+    /// The requests without a valid cookie from one address.
+    Address,
+    /// The requests that carry one visitor cookie.
+    Visitor,
 }
 
 /// A ban in force.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ban {
     pub reason: BanReason,
+    pub scope: BanScope,
     /// When it ends; `None` lasts until restart.
     pub until: Option<Instant>,
+}
+
+impl Ban {
+    fn holds(&self, now: Instant) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
 }
 
 /// The answer for one request.
@@ -104,6 +133,14 @@ pub enum Admit {
     Banned { ban: Ban, new: bool },
 }
 
+/// A visitor's requests since its last pause, from one address.
+struct Run {
+    started: Instant,
+    last: Instant,
+    /// The times of the run's requests within the window.
+    times: VecDeque<Instant>,
+}
+
 #[derive(Default)]
 struct Address {
     /// Requests served, all paths, for the center-of-the-pop page.
@@ -112,19 +149,18 @@ struct Address {
     window: VecDeque<Instant>,
     /// Times of the cookies minted within the window.
     minted: VecDeque<Instant>,
+    /// The ban of this address's cookieless requests.
     ban: Option<Ban>,
+    /// Set while a visitor banned here is banned: no new cookies for this address until then.
+    no_mint: Option<Ban>,
+    runs: HashMap<String, Run>,
     last_seen: Option<Instant>,
-}
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
 }
 
 #[derive(Default)]
 struct State {
     addresses: HashMap<IpAddr, Address>,
-    buckets: HashMap<String, Bucket>,
+    visitor_bans: HashMap<String, Ban>,
 }
 
 /// The shared counters and bans.
@@ -145,6 +181,14 @@ impl Limits {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn ban(&self, reason: BanReason, scope: BanScope, now: Instant) -> Ban {
+        Ban {
+            reason,
+            scope,
+            until: self.config.ban_for.map(|d| now + d),
+        }
+    }
+
     /// Decides one request from `ip`, carrying the cookie of a known `visitor` or none.
     pub fn admit(&self, ip: IpAddr, visitor: Option<&str>, now: Instant) -> Admit {
         let config = &self.config;
@@ -155,58 +199,12 @@ impl Limits {
         }
         let address = state.addresses.entry(ip).or_default();
         address.last_seen = Some(now);
-        if let Some(ban) = &address.ban {
-            if ban.until.is_none_or(|until| now < until) {
-                return Admit::Banned {
-                    ban: ban.clone(),
-                    new: false,
-                };
-            }
-            log::info!("ban on {ip} has ended");
-            address.ban = None;
-            address.window.clear();
-        }
-        if config.ban_after > 0 {
-            let tripped = match visitor {
-                Some(id) => {
-                    if state.buckets.len() >= MAX_BUCKETS && !state.buckets.contains_key(id) {
-                        forget_full_buckets(&mut state.buckets, config, now);
-                    }
-                    let bucket = state.buckets.entry(id.to_string()).or_insert(Bucket {
-                        tokens: f64::from(config.visitor_burst),
-                        updated: now,
-                    });
-                    refill(bucket, config, now);
-                    if bucket.tokens >= 1.0 {
-                        bucket.tokens -= 1.0;
-                        None
-                    } else {
-                        Some(BanReason::NoPause {
-                            burst: config.visitor_burst,
-                            rate: config.visitor_rate,
-                        })
-                    }
-                }
-                None => {
-                    expire(&mut address.window, config.ban_window, now);
-                    address.window.push_back(now);
-                    (address.window.len() as u64 > config.ban_after).then_some(
-                        BanReason::TooManyRequests {
-                            limit: config.ban_after,
-                            window: config.ban_window,
-                        },
-                    )
-                }
-            };
-            if let Some(reason) = tripped {
-                let ban = Ban {
-                    reason,
-                    until: config.ban_for.map(|d| now + d),
-                };
-                address.ban = Some(ban.clone());
-                address.window.clear();
-                return Admit::Banned { ban, new: true };
-            }
+        let verdict = match visitor {
+            None => self.cookieless(ip, address, now),
+            Some(id) => self.cookie_holder(ip, id, address, &mut state.visitor_bans, now),
+        };
+        if let Some(banned) = verdict {
+            return banned;
         }
         address.served += 1;
         Admit::Allowed {
@@ -214,10 +212,127 @@ impl Limits {
         }
     }
 
+    /// The address's window; `Some` when the request is refused.
+    fn cookieless(&self, ip: IpAddr, address: &mut Address, now: Instant) -> Option<Admit> {
+        let config = &self.config;
+        if let Some(ban) = &address.ban {
+            if ban.holds(now) {
+                let ban = ban.clone();
+                return Some(Admit::Banned { ban, new: false });
+            }
+            log::info!("the ban on {ip} has ended");
+            address.ban = None;
+            address.window.clear();
+        }
+        if config.ban_after == 0 {
+            return None;
+        }
+        expire(&mut address.window, config.ban_window, now);
+        address.window.push_back(now);
+        if (address.window.len() as u64) <= config.ban_after {
+            return None;
+        }
+        let reason = BanReason::TooManyRequests {
+            limit: config.ban_after,
+            window: config.ban_window,
+        };
+        let ban = self.ban(reason, BanScope::Address, now);
+        log::warn!(
+            "banning requests without a visitor cookie from {ip} {}: {}",
+            ban_length(&ban, now),
+            ban.reason.explain()
+        );
+        address.ban = Some(ban.clone());
+        address.window.clear();
+        Some(Admit::Banned { ban, new: true })
+    }
+
+    /// The visitors' runs; `Some` when the request is refused.
+    fn cookie_holder(
+        &self,
+        ip: IpAddr,
+        id: &str,
+        address: &mut Address,
+        bans: &mut HashMap<String, Ban>,
+        now: Instant,
+    ) -> Option<Admit> {
+        let config = &self.config;
+        if let Some(ban) = bans.get(id) {
+            if ban.holds(now) {
+                let ban = ban.clone();
+                return Some(Admit::Banned { ban, new: false });
+            }
+            bans.remove(id);
+        }
+        if config.ban_after == 0 {
+            return None;
+        }
+        // Runs whose visitor has paused are over; what is left counts only within the window.
+        address.runs.retain(|_, run| {
+            expire(&mut run.times, config.ban_window, now);
+            now.saturating_duration_since(run.last) < config.visitor_pause && !run.times.is_empty()
+        });
+        let run = address.runs.entry(id.to_string()).or_insert_with(|| Run {
+            started: now,
+            last: now,
+            times: VecDeque::new(),
+        });
+        run.last = now;
+        run.times.push_back(now);
+        let held: u64 = address.runs.values().map(|r| r.times.len() as u64).sum();
+        if held <= config.run_limit() {
+            return None;
+        }
+        // The visitor with the most requests since its last pause is the one hammering, not the
+        // browser that loaded a page beside it; on a tie the one going longest, then the one asking.
+        let victim = address
+            .runs
+            .iter()
+            .max_by_key(|(other, run)| {
+                (
+                    run.times.len(),
+                    std::cmp::Reverse(run.started),
+                    other.as_str() == id,
+                )
+            })
+            .map(|(other, _)| other.clone())?;
+        address.runs.remove(&victim);
+        let reason = BanReason::NoPause {
+            limit: config.run_limit(),
+            pause: config.visitor_pause,
+        };
+        let ban = self.ban(reason, BanScope::Visitor, now);
+        log::warn!(
+            "banning a visitor cookie used from {ip} {}: {}; {ip} gets no new cookies meanwhile",
+            ban_length(&ban, now),
+            ban.reason.explain()
+        );
+        if bans.len() >= MAX_VISITOR_BANS {
+            bans.retain(|_, b| b.holds(now));
+            if let Some(any) = bans
+                .keys()
+                .next()
+                .cloned()
+                .filter(|_| bans.len() >= MAX_VISITOR_BANS)
+            {
+                bans.remove(&any);
+            }
+        }
+        bans.insert(victim.clone(), ban.clone());
+        address.no_mint = Some(ban.clone());
+        (victim == id).then_some(Admit::Banned { ban, new: true })
+    }
+
     /// Whether `ip` may get another new visitor cookie now; counts it when it may.
     pub fn may_mint(&self, ip: IpAddr, now: Instant) -> bool {
         let mut state = self.state();
         let address = state.addresses.entry(ip).or_default();
+        if let Some(strike) = &address.no_mint {
+            if strike.holds(now) {
+                return false;
+            }
+            address.no_mint = None;
+        }
         expire(&mut address.minted, self.config.ban_window, now);
         if address.minted.len() as u64 >= u64::from(self.config.new_visitors_per_ip) {
             return false;
@@ -237,28 +352,22 @@ fn expire(times: &mut VecDeque<Instant>, window: Duration, now: Instant) {
     }
 }
 
-fn refill(bucket: &mut Bucket, config: &LimitConfig, now: Instant) {
-    let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-    bucket.tokens =
-        (bucket.tokens + elapsed * config.visitor_rate).min(f64::from(config.visitor_burst));
-    bucket.updated = now;
-}
-
 /// Forgets addresses that are not banned and were not seen within the window.
 fn forget_idle_addresses(addresses: &mut HashMap<IpAddr, Address>, window: Duration, now: Instant) {
     addresses.retain(|_, a| {
         a.ban.is_some()
+            || a.no_mint.is_some()
             || a.last_seen
                 .is_some_and(|seen| now.saturating_duration_since(seen) < window)
     });
 }
 
-/// Forgets buckets that have refilled: a new bucket would start full anyway.
-fn forget_full_buckets(buckets: &mut HashMap<String, Bucket>, config: &LimitConfig, now: Instant) {
-    buckets.retain(|_, b| {
-        refill(b, config, now);
-        b.tokens < f64::from(config.visitor_burst)
-    });
+/// A ban's length for the log: `for 5m` or `until restart`.
+pub fn ban_length(ban: &Ban, now: Instant) -> String {
+    match ban.until {
+        Some(until) => format!("for {}", human(until.saturating_duration_since(now))),
+        None => "until restart".to_string(),
+    }
 }
 
 /// `60s`, `1500ms`, `2m` for messages.
@@ -274,137 +383,5 @@ pub fn human(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
-
-    fn limits(ban_after: u64, burst: u32, rate: f64) -> Limits {
-        Limits::new(LimitConfig {
-            ban_after,
-            ban_window: Duration::from_secs(60),
-            ban_for: None,
-            visitor_burst: burst,
-            visitor_rate: rate,
-            new_visitors_per_ip: 3,
-        })
-    }
-
-    fn allowed(a: &Admit) -> bool {
-        matches!(a, Admit::Allowed { .. })
-    }
-
-    #[test]
-    fn script_without_cookie_is_banned_after_the_limit() {
-        let l = limits(100, 60, 3.0);
-        let t = Instant::now();
-        for i in 0..100 {
-            let a = l.admit(IP, None, t + Duration::from_millis(i));
-            assert_eq!(a, Admit::Allowed { nth: i + 1 });
-        }
-        let a = l.admit(IP, None, t + Duration::from_millis(100));
-        assert!(matches!(a, Admit::Banned { new: true, .. }), "{a:?}");
-        let a = l.admit(IP, None, t + Duration::from_secs(3600));
-        assert!(
-            matches!(a, Admit::Banned { new: false, .. }),
-            "until restart"
-        );
-        assert!(
-            allowed(&l.admit(OTHER, None, t)),
-            "other addresses unaffected"
-        );
-    }
-
-    #[test]
-    fn window_slides() {
-        let l = limits(10, 60, 3.0);
-        let t = Instant::now();
-        // 10 requests every 61 s, for ten minutes: never more than 10 within any 60 s.
-        for round in 0..10u64 {
-            for i in 0..10u64 {
-                let now = t + Duration::from_secs(61 * round) + Duration::from_millis(i);
-                assert!(allowed(&l.admit(IP, None, now)));
-            }
-        }
-    }
-
-    #[test]
-    fn browser_bursts_with_cookie_are_never_banned() {
-        let l = limits(100, 60, 3.0);
-        let t = Instant::now();
-        // A page and 40 images, every 15 s, for an hour: 164 requests a minute, all with the cookie.
-        for page in 0..240u64 {
-            for i in 0..41u64 {
-                let now = t + Duration::from_secs(15 * page) + Duration::from_millis(5 * i);
-                let a = l.admit(IP, Some("visitor"), now);
-                assert!(allowed(&a), "page {page} request {i}: {a:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn hammering_with_a_cookie_empties_the_bucket() {
-        let l = limits(100, 60, 3.0);
-        let t = Instant::now();
-        let results: Vec<Admit> = (0..200)
-            .map(|i| l.admit(IP, Some("bot"), t + Duration::from_millis(i)))
-            .collect();
-        let served = results.iter().take_while(|a| allowed(a)).count();
-        assert!((60..=61).contains(&served), "{served}");
-        assert!(matches!(
-            &results[served],
-            Admit::Banned {
-                ban: Ban {
-                    reason: BanReason::NoPause { .. },
-                    ..
-                },
-                new: true
-            }
-        ));
-    }
-
-    #[test]
-    fn bans_end_after_ban_for() {
-        let mut config = LimitConfig {
-            ban_after: 2,
-            ..LimitConfig::default()
-        };
-        config.ban_for = Some(Duration::from_secs(30));
-        let l = Limits::new(config);
-        let t = Instant::now();
-        assert!(allowed(&l.admit(IP, None, t)));
-        assert!(allowed(&l.admit(IP, None, t)));
-        assert!(!allowed(&l.admit(IP, None, t)));
-        assert!(!allowed(&l.admit(IP, None, t + Duration::from_secs(29))));
-        assert!(allowed(&l.admit(IP, None, t + Duration::from_secs(30))));
-    }
-
-    #[test]
-    fn zero_turns_bans_off_and_counts_go_on() {
-        let l = limits(0, 1, 0.0);
-        let t = Instant::now();
-        for i in 1..=500 {
-            assert_eq!(l.admit(IP, Some("v"), t), Admit::Allowed { nth: i });
-        }
-    }
-
-    #[test]
-    fn minting_is_capped_per_address_and_window() {
-        let l = limits(100, 60, 3.0);
-        let t = Instant::now();
-        assert!(l.may_mint(IP, t));
-        assert!(l.may_mint(IP, t));
-        assert!(l.may_mint(IP, t));
-        assert!(!l.may_mint(IP, t));
-        assert!(l.may_mint(OTHER, t));
-        assert!(l.may_mint(IP, t + Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(60)), "1m");
-        assert_eq!(human(Duration::from_secs(90)), "90s");
-        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
-    }
-}
+#[path = "limits_tests.rs"]
+mod tests;

@@ -21,8 +21,10 @@ pub mod conditional;
 pub mod cookies;
 mod error;
 pub mod events;
+pub mod export;
 pub mod faults;
 pub mod files;
+pub mod hidden;
 pub mod hold;
 pub mod limits;
 mod pages;
@@ -38,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use error::ServeError;
 use events::{Event, EventLog};
 use faults::{FaultMix, Faults, Outcome};
+use hidden::Hidden;
 use hold::Holder;
 use limits::{Admit, LimitConfig, Limits};
 use reply::{Exchange, Reply};
@@ -59,6 +62,10 @@ pub struct ServeConfig {
     pub cookies: PathBuf,
     /// Where `/getbalance` outcomes are appended (JSON lines).
     pub event_log: PathBuf,
+    /// The event log's cap: past it, it is rotated to `NAME.1`.
+    pub event_log_max: u64,
+    /// Serve paths with a segment that starts with a dot (never the state files).
+    pub allow_dotfiles: bool,
     /// From a client address's Nth request on, `/` is the special page; 0 turns it off.
     pub special_after: u64,
     /// The ban rule.
@@ -97,6 +104,8 @@ impl Default for ServeConfig {
             root: PathBuf::from("."),
             cookies: PathBuf::from("cookies.json"),
             event_log: PathBuf::from("server.log"),
+            event_log_max: events::DEFAULT_MAX_BYTES,
+            allow_dotfiles: false,
             special_after: 50,
             limits: LimitConfig::default(),
             faults: FaultMix::default(),
@@ -134,6 +143,14 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         config.faults,
         origin.seed
     );
+    for inside in origin.hidden.inside(&origin.root) {
+        log::warn!(
+            "{} is inside --root {}; it is never served, but keeping the server's state outside \
+             the served folder is safer (--cookies, --event-log)",
+            inside.display(),
+            origin.root.display()
+        );
+    }
     shutdown.install_signal_handlers()?;
     let saver = Saver::start(Arc::clone(&origin.visitors), config.save_every)?;
     let served = server.run(Arc::clone(&origin));
@@ -160,6 +177,8 @@ pub struct Origin {
     faults: Faults,
     holder: Holder,
     events: EventLog,
+    /// The state files and, unless allowed, dotfiles: never served.
+    hidden: Hidden,
 }
 
 impl Origin {
@@ -179,8 +198,9 @@ impl Origin {
         let visitors = Arc::new(VisitorStore::load(&config.cookies)?);
         // Writes a new (or replaced corrupt) file now, so an unwritable --cookies fails at start.
         visitors.save()?;
-        let events = EventLog::open(&config.event_log)
+        let events = EventLog::open(&config.event_log, config.event_log_max)
             .map_err(|e| ServeError::EventLog(config.event_log.clone(), e))?;
+        let hidden = Hidden::new(&[&config.cookies, &config.event_log], config.allow_dotfiles);
         let seed = config.seed.unwrap_or_else(random_seed);
         let holder = Holder::start(config.fault_delay, config.max_held)?;
         Ok(Origin {
@@ -192,6 +212,7 @@ impl Origin {
             visitors,
             holder,
             events,
+            hidden,
         })
     }
 
@@ -215,14 +236,7 @@ impl Origin {
         let cookie = cookies::cookie_id(&req.headers).filter(|id| self.visitors.knows(id));
         let nth = match self.limits.admit(ip, cookie, now) {
             Admit::Allowed { nth } => nth,
-            Admit::Banned { ban, new } => {
-                if new {
-                    log::warn!(
-                        "banning {ip} {}: {}",
-                        pages::ban_length(&ban, now),
-                        ban.reason.explain()
-                    );
-                }
+            Admit::Banned { ban, .. } => {
                 exchange.keep_alive = false;
                 return self.finish(conn, &req, pages::banned(ip, &ban, now), &exchange);
             }
@@ -234,11 +248,13 @@ impl Origin {
         } else if path == "/getbalance" {
             return self.balance(conn, &req, visitor, &exchange);
         } else if path == "/getlogs" {
+            // Streamed: without chunked coding (HTTP/1.0), only the close can end it.
+            exchange.keep_alive &= req.version == Version::Http11;
             pages::logs(&req.target, &self.events)
         } else if path == "/" && self.config.special_after > 0 && nth >= self.config.special_after {
             pages::center_of_the_pop(nth)
         } else {
-            let reply = files::serve(&self.root, &req, path);
+            let reply = files::serve(&self.root, &self.hidden, &req, path);
             match reply.status() {
                 200 | 206 | 304 => reply.header(
                     "Cache-Control",
@@ -288,7 +304,7 @@ impl Origin {
         let event = Event {
             timestamp: crate::timefmt::rfc3339(SystemTime::now()),
             client_ip: ip.to_string(),
-            path: req.target.clone(),
+            path: events::logged_target(&req.target),
             outcome: draw.outcome.as_str().to_string(),
         };
         if let Err(e) = self.events.append(&event) {
@@ -301,7 +317,9 @@ impl Origin {
             let peer = conn.peer;
             crate::access_log::write(format!("{peer} {} {} timeout 0", req.method, req.target));
             let (stream, _unread, slot) = conn.into_parts();
-            self.holder.hold(stream, peer, slot);
+            if let Some(stream) = stream.into_tcp() {
+                self.holder.hold(stream, peer, slot);
+            }
             return None;
         }
         self.finish(conn, req, visitor.decorate(pages::balance(&draw)), exchange)
@@ -342,23 +360,26 @@ struct VisitorHeaders {
 }
 
 impl VisitorHeaders {
+    /// Adds the visitor's fields. Whatever carries them is one visitor's, so a shared cache must
+    /// never hand it to another: the field-named no-cache (RFC 9111 §5.2.2.4) lets a cache keep and
+    /// reuse the body without those fields. Pages that are no-store need nothing more.
     fn decorate(&self, mut reply: Reply) -> Reply {
+        if self.visits.is_none() && self.new_id.is_none() {
+            return reply;
+        }
+        if !reply.head.headers.has_token("cache-control", "no-store") {
+            let cache_control = reply.head.headers.clone_value("cache-control");
+            let mut value = String::from_utf8_lossy(&cache_control).into_owned();
+            if !value.is_empty() {
+                value.push_str(", ");
+            }
+            value.push_str("no-cache=\"Set-Cookie, X-Visit-Count\"");
+            reply.head.headers.set("Cache-Control", value);
+        }
         if let Some(visits) = self.visits {
             reply = reply.header("X-Visit-Count", visits.to_string());
         }
         if let Some(id) = &self.new_id {
-            // A shared cache must never hand one visitor's new cookie (or count) to another. The
-            // field-named no-cache (RFC 9111 §5.2.2.4) lets it keep and reuse the body without those
-            // fields. Pages that are no-store already need nothing more.
-            let cache_control = reply.head.headers.clone_value("cache-control");
-            if !reply.head.headers.has_token("cache-control", "no-store") {
-                let mut value = String::from_utf8_lossy(&cache_control).into_owned();
-                if !value.is_empty() {
-                    value.push_str(", ");
-                }
-                value.push_str("no-cache=\"Set-Cookie, X-Visit-Count\"");
-                reply.head.headers.set("Cache-Control", value);
-            }
             reply = reply.header("Set-Cookie", cookies::set_cookie(id));
         }
         reply

@@ -5,9 +5,10 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::events::{self, EventLog};
+use super::events::EventLog;
+use super::export::Export;
 use super::faults::{Draw, Outcome, format_money};
-use super::limits::{Ban, human};
+use super::limits::{Ban, BanScope};
 use super::path::target_query;
 use super::reply::{Body, Reply, page_html};
 use crate::html;
@@ -23,11 +24,18 @@ pub fn banned(ip: IpAddr, ban: &Ban, now: Instant) -> Reply {
             format!("It ends in {secs}s.")
         }
     };
-    let message = format!(
-        "Your address {ip} is banned for sending {}. {until} \
-         Browsers that keep the visitor cookie are not banned for loading pages.",
-        ban.reason.explain()
-    );
+    let message = match ban.scope {
+        BanScope::Address => format!(
+            "Requests without a visitor cookie from your address {ip} are banned for sending {}. \
+             {until} Browsers that keep the visitor cookie are not banned for loading pages.",
+            ban.reason.explain()
+        ),
+        BanScope::Visitor => format!(
+            "Your visitor cookie is banned for sending {}. {until} \
+             Pause between pages, as a person does, and you will not be banned.",
+            ban.reason.explain()
+        ),
+    };
     Reply::page(403, "403 Forbidden: banned", &message)
 }
 
@@ -76,7 +84,7 @@ pub fn logs(target: &str, log: &EventLog) -> Reply {
     if let Some(query) = target_query(target) {
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if key == "limit" {
-                match value.trim().parse::<usize>() {
+                match value.trim().parse::<u64>() {
                     Ok(n) => limit = Some(n),
                     Err(_) => {
                         return Reply::error(
@@ -88,21 +96,13 @@ pub fn logs(target: &str, log: &EventLog) -> Reply {
             }
         }
     }
-    match log.read(limit) {
-        Ok(events) => Reply::new(200, Body::Bytes(events::to_json_array(&events)))
+    match Export::open(log.path(), limit) {
+        Ok(export) => Reply::new(200, Body::Events(export))
             .header("Content-Type", "application/json")
             .header("Cache-Control", "no-store"),
         Err(e) => {
             log::warn!("cannot read event log {}: {e}", log.path().display());
             Reply::error(500, "the event log cannot be read")
         }
-    }
-}
-
-/// A ban's length for the log: `for 5m` or `until restart`.
-pub fn ban_length(ban: &Ban, now: Instant) -> String {
-    match ban.until {
-        Some(until) => format!("for {}", human(until.saturating_duration_since(now))),
-        None => "until restart".to_string(),
     }
 }

@@ -3,8 +3,10 @@
 //! in memory. Also the server's own small HTML pages (errors, the ban page, the center of the pop).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 
+use super::export::Export;
+use crate::http::body::ChunkedWriter;
 use crate::net::sendfile::SendFile;
 use std::time::SystemTime;
 
@@ -23,6 +25,8 @@ pub enum Body {
         start: u64,
         len: u64,
     },
+    /// The event log for `/getlogs`, streamed: chunked for HTTP/1.1, to the close for HTTP/1.0.
+    Events(Export),
 }
 
 /// A response ready to send.
@@ -92,6 +96,11 @@ pub fn send(stream: &mut impl SendFile, reply: Reply, exchange: &Exchange) -> io
         Body::Empty => {}
         Body::Bytes(bytes) => headers.set("Content-Length", bytes.len().to_string()),
         Body::File { len, .. } => headers.set("Content-Length", len.to_string()),
+        Body::Events(_) if exchange.version == Version::Http11 => {
+            headers.set("Transfer-Encoding", "chunked");
+        }
+        // HTTP/1.0 has no chunked coding: the body ends with the connection (the caller closes it).
+        Body::Events(_) => {}
     }
     if let Some(value) = connection_field(exchange.version, exchange.keep_alive) {
         headers.set("Connection", value);
@@ -116,6 +125,22 @@ pub fn send(stream: &mut impl SendFile, reply: Reply, exchange: &Exchange) -> io
                 ));
             }
             Ok(head_len + copied)
+        }
+        Body::Events(export) if !exchange.head_only => {
+            stream.write_all(&out)?;
+            let body = if exchange.version == Version::Http11 {
+                let mut chunked =
+                    io::BufWriter::with_capacity(32 * 1024, ChunkedWriter::new(&mut *stream));
+                let n = export.write_to(&mut chunked)?;
+                chunked.into_inner().map_err(|e| e.into_error())?.finish()?;
+                n
+            } else {
+                let mut plain = io::BufWriter::with_capacity(32 * 1024, &mut *stream);
+                let n = export.write_to(&mut plain)?;
+                plain.flush()?;
+                n
+            };
+            Ok(head_len + body)
         }
         _ => {
             stream.write_all(&out)?;

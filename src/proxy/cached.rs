@@ -30,7 +30,7 @@ use crate::cache::status::{CacheStatus, Forward, NotStored};
 use crate::cache::{Cache, Found, StoredBody};
 use crate::http::body::BodyMode;
 use crate::http::{self, Method, ResponseHead, write};
-use crate::net::sendfile::send_file;
+use crate::net::sendfile::SendFile;
 
 impl Proxy {
     pub(super) fn through_cache(&self, cache: &Cache, ex: &mut Exchange) -> Served {
@@ -183,7 +183,8 @@ impl Proxy {
         } = fetched;
         let target = &ex.target;
         if head.keep_alive() {
-            self.origins.checkin(&target.host, target.port, origin);
+            self.origins
+                .checkin(target.scheme, &target.host, target.port, origin);
         }
         let mut head = head;
         if !head.headers.contains("date") {
@@ -283,8 +284,9 @@ impl Proxy {
             StoredBody::File(file_entry) => {
                 stream.write_all(&out).map_err(sent)?;
                 let offset = file_entry.decoded.body_offset;
-                let copied =
-                    send_file(stream, &file_entry.file, offset, found.body_len).map_err(sent)?;
+                let copied = stream
+                    .send_file(&file_entry.file, offset, found.body_len)
+                    .map_err(sent)?;
                 ex.entry.bytes = head_len + copied;
                 if copied != found.body_len {
                     return Err(Failure::AfterHead(ProxyError::CacheRead(

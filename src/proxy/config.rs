@@ -32,4 +32,27 @@ pub struct ProxyConfig {
     pub memory_cache_size: u64,
     /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
     pub refresh: RefreshRules,
+    /// HTTPS interception; `None` tunnels every CONNECT.
+    pub intercept: Option<InterceptConfig>,
+}
+
+/// `--intercept` and its flags.
+#[derive(Debug, Clone)]
+pub struct InterceptConfig {
+    /// Folder of the CA (created on first start when empty).
+    pub ca_dir: PathBuf,
+    /// When not empty, only these hosts are intercepted.
+    pub only_hosts: Vec<HostPattern>,
+    /// Hosts always tunnelled.
+    pub never_hosts: Vec<HostPattern>,
+    /// Extra roots for verifying origins, beside the system's.
+    pub upstream_ca: Vec<PathBuf>,
+}
+
+impl InterceptConfig {
+    /// Whether a CONNECT to `host` is intercepted.
+    pub fn covers(&self, host: &str) -> bool {
+        !self.never_hosts.iter().any(|p| p.matches(host))
+            && (self.only_hosts.is_empty() || self.only_hosts.iter().any(|p| p.matches(host)))
+    }
 }

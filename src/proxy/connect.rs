@@ -8,16 +8,22 @@ use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
 use super::{Proxy, ProxyError, pages};
 use crate::http::{RequestHead, authority};
-use crate::net::Conn;
+use crate::net::{Authority, Conn};
+use std::sync::atomic::Ordering;
 
 impl Proxy {
     /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.
-    pub(super) fn connect(&self, mut conn: Conn, req: RequestHead, mut entry: AccessEntry) {
+    pub(super) fn connect(
+        &self,
+        mut conn: Conn,
+        req: RequestHead,
+        mut entry: AccessEntry,
+    ) -> Option<Conn> {
         let closing = Answer::to(&req, Reuse::Close);
         let Ok((host, port)) = authority::parse(&req.target) else {
             let page = pages::status_page(400, "CONNECT needs a host:port target");
             self.reply(conn, &mut entry, page, closing);
-            return;
+            return None;
         };
         if !self.config.connect_ports.contains(&port) {
             entry.outcome = Outcome::Denied;
@@ -26,12 +32,15 @@ impl Proxy {
                 self.config.connect_ports
             );
             self.reply(conn, &mut entry, pages::status_page(403, &message), closing);
-            return;
+            return None;
         }
         if let Some(page) = self.denied_host(&host) {
             entry.outcome = Outcome::Denied;
             self.reply(conn, &mut entry, page, closing);
-            return;
+            return None;
+        }
+        if self.intercepts(&host) {
+            return self.intercept_connect(conn, Authority { host, port });
         }
         let dialled = self
             .origins
@@ -46,7 +55,7 @@ impl Proxy {
                 log::warn!("CONNECT {}: {error}", req.target);
                 let page = pages::status_page(error.status(), &error.to_string());
                 self.reply(conn, &mut entry, page, closing);
-                return;
+                return None;
             }
         };
         if conn
@@ -54,21 +63,26 @@ impl Proxy {
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .is_err()
         {
-            return;
+            return None;
         }
         let (client, buf, slot) = conn.into_parts();
+        let client = client.into_tcp()?;
         // Bytes the client sent right after its CONNECT head (a TLS ClientHello) go first.
         let mut origin = origin;
         if !buf.is_empty() && origin.write_all(buf.data()).is_err() {
-            return;
+            return None;
         }
         entry.status = 200;
         entry.outcome = Outcome::Tunnel;
+        if let Some(stats) = self.interceptor.as_ref().map(|i| &i.stats) {
+            stats.connects_tunnelled.fetch_add(1, Ordering::Relaxed);
+        }
         self.tunnels.relay(NewTunnel {
             client,
             origin,
             slot,
             entry,
         });
+        None
     }
 }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::io;
 
 use super::dest::{self, DestDenied};
+use super::upstream::DialError;
 use crate::http;
+use crate::tls::UpstreamTlsError;
 
 /// A failed exchange. Client faults are 4xx (or a quiet close), upstream faults 502/504.
 #[derive(Debug)]
@@ -18,6 +20,8 @@ pub enum ProxyError {
     /// Every address of the origin is refused by a destination rule (`--deny-dest`, or the proxy's
     /// own address): the client's request is forbidden, not the origin's fault.
     Denied(DestDenied),
+    /// The TLS handshake with an https origin failed, or its certificate does not verify.
+    UpstreamTls(UpstreamTlsError),
     /// The origin did not answer in time.
     OriginTimeout,
     /// The origin's socket failed mid-exchange.
@@ -41,6 +45,7 @@ impl ProxyError {
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
             ProxyError::Dial(_) | ProxyError::OriginIo(_) | ProxyError::BadResponse(_) => 502,
+            ProxyError::UpstreamTls(_) => 502,
             ProxyError::NotCached => 504,
             ProxyError::CacheRead(_) => 500,
         }
@@ -51,7 +56,7 @@ impl ProxyError {
         matches!(self, ProxyError::ClientIo(_))
     }
 
-    /// A failed dial: a destination rule's refusal becomes `Denied`.
+    /// A failed TCP dial: a destination rule's refusal becomes `Denied`.
     pub fn from_dial(error: io::Error) -> ProxyError {
         match dest::denied(&error) {
             Some(denied) => ProxyError::Denied(denied.clone()),
@@ -104,6 +109,16 @@ impl fmt::Display for ProxyError {
             }
             ProxyError::Dial(e) => write!(f, "cannot connect to the origin: {e}"),
             ProxyError::Denied(denied) => denied.fmt(f),
+            ProxyError::UpstreamTls(e) => write!(
+                f,
+                "refused to talk to {}: {} ({}; {}). Porter checks origin certificates for \
+                 intercepted requests the way the client would have; trust the origin's CA \
+                 with --upstream-ca FILE, or tunnel the host with --no-intercept-host",
+                e.host,
+                e.failure.describe(),
+                e.failure.as_str(),
+                e.detail
+            ),
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),
             ProxyError::BadResponse(e) => write!(f, "invalid response from the origin: {e}"),
@@ -116,3 +131,15 @@ impl fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+impl From<DialError> for ProxyError {
+    fn from(error: DialError) -> ProxyError {
+        match error {
+            DialError::Tcp(e) => ProxyError::from_dial(e),
+            DialError::Tls(e) => ProxyError::UpstreamTls(e),
+            DialError::NoTls => ProxyError::Dial(io::Error::other(
+                "https origins are reached only through --intercept",
+            )),
+        }
+    }
+}

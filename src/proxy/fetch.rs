@@ -156,10 +156,10 @@ impl Proxy {
 
         let timeout = self.config.origin_timeout;
         let request_time = SystemTime::now();
-        let mut origin = self
-            .origins
-            .checkout(&target.host, target.port, timeout)
-            .map_err(ProxyError::from_dial)?;
+        let tls = self.interceptor.as_ref().map(|i| &i.upstream);
+        let mut origin =
+            self.origins
+                .checkout(target.scheme, &target.host, target.port, timeout, tls)?;
         let mut response = forward::exchange(
             conn,
             &mut origin,
@@ -178,8 +178,7 @@ impl Proxy {
         {
             origin = self
                 .origins
-                .dial(&target.host, target.port, timeout)
-                .map_err(ProxyError::from_dial)?;
+                .dial(target.scheme, &target.host, target.port, timeout, tls)?;
             response = forward::exchange(
                 conn,
                 &mut origin,
@@ -240,8 +239,9 @@ impl Proxy {
         )?;
         ex.entry.bytes = relayed.bytes;
         if relayed.complete && origin_head.keep_alive() {
+            let target = &ex.target;
             self.origins
-                .checkin(&ex.target.host, ex.target.port, origin);
+                .checkin(target.scheme, &target.host, target.port, origin);
         }
         Ok(Reuse::when(client_keeps))
     }

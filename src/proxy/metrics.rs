@@ -18,6 +18,8 @@ pub enum Outcome {
     Pass,
     /// A CONNECT tunnel.
     Tunnel,
+    /// A CONNECT whose TLS Porter terminated (`--intercept`); its requests are logged one by one.
+    Intercept,
     /// Refused by an access rule.
     Denied,
     /// Answered by the proxy itself (status page, metrics, PAC file).
@@ -27,12 +29,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Hit,
         Outcome::Miss,
         Outcome::Revalidated,
         Outcome::Pass,
         Outcome::Tunnel,
+        Outcome::Intercept,
         Outcome::Denied,
         Outcome::Local,
         Outcome::Error,
@@ -45,6 +48,7 @@ impl Outcome {
             Outcome::Revalidated => "REVALIDATED",
             Outcome::Pass => "PASS",
             Outcome::Tunnel => "TUNNEL",
+            Outcome::Intercept => "INTERCEPT",
             Outcome::Denied => "DENIED",
             Outcome::Local => "LOCAL",
             Outcome::Error => "ERROR",
@@ -59,7 +63,7 @@ impl Outcome {
 /// Process-wide request counters.
 #[derive(Default)]
 pub struct Metrics {
-    by_outcome: [AtomicU64; 8],
+    by_outcome: [AtomicU64; 9],
     bytes_out: AtomicU64,
 }
 

@@ -24,6 +24,8 @@ mod error;
 mod exchange;
 mod fetch;
 pub mod forward;
+mod intercept;
+mod intercept_pages;
 pub mod metrics;
 pub mod pages;
 mod ranges;
@@ -38,7 +40,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use config::ProxyConfig;
+pub use config::{InterceptConfig, ProxyConfig};
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
 use target::Target;
@@ -52,10 +54,20 @@ use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::{self, Cidr};
-use crate::net::{Conn, Handler, Server, ServerStats, Shutdown};
+use crate::net::{Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
+use crate::tls::Interceptor;
 
 /// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
 pub fn run(config: ProxyConfig) -> io::Result<()> {
+    // Before listening: a CA that cannot be used (or created) must stop the start, not the first
+    // intercepted request.
+    let interceptor = match &config.intercept {
+        Some(intercept) => Some(
+            Interceptor::start(&intercept.ca_dir, &intercept.upstream_ca)
+                .map_err(io::Error::other)?,
+        ),
+        None => None,
+    };
     let shutdown = Shutdown::new();
     let listen = config.server.listen;
     let server = Server::bind(config.server.clone(), shutdown.clone())
@@ -77,7 +89,8 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
         log::warn!("--allow admits public addresses: this is an open proxy");
     }
     shutdown.install_signal_handlers()?;
-    let proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    let mut proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    proxy.interceptor = interceptor;
     server.run(Arc::new(proxy))?;
     crate::access_log::flush();
     log::info!("proxy stopped");
@@ -97,6 +110,8 @@ pub struct Proxy {
     via: String,
     limits: Limits,
     pub cache: Option<Cache>,
+    /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
+    pub interceptor: Option<Interceptor>,
 }
 
 impl Proxy {
@@ -138,6 +153,7 @@ impl Proxy {
             via,
             limits: Limits::default(),
             cache,
+            interceptor: None,
         })
     }
 
@@ -182,6 +198,10 @@ impl Proxy {
 
     /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+        if conn.inside().is_some() {
+            // Inside an intercepted tunnel: the CONNECT passed authentication already.
+            return self.inside_request(conn, req);
+        }
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
@@ -196,8 +216,7 @@ impl Proxy {
             return self.reply(conn, &mut entry, (head, body), closing);
         }
         if req.method == Method::Connect {
-            self.connect(conn, req, entry);
-            return None;
+            return self.connect(conn, req, entry);
         }
         let keep_alive = req.keep_alive();
         let req_body = match http::body::request_mode(&req.headers) {
@@ -227,6 +246,26 @@ impl Proxy {
                 return self.reply(conn, &mut entry, page, closing);
             }
         };
+        self.dispatch(conn, req, target, req_body, entry)
+    }
+
+    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host),
+    /// then [`Proxy::forward`]. Requests inside an intercepted tunnel join here as `https://`
+    /// targets.
+    fn dispatch(
+        &self,
+        conn: Conn,
+        req: RequestHead,
+        target: Target,
+        req_body: BodyMode,
+        mut entry: AccessEntry,
+    ) -> Option<Conn> {
+        let keep_alive = req.keep_alive();
+        let closing = Answer::to(&req, Reuse::Close);
+        let ours = Answer::to(
+            &req,
+            Reuse::when(keep_alive && req_body == BodyMode::NoBody),
+        );
         entry.url = target.url.clone();
         if self.is_self(&target) {
             entry.outcome = Outcome::Local;
@@ -273,6 +312,10 @@ impl Handler for Proxy {
                 self.reply(conn, &mut entry, page, Answer::unparsed())
             }
         }
+    }
+
+    fn first_bytes(&self, conn: Conn) -> FirstBytes {
+        self.tunnel_first_bytes(conn)
     }
 
     fn refused(&self, peer: SocketAddr, status: u16, why: &str) {

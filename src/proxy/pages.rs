@@ -1,5 +1,6 @@
 //! Responses the proxy writes itself: error pages, and its own pages for origin-form requests
-//! (`/` status, `/metrics` in Prometheus text format, `/proxy.pac` for browsers).
+//! (`/` status, `/metrics` in Prometheus text format, `/proxy.pac` for browsers, `/ca.pem` with
+//! `--intercept`, whose parts are in `intercept_pages`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -83,6 +84,9 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
         return (head, body);
     }
     let path = req.target.split('?').next().unwrap_or("/");
+    if path == "/ca.pem" {
+        return super::intercept_pages::ca_page(proxy);
+    }
     let (content_type, body) = match path {
         "/" => ("text/html; charset=utf-8", dashboard(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
@@ -91,7 +95,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
             return status_page(
                 404,
                 "this is a proxy: configure it as your HTTP proxy rather than visiting it; \
-                 its own pages are /, /metrics and /proxy.pac",
+                 its own pages are /, /metrics, /proxy.pac and /ca.pem",
             );
         }
     };
@@ -140,6 +144,9 @@ fn dashboard(proxy: &Proxy) -> String {
         rows.push(("Revalidations", m.count(Outcome::Revalidated).to_string()));
     }
     let mut html = String::from("\n<h1>Porter</h1>\n<table>\n");
+    if let Some(interceptor) = &proxy.interceptor {
+        rows.extend(super::intercept_pages::rows(&interceptor.stats));
+    }
     for (name, value) in rows {
         let _ = writeln!(
             html,
@@ -148,6 +155,9 @@ fn dashboard(proxy: &Proxy) -> String {
         );
     }
     html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n");
+    if let Some(interceptor) = &proxy.interceptor {
+        html.push_str(&super::intercept_pages::ca_paragraph(interceptor));
+    }
     html::document("Porter status", &html)
 }
 
@@ -254,6 +264,9 @@ fn metrics_text(proxy: &Proxy) -> String {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+    }
+    if let Some(interceptor) = &proxy.interceptor {
+        super::intercept_pages::metrics(&mut out, &interceptor.stats);
     }
     out
 }

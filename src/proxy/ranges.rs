@@ -11,7 +11,8 @@ use crate::cache::ranges::{Held, RangeReply};
 use crate::cache::{Found, StoredBody};
 use crate::http::range::{ByteRange, Multipart};
 use crate::http::write;
-use crate::net::sendfile::send_file;
+use crate::net::Stream;
+use crate::net::sendfile::SendFile;
 
 /// Stored fields a range response does not copy: they describe the whole stored message, or the
 /// hop, and are written afresh.
@@ -90,7 +91,7 @@ pub(super) fn range_head(
 
 /// Sends a finished range head and the bytes of `reply`; returns the bytes written.
 pub(super) fn send_range_body(
-    stream: &mut std::net::TcpStream,
+    stream: &mut Stream,
     head: &[u8],
     found: &Found,
     held: &Held,
@@ -123,7 +124,9 @@ pub(super) fn send_range_body(
             for (part_head, r) in &parts {
                 stream.write_all(part_head).map_err(client)?;
                 let offset = file_entry.decoded.body_offset + held.offset_of(r);
-                let n = send_file(stream, &file_entry.file, offset, r.len()).map_err(client)?;
+                let n = stream
+                    .send_file(&file_entry.file, offset, r.len())
+                    .map_err(client)?;
                 sent += part_head.len() as u64 + n;
                 if n != r.len() {
                     let short = std::io::ErrorKind::UnexpectedEof.into();

@@ -6,9 +6,34 @@ use url::Url;
 
 use crate::http::authority::{self, DefaultPort};
 
-/// An `http://` request target, split into what the forwarder needs.
+/// How the origin is reached: `http://` in the clear, or `https://` for requests inside an
+/// intercepted CONNECT tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// A request target, split into what the forwarder needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    pub scheme: Scheme,
     /// Host as it appears in the URL (IPv6 without brackets), lowercase.
     pub host: String,
     pub port: u16,
@@ -65,9 +90,38 @@ impl Target {
         let _ = clean.set_username("");
         let _ = clean.set_password(None);
         Ok(Target {
+            scheme: Scheme::Http,
             host,
             port,
             path_and_query,
+            url: clean.into(),
+        })
+    }
+
+    /// The target of a request inside an intercepted tunnel to `host:port`: `https://host:port` and
+    /// the request's origin-form path (RFC 9112 §3.2.1). The URL is normalised as an absolute-form
+    /// target would be, so the cache key differs from the `http://` one only by its scheme.
+    pub fn https(host: &str, port: u16, path_and_query: &str) -> Result<Target, TargetError> {
+        if !path_and_query.starts_with('/') || path_and_query.contains('\\') {
+            return Err(TargetError::Invalid);
+        }
+        let text = format!(
+            "https://{}{path_and_query}",
+            authority::format(host, port, DefaultPort::Omit(Scheme::Https.default_port()))
+        );
+        let url = Url::parse(&text).map_err(|_| TargetError::Invalid)?;
+        let mut path = url.path().to_string();
+        if let Some(query) = url.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        let mut clean = url;
+        clean.set_fragment(None);
+        Ok(Target {
+            scheme: Scheme::Https,
+            host: host.to_ascii_lowercase(),
+            port,
+            path_and_query: path,
             url: clean.into(),
         })
     }
@@ -86,13 +140,37 @@ impl Target {
 
     /// The Host header value for the origin: the port only when it is not the default.
     pub fn host_header(&self) -> String {
-        authority::format(&self.host, self.port, DefaultPort::Omit(80))
+        authority::format(
+            &self.host,
+            self.port,
+            DefaultPort::Omit(self.scheme.default_port()),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_targets_inside_a_tunnel() {
+        let t = Target::https("localhost", 8443, "/a/../b?x=1#f").unwrap();
+        assert_eq!(t.scheme, Scheme::Https);
+        assert_eq!(t.url, "https://localhost:8443/b?x=1");
+        assert_eq!(t.path_and_query, "/b?x=1");
+        assert_eq!(t.host_header(), "localhost:8443");
+        let t = Target::https("::1", 443, "/").unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.host_header()),
+            ("https://[::1]/", "[::1]".into())
+        );
+        assert_eq!(Target::https("a.test", 443, "*"), Err(TargetError::Invalid));
+        assert_ne!(
+            Target::https("a.test", 80, "/x").unwrap().url,
+            Target::parse_absolute("http://a.test/x").unwrap().url,
+            "the scheme is part of the cache key"
+        );
+    }
 
     #[test]
     fn absolute_form() {

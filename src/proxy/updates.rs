@@ -54,7 +54,7 @@ impl Proxy {
         if fetched.head.keep_alive() {
             let target = &ex.target;
             self.origins
-                .checkin(&target.host, target.port, fetched.origin);
+                .checkin(target.scheme, &target.host, target.port, fetched.origin);
         }
     }
 

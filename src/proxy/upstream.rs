@@ -1,7 +1,8 @@
 //! The upstream side of the proxy: dialling origin servers with a timeout (each resolved address
-//! checked against the destination rules first, see `dest`), and a small pool of idle keep-alive
-//! connections per host so repeated requests skip the TCP handshake. (`crate::origin` is
-//! the file server; this module only talks to whatever origin a request names.)
+//! checked against the destination rules first, see `dest`; and, for `https://`
+//! targets of intercepted requests, a verified TLS handshake), and a small pool of idle keep-alive
+//! connections per scheme and host so repeated requests skip the TCP and TLS handshakes.
+//! (`crate::origin` is the file server; this module only talks to whatever origin a request names.)
 
 use std::collections::HashMap;
 use std::io;
@@ -10,7 +11,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::dest::{self, DestRules};
+use super::target::Scheme;
 use crate::http::ReadBuf;
+use crate::net::Stream;
+use crate::tls::{UpstreamTls, UpstreamTlsError};
 
 /// Idle connections kept per origin, and in all.
 const MAX_IDLE_PER_ORIGIN: usize = 32;
@@ -22,13 +26,24 @@ const ORIGIN_BUF: usize = 80 * 1024;
 
 /// A connection to an origin with its read buffer.
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
 }
 
-type UpstreamKey = (String, u16);
+type UpstreamKey = (Scheme, String, u16);
+
+/// Why no connection to an origin could be made.
+#[derive(Debug)]
+pub enum DialError {
+    /// Resolving or connecting failed.
+    Tcp(io::Error),
+    /// The TLS handshake failed, or the origin's certificate does not verify.
+    Tls(UpstreamTlsError),
+    /// An https origin, but interception (which brings the TLS settings) is off.
+    NoTls,
+}
 
 /// Idle origin connections, most recently used last, and the rules every new connection obeys.
 pub struct UpstreamPool {
@@ -44,20 +59,46 @@ impl UpstreamPool {
         }
     }
 
-    /// A pooled connection to `host:port`, or a new one.
-    pub fn checkout(&self, host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
-        if let Some(conn) = self.take_idle(host, port) {
+    /// A pooled connection to `scheme://host:port`, or a new one.
+    pub fn checkout(
+        &self,
+        scheme: Scheme,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<UpstreamConn, DialError> {
+        if let Some(conn) = self.take_idle(scheme, host, port) {
             return Ok(conn);
         }
-        self.dial(host, port, timeout)
+        self.dial(scheme, host, port, timeout, tls)
     }
 
-    /// Resolves and connects, trying each address the rules allow in turn within the timeout.
-    pub fn dial(&self, host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
-        let stream = self.dial_tcp(host, port, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let _ = stream.set_nodelay(true);
+    /// Resolves and connects, trying each address in turn within the timeout; for https, then runs the
+    /// TLS handshake, verifying the origin's certificate.
+    pub fn dial(
+        &self,
+        scheme: Scheme,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<UpstreamConn, DialError> {
+        let tcp = self.dial_tcp(host, port, timeout).map_err(DialError::Tcp)?;
+        let setup = |s: &TcpStream| {
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
+            let _ = s.set_nodelay(true);
+            Ok(())
+        };
+        setup(&tcp).map_err(DialError::Tcp)?;
+        let stream = match scheme {
+            Scheme::Http => Stream::Plain(tcp),
+            Scheme::Https => {
+                let tls = tls.ok_or(DialError::NoTls)?;
+                Stream::Tls(Box::new(tls.connect(host, tcp).map_err(DialError::Tls)?))
+            }
+        };
         Ok(UpstreamConn {
             stream,
             buf: ReadBuf::with_capacity(ORIGIN_BUF),
@@ -87,12 +128,12 @@ impl UpstreamPool {
         Err(denied.map(dest::into_io).unwrap_or(last_error))
     }
 
-    fn take_idle(&self, host: &str, port: u16) -> Option<UpstreamConn> {
+    fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (host.to_string(), port);
+        let key = (scheme, host.to_string(), port);
         let list = idle.get_mut(&key)?;
         while let Some((mut conn, since)) = list.pop() {
-            if since.elapsed() < MAX_IDLE_AGE && is_quiet(&conn.stream) {
+            if since.elapsed() < MAX_IDLE_AGE && is_quiet(&mut conn.stream) {
                 conn.reused = true;
                 return Some(conn);
             }
@@ -102,8 +143,8 @@ impl UpstreamPool {
     }
 
     /// Returns a connection whose last response was read completely, for reuse.
-    pub fn checkin(&self, host: &str, port: u16, conn: UpstreamConn) {
-        if !conn.buf.is_empty() {
+    pub fn checkin(&self, scheme: Scheme, host: &str, port: u16, mut conn: UpstreamConn) {
+        if !conn.buf.is_empty() || conn.stream.has_buffered_input() {
             return; // the origin sent bytes beyond the response: not trustworthy
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,7 +152,7 @@ impl UpstreamPool {
         if total >= MAX_IDLE_TOTAL {
             return;
         }
-        let list = idle.entry((host.to_string(), port)).or_default();
+        let list = idle.entry((scheme, host.to_string(), port)).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN {
             list.push((conn, Instant::now()));
         }
@@ -120,12 +161,18 @@ impl UpstreamPool {
 
 /// Whether an idle origin connection is still open and has sent nothing since its last response.
 /// Bytes arriving unasked (a late, smuggled or garbage response) must never be read as the answer to
-/// the next request, and a closed connection would only fail it. One non-blocking peek tells both.
-fn is_quiet(stream: &TcpStream) -> bool {
+/// the next request, and a closed connection would only fail it. One non-blocking peek tells both;
+/// over TLS, a close_notify or any other record counts as bytes too, and so does plaintext rustls
+/// decrypted already.
+fn is_quiet(stream: &mut Stream) -> bool {
     use rustix::net::{RecvFlags, recv};
     let mut byte = [0u8; 1];
     matches!(
-        recv(stream, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        recv(
+            stream.tcp(),
+            &mut byte,
+            RecvFlags::PEEK | RecvFlags::DONTWAIT
+        ),
         Err(rustix::io::Errno::AGAIN)
-    )
+    ) && !stream.has_buffered_input()
 }

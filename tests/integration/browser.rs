@@ -142,7 +142,7 @@ fn connect_tunnel_reaches_a_local_tls_origin() {
 }
 
 /// The first of `names` found in a folder of `PATH`.
-fn find_on_path(names: &[&str]) -> Option<PathBuf> {
+pub fn find_on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|name| {
         std::env::split_paths(&path)
@@ -160,6 +160,19 @@ fn chromium_dump_dom(
     extra: &[&str],
 ) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
+    chromium_dump_dom_in(chromium, proxy, url, extra, profile.path())
+}
+
+/// Like `chromium_dump_dom`, with `home` as HOME (and the profile inside it), so a test can prepare
+/// an NSS database there first.
+pub fn chromium_dump_dom_in(
+    chromium: &Path,
+    proxy: std::net::SocketAddr,
+    url: &str,
+    extra: &[&str],
+    home: &Path,
+) -> String {
+    let profile = tempfile::tempdir_in(home).expect("profile dir");
     let stdout_path = profile.path().join("dom.html");
     let stderr_path = profile.path().join("chromium.log");
     let user_data = profile.path().join("user-data");
@@ -185,7 +198,7 @@ fn chromium_dump_dom(
         .arg("--dump-dom")
         .arg(url)
         // Its NSS database and any other dotfiles land in the temporary folder, not the user's home.
-        .env("HOME", profile.path())
+        .env("HOME", home)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_CACHE_HOME")
         .stdin(Stdio::null())

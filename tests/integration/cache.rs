@@ -587,7 +587,7 @@ fn the_readme_demo_serve_proxy_fetch_shows_a_miss_then_a_hit() {
     ]);
     let proxy = cached_proxy(&work.path().join("cache"), &[]);
     let url = format!("http://{}/", serve.addr);
-    for _ in 0..2 {
+    for outcome in ["cache MISS", "cache HIT"] {
         let out = Command::new(env!("CARGO_BIN_EXE_porter"))
             .args(["fetch", &url, "--proxy", &proxy.addr.to_string()])
             .current_dir(work.path())
@@ -598,6 +598,9 @@ fn the_readme_demo_serve_proxy_fetch_shows_a_miss_then_a_hit() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // What the README's comments say each run shows.
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(line.contains(outcome), "{line}");
     }
     let access = |outcome: &str| {
         proxy

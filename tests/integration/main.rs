@@ -4,6 +4,7 @@ mod browser;
 mod cache;
 mod fetch;
 mod hostile;
+mod intercept;
 mod pool;
 mod proxy;
 mod ranges;

@@ -240,16 +240,28 @@ fn serve_flags(site: &crate::serve::Site) -> Porter {
         "0",
         "--new-visitors-per-ip",
         "100000",
-        "--visitor-burst",
-        "1000000",
-        "--visitor-rate",
-        "1000000",
         "--special-after",
         "0",
     ])
 }
 
 /// One GET of /hello.txt with the visitor's cookie: its visit count, or `None` if the server is gone.
+/// Waits up to 10 s until the saved cookies file counts at least `visits` for visitor `id`.
+fn wait_until_saved(cookies: &std::path::Path, id: &str, visits: u64) {
+    let saved = || -> Option<u64> {
+        let text = std::fs::read_to_string(cookies).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["visitors"][id]["visits"].as_u64()
+    };
+    for _ in 0..1000 {
+        if saved().is_some_and(|n| n >= visits) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("visit {visits} of the tracked visitor was not saved within 10 s");
+}
+
 fn visit(addr: SocketAddr, id: &str) -> Option<(u64, bool)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
@@ -317,6 +329,9 @@ fn origin_killed_while_saving_visitors_restarts_with_a_loadable_file() {
         if round == 5 {
             break;
         }
+        // The kill must come after at least one save of this round: on a loaded machine an fsync can
+        // take longer than the kill delay, so wait (bounded) until the file holds the first visit.
+        wait_until_saved(&site.cookies(), &tracked, first);
         let last_seen = Arc::new(AtomicU64::new(first));
         let stop = Arc::new(AtomicBool::new(false));
         let visitor = {

@@ -1,9 +1,13 @@
 //! `porter serve` end to end, through the real binary and loopback sockets: `files` (status codes,
-//! ranges, listings, traversal attempts), `visitors` (cookies across a restart, the Nth-visit page,
-//! bans and the browser that is not banned) and `bank` (the seeded fault mix, the event log, flags).
+//! ranges, listings, traversal attempts), `state` (the state files and dotfiles that are never
+//! served, visitor fields no shared cache stores, /getlogs in flat memory, event log rotation),
+//! `visitors` (cookies across a restart, the Nth-visit page), `bans` (the ban rule from both sides)
+//! and `bank` (the seeded fault mix, the event log, flags).
 
 mod bank;
+mod bans;
 mod files;
+mod state;
 mod visitors;
 
 use std::net::SocketAddr;

@@ -1,5 +1,10 @@
 //! `porter fetch` end to end: naming, HEAD, the log, the repeat tally, proxies (plain, environment,
-//! CONNECT + TLS) and every error path, against origins on loopback.
+//! CONNECT + TLS) and every error path, against origins on loopback. `proxies` has the proxy
+//! credentials and no_proxy, `outcomes` what a run prints, saves and exits with (cache outcome,
+//! --print, error statuses, -L).
+
+mod outcomes;
+mod proxies;
 
 use std::io::Write;
 use std::path::Path;
@@ -106,10 +111,16 @@ fn other_responses_keep_the_url_file_name() {
     });
     let out = dir.path().join("out");
     let out_arg = out.to_str().unwrap();
-    for path in ["/img/b.png", "/chunked.txt", "/"] {
+    for path in ["/img/b.png", "/chunked.txt"] {
         let run = fetch(dir.path(), &["-o", out_arg, &origin.url(path)]);
         assert!(run.ok(), "{run:?}");
     }
+    // An error page is saved only when asked for; the status still makes the exit status.
+    let run = fetch(
+        dir.path(),
+        &["-o", out_arg, "--save-errors", &origin.url("/")],
+    );
+    assert_eq!(run.code, Some(8), "{run:?}");
     assert_eq!(file_names(&out), ["b.png", "chunked.txt", "index.html"]);
     assert_eq!(std::fs::read(out.join("b.png")).unwrap(), b"\x89PNG");
     assert_eq!(read(out.join("chunked.txt")), "hello world");
@@ -117,7 +128,7 @@ fn other_responses_keep_the_url_file_name() {
 }
 
 #[test]
-fn head_saves_the_response_head_under_the_get_name() {
+fn head_saves_the_response_head_under_the_get_name_with_head_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, _, _| {
         (
@@ -133,7 +144,8 @@ fn head_saves_the_response_head_under_the_get_name() {
     assert!(run.ok(), "{run:?}");
     let head =
         "HTTP/1.1 200 X\r\nContent-Type: image/png\r\nX-Extra: kept\r\nContent-Length: 100\r\n\r\n";
-    assert_eq!(read(dir.path().join("Download/b.png")), head);
+    assert_eq!(file_names(&dir.path().join("Download")), ["b.png.head"]);
+    assert_eq!(read(dir.path().join("Download/b.png.head")), head);
     assert!(run.stdout.starts_with(head), "{}", run.stdout);
     assert!(origin.requests.lock().unwrap()[0].starts_with("HEAD /a/b.png HTTP/1.1\r\n"));
 }
@@ -148,7 +160,8 @@ fn log_has_url_time_status_line_and_headers_of_each_response() {
     let log = dir.path().join("logs/fetch.log");
     let log_arg = log.to_str().unwrap();
     assert!(fetch(dir.path(), &["--log", log_arg, &origin.url("/a")]).ok());
-    assert!(fetch(dir.path(), &["--log", log_arg, &origin.url("/missing")]).ok());
+    let missing = fetch(dir.path(), &["--log", log_arg, &origin.url("/missing")]);
+    assert_eq!(missing.code, Some(8), "{missing:?}");
     let text = read(&log);
     let records: Vec<&str> = text.split("=== ").filter(|r| !r.is_empty()).collect();
     assert_eq!(records.len(), 2, "{text}");
@@ -167,7 +180,7 @@ fn log_has_url_time_status_line_and_headers_of_each_response() {
 }
 
 #[test]
-fn print_also_writes_the_body_to_stdout() {
+fn print_writes_the_body_alone_to_stdout_and_the_request_line_to_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(|_, _, _| {
         (
@@ -178,11 +191,8 @@ fn print_also_writes_the_body_to_stdout() {
     });
     let run = fetch(dir.path(), &["--print", &origin.url("/p.txt")]);
     assert!(run.ok(), "{run:?}");
-    assert!(
-        run.stdout.starts_with("printed body\n200 X  13 B  "),
-        "{}",
-        run.stdout
-    );
+    assert_eq!(run.stdout, "printed body\n");
+    assert!(run.stderr.starts_with("200 X  13 B  "), "{}", run.stderr);
 }
 
 #[test]
@@ -222,103 +232,6 @@ fn large_bodies_stream_intact() {
 
 /// An origin like `porter serve`'s /getbalance: each request in turn gets 200, 403 or 500, or is held
 /// silent past the client's timeout. Point this test at `porter serve` once it exists.
-#[test]
-fn repeat_tally_against_unreliable_origin() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = ["200", "403", "silent", "200", "500", "200"];
-    let addr = raw_server(move |n, mut stream| {
-        if !read_request_head(&mut stream) {
-            return;
-        }
-        let (status, body) = match script[n % script.len()] {
-            "200" => ("200 OK", "balance: 100\n"),
-            "403" => ("403 Forbidden", "not your account\n"),
-            "500" => ("500 Internal Server Error", "database down\n"),
-            _ => {
-                thread::sleep(Duration::from_secs(2));
-                return;
-            }
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(response.as_bytes());
-    });
-    let url = format!("http://{addr}/getbalance");
-    let run = run_porter(
-        &[
-            "fetch",
-            "--repeat",
-            "6",
-            "--interval",
-            "50ms",
-            "--timeout",
-            "300ms",
-            &url,
-        ],
-        dir.path(),
-        &[],
-        None,
-    );
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    assert!(
-        lines[0].starts_with("[1/6] 200 OK  13 B  "),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        lines[1].starts_with("[2/6] 403 Forbidden  17 B  "),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        lines[2].starts_with(&format!(
-            "[3/6] timed out after 300ms waiting for the response from {addr}"
-        )),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        lines[4].starts_with("[5/6] 500 Internal Server Error  14 B  "),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(lines[6], "outcomes of 6 requests:");
-    let tally = &lines[7..];
-    let row = |label: &str, bar: usize, count: &str| {
-        format!("  {label:<25}  {:<30}  {count}", "#".repeat(bar))
-    };
-    assert_eq!(tally.len(), 4, "{}", run.stdout);
-    assert_eq!(tally[0], row("200 OK", 15, "3   50.0%"));
-    assert_eq!(tally[1], row("403 Forbidden", 5, "1   16.7%"));
-    assert_eq!(tally[2], row("500 Internal Server Error", 5, "1   16.7%"));
-    assert_eq!(tally[3], row("timed out", 5, "1   16.7%"));
-    assert_eq!(
-        run.code,
-        Some(1),
-        "an attempt without a response fails the run"
-    );
-    assert!(
-        run.stderr.contains("1 of 6 requests got no response"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        file_names(&dir.path().join("Download")),
-        [
-            "getbalance",
-            "getbalance (2)",
-            "getbalance (3)",
-            "getbalance (4)",
-            "getbalance (5)"
-        ]
-    );
-    let log = read(dir.path().join("download.log"));
-    assert_eq!(log.matches("=== ").count(), 6, "{log}");
-    assert!(log.contains("error: timed out after 300ms"), "{log}");
-}
-
 #[test]
 fn fetches_through_porter_proxy() {
     let dir = tempfile::tempdir().unwrap();
@@ -554,67 +467,5 @@ fn truncated_body_leaves_no_file() {
     assert!(
         file_names(&dir.path().join("Download")).is_empty(),
         "no partial file"
-    );
-}
-
-#[test]
-fn repeat_tally_against_porter_serve_getbalance() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let cookies = dir.path().join("cookies.json");
-    let events = dir.path().join("server.log");
-    let serve = Porter::start(&[
-        "serve",
-        "--root",
-        root.path().to_str().unwrap(),
-        "--cookies",
-        cookies.to_str().unwrap(),
-        "--event-log",
-        events.to_str().unwrap(),
-        "--seed",
-        "7",
-        "--fault-delay",
-        "2s",
-    ]);
-    let url = format!("http://{}/getbalance", serve.addr);
-    let run = run_porter(
-        &[
-            "fetch",
-            "--repeat",
-            "20",
-            "--interval",
-            "0ms",
-            "--timeout",
-            "300ms",
-            &url,
-        ],
-        dir.path(),
-        &[],
-        None,
-    );
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    let attempts = lines.iter().filter(|l| l.starts_with('[')).count();
-    assert_eq!(attempts, 20, "{}", run.stdout);
-    let tally_at = lines
-        .iter()
-        .position(|l| *l == "outcomes of 20 requests:")
-        .expect("a tally");
-    let counts: u32 = lines[tally_at + 1..]
-        .iter()
-        .map(|row| {
-            row.split_whitespace()
-                .rev()
-                .nth(1)
-                .and_then(|n| n.parse::<u32>().ok())
-                .unwrap_or(0)
-        })
-        .sum();
-    assert_eq!(counts, 20, "{}", run.stdout);
-    // The default mix (20% timeout, 20% 403, 10% 500) shows more than one outcome in 20 tries.
-    assert!(lines.len() - tally_at > 2, "{}", run.stdout);
-    assert!(
-        lines[tally_at + 1..].iter().all(|row| row.contains('%')),
-        "{}",
-        run.stdout
     );
 }

@@ -1,0 +1,71 @@
+//! How to make each common client trust Porter's CA: printed by `porter ca show`, logged when
+//! `--intercept` creates a CA, and repeated in the README's "HTTPS caching" section.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One client and what makes it trust the CA at `{ca}`.
+const CLIENTS: [(&str, &str); 9] = [
+    (
+        "curl",
+        "curl --cacert {ca} -x http://PROXY https://example.com/",
+    ),
+    (
+        "Debian/Ubuntu system store",
+        "sudo cp {ca} /usr/local/share/ca-certificates/porter-ca.crt && sudo update-ca-certificates",
+    ),
+    (
+        "pip",
+        "export PIP_CERT={ca}    (or pip --cert {ca}; a REQUESTS_CA_BUNDLE set wins over PIP_CERT)",
+    ),
+    ("npm and node", "export NODE_EXTRA_CA_CERTS={ca}"),
+    ("cargo", "export CARGO_HTTP_CAINFO={ca}"),
+    ("python requests", "export REQUESTS_CA_BUNDLE={ca}"),
+    ("git", "export GIT_SSL_CAINFO={ca}"),
+    (
+        "Chromium (NSS)",
+        "certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n porter -i {ca}",
+    ),
+    (
+        "Firefox (NSS)",
+        "certutil -d sql:PROFILE_DIR -A -t C,, -n porter -i {ca}    (PROFILE_DIR: about:profiles)",
+    ),
+];
+
+/// The instructions for every client, for the CA certificate at `cert`.
+pub fn instructions(cert: &Path) -> String {
+    let ca = std::path::absolute(cert).unwrap_or_else(|_| cert.to_path_buf());
+    let ca = ca.display().to_string();
+    let mut out = String::from("To trust it:\n");
+    for (client, how) in CLIENTS {
+        let _ = writeln!(out, "  {client:<28} {}", how.replace("{ca}", &ca));
+    }
+    out.push_str(
+        "PIP_CERT, REQUESTS_CA_BUNDLE, CARGO_HTTP_CAINFO and GIT_SSL_CAINFO replace the system's roots: \
+         for hosts tunnelled with --no-intercept-host, point them at a bundle of both \
+         (cat /etc/ssl/certs/ca-certificates.crt CA > bundle.pem).",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_client_with_the_absolute_path() {
+        let text = instructions(Path::new("/srv/porter/ca/ca.pem"));
+        for needle in [
+            "--cacert /srv/porter/ca/ca.pem",
+            "update-ca-certificates",
+            "PIP_CERT=",
+            "NODE_EXTRA_CA_CERTS=",
+            "CARGO_HTTP_CAINFO=",
+            "REQUESTS_CA_BUNDLE=",
+            "GIT_SSL_CAINFO=",
+            "certutil -d sql:",
+        ] {
+            assert!(text.contains(needle), "{needle} missing:\n{text}");
+        }
+    }
+}
