@@ -10,7 +10,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::dest::{self, DestRules};
+use super::dest::{self, DestDenied, DestRules};
 use super::target::Scheme;
 use crate::http::ReadBuf;
 use crate::net::Stream;
@@ -104,6 +104,20 @@ impl UpstreamPool {
             buf: ReadBuf::with_capacity(ORIGIN_BUF),
             reused: false,
         })
+    }
+
+    /// The refusal when the destination rules refuse every address `host:port` resolves to (for a
+    /// CONNECT answered before any dial, as interception does); `None` when one is allowed or the
+    /// name does not resolve (the dial reports that).
+    pub fn refused(&self, host: &str, port: u16) -> Option<DestDenied> {
+        let mut refusal = None;
+        for addr in (host, port).to_socket_addrs().ok()? {
+            match self.rules.check(addr) {
+                Ok(()) => return None,
+                Err(denied) => refusal = refusal.or(Some(denied)),
+            }
+        }
+        refusal
     }
 
     /// A plain TCP connection to `host:port`, as for a CONNECT tunnel: resolves, skips the addresses
