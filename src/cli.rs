@@ -24,6 +24,7 @@ use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
+use crate::proxy::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
 use crate::units::{parse_duration, parse_size};
 use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 
@@ -147,6 +148,7 @@ impl PoolArgs {
             idle_timeout: self.idle_timeout,
             client_timeout: self.client_timeout,
             shutdown_grace: self.shutdown_grace,
+            accept_proxy_protocol: false,
         }
     }
 }
@@ -227,6 +229,39 @@ pub struct ProxyArgs {
     /// (Debian/Ubuntu pools and by-hash, .deb, .rpm, .whl, .crate, npm tarballs; never index files).
     #[arg(long = "refresh-preset", value_name = "NAME")]
     pub refresh_preset: Vec<Preset>,
+
+    /// A parent proxy that misses, pass-through requests and CONNECT tunnels go through (repeatable,
+    /// in order of preference; one that refuses or times out is skipped for a while).
+    #[arg(long = "parent", value_name = "HOST:PORT")]
+    pub parent: Vec<ParentAddr>,
+
+    /// Basic credentials sent to the parents as Proxy-Authorization (never the client's own).
+    #[arg(long = "parent-auth", value_name = "USER:PASSWORD")]
+    pub parent_auth: Option<ParentAuth>,
+
+    /// When every parent is down: `fail` (502 naming them) or `direct` (go to the origin).
+    #[arg(
+        long = "parent-fallback",
+        default_value = "fail",
+        value_name = "direct|fail"
+    )]
+    pub parent_fallback: Fallback,
+
+    /// A host always fetched directly, never through a parent (repeatable): `intranet.example` or
+    /// `*.intranet.example`.
+    #[arg(long = "direct-host", value_name = "PATTERN")]
+    pub direct_host: Vec<HostPattern>,
+
+    /// Read a PROXY protocol header (v1 or v2) at the start of connections from --allow'ed addresses,
+    /// as HAProxy's `send-proxy` sends it: the client address it names is the one ACLs and the access
+    /// log see.
+    #[arg(long)]
+    pub accept_proxy_protocol: bool,
+
+    /// Another node of the tier (repeatable, as clients reach it): /proxy.pac then spreads hosts over
+    /// this node and its peers by rendezvous hashing, the others as fallbacks.
+    #[arg(long = "pac-peer", value_name = "HOST:PORT")]
+    pub pac_peer: Vec<ParentAddr>,
 }
 
 impl ProxyArgs {
@@ -249,9 +284,11 @@ impl ProxyArgs {
             self.allow
         };
         let cache_dir = (!self.no_cache).then_some(self.cache_dir);
+        let mut server = self.pool.server_config("proxy", self.listen, allow);
+        server.accept_proxy_protocol = self.accept_proxy_protocol;
         Ok(ProxyConfig {
             intercept: self.intercept.into_config(cache_dir.as_deref()),
-            server: self.pool.server_config("proxy", self.listen, allow),
+            server,
             deny_hosts: self.deny_host,
             deny_dests: self.deny_dest,
             connect_ports: self.connect_port,
@@ -263,6 +300,13 @@ impl ProxyArgs {
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
             refresh: RefreshRules::new(refresh),
+            parents: ParentConfig {
+                parents: self.parent,
+                auth: self.parent_auth.map(|a| a.0),
+                fallback: self.parent_fallback,
+                direct_hosts: self.direct_host,
+            },
+            pac_peers: self.pac_peer.iter().map(ToString::to_string).collect(),
         })
     }
 }

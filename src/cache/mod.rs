@@ -20,6 +20,7 @@ mod testutil;
 pub mod update;
 mod vary;
 
+use std::cell::OnceCell;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +75,12 @@ fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::S
         refresh,
     ))
 }
+
+/// The `--refresh` rule of one request's URL, matched the first time it is needed and then reused:
+/// a request runs the rules' regexes at most once (a hit from memory never), however many lookups,
+/// stores and head updates it makes.
+#[derive(Debug, Default)]
+pub struct RuleOnce(OnceCell<Option<Duration>>);
 
 /// Stores one response; `commit` makes it the entry and drops any older copy from the memory tier.
 pub struct CacheWriter {
@@ -141,8 +148,18 @@ impl Cache {
         self.refresh.lifetime_for(url)
     }
 
+    /// [`Cache::refresh_rule`], matched once per request through `once`.
+    pub fn rule_once(&self, url: &str, once: &RuleOnce) -> Option<Duration> {
+        *once.0.get_or_init(|| self.refresh_rule(url))
+    }
+
     /// The stored response for this URL that matches the request's Vary headers, if any.
     pub fn lookup(&self, url: &str, req: &RequestHead) -> Option<Found> {
+        self.lookup_with(url, req, &RuleOnce::default())
+    }
+
+    /// [`Cache::lookup`] with the request's refresh rule, matched only if the entry is read from disk.
+    pub fn lookup_with(&self, url: &str, req: &RequestHead, rule: &RuleOnce) -> Option<Found> {
         let primary_key = Key::for_url(url);
         if let Some(hot) = self.memory.get(&primary_key)
             && hot.url == url
@@ -176,7 +193,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: StoredBody::File(Box::new(entry)),
-                    freshness: freshness_of(&meta, self.refresh_rule(url)),
+                    freshness: freshness_of(&meta, self.rule_once(url, rule)),
                     meta,
                 })
             }
@@ -285,12 +302,22 @@ impl Cache {
 
     /// Replaces a stored head after a 304 (RFC 9111 §4.3.4), keeping the body.
     pub fn update_head(&self, url: &str, found: &mut Found) -> io::Result<()> {
+        self.update_head_with(url, found, &RuleOnce::default())
+    }
+
+    /// [`Cache::update_head`] with the request's refresh rule.
+    pub fn update_head_with(
+        &self,
+        url: &str,
+        found: &mut Found,
+        rule: &RuleOnce,
+    ) -> io::Result<()> {
         let meta = ResponseMeta {
             head: storable_head(&found.meta.head),
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
-        let freshness = freshness_of(&meta, self.refresh_rule(url));
+        let freshness = freshness_of(&meta, self.rule_once(url, rule));
         let mut writer = self
             .store
             .writer(
@@ -368,4 +395,40 @@ fn storable_head(response: &ResponseHead) -> ResponseHead {
         head.headers.remove(&field);
     }
     head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::{RefreshRule, RefreshRules};
+
+    fn cache_with_rule(dir: &std::path::Path, fresh_for: Duration) -> Cache {
+        let rule = RefreshRule::new(r"\.deb$", fresh_for).unwrap();
+        Cache::open(&CacheConfig {
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 20,
+            max_object_size: 1 << 20,
+            memory_bytes: 0,
+            refresh: RefreshRules::new(vec![rule]),
+        })
+        .unwrap()
+    }
+
+    /// Review defect 6: every disk lookup ran the refresh rules' regexes, and the store after it ran
+    /// them again. Through one request's `RuleOnce` they are matched once: the second ask is answered
+    /// from the first, even by a cache whose rules would say otherwise.
+    #[test]
+    fn a_request_matches_the_refresh_rules_once_however_often_it_asks() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hour = Duration::from_secs(3600);
+        let (a, b) = (
+            cache_with_rule(one.path(), hour),
+            cache_with_rule(two.path(), 2 * hour),
+        );
+        let url = "http://deb.example/pool/p.deb";
+        let once = RuleOnce::default();
+        assert_eq!(a.rule_once(url, &once), Some(hour));
+        assert_eq!(b.rule_once(url, &once), Some(hour), "not matched again");
+        assert_eq!(b.rule_once(url, &RuleOnce::default()), Some(2 * hour));
+    }
 }

@@ -16,7 +16,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
 use super::ranges::Held;
-use super::{Cache, Found, StoredBody};
+use super::store::body_matches;
+use super::{Cache, Found, RuleOnce, StoredBody};
 use crate::http::range::ByteRange;
 use crate::http::{RequestHead, ResponseHead};
 
@@ -73,8 +74,16 @@ fn strong_etag(head: &ResponseHead) -> Option<&str> {
 impl Cache {
     /// After a 206 for `url` was stored, joins it with `older`, the partial entry it replaced (see the
     /// module docs). Returns whether an entry was written; a failure leaves the newer entry alone.
-    pub fn join_partial(&self, url: &str, req: &RequestHead, mut older: Found) -> bool {
-        let Some(mut newer) = self.lookup(url, req) else {
+    /// The caller holds no miss lease: the join is this request's own work, and requests waiting
+    /// for the fetch are served by the newer entry meanwhile.
+    pub fn join_partial(
+        &self,
+        url: &str,
+        req: &RequestHead,
+        mut older: Found,
+        rule: &RuleOnce,
+    ) -> bool {
+        let Some(mut newer) = self.lookup_with(url, req, rule) else {
             return false;
         };
         let (Some(old_held), Some(new_held)) = (
@@ -94,7 +103,7 @@ impl Cache {
         let Some((joined, pieces)) = same.then(|| plan(old_bytes, new_bytes)).flatten() else {
             return false;
         };
-        if !self.prepare(url, &mut older) || !self.prepare(url, &mut newer) {
+        if !self.intact(&mut older) || !self.intact(&mut newer) {
             return false;
         }
         let mut head = newer.meta.head.clone();
@@ -130,6 +139,17 @@ impl Cache {
                 log::debug!("cache: could not join the parts of {url}: {e}");
                 false
             }
+        }
+    }
+
+    /// Whether a part's body matches its checksum, read only when this process has not verified or
+    /// written that very file (the newer part it wrote moments ago is not read again). The older
+    /// part's file is no longer at its key's path (the newer replaced it), so a damaged one is only
+    /// left out of the join, never removed by key: that would delete the newer entry just committed.
+    fn intact(&self, part: &mut Found) -> bool {
+        match &mut part.body {
+            StoredBody::Memory(_) => true,
+            StoredBody::File(entry) => self.store.is_verified(entry) || body_matches(entry),
         }
     }
 }

@@ -7,9 +7,9 @@
 //!
 //! ```text
 //!  GET + Range ── If-Range holds? ── no ──> Whole (or NotHeld for a partial entry)
-//!                        └─ yes ── resolve(len) ─┬─ one range ──> Single   (206, Content-Range)
-//!                                                ├─ several ───> Multi    (206 multipart/byteranges)
-//!                                                ├─ none fits ─> Unsatisfiable (416, bytes */len)
+//!                        └─ yes ── resolve(len) ─┬─ one range ──> Ranged(Single)   (206, Content-Range)
+//!                                                ├─ several ───> Ranged(Multi)    (206 multipart/byteranges)
+//!                                                ├─ none fits ─> Ranged(Unsatisfiable) (416, bytes */len)
 //!                                                └─ not held ──> NotHeld  (a miss: ask the origin)
 //! ```
 
@@ -57,33 +57,65 @@ impl Held {
     }
 }
 
-/// What to send for a request from a stored response.
+/// What to send for a request from a stored response. Decided once when the entry is looked up and
+/// handed to the code that serves it; decided again only after a 304 or a HEAD changed the head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeReply {
     /// The stored response as it is.
     Whole,
-    Single(ByteRange),
-    Multi(Vec<ByteRange>),
-    Unsatisfiable,
-    /// The request needs bytes (or the whole) that a partial entry does not hold.
+    /// A range response from the bytes the entry holds.
+    Ranged(Held, Ranged),
+    /// The request needs bytes (or the whole) that a partial entry does not hold, or the entry is a
+    /// 206 that cannot be used at all: a miss, to be asked of the origin (RFC 9111 §3.3).
     NotHeld,
+}
+
+/// The range response a stored entry gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ranged {
+    /// 206 with one Content-Range.
+    Single(ByteRange),
+    /// 206 multipart/byteranges.
+    Multi(Vec<ByteRange>),
+    /// 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
 }
 
 impl RangeReply {
     pub fn as_str(&self) -> &'static str {
         match self {
             RangeReply::Whole => "whole",
-            RangeReply::Single(_) => "range",
-            RangeReply::Multi(_) => "multipart",
-            RangeReply::Unsatisfiable => "unsatisfiable",
+            RangeReply::Ranged(_, ranged) => ranged.as_str(),
             RangeReply::NotHeld => "not-held",
         }
     }
 }
 
-/// RFC 9110 §14.2 and §13.1.5 for a stored response: Range applies to GET only, and to a 200 (or the
-/// stored 206 it came from); If-Range must hold with the stored validators, or the whole is sent.
-pub fn reply(req: &RequestHead, stored: &ResponseHead, held: &Held) -> RangeReply {
+impl Ranged {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Ranged::Single(_) => "range",
+            Ranged::Multi(_) => "multipart",
+            Ranged::Unsatisfiable => "unsatisfiable",
+        }
+    }
+
+    /// The status line's code: 206, or 416 for an unsatisfiable range set.
+    pub fn status(&self) -> u16 {
+        match self {
+            Ranged::Single(_) | Ranged::Multi(_) => 206,
+            Ranged::Unsatisfiable => 416,
+        }
+    }
+}
+
+/// RFC 9110 §14.2 and §13.1.5 for a stored response of `body_len` body bytes: Range applies to GET
+/// only, and to a 200 (or the stored 206 it came from); If-Range must hold with the stored
+/// validators, or the whole is sent (which a partial entry does not have).
+pub fn reply(req: &RequestHead, stored: &ResponseHead, body_len: u64) -> RangeReply {
+    let Some(held) = Held::of(stored, body_len) else {
+        return RangeReply::NotHeld;
+    };
     let whole = if held.partial {
         RangeReply::NotHeld
     } else {
@@ -105,7 +137,7 @@ pub fn reply(req: &RequestHead, stored: &ResponseHead, held: &Held) -> RangeRepl
     }
     let parts = match range::resolve(field, held.complete) {
         RangeAsk::Whole => return whole,
-        RangeAsk::Unsatisfiable => return RangeReply::Unsatisfiable,
+        RangeAsk::Unsatisfiable => return RangeReply::Ranged(held, Ranged::Unsatisfiable),
         RangeAsk::Parts(parts) => parts,
     };
     let all_held = held
@@ -113,16 +145,13 @@ pub fn reply(req: &RequestHead, stored: &ResponseHead, held: &Held) -> RangeRepl
         .is_some_and(|bytes| parts.iter().all(|p| p.within(&bytes)));
     match parts.as_slice() {
         _ if !all_held => RangeReply::NotHeld,
-        [one] if held.partial || one.len() < held.complete => RangeReply::Single(*one),
+        [one] if held.partial || one.len() < held.complete => {
+            RangeReply::Ranged(held, Ranged::Single(*one))
+        }
         // A range that covers everything is just the whole response (§14.2 lets us send 200).
         [_] => RangeReply::Whole,
-        _ => RangeReply::Multi(parts),
+        _ => RangeReply::Ranged(held, Ranged::Multi(parts)),
     }
-}
-
-/// Whether a stored response can answer the request at all: a partial entry only the ranges it holds.
-pub fn answers(req: &RequestHead, stored: &ResponseHead, body_len: u64) -> bool {
-    Held::of(stored, body_len).is_some_and(|held| reply(req, stored, &held) != RangeReply::NotHeld)
 }
 
 #[cfg(test)]
@@ -135,7 +164,16 @@ mod tests {
     }
 
     fn ask(fields: &[(&str, &str)], stored: &ResponseHead, len: u64) -> RangeReply {
-        reply(&req("GET", fields), stored, &Held::of(stored, len).unwrap())
+        reply(&req("GET", fields), stored, len)
+    }
+
+    /// The reply `ranged` from `stored` of `len` body bytes.
+    fn ranged(stored: &ResponseHead, len: u64, ranged: Ranged) -> RangeReply {
+        RangeReply::Ranged(Held::of(stored, len).unwrap(), ranged)
+    }
+
+    fn single(stored: &ResponseHead, len: u64, r: ByteRange) -> RangeReply {
+        ranged(stored, len, Ranged::Single(r))
     }
 
     #[test]
@@ -144,19 +182,19 @@ mod tests {
         assert_eq!(ask(&[], &stored, 1000), RangeReply::Whole);
         assert_eq!(
             ask(&[("Range", "bytes=0-99")], &stored, 1000),
-            RangeReply::Single(r(0, 99))
+            single(&stored, 1000, r(0, 99))
         );
         assert_eq!(
             ask(&[("Range", "bytes=-500")], &stored, 1000),
-            RangeReply::Single(r(500, 999))
+            single(&stored, 1000, r(500, 999))
         );
         assert_eq!(
             ask(&[("Range", "bytes=0-0,-1")], &stored, 1000),
-            RangeReply::Multi(vec![r(0, 0), r(999, 999)])
+            ranged(&stored, 1000, Ranged::Multi(vec![r(0, 0), r(999, 999)]))
         );
         assert_eq!(
             ask(&[("Range", "bytes=1000-")], &stored, 1000),
-            RangeReply::Unsatisfiable
+            ranged(&stored, 1000, Ranged::Unsatisfiable)
         );
         assert_eq!(
             ask(&[("Range", "bytes=0-")], &stored, 1000),
@@ -171,11 +209,7 @@ mod tests {
     #[test]
     fn range_is_for_get_on_a_200_only() {
         let stored = resp(200, &[]);
-        let head = reply(
-            &req("HEAD", &[("Range", "bytes=0-9")]),
-            &stored,
-            &Held::of(&stored, 100).unwrap(),
-        );
+        let head = reply(&req("HEAD", &[("Range", "bytes=0-9")]), &stored, 100);
         assert_eq!(head, RangeReply::Whole);
         assert_eq!(
             ask(&[("Range", "bytes=0-9")], &resp(404, &[]), 100),
@@ -193,7 +227,7 @@ mod tests {
         let range = ("Range", "bytes=0-9");
         assert_eq!(
             ask(&[range, ("If-Range", "\"v1\"")], &stored, 100),
-            RangeReply::Single(r(0, 9))
+            single(&stored, 100, r(0, 9))
         );
         assert_eq!(
             ask(&[range, ("If-Range", "\"v0\"")], &stored, 100),
@@ -201,7 +235,7 @@ mod tests {
         );
         assert_eq!(
             ask(&[range, ("If-Range", &lm)], &stored, 100),
-            RangeReply::Single(r(0, 9))
+            single(&stored, 100, r(0, 9))
         );
         assert_eq!(
             ask(&[range, ("If-Range", &d)], &stored, 100),
@@ -225,11 +259,11 @@ mod tests {
         assert_eq!(ask(&[], &stored, 100), RangeReply::NotHeld);
         assert_eq!(
             ask(&[("Range", "bytes=150-199")], &stored, 100),
-            RangeReply::Single(r(150, 199))
+            single(&stored, 100, r(150, 199))
         );
         assert_eq!(
             ask(&[("Range", "bytes=100-109,190-199")], &stored, 100),
-            RangeReply::Multi(vec![r(100, 109), r(190, 199)])
+            ranged(&stored, 100, Ranged::Multi(vec![r(100, 109), r(190, 199)]))
         );
         assert_eq!(
             ask(&[("Range", "bytes=150-200")], &stored, 100),
@@ -241,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             ask(&[("Range", "bytes=1000-")], &stored, 100),
-            RangeReply::Unsatisfiable
+            ranged(&stored, 100, Ranged::Unsatisfiable)
         );
     }
 
@@ -252,5 +286,28 @@ mod tests {
             assert_eq!(Held::of(&stored, 10), None, "{cr}");
         }
         assert_eq!(Held::of(&resp(206, &[]), 10), None);
+        let stored = resp(206, &[("Content-Range", "bytes 0-8/100")]);
+        assert_eq!(
+            ask(&[("Range", "bytes=0-5")], &stored, 10),
+            RangeReply::NotHeld
+        );
+    }
+
+    /// The review's case: a stored `206 bytes 0-99/1000` with ETag "v1", revalidated by a 304 whose
+    /// `ETag: W/"v1"` replaced the stored one. `If-Range: "v1"` no longer holds, so the request is for
+    /// the whole, which the entry does not have: a miss, never a 416 for a range the entry holds.
+    #[test]
+    fn a_partial_entry_whose_if_range_fails_is_not_held_rather_than_unsatisfiable() {
+        let before = resp(
+            206,
+            &[("Content-Range", "bytes 0-99/1000"), ("ETag", "\"v1\"")],
+        );
+        let fields = [("Range", "bytes=0-9"), ("If-Range", "\"v1\"")];
+        assert_eq!(ask(&fields, &before, 100), single(&before, 100, r(0, 9)));
+        let after = resp(
+            206,
+            &[("Content-Range", "bytes 0-99/1000"), ("ETag", "W/\"v1\"")],
+        );
+        assert_eq!(ask(&fields, &after, 100), RangeReply::NotHeld);
     }
 }

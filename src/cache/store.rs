@@ -214,21 +214,7 @@ impl Store {
     /// Reads the whole body once and checks it against its checksum; a mismatch removes the entry.
     /// The file is left positioned at the body again.
     pub fn verify_body(&self, open: &mut OpenEntry) -> bool {
-        let mut hasher = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = open.decoded.body_len;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            match open.file.read(&mut buf[..want]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
-            }
-        }
-        let ok = left == 0 && hasher.finalize() == open.decoded.body_crc;
-        if !ok {
+        if !body_matches(open) {
             log::warn!(
                 "cache: removing entry {} with a damaged body",
                 open.key.hex()
@@ -239,9 +225,7 @@ impl Store {
         if let Some(e) = self.index().entries.get_mut(&open.key) {
             e.verified = inode(&open.file);
         }
-        open.file
-            .seek(SeekFrom::Start(open.decoded.body_offset))
-            .is_ok()
+        true
     }
 
     pub fn remove(&self, key: Key) {
@@ -373,6 +357,32 @@ impl Store {
         }
         log::debug!("cache: evicted {count} entries");
     }
+}
+
+/// Whether an opened entry's body matches its checksum, reading it once, and leaves the file
+/// positioned at the body again. Touches neither the index nor the folder: the file may no longer
+/// be the one at its key's path (a joined partial entry's older part), so it is not this
+/// function's to remove.
+pub fn body_matches(open: &mut OpenEntry) -> bool {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = open.decoded.body_len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        match open.file.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+        }
+    }
+    let intact = left == 0 && hasher.finalize() == open.decoded.body_crc;
+    let rewound = open
+        .file
+        .seek(SeekFrom::Start(open.decoded.body_offset))
+        .is_ok();
+    intact && rewound
 }
 
 /// A file's inode number, which stays with it through the rename into place.

@@ -72,6 +72,15 @@ pub fn resolve(field: &str, len: u64) -> RangeAsk {
     let Some(specs) = parse(field) else {
         return RangeAsk::Whole;
     };
+    // §14.1.1: a suffix range of non-zero length is satisfiable even against an empty
+    // representation, yet no 206 can be formed of zero bytes: the Range is ignored (§14.2), 200.
+    if len == 0
+        && specs
+            .iter()
+            .any(|spec| matches!(spec, Spec::Suffix(n) if *n > 0))
+    {
+        return RangeAsk::Whole;
+    }
     let mut parts: Vec<ByteRange> = specs
         .iter()
         .filter_map(|spec| match *spec {
@@ -81,7 +90,6 @@ pub fn resolve(field: &str, len: u64) -> RangeAsk {
                 end: end.unwrap_or(u64::MAX).min(len - 1),
             }),
             Spec::Suffix(0) => None,
-            Spec::Suffix(_) if len == 0 => None,
             Spec::Suffix(n) => Some(ByteRange {
                 start: len.saturating_sub(n),
                 end: len - 1,
@@ -332,8 +340,17 @@ mod tests {
         assert_eq!(resolve("bytes=1000-", 1000), RangeAsk::Unsatisfiable);
         assert_eq!(resolve("bytes=-0", 1000), RangeAsk::Unsatisfiable);
         assert_eq!(resolve("bytes=0-0", 0), RangeAsk::Unsatisfiable);
-        assert_eq!(resolve("bytes=-5", 0), RangeAsk::Unsatisfiable);
+        assert_eq!(resolve("bytes=-0", 0), RangeAsk::Unsatisfiable);
         assert_eq!(parts("bytes=2000-3000,0-0", 1000), [r(0, 0)]);
+    }
+
+    /// RFC 9110 §14.1.1 counts `-5` as satisfiable whatever the length, but an empty representation
+    /// has no byte to put in a 206: the answer is the whole (empty) 200, never a 416.
+    #[test]
+    fn a_suffix_range_of_an_empty_representation_is_ignored_not_unsatisfiable() {
+        assert_eq!(resolve("bytes=-5", 0), RangeAsk::Whole);
+        assert_eq!(resolve("bytes=0-0,-1", 0), RangeAsk::Whole);
+        assert_eq!(resolve("bytes=0-", 0), RangeAsk::Unsatisfiable);
     }
 
     #[test]

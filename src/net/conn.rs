@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::client_stream::ClientStream;
+use super::proxy_protocol::Parsed;
 use super::stream::Stream;
 use crate::http::{self, Limits, ReadBuf, RequestHead};
 use crate::tls::TlsStream;
@@ -30,9 +31,22 @@ pub struct Conn {
     /// The parker saw the socket readable: the next read will not block, so it can skip the switch
     /// to non-blocking mode (two fcntl calls per request saved on the hot path).
     readable: bool,
+    /// Whether a PROXY protocol header may still come first (`--accept-proxy-protocol`).
+    proxy_header: ProxyHeader,
     /// Whose requests these are: the client's own, or those inside a CONNECT the handler took over.
     pub layer: Layer,
     _slot: ConnSlot,
+}
+
+/// Where a connection stands with the PROXY protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyHeader {
+    /// Not accepted here, or already read (or absent).
+    Done,
+    /// The first bytes may be a PROXY header.
+    Expected,
+    /// A header named a client: `peer` is now that client, to be checked once against --allow.
+    Relayed,
 }
 
 /// The `host:port` a CONNECT named.
@@ -90,8 +104,54 @@ impl Conn {
             parked_at: Instant::now(),
             nonblocking: false,
             readable: false,
+            proxy_header: ProxyHeader::Done,
             layer: Layer::Direct,
             _slot: slot,
+        }
+    }
+
+    /// Reads a PROXY protocol header first, if the connection starts with one.
+    pub(crate) fn expect_proxy_header(&mut self) {
+        self.proxy_header = ProxyHeader::Expected;
+    }
+
+    /// Whether a PROXY header replaced `peer` with the client it relays, since the last call: that
+    /// client must pass the allow list too.
+    pub(crate) fn take_relayed(&mut self) -> bool {
+        let relayed = self.proxy_header == ProxyHeader::Relayed;
+        if relayed {
+            self.proxy_header = ProxyHeader::Done;
+        }
+        relayed
+    }
+
+    /// With a PROXY header expected: consumes it and takes the client it names. `Ok(false)` when more
+    /// bytes are needed to tell.
+    fn read_proxy_header(&mut self) -> Result<bool, http::Error> {
+        if self.proxy_header != ProxyHeader::Expected {
+            return Ok(true);
+        }
+        match super::proxy_protocol::parse(self.buf.data()) {
+            Ok(Parsed::NeedMore) => Ok(false),
+            Ok(Parsed::Absent) => {
+                self.proxy_header = ProxyHeader::Done;
+                Ok(true)
+            }
+            Ok(Parsed::Header { len, client }) => {
+                self.buf.consume(len);
+                self.proxy_header = ProxyHeader::Done;
+                if let Some(client) = client {
+                    log::debug!("{}: PROXY protocol names client {client}", self.peer);
+                    self.peer = client;
+                    self.proxy_header = ProxyHeader::Relayed;
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                log::debug!("{}: {e}", self.peer);
+                self.proxy_header = ProxyHeader::Done;
+                Err(http::Error::Malformed("malformed PROXY protocol header"))
+            }
         }
     }
 
@@ -125,6 +185,7 @@ impl Conn {
             nonblocking,
             readable,
             layer: _,
+            proxy_header: _,
             _slot,
         } = self;
         let tcp = stream.into_inner().into_tcp()?;
@@ -144,6 +205,8 @@ impl Conn {
             nonblocking,
             readable,
             layer: Layer::Inside(authority),
+            // Inside a tunnel: a PROXY header only ever opens the raw connection.
+            proxy_header: ProxyHeader::Done,
             _slot,
         })
     }
@@ -217,8 +280,18 @@ impl Conn {
     /// Reads what the socket has without waiting and tries to parse a request head from it.
     pub fn read_head(&mut self, limits: &Limits, head_timeout: std::time::Duration) -> HeadRead {
         loop {
+            let header_done = match self.read_proxy_header() {
+                Ok(done) => done,
+                Err(e) => return HeadRead::Ready(Err(e)),
+            };
             if !self.buf.is_empty() {
-                match http::parse::request(self.buf.data(), limits) {
+                // Until a PROXY header is whole, nothing of the request can be parsed.
+                let parsed = if header_done {
+                    http::parse::request(self.buf.data(), limits)
+                } else {
+                    Ok(None)
+                };
+                match parsed {
                     Ok(Some((head, len))) => {
                         self.buf.consume(len);
                         self.head_deadline = None;

@@ -1,6 +1,6 @@
 //! Sockets and threads: the listener and its acceptor, the fixed worker pool, the parking of idle
-//! connections, access control by client address, orderly shutdown, and the stream (plain TCP or
-//! TLS) a connection carries.
+//! connections, access control by client address, the PROXY protocol, orderly shutdown, and the
+//! stream (plain TCP or TLS) a connection carries.
 //!
 //! ```text
 //!  acceptor ──(bounded channel)──> workers ──> Handler::handle(request)
@@ -15,6 +15,7 @@ pub mod acl;
 pub mod client_stream;
 pub mod conn;
 mod park;
+pub mod proxy_protocol;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;

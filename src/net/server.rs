@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// may take no response bytes (`ClientStream` makes the write side mean that).
     pub client_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Read a PROXY protocol header (v1 or v2) at the start of connections (`--accept-proxy-protocol`);
+    /// only connections from `allow`ed addresses get this far.
+    pub accept_proxy_protocol: bool,
 }
 
 /// Serves requests on a connection. Implemented by the proxy and the origin server.
@@ -270,7 +273,10 @@ impl Server {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(self.config.client_timeout));
         let _ = stream.set_write_timeout(Some(self.config.client_timeout));
-        let conn = Conn::new(stream, peer, slot, self.config.limits.max_head_bytes);
+        let mut conn = Conn::new(stream, peer, slot, self.config.limits.max_head_bytes);
+        if self.config.accept_proxy_protocol {
+            conn.expect_proxy_header();
+        }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match jobs.try_send(conn) {
             Ok(()) => {}
@@ -323,6 +329,7 @@ impl<H: Handler> Worker<H> {
     fn spawn(self, index: usize, config: &ServerConfig) -> io::Result<JoinHandle<()>> {
         let limits = config.limits;
         let head_timeout = config.head_timeout;
+        let allow = config.allow.clone();
         std::thread::Builder::new()
             .name(format!("{}-worker-{index}", config.name))
             .spawn(move || {
@@ -344,6 +351,7 @@ impl<H: Handler> Worker<H> {
                         &parker,
                         handler.as_ref(),
                         &shutdown,
+                        &allow,
                     );
                     stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -360,6 +368,7 @@ fn serve_connection<H: Handler>(
     parker: &ParkHandle,
     handler: &H,
     shutdown: &Shutdown,
+    allow: &[Cidr],
 ) {
     loop {
         if conn.awaits_first_bytes() {
@@ -386,6 +395,13 @@ fn serve_connection<H: Handler>(
         }
         match conn.read_head(limits, head_timeout) {
             HeadRead::Ready(request) => {
+                // The client a PROXY header names passes the same allow list as a direct one.
+                if conn.take_relayed() && !allow.iter().any(|c| c.contains(conn.peer.ip())) {
+                    let why = "client address not allowed";
+                    handler.refused(conn.peer, 403, why);
+                    let _ = conn.stream.write_all(&crate::html::refusal(403, why));
+                    return;
+                }
                 if conn.make_blocking().is_err() {
                     return;
                 }

@@ -100,6 +100,7 @@ impl Default for ServeConfig {
                 idle_timeout: Duration::from_secs(60),
                 client_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(10),
+                accept_proxy_protocol: false,
             },
             root: PathBuf::from("."),
             cookies: PathBuf::from("cookies.json"),

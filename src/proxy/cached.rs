@@ -14,6 +14,10 @@
 //! ```
 //!
 //! Every response says what happened in Cache-Status ([`CacheStatus`], RFC 9211).
+//!
+//! What an entry answers (the whole, ranges, or nothing: a partial entry without the bytes asked
+//! for) is decided once, at lookup, and carried to `serve_hit` in a [`Hit`]; only a 304 that changed
+//! the stored head makes it decided again, and an entry that then answers nothing is a miss.
 
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
@@ -25,11 +29,11 @@ use super::metrics::Outcome;
 use super::{Proxy, ProxyError, forward};
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision, NoStore, NotModified};
-use crate::cache::ranges::{self, Held, RangeReply};
+use crate::cache::ranges::{self, RangeReply};
 use crate::cache::status::{CacheStatus, Forward, NotStored};
-use crate::cache::{Cache, Found, StoredBody};
+use crate::cache::{Cache, Found, RuleOnce, StoredBody};
 use crate::http::body::BodyMode;
-use crate::http::{self, Method, ResponseHead, write};
+use crate::http::{self, Method, RequestHead, ResponseHead, write};
 use crate::net::sendfile::SendFile;
 
 impl Proxy {
@@ -38,11 +42,17 @@ impl Proxy {
         if directives.no_store {
             return self.pass(ex);
         }
+        // The URL's --refresh rule, matched at most once for all the lookups and stores below.
+        let rule = RuleOnce::default();
         // Two looks at most: the second after waiting for another request's fetch of the same URL.
         for attempt in 0..2 {
-            // A partial entry that lacks the bytes asked for is a miss (RFC 9111 §3.3).
-            let usable = |found: &Found| ranges::answers(&ex.req, &found.meta.head, found.body_len);
-            if let Some(mut found) = cache.lookup(&ex.target.url, &ex.req).filter(usable) {
+            // What the entry answers is decided once, here, and handed on to serve it. A partial
+            // entry that lacks the bytes asked for is a miss (RFC 9111 §3.3).
+            let hit = cache
+                .lookup_with(&ex.target.url, &ex.req, &rule)
+                .map(|found| Hit::of(&ex.req, found))
+                .filter(|hit| hit.reply != RangeReply::NotHeld);
+            if let Some(Hit { mut found, reply }) = hit {
                 let now = SystemTime::now();
                 match policy::decide_with(&directives, &found.freshness, now) {
                     Decision::Fresh | Decision::StaleAllowed
@@ -55,13 +65,14 @@ impl Proxy {
                         } else {
                             CacheStatus::Hit
                         };
-                        return self.serve_hit(ex, found, status, now);
+                        let hit = Hit { found, reply };
+                        return self.serve_hit(cache, ex, hit, status, now, &rule);
                     }
                     Decision::Revalidate
                         if !directives.only_if_cached
                             && cache.prepare(&ex.target.url, &mut found) =>
                     {
-                        return self.revalidate(cache, ex, found);
+                        return self.revalidate(cache, ex, found, &rule);
                     }
                     _ => {}
                 }
@@ -74,7 +85,7 @@ impl Proxy {
                 break;
             }
             match cache.lock(&ex.target.url, self.config.origin_timeout) {
-                Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard),
+                Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
                 Lease::Waited if attempt == 0 => continue,
                 Lease::Waited => break,
             }
@@ -89,10 +100,16 @@ impl Proxy {
     }
 
     /// Fetches from the origin and relays, storing the response when policy allows.
-    fn fetch_and_store(&self, cache: &Cache, ex: &mut Exchange, lease: LeaderGuard) -> Served {
+    fn fetch_and_store(
+        &self,
+        cache: &Cache,
+        ex: &mut Exchange,
+        lease: LeaderGuard,
+        rule: &RuleOnce,
+    ) -> Served {
         ex.entry.outcome = Outcome::Miss;
         let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
-        self.relay_and_store(cache, ex, fetched, Forward::Miss, Some(lease))
+        self.relay_and_store(cache, ex, fetched, Forward::Miss, Some(lease), rule)
     }
 
     /// Relays a response from the origin, storing it when the policy, its framing and its size allow.
@@ -102,10 +119,11 @@ impl Proxy {
         ex: &mut Exchange,
         fetched: Fetched,
         fwd: Forward,
-        lease: Option<LeaderGuard>,
+        mut lease: Option<LeaderGuard>,
+        rule: &RuleOnce,
     ) -> Served {
-        let rule = cache.refresh_rule(&ex.target.url);
-        let writer = policy::storable_with_rule(&ex.req, &fetched.head, rule)
+        let fresh_for = cache.rule_once(&ex.target.url, rule);
+        let writer = policy::storable_with_rule(&ex.req, &fetched.head, fresh_for)
             .map_err(NotStored::Policy)
             .and_then(|()| match fetched.mode {
                 BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
@@ -124,18 +142,18 @@ impl Proxy {
         if writer.is_err() {
             // Nothing will be stored: requests waiting for this fetch may go to the origin now
             // rather than wait for the whole body.
-            drop(lease);
+            drop(lease.take());
         }
         // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).
         let older = match &writer {
             Ok(_) if fetched.head.status == 206 => cache
-                .lookup(&ex.target.url, &ex.req)
+                .lookup_with(&ex.target.url, &ex.req, rule)
                 .filter(|found| found.meta.head.status == 206),
             _ => None,
         };
         let cc = CacheControl::parse(&fetched.head.headers);
         let status = match &writer {
-            Ok(_) if policy::refresh_applies(&fetched.head, &cc, rule).is_some() => {
+            Ok(_) if policy::refresh_applies(&fetched.head, &cc, fresh_for).is_some() => {
                 ex.entry.detail = Some("refresh-rule");
                 CacheStatus::RuleStored { fwd }
             }
@@ -145,16 +163,25 @@ impl Proxy {
             },
         };
         let served = self.relay(ex, fetched, Some(status), writer.ok());
+        // The new entry is in place: requests waiting for it look again now, not after the join,
+        // which is this request's own work.
+        drop(lease);
         if let Some(older) = older
             && served.is_ok()
         {
-            cache.join_partial(&ex.target.url, &ex.req, older);
+            cache.join_partial(&ex.target.url, &ex.req, older, rule);
         }
         served
     }
 
     /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
-    fn revalidate(&self, cache: &Cache, ex: &mut Exchange, mut found: Found) -> Served {
+    fn revalidate(
+        &self,
+        cache: &Cache,
+        ex: &mut Exchange,
+        mut found: Found,
+        rule: &RuleOnce,
+    ) -> Served {
         let validators = policy::validators(&found.meta.head);
         let fetched = self.fetch(ex, Ask::Revalidate(&validators))?;
         if ex.head_only() && fetched.head.status == 200 {
@@ -168,11 +195,11 @@ impl Proxy {
             self.checkin(ex, fetched);
             let fetched = self.fetch(ex, Ask::Revalidate(&[]))?;
             ex.entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None, rule);
         }
         if fetched.head.status != 304 {
             ex.entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None);
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None, rule);
         }
         let Fetched {
             origin,
@@ -196,40 +223,61 @@ impl Proxy {
         policy::update_from_304(&mut meta.head, &head);
         meta.request_time = request_time;
         meta.response_time = response_time;
-        if let Err(e) = cache.update_head(&target.url, &mut found) {
+        if let Err(e) = cache.update_head_with(&target.url, &mut found, rule) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }
         ex.entry.outcome = Outcome::Revalidated;
-        self.serve_hit(ex, found, CacheStatus::Revalidated, SystemTime::now())
+        // The 304 may have changed the validators an If-Range is checked against: decide again.
+        let hit = Hit::of(&ex.req, found);
+        self.serve_hit(
+            cache,
+            ex,
+            hit,
+            CacheStatus::Revalidated,
+            SystemTime::now(),
+            rule,
+        )
     }
 
-    /// Sends a stored response: 304 when the client's conditional matches, else the whole entry, with
-    /// Age, Via, Cache-Status and X-Cache. Bodies in memory go out with their head in one vectored
-    /// write; bodies in a file go file-to-socket with sendfile(2).
-    fn serve_hit(
+    /// A request the stored entry turned out not to answer: a miss, asked of the origin as the client
+    /// asked it, and stored as any miss is (RFC 9111 §3.3).
+    fn not_held(&self, cache: &Cache, ex: &mut Exchange, rule: &RuleOnce) -> Served {
+        ex.entry.outcome = Outcome::Miss;
+        let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
+        self.relay_and_store(cache, ex, fetched, Forward::Miss, None, rule)
+    }
+
+    /// Sends a stored response: 304 when the client's conditional matches, else the ranges or the
+    /// whole entry as `hit.reply` says, with Age, Via, Cache-Status and X-Cache. Bodies in memory go
+    /// out with their head in one vectored write; bodies in a file go file-to-socket with sendfile(2).
+    /// A reply the entry cannot give (a 304 changed the validators an If-Range is checked against,
+    /// so a partial entry no longer answers) is a miss: the request goes to the origin.
+    pub(super) fn serve_hit(
         &self,
+        cache: &Cache,
         ex: &mut Exchange,
-        found: Found,
+        hit: Hit,
         cache_status: CacheStatus,
         now: SystemTime,
+        rule: &RuleOnce,
     ) -> Served {
+        let Hit { found, reply } = hit;
         let meta = &found.meta;
-        let age = found.freshness.age(now);
         let not_modified = policy::client_has_current(&ex.req, &meta.head);
-        let mut out = Vec::with_capacity(1024);
         // RFC 9110 §14.2: ranges of the stored response (a 206 or a 416) when the request asks.
-        let ranged = match Held::of(&meta.head, found.body_len) {
-            Some(held) if !not_modified => match ranges::reply(&ex.req, &meta.head, &held) {
-                RangeReply::Whole => None,
-                reply => Some((held, reply)),
-            },
-            _ => None,
+        let ranged = match reply {
+            _ if not_modified => None,
+            RangeReply::Whole => None,
+            RangeReply::Ranged(held, ranged) => Some((held, ranged)),
+            RangeReply::NotHeld => return self.not_held(cache, ex, rule),
         };
+        let age = found.freshness.age(now);
+        let mut out = Vec::with_capacity(1024);
         let mut multipart = None;
         if not_modified {
             not_modified_head(&mut out, &meta.head);
-        } else if let Some((held, reply)) = &ranged {
-            multipart = super::ranges::range_head(&mut out, &found, held, reply);
+        } else if let Some((held, ranged)) = &ranged {
+            multipart = super::ranges::range_head(&mut out, &found, held, ranged);
         } else {
             write::status_line(&mut out, meta.head.status, &meta.head.reason);
             for (name, value) in meta.head.headers.iter() {
@@ -259,12 +307,11 @@ impl Proxy {
             write::field(&mut out, "Connection", value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
-        if let Some((held, reply)) = &ranged {
-            let unsatisfiable = matches!(reply, RangeReply::Unsatisfiable);
-            ex.entry.status = if unsatisfiable { 416 } else { 206 };
+        if let Some((held, ranged)) = &ranged {
+            ex.entry.status = ranged.status();
             let stream = &mut ex.conn.stream;
             let m = multipart.as_ref();
-            ex.entry.bytes = super::ranges::send_range_body(stream, &out, &found, held, reply, m)?;
+            ex.entry.bytes = super::ranges::send_range_body(stream, &out, &found, held, ranged, m)?;
             return Ok(Reuse::when(ex.keep_alive));
         }
         ex.entry.status = if not_modified { 304 } else { meta.head.status };
@@ -296,6 +343,20 @@ impl Proxy {
             }
         }
         Ok(Reuse::when(ex.keep_alive))
+    }
+}
+
+/// A stored response found for a request, with what it answers: decided once at lookup, again only
+/// after a 304 changed the head.
+pub(super) struct Hit {
+    found: Found,
+    reply: RangeReply,
+}
+
+impl Hit {
+    pub(super) fn of(req: &RequestHead, found: Found) -> Hit {
+        let reply = ranges::reply(req, &found.meta.head, found.body_len);
+        Hit { found, reply }
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth;
+use super::parent::ParentConfig;
 use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
@@ -32,6 +33,10 @@ pub struct ProxyConfig {
     pub memory_cache_size: u64,
     /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
     pub refresh: RefreshRules,
+    /// Parent proxies (`--parent`), their credentials, fallback and direct hosts.
+    pub parents: ParentConfig,
+    /// Other nodes of the tier (`--pac-peer`), for /proxy.pac to spread hosts over.
+    pub pac_peers: Vec<String>,
     /// HTTPS interception; `None` tunnels every CONNECT.
     pub intercept: Option<InterceptConfig>,
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use super::exchange::{Answer, Reuse};
 use super::metrics::{AccessEntry, Outcome};
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, pages};
+use super::{Proxy, pages};
 use crate::http::{RequestHead, authority};
 use crate::net::{Authority, Conn};
 use std::sync::atomic::Ordering;
@@ -39,6 +39,11 @@ impl Proxy {
             self.reply(conn, &mut entry, page, closing);
             return None;
         }
+        if req.headers.list("via").any(|hop| hop.ends_with(&self.via)) {
+            let message = "this CONNECT has already passed through this proxy: a forwarding loop";
+            self.reply(conn, &mut entry, pages::status_page(508, message), closing);
+            return None;
+        }
         if self.intercepts(&host) {
             // Interception answers 200 before it dials: check the destination rules first, so a
             // refused address is a 403 here, not a failure inside the tunnel.
@@ -50,14 +55,10 @@ impl Proxy {
             }
             return self.intercept_connect(conn, Authority { host, port });
         }
-        let dialled = self
-            .origins
-            .dial_tcp(&host, port, self.config.origin_timeout);
-        let origin = match dialled {
-            Ok(stream) => stream,
-            Err(e) => {
-                let error = ProxyError::from_dial(e);
-                if let ProxyError::Denied(_) = error {
+        let dial = match self.dial_tunnel(&host, port, &req, &mut entry) {
+            Ok(dial) => dial,
+            Err(error) => {
+                if let super::ProxyError::Denied(_) = error {
                     entry.outcome = Outcome::Denied;
                 }
                 log::warn!("CONNECT {}: {error}", req.target);
@@ -74,9 +75,12 @@ impl Proxy {
             return None;
         }
         let (client, buf, slot) = conn.into_parts();
-        let client = client.into_tcp()?;
+        let mut client = client.into_tcp()?;
+        if !dial.early.is_empty() && client.write_all(&dial.early).is_err() {
+            return None;
+        }
         // Bytes the client sent right after its CONNECT head (a TLS ClientHello) go first.
-        let mut origin = origin;
+        let mut origin = dial.stream;
         if !buf.is_empty() && origin.write_all(buf.data()).is_err() {
             return None;
         }

@@ -32,6 +32,11 @@ pub enum ProxyError {
     NotCached,
     /// A cache file could not be read while serving it.
     CacheRead(io::Error),
+    /// Every parent proxy is down (refused, timed out, or marked down) and `--parent-fallback fail`:
+    /// the names and what happened to each.
+    NoParent(String),
+    /// A parent proxy refused a CONNECT, or our credentials (407), with this status.
+    ParentRefused { parent: String, status: u16 },
 }
 
 impl ProxyError {
@@ -48,6 +53,11 @@ impl ProxyError {
             ProxyError::UpstreamTls(_) => 502,
             ProxyError::NotCached => 504,
             ProxyError::CacheRead(_) => 500,
+            ProxyError::NoParent(_) => 502,
+            // Our credentials for the parent are not the client's to fix: a gateway error.
+            ProxyError::ParentRefused { status: 407, .. } => 502,
+            ProxyError::ParentRefused { status, .. } if (400..600).contains(status) => *status,
+            ProxyError::ParentRefused { .. } => 502,
         }
     }
 
@@ -126,6 +136,10 @@ impl fmt::Display for ProxyError {
                 f.write_str("only-if-cached was requested and the cache holds no usable response")
             }
             ProxyError::CacheRead(e) => write!(f, "cannot read the cached response: {e}"),
+            ProxyError::NoParent(tried) => write!(f, "no parent proxy is reachable: {tried}"),
+            ProxyError::ParentRefused { parent, status } => {
+                write!(f, "the parent proxy {parent} refused with {status}")
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::cache::CacheWriter;
 use crate::cache::policy;
 use crate::cache::status::CacheStatus;
 use crate::http::body::BodyMode;
-use crate::http::{self, Method, ResponseHead};
+use crate::http::{Method, ResponseHead};
 use crate::net::Conn;
 
 /// An origin response whose head has arrived; its body is still on the connection.
@@ -124,15 +124,7 @@ impl Proxy {
     /// Sends the request upstream and reads the response head, with the client's conditional fields
     /// or, when the cache revalidates, the stored entry's validators in their place.
     pub(super) fn fetch(&self, ex: &mut Exchange, ask: Ask<'_>) -> Result<Fetched, ProxyError> {
-        let Exchange {
-            conn,
-            req,
-            target,
-            req_body,
-            ..
-        } = ex;
-        let req_body = *req_body;
-        let mut outbound = forward::outbound_request(req, target, &self.via, req_body);
+        let mut outbound = forward::outbound_request(&ex.req, &ex.target, &self.via, ex.req_body);
         if let Ask::Revalidate(validators) = ask {
             // Only the entry's own validators: a 304 to a client's `If-None-Match: "new"` would
             // otherwise confirm the stored old body as "new" for everyone (RFC 9111 §4.3.1). With
@@ -151,45 +143,9 @@ impl Proxy {
                 outbound.headers.append(*name, value.as_bytes());
             }
         }
-        let mut outbound_bytes = Vec::with_capacity(512);
-        http::write::request_head(&mut outbound_bytes, &outbound);
-
-        let timeout = self.config.origin_timeout;
         let request_time = SystemTime::now();
-        let tls = self.interceptor.as_ref().map(|i| &i.upstream);
-        let mut origin =
-            self.origins
-                .checkout(target.scheme, &target.host, target.port, timeout, tls)?;
-        let mut response = forward::exchange(
-            conn,
-            &mut origin,
-            &outbound_bytes,
-            req,
-            req_body,
-            &self.limits,
-        );
-        // A pooled connection the origin closed meanwhile fails before any response byte: retry once on
-        // a new connection, when the request is idempotent (RFC 9110 §9.2.2) and had no body that is
-        // already gone.
-        if origin.reused
-            && req.method.is_idempotent()
-            && req_body == BodyMode::NoBody
-            && matches!(response, Err(ProxyError::OriginIo(_)))
-        {
-            origin = self
-                .origins
-                .dial(target.scheme, &target.host, target.port, timeout, tls)?;
-            response = forward::exchange(
-                conn,
-                &mut origin,
-                &outbound_bytes,
-                req,
-                req_body,
-                &self.limits,
-            );
-        }
-        let head = response?;
-        let mode = forward::upstream_framing(req, &head)?;
+        let (origin, head) = self.send_upstream(ex, &outbound)?;
+        let mode = forward::upstream_framing(&ex.req, &head)?;
         Ok(Fetched {
             origin,
             head,
@@ -222,9 +178,13 @@ impl Proxy {
             &self.via,
         );
         if let Some(status) = cache_status {
-            client_head
-                .headers
-                .append("Cache-Status", status.to_string());
+            let mut value = status.to_string();
+            if let Some(parent) = &ex.entry.parent {
+                // Which parent answered (an extension parameter, RFC 9211 §2.8); the parent's own
+                // entry comes before ours in the list.
+                value.push_str(&format!("; fwd-parent=\"{parent}\""));
+            }
+            client_head.headers.append("Cache-Status", value);
             client_head.headers.append("X-Cache", status.x_cache());
         }
         let client_keeps = !client_head.headers.has_token("connection", "close");

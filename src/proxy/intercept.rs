@@ -25,7 +25,7 @@ use super::exchange::{Answer, Reuse};
 use super::metrics::{AccessEntry, Outcome};
 use super::target::Target;
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, pages};
+use super::{Proxy, ProxyError, pages, upstream};
 use crate::http::authority::{self, DefaultPort};
 use crate::http::{self, Method, RequestHead};
 use crate::net::{Authority, Conn, FirstBytes, Layer};
@@ -127,9 +127,12 @@ impl Proxy {
     /// untouched.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
-        let dialled =
-            self.origins
-                .dial_tcp(&authority.host, authority.port, self.config.origin_timeout);
+        let dialled = upstream::dial_tcp(
+            self.origins.rules(),
+            &authority.host,
+            authority.port,
+            self.config.origin_timeout,
+        );
         let mut origin = match dialled {
             Ok(stream) => stream,
             Err(e) => {

@@ -100,6 +100,8 @@ pub struct AccessEntry {
     pub outcome: Outcome,
     /// Why the cache did what it did, when there is more to say (Cache-Status `detail`).
     pub detail: Option<&'static str>,
+    /// The parent proxy the request went through (`--parent`), as `host:port`.
+    pub parent: Option<String>,
 }
 
 impl AccessEntry {
@@ -113,6 +115,7 @@ impl AccessEntry {
             bytes: 0,
             outcome: Outcome::Error,
             detail: None,
+            parent: None,
         }
     }
 
@@ -143,8 +146,12 @@ impl fmt::Display for AccessEntry {
             self.bytes,
             self.outcome.as_str()
         )?;
-        match self.detail {
-            Some(detail) => write!(f, " detail={detail}"),
+        if let Some(detail) = self.detail {
+            write!(f, " detail={detail}")?;
+        }
+        match &self.parent {
+            // Squid's hierarchy code for "the first parent that is up".
+            Some(parent) => write!(f, " FIRSTUP_PARENT/{parent}"),
             None => Ok(()),
         }
     }

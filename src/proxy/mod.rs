@@ -27,8 +27,11 @@ pub mod forward;
 mod intercept;
 mod intercept_pages;
 pub mod metrics;
+pub mod pac;
 pub mod pages;
+pub mod parent;
 mod ranges;
+mod route;
 pub mod target;
 mod tunnel;
 mod updates;
@@ -105,6 +108,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub server_stats: Arc<ServerStats>,
     origins: UpstreamPool,
+    /// `--parent` proxies and their health.
+    pub parents: parent::Parents,
     tunnels: TunnelHandle,
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
@@ -143,6 +148,7 @@ impl Proxy {
             listen: local_addr,
         });
         Ok(Proxy {
+            parents: parent::Parents::new(config.parents.clone()),
             config,
             local_addr,
             started: Instant::now(),

@@ -268,10 +268,12 @@ fn metrics_text(proxy: &Proxy) -> String {
     if let Some(interceptor) = &proxy.interceptor {
         super::intercept_pages::metrics(&mut out, &interceptor.stats);
     }
+    out.push_str(&proxy.parents.metrics_text());
     out
 }
 
-/// A PAC file sending every http and https request through this proxy, as the client reached it.
+/// The PAC file: every http and https request through this proxy as the client reached it, or spread
+/// over the tier's nodes with `--pac-peer` (pac.rs).
 fn pac_file(proxy: &Proxy, req: &RequestHead) -> String {
     let address = req
         .headers
@@ -279,9 +281,5 @@ fn pac_file(proxy: &Proxy, req: &RequestHead) -> String {
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()) && !h.contains('"'))
         .map(str::to_string)
         .unwrap_or_else(|| proxy.local_addr.to_string());
-    format!(
-        "function FindProxyForURL(url, host) {{\n  \
-         if (url.substring(0, 5) === \"http:\" || url.substring(0, 6) === \"https:\") {{\n    \
-         return \"PROXY {address}\";\n  }}\n  return \"DIRECT\";\n}}\n"
-    )
+    super::pac::script(&address, &proxy.config.pac_peers)
 }

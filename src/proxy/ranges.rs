@@ -7,7 +7,7 @@ use std::io::Write;
 
 use super::ProxyError;
 use super::exchange::Failure;
-use crate::cache::ranges::{Held, RangeReply};
+use crate::cache::ranges::{Held, Ranged};
 use crate::cache::{Found, StoredBody};
 use crate::http::range::{ByteRange, Multipart};
 use crate::http::write;
@@ -30,7 +30,7 @@ pub(super) fn range_head(
     out: &mut Vec<u8>,
     found: &Found,
     held: &Held,
-    reply: &RangeReply,
+    ranged: &Ranged,
 ) -> Option<Multipart> {
     let stored = &found.meta.head;
     let copy_stored = |out: &mut Vec<u8>, skip_type: bool| {
@@ -42,8 +42,8 @@ pub(super) fn range_head(
             }
         }
     };
-    match reply {
-        RangeReply::Single(r) => {
+    match ranged {
+        Ranged::Single(r) => {
             write::status_line(out, 206, "Partial Content");
             copy_stored(out, false);
             write::field(
@@ -54,7 +54,7 @@ pub(super) fn range_head(
             write::field(out, "Content-Length", r.len().to_string().as_bytes());
             None
         }
-        RangeReply::Multi(parts) => {
+        Ranged::Multi(parts) => {
             // Random, so no stored body can contain it by design.
             let random = getrandom::u64().unwrap_or_else(|_| {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
@@ -73,7 +73,7 @@ pub(super) fn range_head(
             );
             Some(multipart)
         }
-        _ => {
+        Ranged::Unsatisfiable => {
             // 416: no stored fields but those that say which representation the length is of.
             write::status_line(out, 416, "Range Not Satisfiable");
             for name in ["date", "etag", "last-modified"] {
@@ -89,18 +89,18 @@ pub(super) fn range_head(
     }
 }
 
-/// Sends a finished range head and the bytes of `reply`; returns the bytes written.
+/// Sends a finished range head and the bytes of `ranged`; returns the bytes written.
 pub(super) fn send_range_body(
     stream: &mut Stream,
     head: &[u8],
     found: &Found,
     held: &Held,
-    reply: &RangeReply,
+    ranged: &Ranged,
     multipart: Option<&Multipart>,
 ) -> Result<u64, Failure> {
     let client = |e| Failure::AfterHead(ProxyError::ClientIo(e));
-    let parts: Vec<(&[u8], ByteRange)> = match (reply, multipart) {
-        (RangeReply::Single(r), _) => vec![(&[][..], *r)],
+    let parts: Vec<(&[u8], ByteRange)> = match (ranged, multipart) {
+        (Ranged::Single(r), _) => vec![(&[][..], *r)],
         (_, Some(m)) => m.parts.iter().map(|(h, r)| (h.as_slice(), *r)).collect(),
         _ => Vec::new(),
     };

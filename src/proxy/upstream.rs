@@ -30,9 +30,12 @@ pub struct UpstreamConn {
     pub buf: ReadBuf,
     /// Whether it came from the pool: a failure before any response byte may then be retried.
     pub reused: bool,
+    /// The parent proxy a plain-HTTP connection goes to, when it does: the pool files it under the
+    /// parent, not under the origin of the request it carried.
+    pub parent: Option<UpstreamKey>,
 }
 
-type UpstreamKey = (Scheme, String, u16);
+pub type UpstreamKey = (Scheme, String, u16);
 
 /// Why no connection to an origin could be made.
 #[derive(Debug)]
@@ -59,51 +62,9 @@ impl UpstreamPool {
         }
     }
 
-    /// A pooled connection to `scheme://host:port`, or a new one.
-    pub fn checkout(
-        &self,
-        scheme: Scheme,
-        host: &str,
-        port: u16,
-        timeout: Duration,
-        tls: Option<&UpstreamTls>,
-    ) -> Result<UpstreamConn, DialError> {
-        if let Some(conn) = self.take_idle(scheme, host, port) {
-            return Ok(conn);
-        }
-        self.dial(scheme, host, port, timeout, tls)
-    }
-
-    /// Resolves and connects, trying each address in turn within the timeout; for https, then runs the
-    /// TLS handshake, verifying the origin's certificate.
-    pub fn dial(
-        &self,
-        scheme: Scheme,
-        host: &str,
-        port: u16,
-        timeout: Duration,
-        tls: Option<&UpstreamTls>,
-    ) -> Result<UpstreamConn, DialError> {
-        let tcp = self.dial_tcp(host, port, timeout).map_err(DialError::Tcp)?;
-        let setup = |s: &TcpStream| {
-            s.set_read_timeout(Some(timeout))?;
-            s.set_write_timeout(Some(timeout))?;
-            let _ = s.set_nodelay(true);
-            Ok(())
-        };
-        setup(&tcp).map_err(DialError::Tcp)?;
-        let stream = match scheme {
-            Scheme::Http => Stream::Plain(tcp),
-            Scheme::Https => {
-                let tls = tls.ok_or(DialError::NoTls)?;
-                Stream::Tls(Box::new(tls.connect(host, tcp).map_err(DialError::Tls)?))
-            }
-        };
-        Ok(UpstreamConn {
-            stream,
-            buf: ReadBuf::with_capacity(ORIGIN_BUF),
-            reused: false,
-        })
+    /// The destination rules, for the dials that do not go through the pool.
+    pub fn rules(&self) -> &DestRules {
+        &self.rules
     }
 
     /// The refusal when the destination rules refuse every address `host:port` resolves to (for a
@@ -120,29 +81,23 @@ impl UpstreamPool {
         refusal
     }
 
-    /// A plain TCP connection to `host:port`, as for a CONNECT tunnel: resolves, skips the addresses
-    /// the destination rules refuse (the error names the rule when no other address connects), and
-    /// tries the rest in turn within the timeout.
-    pub fn dial_tcp(&self, host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-        let addrs = (host, port).to_socket_addrs()?;
-        let mut last_error =
-            io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
-        let mut denied = None;
-        for addr in addrs {
-            if let Err(refusal) = self.rules.check(addr) {
-                denied = Some(refusal);
-                continue;
-            }
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last_error = e,
-            }
+    /// A pooled connection to `scheme://host:port`, or a new one.
+    pub fn checkout(
+        &self,
+        scheme: Scheme,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<UpstreamConn, DialError> {
+        if let Some(conn) = self.take_idle(scheme, host, port) {
+            return Ok(conn);
         }
-        // A refused address says more than a failure on another one (`localhost` as ::1 and 127.0.0.1).
-        Err(denied.map(dest::into_io).unwrap_or(last_error))
+        dial(&self.rules, scheme, host, port, timeout, tls)
     }
 
-    fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
+    /// A pooled connection to `scheme://host:port`, if one is idle and quiet.
+    pub fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (scheme, host.to_string(), port);
         let list = idle.get_mut(&key)?;
@@ -166,7 +121,11 @@ impl UpstreamPool {
         if total >= MAX_IDLE_TOTAL {
             return;
         }
-        let list = idle.entry((scheme, host.to_string(), port)).or_default();
+        let key = conn
+            .parent
+            .clone()
+            .unwrap_or_else(|| (scheme, host.to_string(), port));
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN {
             list.push((conn, Instant::now()));
         }
@@ -189,4 +148,87 @@ fn is_quiet(stream: &mut Stream) -> bool {
         ),
         Err(rustix::io::Errno::AGAIN)
     ) && !stream.has_buffered_input()
+}
+
+/// Resolves and connects, trying each address in turn within the timeout; for https, then runs the
+/// TLS handshake, verifying the origin's certificate.
+pub fn dial(
+    rules: &DestRules,
+    scheme: Scheme,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamConn, DialError> {
+    let tcp = dial_tcp(rules, host, port, timeout).map_err(DialError::Tcp)?;
+    let setup = |s: &TcpStream| {
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        let _ = s.set_nodelay(true);
+        Ok(())
+    };
+    setup(&tcp).map_err(DialError::Tcp)?;
+    let stream = match scheme {
+        Scheme::Http => Stream::Plain(tcp),
+        Scheme::Https => {
+            let tls = tls.ok_or(DialError::NoTls)?;
+            Stream::Tls(Box::new(tls.connect(host, tcp).map_err(DialError::Tls)?))
+        }
+    };
+    Ok(UpstreamConn {
+        stream,
+        buf: ReadBuf::with_capacity(ORIGIN_BUF),
+        reused: false,
+        parent: None,
+    })
+}
+
+/// An https origin connection over `tcp`, a tunnel a parent proxy opened to it: the TLS handshake
+/// runs inside the tunnel, end to end with the origin.
+pub fn tls_over(
+    host: &str,
+    tcp: TcpStream,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamConn, DialError> {
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(DialError::Tcp)?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(DialError::Tcp)?;
+    let _ = tcp.set_nodelay(true);
+    let tls = tls.ok_or(DialError::NoTls)?;
+    let stream = Stream::Tls(Box::new(tls.connect(host, tcp).map_err(DialError::Tls)?));
+    Ok(UpstreamConn {
+        stream,
+        buf: ReadBuf::with_capacity(ORIGIN_BUF),
+        reused: false,
+        parent: None,
+    })
+}
+
+/// A plain TCP connection to `host:port`, as for a CONNECT tunnel: resolves, skips the addresses
+/// the destination rules refuse (the error names the rule when no other address connects), and
+/// tries the rest in turn within the timeout. Every outgoing connection goes through here: to
+/// origins, tunnels and parent proxies alike.
+pub fn dial_tcp(
+    rules: &DestRules,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let addrs = (host, port).to_socket_addrs()?;
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    let mut denied = None;
+    for addr in addrs {
+        if let Err(refusal) = rules.check(addr) {
+            denied = Some(refusal);
+            continue;
+        }
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = e,
+        }
+    }
+    // A refused address says more than a failure on another one (`localhost` as ::1 and 127.0.0.1).
+    Err(denied.map(dest::into_io).unwrap_or(last_error))
 }

@@ -24,20 +24,28 @@ pub struct Porter {
 }
 
 impl Porter {
-    /// Starts `porter <args> --listen 127.0.0.1:0` (unless `args` name a `--listen` of their own) and
-    /// waits for its `listening on` line.
+    /// Starts `porter <args> --listen 127.0.0.1:0` and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Porter {
         Porter::start_in(args, None)
     }
 
     /// Like `start`, with the working directory set (the default cache folder lands there).
     pub fn start_in(args: &[&str], dir: Option<&Path>) -> Porter {
-        Porter::start_under(&[], args, dir)
+        Porter::start_at(args, dir, "127.0.0.1:0")
+    }
+
+    /// Like `start_in`, listening on `listen` (a reserved port, or another loopback address).
+    pub fn start_at(args: &[&str], dir: Option<&Path>, listen: &str) -> Porter {
+        Porter::launch(&[], args, dir, listen)
     }
 
     /// Like `start_in`, run through a wrapper command that execs porter in its place (`prlimit
     /// --nofile=40 --`), so the child is still porter itself.
     pub fn start_under(wrapper: &[&str], args: &[&str], dir: Option<&Path>) -> Porter {
+        Porter::launch(wrapper, args, dir, "127.0.0.1:0")
+    }
+
+    fn launch(wrapper: &[&str], args: &[&str], dir: Option<&Path>, listen: &str) -> Porter {
         let logs = tempfile::tempdir().expect("temp dir");
         let stderr_path = logs.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
@@ -49,11 +57,9 @@ impl Porter {
             }
             None => Command::new(env!("CARGO_BIN_EXE_porter")),
         };
-        command.args(args);
-        if !args.contains(&"--listen") {
-            command.args(["--listen", "127.0.0.1:0"]);
-        }
         command
+            .args(args)
+            .args(["--listen", listen])
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

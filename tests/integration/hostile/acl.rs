@@ -169,14 +169,11 @@ fn deny_dest_checks_the_address_a_name_resolves_to() {
 fn regression_connect_to_the_proxys_own_address_is_refused_in_every_spelling() {
     let port = closed_port();
     let listen = format!("127.0.0.1:{port}");
-    let porter = Porter::start(&[
-        "proxy",
-        "--no-cache",
-        "--listen",
+    let porter = Porter::start_at(
+        &["proxy", "--no-cache", "--connect-port", &port.to_string()],
+        None,
         &listen,
-        "--connect-port",
-        &port.to_string(),
-    ]);
+    );
     assert_eq!(porter.addr.port(), port);
     for host in [
         "127.0.0.1",
