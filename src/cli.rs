@@ -216,6 +216,11 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// How long past expiry a stored response may stand in for an origin that is down or failing
+    /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
+    #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
+    pub stale_if_error: Duration,
+
     #[command(flatten)]
     pub intercept: InterceptArgs,
 
@@ -299,6 +304,7 @@ impl ProxyArgs {
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
+            stale_if_error: self.stale_if_error,
             refresh: RefreshRules::new(refresh),
             parents: ParentConfig {
                 parents: self.parent,

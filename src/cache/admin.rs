@@ -1,5 +1,7 @@
 //! `porter cache`: look into and tidy a cache folder from the command line, with or without a proxy
 //! running on it (entries are whole files, so removing one never leaves another half-written).
+//! `purge` and `clear` then tell the running proxies what is gone ([`control`]), so none of them
+//! serves it again from memory or counts it on its status page.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -7,7 +9,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::control::{self, Message};
 use super::entry::{self, Stored};
+use super::key::Key;
 use super::policy;
 
 /// What `porter cache` should do.
@@ -21,6 +25,7 @@ pub enum CacheCommand {
 
 /// One entry file as seen by a scan.
 struct Scanned {
+    key: Key,
     path: PathBuf,
     url: String,
     bytes: u64,
@@ -80,31 +85,48 @@ pub fn run(dir: &Path, command: &CacheCommand) -> io::Result<String> {
             }
         }
         CacheCommand::Purge(url) => {
-            let mut removed = 0;
-            for e in entries.iter().filter(|e| &e.url == url) {
-                if fs::remove_file(&e.path).is_ok() {
-                    removed += 1;
-                }
-            }
-            if removed == 0 {
+            let removed: Vec<Key> = entries
+                .iter()
+                .filter(|e| &e.url == url && fs::remove_file(&e.path).is_ok())
+                .map(|e| e.key)
+                .collect();
+            if removed.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     format!("{url} is not in the cache"),
                 ));
             }
-            let _ = writeln!(out, "purged {url} ({removed} files)");
+            let told = control::notify(dir, &Message::Forget(removed.clone()))?;
+            let _ = writeln!(
+                out,
+                "purged {url} ({} files){}",
+                removed.len(),
+                told_text(told.proxies)
+            );
         }
         CacheCommand::Clear => {
-            let mut removed = 0;
-            for e in &entries {
-                if fs::remove_file(&e.path).is_ok() {
-                    removed += 1;
-                }
-            }
-            let _ = writeln!(out, "removed {removed} files from {}", dir.display());
+            let removed = entries
+                .iter()
+                .filter(|e| fs::remove_file(&e.path).is_ok())
+                .count();
+            let told = control::notify(dir, &Message::Clear)?;
+            let _ = writeln!(
+                out,
+                "removed {removed} files from {}{}",
+                dir.display(),
+                told_text(told.proxies)
+            );
         }
     }
     Ok(out)
+}
+
+fn told_text(proxies: usize) -> String {
+    match proxies {
+        0 => String::new(),
+        1 => "; the running proxy forgot them".to_string(),
+        n => format!("; the {n} running proxies forgot them"),
+    }
 }
 
 /// Reads the head of every entry file; returns the readable ones and the count of damaged ones.
@@ -115,7 +137,12 @@ fn scan(dir: &Path) -> (Vec<Scanned>, usize) {
         if sub.file_name().len() != 2 {
             continue;
         }
+        let dir_name = sub.file_name().to_string_lossy().into_owned();
         for file in fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+            let Some(key) = Key::from_path_parts(&dir_name, &file.file_name().to_string_lossy())
+            else {
+                continue;
+            };
             let path = file.path();
             let Ok(mut f) = File::open(&path) else {
                 continue;
@@ -123,6 +150,7 @@ fn scan(dir: &Path) -> (Vec<Scanned>, usize) {
             let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
             match entry::decode(&mut io::BufReader::new(&mut f), bytes) {
                 Ok(decoded) => entries.push(Scanned {
+                    key,
                     path,
                     url: decoded.url,
                     bytes,

@@ -37,6 +37,12 @@ pub struct CacheControl {
     pub only_if_cached: bool,
     pub immutable: bool,
     pub no_transform: bool,
+    /// RFC 5861 §3: seconds after expiry during which the stale response may be served while it is
+    /// revalidated in the background. An invalid value is ignored.
+    pub stale_while_revalidate: Option<u64>,
+    /// RFC 5861 §4: seconds after expiry during which the stale response may be served when the
+    /// origin fails. An invalid value is ignored.
+    pub stale_if_error: Option<u64>,
 }
 
 impl CacheControl {
@@ -91,6 +97,12 @@ impl CacheControl {
             }
             "max-stale" if self.max_stale.is_none() => {
                 self.max_stale = Some(value.map(|v| delta_seconds(v).unwrap_or(0)));
+            }
+            "stale-while-revalidate" if self.stale_while_revalidate.is_none() => {
+                self.stale_while_revalidate = value.and_then(delta_seconds);
+            }
+            "stale-if-error" if self.stale_if_error.is_none() => {
+                self.stale_if_error = value.and_then(delta_seconds);
             }
             // An invalid min-fresh cannot be "first": a later valid one may still apply.
             "min-fresh" if self.min_fresh.is_none() => {
@@ -249,6 +261,20 @@ mod tests {
         assert_eq!(c.min_fresh, Some(10));
         assert!(c.only_if_cached && c.no_store);
         assert_eq!(cc(&["max-stale=30"]).max_stale, Some(Some(30)));
+    }
+
+    #[test]
+    fn rfc_5861_stale_directives_take_seconds_and_ignore_bad_values() {
+        let c = cc(&["max-age=60, stale-while-revalidate=30, STALE-IF-ERROR=\"86400\""]);
+        assert_eq!(
+            (c.stale_while_revalidate, c.stale_if_error),
+            (Some(30), Some(86_400))
+        );
+        let bad = cc(&["stale-while-revalidate, stale-if-error=soon"]);
+        assert_eq!(
+            (bad.stale_while_revalidate, bad.stale_if_error),
+            (None, None)
+        );
     }
 
     #[test]

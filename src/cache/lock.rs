@@ -1,10 +1,19 @@
 //! Collapsed forwarding: while one worker fetches a missing URL, other requests for it wait for that
-//! fetch instead of sending their own, then look in the cache again.
+//! fetch instead of sending their own. As soon as the fetcher knows its response will be stored it
+//! publishes the entry being written ([`Inflight`]), and waiting requests read it while it grows;
+//! when nothing will be stored they are released to look again (and fetch for themselves).
+//!
+//! ```text
+//!  acquire ─┬─ nobody fetching ─> Leader ── publish(inflight) ──> Follow(inflight) for the others
+//!           └─ someone is ─ wait ─┬─ published ─> Follow
+//!                                 └─ leader done, or the wait ran out ─> Waited (look again)
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::inflight::Inflight;
 use super::key::Key;
 
 /// The misses in flight, by key.
@@ -15,14 +24,27 @@ pub struct MissLocks {
 
 #[derive(Default)]
 struct Pending {
-    done: Mutex<bool>,
+    state: Mutex<State>,
     signal: Condvar,
+}
+
+#[derive(Default)]
+enum State {
+    /// The leader has no response head yet, or has not decided to store it.
+    #[default]
+    Fetching,
+    /// The leader is storing this entry: follow it.
+    Streaming(Arc<Inflight>),
+    /// The leader is gone.
+    Done,
 }
 
 /// What a request got when it asked to fetch a key.
 pub enum Lease {
-    /// This request fetches; others wait until the guard is dropped.
+    /// This request fetches; others wait until it publishes its entry or drops the guard.
     Leader(LeaderGuard),
+    /// Another request is storing the response: read it as it arrives.
+    Follow(Arc<Inflight>),
     /// Another request was fetching and has finished (or the wait timed out): look again.
     Waited,
 }
@@ -53,19 +75,32 @@ impl MissLocks {
             }
         };
         let deadline = Instant::now() + wait;
-        let mut done = pending.done.lock().unwrap_or_else(|e| e.into_inner());
-        while !*done {
+        let mut state = pending.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*state {
+                State::Streaming(inflight) => return Lease::Follow(Arc::clone(inflight)),
+                State::Done => return Lease::Waited,
+                State::Fetching => {}
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break;
+                return Lease::Waited;
             }
-            done = pending
+            state = pending
                 .signal
-                .wait_timeout(done, left)
+                .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        Lease::Waited
+    }
+}
+
+impl LeaderGuard {
+    /// Lets the waiting requests, and those that come until the guard is dropped, read the entry
+    /// being written.
+    pub fn publish(&self, inflight: Arc<Inflight>) {
+        *self.pending.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Streaming(inflight);
+        self.pending.signal.notify_all();
     }
 }
 
@@ -76,7 +111,7 @@ impl Drop for LeaderGuard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.key);
-        *self.pending.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *self.pending.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Done;
         self.pending.signal.notify_all();
     }
 }
@@ -105,5 +140,46 @@ mod tests {
             locks.acquire(key, Duration::from_secs(1)),
             Lease::Leader(_)
         ));
+    }
+
+    #[test]
+    fn waiters_follow_a_published_entry_at_once() {
+        use crate::cache::entry::ResponseMeta;
+        use crate::cache::policy::StoredFreshness;
+        use crate::http::ResponseHead;
+        let locks = Arc::new(MissLocks::default());
+        let key = Key::for_url("http://e/");
+        let Lease::Leader(guard) = locks.acquire(key, Duration::from_secs(1)) else {
+            panic!("first request leads");
+        };
+        let waiter = {
+            let locks = Arc::clone(&locks);
+            std::thread::spawn(move || {
+                matches!(
+                    locks.acquire(key, Duration::from_secs(30)),
+                    Lease::Follow(_)
+                )
+            })
+        };
+        let head = ResponseHead::new(200);
+        let t = std::time::SystemTime::UNIX_EPOCH;
+        let freshness = Arc::new(StoredFreshness::of(&head, t, t));
+        let meta = Arc::new(ResponseMeta {
+            head,
+            request_time: t,
+            response_time: t,
+            vary_values: Vec::new(),
+        });
+        let file = tempfile::tempfile().unwrap();
+        guard.publish(Arc::new(Inflight::new(meta, freshness, None, file, 0)));
+        assert!(
+            waiter.join().unwrap(),
+            "released by the publish, not the drop"
+        );
+        assert!(matches!(
+            locks.acquire(key, Duration::ZERO),
+            Lease::Follow(_)
+        ));
+        drop(guard);
     }
 }

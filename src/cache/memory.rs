@@ -42,6 +42,9 @@ pub struct MemoryTier {
     inner: RwLock<Inner>,
     max_bytes: u64,
     clock: AtomicU64,
+    /// Counts removals, so an insert of a body read before a removal can be refused (see
+    /// [`MemoryTier::insert_unless_removed`]).
+    removals: AtomicU64,
 }
 
 impl MemoryTier {
@@ -50,6 +53,7 @@ impl MemoryTier {
             inner: RwLock::default(),
             max_bytes,
             clock: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +82,25 @@ impl MemoryTier {
         freshness: Arc<StoredFreshness>,
         body: Arc<[u8]>,
     ) {
+        self.insert_unless_removed(None, key, url, meta, freshness, body);
+    }
+
+    /// The removal count now: pass it to [`MemoryTier::insert_unless_removed`].
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::SeqCst)
+    }
+
+    /// [`MemoryTier::insert`], unless any entry was removed since `removals` was read: a body read from
+    /// a file that a purge removed meanwhile must not come back from memory after the purge.
+    pub fn insert_unless_removed(
+        &self,
+        removals: Option<u64>,
+        key: Key,
+        url: &str,
+        meta: Arc<ResponseMeta>,
+        freshness: Arc<StoredFreshness>,
+        body: Arc<[u8]>,
+    ) {
         if self.max_bytes == 0 || body.len() as u64 > MAX_MEMORY_OBJECT.min(self.max_bytes / 4) {
             return;
         }
@@ -89,6 +112,10 @@ impl MemoryTier {
             last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
         });
         let mut inner = self.inner();
+        // Removals bump the count under this lock, so the check and the insert are one step.
+        if removals.is_some_and(|seen| seen != self.removals()) {
+            return;
+        }
         inner.bytes += entry.cost();
         if let Some(old) = inner.entries.insert(key, entry) {
             inner.bytes -= old.cost();
@@ -100,9 +127,18 @@ impl MemoryTier {
 
     pub fn remove(&self, key: &Key) {
         let mut inner = self.inner();
+        self.removals.fetch_add(1, Ordering::SeqCst);
         if let Some(old) = inner.entries.remove(key) {
             inner.bytes -= old.cost();
         }
+    }
+
+    /// Forgets every entry (`porter cache clear`).
+    pub fn clear(&self) {
+        let mut inner = self.inner();
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        inner.entries.clear();
+        inner.bytes = 0;
     }
 }
 
@@ -166,5 +202,27 @@ mod tests {
         let off = MemoryTier::new(0);
         off.insert(keys[0], "u", meta(), fresh(), vec![1u8].into());
         assert!(off.get(&keys[0]).is_none());
+    }
+
+    #[test]
+    fn regression_a_body_read_before_a_purge_does_not_come_back_from_memory() {
+        let tier = MemoryTier::new(64 * 1024);
+        let key = Key::for_url("http://e/");
+        let seen = tier.removals();
+        tier.remove(&key); // the purge, while the body was being read from its file
+        tier.insert_unless_removed(Some(seen), key, "u", meta(), fresh(), vec![1u8].into());
+        assert!(tier.get(&key).is_none());
+        tier.insert_unless_removed(
+            Some(tier.removals()),
+            key,
+            "u",
+            meta(),
+            fresh(),
+            vec![1u8].into(),
+        );
+        assert!(tier.get(&key).is_some());
+        tier.clear();
+        assert!(tier.get(&key).is_none());
+        assert_eq!(tier.inner().bytes, 0);
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod admin;
 mod conditional;
+pub mod control;
 mod directives;
 pub mod entry;
 mod freshness;
+pub mod inflight;
 pub mod key;
 pub mod lock;
 pub mod memory;
@@ -13,6 +15,7 @@ pub mod partial;
 pub mod policy;
 pub mod ranges;
 pub mod refresh;
+mod stale;
 pub mod status;
 pub mod store;
 #[cfg(test)]
@@ -27,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use entry::{ResponseMeta, Stored};
+use inflight::{End, Inflight};
 use key::Key;
 use lock::{Lease, MissLocks};
 use memory::{MAX_MEMORY_OBJECT, MemoryTier};
@@ -83,29 +87,94 @@ fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::S
 pub struct RuleOnce(OnceCell<Option<Duration>>);
 
 /// Stores one response; `commit` makes it the entry and drops any older copy from the memory tier.
+/// Once shared ([`CacheWriter::share`]), other requests read the body while it is written; dropping
+/// the writer without committing ends it for them as failed.
 pub struct CacheWriter {
-    inner: EntryWriter,
+    inner: Option<EntryWriter>,
     memory: Arc<MemoryTier>,
     url_key: Key,
+    meta: Arc<ResponseMeta>,
+    /// The `--refresh` rule's lifetime for the URL, for the freshness readers judge it by.
+    refresh: Option<Duration>,
+    shared: Option<Arc<Inflight>>,
 }
 
 impl CacheWriter {
     /// See [`EntryWriter::commit`].
-    pub fn commit(self) -> io::Result<()> {
-        self.inner.commit()?;
+    pub fn commit(mut self) -> io::Result<()> {
+        let result = match self.inner.take() {
+            Some(inner) => inner.commit(),
+            None => Err(io::Error::other("already committed")),
+        };
         // A request that read the old entry meanwhile may have put it in memory.
         self.memory.remove(&self.url_key);
-        Ok(())
+        if let Some(shared) = &self.shared {
+            shared.end(match result {
+                Ok(()) => End::Complete,
+                Err(_) => End::Failed,
+            });
+        }
+        result
+    }
+
+    /// Lets other requests read the body as it is written. `length` is the body's Content-Length,
+    /// when the origin sent one. `None` when the temporary file cannot be opened again.
+    pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
+        let (file, body_offset) = self.inner.as_ref()?.open_for_readers().ok()?;
+        let freshness = freshness_of(&self.meta, self.refresh);
+        let shared = Arc::new(Inflight::new(
+            Arc::clone(&self.meta),
+            freshness,
+            length,
+            file,
+            body_offset,
+        ));
+        self.shared = Some(Arc::clone(&shared));
+        Some(shared)
+    }
+
+    /// With the fetching client gone, whether to go on fetching into the cache: while anyone reads
+    /// along, or when little of a known length is missing ([`inflight::finish_for_nobody`]).
+    pub fn worth_finishing(&self) -> bool {
+        let received = self.inner.as_ref().map_or(0, EntryWriter::body_len);
+        match &self.shared {
+            Some(shared) => {
+                shared.readers() > 0 || inflight::finish_for_nobody(received, shared.length)
+            }
+            None => false,
+        }
     }
 }
 
 impl io::Write for CacheWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.inner.write(data)
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| io::Error::other("already committed"))?;
+        inner.write_all(data)?;
+        if let Some(shared) = &self.shared {
+            // Readers read the file, so what they are told is there must be there.
+            inner.flush()?;
+            shared.advance(inner.body_len());
+        }
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        match self.inner.as_mut() {
+            Some(inner) => inner.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            // Committed: already Complete. Otherwise the body broke off or the store failed.
+            shared.end(End::Failed);
+        }
     }
 }
 
@@ -115,6 +184,9 @@ pub struct Cache {
     memory: Arc<MemoryTier>,
     locks: Arc<MissLocks>,
     max_object_size: u64,
+    /// Where `porter cache purge|clear` tells this process what it removed; `None` when the socket
+    /// could not be made (then those commands cannot reach this process, which is logged).
+    _control: Option<control::ControlSocket>,
     refresh: policy::RefreshRules,
 }
 
@@ -126,11 +198,21 @@ impl Cache {
                 format!("cannot use cache folder {}: {e}", config.dir.display()),
             )
         })?;
+        let memory = Arc::new(MemoryTier::new(config.memory_bytes));
+        let control = control::listen(&config.dir, &store, &memory)
+            .map_err(|e| {
+                log::warn!(
+                    "cache: no control socket in {} ({e}): porter cache purge and clear will not reach this proxy",
+                    config.dir.display()
+                )
+            })
+            .ok();
         Ok(Cache {
             store,
-            memory: Arc::new(MemoryTier::new(config.memory_bytes)),
+            memory,
             locks: Arc::default(),
             max_object_size: config.max_object_size,
+            _control: control,
             refresh: config.refresh.clone(),
         })
     }
@@ -207,6 +289,7 @@ impl Cache {
         let StoredBody::File(entry) = &mut found.body else {
             return true;
         };
+        let removals = self.memory.removals();
         if !self.store.is_verified(entry) && !self.store.verify_body(entry) {
             return false;
         }
@@ -222,8 +305,15 @@ impl Cache {
             }
             let body: Arc<[u8]> = body.into();
             let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
-            self.memory
-                .insert(found.key, url, meta, freshness, Arc::clone(&body));
+            let removed_since = Some(removals);
+            self.memory.insert_unless_removed(
+                removed_since,
+                found.key,
+                url,
+                meta,
+                freshness,
+                Arc::clone(&body),
+            );
             found.body = StoredBody::Memory(body);
         }
         true
@@ -266,14 +356,19 @@ impl Cache {
             response_time,
             vary_values,
         };
+        let meta = Arc::new(meta);
+        let stored = Stored::Response((*meta).clone());
         let inner = self
             .store
-            .writer(key, url, &Stored::Response(meta), self.max_object_size)
+            .writer(key, url, &stored, self.max_object_size)
             .ok_or(NotStored::StoreFailed)?;
         Ok(CacheWriter {
-            inner,
+            inner: Some(inner),
             memory: Arc::clone(&self.memory),
             url_key: Key::for_url(url),
+            meta,
+            refresh: self.refresh_rule(url),
+            shared: None,
         })
     }
 

@@ -23,6 +23,7 @@ use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};
 use super::refresh;
 pub use super::refresh::{RefreshRule, RefreshRules, applies as refresh_applies};
+pub use super::stale::{is_origin_error, serve_if_error, serve_while_revalidating};
 pub use super::update::{HeadUpdate, NotModified, after_304, after_head};
 pub use super::vary::{Vary, vary, vary_values};
 use crate::http::{Method, RequestHead, ResponseHead};
@@ -242,6 +243,11 @@ impl StoredFreshness {
 
     pub fn lifetime(&self) -> Duration {
         self.lifetime
+    }
+
+    /// The stored response's Cache-Control directives.
+    pub fn directives(&self) -> &CacheControl {
+        &self.cc
     }
 }
 

@@ -61,6 +61,15 @@ pub enum CacheStatus {
     Hit,
     /// A stale entry the origin confirmed with 304, then served: `porter; fwd=stale; fwd-status=304`.
     Revalidated,
+    /// A stale entry served at once while it is revalidated in the background (RFC 5861 §3):
+    /// `porter; hit; detail=stale-while-revalidate`.
+    StaleWhileRevalidate,
+    /// A stale entry served because the origin failed (RFC 5861 §4):
+    /// `porter; hit; detail=stale-if-error`.
+    StaleIfError,
+    /// Read while another request fetched and stored it (read-while-writing):
+    /// `porter; fwd=miss; collapsed` (RFC 9211 §2.5).
+    Collapsed,
     /// A hit fresh only by a `--refresh` rule: `porter; hit; detail=refresh-rule`.
     RuleHit,
     /// The origin's response, stored fresh by a `--refresh` rule:
@@ -80,6 +89,9 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit => Some("porter; hit"),
             CacheStatus::Revalidated => Some("porter; fwd=stale; fwd-status=304"),
+            CacheStatus::Collapsed => Some("porter; fwd=miss; collapsed"),
+            CacheStatus::StaleWhileRevalidate => Some("porter; hit; detail=stale-while-revalidate"),
+            CacheStatus::StaleIfError => Some("porter; hit; detail=stale-if-error"),
             CacheStatus::RuleHit => Some("porter; hit; detail=refresh-rule"),
             CacheStatus::Forwarded { .. } | CacheStatus::RuleStored { .. } => None,
         }
@@ -88,8 +100,14 @@ impl CacheStatus {
     /// The matching `X-Cache` value: served from storage or not.
     pub fn x_cache(&self) -> &'static str {
         match self {
-            CacheStatus::Hit | CacheStatus::Revalidated | CacheStatus::RuleHit => "HIT",
-            CacheStatus::Forwarded { .. } | CacheStatus::RuleStored { .. } => "MISS",
+            CacheStatus::Hit
+            | CacheStatus::Revalidated
+            | CacheStatus::RuleHit
+            | CacheStatus::StaleWhileRevalidate
+            | CacheStatus::StaleIfError => "HIT",
+            CacheStatus::Collapsed
+            | CacheStatus::Forwarded { .. }
+            | CacheStatus::RuleStored { .. } => "MISS",
         }
     }
 }

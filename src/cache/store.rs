@@ -233,6 +233,26 @@ impl Store {
         self.index().remove(&key);
     }
 
+    /// Drops a key from the index after someone else removed its file (`porter cache purge`).
+    pub fn forget(&self, key: Key) {
+        self.index().remove(&key);
+    }
+
+    /// Drops from the index every key whose file is gone (after `porter cache clear`); returns how
+    /// many. The paths are checked outside the lock, so hits never wait on this.
+    pub fn forget_missing(&self) -> usize {
+        let keys: Vec<Key> = self.index().entries.keys().copied().collect();
+        let gone: Vec<Key> = keys
+            .into_iter()
+            .filter(|k| !k.path(&self.root).exists())
+            .collect();
+        let mut index = self.index();
+        for key in &gone {
+            index.remove(key);
+        }
+        gone.len()
+    }
+
     /// Logs a failing disk at most once a minute: the proxy keeps serving without storing.
     fn warn_write_failure(&self, error: &io::Error) {
         let mut last = self

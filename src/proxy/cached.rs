@@ -3,14 +3,18 @@
 //! ```text
 //!  through_cache ─ cache.lookup ─┬─ found ─ policy::decide_with ─┬─ Fresh / StaleAllowed ─> serve_hit
 //!                                │                                │    (304 if the client's copy is current)
-//!                                │                                └─ Revalidate ─> revalidate: fetch with the
+//!                                │                                └─ Revalidate ─┬─ stale-while-revalidate ─> serve now,
+//!                                │                                               │    revalidate in the background (stale.rs)
+//!                                │                                               └─> revalidate: fetch with the
 //!                                │                                       entry's own validators, never the client's
+//!                                │                                       ├─ origin failing, stale-if-error ─> serve_hit
 //!                                │                                       ├─ 304 for them ─> update_head, serve_hit
 //!                                │                                       ├─ 304 for others ─> fetch again, unconditional
 //!                                │                                       └─ other ─> relay_and_store
 //!                                └─ none ─┬─ only-if-cached ─> 504
-//!                                         └─ cache.lock: one fetcher per URL (others wait, then look
-//!                                            again) ─> fetch_and_store ─> relay_and_store
+//!                                         └─ cache.lock: one fetcher per URL ─> fetch_and_store ─> relay_and_store
+//!                                            the others read along once it stores (follow, collapsed.rs),
+//!                                            or look again when it does not
 //! ```
 //!
 //! Every response says what happened in Cache-Status ([`CacheStatus`], RFC 9211).
@@ -72,6 +76,11 @@ impl Proxy {
                         if !directives.only_if_cached
                             && cache.prepare(&ex.target.url, &mut found) =>
                     {
+                        if policy::serve_while_revalidating(&directives, &found.freshness, now)
+                            && self.revalidates_in_background(ex)
+                        {
+                            return self.serve_stale_and_revalidate(cache, ex, found, now, &rule);
+                        }
                         return self.revalidate(cache, ex, found, &rule);
                     }
                     _ => {}
@@ -86,12 +95,21 @@ impl Proxy {
             }
             match cache.lock(&ex.target.url, self.config.origin_timeout) {
                 Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
+                Lease::Follow(shared) if shared.answers(&ex.req, SystemTime::now()) => {
+                    return self.follow(ex, &shared.join());
+                }
+                // Another variant, or a request the entry could not answer: on its own.
+                Lease::Follow(_) => break,
                 Lease::Waited if attempt == 0 => continue,
                 Lease::Waited => break,
             }
         }
         ex.entry.outcome = Outcome::Miss;
         let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
+        if ex.req.method == Method::Get {
+            // A GET that could not join another's fetch is judged on its own response.
+            return self.relay_and_store(cache, ex, fetched, Forward::Miss, None, &rule);
+        }
         let status = CacheStatus::Forwarded {
             fwd: Forward::Miss,
             stored: Err(NotStored::Policy(NoStore::Method)),
@@ -123,7 +141,7 @@ impl Proxy {
         rule: &RuleOnce,
     ) -> Served {
         let fresh_for = cache.rule_once(&ex.target.url, rule);
-        let writer = policy::storable_with_rule(&ex.req, &fetched.head, fresh_for)
+        let mut writer = policy::storable_with_rule(&ex.req, &fetched.head, fresh_for)
             .map_err(NotStored::Policy)
             .and_then(|()| match fetched.mode {
                 BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
@@ -139,6 +157,21 @@ impl Proxy {
                     fetched.response_time,
                 )
             });
+        if let Ok(writer) = writer.as_mut() {
+            // Requests for the URL that come while the body arrives read it as it is written.
+            let length = match fetched.mode {
+                BodyMode::Length(n) => Some(n),
+                BodyMode::NoBody => Some(0),
+                _ => None,
+            };
+            // A part (206) is not published: it answers only its own range. The others wait for
+            // it to be stored, then look again.
+            if let (Some(shared), Some(lease)) = (writer.share(length), &lease)
+                && fetched.head.status != 206
+            {
+                lease.publish(shared);
+            }
+        }
         if writer.is_err() {
             // Nothing will be stored: requests waiting for this fetch may go to the origin now
             // rather than wait for the whole body.
@@ -163,14 +196,15 @@ impl Proxy {
             },
         };
         let served = self.relay(ex, fetched, Some(status), writer.ok());
-        // The new entry is in place: requests waiting for it look again now, not after the join,
-        // which is this request's own work.
-        drop(lease);
+        // The lease is held through the join, so a request for this URL that arrives meanwhile waits
+        // and then finds the joined entry instead of a part of it (the join reads each body at most
+        // once, so the wait is short).
         if let Some(older) = older
             && served.is_ok()
         {
             cache.join_partial(&ex.target.url, &ex.req, older, rule);
         }
+        drop(lease);
         served
     }
 
@@ -183,7 +217,11 @@ impl Proxy {
         rule: &RuleOnce,
     ) -> Served {
         let validators = policy::validators(&found.meta.head);
-        let fetched = self.fetch(ex, Ask::Revalidate(&validators))?;
+        let fetched = self.fetch(ex, Ask::Revalidate(&validators));
+        if self.stands_in_for_failure(ex, &found, &fetched) {
+            return self.serve_stale_if_error(cache, ex, found, rule);
+        }
+        let fetched = fetched?;
         if ex.head_only() && fetched.head.status == 200 {
             return self.update_from_head(cache, ex, found, fetched);
         }

@@ -31,6 +31,9 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// How long past expiry a stored response may stand in for a failing origin when it does not say
+    /// (RFC 5861 §4); zero turns that default off.
+    pub stale_if_error: Duration,
     /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
     pub refresh: RefreshRules,
     /// Parent proxies (`--parent`), their credentials, fallback and direct hosts.

@@ -61,6 +61,21 @@ impl ProxyError {
         }
     }
 
+    /// Whether the origin could not be reached or failed to answer (refused, unresolvable, timed
+    /// out, reset, garbage, or every parent proxy down): the failures a stored response may stand in
+    /// for (RFC 5861 §4). An origin certificate that does not verify, and a parent refusing our
+    /// credentials, are not among them: those are refused, not papered over.
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Dial(_)
+                | ProxyError::OriginTimeout
+                | ProxyError::OriginIo(_)
+                | ProxyError::BadResponse(_)
+                | ProxyError::NoParent(_)
+        )
+    }
+
     /// Whether the client is gone or misbehaving, so there is no one to send an error page to.
     pub fn is_client_side(&self) -> bool {
         matches!(self, ProxyError::ClientIo(_))

@@ -240,13 +240,47 @@ pub fn copy<S: Read>(
         if reader.is_done() {
             commit(store.take());
         }
-        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        if let Err(e) = writer.write_all(&buf[..n]) {
+            if let Some(store) = store.take() {
+                finish_for_readers(reader, store, &mut buf);
+            }
+            return Err(CopyError::Write(e));
+        }
         total += n as u64;
     }
     if reader.is_done() {
         commit(store);
     }
     Ok(total)
+}
+
+/// The client hung up while its response was being stored: go on reading the origin into the cache
+/// while other requests read along, or when little is missing ([`CacheWriter::worth_finishing`]).
+fn finish_for_readers<S: Read>(
+    reader: &mut BodyReader<'_, S>,
+    mut store: CacheWriter,
+    buf: &mut [u8],
+) {
+    while store.worth_finishing() {
+        let n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if store.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        if reader.is_done() {
+            commit(Some(store));
+            return;
+        }
+    }
+    if reader.is_done() {
+        commit(Some(store));
+    } else {
+        log::debug!("client gone and nobody reading along: fetch abandoned");
+    }
 }
 
 /// Commits a stored body; a failure only means the response is not cached.

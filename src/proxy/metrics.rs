@@ -14,6 +14,8 @@ pub enum Outcome {
     Miss,
     /// A stale entry the origin confirmed with 304.
     Revalidated,
+    /// Read from an entry another request was fetching and storing (read-while-writing).
+    Collapsed,
     /// Forwarded without the cache being involved (uncacheable method, caching off).
     Pass,
     /// A CONNECT tunnel.
@@ -29,10 +31,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Hit,
         Outcome::Miss,
         Outcome::Revalidated,
+        Outcome::Collapsed,
         Outcome::Pass,
         Outcome::Tunnel,
         Outcome::Intercept,
@@ -46,6 +49,7 @@ impl Outcome {
             Outcome::Hit => "HIT",
             Outcome::Miss => "MISS",
             Outcome::Revalidated => "REVALIDATED",
+            Outcome::Collapsed => "COLLAPSED",
             Outcome::Pass => "PASS",
             Outcome::Tunnel => "TUNNEL",
             Outcome::Intercept => "INTERCEPT",
@@ -63,7 +67,7 @@ impl Outcome {
 /// Process-wide request counters.
 #[derive(Default)]
 pub struct Metrics {
-    by_outcome: [AtomicU64; 9],
+    by_outcome: [AtomicU64; Outcome::ALL.len()],
     bytes_out: AtomicU64,
 }
 

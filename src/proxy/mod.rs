@@ -16,7 +16,9 @@
 //! `exchange::Served`.
 
 pub mod auth;
+mod background;
 mod cached;
+mod collapsed;
 mod config;
 mod connect;
 pub mod dest;
@@ -32,6 +34,7 @@ pub mod pages;
 pub mod parent;
 mod ranges;
 mod route;
+mod stale;
 pub mod target;
 mod tunnel;
 mod updates;
@@ -114,7 +117,9 @@ pub struct Proxy {
     /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
     via: String,
     limits: Limits,
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
+    /// Background revalidations for stale-while-revalidate; there whenever the cache is.
+    revalidator: Option<background::Revalidator>,
     /// HTTPS interception's CA, leaves and upstream TLS; `None` without `--intercept`.
     pub interceptor: Option<Interceptor>,
 }
@@ -142,11 +147,23 @@ impl Proxy {
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
+                .map(Arc::new)
         });
         let origins = UpstreamPool::new(dest::DestRules {
             deny: config.deny_dests.clone(),
             listen: local_addr,
         });
+        let limits = Limits::default();
+        let revalidator = match &cache {
+            Some(cache) => Some(background::Revalidator::start(
+                cache,
+                via.clone(),
+                limits,
+                config.origin_timeout,
+                origins.rules().clone(),
+            )?),
+            None => None,
+        };
         Ok(Proxy {
             parents: parent::Parents::new(config.parents.clone()),
             config,
@@ -157,8 +174,9 @@ impl Proxy {
             origins,
             tunnels,
             via,
-            limits: Limits::default(),
+            limits,
             cache,
+            revalidator,
             interceptor: None,
         })
     }

@@ -109,7 +109,8 @@ fn dashboard(proxy: &Proxy) -> String {
     let m = &proxy.metrics;
     let server = &proxy.server_stats;
     let hits = m.count(Outcome::Hit);
-    let lookups = hits + m.count(Outcome::Miss) + m.count(Outcome::Revalidated);
+    let lookups =
+        hits + m.count(Outcome::Miss) + m.count(Outcome::Revalidated) + m.count(Outcome::Collapsed);
     let ratio = if lookups == 0 {
         0.0
     } else {

@@ -58,7 +58,8 @@ impl fmt::Display for UpstreamTlsError {
 
 impl std::error::Error for UpstreamTlsError {}
 
-/// Opens verified TLS sessions to origins.
+/// Opens verified TLS sessions to origins. Cloning shares the configuration and the counters.
+#[derive(Clone)]
 pub struct UpstreamTls {
     config: Arc<ClientConfig>,
     stats: Arc<TlsStats>,

@@ -2,17 +2,20 @@
 
 mod browser;
 mod cache;
+mod collapse;
 mod fetch;
 mod hostile;
 mod intercept;
 mod parent;
 mod pool;
 mod proxy;
+mod purge;
 mod range_revalidation;
 mod ranges;
 mod refresh;
 mod rfc9111;
 mod serve;
+mod stale;
 mod tier;
 mod tls;
 mod upper;

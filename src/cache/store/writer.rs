@@ -182,6 +182,18 @@ pub struct EntryWriter {
 }
 
 impl EntryWriter {
+    /// Body bytes taken so far.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// A read handle on the temporary file and where its body starts, for readers that follow the
+    /// writing ([`crate::cache::inflight`]). The handle stays valid through the rename and the removal.
+    pub fn open_for_readers(&self) -> io::Result<(File, u64)> {
+        let file = File::open(&self.tmp_path)?;
+        Ok((file, (entry::PREFIX_LEN + self.head.len()) as u64))
+    }
+
     /// Finishes the entry. Call it only once the body reader has seen the body's end (its
     /// Content-Length reached, or the last chunk): that is the length check.
     pub fn commit(mut self) -> io::Result<()> {

@@ -1,0 +1,468 @@
+//! Read-while-writing: requests for a response that is being fetched and stored read it as it
+//! arrives, with one origin request in all, against a throttled origin that counts its requests.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::util::*;
+
+const MIB: usize = 1 << 20;
+
+fn body_byte(i: usize) -> u8 {
+    (i.wrapping_mul(7) ^ (i >> 16)) as u8
+}
+
+/// How the throttled origin sends its one response.
+#[derive(Clone)]
+struct Throttle {
+    len: usize,
+    /// Bytes per write, and the pause after each.
+    chunk: usize,
+    pause: Duration,
+    /// Sent at full speed before the throttling starts.
+    burst: usize,
+    /// Close the connection after this many body bytes, as a failing origin does.
+    fail_after: Option<usize>,
+    /// `Transfer-Encoding: chunked` instead of Content-Length.
+    chunked: bool,
+    /// More header lines for the response, each ending in CRLF.
+    extra_headers: &'static str,
+}
+
+impl Throttle {
+    /// `len` bytes at about `per_second`.
+    fn steady(len: usize, per_second: usize) -> Throttle {
+        let chunk = 64 * 1024;
+        Throttle {
+            len,
+            chunk,
+            pause: Duration::from_secs_f64(chunk as f64 / per_second as f64),
+            burst: 0,
+            fail_after: None,
+            chunked: false,
+            extra_headers: "",
+        }
+    }
+}
+
+/// An origin that answers every request with the throttled body and counts the requests.
+fn throttled_origin(throttle: Throttle) -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let addr = raw_server(move |_, mut stream| {
+        if !read_request_head(&mut stream) {
+            return;
+        }
+        counter.fetch_add(1, Ordering::SeqCst);
+        let t = &throttle;
+        let framing = if t.chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {}", t.len)
+        };
+        let extra = t.extra_headers;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n{extra}{framing}\r\nConnection: close\r\n\r\n"
+        );
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let end = t.fail_after.unwrap_or(t.len);
+        let mut sent = 0;
+        while sent < end {
+            let n = t.chunk.min(end - sent);
+            let piece: Vec<u8> = (sent..sent + n).map(body_byte).collect();
+            let framed = if t.chunked {
+                let mut f = format!("{n:x}\r\n").into_bytes();
+                f.extend_from_slice(&piece);
+                f.extend_from_slice(b"\r\n");
+                f
+            } else {
+                piece
+            };
+            if stream.write_all(&framed).is_err() {
+                return;
+            }
+            sent += n;
+            if sent > t.burst {
+                thread::sleep(t.pause);
+            }
+        }
+        if t.chunked && t.fail_after.is_none() {
+            let _ = stream.write_all(b"0\r\n\r\n");
+        }
+        // A failing origin just closes, mid-body.
+    });
+    (addr, hits)
+}
+
+fn expected_sha(len: usize) -> String {
+    hex(&Sha256::digest(
+        (0..len).map(body_byte).collect::<Vec<u8>>(),
+    ))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One client's view of its download.
+#[derive(Debug)]
+struct Download {
+    head: String,
+    body: Vec<u8>,
+    /// Whether a chunked body ended with its last chunk.
+    last_chunk: bool,
+    /// From sending the request to the first byte of the response.
+    first_byte: Duration,
+}
+
+impl Download {
+    fn sha(&self) -> String {
+        hex(&Sha256::digest(&self.body))
+    }
+}
+
+/// GETs `url` through the proxy and reads until the proxy closes (or `stop_after` body bytes).
+fn download(proxy: SocketAddr, url: &str, stop_after: Option<usize>) -> Download {
+    download_as("HTTP/1.1", proxy, url, stop_after)
+}
+
+/// [`download`] with the request's HTTP version.
+fn download_as(version: &str, proxy: SocketAddr, url: &str, stop_after: Option<usize>) -> Download {
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let asked = Instant::now();
+    write!(
+        stream,
+        "GET {url} {version}\r\nHost: origin\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut data = Vec::new();
+    let mut first_byte = None;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        first_byte.get_or_insert_with(|| asked.elapsed());
+        data.extend_from_slice(&buf[..n]);
+        let head_end = data.windows(4).position(|w| w == b"\r\n\r\n");
+        if let (Some(limit), Some(end)) = (stop_after, head_end)
+            && data.len() - end - 4 >= limit
+        {
+            break; // hang up
+        }
+    }
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let mut body = data[end + 4..].to_vec();
+    let mut last_chunk = false;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        (body, last_chunk) = dechunk(&body);
+    }
+    Download {
+        head,
+        body,
+        last_chunk,
+        first_byte: first_byte.expect("some bytes"),
+    }
+}
+
+/// The payload of a chunked body, as far as it goes, and whether the last chunk came.
+fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap(), 16).unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return (out, data == b"\r\n");
+        }
+        if data.len() < size {
+            out.extend_from_slice(data);
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    (out, false)
+}
+
+fn proxy_in(dir: &std::path::Path) -> Porter {
+    Porter::start(&[
+        "proxy",
+        "--cache-dir",
+        dir.to_str().unwrap(),
+        "--origin-timeout",
+        "5s",
+    ])
+}
+
+#[test]
+fn five_clients_joining_a_slow_download_read_it_as_it_arrives_with_one_origin_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 12 * MIB;
+    let (origin, hits) = throttled_origin(Throttle::steady(len, 2_000_000));
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/big.iso");
+    let joins = [0u64, 500, 1500, 3000, 4500];
+    let started = Instant::now();
+    let clients: Vec<_> = joins
+        .iter()
+        .map(|&at| {
+            let url = url.clone();
+            let proxy = porter.addr;
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(at).saturating_sub(started.elapsed()));
+                download(proxy, &url, None)
+            })
+        })
+        .collect();
+    let downloads: Vec<Download> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let expected = expected_sha(len);
+    for (i, d) in downloads.iter().enumerate() {
+        assert_eq!(d.body.len(), len, "client {i}: {}", d.head);
+        assert_eq!(d.sha(), expected, "client {i}");
+        assert!(
+            d.first_byte < Duration::from_secs(1),
+            "client {i} waited {:?} for its first byte",
+            d.first_byte
+        );
+    }
+    assert!(
+        downloads[0].head.contains("fwd=miss; stored"),
+        "{}",
+        downloads[0].head
+    );
+    for d in &downloads[1..] {
+        assert!(
+            d.head.contains("Cache-Status: porter; fwd=miss; collapsed"),
+            "{}",
+            d.head
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one origin request in all");
+    let after = download(porter.addr, &url, None);
+    assert!(after.head.contains("X-Cache: HIT"), "{}", after.head);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_fetch_goes_on_for_readers_when_the_first_client_hangs_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 4 * MIB;
+    let mut throttle = Throttle::steady(len, 4_000_000);
+    throttle.chunked = true;
+    let (origin, hits) = throttled_origin(throttle);
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/stream");
+    let first = {
+        let url = url.clone();
+        let proxy = porter.addr;
+        thread::spawn(move || download(proxy, &url, Some(MIB)))
+    };
+    thread::sleep(Duration::from_millis(50));
+    let old_client = {
+        let url = url.clone();
+        let proxy = porter.addr;
+        thread::spawn(move || download_as("HTTP/1.0", proxy, &url, None))
+    };
+    let second = download(porter.addr, &url, None);
+    let first = first.join().unwrap();
+    // An HTTP/1.0 reader cannot take chunks: its body ends with the connection.
+    let old_client = old_client.join().unwrap();
+    assert!(!old_client.head.contains("chunked"), "{}", old_client.head);
+    assert!(old_client.head.contains("collapsed"), "{}", old_client.head);
+    assert_eq!(old_client.sha(), expected_sha(len));
+    assert!(first.body.len() < len, "the first client hung up early");
+    assert_eq!(second.sha(), expected_sha(len), "{}", second.head);
+    assert!(second.head.contains("collapsed"), "{}", second.head);
+    assert!(second.last_chunk, "the follower's chunked body is whole");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let after = download(porter.addr, &url, None);
+    assert!(after.head.contains("X-Cache: HIT"), "{}", after.head);
+    assert_eq!(after.sha(), expected_sha(len));
+}
+
+#[test]
+fn with_nobody_reading_a_hung_up_fetch_is_abandoned_unless_nearly_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let porter = proxy_in(dir.path());
+    // Far from done: 8 MiB at 4 MB/s, the client leaves after 256 KiB.
+    let (far, far_hits) = throttled_origin(Throttle::steady(8 * MIB, 4_000_000));
+    let url = format!("http://{far}/far");
+    download(porter.addr, &url, Some(256 * 1024));
+    thread::sleep(Duration::from_millis(500));
+    let again = download(porter.addr, &url, Some(1));
+    assert!(again.head.contains("X-Cache: MISS"), "{}", again.head);
+    assert_eq!(
+        far_hits.load(Ordering::SeqCst),
+        2,
+        "abandoned, so fetched again"
+    );
+    // Nearly done: all but the last 256 KiB of 4 MiB come at once, the rest in four pieces 0.8 s
+    // apart; the client leaves after 3 MiB, so the proxy notices with over 90 % in hand.
+    let throttle = Throttle {
+        len: 4 * MIB,
+        chunk: 64 * 1024,
+        pause: Duration::from_millis(800),
+        burst: 4 * MIB - 256 * 1024,
+        fail_after: None,
+        chunked: false,
+        extra_headers: "",
+    };
+    let (near, near_hits) = throttled_origin(throttle);
+    let url = format!("http://{near}/near");
+    download(porter.addr, &url, Some(3 * MIB));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            download(porter.addr, &url, Some(1))
+                .head
+                .contains("X-Cache: HIT")
+        }),
+        "the nearly finished fetch was completed and stored"
+    );
+    assert_eq!(near_hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_origin_failing_midway_cuts_every_reader_off_alike_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut throttle = Throttle::steady(4 * MIB, 2_000_000);
+    throttle.fail_after = Some(MIB + 12_345);
+    let (origin, hits) = throttled_origin(throttle);
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/broken");
+    let started = Instant::now();
+    let clients: Vec<_> = [0u64, 150, 300]
+        .iter()
+        .map(|&at| {
+            let url = url.clone();
+            let proxy = porter.addr;
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(at).saturating_sub(started.elapsed()));
+                download(proxy, &url, None)
+            })
+        })
+        .collect();
+    let downloads: Vec<Download> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let sent: Vec<u8> = (0..MIB + 12_345).map(body_byte).collect();
+    for (i, d) in downloads.iter().enumerate() {
+        assert!(
+            d.head.contains("Content-Length: 4194304"),
+            "client {i}: {}",
+            d.head
+        );
+        assert_eq!(
+            d.body.len(),
+            sent.len(),
+            "client {i} cut off where the origin stopped"
+        );
+        assert!(d.body == sent, "client {i} got the origin's bytes");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let again = download(porter.addr, &url, Some(1));
+    assert!(
+        again.head.contains("X-Cache: MISS"),
+        "nothing stored: {}",
+        again.head
+    );
+}
+
+#[test]
+fn regression_a_get_that_cannot_join_another_fetch_is_not_labelled_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut throttle = Throttle::steady(2 * MIB, 2_000_000);
+    throttle.extra_headers = "Vary: Accept-Language\r\n";
+    let (origin, hits) = throttled_origin(throttle);
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/page");
+    let first = {
+        let (url, proxy) = (url.clone(), porter.addr);
+        thread::spawn(move || proxy_get(proxy, &url, &[("Accept-Language", "de")]))
+    };
+    thread::sleep(Duration::from_millis(300));
+    // Another variant than the one being stored: it cannot read along, so it fetches its own.
+    let other = proxy_get(porter.addr, &url, &[("Accept-Language", "en")]);
+    assert_eq!(
+        other.header("cache-status"),
+        Some("porter; fwd=miss; stored")
+    );
+    assert_eq!(other.body.len(), 2 * MIB);
+    let first = first.join().unwrap();
+    assert_eq!(
+        first.header("cache-status"),
+        Some("porter; fwd=miss; stored")
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn regression_a_plain_get_never_reads_along_a_range_being_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..100_000).map(body_byte).collect();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (counter, served) = (Arc::clone(&hits), body.clone());
+    let origin = raw_server(move |_, mut stream| {
+        let body = &served;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        counter.fetch_add(1, Ordering::SeqCst);
+        let ranged = String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("range: bytes=0-99");
+        let (status, extra, part) = if ranged {
+            (
+                "206 Partial Content",
+                "Content-Range: bytes 0-99/100000\r\n",
+                &body[..100],
+            )
+        } else {
+            ("200 OK", "", &body[..])
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nCache-Control: max-age=300\r\nETag: \"r1\"\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            part.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        if ranged {
+            thread::sleep(Duration::from_millis(1500)); // the part's body comes late
+        }
+        let _ = stream.write_all(part);
+    });
+    let porter = proxy_in(dir.path());
+    let url = format!("http://{origin}/file");
+    let part = {
+        let (url, proxy) = (url.clone(), porter.addr);
+        thread::spawn(move || proxy_get(proxy, &url, &[("Range", "bytes=0-99")]))
+    };
+    thread::sleep(Duration::from_millis(300));
+    let whole = proxy_get(porter.addr, &url, &[]);
+    assert_eq!(whole.status, 200, "{:?}", whole.headers);
+    assert!(whole.body == body, "the whole body, not the part");
+    let part = part.join().unwrap();
+    assert_eq!((part.status, part.body.len()), (206, 100));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
