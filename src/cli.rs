@@ -15,8 +15,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::access_log::{LogFormat, LogSettings};
 use crate::cache::admin::CacheCommand;
 use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
 use crate::http::Limits;
@@ -55,8 +56,8 @@ pub enum Command {
 /// Flags of `porter cache`.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
-    /// Folder of the on-disk cache.
-    #[arg(long, default_value = "cache", value_name = "DIR")]
+    /// Folder of the on-disk cache (before or after the subcommand).
+    #[arg(long, default_value = "cache", value_name = "DIR", global = true)]
     pub cache_dir: PathBuf,
 
     #[command(subcommand)]
@@ -216,6 +217,31 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// A TOML file of settings: each key is one of these flags (`deny-host = ["a.com"]`); flags on
+    /// the command line override it. SIGHUP reads it again.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration, print it, and exit (0, or 2 naming the line and key at fault).
+    #[arg(long)]
+    pub check: bool,
+
+    /// File the access log is appended to (SIGUSR1 reopens it); without it, stderr.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+
+    /// Access log line format: porter, squid (Squid's native access.log) or json.
+    #[arg(long, value_enum, default_value_t = LogFormat::Porter)]
+    pub log_format: LogFormat,
+
+    /// Whether logged URLs keep their query string.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub log_query: Switch,
+
+    /// Whether the proxy adds a `Via` header; loop detection works either way.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub via: Switch,
+
     /// How long past expiry a stored response may stand in for an origin that is down or failing
     /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
     #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
@@ -269,6 +295,19 @@ pub struct ProxyArgs {
     pub pac_peer: Vec<ParentAddr>,
 }
 
+/// The value of an on/off flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 impl ProxyArgs {
     /// The validated configuration this command line asks for.
     pub fn into_config(self) -> Result<ProxyConfig, AuthError> {
@@ -304,6 +343,12 @@ impl ProxyArgs {
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
+            log: LogSettings {
+                file: self.access_log,
+                format: self.log_format,
+                query: self.log_query.is_on(),
+            },
+            via: self.via.is_on(),
             stale_if_error: self.stale_if_error,
             refresh: RefreshRules::new(refresh),
             parents: ParentConfig {

@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod cache;
 pub mod cli;
 pub mod client;
+pub mod config_file;
 pub mod html;
 pub mod http;
 pub mod net;

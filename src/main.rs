@@ -1,18 +1,17 @@
 //! The `porter` binary: parse the command line, run the subcommand, turn its error into an exit code.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
-use porter::cli::{Cli, Command};
+use porter::cli::{Cli, Command, ProxyArgs};
+use porter::config_file::{self, ConfigSource};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Proxy(args) => args
-            .into_config()
-            .map_err(Into::into)
-            .and_then(|config| porter::proxy::run(config).map_err(Into::into)),
+        Command::Proxy(args) => return proxy(&args),
         Command::Cache(args) => {
             porter::cache::admin::run(&args.cache_dir, &args.action.into_command())
                 .map(|text| print!("{text}"))
@@ -39,4 +38,52 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `porter proxy`: the configuration from `--config` under the command line, `--check`, then the
+/// proxy, which can read both again on SIGHUP. A configuration mistake exits 2.
+fn proxy(args: &ProxyArgs) -> ExitCode {
+    let source = ConfigSource {
+        file: args.config.clone(),
+        command_line: proxy_arguments(),
+    };
+    let loaded = match config_file::load(&source) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("porter: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let check = loaded.args.check;
+    let effective = check.then(|| config_file::effective_toml(&loaded));
+    let config = match loaded.args.into_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("porter: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(text) = effective {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    let reloader: porter::proxy::live::Reloader =
+        Box::new(move || config_file::load_config(&source).map_err(|e| e.to_string()));
+    match porter::proxy::run(config, Some(reloader)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("porter: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// The arguments after the `proxy` subcommand (the only options before it are --help and --version,
+/// which exit before this runs).
+fn proxy_arguments() -> Vec<OsString> {
+    std::env::args_os()
+        .skip(1)
+        .skip_while(|arg| arg != "proxy")
+        .skip(1)
+        .collect()
 }

@@ -187,7 +187,8 @@ pub struct Cache {
     /// Where `porter cache purge|clear` tells this process what it removed; `None` when the socket
     /// could not be made (then those commands cannot reach this process, which is logged).
     _control: Option<control::ControlSocket>,
-    refresh: policy::RefreshRules,
+    /// Swapped by a configuration reload (SIGHUP), so it sits behind a lock.
+    refresh: std::sync::RwLock<policy::RefreshRules>,
 }
 
 impl Cache {
@@ -213,7 +214,7 @@ impl Cache {
             locks: Arc::default(),
             max_object_size: config.max_object_size,
             _control: control,
-            refresh: config.refresh.clone(),
+            refresh: std::sync::RwLock::new(config.refresh.clone()),
         })
     }
 
@@ -227,7 +228,15 @@ impl Cache {
 
     /// The duration of the `--refresh` rule for `url`, if one applies.
     pub fn refresh_rule(&self, url: &str) -> Option<Duration> {
-        self.refresh.lifetime_for(url)
+        self.refresh
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .lifetime_for(url)
+    }
+
+    /// Replaces the `--refresh` rules (a configuration reload).
+    pub fn set_refresh_rules(&self, rules: policy::RefreshRules) {
+        *self.refresh.write().unwrap_or_else(|e| e.into_inner()) = rules;
     }
 
     /// [`Cache::refresh_rule`], matched once per request through `once`.

@@ -53,6 +53,12 @@ pub trait Handler: Send + Sync + 'static {
     /// `None` once it is closed or handed elsewhere (a CONNECT tunnel).
     fn handle(&self, conn: Conn, request: Result<RequestHead, http::Error>) -> Option<Conn>;
 
+    /// Whether a client address may connect. By default the allow list the server started with; a
+    /// handler whose configuration reloads answers from its current one.
+    fn allows(&self, ip: std::net::IpAddr, configured: &[Cidr]) -> bool {
+        configured.iter().any(|c| c.contains(ip))
+    }
+
     /// Called when the acceptor turns a client away before any request is read (for logging).
     fn refused(&self, _peer: SocketAddr, _status: u16, _why: &str) {}
 
@@ -247,7 +253,7 @@ impl Server {
         handler: &H,
     ) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        if !self.config.allow.iter().any(|c| c.contains(peer.ip())) {
+        if !handler.allows(peer.ip(), &self.config.allow) {
             self.refuse(stream, peer, 403, "client address not allowed", handler);
             return;
         }
@@ -396,7 +402,7 @@ fn serve_connection<H: Handler>(
         match conn.read_head(limits, head_timeout) {
             HeadRead::Ready(request) => {
                 // The client a PROXY header names passes the same allow list as a direct one.
-                if conn.take_relayed() && !allow.iter().any(|c| c.contains(conn.peer.ip())) {
+                if conn.take_relayed() && !handler.allows(conn.peer.ip(), allow) {
                     let why = "client address not allowed";
                     handler.refused(conn.peer, 403, why);
                     let _ = conn.stream.write_all(&crate::html::refusal(403, why));

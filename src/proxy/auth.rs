@@ -93,6 +93,25 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The user name of the accepted credentials that header `field` carries (`proxy-authorization`
+    /// for proxy requests, `authorization` for the proxy's own pages), or `None` if it carries none.
+    /// The name is for the access log; the password is never returned.
+    pub fn admitted_user(&self, headers: &Headers, field: &str) -> Option<String> {
+        let given = headers.get_bytes(field)?.trim_ascii();
+        let found = self
+            .tokens
+            .iter()
+            .fold(false, |found, token| constant_time_eq(token, given) | found);
+        if !found {
+            return None;
+        }
+        let decoded = STANDARD.decode(given.strip_prefix(b"Basic ")?).ok()?;
+        let pair = String::from_utf8(decoded).ok()?;
+        pair.split_once(':').map(|(user, _)| user.to_string())
+    }
+}
+
 /// Compares in time that depends only on the lengths, not on where the bytes differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -121,6 +140,14 @@ mod tests {
         assert!(creds.add("nocolon").is_err());
         assert!(creds.add(":empty-user").is_err());
         assert_eq!(format!("{creds:?}"), "Credentials(2 users)");
+        let origin: Headers = [("Authorization", "Basic YWxpY2U6czNjcmV0")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            creds.admitted_user(&origin, "authorization").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(creds.admitted_user(&origin, "proxy-authorization"), None);
     }
 
     #[test]

@@ -337,7 +337,9 @@ impl Proxy {
         write::field(&mut out, "Age", policy::age_header(age).as_bytes());
         let mut via = meta.head.headers.clone_value("via");
         forward::append_via_value(&mut via, meta.head.version, &self.via);
-        write::field(&mut out, "Via", &via);
+        if !via.is_empty() {
+            write::field(&mut out, "Via", &via);
+        }
         let status_value = cache_status.as_static().unwrap_or_default();
         write::field(&mut out, "Cache-Status", status_value.as_bytes());
         write::field(&mut out, "X-Cache", cache_status.x_cache().as_bytes());
@@ -353,6 +355,7 @@ impl Proxy {
             return Ok(Reuse::when(ex.keep_alive));
         }
         ex.entry.status = if not_modified { 304 } else { meta.head.status };
+        ex.entry.content_type = meta.head.headers.get("content-type").map(str::to_string);
         let head_len = out.len() as u64;
         let send_body = !not_modified && !ex.head_only();
         let sent = |e| Failure::AfterHead(ProxyError::ClientIo(e));

@@ -31,6 +31,10 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// Where access lines go and how they look.
+    pub log: crate::access_log::LogSettings,
+    /// Whether forwarded messages carry `Via` (loops are detected either way).
+    pub via: bool,
     /// How long past expiry a stored response may stand in for a failing origin when it does not say
     /// (RFC 5861 §4); zero turns that default off.
     pub stale_if_error: Duration,

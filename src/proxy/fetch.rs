@@ -125,6 +125,11 @@ impl Proxy {
     /// or, when the cache revalidates, the stored entry's validators in their place.
     pub(super) fn fetch(&self, ex: &mut Exchange, ask: Ask<'_>) -> Result<Fetched, ProxyError> {
         let mut outbound = forward::outbound_request(&ex.req, &ex.target, &self.via, ex.req_body);
+        if self.via.is_empty() {
+            outbound
+                .headers
+                .append(super::HOP_MARK, self.hop_mark.as_str());
+        }
         if let Ask::Revalidate(validators) = ask {
             // Only the entry's own validators: a 304 to a client's `If-None-Match: "new"` would
             // otherwise confirm the stored old body as "new" for everyone (RFC 9111 §4.3.1). With
@@ -189,6 +194,7 @@ impl Proxy {
         }
         let client_keeps = !client_head.headers.has_token("connection", "close");
         ex.entry.status = client_head.status;
+        ex.entry.content_type = client_head.headers.get("content-type").map(str::to_string);
         let relayed = forward::relay_body(
             &mut ex.conn,
             &mut origin,

@@ -64,8 +64,12 @@ pub fn outbound_request(
     }
 }
 
-/// Adds this hop to Via (RFC 9110 §7.6.3), joining it to the received list.
+/// Adds this hop to Via (RFC 9110 §7.6.3), joining it to the received list. An empty name
+/// (`--via off`) adds nothing and leaves the received list as it was.
 pub fn append_via(headers: &mut Headers, received: Version, via: &str) {
+    if via.is_empty() {
+        return;
+    }
     let mut value = headers.clone_value("via");
     append_via_value(&mut value, received, via);
     headers.set("Via", value);
@@ -73,6 +77,9 @@ pub fn append_via(headers: &mut Headers, received: Version, via: &str) {
 
 /// Appends `1.1 name` (or `1.0 name`) to a Via value, comma-separated.
 pub fn append_via_value(value: &mut Vec<u8>, received: Version, via: &str) {
+    if via.is_empty() {
+        return;
+    }
     if !value.is_empty() {
         value.extend_from_slice(b", ");
     }

@@ -1,9 +1,9 @@
-//! Counters for the status page and `/metrics`, and the access log line.
+//! Counters for the status page and `/metrics`, and the access log entry (its line formats are
+//! `logline`'s).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// How a request was handled: the word in the access log and a label in `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +68,22 @@ impl Outcome {
 #[derive(Default)]
 pub struct Metrics {
     by_outcome: [AtomicU64; Outcome::ALL.len()],
+    bytes_by_outcome: [AtomicU64; Outcome::ALL.len()],
     bytes_out: AtomicU64,
+    /// Requests by destination host, for the status page's busiest hosts.
+    pub hosts: super::hosts::HostCounts,
 }
 
 impl Metrics {
     pub fn record(&self, outcome: Outcome, bytes: u64) {
         self.by_outcome[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.bytes_by_outcome[outcome.index()].fetch_add(bytes, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes sent to clients for requests with this outcome.
+    pub fn bytes(&self, outcome: Outcome) -> u64 {
+        self.bytes_by_outcome[outcome.index()].load(Ordering::Relaxed)
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
@@ -102,6 +111,10 @@ pub struct AccessEntry {
     pub status: u16,
     pub bytes: u64,
     pub outcome: Outcome,
+    /// The proxy user, when proxy authentication admitted the request.
+    pub user: Option<String>,
+    /// The response's Content-Type, when it had one.
+    pub content_type: Option<String>,
     /// Why the cache did what it did, when there is more to say (Cache-Status `detail`).
     pub detail: Option<&'static str>,
     /// The parent proxy the request went through (`--parent`), as `host:port`.
@@ -118,6 +131,8 @@ impl AccessEntry {
             status: 0,
             bytes: 0,
             outcome: Outcome::Error,
+            user: None,
+            content_type: None,
             detail: None,
             parent: None,
         }
@@ -126,37 +141,12 @@ impl AccessEntry {
     /// Counts the request and queues its line for the access log.
     pub fn finish(&self, metrics: &Metrics) {
         metrics.record(self.outcome, self.bytes);
+        if let Some(host) = super::logline::host_of(&self.url) {
+            metrics.hosts.count(host);
+        }
         if crate::access_log::enabled() {
-            crate::access_log::write(self.to_string());
-        }
-    }
-}
-
-impl fmt::Display for AccessEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unix = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        write!(
-            f,
-            "{}.{:03} {}ms {} {} {} {} {} {}",
-            unix.as_secs(),
-            unix.subsec_millis(),
-            self.start.elapsed().as_millis(),
-            self.client,
-            self.method,
-            self.url,
-            self.status,
-            self.bytes,
-            self.outcome.as_str()
-        )?;
-        if let Some(detail) = self.detail {
-            write!(f, " detail={detail}")?;
-        }
-        match &self.parent {
-            // Squid's hierarchy code for "the first parent that is up".
-            Some(parent) => write!(f, " FIRSTUP_PARENT/{parent}"),
-            None => Ok(()),
+            let (format, query) = crate::access_log::format();
+            crate::access_log::write(super::logline::format(self, format, query));
         }
     }
 }

@@ -21,17 +21,22 @@ mod cached;
 mod collapsed;
 mod config;
 mod connect;
+mod dashboard;
 pub mod dest;
 mod error;
 mod exchange;
 mod fetch;
 pub mod forward;
+pub mod hosts;
 mod intercept;
 mod intercept_pages;
+pub mod live;
+pub mod logline;
 pub mod metrics;
 pub mod pac;
 pub mod pages;
 pub mod parent;
+pub mod preflight;
 mod ranges;
 mod route;
 mod stale;
@@ -49,6 +54,7 @@ use std::time::Instant;
 pub use config::{InterceptConfig, ProxyConfig};
 pub use error::ProxyError;
 use metrics::{AccessEntry, Metrics, Outcome};
+pub use preflight::StartError;
 use target::Target;
 use tunnel::TunnelHandle;
 use upstream::UpstreamPool;
@@ -63,8 +69,13 @@ use crate::net::acl::{self, Cidr};
 use crate::net::{Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
 use crate::tls::Interceptor;
 
-/// Binds, prints `listening on ADDR`, and proxies until SIGINT/SIGTERM.
-pub fn run(config: ProxyConfig) -> io::Result<()> {
+/// Checks the cache folder, access log and CA, binds, prints `listening on ADDR`, and proxies until
+/// SIGINT/SIGTERM; SIGHUP rebuilds the configuration with `reloader`, SIGUSR1 reopens the log.
+pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), StartError> {
+    if let Some(dir) = &config.cache_dir {
+        preflight::check_cache_dir(dir)?;
+    }
+    crate::access_log::configure(&config.log).map_err(StartError::AccessLog)?;
     // Before listening: a CA that cannot be used (or created) must stop the start, not the first
     // intercepted request.
     let interceptor = match &config.intercept {
@@ -79,10 +90,17 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
     let server = Server::bind(config.server.clone(), shutdown.clone())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.local_addr()?;
+    shutdown.install_signal_handlers()?;
+    let mut proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    proxy.interceptor = interceptor;
+    let proxy = Arc::new(proxy);
+    // Before `listening on`: whoever waits for that line may send SIGHUP at once.
+    let signals = live::SignalThread::start(Arc::clone(&proxy), reloader)?;
     println!("listening on {local_addr}");
     io::stdout().flush()?;
+    let config = &proxy.config;
     if !local_addr.ip().is_loopback() && config.server.allow == Cidr::loopback() {
-        log::info!(
+        log::warn!(
             "listening on {local_addr} but only loopback clients are allowed; use --allow CIDR"
         );
     }
@@ -94,18 +112,33 @@ pub fn run(config: ProxyConfig) -> io::Result<()> {
     {
         log::warn!("--allow admits public addresses: this is an open proxy");
     }
-    shutdown.install_signal_handlers()?;
-    let mut proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
-    proxy.interceptor = interceptor;
-    server.run(Arc::new(proxy))?;
+    server.run(Arc::clone(&proxy))?;
+    signals.stop();
     crate::access_log::flush();
     log::info!("proxy stopped");
     Ok(())
 }
 
+/// The header that marks a request as having passed through this proxy when `--via off` leaves Via
+/// out, so a forwarding loop is still recognised.
+pub const HOP_MARK: &str = "Porter-Hop";
+
+/// The proxy's own pages that answer without authentication (browsers fetch them directly and
+/// cannot answer a 401 or 407 for them).
+const OPEN_PAGES: [&str; 2] = ["/proxy.pac", "/ca.pem"];
+
+/// What proxy authentication decided about a request.
+enum Admission {
+    /// Go on; the user name is logged when there is one.
+    Admitted(Option<String>),
+    /// Answer with this 401 or 407 page.
+    Refused(Page),
+}
+
 /// The proxy's shared state, one per process, used by every worker.
 pub struct Proxy {
-    pub config: ProxyConfig,
+    /// The configuration new requests use; SIGHUP swaps it (`live`).
+    pub config: live::LiveConfig,
     pub local_addr: SocketAddr,
     pub started: Instant,
     pub metrics: Arc<Metrics>,
@@ -114,8 +147,11 @@ pub struct Proxy {
     /// `--parent` proxies and their health.
     pub parents: parent::Parents,
     tunnels: TunnelHandle,
-    /// This proxy's name in Via, unique per process so a forwarding loop is recognisable.
+    /// This proxy's name in Via, unique per process so a forwarding loop is recognisable; empty
+    /// with `--via off`, when `hop_mark` alone carries it.
     via: String,
+    /// The same name, always set: sent as [`HOP_MARK`] instead of Via when Via is off.
+    hop_mark: String,
     limits: Limits,
     pub cache: Option<Arc<Cache>>,
     /// Background revalidations for stale-while-revalidate; there whenever the cache is.
@@ -134,7 +170,12 @@ impl Proxy {
         let metrics = Arc::new(Metrics::default());
         let tunnels =
             TunnelHandle::start(config.tunnel_idle_timeout, Arc::clone(&metrics), shutdown)?;
-        let via = format!("porter-{}-{}", std::process::id(), local_addr.port());
+        let hop_mark = format!("porter-{}-{}", std::process::id(), local_addr.port());
+        let via = if config.via {
+            hop_mark.clone()
+        } else {
+            String::new()
+        };
         let cache = config.cache_dir.as_ref().and_then(|dir| {
             let opened = Cache::open(&CacheConfig {
                 dir: dir.clone(),
@@ -143,7 +184,8 @@ impl Proxy {
                 memory_bytes: config.memory_cache_size,
                 refresh: config.refresh.clone(),
             });
-            // A read-only or broken disk must not take the proxy down: it relays instead.
+            // `preflight` refused an unusable folder; a disk that breaks later must not take the
+            // proxy down: it relays instead.
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
@@ -166,7 +208,8 @@ impl Proxy {
         };
         Ok(Proxy {
             parents: parent::Parents::new(config.parents.clone()),
-            config,
+            config: live::LiveConfig::new(config),
+            hop_mark,
             local_addr,
             started: Instant::now(),
             metrics,
@@ -220,6 +263,43 @@ impl Proxy {
         }
     }
 
+    /// Proxy authentication: the user to log (`None` when auth is off or the page is open), or the
+    /// page refusing the request. The proxy's own pages asked for directly are judged as an origin
+    /// would judge them: a browser fetching the PAC file cannot answer a 407, so it and the CA
+    /// certificate are open, and the status page and metrics take the same users through
+    /// `Authorization` (401).
+    fn authenticate(&self, req: &RequestHead) -> Admission {
+        let auth = &self.config.auth;
+        if auth.is_empty() {
+            return Admission::Admitted(None);
+        }
+        if let Some(user) = auth.admitted_user(&req.headers, "proxy-authorization") {
+            return Admission::Admitted(Some(user));
+        }
+        let challenge = |status, message, field| {
+            let (mut head, body) = pages::status_page(status, message);
+            head.headers
+                .append(field, "Basic realm=\"porter\", charset=\"UTF-8\"");
+            (head, body)
+        };
+        if !req.target.starts_with('/') {
+            let message = "this proxy needs a user name and password";
+            return Admission::Refused(challenge(407, message, "Proxy-Authenticate"));
+        }
+        let path = req.target.split('?').next().unwrap_or_default();
+        if OPEN_PAGES.contains(&path) {
+            return Admission::Admitted(None);
+        }
+        match auth.admitted_user(&req.headers, "authorization") {
+            Some(user) => Admission::Admitted(Some(user)),
+            None => Admission::Refused(challenge(
+                401,
+                "this page needs a user name and password",
+                "WWW-Authenticate",
+            )),
+        }
+    }
+
     /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
     fn handle_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         if conn.inside().is_some() {
@@ -229,15 +309,12 @@ impl Proxy {
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
-        if !self.config.auth.is_empty() && !self.config.auth.admits(&req.headers) {
-            entry.outcome = Outcome::Denied;
-            let (mut head, body) =
-                pages::status_page(407, "this proxy needs a user name and password");
-            head.headers.append(
-                "Proxy-Authenticate",
-                "Basic realm=\"porter\", charset=\"UTF-8\"",
-            );
-            return self.reply(conn, &mut entry, (head, body), closing);
+        match self.authenticate(&req) {
+            Admission::Admitted(user) => entry.user = user,
+            Admission::Refused(page) => {
+                entry.outcome = Outcome::Denied;
+                return self.reply(conn, &mut entry, page, closing);
+            }
         }
         if req.method == Method::Connect {
             return self.connect(conn, req, entry);
@@ -297,7 +374,10 @@ impl Proxy {
             local.target = target.path_and_query.clone();
             return self.reply(conn, &mut entry, pages::own_page(self, &local), ours);
         }
-        if req.headers.list("via").any(|hop| hop.ends_with(&self.via)) {
+        let looped = (!self.via.is_empty()
+            && req.headers.list("via").any(|hop| hop.ends_with(&self.via)))
+            || req.headers.list(HOP_MARK).any(|mark| mark == self.hop_mark);
+        if looped {
             let page = pages::status_page(
                 508,
                 "this request has already passed through this proxy: a forwarding loop",
@@ -336,6 +416,11 @@ impl Handler for Proxy {
                 self.reply(conn, &mut entry, page, Answer::unparsed())
             }
         }
+    }
+
+    /// The allow list of the current configuration, so a reload applies to the next connection.
+    fn allows(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
+        self.config.server.allow.iter().any(|c| c.contains(ip))
     }
 
     fn first_bytes(&self, conn: Conn) -> FirstBytes {

@@ -1,6 +1,6 @@
 //! Responses the proxy writes itself: error pages, and its own pages for origin-form requests
-//! (`/` status, `/metrics` in Prometheus text format, `/proxy.pac` for browsers, `/ca.pem` with
-//! `--intercept`, whose parts are in `intercept_pages`).
+//! (`/` status, written by `dashboard`, `/metrics` in Prometheus text format, `/proxy.pac` for
+//! browsers, `/ca.pem` with `--intercept`, whose parts are in `intercept_pages`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -88,7 +88,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
         return super::intercept_pages::ca_page(proxy);
     }
     let (content_type, body) = match path {
-        "/" => ("text/html; charset=utf-8", dashboard(proxy)),
+        "/" => ("text/html; charset=utf-8", super::dashboard::render(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
         "/proxy.pac" => ("application/x-ns-proxy-autoconfig", pac_file(proxy, req)),
         _ => {
@@ -103,63 +103,6 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
     head.headers.append("Content-Type", content_type);
     head.headers.append("Cache-Control", "no-store");
     (head, body.into_bytes())
-}
-
-fn dashboard(proxy: &Proxy) -> String {
-    let m = &proxy.metrics;
-    let server = &proxy.server_stats;
-    let hits = m.count(Outcome::Hit);
-    let lookups =
-        hits + m.count(Outcome::Miss) + m.count(Outcome::Revalidated) + m.count(Outcome::Collapsed);
-    let ratio = if lookups == 0 {
-        0.0
-    } else {
-        100.0 * hits as f64 / lookups as f64
-    };
-    let mut rows = vec![
-        ("Uptime", format!("{} s", proxy.started.elapsed().as_secs())),
-        ("Requests", m.requests().to_string()),
-        (
-            "Cache hit ratio",
-            format!("{ratio:.1}% ({hits} of {lookups})"),
-        ),
-        ("Open connections", server.connections.open().to_string()),
-        (
-            "Workers busy",
-            format!(
-                "{} of {}",
-                server.busy_workers.load(Ordering::Relaxed),
-                proxy.config.server.workers
-            ),
-        ),
-        (
-            "Queued connections",
-            server.queued.load(Ordering::Relaxed).to_string(),
-        ),
-        ("Bytes sent to clients", m.bytes_out().to_string()),
-    ];
-    if let Some(cache) = &proxy.cache {
-        let stats = cache.stats();
-        rows.push(("Cache entries", stats.entries.to_string()));
-        rows.push(("Cache bytes", stats.bytes.to_string()));
-        rows.push(("Revalidations", m.count(Outcome::Revalidated).to_string()));
-    }
-    let mut html = String::from("\n<h1>Porter</h1>\n<table>\n");
-    if let Some(interceptor) = &proxy.interceptor {
-        rows.extend(super::intercept_pages::rows(&interceptor.stats));
-    }
-    for (name, value) in rows {
-        let _ = writeln!(
-            html,
-            "<tr><th>{name}</th><td>{}</td></tr>",
-            html::escape(&value)
-        );
-    }
-    html.push_str("</table>\n<p><a href=\"/metrics\">metrics</a> · <a href=\"/proxy.pac\">proxy.pac</a></p>\n");
-    if let Some(interceptor) = &proxy.interceptor {
-        html.push_str(&super::intercept_pages::ca_paragraph(interceptor));
-    }
-    html::document("Porter status", &html)
 }
 
 fn metrics_text(proxy: &Proxy) -> String {
@@ -225,6 +168,25 @@ fn metrics_text(proxy: &Proxy) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    out.push_str("# HELP porter_outcome_sent_bytes_total Bytes sent to clients, by outcome.\n# TYPE porter_outcome_sent_bytes_total counter\n");
+    for outcome in Outcome::ALL {
+        let _ = writeln!(
+            out,
+            "porter_outcome_sent_bytes_total{{outcome=\"{}\"}} {}",
+            outcome.as_str().to_ascii_lowercase(),
+            m.bytes(outcome)
+        );
+    }
+    let reloads = &proxy.config;
+    let _ = writeln!(
+        out,
+        "# HELP porter_config_reloads_total Configuration reloads (SIGHUP), applied or refused.\n\
+         # TYPE porter_config_reloads_total counter\n\
+         porter_config_reloads_total{{result=\"applied\"}} {}\n\
+         porter_config_reloads_total{{result=\"refused\"}} {}",
+        reloads.reloads.load(Ordering::Relaxed),
+        reloads.failed_reloads.load(Ordering::Relaxed)
+    );
     if let Some(cache) = &proxy.cache {
         let stats = cache.stats();
         let cache_figures = [

@@ -371,7 +371,9 @@ fn stale_bytes_on_a_pooled_origin_connection_are_not_the_next_response() {
     // Every connection answers by path: /first gets a 204 followed, unasked, by a whole second
     // response; /second gets the honest answer. Whether the proxy reuses the connection or opens a
     // new one, /second must never see the late bytes.
-    let origin = raw_server(|_, mut stream| {
+    let late_sent = Arc::new(AtomicBool::new(false));
+    let sent = Arc::clone(&late_sent);
+    let origin = raw_server(move |_, mut stream| {
         while let Some(target) = read_target(&mut stream) {
             if target == "/first" {
                 let _ = stream
@@ -381,6 +383,7 @@ fn stale_bytes_on_a_pooled_origin_connection_are_not_the_next_response() {
                     format!("HTTP/1.1 200 OK\r\n{CACHEABLE}Content-Length: 4\r\n\r\nEVIL")
                         .as_bytes(),
                 );
+                sent.store(true, Ordering::SeqCst);
             } else {
                 let _ = stream.write_all(
                     format!("HTTP/1.1 200 OK\r\n{CACHEABLE}Content-Length: 4\r\nConnection: close\r\n\r\ngood")
@@ -394,8 +397,11 @@ fn stale_bytes_on_a_pooled_origin_connection_are_not_the_next_response() {
     let porter = Porter::start(&["proxy", "--cache-dir", cache.path().to_str().unwrap()]);
     let first = proxy_get(porter.addr, &format!("http://{origin}/first"), &[]);
     assert_eq!(first.status, 204);
-    // Ordering, not timing: let the late bytes reach the proxy's pooled connection first.
-    thread::sleep(Duration::from_millis(400));
+    // Ordering, not timing: the late bytes are on the proxy's pooled connection before /second is
+    // asked (a fixed sleep here lost the race to the origin's own sleep on a loaded machine). Once
+    // written on loopback they are in the proxy's socket; the pause is slack.
+    assert!(eventually(Duration::from_secs(5), || late_sent.load(Ordering::SeqCst)));
+    thread::sleep(Duration::from_millis(50));
     let second = proxy_get(porter.addr, &format!("http://{origin}/second"), &[]);
     assert_eq!(
         (second.status, second.text()),

@@ -6,8 +6,9 @@
 mod ca;
 mod clients;
 mod paths;
+mod split;
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -162,15 +163,17 @@ pub fn get_inside(stream: &mut Tunnelled, host: &str, path: &str, close: bool) -
     read_tls_response(stream)
 }
 
-/// Reads one response with a Content-Length body from a TLS stream.
+/// Reads one response with a Content-Length body from a TLS stream, and not a byte more: a
+/// pipelined response behind it stays in the stream for the next call. (A `BufReader` made here and
+/// dropped on return would swallow whatever of the next responses its first read took in.)
 pub fn read_tls_response(stream: &mut Tunnelled) -> Response {
-    let mut reader = BufReader::new(TlsReader(stream));
-    read_any_response(&mut reader)
+    read_any_response(stream)
 }
 
-/// `util::read_response` wants a `BufReader<TcpStream>`; this one reads any stream, for responses
-/// with a Content-Length (all the origins here send one).
-pub fn read_any_response(reader: &mut impl std::io::BufRead) -> Response {
+/// Reads one response with a Content-Length body (all the origins here send one) from any stream:
+/// the head a byte at a time (through TLS, a byte comes from plaintext rustls holds, not a system
+/// call each), then exactly the body.
+pub fn read_any_response(reader: &mut impl Read) -> Response {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -205,16 +208,6 @@ pub fn read_any_response(reader: &mut impl std::io::BufRead) -> Response {
     response.body = vec![0; len];
     reader.read_exact(&mut response.body).expect("the body");
     response
-}
-
-/// Reads through a `&mut Tunnelled` one byte at a time is too slow for BufReader's sake: this adapter
-/// lets BufReader own a borrow.
-pub struct TlsReader<'a>(pub &'a mut Tunnelled);
-
-impl Read for TlsReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
-    }
 }
 
 /// The outcome (last field) of the access line for `method url`, counting from `from`.

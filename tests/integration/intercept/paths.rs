@@ -351,6 +351,35 @@ fn idle_intercepted_keep_alive_connections_pin_no_worker_and_pipelined_requests_
     );
 }
 
+/// A burst of pipelined requests bigger than a worker's read buffer (4 KiB between requests), in one
+/// TLS record: the worker copies 4 KiB of the plaintext, and the rest stays decrypted inside rustls,
+/// where the parker's socket cannot show it. Each request is 256 bytes, so the buffer runs empty
+/// exactly at a request's end: parked then, the connection would wait for bytes that came long ago.
+#[test]
+fn pipelined_requests_left_decrypted_inside_rustls_are_answered_not_parked() {
+    let setup = Setup::new();
+    let proxy = setup.proxy(&["--workers", "1"]);
+    let target = format!("localhost:{}", setup.port());
+    let mut stream = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
+    assert_eq!(
+        get_inside(&mut stream, &target, "/burst", false).status,
+        200
+    );
+    let request =
+        |pad: &str| format!("GET /burst HTTP/1.1\r\nHost: {target}\r\nX-Pad: {pad}\r\n\r\n");
+    let pad = "p".repeat(256 - request("").len());
+    let one = request(&pad);
+    assert_eq!(one.len(), 256);
+    stream.write_all(one.repeat(40).as_bytes()).unwrap();
+    stream.flush().unwrap();
+    for n in 0..40 {
+        let response = read_tls_response(&mut stream);
+        assert_eq!(response.header("x-cache"), Some("HIT"), "response {n}");
+        assert_eq!(response.text(), "GET /burst from the TLS origin");
+    }
+    assert_eq!(setup.origin.hits(), 1);
+}
+
 #[test]
 fn a_large_hit_read_from_disk_is_encrypted_whole_where_sendfile_cannot_be_used() {
     // Over the memory tier's limit, so the hit comes from the entry file: through TLS the bytes must

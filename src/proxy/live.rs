@@ -1,0 +1,306 @@
+//! The running configuration and its reload (SIGHUP), and the log reopen (SIGUSR1).
+//!
+//! Workers read the configuration as `proxy.config.field`, with no lock held and no reference count
+//! taken: [`LiveConfig`] derefs to a configuration that lives for the rest of the process. A reload
+//! builds a new one and swaps the pointer; requests that already started finish with the one they
+//! began with, new requests see the new one, and no connection or tunnel is touched. The replaced
+//! configuration is leaked on purpose (a few KiB per SIGHUP), which is what lets readers hold a plain
+//! `&ProxyConfig` safely without `unsafe` or a lock on the hot path.
+//!
+//! ```text
+//!  SIGHUP ─> reload(): read file + command line ─> validate ─> keep restart-only settings
+//!              │ error: log it, keep running config        ─> access log settings ─> swap
+//!  SIGUSR1 ─> access_log::reopen()
+//! ```
+
+use std::fmt::Debug;
+use std::ops::Deref;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::ProxyConfig;
+
+/// Rebuilds the configuration from where it came from (the file and the command line).
+pub type Reloader = Box<dyn Fn() -> Result<ProxyConfig, String> + Send + Sync>;
+
+/// The configuration new requests use; swapped by a reload.
+pub struct LiveConfig {
+    current: RwLock<&'static ProxyConfig>,
+    /// Reloads applied and reloads refused (the file did not parse or validate).
+    pub reloads: AtomicU64,
+    pub failed_reloads: AtomicU64,
+}
+
+impl Deref for LiveConfig {
+    type Target = ProxyConfig;
+
+    fn deref(&self) -> &ProxyConfig {
+        *self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How one reload went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Applied; the restart-only settings named were changed in the file but kept.
+    Applied { kept: Vec<&'static str> },
+    /// Refused; the running configuration is unchanged.
+    Refused(String),
+}
+
+impl LiveConfig {
+    pub fn new(config: ProxyConfig) -> LiveConfig {
+        LiveConfig {
+            current: RwLock::new(Box::leak(Box::new(config))),
+            reloads: AtomicU64::new(0),
+            failed_reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies a freshly read configuration (or refuses the error that reading it gave), keeping the
+    /// settings only a restart can change.
+    pub fn reload(&self, read: Result<ProxyConfig, String>) -> ReloadOutcome {
+        let outcome = match read {
+            Err(why) => ReloadOutcome::Refused(why),
+            Ok(mut new) => {
+                let kept = keep_restart_only(self, &mut new);
+                match crate::access_log::configure(&new.log) {
+                    Err(e) => ReloadOutcome::Refused(e.to_string()),
+                    Ok(()) => {
+                        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+                            Box::leak(Box::new(new));
+                        ReloadOutcome::Applied { kept }
+                    }
+                }
+            }
+        };
+        match &outcome {
+            ReloadOutcome::Applied { kept } => {
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                log::info!("configuration reloaded");
+                for name in kept {
+                    log::warn!("--{name} changed in the configuration: it needs a restart; kept");
+                }
+            }
+            ReloadOutcome::Refused(why) => {
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+                log::error!("reload refused, still running the previous configuration: {why}");
+            }
+        }
+        outcome
+    }
+}
+
+/// Copies the settings a running proxy cannot change (its socket, threads, cache and tunnel thread)
+/// from `running` into `new`, returning the names of those that differed.
+fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    fn keep<T: Clone + Debug>(
+        kept: &mut Vec<&'static str>,
+        name: &'static str,
+        running: &T,
+        new: &mut T,
+    ) {
+        if format!("{running:?}") != format!("{new:?}") {
+            kept.push(name);
+            new.clone_from(running);
+        }
+    }
+    let (r, n) = (&running.server, &mut new.server);
+    keep(&mut kept, "listen", &r.listen, &mut n.listen);
+    keep(&mut kept, "workers", &r.workers, &mut n.workers);
+    keep(&mut kept, "queue", &r.queue, &mut n.queue);
+    keep(
+        &mut kept,
+        "max-connections",
+        &r.max_connections,
+        &mut n.max_connections,
+    );
+    keep(
+        &mut kept,
+        "max-connections-per-client",
+        &r.max_connections_per_client,
+        &mut n.max_connections_per_client,
+    );
+    keep(
+        &mut kept,
+        "head-timeout",
+        &r.head_timeout,
+        &mut n.head_timeout,
+    );
+    keep(
+        &mut kept,
+        "idle-timeout",
+        &r.idle_timeout,
+        &mut n.idle_timeout,
+    );
+    keep(
+        &mut kept,
+        "client-timeout",
+        &r.client_timeout,
+        &mut n.client_timeout,
+    );
+    keep(
+        &mut kept,
+        "shutdown-grace",
+        &r.shutdown_grace,
+        &mut n.shutdown_grace,
+    );
+    n.limits = r.limits;
+    // The upstream pool and the background revalidation threads hold the destination rules.
+    keep(
+        &mut kept,
+        "deny-dest",
+        &running.deny_dests,
+        &mut new.deny_dests,
+    );
+    keep(
+        &mut kept,
+        "cache-dir",
+        &running.cache_dir,
+        &mut new.cache_dir,
+    );
+    keep(
+        &mut kept,
+        "cache-size",
+        &running.cache_size,
+        &mut new.cache_size,
+    );
+    keep(
+        &mut kept,
+        "max-object-size",
+        &running.max_object_size,
+        &mut new.max_object_size,
+    );
+    keep(
+        &mut kept,
+        "memory-cache-size",
+        &running.memory_cache_size,
+        &mut new.memory_cache_size,
+    );
+    keep(
+        &mut kept,
+        "tunnel-idle-timeout",
+        &running.tunnel_idle_timeout,
+        &mut new.tunnel_idle_timeout,
+    );
+    keep(&mut kept, "via", &running.via, &mut new.via);
+    keep(
+        &mut kept,
+        "accept-proxy-protocol",
+        &r.accept_proxy_protocol,
+        &mut n.accept_proxy_protocol,
+    );
+    // Parents keep their health state in `Proxy::parents`, built from these at start-up.
+    keep(
+        &mut kept,
+        "parent (and parent-auth, parent-fallback, direct-host)",
+        &running.parents,
+        &mut new.parents,
+    );
+    // The CA is loaded at start-up: interception can be narrowed by its host rules, not switched on
+    // or moved to another CA.
+    match (&running.intercept, &mut new.intercept) {
+        (Some(r), Some(n)) => {
+            keep(&mut kept, "ca-dir", &r.ca_dir, &mut n.ca_dir);
+            keep(&mut kept, "upstream-ca", &r.upstream_ca, &mut n.upstream_ca);
+        }
+        (None, None) => {}
+        (_, n) => {
+            kept.push("intercept");
+            n.clone_from(&running.intercept);
+        }
+    }
+    kept
+}
+
+/// Handles SIGHUP (reload) and SIGUSR1 (reopen the access log) on a thread of its own until
+/// [`SignalThread::stop`].
+pub struct SignalThread {
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalThread {
+    pub fn start(
+        proxy: std::sync::Arc<super::Proxy>,
+        reloader: Option<Reloader>,
+    ) -> std::io::Result<SignalThread> {
+        use signal_hook::consts::{SIGHUP, SIGUSR1};
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1])?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    match (signal, &reloader) {
+                        (SIGUSR1, _) => {
+                            log::info!("SIGUSR1: reopening the access log");
+                            crate::access_log::reopen();
+                        }
+                        (_, Some(reload)) => {
+                            log::info!("SIGHUP: reloading the configuration");
+                            let outcome = proxy.config.reload(reload());
+                            if let (ReloadOutcome::Applied { .. }, Some(cache)) =
+                                (outcome, &proxy.cache)
+                            {
+                                cache.set_refresh_rules(proxy.config.refresh.clone());
+                            }
+                        }
+                        (_, None) => log::warn!("SIGHUP: there is no --config file to reload"),
+                    }
+                }
+            })?;
+        Ok(SignalThread { handle, thread })
+    }
+
+    pub fn stop(self) {
+        self.handle.close();
+        let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_file::{ConfigSource, load_config};
+
+    fn config(args: &[&str]) -> ProxyConfig {
+        load_config(&ConfigSource {
+            file: None,
+            command_line: args.iter().map(Into::into).collect(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reload_applies_rules_keeps_restart_only_settings_and_counts() {
+        let live = LiveConfig::new(config(&["--no-cache", "--workers", "2"]));
+        let outcome = live.reload(Ok(config(&[
+            "--no-cache",
+            "--workers",
+            "8",
+            "--listen",
+            "127.0.0.1:9",
+            "--deny-host",
+            "a.test",
+            "--origin-timeout",
+            "3s",
+        ])));
+        assert_eq!(
+            outcome,
+            ReloadOutcome::Applied {
+                kept: vec!["listen", "workers"]
+            }
+        );
+        assert_eq!(live.server.workers, 2);
+        assert_eq!(live.server.listen.port(), 3128);
+        assert_eq!(live.deny_hosts.len(), 1);
+        assert_eq!(live.origin_timeout, std::time::Duration::from_secs(3));
+        let refused = live.reload(Err("broken".into()));
+        assert_eq!(refused, ReloadOutcome::Refused("broken".into()));
+        assert_eq!(live.deny_hosts.len(), 1, "a refused reload changes nothing");
+        assert_eq!(live.reloads.load(Ordering::Relaxed), 1);
+        assert_eq!(live.failed_reloads.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,204 @@
+//! Intercepted TLS whose bytes arrive in tiny pieces: a relay between the peers forwards what it
+//! reads 1 to 7 bytes at a time, with a short pause after each piece, so every TLS record (the
+//! ClientHello, the handshake's last flight, each request record, the origin's certificate and
+//! responses) reaches the proxy over several socket reads, and a worker often finds half a record
+//! and nothing more. Each read must then mean "not yet": never end of stream, never an empty
+//! request, never an idle connection parked with plaintext it already decrypted.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use super::*;
+
+/// A relay's deadline for each read: far longer than any test here, so only a hang ends it.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which way a relay cuts the bytes into pieces (the other way is forwarded as read).
+#[derive(Clone, Copy, PartialEq)]
+enum Slow {
+    /// From whoever connects to the relay to the address it relays to.
+    Forward,
+    /// Both ways.
+    Both,
+}
+
+/// A TCP relay on 127.0.0.1:0 to `to`; counts the pieces it cut.
+struct Relay {
+    addr: SocketAddr,
+    pieces: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr, slow: Slow) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let pieces = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&pieces);
+        thread::spawn(move || {
+            for (n, near) in listener.incoming().flatten().enumerate() {
+                let Ok(far) = TcpStream::connect(to) else {
+                    continue;
+                };
+                for s in [&near, &far] {
+                    s.set_read_timeout(Some(RELAY_TIMEOUT)).ok();
+                    s.set_write_timeout(Some(RELAY_TIMEOUT)).ok();
+                    // Every piece its own segment: nothing coalesces them again on the way.
+                    s.set_nodelay(true).ok();
+                }
+                let (near2, far2) = (near.try_clone().unwrap(), far.try_clone().unwrap());
+                let forward = Arc::clone(&counter);
+                let seed = n as u32 * 2 + 1;
+                thread::spawn(move || copy(near, far, Some(forward), seed));
+                let back = (slow == Slow::Both).then(|| Arc::clone(&counter));
+                thread::spawn(move || copy(far2, near2, back, seed + 1));
+            }
+        });
+        Relay { addr, pieces }
+    }
+
+    fn pieces(&self) -> usize {
+        self.pieces.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` until end of stream, in pieces of 1 to 7 bytes when `pieces` counts them.
+fn copy(mut from: TcpStream, mut to: TcpStream, pieces: Option<Arc<AtomicUsize>>, seed: u32) {
+    let mut rng = seed;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let Some(counter) = &pieces else {
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            continue;
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let size = (1 + (rng >> 16) % 7) as usize;
+            let (piece, tail) = rest.split_at(size.min(rest.len()));
+            if to.write_all(piece).is_err() {
+                return;
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            rest = tail;
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Writes `parts` as separate TLS records, each flushed (so each its own segment, then cut smaller).
+fn write_records(stream: &mut Tunnelled, parts: &[&str]) {
+    for part in parts {
+        stream.write_all(part.as_bytes()).unwrap();
+        stream.flush().unwrap();
+    }
+}
+
+#[test]
+fn tls_records_from_the_client_that_arrive_in_tiny_pieces_are_all_answered() {
+    let setup = Setup::new();
+    // One worker: a connection it waited on, or parked without its decrypted bytes, stalls the test.
+    let proxy = setup.proxy(&["--workers", "1"]);
+    let relay = Relay::start(proxy.addr, Slow::Forward);
+    let target = format!("localhost:{}", setup.port());
+    // The CONNECT head, the ClientHello and the client's Finished all come through in pieces.
+    let mut stream = tls_through(relay.addr, &target, "localhost", &setup.porter_ca());
+    let after_handshake = relay.pieces();
+    assert!(
+        after_handshake > 50,
+        "the relay cut only {after_handshake} pieces"
+    );
+
+    // One request over several records.
+    let host = format!("Host: {target}\r\n");
+    write_records(
+        &mut stream,
+        &["GE", "T /split HTTP/1.1\r\n", &host, "\r", "\n"],
+    );
+    let response = read_tls_response(&mut stream);
+    assert_eq!(response.text(), "GET /split from the TLS origin");
+    assert_eq!(response.header("x-cache"), Some("MISS"));
+
+    // Three requests in one record, then two more whose boundary falls inside a record.
+    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    let three = format!("{}{}{}", request("/a"), request("/b"), request("/split"));
+    write_records(&mut stream, &[&three]);
+    let (d, e) = (request("/d"), request("/e"));
+    let (d_head, d_tail) = d.split_at(10);
+    write_records(&mut stream, &[d_head, &format!("{d_tail}{e}")]);
+    for (path, cache) in [
+        ("/a", "MISS"),
+        ("/b", "MISS"),
+        ("/split", "HIT"),
+        ("/d", "MISS"),
+        ("/e", "MISS"),
+    ] {
+        let response = read_tls_response(&mut stream);
+        assert_eq!(response.text(), format!("GET {path} from the TLS origin"));
+        assert_eq!(response.header("x-cache"), Some(cache), "{path}");
+    }
+
+    // The connection went idle and was parked between those; it still answers, and a second
+    // tunnel through the same relay is served meanwhile by the only worker.
+    let mut other = tls_through(relay.addr, &target, "localhost", &setup.porter_ca());
+    assert_eq!(get_inside(&mut other, &target, "/b", false).status, 200);
+    let last = get_inside(&mut stream, &target, "/a", false);
+    assert_eq!(last.header("x-cache"), Some("HIT"));
+    assert_eq!(
+        setup.origin.hits(),
+        5,
+        "/split, /a, /b, /d and /e went once"
+    );
+    assert!(relay.pieces() > after_handshake + 100);
+}
+
+#[test]
+fn tls_records_from_a_slow_origin_that_arrive_in_tiny_pieces_are_relayed_whole() {
+    let body: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let served = body.clone();
+    let origin = crate::tls::TlsOrigin::start_with(move |_, path, _| {
+        let mut page = format!("{path}:").into_bytes();
+        page.extend_from_slice(&served);
+        (
+            200,
+            hdrs(&[
+                ("Content-Type", "text/plain"),
+                ("Cache-Control", "max-age=600"),
+            ]),
+            page,
+        )
+    });
+    let setup = Setup::with_origin(origin);
+    // The proxy reaches the origin only through the relay, which cuts both ways: the origin's
+    // hello, certificate and Finished, the proxy's requests, and every response record.
+    let relay = Relay::start(setup.origin.addr, Slow::Both);
+    let port = relay.addr.port().to_string();
+    let proxy = setup.proxy(&["--workers", "1", "--connect-port", &port]);
+    let target = format!("localhost:{port}");
+    let mut stream = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
+    for (path, cache) in [("/one", "MISS"), ("/two", "MISS"), ("/one", "HIT")] {
+        let response = get_inside(&mut stream, &target, path, false);
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert_eq!(response.header("x-cache"), Some(cache), "{path}");
+        let mut expected = format!("{path}:").into_bytes();
+        expected.extend_from_slice(&body);
+        assert!(response.body == expected, "{path}: the body differs");
+    }
+    assert_eq!(setup.origin.hits(), 2);
+    // Both misses went over one TLS connection to the origin, reused from the pool.
+    assert_eq!(
+        metric(proxy.addr, "porter_tls_handshakes_total{side=\"upstream\"}"),
+        Some(1)
+    );
+    assert!(relay.pieces() > 1000, "the relay cut {}", relay.pieces());
+}
