@@ -70,23 +70,18 @@ impl Credentials {
         Ok(())
     }
 
-    /// Whether the request carries one of the accepted credentials. The scheme name is
-    /// case-insensitive (`basic`, `BASIC`; RFC 9110 §11.1) and may be followed by several spaces
-    /// (`1*SP`, §11.4); the token itself is compared exactly.
+    /// Whether the request carries one of the accepted credentials, in any case of the scheme name
+    /// ([`basic_token`]); the token itself is compared exactly.
     pub fn admits(&self, headers: &Headers) -> bool {
-        let Some(value) = headers.get_bytes("proxy-authorization") else {
-            return false;
-        };
-        let value = value.trim_ascii();
-        let Some(split) = value.iter().position(|b| *b == b' ') else {
-            return false;
-        };
-        let (scheme, given) = value.split_at(split);
-        if !scheme.eq_ignore_ascii_case(b"basic") {
-            return false;
-        }
-        let given = given.trim_ascii_start();
-        // Check every token, so the time taken does not tell which one (or whether any) matched.
+        headers
+            .get_bytes("proxy-authorization")
+            .and_then(basic_token)
+            .is_some_and(|given| self.accepts(given))
+    }
+
+    /// Whether `given` is one of the tokens. Every token is checked, so the time taken does not
+    /// tell which one (or whether any) matched.
+    fn accepts(&self, given: &[u8]) -> bool {
         self.tokens
             .iter()
             .fold(false, |found, token| constant_time_eq(token, given) | found)
@@ -98,18 +93,25 @@ impl Credentials {
     /// for proxy requests, `authorization` for the proxy's own pages), or `None` if it carries none.
     /// The name is for the access log; the password is never returned.
     pub fn admitted_user(&self, headers: &Headers, field: &str) -> Option<String> {
-        let given = headers.get_bytes(field)?.trim_ascii();
-        let found = self
-            .tokens
-            .iter()
-            .fold(false, |found, token| constant_time_eq(token, given) | found);
-        if !found {
+        let given = basic_token(headers.get_bytes(field)?)?;
+        if !self.accepts(given) {
             return None;
         }
-        let decoded = STANDARD.decode(given.strip_prefix(b"Basic ")?).ok()?;
+        let decoded = STANDARD.decode(given).ok()?;
         let pair = String::from_utf8(decoded).ok()?;
         pair.split_once(':').map(|(user, _)| user.to_string())
     }
+}
+
+/// The token of a `Basic <token>` credentials value. The scheme name is case-insensitive
+/// (`basic`, `BASIC`; RFC 9110 §11.1) and may be followed by several spaces (`1*SP`, §11.4).
+fn basic_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let split = value.iter().position(|b| *b == b' ')?;
+    let (scheme, token) = value.split_at(split);
+    scheme
+        .eq_ignore_ascii_case(b"basic")
+        .then(|| token.trim_ascii_start())
 }
 
 /// Compares in time that depends only on the lengths, not on where the bytes differ.
