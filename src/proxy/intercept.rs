@@ -127,17 +127,26 @@ impl Proxy {
     /// untouched.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
-        let mut origin =
-            match upstream::dial_tcp(&authority.host, authority.port, self.config.origin_timeout) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    // The 200 is gone already: closing is all that is left to say.
-                    log::warn!("CONNECT {connect_line}: {}", ProxyError::Dial(e));
-                    entry.status = 502;
-                    entry.finish(&self.metrics);
-                    return;
+        let dialled = upstream::dial_tcp(
+            self.origins.rules(),
+            &authority.host,
+            authority.port,
+            self.config.origin_timeout,
+        );
+        let mut origin = match dialled {
+            Ok(stream) => stream,
+            Err(e) => {
+                // The 200 is gone already: closing is all that is left to say.
+                let error = ProxyError::from_dial(e);
+                log::warn!("CONNECT {connect_line}: {error}");
+                entry.status = error.status();
+                if let ProxyError::Denied(_) = error {
+                    entry.outcome = Outcome::Denied;
                 }
-            };
+                entry.finish(&self.metrics);
+                return;
+            }
+        };
         let (client, buf, slot) = conn.into_parts();
         let Some(client) = client.into_tcp() else {
             return;
