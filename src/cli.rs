@@ -117,7 +117,8 @@ pub struct PoolArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub idle_timeout: Duration,
 
-    /// Time allowed for each read of a request body and each write to a client before giving up on it.
+    /// Time allowed for each read of a request body, and for a client that takes no response bytes,
+    /// before giving up on it.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub client_timeout: Duration,
 
@@ -170,6 +171,11 @@ pub struct ProxyArgs {
     /// Destination hosts to refuse with 403 (repeatable): an exact host or `*.example.com`.
     #[arg(long = "deny-host", value_name = "PATTERN")]
     pub deny_host: Vec<HostPattern>,
+
+    /// Destination networks to refuse with 403 (repeatable), checked against the address actually
+    /// connected to after DNS resolution, for requests and CONNECT.
+    #[arg(long = "deny-dest", value_name = "CIDR")]
+    pub deny_dest: Vec<Cidr>,
 
     /// A user allowed to use the proxy, as USER:PASSWORD (repeatable); enables Basic proxy authentication.
     #[arg(long = "auth-user", value_name = "USER:PASSWORD")]
@@ -328,6 +334,7 @@ impl ProxyArgs {
             intercept: self.intercept.into_config(cache_dir.as_deref()),
             server,
             deny_hosts: self.deny_host,
+            deny_dests: self.deny_dest,
             connect_ports: self.connect_port,
             auth,
             origin_timeout: self.origin_timeout,

@@ -8,9 +8,13 @@
 use super::freshness::header_date;
 use crate::http::{Method, RequestHead, ResponseHead};
 
-/// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), and those the
-/// stored body depends on (its length, encoding and range), since the body itself is not replaced.
-const NOT_UPDATED: [&str; 13] = [
+/// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), those the
+/// stored body depends on (its length, encoding and range), since the body itself is not replaced, and
+/// Set-Cookie: a 304's cookie answers one client's request and must not reach everyone served the
+/// refreshed entry.
+const NOT_UPDATED: [&str; 15] = [
+    "set-cookie",
+    "set-cookie2",
     "content-length",
     "content-encoding",
     "content-range",
@@ -204,6 +208,22 @@ mod tests {
             !h.contains("age"),
             "the old Age belongs to the old exchange"
         );
+    }
+
+    #[test]
+    fn regression_a_304_never_merges_set_cookie() {
+        let mut stored = resp(200, &[("ETag", "\"v1\"")]);
+        let not_modified = resp(
+            304,
+            &[
+                ("ETag", "\"v1\""),
+                ("Set-Cookie", "session=SECRET"),
+                ("Set-Cookie2", "old=style"),
+            ],
+        );
+        update_from_304(&mut stored, &not_modified);
+        assert!(!stored.headers.contains("set-cookie"));
+        assert!(!stored.headers.contains("set-cookie2"));
     }
 
     #[test]

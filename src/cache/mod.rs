@@ -485,12 +485,16 @@ fn new_generation() -> u64 {
     }
 }
 
-/// A head as stored: no hop-by-hop fields, no framing (the length is the stored body's), and none of
-/// the fields a field-named `no-cache` keeps out of shared reuse (RFC 9111 §5.2.2.4).
+/// A head as stored: no hop-by-hop fields, no framing (the length is the stored body's), no
+/// Set-Cookie (it is one client's, never to be served to another; `policy::storable` decides whether
+/// the rest is worth keeping), and none of the fields a field-named `no-cache` keeps out of shared
+/// reuse (RFC 9111 §5.2.2.4).
 fn storable_head(response: &ResponseHead) -> ResponseHead {
     let mut head = response.clone();
     hop::strip(&mut head.headers);
     head.headers.remove("content-length");
+    head.headers.remove("set-cookie");
+    head.headers.remove("set-cookie2");
     for field in policy::CacheControl::parse(&response.headers).no_cache_fields {
         head.headers.remove(&field);
     }

@@ -52,6 +52,10 @@ pub enum NoStore {
     NoFreshness,
     /// A 206 that is not one range of a known length (multipart, or `/*`): not kept as a partial entry.
     PartialContent,
+    /// Set-Cookie on a response that is not explicitly shareable (`public`, `s-maxage`, or a
+    /// `no-cache="Set-Cookie"` that tells a shared cache to drop the field): one client's session
+    /// must never reach another, and nginx and Varnish do not store such responses either.
+    SetCookie,
 }
 
 impl NoStore {
@@ -66,6 +70,7 @@ impl NoStore {
             NoStore::VaryStar => "vary-star",
             NoStore::NoFreshness => "no-freshness",
             NoStore::PartialContent => "partial-content",
+            NoStore::SetCookie => "set-cookie",
         }
     }
 }
@@ -140,6 +145,13 @@ pub fn storable_with_rule(
     }
     if vary(resp) == Vary::Any {
         return Err(NoStore::VaryStar);
+    }
+    // Stored or not, a Set-Cookie is never stored (`cache::storable_head` drops it); the response
+    // without it is worth keeping only when the origin says it may be shared.
+    let drops_cookie = cc.no_cache_fields.iter().any(|f| f == "set-cookie");
+    if resp.headers.contains("set-cookie") && !(cc.public || cc.s_maxage.is_some() || drops_cookie)
+    {
+        return Err(NoStore::SetCookie);
     }
     let explicit =
         cc.max_age.is_some() || cc.s_maxage.is_some() || resp.headers.contains("expires");
@@ -485,8 +497,21 @@ mod tests {
     }
 
     #[test]
-    fn set_cookie_does_not_block_a_shared_cache() {
-        assert_eq!(store(&[], 200, &[MAX_AGE, ("Set-Cookie", "a=b")]), Ok(()));
+    fn regression_set_cookie_blocks_a_shared_cache_unless_explicitly_shareable() {
+        let cookie = ("Set-Cookie", "session=SECRET1");
+        assert_eq!(store(&[], 200, &[MAX_AGE, cookie]), Err(NoStore::SetCookie));
+        for cc in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "max-age=60, no-cache=\"Set-Cookie, X-Visit-Count\"",
+        ] {
+            assert_eq!(
+                store(&[], 200, &[("Cache-Control", cc), cookie]),
+                Ok(()),
+                "{cc}"
+            );
+        }
+        assert_eq!(store(&[], 200, &[MAX_AGE]), Ok(()));
     }
 
     #[test]
@@ -502,6 +527,7 @@ mod tests {
             VaryStar,
             NoFreshness,
             PartialContent,
+            SetCookie,
         ];
         let mut names: Vec<&str> = all.iter().map(NoStore::as_str).collect();
         names.sort();

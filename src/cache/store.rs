@@ -3,22 +3,37 @@
 //!
 //! The index is not needed to find an entry (the key is the path), so start-up does not wait for it:
 //! a background scan fills it in, discarding leftover temporary files, while the proxy already serves.
+//!
+//! Sizes are the disk space an entry takes (its allocated blocks), not its length: 175k entries of a
+//! few hundred bytes take a 4 KiB block each, and counting bytes let a 5 MiB cache use 38 MiB. When
+//! the disk fills up anyway (it is smaller than `--cache-size`, or shared), a write that fails with
+//! ENOSPC evicts the least recently used entries and is retried, so the cache keeps storing.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::entry::{self, Decoded, EntryError, Stored};
+use super::entry::{self, Decoded, EntryError};
 use super::key::Key;
+
+mod writer;
+pub use writer::EntryWriter;
 
 /// Entries are evicted down to this share of the size limit, so eviction runs in batches.
 const EVICT_TO_PERCENT: u64 = 90;
+
+/// The disk space a file takes: its allocated blocks, or its length where that is more (a file
+/// system that has not allocated yet).
+pub fn disk_usage(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    (meta.blocks() * 512).max(meta.len())
+}
 
 #[derive(Debug, Clone, Copy)]
 struct IndexEntry {
@@ -80,6 +95,7 @@ pub struct Store {
     evict: Sender<()>,
     next_tmp: AtomicU64,
     last_write_warning: Mutex<Option<Instant>>,
+    last_full_warning: Mutex<Option<Instant>>,
 }
 
 impl Store {
@@ -96,6 +112,7 @@ impl Store {
             evict,
             next_tmp: AtomicU64::new(0),
             last_write_warning: Mutex::new(None),
+            last_full_warning: Mutex::new(None),
         });
         let scanner = Arc::clone(&store);
         std::thread::Builder::new()
@@ -135,7 +152,10 @@ impl Store {
                 return None;
             }
         };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (len, usage) = file
+            .metadata()
+            .map(|m| (m.len(), disk_usage(&m)))
+            .unwrap_or((0, 0));
         let mut reader = io::BufReader::with_capacity(8 * 1024, &mut file);
         match entry::decode(&mut reader, len) {
             Ok(decoded) => {
@@ -143,7 +163,7 @@ impl Store {
                 if file.seek(SeekFrom::Start(decoded.body_offset)).is_err() {
                     return None;
                 }
-                self.touch(key, len);
+                self.touch(key, usage);
                 Some(OpenEntry { key, file, decoded })
             }
             Err(EntryError::Corrupt(why)) => {
@@ -158,13 +178,13 @@ impl Store {
         }
     }
 
-    fn touch(&self, key: Key, len: u64) {
+    fn touch(&self, key: Key, usage: u64) {
         let mut index = self.index();
         index.clock += 1;
         let clock = index.clock;
         match index.entries.get_mut(&key) {
             Some(e) => e.last_used = clock,
-            None => index.insert(key, len, None),
+            None => index.insert(key, usage, None),
         }
     }
 
@@ -233,53 +253,6 @@ impl Store {
         gone.len()
     }
 
-    /// Starts writing an entry. `None` when the disk refuses (full, read-only): the caller relays
-    /// without storing.
-    pub fn writer(
-        self: &Arc<Self>,
-        key: Key,
-        url: &str,
-        stored: &Stored,
-        max_body: u64,
-    ) -> Option<EntryWriter> {
-        let head = entry::encode_head(url, stored);
-        if head.len() > entry::MAX_HEAD {
-            return None;
-        }
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self
-            .tmp
-            .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
-        let result = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
-            .and_then(|mut file| {
-                file.write_all(&[0u8; entry::PREFIX_LEN])?;
-                file.write_all(&head)?;
-                Ok(file)
-            });
-        match result {
-            Ok(file) => Some(EntryWriter {
-                store: Arc::clone(self),
-                key,
-                file: io::BufWriter::with_capacity(64 * 1024, file),
-                tmp_path,
-                head,
-                body_len: 0,
-                max_body,
-                crc: crc32fast::Hasher::new(),
-                failed: false,
-                committed: false,
-            }),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp_path);
-                self.warn_write_failure(&e);
-                None
-            }
-        }
-    }
-
     /// Logs a failing disk at most once a minute: the proxy keeps serving without storing.
     fn warn_write_failure(&self, error: &io::Error) {
         let mut last = self
@@ -333,12 +306,13 @@ impl Store {
                     continue;
                 };
                 let Ok(meta) = file.metadata() else { continue };
+                let usage = disk_usage(&meta);
                 let mut index = self.index();
                 if !index.entries.contains_key(&key) {
-                    index.insert(key, meta.len(), None);
+                    index.insert(key, usage, None);
                 }
                 found += 1;
-                bytes += meta.len();
+                bytes += usage;
             }
         }
         log::info!(
@@ -358,9 +332,9 @@ impl Store {
     ) -> io::Result<()> {
         let path = key.path(&self.root);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+            self.retry_when_full(|| fs::create_dir_all(parent))?;
         }
-        fs::rename(tmp_path, &path)?;
+        self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         let over = {
             let mut index = self.index();
             index.insert(key, bytes, written);
@@ -442,95 +416,6 @@ fn evict_loop(store: std::sync::Weak<Store>, wake: Receiver<()>) {
         match store.upgrade() {
             Some(store) => store.evict(),
             None => return,
-        }
-    }
-}
-
-/// Streams a body into a temporary file; `commit` renames it into place only if it is complete.
-/// Dropping an uncommitted writer deletes the temporary file, so a cut-off response is never stored.
-pub struct EntryWriter {
-    store: Arc<Store>,
-    key: Key,
-    file: io::BufWriter<File>,
-    tmp_path: PathBuf,
-    head: Vec<u8>,
-    body_len: u64,
-    max_body: u64,
-    crc: crc32fast::Hasher,
-    failed: bool,
-    committed: bool,
-}
-
-impl EntryWriter {
-    /// Body bytes taken so far.
-    pub fn body_len(&self) -> u64 {
-        self.body_len
-    }
-
-    /// A read handle on the temporary file and where its body starts, for readers that follow the
-    /// writing ([`super::inflight`]). The handle stays valid through the rename and the removal.
-    pub fn open_for_readers(&self) -> io::Result<(File, u64)> {
-        let file = File::open(&self.tmp_path)?;
-        Ok((file, (entry::PREFIX_LEN + self.head.len()) as u64))
-    }
-
-    /// Finishes the entry. Call it only once the body reader has seen the body's end (its
-    /// Content-Length reached, or the last chunk): that is the length check.
-    pub fn commit(mut self) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write failed"));
-        }
-        let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
-        let total = (entry::PREFIX_LEN + self.head.len()) as u64 + self.body_len;
-        let result = (|| {
-            self.file.flush()?;
-            let file = self.file.get_mut();
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(&prefix)?;
-            let written = inode(file);
-            self.store.commit(self.key, &self.tmp_path, total, written)
-        })();
-        match result {
-            Ok(()) => {
-                self.committed = true;
-                Ok(())
-            }
-            Err(e) => {
-                self.store.warn_write_failure(&e);
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Write for EntryWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other("cache write already failed"));
-        }
-        self.body_len += data.len() as u64;
-        if self.body_len > self.max_body {
-            self.failed = true;
-            return Err(io::Error::other("object larger than --max-object-size"));
-        }
-        self.crc.update(data);
-        if let Err(e) = self.file.write_all(data) {
-            self.failed = true;
-            self.store.warn_write_failure(&e);
-            return Err(e);
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl Drop for EntryWriter {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.tmp_path);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! normalised values. The store builds the variant key from these and compares them; this module
 //! only reads heads.
 
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::{RequestHead, ResponseHead, hop};
 
 /// What a response's Vary field says about reusing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +39,17 @@ pub fn vary(resp: &ResponseHead) -> Vary {
 ///
 /// A name the request does not carry is left out, so an absent field never matches a present empty
 /// one (§4.1: absent only matches absent).
+///
+/// The values are those of the request as forwarded: a field the request's Connection names (or one
+/// that is always hop-by-hop) never reaches the origin, so it counts as absent. Otherwise
+/// `Accept-Language: fr` with `Connection: Accept-Language` would store the origin's answer for no
+/// Accept-Language as the `fr` variant.
 pub fn vary_values(req: &RequestHead, names: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
+        if hop::is_stripped(&req.headers, name) {
+            continue;
+        }
         let mut present = false;
         let mut elements: Vec<String> = Vec::new();
         for (n, value) in req.headers.iter() {
@@ -190,6 +198,28 @@ mod tests {
         assert_ne!(absent, empty);
         let other = vary_values(&get(&[("Accept-Language", "fr")]), &names);
         assert_ne!(other, empty);
+    }
+
+    #[test]
+    fn regression_vary_values_are_those_of_the_forwarded_request() {
+        let names = vec!["accept-language".to_string()];
+        let fr = get(&[("Accept-Language", "fr")]);
+        let hop_fr = get(&[("Accept-Language", "fr"), ("Connection", "accept-language")]);
+        let proxy_hop_fr = get(&[
+            ("Accept-Language", "fr"),
+            ("Proxy-Connection", "Accept-Language"),
+        ]);
+        assert_eq!(
+            vary_values(&fr, &names),
+            [("accept-language".into(), "fr".into())]
+        );
+        assert_eq!(vary_values(&hop_fr, &names), vary_values(&get(&[]), &names));
+        assert_eq!(
+            vary_values(&proxy_hop_fr, &names),
+            Vec::<(String, String)>::new()
+        );
+        let te = vec!["te".to_string()];
+        assert!(vary_values(&get(&[("TE", "trailers")]), &te).is_empty());
     }
 
     fn one(name: &str, value: &str) -> String {

@@ -50,9 +50,15 @@ pub enum AuthorityError {
 }
 
 /// Parses authority-form `host:port` (RFC 9110 §9.3.6): the port is required and there is no
-/// default. Returns the host lowercase and IPv6 without brackets.
+/// default. Returns the host lowercase and IPv6 without brackets. The port is digits only (`+443` and
+/// ` 443` are refused: `u16::from_str` would take a sign). An IP literal comes back in its canonical
+/// spelling, parsed as the `url` crate (and `inet_aton`) would (`0x7f.1`, `2130706433` and `0` are
+/// IPv4 addresses), so the host rules see the address that would be connected to.
 pub fn parse(text: &str) -> Result<(String, u16), AuthorityError> {
     let (host, port) = text.rsplit_once(':').ok_or(AuthorityError::MissingPort)?;
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AuthorityError::BadPort);
+    }
     let port: u16 = port
         .parse()
         .ok()
@@ -72,7 +78,11 @@ pub fn parse(text: &str) -> Result<(String, u16), AuthorityError> {
             if !valid {
                 return Err(AuthorityError::BadHost);
             }
-            host.to_ascii_lowercase()
+            match url::Host::parse(host).map_err(|_| AuthorityError::BadHost)? {
+                url::Host::Ipv4(ip) => ip.to_string(),
+                url::Host::Ipv6(ip) => ip.to_string(),
+                url::Host::Domain(_) => host.to_ascii_lowercase(),
+            }
         }
     };
     Ok((host, port))
@@ -112,5 +122,28 @@ mod tests {
         assert_eq!(parse("example.com:0"), Err(AuthorityError::BadPort));
         assert_eq!(parse("bad host:443"), Err(AuthorityError::BadHost));
         assert_eq!(parse("[nope]:1"), Err(AuthorityError::BadHost));
+        assert_eq!(parse("0x7f.1:443"), Ok(("127.0.0.1".into(), 443)));
+        assert_eq!(parse("0:443"), Ok(("0.0.0.0".into(), 443)));
+        assert_eq!(
+            parse("[::ffff:7f00:1]:443"),
+            Ok(("::ffff:127.0.0.1".into(), 443))
+        );
+    }
+
+    #[test]
+    fn regression_connect_ports_with_a_sign_or_non_digits_are_refused() {
+        for bad in [
+            "host:+31090",
+            "host:-1",
+            "host: 443",
+            "host:443 ",
+            "host:0x1bb",
+            "host:",
+            "host:000443",
+            "host:65536",
+        ] {
+            assert_eq!(parse(bad), Err(AuthorityError::BadPort), "{bad}");
+        }
+        assert_eq!(parse("host:08443"), Ok(("host".into(), 8443)));
     }
 }

@@ -14,6 +14,16 @@ const ALWAYS: [&str; 8] = [
     "proxy-authorization",
 ];
 
+/// Whether `strip` removes the field `name` from these headers: a field that is always hop-by-hop, or
+/// one that Connection (or Proxy-Connection) names.
+pub fn is_stripped(headers: &Headers, name: &str) -> bool {
+    ALWAYS.iter().any(|n| n.eq_ignore_ascii_case(name))
+        || headers
+            .list("connection")
+            .chain(headers.list("proxy-connection"))
+            .any(|named| named.eq_ignore_ascii_case(name))
+}
+
 /// Removes the hop-by-hop fields and every field that Connection names.
 ///
 /// Transfer-Encoding goes too: the forwarder re-frames the body for its own hop.
@@ -50,6 +60,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
+        assert!(is_stripped(&h, "x-SECRET") && is_stripped(&h, "te") && !is_stripped(&h, "accept"));
         strip(&mut h);
         let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["Host", "Accept"]);

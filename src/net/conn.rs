@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::client_stream::ClientStream;
 use super::proxy_protocol::Parsed;
 use super::stream::Stream;
 use crate::http::{self, Limits, ReadBuf, RequestHead};
@@ -14,7 +15,9 @@ use crate::tls::TlsStream;
 
 /// A client connection: the socket, bytes read but not yet used, and the deadline of a head in progress.
 pub struct Conn {
-    pub stream: Stream,
+    /// The socket; writes to plain TCP fail once the client has read nothing for the whole write
+    /// timeout.
+    pub stream: ClientStream,
     pub peer: SocketAddr,
     pub buf: ReadBuf,
     /// When the head being received must be complete; `None` between requests.
@@ -96,7 +99,7 @@ impl Conn {
         buf_size: usize,
     ) -> Self {
         Conn {
-            stream: Stream::Plain(stream),
+            stream: ClientStream::new(Stream::Plain(stream)),
             peer,
             buf: ReadBuf::with_capacity(buf_size),
             head_deadline: None,
@@ -159,7 +162,7 @@ impl Conn {
     /// Takes the connection apart, for a handler that moves the socket elsewhere (a tunnel). The slot
     /// keeps the client counted as connected until it is dropped.
     pub fn into_parts(self) -> (Stream, ReadBuf, ConnSlot) {
-        (self.stream, self.buf, self._slot)
+        (self.stream.into_inner(), self.buf, self._slot)
     }
 
     /// After answering a CONNECT: wait (parked, within `timeout`) for the client's first bytes.
@@ -190,7 +193,7 @@ impl Conn {
             proxy_header: _,
             _slot,
         } = self;
-        let tcp = stream.into_tcp()?;
+        let tcp = stream.into_inner().into_tcp()?;
         let mut tls = wrap(tcp);
         // rustls keeps the socket's mode; say so, so a full socket is waited for, not an error.
         if tls.set_nonblocking(nonblocking).is_err() {
@@ -198,7 +201,7 @@ impl Conn {
         }
         buf.consume(buf.data().len());
         Some(Conn {
-            stream: Stream::Tls(Box::new(tls)),
+            stream: ClientStream::new(Stream::Tls(Box::new(tls))),
             peer,
             buf,
             head_deadline,

@@ -12,6 +12,7 @@
 //! slow senders cost a parked socket, not a thread.
 
 pub mod acl;
+pub mod client_stream;
 pub mod conn;
 mod park;
 pub mod proxy_protocol;

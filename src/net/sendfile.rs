@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
+use std::time::Duration;
 
 /// A writer that can take a slice of a file: sendfile(2) for sockets, a plain copy for in-memory
 /// buffers (the seam tests use).
@@ -31,9 +32,30 @@ impl SendFile for Vec<u8> {
     }
 }
 
-/// Sends `len` bytes of `file` starting at `offset`. Returns the bytes sent; fewer than `len` means
-/// the file ended early. Honours the socket's write timeout (a timeout is `WouldBlock`/`TimedOut`).
+/// Sends `len` bytes of `file` starting at `offset` to a socket in blocking mode (it is left so).
+/// Returns the bytes sent; fewer than `len` means the file ended early. The socket's write timeout
+/// bounds the stall, not the call: `TimedOut` once the client has taken nothing for that long.
+///
+/// A blocking sendfile cannot do that: the kernel splits it into pipe-sized socket writes, each with
+/// a fresh `SO_SNDTIMEO`, so one call to a client that stopped reading took three timeouts. So the
+/// copy runs non-blocking and waits for room with poll(2), timing the wait itself.
 pub fn send_file(socket: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    let stall = socket.write_timeout()?;
+    socket.set_nonblocking(true)?;
+    let sent = send_nonblocking(socket, file, offset, len, stall);
+    let restored = socket.set_nonblocking(false);
+    let sent = sent?;
+    restored?;
+    Ok(sent)
+}
+
+fn send_nonblocking(
+    socket: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: u64,
+    stall: Option<Duration>,
+) -> io::Result<u64> {
     let mut position = offset;
     let end = offset + len;
     while position < end {
@@ -43,10 +65,33 @@ pub fn send_file(socket: &TcpStream, file: &File, offset: u64, len: u64) -> io::
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                if !wait_writable(socket, stall)? {
+                    return Err(super::client_stream::stalled());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(position - offset)
+}
+
+/// Waits until the socket takes bytes again; false when `stall` passed first (`None`: forever).
+fn wait_writable(socket: &TcpStream, stall: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = stall.map(|d| Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    loop {
+        let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,5 +123,21 @@ mod tests {
         let got = reader.join().unwrap();
         assert_eq!(&got[..250_000], &data[1000..251_000]);
         assert_eq!(&got[250_000..], &data[299_990..]);
+    }
+
+    #[test]
+    fn regression_sendfile_to_a_stalled_reader_fails_after_one_timeout() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![7u8; 64 << 20]).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap(); // never reads
+        let (socket, _) = listener.accept().unwrap();
+        let timeout = std::time::Duration::from_secs(1);
+        socket.set_write_timeout(Some(timeout)).unwrap();
+        let started = std::time::Instant::now();
+        let error = send_file(&socket, &file, 0, 64 << 20).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(took < timeout * 8 / 5, "a stalled sendfile took {took:?}");
     }
 }

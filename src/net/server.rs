@@ -39,7 +39,8 @@ pub struct ServerConfig {
     /// The three timeouts' values at start-up; the running server reads [`Server::timeouts`].
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Timeout for each blocking read and write a handler does on the client socket.
+    /// Timeout for each blocking read a handler does on the client socket, and the longest a client
+    /// may take no response bytes (`ClientStream` makes the write side mean that).
     pub client_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Read a PROXY protocol header (v1 or v2) at the start of connections (`--accept-proxy-protocol`);
@@ -95,10 +96,22 @@ pub struct Server {
     stats: Arc<ServerStats>,
     timeouts: Arc<ClientTimeouts>,
     shutdown: Shutdown,
+    last_accept_warning: std::sync::Mutex<Option<Instant>>,
 }
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+/// How often a failing accept (out of descriptors) is retried while connections wait in the queue.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Where the acceptor left the listener's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptState {
+    /// Accepted until `WouldBlock`: the next connection brings an event.
+    Drained,
+    /// Accept failed with connections possibly still queued: retry on a timer.
+    BackingOff,
+}
 
 impl Server {
     pub fn bind(config: ServerConfig, shutdown: Shutdown) -> io::Result<Server> {
@@ -110,6 +123,7 @@ impl Server {
             config,
             stats: Arc::default(),
             shutdown,
+            last_accept_warning: std::sync::Mutex::new(None),
         })
     }
 
@@ -180,6 +194,11 @@ impl Server {
         accepted
     }
 
+    /// Accepts until the listener says `WouldBlock`: the listener is edge-triggered, so a queue left
+    /// half drained would get no new event until another client arrived. When accept fails (out of
+    /// file descriptors: EMFILE, ENFILE), connections are left in the kernel's queue and the loop polls
+    /// on a timer instead of waiting for an event, until descriptors are free again and the queue
+    /// is drained.
     fn accept_loop<H: Handler>(&self, jobs: &Sender<Conn>, handler: &H) -> io::Result<()> {
         let mut poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -188,28 +207,52 @@ impl Server {
         poll.registry()
             .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
         let mut events = Events::with_capacity(16);
+        let mut state = AcceptState::Drained;
         while !self.shutdown.is_requested() {
-            if let Err(e) = poll.poll(&mut events, None) {
+            let timeout = match state {
+                AcceptState::Drained => None,
+                AcceptState::BackingOff => Some(ACCEPT_RETRY),
+            };
+            if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            loop {
-                match self.listener.accept() {
-                    Ok((stream, peer)) => self.admit(stream, peer, jobs, handler),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        log::warn!("accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(50));
-                        break;
-                    }
+            state = self.accept_all(jobs, handler);
+        }
+        Ok(())
+    }
+
+    /// Accepts every queued connection; says whether the queue was drained or accept failed.
+    fn accept_all<H: Handler>(&self, jobs: &Sender<Conn>, handler: &H) -> AcceptState {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, jobs, handler),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return AcceptState::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors and the like: retry on a timer instead of spinning.
+                    self.warn_accept_failure(&e);
+                    return AcceptState::BackingOff;
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Logs a failing accept at most once a second: under EMFILE it fails every retry.
+    fn warn_accept_failure(&self, error: &io::Error) {
+        let mut last = self
+            .last_accept_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            log::warn!(
+                "accept failed: {error}; retrying every {} ms",
+                ACCEPT_RETRY.as_millis()
+            );
+            *last = Some(Instant::now());
+        }
     }
 
     fn admit<H: Handler>(

@@ -128,7 +128,8 @@ impl VisitorStore {
     pub fn visit(&self, id: &str, now: SystemTime) -> Option<u64> {
         let mut state = self.state();
         let visitor = state.visitors.get_mut(id)?;
-        visitor.visits += 1;
+        // A crafted file may hold u64::MAX: stay there rather than wrap to 0 (or panic).
+        visitor.visits = visitor.visits.saturating_add(1);
         visitor.last_visit = rfc3339(now);
         let visits = visitor.visits;
         state.dirty = true;

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::http::Headers;
 
-/// The accepted credentials, kept as the exact `Basic <base64>` tokens a client sends.
+/// The accepted credentials, kept as the base64 `user:password` tokens a client sends after `Basic`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     tokens: Vec<Vec<u8>>,
@@ -46,9 +46,7 @@ impl Credentials {
             Some((user, password))
                 if !user.is_empty() && !password.is_empty() && !user.contains(':') =>
             {
-                let mut token = b"Basic ".to_vec();
-                token.extend_from_slice(STANDARD.encode(pair).as_bytes());
-                self.tokens.push(token);
+                self.tokens.push(STANDARD.encode(pair).into_bytes());
                 Ok(())
             }
             _ => Err(AuthError(
@@ -72,13 +70,18 @@ impl Credentials {
         Ok(())
     }
 
-    /// Whether the request carries one of the accepted credentials.
+    /// Whether the request carries one of the accepted credentials, in any case of the scheme name
+    /// ([`basic_token`]); the token itself is compared exactly.
     pub fn admits(&self, headers: &Headers) -> bool {
-        let Some(given) = headers.get_bytes("proxy-authorization") else {
-            return false;
-        };
-        let given = given.trim_ascii();
-        // Check every token, so the time taken does not tell which one (or whether any) matched.
+        headers
+            .get_bytes("proxy-authorization")
+            .and_then(basic_token)
+            .is_some_and(|given| self.accepts(given))
+    }
+
+    /// Whether `given` is one of the tokens. Every token is checked, so the time taken does not
+    /// tell which one (or whether any) matched.
+    fn accepts(&self, given: &[u8]) -> bool {
         self.tokens
             .iter()
             .fold(false, |found, token| constant_time_eq(token, given) | found)
@@ -90,18 +93,25 @@ impl Credentials {
     /// for proxy requests, `authorization` for the proxy's own pages), or `None` if it carries none.
     /// The name is for the access log; the password is never returned.
     pub fn admitted_user(&self, headers: &Headers, field: &str) -> Option<String> {
-        let given = headers.get_bytes(field)?.trim_ascii();
-        let found = self
-            .tokens
-            .iter()
-            .fold(false, |found, token| constant_time_eq(token, given) | found);
-        if !found {
+        let given = basic_token(headers.get_bytes(field)?)?;
+        if !self.accepts(given) {
             return None;
         }
-        let decoded = STANDARD.decode(given.strip_prefix(b"Basic ")?).ok()?;
+        let decoded = STANDARD.decode(given).ok()?;
         let pair = String::from_utf8(decoded).ok()?;
         pair.split_once(':').map(|(user, _)| user.to_string())
     }
+}
+
+/// The token of a `Basic <token>` credentials value. The scheme name is case-insensitive
+/// (`basic`, `BASIC`; RFC 9110 §11.1) and may be followed by several spaces (`1*SP`, §11.4).
+fn basic_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let split = value.iter().position(|b| *b == b' ')?;
+    let (scheme, token) = value.split_at(split);
+    scheme
+        .eq_ignore_ascii_case(b"basic")
+        .then(|| token.trim_ascii_start())
 }
 
 /// Compares in time that depends only on the lengths, not on where the bytes differ.
@@ -126,6 +136,8 @@ mod tests {
         assert!(creds.admits(&with(&format!("Basic {}", STANDARD.encode("bob:pa:ss")))));
         assert!(!creds.admits(&with("Basic YWxpY2U6d3Jvbmc=")));
         assert!(!creds.admits(&with("Bearer YWxpY2U6czNjcmV0")));
+        assert!(!creds.admits(&with("YWxpY2U6czNjcmV0")));
+        assert!(!creds.admits(&with("Basic")));
         assert!(!creds.admits(&Headers::new()));
         assert!(creds.add("nocolon").is_err());
         assert!(creds.add(":empty-user").is_err());
@@ -138,5 +150,24 @@ mod tests {
             Some("alice")
         );
         assert_eq!(creds.admitted_user(&origin, "proxy-authorization"), None);
+    }
+
+    #[test]
+    fn regression_auth_scheme_is_case_insensitive() {
+        let mut creds = Credentials::default();
+        creds.add("alice:s3cret").unwrap();
+        let with = |v: &str| -> Headers { [("Proxy-Authorization", v)].into_iter().collect() };
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            assert!(
+                creds.admits(&with(&format!("{scheme} YWxpY2U6czNjcmV0"))),
+                "{scheme}"
+            );
+        }
+        assert!(creds.admits(&with("Basic   YWxpY2U6czNjcmV0")));
+        assert!(
+            !creds.admits(&with("basic ywxpy2u6czNjcmV0")),
+            "the token stays exact"
+        );
+        assert!(!creds.admits(&with("basicYWxpY2U6czNjcmV0")));
     }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::dest::DestRules;
 use super::target::Target;
 use super::{ProxyError, forward, upstream};
 use crate::cache::lock::LeaderGuard;
@@ -68,6 +69,8 @@ struct Context {
     via: String,
     limits: Limits,
     origin_timeout: Duration,
+    /// The destination rules: a background dial obeys `--deny-dest` like any other.
+    rules: DestRules,
 }
 
 impl Revalidator {
@@ -76,6 +79,7 @@ impl Revalidator {
         via: String,
         limits: Limits,
         origin_timeout: Duration,
+        rules: DestRules,
     ) -> io::Result<Revalidator> {
         let (jobs, queue) = crossbeam_channel::bounded(QUEUE);
         let context = Arc::new(Context {
@@ -83,6 +87,7 @@ impl Revalidator {
             via,
             limits,
             origin_timeout,
+            rules,
         });
         for n in 0..THREADS {
             let (queue, context): (Receiver<Job>, _) = (queue.clone(), Arc::clone(&context));
@@ -129,6 +134,7 @@ impl Context {
         write::request_head(&mut bytes, &outbound);
         let request_time = SystemTime::now();
         let mut origin = upstream::dial(
+            &self.rules,
             target.scheme,
             &target.host,
             target.port,

@@ -319,7 +319,9 @@ impl Proxy {
         } else {
             write::status_line(&mut out, meta.head.status, &meta.head.reason);
             for (name, value) in meta.head.headers.iter() {
-                if !["age", "via", "connection"]
+                // Set-Cookie is never stored now; an entry written by an older Porter may hold one,
+                // and a stored cookie is never served.
+                if !["age", "via", "connection", "set-cookie", "set-cookie2"]
                     .iter()
                     .any(|n| name.eq_ignore_ascii_case(n))
                 {

@@ -8,7 +8,7 @@ use super::auth;
 use super::parent::ParentConfig;
 use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
-use crate::net::acl::HostPattern;
+use crate::net::acl::{Cidr, HostPattern};
 
 /// Everything `porter proxy` is configured with. Built by `cli`, validated there, then shared.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct ProxyConfig {
     pub server: ServerConfig,
     /// Destination hosts refused with 403.
     pub deny_hosts: Vec<HostPattern>,
+    /// Destination networks refused with 403, checked against each resolved address before connecting.
+    pub deny_dests: Vec<Cidr>,
     /// Ports CONNECT may reach.
     pub connect_ports: Vec<u16>,
     /// Basic proxy credentials; empty means no authentication.

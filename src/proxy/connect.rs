@@ -45,11 +45,22 @@ impl Proxy {
             return None;
         }
         if self.intercepts(&host) {
+            // Interception answers 200 before it dials: check the destination rules first, so a
+            // refused address is a 403 here, not a failure inside the tunnel.
+            if let Some(denied) = self.origins.refused(&host, port) {
+                entry.outcome = Outcome::Denied;
+                let page = pages::status_page(403, &denied.to_string());
+                self.reply(conn, &mut entry, page, closing);
+                return None;
+            }
             return self.intercept_connect(conn, Authority { host, port });
         }
         let dial = match self.dial_tunnel(&host, port, &req, &mut entry) {
             Ok(dial) => dial,
             Err(error) => {
+                if let super::ProxyError::Denied(_) = error {
+                    entry.outcome = Outcome::Denied;
+                }
                 log::warn!("CONNECT {}: {error}", req.target);
                 let page = pages::status_page(error.status(), &error.to_string());
                 self.reply(conn, &mut entry, page, closing);

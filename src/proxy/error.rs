@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use super::dest::{self, DestDenied};
 use super::upstream::DialError;
 use crate::http;
 use crate::tls::UpstreamTlsError;
@@ -16,6 +17,9 @@ pub enum ProxyError {
     ClientIo(io::Error),
     /// Could not resolve or connect to the origin.
     Dial(io::Error),
+    /// Every address of the origin is refused by a destination rule (`--deny-dest`, or the proxy's
+    /// own address): the client's request is forbidden, not the origin's fault.
+    Denied(DestDenied),
     /// The TLS handshake with an https origin failed, or its certificate does not verify.
     UpstreamTls(UpstreamTlsError),
     /// The origin did not answer in time.
@@ -41,6 +45,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(e) => e.client_status(),
             ProxyError::ClientIo(_) => 400,
+            ProxyError::Denied(_) => 403,
             ProxyError::Dial(e) if is_timeout(e) => 504,
             ProxyError::OriginTimeout => 504,
             ProxyError::OriginIo(e) if is_timeout(e) => 504,
@@ -74,6 +79,14 @@ impl ProxyError {
     /// Whether the client is gone or misbehaving, so there is no one to send an error page to.
     pub fn is_client_side(&self) -> bool {
         matches!(self, ProxyError::ClientIo(_))
+    }
+
+    /// A failed TCP dial: a destination rule's refusal becomes `Denied`.
+    pub fn from_dial(error: io::Error) -> ProxyError {
+        match dest::denied(&error) {
+            Some(denied) => ProxyError::Denied(denied.clone()),
+            None => ProxyError::Dial(error),
+        }
     }
 
     /// An origin read error: a timeout becomes `OriginTimeout`, bad framing `BadResponse`.
@@ -120,6 +133,7 @@ impl fmt::Display for ProxyError {
                 f.write_str("timed out connecting to the origin")
             }
             ProxyError::Dial(e) => write!(f, "cannot connect to the origin: {e}"),
+            ProxyError::Denied(denied) => denied.fmt(f),
             ProxyError::UpstreamTls(e) => write!(
                 f,
                 "refused to talk to {}: {} ({}; {}). Porter checks origin certificates for \
@@ -150,7 +164,7 @@ impl std::error::Error for ProxyError {}
 impl From<DialError> for ProxyError {
     fn from(error: DialError) -> ProxyError {
         match error {
-            DialError::Tcp(e) => ProxyError::Dial(e),
+            DialError::Tcp(e) => ProxyError::from_dial(e),
             DialError::Tls(e) => ProxyError::UpstreamTls(e),
             DialError::NoTls => ProxyError::Dial(io::Error::other(
                 "https origins are reached only through --intercept",

@@ -74,8 +74,11 @@ impl Proxy {
             }
             Err(failure) => failure,
         };
-        ex.entry.outcome = Outcome::Error;
         let (Failure::BeforeHead(error) | Failure::AfterHead(error)) = &failure;
+        ex.entry.outcome = match error {
+            ProxyError::Denied(_) => Outcome::Denied,
+            _ => Outcome::Error,
+        };
         if error.is_client_side() {
             log::debug!("{}: {error}", ex.conn.peer);
             ex.entry.finish(&self.metrics);

@@ -128,16 +128,22 @@ impl Proxy {
     /// untouched.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
-        let mut origin = match upstream::dial_tcp(
+        let dialled = upstream::dial_tcp(
+            self.origins.rules(),
             &authority.host,
             authority.port,
             self.config.load().origin_timeout,
-        ) {
+        );
+        let mut origin = match dialled {
             Ok(stream) => stream,
             Err(e) => {
                 // The 200 is gone already: closing is all that is left to say.
-                log::warn!("CONNECT {connect_line}: {}", ProxyError::Dial(e));
-                entry.status = 502;
+                let error = ProxyError::from_dial(e);
+                log::warn!("CONNECT {connect_line}: {error}");
+                entry.status = error.status();
+                if let ProxyError::Denied(_) = error {
+                    entry.outcome = Outcome::Denied;
+                }
                 entry.finish(&self.metrics);
                 return;
             }

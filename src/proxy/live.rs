@@ -144,6 +144,13 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
         &mut n.shutdown_grace,
     );
     n.limits = r.limits;
+    // The upstream pool and the background revalidation threads hold the destination rules.
+    keep(
+        &mut kept,
+        "deny-dest",
+        &running.deny_dests,
+        &mut new.deny_dests,
+    );
     keep(
         &mut kept,
         "cache-dir",

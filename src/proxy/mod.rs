@@ -22,6 +22,7 @@ mod collapsed;
 mod config;
 mod connect;
 mod dashboard;
+pub mod dest;
 mod error;
 mod exchange;
 mod fetch;
@@ -64,7 +65,7 @@ use pages::Page;
 use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
-use crate::net::acl::Cidr;
+use crate::net::acl::{self, Cidr};
 use crate::net::{ClientTimeouts, Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
 use crate::tls::Interceptor;
 
@@ -196,6 +197,10 @@ impl Proxy {
                 .ok()
                 .map(Arc::new)
         });
+        let origins = UpstreamPool::new(dest::DestRules {
+            deny: config.deny_dests.clone(),
+            listen: local_addr,
+        });
         let limits = Limits::default();
         let revalidator = match &cache {
             Some(cache) => Some(background::Revalidator::start(
@@ -203,6 +208,7 @@ impl Proxy {
                 via.clone(),
                 limits,
                 config.origin_timeout,
+                origins.rules().clone(),
             )?),
             None => None,
         };
@@ -214,7 +220,7 @@ impl Proxy {
             started: Instant::now(),
             metrics,
             server_stats,
-            origins: UpstreamPool::default(),
+            origins,
             tunnels,
             via,
             limits,
@@ -256,10 +262,11 @@ impl Proxy {
         if target.port != self.local_addr.port() {
             return false;
         }
-        match target.host.parse::<IpAddr>() {
-            Ok(ip) if ip == self.local_addr.ip() => true,
-            Ok(ip) => self.local_addr.ip().is_unspecified() && ip.is_loopback(),
-            Err(_) => target.host == "localhost" && self.local_addr.ip().is_loopback(),
+        // Every spelling of the address (`0.0.0.0`, `[::ffff:127.0.0.1]`, `127.1`) is the same.
+        match acl::ip_literal(&target.host).map(acl::effective_ip) {
+            Some(ip) if ip == acl::effective_ip(self.local_addr.ip()) => true,
+            Some(ip) => self.local_addr.ip().is_unspecified() && ip.is_loopback(),
+            None => target.host == "localhost" && self.local_addr.ip().is_loopback(),
         }
     }
 

@@ -127,13 +127,27 @@ impl Proxy {
         let target = &ex.target;
         let (host, port) = (target.host.as_str(), target.port);
         match (parent, target.scheme) {
-            (None, scheme) if fresh => Ok(upstream::dial(scheme, host, port, timeout, tls)?),
+            (None, scheme) if fresh => Ok(upstream::dial(
+                self.origins.rules(),
+                scheme,
+                host,
+                port,
+                timeout,
+                tls,
+            )?),
             (None, scheme) => Ok(self.origins.checkout(scheme, host, port, timeout, tls)?),
             (Some(parent), Scheme::Http) => {
                 let (phost, pport) = (parent.host.as_str(), parent.port);
                 let mut conn = match self.origins.take_idle(Scheme::Http, phost, pport) {
                     Some(conn) if !fresh => conn,
-                    _ => upstream::dial(Scheme::Http, phost, pport, timeout, None)?,
+                    _ => upstream::dial(
+                        self.origins.rules(),
+                        Scheme::Http,
+                        phost,
+                        pport,
+                        timeout,
+                        None,
+                    )?,
                 };
                 conn.parent = Some((Scheme::Http, phost.to_string(), pport));
                 Ok(conn)
@@ -211,7 +225,8 @@ impl Proxy {
             }
             self.no_parent_left(tried)?;
         }
-        let stream = upstream::dial_tcp(host, port, timeout).map_err(ProxyError::Dial)?;
+        let stream = upstream::dial_tcp(self.origins.rules(), host, port, timeout)
+            .map_err(ProxyError::from_dial)?;
         Ok(TunnelDial {
             stream,
             early: Vec::new(),
@@ -229,7 +244,8 @@ impl Proxy {
     ) -> Result<TunnelDial, ProxyError> {
         let timeout = self.config.load().origin_timeout;
         let mut stream =
-            upstream::dial_tcp(parent_host, parent_port, timeout).map_err(ProxyError::Dial)?;
+            upstream::dial_tcp(self.origins.rules(), parent_host, parent_port, timeout)
+                .map_err(ProxyError::from_dial)?;
         stream
             .set_read_timeout(Some(timeout))
             .map_err(ProxyError::Dial)?;

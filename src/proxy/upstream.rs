@@ -1,4 +1,5 @@
-//! The upstream side of the proxy: dialling origin servers with a timeout (and, for `https://`
+//! The upstream side of the proxy: dialling origin servers with a timeout (each resolved address
+//! checked against the destination rules first, see `dest`; and, for `https://`
 //! targets of intercepted requests, a verified TLS handshake), and a small pool of idle keep-alive
 //! connections per scheme and host so repeated requests skip the TCP and TLS handshakes.
 //! (`crate::origin` is the file server; this module only talks to whatever origin a request names.)
@@ -9,6 +10,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::dest::{self, DestDenied, DestRules};
 use super::target::Scheme;
 use crate::http::ReadBuf;
 use crate::net::Stream;
@@ -46,13 +48,39 @@ pub enum DialError {
     NoTls,
 }
 
-/// Idle origin connections, most recently used last.
-#[derive(Default)]
+/// Idle origin connections, most recently used last, and the rules every new connection obeys.
 pub struct UpstreamPool {
     idle: Mutex<HashMap<UpstreamKey, Vec<(UpstreamConn, Instant)>>>,
+    rules: DestRules,
 }
 
 impl UpstreamPool {
+    pub fn new(rules: DestRules) -> UpstreamPool {
+        UpstreamPool {
+            idle: Mutex::default(),
+            rules,
+        }
+    }
+
+    /// The destination rules, for the dials that do not go through the pool.
+    pub fn rules(&self) -> &DestRules {
+        &self.rules
+    }
+
+    /// The refusal when the destination rules refuse every address `host:port` resolves to (for a
+    /// CONNECT answered before any dial, as interception does); `None` when one is allowed or the
+    /// name does not resolve (the dial reports that).
+    pub fn refused(&self, host: &str, port: u16) -> Option<DestDenied> {
+        let mut refusal = None;
+        for addr in (host, port).to_socket_addrs().ok()? {
+            match self.rules.check(addr) {
+                Ok(()) => return None,
+                Err(denied) => refusal = refusal.or(Some(denied)),
+            }
+        }
+        refusal
+    }
+
     /// A pooled connection to `scheme://host:port`, or a new one.
     pub fn checkout(
         &self,
@@ -65,7 +93,7 @@ impl UpstreamPool {
         if let Some(conn) = self.take_idle(scheme, host, port) {
             return Ok(conn);
         }
-        dial(scheme, host, port, timeout, tls)
+        dial(&self.rules, scheme, host, port, timeout, tls)
     }
 
     /// A pooled connection to `scheme://host:port`, if one is idle and quiet.
@@ -125,13 +153,14 @@ fn is_quiet(stream: &mut Stream) -> bool {
 /// Resolves and connects, trying each address in turn within the timeout; for https, then runs the
 /// TLS handshake, verifying the origin's certificate.
 pub fn dial(
+    rules: &DestRules,
     scheme: Scheme,
     host: &str,
     port: u16,
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<UpstreamConn, DialError> {
-    let tcp = dial_tcp(host, port, timeout).map_err(DialError::Tcp)?;
+    let tcp = dial_tcp(rules, host, port, timeout).map_err(DialError::Tcp)?;
     let setup = |s: &TcpStream| {
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;
@@ -177,15 +206,29 @@ pub fn tls_over(
     })
 }
 
-/// A plain TCP connection to `host:port`, as for a CONNECT tunnel.
-pub fn dial_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+/// A plain TCP connection to `host:port`, as for a CONNECT tunnel: resolves, skips the addresses
+/// the destination rules refuse (the error names the rule when no other address connects), and
+/// tries the rest in turn within the timeout. Every outgoing connection goes through here: to
+/// origins, tunnels and parent proxies alike.
+pub fn dial_tcp(
+    rules: &DestRules,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let addrs = (host, port).to_socket_addrs()?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    let mut denied = None;
     for addr in addrs {
+        if let Err(refusal) = rules.check(addr) {
+            denied = Some(refusal);
+            continue;
+        }
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(e) => last_error = e,
         }
     }
-    Err(last_error)
+    // A refused address says more than a failure on another one (`localhost` as ::1 and 127.0.0.1).
+    Err(denied.map(dest::into_io).unwrap_or(last_error))
 }

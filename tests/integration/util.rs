@@ -36,10 +36,27 @@ impl Porter {
 
     /// Like `start_in`, listening on `listen` (a reserved port, or another loopback address).
     pub fn start_at(args: &[&str], dir: Option<&Path>, listen: &str) -> Porter {
+        Porter::launch(&[], args, dir, listen)
+    }
+
+    /// Like `start_in`, run through a wrapper command that execs porter in its place (`prlimit
+    /// --nofile=40 --`), so the child is still porter itself.
+    pub fn start_under(wrapper: &[&str], args: &[&str], dir: Option<&Path>) -> Porter {
+        Porter::launch(wrapper, args, dir, "127.0.0.1:0")
+    }
+
+    fn launch(wrapper: &[&str], args: &[&str], dir: Option<&Path>, listen: &str) -> Porter {
         let logs = tempfile::tempdir().expect("temp dir");
         let stderr_path = logs.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_porter"));
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(env!("CARGO_BIN_EXE_porter"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_porter")),
+        };
         command
             .args(args)
             .args(["--listen", listen])
@@ -239,7 +256,18 @@ impl Origin {
         + Sync
         + 'static,
     ) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Origin::start_at("127.0.0.1:0", route)
+    }
+
+    /// Like `start`, on another loopback address (`127.0.0.2:0`), for rules about destinations.
+    pub fn start_at(
+        listen: &str,
+        route: impl Fn(&str, &str, &[(String, String)]) -> (u16, Vec<(String, String)>, Vec<u8>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> Origin {
+        let listener = TcpListener::bind(listen).unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -7,8 +7,11 @@
 //! Every case is a row in a table with its name, its bytes and what must come back; the name is in
 //! every assertion message. Nothing here measures time: deadlines only bound loops.
 
+mod acl;
 mod crash;
+mod poisoning;
 mod requests;
+mod resources;
 mod responses;
 mod slow;
 

@@ -407,3 +407,28 @@ fn a_large_hit_read_from_disk_is_encrypted_whole_where_sendfile_cannot_be_used()
     }
     assert_eq!(setup.origin.hits(), 1);
 }
+
+#[test]
+fn regression_deny_dest_refuses_an_intercepted_connect_before_its_200() {
+    let setup = Setup::new();
+    let port = setup.port();
+    // The TLS origin listens on 127.0.0.1: a rule covering it refuses the CONNECT up front.
+    let proxy = setup.proxy(&["--deny-dest", "127.0.0.0/8", "--deny-dest", "::1/128"]);
+    for host in ["127.0.0.1", "localhost", "0.0.0.0"] {
+        let mut stream = connect(proxy.addr);
+        write!(
+            stream,
+            "CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut stream), &mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 403"), "CONNECT {host}: {line}");
+    }
+    assert!(eventually(Duration::from_secs(5), || proxy
+        .logs()
+        .lines()
+        .any(|l| l.contains("porter::access")
+            && l.contains("CONNECT")
+            && l.ends_with("DENIED"))));
+}

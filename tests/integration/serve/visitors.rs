@@ -53,6 +53,26 @@ fn visitor_cookie_counts_visits_and_survives_a_restart() {
 }
 
 #[test]
+fn regression_a_crafted_visit_count_of_u64_max_saturates_instead_of_wrapping() {
+    let site = Site::new();
+    let mut porter = site.serve(&[]);
+    let id = set_cookie_id(&get(porter.addr, "/", &[])).expect("a visitor cookie");
+    assert!(porter.terminate().is_some_and(|s| s.success()));
+    let saved = std::fs::read_to_string(site.cookies()).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    json["visitors"][&id]["visits"] = serde_json::Value::from(u64::MAX);
+    std::fs::write(site.cookies(), json.to_string()).unwrap();
+
+    let porter = site.serve(&[]);
+    let cookie = format!("porter_visitor={id}");
+    for _ in 0..2 {
+        let next = get(porter.addr, "/", &[("Cookie", &cookie)]);
+        assert_eq!(next.status, 200);
+        assert_eq!(visits(&next), Some(u64::MAX), "the count wrapped");
+    }
+}
+
+#[test]
 fn visitors_are_saved_while_running() {
     let site = Site::new();
     let porter = site.serve(&["--save-every", "100ms"]);

@@ -1,0 +1,256 @@
+//! Writing entries: a response streams into a temporary file that is renamed into place only once it
+//! is complete, and a full disk (ENOSPC) evicts the least recently used entries and retries, so the
+//! cache keeps storing when the disk is smaller than `--cache-size` or shared.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Store, disk_usage, inode};
+use crate::cache::entry::{self, Stored};
+use crate::cache::key::Key;
+
+/// On a full disk, each attempt to make room evicts this share of the entries' space (at least one).
+const FULL_DISK_EVICT_PERCENT: u64 = 10;
+/// Attempts to make room for one write before it is given up (and the response not stored).
+const FULL_DISK_RETRIES: usize = 8;
+
+fn is_disk_full(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+}
+
+impl Store {
+    /// Starts writing an entry. `None` when the disk refuses (full, read-only): the caller relays
+    /// without storing.
+    pub fn writer(
+        self: &Arc<Self>,
+        key: Key,
+        url: &str,
+        stored: &Stored,
+        max_body: u64,
+    ) -> Option<EntryWriter> {
+        let head = entry::encode_head(url, stored);
+        if head.len() > entry::MAX_HEAD {
+            return None;
+        }
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self
+            .tmp
+            .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
+        let result = self
+            .retry_when_full(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp_path)
+            })
+            .and_then(|file| {
+                let mut file = DiskFile {
+                    file,
+                    store: Arc::clone(self),
+                };
+                file.write_all(&[0u8; entry::PREFIX_LEN])?;
+                file.write_all(&head)?;
+                Ok(file)
+            });
+        match result {
+            Ok(file) => Some(EntryWriter {
+                store: Arc::clone(self),
+                key,
+                file: io::BufWriter::with_capacity(64 * 1024, file),
+                tmp_path,
+                head,
+                body_len: 0,
+                max_body,
+                crc: crc32fast::Hasher::new(),
+                failed: false,
+                committed: false,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp_path);
+                self.warn_write_failure(&e);
+                None
+            }
+        }
+    }
+
+    /// Runs `op`, and while it fails because the disk is full, evicts and tries again.
+    pub(super) fn retry_when_full<T>(
+        &self,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut attempts = 0;
+        loop {
+            match op() {
+                Err(e)
+                    if is_disk_full(&e) && attempts < FULL_DISK_RETRIES && self.make_room(&e) =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The disk is full: evicts the least recently used entries, a tenth of the cache's space (at
+    /// least one entry). False when there is nothing left to evict.
+    fn make_room(&self, error: &io::Error) -> bool {
+        let (victims, freed): (Vec<Key>, u64) = {
+            let index = self.index();
+            let want = (index.bytes / 100 * FULL_DISK_EVICT_PERCENT).max(1);
+            let mut by_age: Vec<(u64, Key, u64)> = index
+                .entries
+                .iter()
+                .map(|(k, e)| (e.last_used, *k, e.bytes))
+                .collect();
+            by_age.sort_unstable();
+            let mut freed = 0u64;
+            let victims = by_age
+                .into_iter()
+                .take_while(|(_, _, bytes)| {
+                    let take = freed < want;
+                    freed += if take { *bytes } else { 0 };
+                    take
+                })
+                .map(|(_, k, _)| k)
+                .collect();
+            (victims, freed)
+        };
+        if victims.is_empty() {
+            return false;
+        }
+        self.warn_disk_full(error);
+        log::debug!(
+            "cache: disk full; evicting {} entries ({freed} bytes) to make room",
+            victims.len()
+        );
+        for key in victims {
+            self.remove(key);
+        }
+        true
+    }
+
+    /// Logs a full disk at most once a minute: each later store makes room again quietly.
+    fn warn_disk_full(&self, error: &io::Error) {
+        let mut last = self
+            .last_full_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            log::warn!(
+                "cache: disk full at {} ({error}); evicting least recently used entries to make room",
+                self.root.display()
+            );
+            *last = Some(Instant::now());
+        }
+    }
+}
+
+/// A temporary entry file whose writes make room when the disk is full, then go on.
+struct DiskFile {
+    file: File,
+    store: Arc<Store>,
+}
+
+impl Write for DiskFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let file = &mut self.file;
+        self.store.retry_when_full(|| file.write(data))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Streams a body into a temporary file; `commit` renames it into place only if it is complete.
+/// Dropping an uncommitted writer deletes the temporary file, so a cut-off response is never stored.
+pub struct EntryWriter {
+    store: Arc<Store>,
+    key: Key,
+    file: io::BufWriter<DiskFile>,
+    tmp_path: PathBuf,
+    head: Vec<u8>,
+    body_len: u64,
+    max_body: u64,
+    crc: crc32fast::Hasher,
+    failed: bool,
+    committed: bool,
+}
+
+impl EntryWriter {
+    /// Body bytes taken so far.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// A read handle on the temporary file and where its body starts, for readers that follow the
+    /// writing ([`crate::cache::inflight`]). The handle stays valid through the rename and the removal.
+    pub fn open_for_readers(&self) -> io::Result<(File, u64)> {
+        let file = File::open(&self.tmp_path)?;
+        Ok((file, (entry::PREFIX_LEN + self.head.len()) as u64))
+    }
+
+    /// Finishes the entry. Call it only once the body reader has seen the body's end (its
+    /// Content-Length reached, or the last chunk): that is the length check.
+    pub fn commit(mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
+        let result = (|| {
+            self.file.flush()?;
+            let file = &mut self.file.get_mut().file;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&prefix)?;
+            let written = inode(file);
+            let usage = disk_usage(&file.metadata()?);
+            self.store.commit(self.key, &self.tmp_path, usage, written)
+        })();
+        match result {
+            Ok(()) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.store.warn_write_failure(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Write for EntryWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("cache write already failed"));
+        }
+        self.body_len += data.len() as u64;
+        if self.body_len > self.max_body {
+            self.failed = true;
+            return Err(io::Error::other("object larger than --max-object-size"));
+        }
+        self.crc.update(data);
+        if let Err(e) = self.file.write_all(data) {
+            self.failed = true;
+            self.store.warn_write_failure(&e);
+            return Err(e);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for EntryWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
