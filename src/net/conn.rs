@@ -27,6 +27,9 @@ pub struct Conn {
     /// When it was last handed to the parker: the sweep leaves just-parked connections alone, so it
     /// never closes one a worker is still registering.
     pub(crate) parked_at: Instant,
+    /// The idle timeout in force when it was last parked (the parker sets it), so a reload that
+    /// changes `--idle-timeout` reaches connections as they go idle, not those idle already.
+    pub(crate) idle_timeout: std::time::Duration,
     nonblocking: bool,
     /// The parker saw the socket readable: the next read will not block, so it can skip the switch
     /// to non-blocking mode (two fcntl calls per request saved on the hot path).
@@ -102,6 +105,7 @@ impl Conn {
             head_deadline: None,
             idle_since: Instant::now(),
             parked_at: Instant::now(),
+            idle_timeout: std::time::Duration::ZERO,
             nonblocking: false,
             readable: false,
             proxy_header: ProxyHeader::Done,
@@ -182,6 +186,7 @@ impl Conn {
             head_deadline,
             idle_since,
             parked_at,
+            idle_timeout,
             nonblocking,
             readable,
             layer: _,
@@ -202,6 +207,7 @@ impl Conn {
             head_deadline,
             idle_since,
             parked_at,
+            idle_timeout,
             nonblocking,
             readable,
             layer: Layer::Inside(authority),
@@ -255,8 +261,9 @@ impl Conn {
     }
 
     /// When the parker should give up on this connection.
-    pub(crate) fn deadline(&self, idle_timeout: std::time::Duration) -> Instant {
-        self.head_deadline.unwrap_or(self.idle_since + idle_timeout)
+    pub(crate) fn deadline(&self) -> Instant {
+        self.head_deadline
+            .unwrap_or(self.idle_since + self.idle_timeout)
     }
 
     fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {

@@ -20,8 +20,10 @@ pub mod sendfile;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
+mod timeouts;
 
 pub use conn::{Authority, Conn, Layer};
 pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
 pub use stream::Stream;
+pub use timeouts::ClientTimeouts;

@@ -16,7 +16,7 @@ use crossbeam_channel::Sender;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use super::{Conn, ServerStats, Shutdown};
+use super::{ClientTimeouts, Conn, ServerStats, Shutdown};
 
 const WAKER: Token = Token(usize::MAX);
 /// How often deadlines are checked; a silent connection lives at most this long past its deadline.
@@ -27,6 +27,8 @@ struct Table {
     conns: Mutex<Parked>,
     registry: Registry,
     next_token: AtomicUsize,
+    /// Read as each connection is parked, for its idle timeout.
+    timeouts: Arc<ClientTimeouts>,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ impl ParkHandle {
     /// Parks a connection until it is readable; it is dropped (closed) if the parker has stopped.
     pub fn park(&self, mut conn: Conn) {
         conn.parked_at = Instant::now();
+        conn.idle_timeout = self.table.timeouts.idle();
         let token = self.table.next_token.fetch_add(1, Ordering::Relaxed) % (usize::MAX - 1);
         let fd = conn.stream.as_raw_fd();
         let register = || {
@@ -99,7 +102,7 @@ impl ParkHandle {
 /// Starts the parker thread. Readable connections go to `ready`.
 pub fn start(
     ready: Sender<Conn>,
-    idle_timeout: Duration,
+    timeouts: Arc<ClientTimeouts>,
     stats: Arc<ServerStats>,
     shutdown: Shutdown,
 ) -> io::Result<(ParkHandle, std::thread::JoinHandle<()>)> {
@@ -110,12 +113,12 @@ pub fn start(
         conns: Mutex::default(),
         registry: poll.registry().try_clone()?,
         next_token: AtomicUsize::new(0),
+        timeouts,
     });
     let parker = Parker {
         poll,
         table: Arc::clone(&table),
         ready,
-        idle_timeout,
         stats,
     };
     let thread = std::thread::Builder::new()
@@ -136,7 +139,6 @@ struct Parker {
     poll: Poll,
     table: Arc<Table>,
     ready: Sender<Conn>,
-    idle_timeout: Duration,
     stats: Arc<ServerStats>,
 }
 
@@ -183,12 +185,11 @@ impl Parker {
 
     fn sweep(&mut self) {
         let now = Instant::now();
-        let idle_timeout = self.idle_timeout;
         let mut parked = self.table.lock();
         let expired: Vec<usize> = parked
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline(idle_timeout) <= now && now - c.parked_at >= SWEEP_EVERY)
+            .filter(|(_, c)| c.deadline() <= now && now - c.parked_at >= SWEEP_EVERY)
             .map(|(t, _)| *t)
             .collect();
         for token in expired {

@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::acl::Cidr;
 use super::conn::{ConnCounter, HeadRead, ReadMore, Refusal};
 use super::park::{self, ParkHandle};
-use super::{Conn, Shutdown};
+use super::{ClientTimeouts, Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
 
 /// What a server needs to know about its sockets and threads.
@@ -36,6 +36,7 @@ pub struct ServerConfig {
     /// Client networks allowed to connect; others get 403.
     pub allow: Vec<Cidr>,
     pub limits: Limits,
+    /// The three timeouts' values at start-up; the running server reads [`Server::timeouts`].
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
     /// Timeout for each blocking read a handler does on the client socket, and the longest a client
@@ -93,6 +94,7 @@ pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
     stats: Arc<ServerStats>,
+    timeouts: Arc<ClientTimeouts>,
     shutdown: Shutdown,
     last_accept_warning: std::sync::Mutex<Option<Instant>>,
 }
@@ -117,6 +119,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener,
+            timeouts: Arc::new(ClientTimeouts::new(&config)),
             config,
             stats: Arc::default(),
             shutdown,
@@ -132,13 +135,19 @@ impl Server {
         Arc::clone(&self.stats)
     }
 
+    /// The head, idle and client timeouts the running server reads; storing new values (a reload)
+    /// reaches the connections and requests that start afterwards.
+    pub fn timeouts(&self) -> Arc<ClientTimeouts> {
+        Arc::clone(&self.timeouts)
+    }
+
     /// Runs until shutdown is requested, then lets the workers finish what they hold (within the grace
     /// period) and returns.
     pub fn run<H: Handler>(self, handler: Arc<H>) -> io::Result<()> {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Conn>(self.config.queue);
         let (parker, parker_thread) = park::start(
             jobs_tx.clone(),
-            self.config.idle_timeout,
+            Arc::clone(&self.timeouts),
             Arc::clone(&self.stats),
             self.shutdown.clone(),
         )?;
@@ -149,6 +158,7 @@ impl Server {
                 jobs: jobs_rx.clone(),
                 parker: parker.clone(),
                 handler: Arc::clone(&handler),
+                timeouts: Arc::clone(&self.timeouts),
                 stats: Arc::clone(&self.stats),
                 shutdown: self.shutdown.clone(),
                 done: done_tx.clone(),
@@ -277,8 +287,9 @@ impl Server {
             }
         };
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(self.config.client_timeout));
-        let _ = stream.set_write_timeout(Some(self.config.client_timeout));
+        let client_timeout = self.timeouts.client();
+        let _ = stream.set_read_timeout(Some(client_timeout));
+        let _ = stream.set_write_timeout(Some(client_timeout));
         let mut conn = Conn::new(stream, peer, slot, self.config.limits.max_head_bytes);
         if self.config.accept_proxy_protocol {
             conn.expect_proxy_header();
@@ -326,6 +337,7 @@ struct Worker<H> {
     jobs: Receiver<Conn>,
     parker: ParkHandle,
     handler: Arc<H>,
+    timeouts: Arc<ClientTimeouts>,
     stats: Arc<ServerStats>,
     shutdown: Shutdown,
     done: Sender<()>,
@@ -334,7 +346,6 @@ struct Worker<H> {
 impl<H: Handler> Worker<H> {
     fn spawn(self, index: usize, config: &ServerConfig) -> io::Result<JoinHandle<()>> {
         let limits = config.limits;
-        let head_timeout = config.head_timeout;
         let allow = config.allow.clone();
         std::thread::Builder::new()
             .name(format!("{}-worker-{index}", config.name))
@@ -343,6 +354,7 @@ impl<H: Handler> Worker<H> {
                     jobs,
                     parker,
                     handler,
+                    timeouts,
                     stats,
                     shutdown,
                     done,
@@ -353,7 +365,7 @@ impl<H: Handler> Worker<H> {
                     serve_connection(
                         conn,
                         &limits,
-                        head_timeout,
+                        &timeouts,
                         &parker,
                         handler.as_ref(),
                         &shutdown,
@@ -370,7 +382,7 @@ impl<H: Handler> Worker<H> {
 fn serve_connection<H: Handler>(
     mut conn: Conn,
     limits: &Limits,
-    head_timeout: Duration,
+    timeouts: &ClientTimeouts,
     parker: &ParkHandle,
     handler: &H,
     shutdown: &Shutdown,
@@ -399,7 +411,7 @@ fn serve_connection<H: Handler>(
                 }
             }
         }
-        match conn.read_head(limits, head_timeout) {
+        match conn.read_head(limits, timeouts.head()) {
             HeadRead::Ready(request) => {
                 // The client a PROXY header names passes the same allow list as a direct one.
                 if conn.take_relayed() && !handler.allows(conn.peer.ip(), allow) {

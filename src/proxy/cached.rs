@@ -93,7 +93,7 @@ impl Proxy {
             if ex.req.method == Method::Head {
                 break;
             }
-            match cache.lock(&ex.target.url, self.config.origin_timeout) {
+            match cache.lock(&ex.target.url, self.config.load().origin_timeout) {
                 Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
                 Lease::Follow(shared) if shared.answers(&ex.req, SystemTime::now()) => {
                     return self.follow(ex, &shared.join());

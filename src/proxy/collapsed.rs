@@ -70,7 +70,7 @@ impl Proxy {
         let client = |e| Failure::AfterHead(ProxyError::ClientIo(e));
         stream.write_all(&out).map_err(client)?;
         ex.entry.bytes = out.len() as u64;
-        let stall = self.config.origin_timeout.saturating_mul(2);
+        let stall = self.config.load().origin_timeout.saturating_mul(2);
         let mut sent = 0u64;
         loop {
             let growth = inflight.wait_past(sent, stall);

@@ -25,11 +25,11 @@ impl Proxy {
             self.reply(conn, &mut entry, page, closing);
             return None;
         };
-        if !self.config.connect_ports.contains(&port) {
+        if !self.config.load().connect_ports.contains(&port) {
             entry.outcome = Outcome::Denied;
             let message = format!(
                 "CONNECT to port {port} is not allowed (allowed: {:?})",
-                self.config.connect_ports
+                self.config.load().connect_ports
             );
             self.reply(conn, &mut entry, pages::status_page(403, &message), closing);
             return None;

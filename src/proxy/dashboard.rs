@@ -40,7 +40,7 @@ footer{margin-top:26px;color:var(--muted);font-size:13px}
 pub fn render(proxy: &Proxy) -> String {
     let m = &proxy.metrics;
     let server = &proxy.server_stats;
-    let config = &proxy.config;
+    let config = proxy.config.load();
     let hits = m.count(Outcome::Hit);
     // Every request the cache answered or fetched for; only those served without the origin hit.
     let looked_up = [Outcome::Miss, Outcome::Revalidated, Outcome::Collapsed];
@@ -150,7 +150,7 @@ pub fn render(proxy: &Proxy) -> String {
 
 /// The configuration summary rows.
 fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
-    let config = &proxy.config;
+    let config = proxy.config.load();
     let cache = match (&proxy.cache, &config.cache_dir) {
         (Some(cache), Some(dir)) => {
             let stats = cache.stats();

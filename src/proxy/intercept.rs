@@ -38,6 +38,7 @@ impl Proxy {
         self.interceptor.is_some()
             && self
                 .config
+                .load()
                 .intercept
                 .as_ref()
                 .is_some_and(|rules| rules.covers(host))
@@ -49,7 +50,7 @@ impl Proxy {
         conn.stream
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .ok()?;
-        conn.await_first_bytes(authority, self.config.server.head_timeout);
+        conn.await_first_bytes(authority, self.config.load().server.head_timeout);
         Some(conn)
     }
 
@@ -131,7 +132,7 @@ impl Proxy {
             self.origins.rules(),
             &authority.host,
             authority.port,
-            self.config.origin_timeout,
+            self.config.load().origin_timeout,
         );
         let mut origin = match dialled {
             Ok(stream) => stream,

@@ -1,11 +1,13 @@
 //! The running configuration and its reload (SIGHUP), and the log reopen (SIGUSR1).
 //!
-//! Workers read the configuration as `proxy.config.field`, with no lock held and no reference count
-//! taken: [`LiveConfig`] derefs to a configuration that lives for the rest of the process. A reload
-//! builds a new one and swaps the pointer; requests that already started finish with the one they
-//! began with, new requests see the new one, and no connection or tunnel is touched. The replaced
-//! configuration is leaked on purpose (a few KiB per SIGHUP), which is what lets readers hold a plain
-//! `&ProxyConfig` safely without `unsafe` or a lock on the hot path.
+//! Workers read the configuration as `proxy.config.load().field`: [`LiveConfig`] keeps it in an
+//! [`ArcSwap`], whose `load()` takes no lock, allocates nothing and, for a short-lived guard, does not
+//! touch the shared reference count (it borrows a per-thread slot). A reload builds a new
+//! configuration and swaps the pointer; a reader that already holds a guard finishes with the one it
+//! loaded, later loads see the new one, and no connection or tunnel is touched. The replaced
+//! configuration is freed when its last guard goes. The client-side timeouts live in the worker pool
+//! and parker ([`ClientTimeouts`]), so a reload stores them there too: connections accepted and
+//! requests started after it use them.
 //!
 //! ```text
 //!  SIGHUP ─> reload(): read file + command line ─> validate ─> keep restart-only settings
@@ -14,29 +16,27 @@
 //! ```
 
 use std::fmt::Debug;
-use std::ops::Deref;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
 
 use super::ProxyConfig;
+use crate::net::ClientTimeouts;
 
 /// Rebuilds the configuration from where it came from (the file and the command line).
 pub type Reloader = Box<dyn Fn() -> Result<ProxyConfig, String> + Send + Sync>;
 
 /// The configuration new requests use; swapped by a reload.
 pub struct LiveConfig {
-    current: RwLock<&'static ProxyConfig>,
+    current: ArcSwap<ProxyConfig>,
+    /// The server's copy of the client-side timeouts, which a reload updates.
+    timeouts: Arc<ClientTimeouts>,
+    /// Held while a reload compares and swaps, so two reloads cannot interleave.
+    reloading: Mutex<()>,
     /// Reloads applied and reloads refused (the file did not parse or validate).
     pub reloads: AtomicU64,
     pub failed_reloads: AtomicU64,
-}
-
-impl Deref for LiveConfig {
-    type Target = ProxyConfig;
-
-    fn deref(&self) -> &ProxyConfig {
-        *self.current.read().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// How one reload went.
@@ -49,12 +49,26 @@ pub enum ReloadOutcome {
 }
 
 impl LiveConfig {
-    pub fn new(config: ProxyConfig) -> LiveConfig {
+    /// `timeouts` is the server's (see [`crate::net::Server::timeouts`]).
+    pub fn new(config: ProxyConfig, timeouts: Arc<ClientTimeouts>) -> LiveConfig {
         LiveConfig {
-            current: RwLock::new(Box::leak(Box::new(config))),
+            current: ArcSwap::from_pointee(config),
+            timeouts,
+            reloading: Mutex::new(()),
             reloads: AtomicU64::new(0),
             failed_reloads: AtomicU64::new(0),
         }
+    }
+
+    /// The configuration now, for one request or one page: a guard that keeps it alive while held.
+    /// Hold it briefly (not across a tunnel or a long body); each field read may take a fresh one.
+    pub fn load(&self) -> Guard<Arc<ProxyConfig>> {
+        self.current.load()
+    }
+
+    /// The configuration now, as an `Arc` to keep for longer than a request.
+    pub fn load_full(&self) -> Arc<ProxyConfig> {
+        self.current.load_full()
     }
 
     /// Applies a freshly read configuration (or refuses the error that reading it gave), keeping the
@@ -63,12 +77,13 @@ impl LiveConfig {
         let outcome = match read {
             Err(why) => ReloadOutcome::Refused(why),
             Ok(mut new) => {
-                let kept = keep_restart_only(self, &mut new);
+                let _reloading = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+                let kept = keep_restart_only(&self.current.load(), &mut new);
                 match crate::access_log::configure(&new.log) {
                     Err(e) => ReloadOutcome::Refused(e.to_string()),
                     Ok(()) => {
-                        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-                            Box::leak(Box::new(new));
+                        self.timeouts.set_from(&new.server);
+                        self.current.store(Arc::new(new));
                         ReloadOutcome::Applied { kept }
                     }
                 }
@@ -121,24 +136,6 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
         "max-connections-per-client",
         &r.max_connections_per_client,
         &mut n.max_connections_per_client,
-    );
-    keep(
-        &mut kept,
-        "head-timeout",
-        &r.head_timeout,
-        &mut n.head_timeout,
-    );
-    keep(
-        &mut kept,
-        "idle-timeout",
-        &r.idle_timeout,
-        &mut n.idle_timeout,
-    );
-    keep(
-        &mut kept,
-        "client-timeout",
-        &r.client_timeout,
-        &mut n.client_timeout,
     );
     keep(
         &mut kept,
@@ -244,7 +241,7 @@ impl SignalThread {
                             if let (ReloadOutcome::Applied { .. }, Some(cache)) =
                                 (outcome, &proxy.cache)
                             {
-                                cache.set_refresh_rules(proxy.config.refresh.clone());
+                                cache.set_refresh_rules(proxy.config.load().refresh.clone());
                             }
                         }
                         (_, None) => log::warn!("SIGHUP: there is no --config file to reload"),
@@ -274,8 +271,28 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_configuration_is_freed_once_its_last_reader_lets_go() {
+        let first = config(&["--no-cache"]);
+        let live = LiveConfig::new(first.clone(), Arc::new(ClientTimeouts::new(&first.server)));
+        let held = live.load_full();
+        let old = Arc::downgrade(&held);
+        assert_eq!(
+            live.reload(Ok(first)),
+            ReloadOutcome::Applied { kept: vec![] }
+        );
+        assert!(old.upgrade().is_some(), "a reader holding it keeps it");
+        drop(held);
+        assert!(
+            old.upgrade().is_none(),
+            "no leak: it goes with its last reader"
+        );
+    }
+
+    #[test]
     fn a_reload_applies_rules_keeps_restart_only_settings_and_counts() {
-        let live = LiveConfig::new(config(&["--no-cache", "--workers", "2"]));
+        let first = config(&["--no-cache", "--workers", "2"]);
+        let timeouts = Arc::new(ClientTimeouts::new(&first.server));
+        let live = LiveConfig::new(first, Arc::clone(&timeouts));
         let outcome = live.reload(Ok(config(&[
             "--no-cache",
             "--workers",
@@ -286,6 +303,12 @@ mod tests {
             "a.test",
             "--origin-timeout",
             "3s",
+            "--head-timeout",
+            "2s",
+            "--idle-timeout",
+            "4s",
+            "--client-timeout",
+            "5s",
         ])));
         assert_eq!(
             outcome,
@@ -293,13 +316,27 @@ mod tests {
                 kept: vec!["listen", "workers"]
             }
         );
-        assert_eq!(live.server.workers, 2);
-        assert_eq!(live.server.listen.port(), 3128);
-        assert_eq!(live.deny_hosts.len(), 1);
-        assert_eq!(live.origin_timeout, std::time::Duration::from_secs(3));
+        let secs = std::time::Duration::from_secs;
+        let now = live.load();
+        assert_eq!(now.server.workers, 2);
+        assert_eq!(now.server.listen.port(), 3128);
+        assert_eq!(now.deny_hosts.len(), 1);
+        assert_eq!(now.origin_timeout, secs(3));
+        assert_eq!(now.server.head_timeout, secs(2));
+        let applied = (timeouts.head(), timeouts.idle(), timeouts.client());
+        assert_eq!(
+            applied,
+            (secs(2), secs(4), secs(5)),
+            "the server's copy follows"
+        );
         let refused = live.reload(Err("broken".into()));
         assert_eq!(refused, ReloadOutcome::Refused("broken".into()));
-        assert_eq!(live.deny_hosts.len(), 1, "a refused reload changes nothing");
+        assert_eq!(
+            live.load().deny_hosts.len(),
+            1,
+            "a refused reload changes nothing"
+        );
+        assert_eq!(timeouts.head(), secs(2));
         assert_eq!(live.reloads.load(Ordering::Relaxed), 1);
         assert_eq!(live.failed_reloads.load(Ordering::Relaxed), 1);
     }

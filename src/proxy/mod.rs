@@ -66,7 +66,7 @@ use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::{self, Cidr};
-use crate::net::{Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
+use crate::net::{ClientTimeouts, Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
 use crate::tls::Interceptor;
 
 /// Checks the cache folder, access log and CA, binds, prints `listening on ADDR`, and proxies until
@@ -91,14 +91,19 @@ pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), 
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     let local_addr = server.local_addr()?;
     shutdown.install_signal_handlers()?;
-    let mut proxy = Proxy::new(config, local_addr, server.stats(), shutdown.clone())?;
+    let mut proxy = Proxy::new(
+        config,
+        local_addr,
+        (server.stats(), server.timeouts()),
+        shutdown.clone(),
+    )?;
     proxy.interceptor = interceptor;
     let proxy = Arc::new(proxy);
     // Before `listening on`: whoever waits for that line may send SIGHUP at once.
     let signals = live::SignalThread::start(Arc::clone(&proxy), reloader)?;
     println!("listening on {local_addr}");
     io::stdout().flush()?;
-    let config = &proxy.config;
+    let config = proxy.config.load_full();
     if !local_addr.ip().is_loopback() && config.server.allow == Cidr::loopback() {
         log::warn!(
             "listening on {local_addr} but only loopback clients are allowed; use --allow CIDR"
@@ -112,6 +117,7 @@ pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), 
     {
         log::warn!("--allow admits public addresses: this is an open proxy");
     }
+    drop(config);
     server.run(Arc::clone(&proxy))?;
     signals.stop();
     crate::access_log::flush();
@@ -164,7 +170,7 @@ impl Proxy {
     pub fn new(
         config: ProxyConfig,
         local_addr: SocketAddr,
-        server_stats: Arc<ServerStats>,
+        (server_stats, timeouts): (Arc<ServerStats>, Arc<ClientTimeouts>),
         shutdown: Shutdown,
     ) -> io::Result<Proxy> {
         let metrics = Arc::new(Metrics::default());
@@ -208,7 +214,7 @@ impl Proxy {
         };
         Ok(Proxy {
             parents: parent::Parents::new(config.parents.clone()),
-            config: live::LiveConfig::new(config),
+            config: live::LiveConfig::new(config, timeouts),
             hop_mark,
             local_addr,
             started: Instant::now(),
@@ -242,7 +248,8 @@ impl Proxy {
 
     /// The 403 page for a destination a `--deny-host` rule refuses, naming the rule.
     fn denied_host(&self, host: &str) -> Option<Page> {
-        let rule = self.config.deny_hosts.iter().find(|p| p.matches(host))?;
+        let config = self.config.load();
+        let rule = config.deny_hosts.iter().find(|p| p.matches(host))?;
         let message = format!(
             "access to {host} is denied by the rule --deny-host {}",
             rule.as_str()
@@ -269,7 +276,8 @@ impl Proxy {
     /// certificate are open, and the status page and metrics take the same users through
     /// `Authorization` (401).
     fn authenticate(&self, req: &RequestHead) -> Admission {
-        let auth = &self.config.auth;
+        let config = self.config.load();
+        let auth = &config.auth;
         if auth.is_empty() {
             return Admission::Admitted(None);
         }
@@ -420,7 +428,12 @@ impl Handler for Proxy {
 
     /// The allow list of the current configuration, so a reload applies to the next connection.
     fn allows(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
-        self.config.server.allow.iter().any(|c| c.contains(ip))
+        self.config
+            .load()
+            .server
+            .allow
+            .iter()
+            .any(|c| c.contains(ip))
     }
 
     fn first_bytes(&self, conn: Conn) -> FirstBytes {

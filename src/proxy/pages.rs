@@ -147,7 +147,7 @@ fn metrics_text(proxy: &Proxy) -> String {
             "porter_workers",
             "gauge",
             "Worker threads.",
-            proxy.config.server.workers as u64,
+            proxy.config.load().server.workers as u64,
         ),
         (
             "porter_queued_connections",
@@ -244,5 +244,5 @@ fn pac_file(proxy: &Proxy, req: &RequestHead) -> String {
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()) && !h.contains('"'))
         .map(str::to_string)
         .unwrap_or_else(|| proxy.local_addr.to_string());
-    super::pac::script(&address, &proxy.config.pac_peers)
+    super::pac::script(&address, &proxy.config.load().pac_peers)
 }

@@ -122,7 +122,7 @@ impl Proxy {
         parent: Option<&ParentAddr>,
         fresh: bool,
     ) -> Result<UpstreamConn, ProxyError> {
-        let timeout = self.config.origin_timeout;
+        let timeout = self.config.load().origin_timeout;
         let tls = self.interceptor.as_ref().map(|i| &i.upstream);
         let target = &ex.target;
         let (host, port) = (target.host.as_str(), target.port);
@@ -202,7 +202,7 @@ impl Proxy {
         req: &RequestHead,
         entry: &mut AccessEntry,
     ) -> Result<TunnelDial, ProxyError> {
-        let timeout = self.config.origin_timeout;
+        let timeout = self.config.load().origin_timeout;
         if self.parents.route(host) == Route::Parents {
             let mut tried = Vec::new();
             for index in self.parents.up_parents(Instant::now()) {
@@ -242,7 +242,7 @@ impl Proxy {
         port: u16,
         req: &RequestHead,
     ) -> Result<TunnelDial, ProxyError> {
-        let timeout = self.config.origin_timeout;
+        let timeout = self.config.load().origin_timeout;
         let mut stream =
             upstream::dial_tcp(self.origins.rules(), parent_host, parent_port, timeout)
                 .map_err(ProxyError::from_dial)?;

@@ -96,7 +96,7 @@ impl Proxy {
             return false;
         }
         let want = CacheControl::parse_request(&ex.req.headers);
-        let default = self.config.stale_if_error;
+        let default = self.config.load().stale_if_error;
         let serve = policy::serve_if_error(&want, &found.freshness, SystemTime::now(), default);
         if serve {
             let why = match fetched {

@@ -42,7 +42,7 @@ fn echo_headers_origin() -> Origin {
 }
 
 /// A TCP server echoing every byte it receives, for tunnels.
-fn echo_server() -> std::net::SocketAddr {
+pub fn echo_server() -> std::net::SocketAddr {
     raw_server(|_, mut stream| {
         stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
         let mut buf = [0u8; 1024];
@@ -55,7 +55,7 @@ fn echo_server() -> std::net::SocketAddr {
 }
 
 /// Sends a GET for `url` with `headers` on an open keep-alive connection and reads the response.
-fn get_on(
+pub fn get_on(
     reader: &mut BufReader<TcpStream>,
     url: &str,
     headers: &[(&str, &str)],
@@ -70,7 +70,7 @@ fn get_on(
 }
 
 /// Opens a CONNECT tunnel to `target` with credentials; returns the socket positioned after the head.
-fn open_tunnel(proxy: std::net::SocketAddr, target: &str, auth: &str) -> TcpStream {
+pub fn open_tunnel(proxy: std::net::SocketAddr, target: &str, auth: &str) -> TcpStream {
     let mut stream = connect(proxy);
     write!(
         stream,
@@ -88,7 +88,7 @@ fn open_tunnel(proxy: std::net::SocketAddr, target: &str, auth: &str) -> TcpStre
 }
 
 /// Writes `text` through the tunnel and reads the echo back.
-fn echo_through(tunnel: &mut TcpStream, text: &str) -> String {
+pub fn echo_through(tunnel: &mut TcpStream, text: &str) -> String {
     tunnel.write_all(text.as_bytes()).unwrap();
     let mut buf = vec![0u8; text.len()];
     tunnel.read_exact(&mut buf).unwrap();
@@ -101,7 +101,7 @@ pub fn metric(text: &str, series: &str) -> Option<u64> {
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
-fn write_config(path: &Path, text: &str) {
+pub fn write_config(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 

@@ -15,6 +15,7 @@ mod purge;
 mod range_revalidation;
 mod ranges;
 mod refresh;
+mod reload_timeouts;
 mod rfc9111;
 mod serve;
 mod stale;
