@@ -3,6 +3,11 @@
 #
 #   benches/side-by-side.sh [--quick] [--duration S] [--cases LIST] [--porter PATH] [--out DIR]
 #
+# Cases (--cases takes a comma-separated subset; --quick runs the starred ones for 2 s each):
+#   1k-hit* 1k-pass* 100k-hit* 100k-pass 10m-hit* 10m-pass   64 keep-alive connections (10m: 4)
+#   1k-hit-c1 (one connection)   1k-hit-newconn (Connection: close, 16 connections)
+#   https-1k-hit* (64 keep-alive TLS connections through CONNECT)   https-newconn* (one request per TLS connection)
+#
 # What runs (all on 127.0.0.1, every process in its own process group, stopped by PID at exit):
 #   nginx      origin: /1k.bin /100k.bin /10m.bin fresh for an hour, /nostore/* the same bytes with
 #              no-store; plain HTTP on $SBS_ORIGIN (18080) and TLS on $SBS_ORIGIN_TLS (18443), with a

@@ -101,6 +101,7 @@ impl CaArgs {
             summary.fingerprint,
             trust::instructions(&ca.cert_path())
         ));
+        out.push('\n');
         Ok(out)
     }
 }
