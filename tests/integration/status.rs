@@ -140,9 +140,14 @@ fn the_status_page_figures_match_metrics() {
     let tunnel = raw_server(|_, _| thread::sleep(Duration::from_secs(1)));
     let porter = start_proxy(dir.path(), tunnel);
     make_traffic(&porter, &origin, tunnel);
+    // A request is counted just after its response is written, so another connection's request can
+    // overtake the count: give the last one a moment before each page is rendered.
+    let settle = || thread::sleep(Duration::from_millis(300));
+    settle();
     let page = get(porter.addr, "/", &[]);
     assert_eq!(page.status, 200);
     let html = page.text();
+    settle();
     let metrics = get(porter.addr, "/metrics", &[]).text();
     for outcome in [
         "hit",
