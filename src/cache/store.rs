@@ -94,8 +94,24 @@ pub struct Store {
     index: Mutex<Index>,
     evict: Sender<()>,
     next_tmp: AtomicU64,
-    last_write_warning: Mutex<Option<Instant>>,
-    last_full_warning: Mutex<Option<Instant>>,
+    write_warning: OncePerMinute,
+    full_warning: OncePerMinute,
+}
+
+/// A warning that is logged at most once a minute, so a failing disk does not flood the log.
+#[derive(Default)]
+struct OncePerMinute(Mutex<Option<Instant>>);
+
+impl OncePerMinute {
+    /// Whether the warning is due now; if it is, the next one is due a minute from now.
+    fn due(&self) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
 }
 
 impl Store {
@@ -111,8 +127,8 @@ impl Store {
             index: Mutex::default(),
             evict,
             next_tmp: AtomicU64::new(0),
-            last_write_warning: Mutex::new(None),
-            last_full_warning: Mutex::new(None),
+            write_warning: OncePerMinute::default(),
+            full_warning: OncePerMinute::default(),
         });
         let scanner = Arc::clone(&store);
         std::thread::Builder::new()
@@ -255,16 +271,11 @@ impl Store {
 
     /// Logs a failing disk at most once a minute: the proxy keeps serving without storing.
     fn warn_write_failure(&self, error: &io::Error) {
-        let mut last = self
-            .last_write_warning
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+        if self.write_warning.due() {
             log::warn!(
                 "cache: cannot write to {} ({error}); serving without caching",
                 self.root.display()
             );
-            *last = Some(Instant::now());
         }
     }
 

@@ -129,7 +129,7 @@ impl Context {
             tls,
         } = job;
         let mut outbound = forward::outbound_request(&req, &target, &self.via, BodyMode::NoBody);
-        with_own_validators(&mut outbound, &policy::validators(&found.meta.head));
+        super::fetch::with_own_validators(&mut outbound, &policy::validators(&found.meta.head));
         let mut bytes = Vec::with_capacity(512);
         write::request_head(&mut bytes, &outbound);
         let request_time = SystemTime::now();
@@ -185,24 +185,5 @@ impl Context {
         })?;
         drop(lease);
         Ok(Refreshed::Replaced)
-    }
-}
-
-/// The client's conditional fields (and Range) out, the entry's own validators in: the answer
-/// refreshes the entry for everyone, so it must be about the stored response, not the client's copy
-/// (RFC 9111 §4.3.1). Without stored validators the request goes unconditional.
-fn with_own_validators(outbound: &mut RequestHead, validators: &[(&'static str, String)]) {
-    for name in [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-        "range",
-    ] {
-        outbound.headers.remove(name);
-    }
-    for (name, value) in validators {
-        outbound.headers.append(*name, value.as_bytes());
     }
 }

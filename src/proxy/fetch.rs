@@ -18,7 +18,7 @@ use crate::cache::CacheWriter;
 use crate::cache::policy;
 use crate::cache::status::CacheStatus;
 use crate::http::body::BodyMode;
-use crate::http::{Method, ResponseHead};
+use crate::http::{Method, RequestHead, ResponseHead};
 use crate::net::Conn;
 
 /// An origin response whose head has arrived; its body is still on the connection.
@@ -131,22 +131,7 @@ impl Proxy {
                 .append(super::HOP_MARK, self.hop_mark.as_str());
         }
         if let Ask::Revalidate(validators) = ask {
-            // Only the entry's own validators: a 304 to a client's `If-None-Match: "new"` would
-            // otherwise confirm the stored old body as "new" for everyone (RFC 9111 §4.3.1). With
-            // none stored, the request goes unconditional.
-            for name in [
-                "if-none-match",
-                "if-modified-since",
-                "if-match",
-                "if-unmodified-since",
-                "if-range",
-                "range",
-            ] {
-                outbound.headers.remove(name);
-            }
-            for (name, value) in validators {
-                outbound.headers.append(*name, value.as_bytes());
-            }
+            with_own_validators(&mut outbound, validators);
         }
         let request_time = SystemTime::now();
         let (origin, head) = self.send_upstream(ex, &outbound)?;
@@ -210,5 +195,28 @@ impl Proxy {
                 .checkin(target.scheme, &target.host, target.port, origin);
         }
         Ok(Reuse::when(client_keeps))
+    }
+}
+
+/// The client's conditional fields (and Range) out, the entry's own validators in: the answer
+/// refreshes the entry for everyone, so it must be about the stored response, not the client's copy
+/// (a 304 to a client's `If-None-Match: "new"` would otherwise confirm the stored old body as "new";
+/// RFC 9111 §4.3.1). Without stored validators the request goes unconditional.
+pub(super) fn with_own_validators(
+    outbound: &mut RequestHead,
+    validators: &[(&'static str, String)],
+) {
+    for name in [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    ] {
+        outbound.headers.remove(name);
+    }
+    for (name, value) in validators {
+        outbound.headers.append(*name, value.as_bytes());
     }
 }

@@ -7,58 +7,21 @@
 //! Chromium's background requests with `--deny-host` before it looks them up.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use rustls_pki_types::pem::PemObject;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 
+use crate::intercept::{open_tunnel, trusting};
 use crate::tls::TlsOrigin;
 use crate::util::*;
 
 /// How long one Chromium run may take before it is killed and the test fails.
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
-
-/// Sends `CONNECT target` on a new connection and returns the socket and the response head, read
-/// byte by byte so that nothing after the head is consumed.
-fn open_tunnel(proxy: std::net::SocketAddr, target: &str) -> (TcpStream, String) {
-    let mut stream = connect(proxy);
-    write!(
-        stream,
-        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            other => panic!("the CONNECT response head ended early ({other:?}): {head:?}"),
-        }
-    }
-    (stream, String::from_utf8_lossy(&head).into_owned())
-}
-
-/// A rustls client that trusts only the test CA.
-fn client_config(ca_pem: &str) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA certificate")).expect("add CA");
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Arc::new(config)
-}
 
 /// The access log lines (the `porter::access` target) in `logs`.
 fn access_lines(logs: &str) -> Vec<&str> {
@@ -100,7 +63,7 @@ fn connect_tunnel_reaches_a_local_tls_origin() {
     let (tcp, head) = open_tunnel(proxy.addr, &target);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = ClientConnection::new(client_config(&origin.ca_pem), name).expect("client");
+    let tls = ClientConnection::new(trusting(&origin.ca_pem), name).expect("client");
     let mut stream = StreamOwned::new(tls, tcp);
     write!(
         stream,

@@ -47,7 +47,8 @@ fn language_origin(missing: &'static str) -> Origin {
     })
 }
 
-fn entry_files(dir: &Path) -> Vec<std::path::PathBuf> {
+/// The entry files under a cache folder (its two-letter subfolders).
+pub fn entry_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for sub in std::fs::read_dir(dir).unwrap().flatten() {
         if sub.file_name().len() == 2 {

@@ -1,9 +1,10 @@
 //! Ranges meeting revalidation and partial joins: regressions from the review of issue 14's range
 //! work, each against an origin that records what it was asked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use crate::cache::entry_files;
 use crate::util::*;
 
 /// Deterministic bytes.
@@ -23,22 +24,6 @@ fn single_range(field: &str, len: u64) -> Option<(u64, u64)> {
     let start = first.parse::<u64>().ok().filter(|s| *s < len)?;
     let end = last.parse::<u64>().map_or(len - 1, |e| e.min(len - 1));
     (start <= end).then_some((start, end))
-}
-
-/// The entry files under a cache folder (its two-letter subfolders).
-fn entry_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for sub in std::fs::read_dir(dir).unwrap().flatten() {
-        if sub.file_name().len() == 2 {
-            files.extend(
-                std::fs::read_dir(sub.path())
-                    .unwrap()
-                    .flatten()
-                    .map(|f| f.path()),
-            );
-        }
-    }
-    files
 }
 
 /// Review defect 1. A stale stored `206 bytes 0-99/1000` with ETag "v1"; the client asks

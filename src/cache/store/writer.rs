@@ -7,7 +7,6 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use super::{Store, disk_usage, inode};
 use crate::cache::entry::{self, Stored};
@@ -135,16 +134,11 @@ impl Store {
 
     /// Logs a full disk at most once a minute: each later store makes room again quietly.
     fn warn_disk_full(&self, error: &io::Error) {
-        let mut last = self
-            .last_full_warning
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+        if self.full_warning.due() {
             log::warn!(
                 "cache: disk full at {} ({error}); evicting least recently used entries to make room",
                 self.root.display()
             );
-            *last = Some(Instant::now());
         }
     }
 }
