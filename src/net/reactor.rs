@@ -163,6 +163,10 @@ struct Wait {
     state: Option<State>,
     timer: Option<(Instant, u64)>,
     outcome: Option<Woken>,
+    /// A socket of the task became ready while it was running (not waiting): its next wait returns
+    /// at once, so the edge is not lost. This is what lets a task wait for a keep-alive client's
+    /// next request without first reading to see `WouldBlock`.
+    ready_while_running: bool,
 }
 
 /// The worker's state that its tasks reach through the thread-local: waits, timers, the run queue.
@@ -316,6 +320,9 @@ pub fn wait_fd(
     if !registered {
         return poll_fd(fd, interest, deadline);
     }
+    if with_current(Current::take_early_readiness) {
+        return Ok(());
+    }
     match park(state, deadline) {
         Woken::Ready => Ok(()),
         Woken::TimedOut => Err(timed_out(state)),
@@ -388,7 +395,12 @@ impl Current {
         if wait.generation != key.generation {
             return;
         }
-        let Some(state) = wait.state else { return };
+        let Some(state) = wait.state else {
+            if outcome == Woken::Ready && only.is_none() {
+                wait.ready_while_running = true;
+            }
+            return;
+        };
         if only.is_some_and(|s| s != state) {
             return;
         }
@@ -399,6 +411,14 @@ impl Current {
         }
         self.gauges.waiting[state.index()].fetch_sub(1, Ordering::Relaxed);
         self.runnable.push_back(key);
+    }
+
+    /// Whether the running task had a socket event while it ran (and forgets it).
+    fn take_early_readiness(&mut self) -> bool {
+        let Some(key) = self.running else {
+            return false;
+        };
+        std::mem::take(&mut self.waits[key.slot as usize].ready_while_running)
     }
 
     fn expire_timers(&mut self, now: Instant) {
@@ -477,7 +497,12 @@ impl Reactor {
 
     /// Runs tasks made from what `inbox` brings until it is closed and every task has ended. On
     /// shutdown, idle tasks are woken so they can close.
-    pub fn run<T>(mut self, inbox: &Receiver<T>, shutdown: &Shutdown, mut start: impl FnMut(T) -> Job) {
+    pub fn run<T>(
+        mut self,
+        inbox: &Receiver<T>,
+        shutdown: &Shutdown,
+        mut start: impl FnMut(T) -> Job,
+    ) {
         let registry = match self.poll.registry().try_clone() {
             Ok(registry) => Arc::new(registry),
             Err(e) => {
@@ -601,6 +626,7 @@ impl Reactor {
                 wait.generation = wait.generation.wrapping_add(1);
                 wait.state = None;
                 wait.outcome = None;
+                wait.ready_while_running = false;
             });
             self.free.push(slot);
             self.remote.gauges.tasks.fetch_sub(1, Ordering::Relaxed);
@@ -609,7 +635,11 @@ impl Reactor {
 }
 
 fn with_current<R>(f: impl FnOnce(&mut Current) -> R) -> R {
-    CURRENT.with(|c| f(c.borrow_mut().as_mut().expect("the worker's reactor is set")))
+    CURRENT.with(|c| {
+        f(c.borrow_mut()
+            .as_mut()
+            .expect("the worker's reactor is set"))
+    })
 }
 
 /// Blocks in poll(2) for one descriptor: the wait of a socket used outside a task.

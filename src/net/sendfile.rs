@@ -77,7 +77,10 @@ mod tests {
             got
         });
         let mut socket = Socket::connect(&addr, Duration::from_secs(5)).unwrap();
-        assert_eq!(send_file(&mut socket, &file, 1000, 250_000).unwrap(), 250_000);
+        assert_eq!(
+            send_file(&mut socket, &file, 1000, 250_000).unwrap(),
+            250_000
+        );
         assert_eq!(
             send_file(&mut socket, &file, 299_990, 100).unwrap(),
             10,

@@ -39,20 +39,25 @@ impl Socket {
     /// Takes an accepted or connected socket and makes it non-blocking.
     pub fn new(tcp: TcpStream, side: Side) -> io::Result<Socket> {
         tcp.set_nonblocking(true)?;
-        Ok(Socket {
+        Ok(Socket::from_nonblocking(tcp, side))
+    }
+
+    /// Takes a socket that is non-blocking already (accepted with `SOCK_NONBLOCK`).
+    pub fn from_nonblocking(tcp: TcpStream, side: Side) -> Socket {
+        Socket {
             tcp,
             registration: Registration::default(),
             side,
             nonblocking: false,
             read_timeout: None,
             write_timeout: None,
-        })
+        }
     }
 
     /// Connects to `addr` within `timeout`, waiting through the poller like any other wait.
     pub fn connect(addr: &SocketAddr, timeout: Duration) -> io::Result<Socket> {
         let tcp: TcpStream = mio::net::TcpStream::connect(*addr)?.into();
-        let mut socket = Socket::new(tcp, Side::Origin)?;
+        let mut socket = Socket::from_nonblocking(tcp, Side::Origin);
         let deadline = Instant::now() + timeout;
         loop {
             // Connected once the peer is known; a failed connect leaves its error in SO_ERROR.
@@ -172,9 +177,7 @@ impl Socket {
     ) -> io::Result<T> {
         loop {
             match op(&self.tcp) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {
-                    wait(self)?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => wait(self)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => return other,
             }

@@ -207,12 +207,7 @@ pub fn tls_over(
 /// the destination rules refuse (the error names the rule when no other address connects), and
 /// tries the rest in turn within the timeout. Every outgoing connection goes through here: to
 /// origins, tunnels and parent proxies alike.
-pub fn dial_tcp(
-    rules: &DestRules,
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> io::Result<Socket> {
+pub fn dial_tcp(rules: &DestRules, host: &str, port: u16, timeout: Duration) -> io::Result<Socket> {
     let addrs = (host, port).to_socket_addrs()?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     let mut denied = None;

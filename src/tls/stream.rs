@@ -36,20 +36,12 @@ pub struct TlsStream {
 
 impl TlsStream {
     /// Wraps a server-side connection whose handshake continues on `sock`.
-    pub fn server(
-        conn: rustls::ServerConnection,
-        sock: Socket,
-        stats: Arc<TlsStats>,
-    ) -> TlsStream {
+    pub fn server(conn: rustls::ServerConnection, sock: Socket, stats: Arc<TlsStats>) -> TlsStream {
         TlsStream::new(Connection::Server(conn), sock, Side::Client, stats)
     }
 
     /// Wraps a client-side connection; [`TlsStream::handshake`] completes it.
-    pub fn client(
-        conn: rustls::ClientConnection,
-        sock: Socket,
-        stats: Arc<TlsStats>,
-    ) -> TlsStream {
+    pub fn client(conn: rustls::ClientConnection, sock: Socket, stats: Arc<TlsStats>) -> TlsStream {
         TlsStream::new(Connection::Client(conn), sock, Side::Upstream, stats)
     }
 
