@@ -5,7 +5,7 @@
 #
 # Cases (--cases takes a comma-separated subset; --quick runs the starred ones for 2 s each):
 #   1k-hit* 1k-pass* 100k-hit* 100k-pass 10m-hit* 10m-pass   64 keep-alive connections (10m: 4)
-#   1k-hit-c1 (one connection)   1k-hit-newconn (Connection: close, 16 connections)
+#   1k-hit-c1 (one connection)   1k-hit-c1000 (1,000 connections)   1k-hit-newconn (Connection: close, 16 connections)
 #   https-1k-hit* (64 keep-alive TLS connections through CONNECT)   https-newconn* (one request per TLS connection)
 #
 # What runs (all on 127.0.0.1, every process in its own process group, stopped by PID at exit):
@@ -56,6 +56,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 SQUID_BIN=$(command -v squid || { [ -x /usr/sbin/squid ] && echo /usr/sbin/squid; } || true)
 TINY_BIN=$(command -v tinyproxy || { [ -x /usr/bin/tinyproxy ] && echo /usr/bin/tinyproxy; } || true)
 
+# 1,000 connections need more descriptors than the usual soft limit of 1,024 (for wrk and the proxies).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 RUN=${OUT:-$(mktemp -d /tmp/side-by-side.XXXXXX)}
 mkdir -p "$RUN"/{www/nostore,nginx,squid,tiny,porter,tls,logs}
 chmod 755 "$RUN"
@@ -193,7 +195,8 @@ else
 fi
 
 # ---- porter, with interception when this build has it
-porter_args=(proxy --listen "127.0.0.1:$PORTER_PORT" --cache-dir "$RUN/porter/cache")
+# Every load generator connects from 127.0.0.1: lift the per-client cap (256) for the 1,000-connection case.
+porter_args=(proxy --listen "127.0.0.1:$PORTER_PORT" --cache-dir "$RUN/porter/cache" --max-connections-per-client 4096)
 HAVE_INTERCEPT=0
 if "$PORTER" proxy --help | grep -q -- '--intercept'; then
     "$PORTER" ca init --ca-dir "$RUN/porter/ca" >/dev/null || fail "porter ca init failed"
@@ -300,7 +303,7 @@ tls_case() { # case conns new-conn(0/1) proxies...
 wanted() { [ -z "$CASES" ] || [[ ",$CASES," == *",$1,"* ]]; }
 echo "== side-by-side $(date -u +%FT%TZ) on $(nproc) cores, ${DURATION}s a case; folder $RUN"
 echo "   $("$NGINX" -v 2>&1) | ${SQUID_BIN:+$("$SQUID_BIN" -v | head -n 1)} | porter $("$PORTER" --version | awk '{ print $2 }')"
-ALL=(1k-hit 1k-pass 100k-hit 100k-pass 10m-hit 10m-pass 1k-hit-c1 1k-hit-newconn https-1k-hit https-newconn)
+ALL=(1k-hit 1k-pass 100k-hit 100k-pass 10m-hit 10m-pass 1k-hit-c1 1k-hit-c1000 1k-hit-newconn https-1k-hit https-newconn)
 [ $QUICK = 1 ] && [ -z "$CASES" ] && CASES=1k-hit,1k-pass,100k-hit,10m-hit,https-1k-hit,https-newconn
 for case in "${ALL[@]}"; do
     wanted "$case" || continue
@@ -312,6 +315,7 @@ for case in "${ALL[@]}"; do
         10m-hit) wrk_case "$case" /10m.bin 4 0 direct squid tinyproxy porter ;;
         10m-pass) wrk_case "$case" /nostore/10m.bin 4 0 squid tinyproxy porter ;;
         1k-hit-c1) wrk_case "$case" /1k.bin 1 0 direct squid porter ;;
+        1k-hit-c1000) wrk_case "$case" /1k.bin 1000 0 direct squid porter ;;
         1k-hit-newconn) wrk_case "$case" /1k.bin 16 1 direct squid porter ;;
         https-1k-hit) tls_case "$case" 64 0 direct squid-bump porter ;;
         https-newconn) tls_case "$case" 16 1 direct squid-bump porter ;;

@@ -150,7 +150,8 @@ impl Conn {
         (self.stream, self.buf, self._slot)
     }
 
-    /// After answering a CONNECT: wait (parked, within `timeout`) for the client's first bytes.
+    /// After answering a CONNECT: wait (yielding the worker, within `timeout`) for the client's
+    /// first bytes.
     pub fn await_first_bytes(&mut self, authority: Authority, timeout: std::time::Duration) {
         self.layer = Layer::AwaitingFirstBytes(authority);
         self.head_deadline = Some(Instant::now() + timeout);
@@ -205,7 +206,7 @@ impl Conn {
         matches!(self.layer, Layer::AwaitingFirstBytes(_))
     }
 
-    /// Whether there is nothing to read but what the socket may bring: safe to park.
+    /// Whether there is nothing to read but what the socket may bring: safe to wait on the socket.
     pub(crate) fn drained(&mut self) -> bool {
         self.buf.is_empty() && !self.stream.has_buffered_input()
     }

@@ -198,6 +198,10 @@ pub struct Remote {
 impl Remote {
     /// Wakes the worker if it sleeps (after something was queued for it).
     pub fn nudge(&self) {
+        // The queued item must be visible before the flag is read, or this thread could read
+        // "awake" while the worker, having found the queue empty, goes to sleep (a store-load
+        // reordering the channel's own orderings allow).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             let _ = self.waker.wake();
         }
@@ -550,6 +554,7 @@ impl Reactor {
             let timeout = with_current(|c| c.next_deadline())
                 .map(|at| at.saturating_duration_since(Instant::now()));
             self.remote.sleeping.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             // Anything queued before the flag was seen gets no wake-up: look once more.
             let timeout = if inbox.is_empty() && self.wakes.is_empty() {
                 timeout

@@ -1,4 +1,4 @@
-//! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the acceptor, parker and workers.
+//! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the acceptor and the workers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -64,7 +64,7 @@ impl Stream {
     }
 
     /// Whether bytes were received that a read would return though the socket shows nothing: TLS
-    /// plaintext already decrypted. A connection with such bytes must not be parked.
+    /// plaintext already decrypted. A connection with such bytes must not wait on its socket.
     pub fn has_buffered_input(&mut self) -> bool {
         match self {
             Stream::Plain(_) => false,

@@ -1,4 +1,4 @@
-//! The client-side timeouts the acceptor, the workers and the parker read for each connection and
+//! The client-side timeouts the acceptor and the workers read for each connection and
 //! request, kept apart from [`super::ServerConfig`] so a configuration reload can change them while
 //! the server runs.
 //!
@@ -12,7 +12,7 @@
 //! ```text
 //!  client   acceptor, as it admits a socket   -> connections accepted after the reload
 //!  head     worker, when a head starts        -> requests started after it
-//!  idle     parker, as it takes a connection  -> connections parked after it
+//!  idle     worker, as a connection goes idle -> connections that go idle after it
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +55,7 @@ impl ClientTimeouts {
         Duration::from_millis(self.head_ms.load(Ordering::Relaxed))
     }
 
-    /// How long a parked keep-alive connection may stay silent.
+    /// How long an idle keep-alive connection may stay silent.
     pub fn idle(&self) -> Duration {
         Duration::from_millis(self.idle_ms.load(Ordering::Relaxed))
     }

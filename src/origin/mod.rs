@@ -1,7 +1,7 @@
 //! `porter serve`: the origin web server the proxy's users test against. A file server that tracks
 //! visitors with cookies and bans abusive clients, a `/` that answers a client's Nth request
 //! specially, and an unreliable `/getbalance` that fails on purpose and logs every outcome. It runs on
-//! the same listener, worker pool and parker as the proxy ([`crate::net::Server`]).
+//! the same listener, worker pool and event loops as the proxy ([`crate::net::Server`]).
 //!
 //! ```text
 //!  head ─┬─ parse error ──────────────────> 400/414/431/505, close

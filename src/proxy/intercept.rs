@@ -5,7 +5,7 @@
 //! ```text
 //!  CONNECT host:port ─ rules ─ intercepted? ─no──> tunnel (connect.rs)
 //!                                 │yes
-//!                   200, park until the first bytes (net::Layer::AwaitingFirstBytes)
+//!                   200, wait for the first bytes (net::Layer::AwaitingFirstBytes)
 //!                                 │
 //!        ┌─ not TLS, or TLS ──────┼─ TLS ClientHello ───────────────┬─ broken ─> alert, close
 //!        │  without http/1.1      │                                  │
@@ -44,7 +44,7 @@ impl Proxy {
                 .is_some_and(|rules| rules.covers(host))
     }
 
-    /// Answers 200 and waits for the client's first bytes, parked. The CONNECT's log line is written
+    /// Answers 200 and waits for the client's first bytes (the worker is free meanwhile). The CONNECT's log line is written
     /// once those bytes decide what the tunnel is.
     pub(super) fn intercept_connect(&self, mut conn: Conn, authority: Authority) -> Option<Conn> {
         conn.stream

@@ -6,7 +6,7 @@
 //! configuration and swaps the pointer; a reader that already holds a guard finishes with the one it
 //! loaded, later loads see the new one, and no connection or tunnel is touched. The replaced
 //! configuration is freed when its last guard goes. The client-side timeouts live in the worker pool
-//! and parker ([`ClientTimeouts`]), so a reload stores them there too: connections accepted and
+//! ([`ClientTimeouts`]), so a reload stores them there too: connections accepted and
 //! requests started after it use them.
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! TLS for HTTPS interception: Porter's own certificate authority, the leaves it mints for
-//! intercepted hosts, the ClientHello peek after CONNECT, a TLS stream that can be parked, and
+//! intercepted hosts, the ClientHello peek after CONNECT, a TLS stream that can wait without its worker, and
 //! verified TLS to origins. No HTTP and no proxy rules here; `proxy::intercept` wires these in.
 //!
 //! ```text

@@ -78,7 +78,7 @@ fn idle_keep_alive_connections_and_tunnels_do_not_pin_workers() {
         assert!(established.starts_with(b"HTTP/1.1 200"));
         tunnels.push(stream);
     }
-    // Two workers, thirty parked connections: a new client is still served, and so are the idle ones.
+    // Two workers, thirty idle connections: a new client is still served, and so are the idle ones.
     assert_eq!(
         proxy_get(porter.addr, &origin.url("/fresh"), &[]).status,
         200

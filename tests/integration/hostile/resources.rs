@@ -20,7 +20,7 @@ fn regression_queued_connections_are_accepted_once_descriptors_are_free_after_em
         &["proxy", "--no-cache", "--idle-timeout", "60s"],
         None,
     );
-    // Idle clients: the accepted ones hold a descriptor each in the parker, the rest wait in the
+    // Idle clients: the accepted ones hold a descriptor each in a worker, the rest wait in the
     // kernel's listen queue once accept fails with EMFILE.
     let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(porter.addr)).collect();
     assert!(
