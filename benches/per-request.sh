@@ -17,9 +17,10 @@
 #           instructions where the machine has hardware counters), and /proc CPU per request
 #   strace  strace -c -f -p PID: calls of each syscall per request (all threads)
 # Output: a table, and in --out (default: a new folder under /tmp, kept) results.tsv (one row per
-# case, pass and metric) with the raw strace and perf reports and the logs. Run as root (or with
-# ptrace and perf_event_paranoid allowing it). Needs: nginx wrk curl strace perf
-# (apt-get install nginx wrk curl strace linux-perf). Build first: cargo build --release
+# case, pass and metric; a req_s row holds the rate itself) with the raw strace and perf reports
+# and the logs. Run as root (or with ptrace and perf_event_paranoid allowing it). Needs: nginx wrk
+# curl strace perf (apt-get install nginx wrk curl strace linux-perf). Build first:
+# cargo build --release
 set -u -o pipefail
 
 DURATION=5; WORKERS=5; OUT=""
@@ -213,8 +214,9 @@ pass() {
 }
 
 echo "== per-request $(date -u +%FT%TZ) on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); folder $RUN"
-echo "   porter $("$PORTER" --version | awk '{ print $2 }') ($PORTER) --workers $WORKERS; $("$NGINX" -v 2>&1);" \
-    "wrk ${DURATION}s a pass; perf events $EVENTS"
+echo "   porter $("$PORTER" --version | awk '{ print $2 }') ($PORTER, built $(date -u -r "$PORTER" +%FT%TZ)$(
+    commit=$(git -C "$(dirname "$PORTER")" log -1 --format='%h %cI' 2>/dev/null) && echo "; its checkout's HEAD $commit")) "
+echo "   --workers $WORKERS; $("$NGINX" -v 2>&1); wrk ${DURATION}s a pass; perf events $EVENTS"
 for case in 1k-hit 1k-hit-newconn; do
     case "$case" in
         1k-hit) conns=64; close=0 ;;
