@@ -19,12 +19,13 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::entry::ResponseMeta;
 use super::policy::{self, Decision, StoredFreshness};
 use crate::http::RequestHead;
+use crate::net::Signal;
 
 /// With no reader left after the fetching client hung up, the fetch is still finished when at most
 /// this much of a known length is missing (Squid's `quick_abort_min`, larger for today's links) …
@@ -68,7 +69,7 @@ pub struct Inflight {
     file: File,
     body_offset: u64,
     progress: Mutex<Progress>,
-    grew: Condvar,
+    grew: Signal,
     readers: AtomicUsize,
 }
 
@@ -91,7 +92,7 @@ impl Inflight {
                 written: 0,
                 end: None,
             }),
-            grew: Condvar::new(),
+            grew: Signal::default(),
             readers: AtomicUsize::new(0),
         }
     }
@@ -167,11 +168,7 @@ impl Inflight {
             if left.is_zero() {
                 return Growth::Stalled;
             }
-            progress = self
-                .grew
-                .wait_timeout(progress, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            progress = self.grew.wait_timeout(&self.progress, progress, left);
         }
     }
 

@@ -10,11 +10,12 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::inflight::Inflight;
 use super::key::Key;
+use crate::net::Signal;
 
 /// The misses in flight, by key.
 #[derive(Default)]
@@ -25,7 +26,7 @@ pub struct MissLocks {
 #[derive(Default)]
 struct Pending {
     state: Mutex<State>,
-    signal: Condvar,
+    signal: Signal,
 }
 
 #[derive(Default)]
@@ -86,11 +87,7 @@ impl MissLocks {
             if left.is_zero() {
                 return Lease::Waited;
             }
-            state = pending
-                .signal
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = pending.signal.wait_timeout(&pending.state, state, left);
         }
     }
 }

@@ -1,39 +1,32 @@
-//! One client connection as it moves between the acceptor, the workers and the parker.
+//! One client connection: its socket, the bytes read ahead, and where its request head stands.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::client_stream::ClientStream;
 use super::proxy_protocol::Parsed;
+use super::reactor::State;
+use super::socket::Socket;
 use super::stream::Stream;
 use crate::http::{self, Limits, ReadBuf, RequestHead};
 use crate::tls::TlsStream;
 
 /// A client connection: the socket, bytes read but not yet used, and the deadline of a head in progress.
 pub struct Conn {
-    /// The socket; writes to plain TCP fail once the client has read nothing for the whole write
-    /// timeout.
-    pub stream: ClientStream,
+    /// The socket; writes fail once the client has read nothing for the whole write timeout.
+    pub stream: Stream,
     pub peer: SocketAddr,
     pub buf: ReadBuf,
     /// When the head being received must be complete; `None` between requests.
     head_deadline: Option<Instant>,
     /// When the connection last finished a request (or was accepted); idle time counts from here.
     pub idle_since: Instant,
-    /// When it was last handed to the parker: the sweep leaves just-parked connections alone, so it
-    /// never closes one a worker is still registering.
-    pub(crate) parked_at: Instant,
-    /// The idle timeout in force when it was last parked (the parker sets it), so a reload that
-    /// changes `--idle-timeout` reaches connections as they go idle, not those idle already.
+    /// The idle timeout in force when it last went idle, so a reload that changes
+    /// `--idle-timeout` reaches connections as they go idle, not those idle already.
     pub(crate) idle_timeout: std::time::Duration,
-    nonblocking: bool,
-    /// The parker saw the socket readable: the next read will not block, so it can skip the switch
-    /// to non-blocking mode (two fcntl calls per request saved on the hot path).
-    readable: bool,
     /// Whether a PROXY protocol header may still come first (`--accept-proxy-protocol`).
     proxy_header: ProxyHeader,
     /// Whose requests these are: the client's own, or those inside a CONNECT the handler took over.
@@ -92,22 +85,14 @@ pub enum HeadRead {
 }
 
 impl Conn {
-    pub(crate) fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        slot: ConnSlot,
-        buf_size: usize,
-    ) -> Self {
+    pub(crate) fn new(stream: Socket, peer: SocketAddr, slot: ConnSlot, buf_size: usize) -> Self {
         Conn {
-            stream: ClientStream::new(Stream::Plain(stream)),
+            stream: Stream::Plain(stream),
             peer,
             buf: ReadBuf::with_capacity(buf_size),
             head_deadline: None,
             idle_since: Instant::now(),
-            parked_at: Instant::now(),
             idle_timeout: std::time::Duration::ZERO,
-            nonblocking: false,
-            readable: false,
             proxy_header: ProxyHeader::Done,
             layer: Layer::Direct,
             _slot: slot,
@@ -162,7 +147,7 @@ impl Conn {
     /// Takes the connection apart, for a handler that moves the socket elsewhere (a tunnel). The slot
     /// keeps the client counted as connected until it is dropped.
     pub fn into_parts(self) -> (Stream, ReadBuf, ConnSlot) {
-        (self.stream.into_inner(), self.buf, self._slot)
+        (self.stream, self.buf, self._slot)
     }
 
     /// After answering a CONNECT: wait (parked, within `timeout`) for the client's first bytes.
@@ -176,7 +161,7 @@ impl Conn {
     /// stream is TLS already.
     pub fn into_tls(
         self,
-        wrap: impl FnOnce(TcpStream) -> TlsStream,
+        wrap: impl FnOnce(Socket) -> TlsStream,
         authority: Authority,
     ) -> Option<Conn> {
         let Conn {
@@ -185,31 +170,21 @@ impl Conn {
             mut buf,
             head_deadline,
             idle_since,
-            parked_at,
             idle_timeout,
-            nonblocking,
-            readable,
             layer: _,
             proxy_header: _,
             _slot,
         } = self;
-        let tcp = stream.into_inner().into_tcp()?;
-        let mut tls = wrap(tcp);
-        // rustls keeps the socket's mode; say so, so a full socket is waited for, not an error.
-        if tls.set_nonblocking(nonblocking).is_err() {
-            return None;
-        }
+        let socket = stream.into_socket()?;
+        let tls = wrap(socket);
         buf.consume(buf.data().len());
         Some(Conn {
-            stream: ClientStream::new(Stream::Tls(Box::new(tls))),
+            stream: Stream::Tls(Box::new(tls)),
             peer,
             buf,
             head_deadline,
             idle_since,
-            parked_at,
             idle_timeout,
-            nonblocking,
-            readable,
             layer: Layer::Inside(authority),
             // Inside a tunnel: a PROXY header only ever opens the raw connection.
             proxy_header: ProxyHeader::Done,
@@ -240,10 +215,7 @@ impl Conn {
         if self.head_deadline.is_some_and(|d| Instant::now() >= d) || self.buf.is_full() {
             return ReadMore::Closed;
         }
-        if self.set_nonblocking(true).is_err() {
-            return ReadMore::Closed;
-        }
-        self.readable = false;
+        self.set_nonblocking(true);
         loop {
             match self.buf.fill_from(&mut self.stream) {
                 Ok(0) => return ReadMore::Closed,
@@ -255,33 +227,39 @@ impl Conn {
         }
     }
 
-    /// Whether a request head is half received (so the connection's deadline is near).
-    pub(crate) fn mid_head(&self) -> bool {
-        self.head_deadline.is_some()
-    }
-
-    /// When the parker should give up on this connection.
+    /// When the connection is given up if no bytes come: the head's deadline while one is begun,
+    /// else the end of its idle time.
     pub(crate) fn deadline(&self) -> Instant {
         self.head_deadline
             .unwrap_or(self.idle_since + self.idle_timeout)
     }
 
-    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
-        if self.nonblocking != on {
-            self.stream.set_nonblocking(on)?;
-            self.nonblocking = on;
-        }
-        Ok(())
+    /// Waits (yielding the worker) until the client sends more or the connection's deadline passes:
+    /// `Err` when it passed, or the server is shutting down and the connection was idle.
+    pub(crate) fn wait_readable(&mut self) -> io::Result<()> {
+        let state = if self.head_deadline.is_some() && !self.buf.is_empty() {
+            State::ClientHead
+        } else if self.head_deadline.is_some() || self.awaits_first_bytes() {
+            // A TLS handshake, or the first bytes inside a tunnel.
+            State::ClientRead
+        } else {
+            State::ClientIdle
+        };
+        let deadline = self.deadline();
+        self.stream
+            .socket_mut()
+            .wait(mio::Interest::READABLE, Some(deadline), state)
     }
 
-    /// Marks the socket as known to have bytes (or end-of-stream) to read.
-    pub(crate) fn set_readable(&mut self) {
-        self.readable = true;
+    /// A mode switch of the socket is a field change (see [`Socket`]), so it cannot fail.
+    fn set_nonblocking(&mut self, on: bool) {
+        let _ = self.stream.set_nonblocking(on);
     }
 
     /// Puts the socket back in blocking mode (with its timeouts) for a handler.
     pub fn make_blocking(&mut self) -> io::Result<()> {
-        self.set_nonblocking(false)
+        self.set_nonblocking(false);
+        Ok(())
     }
 
     /// Reads what the socket has without waiting and tries to parse a request head from it.
@@ -317,12 +295,7 @@ impl Conn {
             if self.head_deadline.is_some_and(|d| Instant::now() >= d) {
                 return HeadRead::Closed;
             }
-            // A socket the parker saw readable may be read in blocking mode; not under TLS, whose
-            // read waits for a whole record and would block on a partial one.
-            let known_readable = std::mem::take(&mut self.readable) && !self.stream.is_tls();
-            if !known_readable && self.set_nonblocking(true).is_err() {
-                return HeadRead::Closed;
-            }
+            self.set_nonblocking(true);
             match self.buf.fill_from(&mut self.stream) {
                 Ok(0) => return HeadRead::Closed,
                 Ok(_) => {}

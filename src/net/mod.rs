@@ -1,29 +1,31 @@
-//! Sockets and threads: the listener and its acceptor, the fixed worker pool, the parking of idle
-//! connections, access control by client address, the PROXY protocol, orderly shutdown, and the
-//! stream (plain TCP or TLS) a connection carries.
+//! Sockets and threads: the listener and its acceptor, the fixed worker pool and its event loops,
+//! access control by client address, the PROXY protocol, orderly shutdown, and the stream (plain TCP
+//! or TLS) a connection carries.
 //!
 //! ```text
-//!  acceptor ──(bounded channel)──> workers ──> Handler::handle(request)
-//!     │  503 when full              │   ▲
-//!     │                     idle    ▼   │ readable
-//!     │                           parker (mio)
+//!  acceptor ──(a bounded channel per worker)──> worker: reactor (mio) ──> tasks, one per connection
+//!     │  503 when full                               ▲ readiness, deadlines, entry progress
+//!     └─ least-loaded worker                         └─ Socket / Signal waits yield to it
 //! ```
-//! A worker only ever holds a connection that has bytes to read, so idle keep-alive clients and
-//! slow senders cost a parked socket, not a thread.
+//! A worker never waits on a peer: a task that would block yields (see `reactor`), so idle
+//! keep-alive clients, slow senders, slow readers and slow origins cost a task, not a thread.
 
 pub mod acl;
-pub mod client_stream;
 pub mod conn;
-mod park;
 pub mod proxy_protocol;
+pub mod reactor;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;
+mod signal;
+pub mod socket;
 pub mod stream;
 mod timeouts;
 
 pub use conn::{Authority, Conn, Layer};
 pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
+pub use signal::Signal;
+pub use socket::{Side, Socket};
 pub use stream::Stream;
 pub use timeouts::ClientTimeouts;

@@ -7,8 +7,8 @@
 
 use std::fs::File;
 use std::io;
-use std::net::TcpStream;
-use std::time::Duration;
+
+use super::socket::Socket;
 
 /// A writer that can take a slice of a file: sendfile(2) for sockets, a plain copy for in-memory
 /// buffers (the seam tests use).
@@ -17,7 +17,7 @@ pub trait SendFile: io::Write {
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64>;
 }
 
-impl SendFile for TcpStream {
+impl SendFile for Socket {
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
         send_file(self, file, offset, len)
     }
@@ -32,72 +32,36 @@ impl SendFile for Vec<u8> {
     }
 }
 
-/// Sends `len` bytes of `file` starting at `offset` to a socket in blocking mode (it is left so).
-/// Returns the bytes sent; fewer than `len` means the file ended early. The socket's write timeout
-/// bounds the stall, not the call: `TimedOut` once the client has taken nothing for that long.
+/// Sends `len` bytes of `file` starting at `offset` to a socket. Returns the bytes sent; fewer than
+/// `len` means the file ended early. The socket's write timeout bounds the stall, not the call:
+/// `TimedOut` once the client has taken nothing for that long.
 ///
-/// A blocking sendfile cannot do that: the kernel splits it into pipe-sized socket writes, each with
-/// a fresh `SO_SNDTIMEO`, so one call to a client that stopped reading took three timeouts. So the
-/// copy runs non-blocking and waits for room with poll(2), timing the wait itself.
-pub fn send_file(socket: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<u64> {
-    let stall = socket.write_timeout()?;
-    socket.set_nonblocking(true)?;
-    let sent = send_nonblocking(socket, file, offset, len, stall);
-    let restored = socket.set_nonblocking(false);
-    let sent = sent?;
-    restored?;
-    Ok(sent)
-}
-
-fn send_nonblocking(
-    socket: &TcpStream,
-    file: &File,
-    offset: u64,
-    len: u64,
-    stall: Option<Duration>,
-) -> io::Result<u64> {
+/// A blocking sendfile could not do that (the kernel splits it into pipe-sized socket writes, each
+/// with a fresh `SO_SNDTIMEO`), and it would hold the worker: the socket is non-blocking, and a full
+/// socket is waited for through the poller like any other write.
+pub fn send_file(socket: &mut Socket, file: &File, offset: u64, len: u64) -> io::Result<u64> {
     let mut position = offset;
     let end = offset + len;
     while position < end {
         // sendfile moves at most about 2 GiB per call.
         let chunk = (end - position).min(1 << 30) as usize;
-        match rustix::fs::sendfile(socket, file, Some(&mut position), chunk) {
+        match rustix::fs::sendfile(socket.tcp(), file, Some(&mut position), chunk) {
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => {
-                if !wait_writable(socket, stall)? {
-                    return Err(super::client_stream::stalled());
-                }
-            }
+            Err(rustix::io::Errno::AGAIN) => socket.wait_writable()?,
             Err(e) => return Err(e.into()),
         }
     }
     Ok(position - offset)
 }
 
-/// Waits until the socket takes bytes again; false when `stall` passed first (`None`: forever).
-fn wait_writable(socket: &TcpStream, stall: Option<Duration>) -> io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let timeout = stall.map(|d| Timespec {
-        tv_sec: d.as_secs() as i64,
-        tv_nsec: i64::from(d.subsec_nanos()),
-    });
-    loop {
-        let mut fds = [PollFd::new(socket, PollFlags::OUT)];
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
 
     #[test]
     fn sends_a_range_of_a_file_to_a_socket() {
@@ -112,10 +76,13 @@ mod tests {
             peer.read_to_end(&mut got).unwrap();
             got
         });
-        let socket = TcpStream::connect(addr).unwrap();
-        assert_eq!(send_file(&socket, &file, 1000, 250_000).unwrap(), 250_000);
+        let mut socket = Socket::connect(&addr, Duration::from_secs(5)).unwrap();
         assert_eq!(
-            send_file(&socket, &file, 299_990, 100).unwrap(),
+            send_file(&mut socket, &file, 1000, 250_000).unwrap(),
+            250_000
+        );
+        assert_eq!(
+            send_file(&mut socket, &file, 299_990, 100).unwrap(),
             10,
             "stops at the end of the file"
         );
@@ -132,10 +99,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap(); // never reads
         let (socket, _) = listener.accept().unwrap();
-        let timeout = std::time::Duration::from_secs(1);
+        let mut socket = Socket::new(socket, crate::net::Side::Client).unwrap();
+        let timeout = Duration::from_secs(1);
         socket.set_write_timeout(Some(timeout)).unwrap();
         let started = std::time::Instant::now();
-        let error = send_file(&socket, &file, 0, 64 << 20).unwrap_err();
+        let error = send_file(&mut socket, &file, 0, 64 << 20).unwrap_err();
         let took = started.elapsed();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
         assert!(took < timeout * 8 / 5, "a stalled sendfile took {took:?}");

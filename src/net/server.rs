@@ -1,8 +1,9 @@
 //! The listener, acceptor and worker pool shared by `porter proxy` and `porter serve`.
 //!
-//! The acceptor admits a socket (allow list, connection caps) and queues it on a bounded channel; a
-//! full queue gets a quick 503. Each worker reads a request head without blocking, calls the
-//! [`Handler`], and parks the connection as soon as it has nothing more to read.
+//! The acceptor admits a socket (allow list, connection caps) and queues it on the bounded channel of
+//! the least-loaded worker; when every queue is full it answers a quick 503. Each worker runs its
+//! connections as tasks on its own event loop ([`super::reactor`]): a task reads a request head,
+//! calls the [`Handler`], and waits for the next one, yielding the worker whenever a peer is slow.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,7 +19,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acl::Cidr;
 use super::conn::{ConnCounter, HeadRead, ReadMore, Refusal};
-use super::park::{self, ParkHandle};
+use super::reactor::{Gauges, Reactor, Remote, State};
+use super::socket::{Side, Socket};
 use super::{ClientTimeouts, Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
 
@@ -29,7 +31,7 @@ pub struct ServerConfig {
     pub name: &'static str,
     pub listen: SocketAddr,
     pub workers: usize,
-    /// Accepted connections that may wait for a worker.
+    /// Accepted connections that may wait for each worker to take them.
     pub queue: usize,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
@@ -39,8 +41,8 @@ pub struct ServerConfig {
     /// The three timeouts' values at start-up; the running server reads [`Server::timeouts`].
     pub head_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Timeout for each blocking read a handler does on the client socket, and the longest a client
-    /// may take no response bytes (`ClientStream` makes the write side mean that).
+    /// Timeout for each read a handler does on the client socket, and the longest a client may take
+    /// no response bytes.
     pub client_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Read a PROXY protocol header (v1 or v2) at the start of connections (`--accept-proxy-protocol`);
@@ -75,7 +77,7 @@ pub enum FirstBytes {
     /// Decided: the connection to keep serving (now with its new layer), or `None` when it is closed
     /// or handed elsewhere.
     Done(Option<Conn>),
-    /// Not enough bytes to decide: park it until more arrive.
+    /// Not enough bytes to decide: wait until more arrive.
     NeedMore(Conn),
 }
 
@@ -83,10 +85,33 @@ pub enum FirstBytes {
 #[derive(Default)]
 pub struct ServerStats {
     pub connections: Arc<ConnCounter>,
-    pub busy_workers: AtomicUsize,
     pub queued: AtomicUsize,
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
+    /// Each worker's count of tasks and what they wait for.
+    workers: std::sync::Mutex<Vec<Arc<Gauges>>>,
+}
+
+impl ServerStats {
+    fn gauges(&self) -> Vec<Arc<Gauges>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Connections waiting in `state`, over all workers.
+    pub fn waiting(&self, state: State) -> usize {
+        self.gauges().iter().map(|g| g.waiting(state)).sum()
+    }
+
+    /// Connections with a request begun and not yet answered (not idle between requests).
+    pub fn in_progress(&self) -> usize {
+        self.gauges()
+            .iter()
+            .map(|g| g.tasks().saturating_sub(g.waiting(State::ClientIdle)))
+            .sum()
+    }
 }
 
 /// A bound listener, ready to run.
@@ -144,19 +169,22 @@ impl Server {
     /// Runs until shutdown is requested, then lets the workers finish what they hold (within the grace
     /// period) and returns.
     pub fn run<H: Handler>(self, handler: Arc<H>) -> io::Result<()> {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Conn>(self.config.queue);
-        let (parker, parker_thread) = park::start(
-            jobs_tx.clone(),
-            Arc::clone(&self.timeouts),
-            Arc::clone(&self.stats),
-            self.shutdown.clone(),
-        )?;
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
         let mut workers = Vec::with_capacity(self.config.workers);
+        let mut inboxes = Vec::with_capacity(self.config.workers);
         for index in 0..self.config.workers {
+            let reactor = Reactor::new()?;
+            let remote = reactor.remote();
+            self.shutdown.add_waker(remote.waker());
+            self.stats
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(remote.gauges()));
+            let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Conn>(self.config.queue);
             let worker = Worker {
-                jobs: jobs_rx.clone(),
-                parker: parker.clone(),
+                reactor,
+                jobs: jobs_rx,
                 handler: Arc::clone(&handler),
                 timeouts: Arc::clone(&self.timeouts),
                 stats: Arc::clone(&self.stats),
@@ -164,14 +192,22 @@ impl Server {
                 done: done_tx.clone(),
             };
             workers.push(worker.spawn(index, &self.config)?);
+            inboxes.push(Inbox {
+                jobs: jobs_tx,
+                remote,
+            });
         }
-        drop((jobs_rx, parker, done_tx));
+        drop(done_tx);
 
-        let accepted = self.accept_loop(&jobs_tx, handler.as_ref());
-        drop(jobs_tx);
-        let _ = parker_thread.join();
+        let accepted = self.accept_loop(&inboxes, handler.as_ref());
+        // Closing the queues is what tells the workers to finish; wake them to see it.
+        let remotes: Vec<Arc<Remote>> = inboxes.iter().map(|i| Arc::clone(&i.remote)).collect();
+        drop(inboxes);
+        for remote in remotes {
+            let _ = remote.waker().wake();
+        }
 
-        // Workers leave their recv() loop once the queue is empty and every sender is gone.
+        // Workers leave their loop once their queue is closed and their connections have ended.
         let deadline = Instant::now() + self.config.shutdown_grace;
         let mut finished = 0;
         while finished < workers.len() {
@@ -199,7 +235,7 @@ impl Server {
     /// file descriptors: EMFILE, ENFILE), connections are left in the kernel's queue and the loop polls
     /// on a timer instead of waiting for an event, until descriptors are free again and the queue
     /// is drained.
-    fn accept_loop<H: Handler>(&self, jobs: &Sender<Conn>, handler: &H) -> io::Result<()> {
+    fn accept_loop<H: Handler>(&self, jobs: &[Inbox], handler: &H) -> io::Result<()> {
         let mut poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         self.shutdown.add_waker(waker);
@@ -225,10 +261,12 @@ impl Server {
     }
 
     /// Accepts every queued connection; says whether the queue was drained or accept failed.
-    fn accept_all<H: Handler>(&self, jobs: &Sender<Conn>, handler: &H) -> AcceptState {
+    fn accept_all<H: Handler>(&self, jobs: &[Inbox], handler: &H) -> AcceptState {
         loop {
-            match self.listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, jobs, handler),
+            match accept_nonblocking(&self.listener) {
+                Ok(Some((stream, peer))) => self.admit(stream, peer, jobs, handler),
+                // A connection reset before it was taken.
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return AcceptState::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -255,13 +293,7 @@ impl Server {
         }
     }
 
-    fn admit<H: Handler>(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        jobs: &Sender<Conn>,
-        handler: &H,
-    ) {
+    fn admit<H: Handler>(&self, stream: TcpStream, peer: SocketAddr, jobs: &[Inbox], handler: &H) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         if !handler.allows(peer.ip(), &self.config.allow) {
             self.refuse(stream, peer, 403, "client address not allowed", handler);
@@ -287,17 +319,18 @@ impl Server {
             }
         };
         let _ = stream.set_nodelay(true);
+        let mut socket = Socket::from_nonblocking(stream, Side::Client);
         let client_timeout = self.timeouts.client();
-        let _ = stream.set_read_timeout(Some(client_timeout));
-        let _ = stream.set_write_timeout(Some(client_timeout));
-        let mut conn = Conn::new(stream, peer, slot, self.config.limits.max_head_bytes);
+        let _ = socket.set_read_timeout(Some(client_timeout));
+        let _ = socket.set_write_timeout(Some(client_timeout));
+        let mut conn = Conn::new(socket, peer, slot, self.config.limits.max_head_bytes);
         if self.config.accept_proxy_protocol {
             conn.expect_proxy_header();
         }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match jobs.try_send(conn) {
-            Ok(()) => {}
-            Err(TrySendError::Full(conn)) | Err(TrySendError::Disconnected(conn)) => {
+        match queue_on_least_loaded(jobs, conn) {
+            None => {}
+            Some(conn) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 let Some(stream) = conn.into_parts().0.into_tcp() else {
                     return;
@@ -323,19 +356,59 @@ impl Server {
     ) {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
         handler.refused(peer, status, why);
-        // The answer fits in the socket buffer; a short timeout keeps a stuck client from holding us.
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+        // The answer fits in the socket buffer; a non-blocking write never holds the acceptor.
+        let _ = stream.set_nonblocking(true);
         let mut stream = stream;
         let _ = stream.write_all(&crate::html::refusal(status, why));
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 }
 
-/// What one worker thread owns: its end of the queue, the parker, the handler, and the channel that
-/// tells `run` it has finished.
+/// accept4(2) with the new socket non-blocking from the start (one `ioctl` less per connection than
+/// `TcpListener::accept` and a mode switch). `None` for a peer address that is not IP.
+fn accept_nonblocking(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    use rustix::net::{SocketFlags, acceptfrom_with};
+    let (fd, addr) = acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let stream = TcpStream::from(fd);
+    let peer = match addr.and_then(|a| SocketAddr::try_from(a).ok()) {
+        Some(peer) => peer,
+        None => match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some((stream, peer)))
+}
+
+/// The acceptor's way to one worker: its queue, and its waker.
+struct Inbox {
+    jobs: Sender<Conn>,
+    remote: Arc<Remote>,
+}
+
+/// Queues `conn` on the worker with the fewest connections that has room; gives it back when every
+/// queue is full (or the workers are gone).
+fn queue_on_least_loaded(inboxes: &[Inbox], conn: Conn) -> Option<Conn> {
+    let mut order: Vec<&Inbox> = inboxes.iter().collect();
+    order.sort_by_key(|inbox| inbox.remote.gauges().tasks() + inbox.jobs.len());
+    let mut conn = conn;
+    for inbox in order {
+        match inbox.jobs.try_send(conn) {
+            Ok(()) => {
+                inbox.remote.nudge();
+                return None;
+            }
+            Err(TrySendError::Full(back)) | Err(TrySendError::Disconnected(back)) => conn = back,
+        }
+    }
+    Some(conn)
+}
+
+/// What one worker thread owns: its event loop and queue, the handler, and the channel that tells
+/// `run` it has finished.
 struct Worker<H> {
+    reactor: Reactor,
     jobs: Receiver<Conn>,
-    parker: ParkHandle,
     handler: Arc<H>,
     timeouts: Arc<ClientTimeouts>,
     stats: Arc<ServerStats>,
@@ -346,70 +419,77 @@ struct Worker<H> {
 impl<H: Handler> Worker<H> {
     fn spawn(self, index: usize, config: &ServerConfig) -> io::Result<JoinHandle<()>> {
         let limits = config.limits;
-        let allow = config.allow.clone();
+        let allow: Arc<[Cidr]> = config.allow.clone().into();
         std::thread::Builder::new()
             .name(format!("{}-worker-{index}", config.name))
             .spawn(move || {
                 let Worker {
+                    reactor,
                     jobs,
-                    parker,
                     handler,
                     timeouts,
                     stats,
                     shutdown,
                     done,
                 } = self;
-                for conn in jobs.iter() {
+                let task_shutdown = shutdown.clone();
+                reactor.run(&jobs, &shutdown, |conn| {
                     stats.queued.fetch_sub(1, Ordering::Relaxed);
-                    stats.busy_workers.fetch_add(1, Ordering::Relaxed);
-                    serve_connection(
-                        conn,
-                        &limits,
-                        &timeouts,
-                        &parker,
-                        handler.as_ref(),
-                        &shutdown,
-                        &allow,
-                    );
-                    stats.busy_workers.fetch_sub(1, Ordering::Relaxed);
-                }
+                    let handler = Arc::clone(&handler);
+                    let timeouts = Arc::clone(&timeouts);
+                    let shutdown = task_shutdown.clone();
+                    let allow = Arc::clone(&allow);
+                    Box::new(move || {
+                        serve_connection(
+                            conn,
+                            &limits,
+                            &timeouts,
+                            handler.as_ref(),
+                            &shutdown,
+                            &allow,
+                        )
+                    })
+                });
                 let _ = done.send(());
             })
     }
 }
 
-/// Serves requests while the client has bytes waiting, then parks the connection.
+/// Serves requests on a connection until it closes, waiting (yielding the worker) whenever the
+/// client has sent nothing yet.
 fn serve_connection<H: Handler>(
     mut conn: Conn,
     limits: &Limits,
     timeouts: &ClientTimeouts,
-    parker: &ParkHandle,
     handler: &H,
     shutdown: &Shutdown,
     allow: &[Cidr],
 ) {
+    conn.idle_timeout = timeouts.idle();
     loop {
         if conn.awaits_first_bytes() {
             match conn.read_more() {
                 ReadMore::Closed => return,
                 // Bytes that came with the CONNECT head are already in the buffer.
                 ReadMore::Pending if conn.buf.is_empty() => {
-                    parker.park(conn);
-                    return;
+                    if conn.wait_readable().is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 ReadMore::Pending | ReadMore::Got => {}
             }
             match handler.first_bytes(conn) {
-                FirstBytes::Done(Some(kept)) => {
-                    conn = kept;
-                    continue;
-                }
+                FirstBytes::Done(Some(kept)) => conn = kept,
                 FirstBytes::Done(None) => return,
                 FirstBytes::NeedMore(waiting) => {
-                    parker.park(waiting);
-                    return;
+                    conn = waiting;
+                    if conn.wait_readable().is_err() {
+                        return;
+                    }
                 }
             }
+            continue;
         }
         match conn.read_head(limits, timeouts.head()) {
             HeadRead::Ready(request) => {
@@ -427,13 +507,16 @@ fn serve_connection<H: Handler>(
                     Some(kept) if !shutdown.is_requested() => {
                         conn = kept;
                         conn.idle_since = Instant::now();
-                        // A client rarely sends its next request before reading this response: park
-                        // at once rather than try a read that would only say "not yet". Not while
-                        // TLS holds decrypted bytes the socket cannot show the parker.
+                        conn.idle_timeout = timeouts.idle();
+                        // A client rarely sends its next request before reading this response:
+                        // wait for it rather than try a read that would only say "not yet" (the
+                        // reactor remembers readiness that came meanwhile). Not while TLS holds
+                        // decrypted bytes the socket cannot show.
                         if conn.drained() {
                             conn.buf.shrink();
-                            parker.park(conn);
-                            return;
+                            if conn.wait_readable().is_err() {
+                                return;
+                            }
                         }
                     }
                     _ => return,
@@ -441,9 +524,9 @@ fn serve_connection<H: Handler>(
             }
             HeadRead::Pending if shutdown.is_requested() && conn.buf.is_empty() => return,
             HeadRead::Pending => {
-                // Counted as queued again when the parker hands it back.
-                parker.park(conn);
-                return;
+                if conn.wait_readable().is_err() {
+                    return;
+                }
             }
             HeadRead::Closed => return,
         }

@@ -1,6 +1,6 @@
 //! A connection's byte stream: plain TCP, or TLS over TCP once the proxy has intercepted a CONNECT
-//! (or for an https origin). Handlers read and write it without caring which; the parker watches the
-//! TCP socket underneath either way.
+//! (or for an https origin). Handlers read and write it without caring which; waits go through the
+//! [`Socket`] underneath either way.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -8,20 +8,33 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::sendfile::{self, SendFile};
+use super::socket::Socket;
 use crate::tls::TlsStream;
 
 /// Plain TCP or TLS.
 pub enum Stream {
-    Plain(TcpStream),
+    Plain(Socket),
     Tls(Box<TlsStream>),
 }
 
 impl Stream {
-    /// The socket underneath, for timeouts, peeks and shutdown.
+    /// The kernel socket underneath, for peeks, options and shutdown.
     pub fn tcp(&self) -> &TcpStream {
+        self.socket().tcp()
+    }
+
+    /// The socket underneath, for timeouts and waits.
+    pub fn socket(&self) -> &Socket {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(t) => t.tcp(),
+            Stream::Tls(t) => t.socket(),
+        }
+    }
+
+    pub fn socket_mut(&mut self) -> &mut Socket {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => t.socket_mut(),
         }
     }
 
@@ -29,8 +42,14 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
-    /// The plain socket, for a tunnel; `None` once TLS runs on it.
+    /// The plain socket (non-blocking), for a thread that is no worker (a tunnel); `None` once TLS
+    /// runs on it.
     pub fn into_tcp(self) -> Option<TcpStream> {
+        Some(self.into_socket()?.into_std())
+    }
+
+    /// The plain socket, to run TLS on; `None` once TLS runs on it.
+    pub fn into_socket(self) -> Option<Socket> {
         match self {
             Stream::Plain(s) => Some(s),
             Stream::Tls(_) => None,

@@ -145,10 +145,7 @@ impl Context {
             .stream
             .write_all(&bytes)
             .map_err(ProxyError::OriginIo)?;
-        let mut head = forward::read_response_head(&mut origin, &self.limits)?;
-        while (100..200).contains(&head.status) && head.status != 101 {
-            head = forward::read_response_head(&mut origin, &self.limits)?;
-        }
+        let mut head = forward::read_final_head(&mut origin, &self.limits, |_| Ok(()))?;
         let response_time = SystemTime::now();
         if head.status == 304 {
             if !head.headers.contains("date") {

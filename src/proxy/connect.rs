@@ -75,7 +75,7 @@ impl Proxy {
             return None;
         }
         let (client, buf, slot) = conn.into_parts();
-        let mut client = client.into_tcp()?;
+        let mut client = client.into_socket()?;
         if !dial.early.is_empty() && client.write_all(&dial.early).is_err() {
             return None;
         }
@@ -90,8 +90,8 @@ impl Proxy {
             stats.connects_tunnelled.fetch_add(1, Ordering::Relaxed);
         }
         self.tunnels.relay(NewTunnel {
-            client,
-            origin,
+            client: client.into_std(),
+            origin: origin.into_std(),
             slot,
             entry,
         });

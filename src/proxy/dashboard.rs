@@ -57,7 +57,7 @@ pub fn render(proxy: &Proxy) -> String {
         escape(&proxy.local_addr.to_string()),
         duration(proxy.started.elapsed()),
     );
-    let busy = server.busy_workers.load(Ordering::Relaxed);
+    let busy = server.in_progress();
     let cards = [
         ("requests", "requests", m.requests().to_string()),
         ("hit-ratio", "hit ratio (requests)", ratio(hits, lookups)),
@@ -73,9 +73,9 @@ pub fn render(proxy: &Proxy) -> String {
             server.connections.open().to_string(),
         ),
         (
-            "busy-workers",
-            "busy workers",
-            format!("{busy} of {}", config.server.workers),
+            "in-progress",
+            "requests in progress",
+            format!("{busy} on {} workers", config.server.workers),
         ),
     ];
     for (id, name, value) in cards {

@@ -4,13 +4,14 @@
 //! ```text
 //!  outbound_request ── hop-by-hop out, Host, Via ─> written to an upstream connection (pooled or new)
 //!  exchange ────────── request body streamed up (100 Continue for the client when it asked), then
-//!                      read_response_head (1xx relayed, 502 on garbage, 504 on silence)
+//!                      read_final_head (1xx relayed, 502 on garbage, 504 on silence or endless 1xx)
 //!  upstream_framing ── the response body's framing, given the request method
 //!  client_response_head, relay_body ── head for the client's version, body streamed down and
 //!                      re-framed, teed into the cache writer by copy
 //! ```
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use super::ProxyError;
 use super::exchange::Failure;
@@ -127,33 +128,58 @@ pub fn exchange(
             Err(CopyError::Write(e)) => return Err(ProxyError::OriginIo(e)),
         }
     }
-    loop {
-        let head = read_response_head(origin, limits)?;
+    read_final_head(origin, limits, |interim| {
+        if req.version == Version::Http11 && interim.status != 100 {
+            let mut out = Vec::new();
+            write::response_head(&mut out, interim);
+            client
+                .stream
+                .write_all(&out)
+                .map_err(ProxyError::ClientIo)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads response heads until the final one, handing each 1xx to `interim`. The origin timeout is
+/// one budget for them all: an origin that streams 1xx (or a head a byte at a time) makes every read
+/// succeed, and would otherwise hold the request for ever. 504 once it is spent.
+pub fn read_final_head(
+    origin: &mut UpstreamConn,
+    limits: &Limits,
+    mut interim: impl FnMut(&ResponseHead) -> Result<(), ProxyError>,
+) -> Result<ResponseHead, ProxyError> {
+    let per_read = origin.stream.socket().read_timeout().ok().flatten();
+    let until = per_read.map(|t| Instant::now() + t);
+    let head = loop {
+        let head = match read_response_head_by(origin, limits, until) {
+            Ok(head) => head,
+            Err(e) => break Err(e),
+        };
         match head.status {
             101 => {
-                return Err(ProxyError::BadResponse(http::Error::Malformed(
+                break Err(ProxyError::BadResponse(http::Error::Malformed(
                     "unexpected 101",
                 )));
             }
             100..=199 => {
-                if req.version == Version::Http11 && head.status != 100 {
-                    let mut out = Vec::new();
-                    write::response_head(&mut out, &head);
-                    client
-                        .stream
-                        .write_all(&out)
-                        .map_err(ProxyError::ClientIo)?;
+                if let Err(e) = interim(&head) {
+                    break Err(e);
                 }
             }
-            _ => return Ok(head),
+            _ => break Ok(head),
         }
-    }
+    };
+    let _ = origin.stream.socket_mut().set_read_timeout(per_read);
+    head
 }
 
-/// Reads a response head, within the origin's read timeout for each read.
-pub fn read_response_head(
+/// Reads a response head, within the origin's read timeout for each read; with `until`, the whole
+/// head must come by then (504 after).
+fn read_response_head_by(
     origin: &mut UpstreamConn,
     limits: &Limits,
+    until: Option<Instant>,
 ) -> Result<ResponseHead, ProxyError> {
     loop {
         if !origin.buf.is_empty() {
@@ -180,6 +206,16 @@ pub fn read_response_head(
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ProxyError::from_origin_read(e)),
+        }
+        if let Some(until) = until {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProxyError::OriginTimeout);
+            }
+            // The next read waits no longer than what is left of the budget.
+            let per_read = origin.stream.socket().read_timeout().ok().flatten();
+            let wait = per_read.map_or(left, |t| t.min(left));
+            let _ = origin.stream.socket_mut().set_read_timeout(Some(wait));
         }
     }
 }

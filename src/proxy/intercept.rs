@@ -165,7 +165,7 @@ impl Proxy {
         entry.outcome = Outcome::Tunnel;
         self.tunnels.relay(NewTunnel {
             client,
-            origin,
+            origin: origin.into_std(),
             slot,
             entry,
         });

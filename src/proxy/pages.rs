@@ -138,10 +138,10 @@ fn metrics_text(proxy: &Proxy) -> String {
             server.connections.open() as u64,
         ),
         (
-            "porter_busy_workers",
+            "porter_requests_in_progress",
             "gauge",
-            "Workers serving a request.",
-            server.busy_workers.load(Ordering::Relaxed) as u64,
+            "Client connections with a request begun and not yet answered.",
+            server.in_progress() as u64,
         ),
         (
             "porter_workers",
@@ -152,7 +152,7 @@ fn metrics_text(proxy: &Proxy) -> String {
         (
             "porter_queued_connections",
             "gauge",
-            "Connections waiting for a worker.",
+            "Accepted connections a worker has not taken yet.",
             server.queued.load(Ordering::Relaxed) as u64,
         ),
         (
@@ -166,6 +166,15 @@ fn metrics_text(proxy: &Proxy) -> String {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    out.push_str("# HELP porter_waiting_connections Client connections waiting on a peer or an entry, by state.\n# TYPE porter_waiting_connections gauge\n");
+    for state in crate::net::reactor::State::ALL {
+        let _ = writeln!(
+            out,
+            "porter_waiting_connections{{state=\"{}\"}} {}",
+            state.as_str(),
+            server.waiting(state)
         );
     }
     out.push_str("# HELP porter_outcome_sent_bytes_total Bytes sent to clients, by outcome.\n# TYPE porter_outcome_sent_bytes_total counter\n");

@@ -11,7 +11,6 @@
 //! ```
 
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::time::Instant;
 
 use super::exchange::Exchange;
@@ -23,13 +22,14 @@ use super::{Proxy, ProxyError, forward};
 use crate::http::authority::{self, DefaultPort};
 use crate::http::body::BodyMode;
 use crate::http::{self, ReadBuf, RequestHead, ResponseHead, parse};
+use crate::net::Socket;
 
 /// Room for a parent's answer to CONNECT: a head, nothing more.
 const CONNECT_ANSWER_BUF: usize = 16 * 1024;
 
 /// A tunnel's upstream socket, and bytes the parent sent after its 200 (to go to the client first).
 pub(super) struct TunnelDial {
-    pub stream: TcpStream,
+    pub stream: Socket,
     pub early: Vec<u8>,
 }
 
@@ -285,7 +285,7 @@ impl Proxy {
 /// answer is not read further, the connection is dropped).
 fn read_connect_answer(
     buf: &mut ReadBuf,
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     limits: &http::Limits,
 ) -> Result<ResponseHead, ProxyError> {
     loop {

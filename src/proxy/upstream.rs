@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::dest::{self, DestDenied, DestRules};
 use super::target::Scheme;
 use crate::http::ReadBuf;
-use crate::net::Stream;
+use crate::net::{Socket, Stream};
 use crate::tls::{UpstreamTls, UpstreamTlsError};
 
 /// Idle connections kept per origin, and in all.
@@ -160,14 +160,11 @@ pub fn dial(
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<UpstreamConn, DialError> {
-    let tcp = dial_tcp(rules, host, port, timeout).map_err(DialError::Tcp)?;
-    let setup = |s: &TcpStream| {
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        let _ = s.set_nodelay(true);
-        Ok(())
-    };
-    setup(&tcp).map_err(DialError::Tcp)?;
+    let mut tcp = dial_tcp(rules, host, port, timeout).map_err(DialError::Tcp)?;
+    tcp.set_read_timeout(Some(timeout))
+        .and_then(|()| tcp.set_write_timeout(Some(timeout)))
+        .map_err(DialError::Tcp)?;
+    let _ = tcp.set_nodelay(true);
     let stream = match scheme {
         Scheme::Http => Stream::Plain(tcp),
         Scheme::Https => {
@@ -187,7 +184,7 @@ pub fn dial(
 /// runs inside the tunnel, end to end with the origin.
 pub fn tls_over(
     host: &str,
-    tcp: TcpStream,
+    mut tcp: Socket,
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<UpstreamConn, DialError> {
@@ -210,12 +207,7 @@ pub fn tls_over(
 /// the destination rules refuse (the error names the rule when no other address connects), and
 /// tries the rest in turn within the timeout. Every outgoing connection goes through here: to
 /// origins, tunnels and parent proxies alike.
-pub fn dial_tcp(
-    rules: &DestRules,
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
+pub fn dial_tcp(rules: &DestRules, host: &str, port: u16, timeout: Duration) -> io::Result<Socket> {
     let addrs = (host, port).to_socket_addrs()?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     let mut denied = None;
@@ -224,7 +216,7 @@ pub fn dial_tcp(
             denied = Some(refusal);
             continue;
         }
-        match TcpStream::connect_timeout(&addr, timeout) {
+        match Socket::connect(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(e) => last_error = e,
         }

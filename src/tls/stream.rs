@@ -2,9 +2,10 @@
 //!
 //! rustls's own `StreamOwned` suits blocking sockets only: its read loops until a whole record has
 //! arrived. Here a non-blocking read returns `WouldBlock` as soon as the socket is empty, so a
-//! worker can park a connection in the middle of a handshake or between requests, and the parker
-//! watches the raw socket. What the socket cannot show the parker is plaintext rustls has already
-//! decrypted: [`TlsStream::has_buffered_plaintext`] tells the worker to keep reading instead.
+//! worker can wait for a connection in the middle of a handshake or between requests on the raw
+//! socket. What the socket cannot show is plaintext rustls has already decrypted:
+//! [`TlsStream::has_buffered_plaintext`] tells the worker to keep reading instead. In blocking mode
+//! the [`Socket`]'s waits yield the worker.
 //!
 //! ```text
 //!  read:  plaintext buffered? ─yes─> return it
@@ -16,16 +17,16 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::Connection;
 
 use super::stats::{Failure, Side, TlsStats};
+use crate::net::Socket;
 
 /// A TLS connection and its socket.
 pub struct TlsStream {
     conn: Connection,
-    sock: TcpStream,
+    sock: Socket,
     side: Side,
     nonblocking: bool,
     /// The handshake's end (or failure) has been counted.
@@ -35,24 +36,16 @@ pub struct TlsStream {
 
 impl TlsStream {
     /// Wraps a server-side connection whose handshake continues on `sock`.
-    pub fn server(
-        conn: rustls::ServerConnection,
-        sock: TcpStream,
-        stats: Arc<TlsStats>,
-    ) -> TlsStream {
+    pub fn server(conn: rustls::ServerConnection, sock: Socket, stats: Arc<TlsStats>) -> TlsStream {
         TlsStream::new(Connection::Server(conn), sock, Side::Client, stats)
     }
 
     /// Wraps a client-side connection; [`TlsStream::handshake`] completes it.
-    pub fn client(
-        conn: rustls::ClientConnection,
-        sock: TcpStream,
-        stats: Arc<TlsStats>,
-    ) -> TlsStream {
+    pub fn client(conn: rustls::ClientConnection, sock: Socket, stats: Arc<TlsStats>) -> TlsStream {
         TlsStream::new(Connection::Client(conn), sock, Side::Upstream, stats)
     }
 
-    fn new(conn: Connection, sock: TcpStream, side: Side, stats: Arc<TlsStats>) -> TlsStream {
+    fn new(conn: Connection, sock: Socket, side: Side, stats: Arc<TlsStats>) -> TlsStream {
         TlsStream {
             conn,
             sock,
@@ -64,7 +57,15 @@ impl TlsStream {
     }
 
     pub fn tcp(&self) -> &TcpStream {
+        self.sock.tcp()
+    }
+
+    pub fn socket(&self) -> &Socket {
         &self.sock
+    }
+
+    pub fn socket_mut(&mut self) -> &mut Socket {
+        &mut self.sock
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -153,11 +154,7 @@ impl TlsStream {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.nonblocking => {
-                    let timeout = self
-                        .sock
-                        .write_timeout()?
-                        .unwrap_or(Duration::from_secs(30));
-                    wait_writable(&self.sock, timeout)?;
+                    self.sock.wait_writable()?;
                 }
                 Err(e) => return Err(e),
             }
@@ -174,25 +171,10 @@ fn classify(error: &io::Error) -> Failure {
         .map_or(Failure::Io, Failure::of)
 }
 
-fn wait_writable(sock: &TcpStream, timeout: Duration) -> io::Result<()> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let mut fds = [PollFd::new(sock, PollFlags::OUT)];
-    let timeout = Timespec {
-        tv_sec: timeout.as_secs() as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
-        Ok(_) => Ok(()),
-        Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 impl Drop for TlsStream {
     /// Tells the peer the session ends here (close_notify), so a client can tell a complete response
     /// from a cut one. One non-blocking attempt: a peer that stopped reading must not hold up the
-    /// thread closing it (the parker, for an idle connection).
+    /// worker closing it.
     fn drop(&mut self) {
         if self.sock.set_nonblocking(true).is_ok() {
             self.conn.send_close_notify();
@@ -242,6 +224,7 @@ impl Write for TlsStream {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::time::Duration;
 
     use crate::tls::{CertificateAuthority, Minter};
 
@@ -270,6 +253,7 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let (server_tcp, _) = listener.accept().unwrap();
+        let mut server_tcp = Socket::new(server_tcp, crate::net::Side::Client).unwrap();
         server_tcp
             .set_write_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -314,7 +298,7 @@ mod tests {
             answer
         });
         // A small read takes part of the record; the rest stays decrypted inside rustls, where the
-        // socket cannot show it to the parker.
+        // socket cannot show it.
         let got = read_small(&mut server, 5);
         assert_eq!(got, b"first");
         assert!(!server.is_handshaking());

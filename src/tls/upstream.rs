@@ -4,7 +4,6 @@
 //! reason) and nothing from that origin is cached.
 
 use std::fmt;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +13,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::stats::{Failure, TlsStats};
 use super::stream::TlsStream;
+use crate::net::Socket;
 
 /// A `--upstream-ca` file that cannot be used.
 #[derive(Debug)]
@@ -98,7 +98,7 @@ impl UpstreamTls {
     }
 
     /// Runs the handshake with `host` over a connected socket (with its timeouts set).
-    pub fn connect(&self, host: &str, sock: TcpStream) -> Result<TlsStream, UpstreamTlsError> {
+    pub fn connect(&self, host: &str, sock: Socket) -> Result<TlsStream, UpstreamTlsError> {
         let fail = |failure: Failure, detail: String| UpstreamTlsError {
             host: host.to_string(),
             failure,

@@ -1,5 +1,5 @@
 //! The worker pool under pressure: more clients than workers, idle keep-alive connections and tunnels
-//! that must not pin workers, a full queue, and shutdown.
+//! that must not pin workers, a slow origin that must not hold the only worker, and shutdown.
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
@@ -105,23 +105,28 @@ fn idle_keep_alive_connections_and_tunnels_do_not_pin_workers() {
 }
 
 #[test]
-fn a_full_queue_gets_a_quick_503() {
-    let origin = slow_origin(Duration::from_millis(1500));
-    let porter = Porter::start(&["proxy", "--no-cache", "--workers", "1", "--queue", "1"]);
+fn a_request_waiting_on_a_slow_origin_leaves_the_only_worker_free() {
+    let origin = slow_origin(Duration::from_millis(3000));
+    let porter = Porter::start(&["proxy", "--no-cache", "--workers", "1"]);
     let busy = {
         let (addr, url) = (porter.addr, origin.url("/busy"));
         std::thread::spawn(move || proxy_get(addr, &url, &[]).status)
     };
     assert!(
         eventually(Duration::from_secs(5), || origin.hits() == 1),
-        "the worker is busy"
+        "the slow request reached the origin"
     );
-    // The queue holds one connection; the next is refused.
-    let _queued = connect(porter.addr);
-    std::thread::sleep(Duration::from_millis(100));
-    let refused = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-    assert_eq!(refused.status, 503);
-    assert!(refused.text().contains("queue is full"));
+    // The one worker is not held by the slow origin: it answers, and counts the waiting request.
+    let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(!busy.is_finished(), "answered while the slow request waits");
+    assert!(
+        metrics
+            .text()
+            .contains("porter_waiting_connections{state=\"origin_read\"} 1\n"),
+        "{}",
+        metrics.text()
+    );
     assert_eq!(busy.join().unwrap(), 200);
 }
 

@@ -353,7 +353,7 @@ fn own_pages_status_metrics_and_pac() {
     let porter = proxy();
     let status = raw_request(porter.addr, b"GET / HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(status.status, 200);
-    assert!(status.text().contains("busy workers"));
+    assert!(status.text().contains("requests in progress"));
     let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
     assert!(
         metrics

@@ -1,14 +1,17 @@
 //! Hostile traffic against the real binary (issue 6, hardening): `requests` sends a catalogue of
 //! malformed and smuggling-shaped requests to `porter proxy` and `porter serve`, `responses` has a raw
 //! origin answer garbage through a caching proxy, `slow` holds slowloris clients and a client that
-//! never reads, and `crash` kills the proxy and the origin server with SIGKILL mid-write and restarts
-//! them on the same files.
+//! never reads, `crash` kills the proxy and the origin server with SIGKILL mid-write and restarts
+//! them on the same files, and `pinning` holds every kind of slow peer at once while a new client's
+//! hit must still be answered within 1 s.
 //!
 //! Every case is a row in a table with its name, its bytes and what must come back; the name is in
-//! every assertion message. Nothing here measures time: deadlines only bound loops.
+//! every assertion message. Nothing here measures time but `pinning`, which asserts the issue's 1 s
+//! bound and each peer's own deadline; elsewhere deadlines only bound loops.
 
 mod acl;
 mod crash;
+mod pinning;
 mod poisoning;
 mod requests;
 mod resources;
@@ -106,6 +109,15 @@ pub fn read_until_closed(stream: &mut TcpStream) -> Answer {
         response,
         closed,
     }
+}
+
+/// A process's resident memory, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Skips interim (1xx) responses; returns the final status and the bytes from its status line on.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::send;
+use super::{rss_kib, send};
 use crate::util::*;
 
 /// Slowloris connections, and how they are spread over sender threads.
@@ -106,15 +106,6 @@ fn slowloris_connections_neither_starve_normal_clients_nor_outlive_the_head_time
     assert_eq!(origin.hits(), served, "a slow head reached the origin");
     let response = proxy_get(porter.addr, &origin.url("/after"), &[]);
     assert_eq!(response.status, 200, "after the slowloris");
-}
-
-/// The proxy's resident memory, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 #[test]
