@@ -14,6 +14,7 @@ pub mod acl;
 pub mod conn;
 pub mod proxy_protocol;
 pub mod reactor;
+pub mod resolve;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;

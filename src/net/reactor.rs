@@ -11,17 +11,19 @@
 //! one.
 //!
 //! ```text
-//!            accept ─> ClientIdle ◀──────────────────────────────┐ idle timeout: close
-//!                          │ bytes                               │
-//!                          ▼                                     │
-//!                      ClientHead ── head timeout: close         │
-//!                          │ whole head                          │
-//!              ┌───────────┼──────────────┬───────────────┐      │
-//!              ▼ body      ▼ hit          ▼ miss          ▼ collapsed miss
-//!          ClientRead   ClientWrite   OriginConnect ─> OriginWrite ─> OriginRead   Entry
-//!          (progress    (progress      (connect        (progress)    (each read,   (the writer's
-//!           deadline)    deadline)      deadline)                     interim total) progress)
-//!              └───────────┴──────────────┴── response written ──────┴──────────────┘
+//!  accept ─> ClientIdle ◀───────────────────────────────────────────────┐  idle timeout: close
+//!              │ bytes                                                  │
+//!              ▼                                                        │
+//!            ClientHead ── head timeout: close                          │
+//!              │ whole head                                             │
+//!              ├─ hit ─────────────────────────────────────> ClientWrite ┤  client timeout: close
+//!              ├─ miss ─> Resolve ─> OriginConnect ─> OriginWrite ⇄ ClientRead (request body)
+//!              │                                          │                 │
+//!              │                                          ▼                 │
+//!              │                        OriginRead ⇄ ClientWrite ───────────┤  (relay, stored as
+//!              │                        (each read; 1xx + head: one budget) │   it passes)
+//!              └─ collapsed miss ─> Entry ⇄ ClientWrite ────────────────────┘
+//!                                   (the writer's progress)
 //! ```
 //!
 //! Each state has its own deadline: idle, head (whole head), client (each body read and each write's
@@ -59,6 +61,8 @@ pub enum State {
     ClientRead,
     /// A response the client is slow to take.
     ClientWrite,
+    /// The addresses of an origin or parent, from a resolver thread.
+    Resolve,
     /// A TCP connection to an origin or parent being made.
     OriginConnect,
     /// A request the origin is slow to take.
@@ -70,11 +74,12 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 9] = [
         State::ClientIdle,
         State::ClientHead,
         State::ClientRead,
         State::ClientWrite,
+        State::Resolve,
         State::OriginConnect,
         State::OriginWrite,
         State::OriginRead,
@@ -88,6 +93,7 @@ impl State {
             State::ClientHead => "client_head",
             State::ClientRead => "client_read",
             State::ClientWrite => "client_write",
+            State::Resolve => "resolve",
             State::OriginConnect => "origin_connect",
             State::OriginWrite => "origin_write",
             State::OriginRead => "origin_read",
@@ -161,6 +167,8 @@ struct Wait {
     generation: u32,
     /// `None` when the task is not waiting.
     state: Option<State>,
+    /// The readiness a socket wait waits for; `None` for other waits, which socket events never end.
+    interest: Option<Interest>,
     timer: Option<(Instant, u64)>,
     outcome: Option<Woken>,
     /// A socket of the task became ready while it was running (not waiting): its next wait returns
@@ -327,7 +335,7 @@ pub fn wait_fd(
     if with_current(Current::take_early_readiness) {
         return Ok(());
     }
-    match park(state, deadline) {
+    match park(state, deadline, Some(interest)) {
         Woken::Ready => Ok(()),
         Woken::TimedOut => Err(timed_out(state)),
         Woken::Shutdown => Err(io::Error::new(
@@ -341,7 +349,7 @@ pub fn wait_fd(
 /// the deadline (there is nothing to be woken by).
 pub fn park_until(state: State, deadline: Instant) -> bool {
     if in_task() {
-        park(state, Some(deadline)) == Woken::Ready
+        park(state, Some(deadline), None) == Woken::Ready
     } else {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
         false
@@ -356,7 +364,7 @@ fn timed_out(state: State) -> io::Error {
 }
 
 /// Records the running task's wait and yields; returns how the wait ended.
-fn park(state: State, deadline: Option<Instant>) -> Woken {
+fn park(state: State, deadline: Option<Instant>, interest: Option<Interest>) -> Woken {
     CURRENT.with(|c| {
         let mut c = c.borrow_mut();
         let c = c.as_mut().expect("park runs in a task");
@@ -369,6 +377,7 @@ fn park(state: State, deadline: Option<Instant>) -> Woken {
         });
         let wait = &mut c.waits[key.slot as usize];
         wait.state = Some(state);
+        wait.interest = interest;
         wait.timer = timer;
         wait.outcome = None;
         c.gauges.waiting[state.index()].fetch_add(1, Ordering::Relaxed);
@@ -390,6 +399,37 @@ fn park(state: State, deadline: Option<Instant>) -> Woken {
 }
 
 impl Current {
+    /// A socket event: it ends a socket wait it answers (a write-space edge after an ACK must not
+    /// wake a task waiting for the next request), and is remembered by a task that is running.
+    fn wake_for_event(&mut self, event: &mio::event::Event) {
+        let key = TaskKey::from_token(event.token());
+        let Some(wait) = self.waits.get_mut(key.slot as usize) else {
+            return;
+        };
+        if wait.generation != key.generation {
+            return;
+        }
+        let answers = match wait.interest {
+            _ if event.is_error() => true,
+            Some(i) if i.is_readable() => event.is_readable() || event.is_read_closed(),
+            Some(_) => event.is_writable() || event.is_write_closed(),
+            None => false,
+        };
+        if wait.state.is_none() {
+            wait.ready_while_running = true;
+        } else if answers {
+            self.wake(key, Woken::Ready, None);
+        }
+    }
+
+    /// A wake-up from another thread: it ends only the waits another thread can end (an entry's
+    /// progress, a lookup's answer), never a socket wait.
+    fn wake_remote(&mut self, key: TaskKey) {
+        for state in [State::Entry, State::Resolve] {
+            self.wake(key, Woken::Ready, Some(state));
+        }
+    }
+
     /// Ends `key`'s wait with `outcome` and queues it to run, if it is waiting (and, with `only`,
     /// waiting in that state).
     fn wake(&mut self, key: TaskKey, outcome: Woken, only: Option<State>) {
@@ -399,16 +439,12 @@ impl Current {
         if wait.generation != key.generation {
             return;
         }
-        let Some(state) = wait.state else {
-            if outcome == Woken::Ready && only.is_none() {
-                wait.ready_while_running = true;
-            }
-            return;
-        };
+        let Some(state) = wait.state else { return };
         if only.is_some_and(|s| s != state) {
             return;
         }
         wait.state = None;
+        wait.interest = None;
         wait.outcome = Some(outcome);
         if let Some(timer) = wait.timer.take() {
             self.timers.remove(&timer);
@@ -539,7 +575,7 @@ impl Reactor {
                 }
             }
             while let Ok(key) = self.wakes.try_recv() {
-                with_current(|c| c.wake(key, Woken::Ready, Some(State::Entry)));
+                with_current(|c| c.wake_remote(key));
             }
             if !shut && shutdown.is_requested() {
                 shut = true;
@@ -572,7 +608,7 @@ impl Reactor {
             with_current(|c| {
                 for event in events.iter() {
                     if event.token() != WAKER {
-                        c.wake(TaskKey::from_token(event.token()), Woken::Ready, None);
+                        c.wake_for_event(event);
                     }
                 }
                 c.expire_timers(Instant::now());
@@ -670,5 +706,135 @@ fn poll_fd(fd: BorrowedFd<'_>, interest: Interest, deadline: Option<Instant>) ->
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{Side, Signal, Socket};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Mutex;
+
+    /// A socket pair: the worker's side (a `Socket`) and the test's peer.
+    fn pair() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        (Socket::new(ours, Side::Client).unwrap(), peer)
+    }
+
+    /// A reactor on its own thread, and a way to give it jobs.
+    struct TestWorker {
+        jobs: Sender<Job>,
+        remote: Arc<Remote>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl TestWorker {
+        fn start(shutdown: &Shutdown) -> TestWorker {
+            let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+            let reactor = Reactor::new().unwrap();
+            let remote = reactor.remote();
+            shutdown.add_waker(remote.waker());
+            let shutdown = shutdown.clone();
+            let thread = std::thread::spawn(move || reactor.run(&rx, &shutdown, |job| job));
+            TestWorker {
+                jobs,
+                remote,
+                thread,
+            }
+        }
+
+        fn send(&self, job: Job) {
+            self.jobs.send(job).unwrap();
+            self.remote.nudge();
+        }
+
+        /// Closes the inbox and waits for the worker to finish its tasks.
+        fn finish(self) {
+            drop(self.jobs);
+            let _ = self.remote.waker().wake();
+            self.thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_task_waiting_on_a_silent_peer_does_not_hold_the_worker_and_times_out() {
+        let shutdown = Shutdown::new();
+        let worker = TestWorker::start(&shutdown);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<&'static str>();
+        let (mut silent, _silent_peer) = pair();
+        let (mut talking, mut talking_peer) = pair();
+        let done = done_tx.clone();
+        worker.send(Box::new(move || {
+            silent
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let error = silent.read(&mut [0u8; 8]).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+            done.send("silent timed out").unwrap();
+        }));
+        worker.send(Box::new(move || {
+            talking
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut buf = [0u8; 5];
+            talking.read_exact(&mut buf).unwrap();
+            talking.write_all(&buf).unwrap();
+            done_tx.send("talking answered").unwrap();
+        }));
+        talking_peer.write_all(b"hello").unwrap();
+        let mut echo = [0u8; 5];
+        talking_peer
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        talking_peer.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"hello");
+        let first = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let second = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((first, second), ("talking answered", "silent timed out"));
+        shutdown.request();
+        worker.finish();
+    }
+
+    #[test]
+    fn a_signal_wakes_a_task_from_another_thread_and_shutdown_ends_idle_waits() {
+        let shutdown = Shutdown::new();
+        let worker = TestWorker::start(&shutdown);
+        let state = Arc::new((Mutex::new(false), Signal::default()));
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
+        let (task_state, done) = (Arc::clone(&state), done_tx.clone());
+        worker.send(Box::new(move || {
+            let (flag, signal) = &*task_state;
+            let mut set = flag.lock().unwrap();
+            while !*set {
+                set = signal.wait_timeout(flag, set, Duration::from_secs(10));
+            }
+            done.send("signalled".into()).unwrap();
+        }));
+        let (mut idle, _idle_peer) = pair();
+        worker.send(Box::new(move || {
+            let far = Instant::now() + Duration::from_secs(60);
+            let woken = idle.wait(Interest::READABLE, Some(far), State::ClientIdle);
+            done_tx
+                .send(format!("idle: {:?}", woken.map_err(|e| e.kind())))
+                .unwrap();
+        }));
+        // Let both tasks wait, then wake the first from this thread.
+        std::thread::sleep(Duration::from_millis(100));
+        *state.0.lock().unwrap() = true;
+        state.1.notify_all();
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "signalled"
+        );
+        shutdown.request();
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "idle: Err(ConnectionAborted)"
+        );
+        worker.finish();
     }
 }

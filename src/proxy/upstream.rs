@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::ToSocketAddrs;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -72,7 +71,8 @@ impl UpstreamPool {
     /// name does not resolve (the dial reports that).
     pub fn refused(&self, host: &str, port: u16) -> Option<DestDenied> {
         let mut refusal = None;
-        for addr in (host, port).to_socket_addrs().ok()? {
+        let timeout = Duration::from_secs(30);
+        for addr in crate::net::resolve::resolve(host, port, timeout).ok()? {
             match self.rules.check(addr) {
                 Ok(()) => return None,
                 Err(denied) => refusal = refusal.or(Some(denied)),
@@ -208,7 +208,7 @@ pub fn tls_over(
 /// tries the rest in turn within the timeout. Every outgoing connection goes through here: to
 /// origins, tunnels and parent proxies alike.
 pub fn dial_tcp(rules: &DestRules, host: &str, port: u16, timeout: Duration) -> io::Result<Socket> {
-    let addrs = (host, port).to_socket_addrs()?;
+    let addrs = crate::net::resolve::resolve(host, port, timeout)?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     let mut denied = None;
     for addr in addrs {
