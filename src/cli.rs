@@ -97,7 +97,8 @@ pub struct PoolArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
     pub workers: u16,
 
-    /// Accepted connections that may wait for a worker; beyond this new clients get a quick 503.
+    /// Accepted connections that may wait for each worker to take them; beyond this new clients get a
+    /// quick 503.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub queue: usize,
 

@@ -1,6 +1,6 @@
 //! SIGHUP reloads the client-side timeouts (`head-timeout`, `idle-timeout`, `client-timeout`):
 //! connections accepted after the reload are held to the new values, while a keep-alive connection
-//! parked and a CONNECT tunnel opened before it carry on.
+//! idle since before it and a CONNECT tunnel opened before it carry on.
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -79,7 +79,7 @@ fn reload_shortens_the_client_timeouts_for_new_connections_while_older_ones_carr
     let mut half_head = connect(porter.addr);
     write!(half_head, "GET {url} HTTP/1.1\r\nHost: x\r\n").unwrap();
     let head = time_to_close(&mut half_head, start, "a connection that sends half a head");
-    // A whole head, then part of its body: the blocking read under the client timeout.
+    // A whole head, then part of its body: the body read under the client timeout.
     let start = Instant::now();
     let mut half_body = connect(porter.addr);
     write!(
@@ -95,7 +95,7 @@ fn reload_shortens_the_client_timeouts_for_new_connections_while_older_ones_carr
         );
     }
 
-    // Older than the reload: parked under the 30 s idle timeout, which it keeps; the tunnel lives by
+    // Older than the reload: idle under the 30 s idle timeout, which it keeps; the tunnel lives by
     // its own idle timeout.
     assert!(
         parked.elapsed() < Duration::from_secs(25),

@@ -324,7 +324,7 @@ fn idle_intercepted_keep_alive_connections_pin_no_worker_and_pipelined_requests_
     let target = format!("localhost:{}", setup.port());
     let mut idle = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
     assert_eq!(get_inside(&mut idle, &target, "/one", false).status, 200);
-    // While `idle` sits parked, another client is served by the only worker.
+    // While `idle` waits between requests, another client is served by the only worker.
     let mut other = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
     assert_eq!(get_inside(&mut other, &target, "/two", false).status, 200);
     std::thread::sleep(Duration::from_millis(300));
@@ -333,7 +333,7 @@ fn idle_intercepted_keep_alive_connections_pin_no_worker_and_pipelined_requests_
         Some("HIT")
     );
     // Three requests in one TLS record: rustls decrypts them at once, the socket shows nothing more,
-    // and the worker must answer all three rather than park the connection.
+    // and the worker must answer all three rather than wait on a socket with nothing to show.
     let three = format!(
         "GET /a HTTP/1.1\r\nHost: {target}\r\n\r\nGET /b HTTP/1.1\r\nHost: {target}\r\n\r\n\
          GET /c HTTP/1.1\r\nHost: {target}\r\n\r\n"
@@ -353,8 +353,9 @@ fn idle_intercepted_keep_alive_connections_pin_no_worker_and_pipelined_requests_
 
 /// A burst of pipelined requests bigger than a worker's read buffer (4 KiB between requests), in one
 /// TLS record: the worker copies 4 KiB of the plaintext, and the rest stays decrypted inside rustls,
-/// where the parker's socket cannot show it. Each request is 256 bytes, so the buffer runs empty
-/// exactly at a request's end: parked then, the connection would wait for bytes that came long ago.
+/// where the socket cannot show it. Each request is 256 bytes, so the buffer runs empty exactly at
+/// a request's end: waiting on the socket then, the connection would wait for bytes that came long
+/// ago.
 #[test]
 fn pipelined_requests_left_decrypted_inside_rustls_are_answered_not_parked() {
     let setup = Setup::new();

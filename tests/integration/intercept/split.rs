@@ -3,7 +3,7 @@
 //! ClientHello, the handshake's last flight, each request record, the origin's certificate and
 //! responses) reaches the proxy over several socket reads, and a worker often finds half a record
 //! and nothing more. Each read must then mean "not yet": never end of stream, never an empty
-//! request, never an idle connection parked with plaintext it already decrypted.
+//! request, never an idle connection left waiting on its socket with plaintext it already decrypted.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -107,7 +107,8 @@ fn write_records(stream: &mut Tunnelled, parts: &[&str]) {
 #[test]
 fn tls_records_from_the_client_that_arrive_in_tiny_pieces_are_all_answered() {
     let setup = Setup::new();
-    // One worker: a connection it waited on, or parked without its decrypted bytes, stalls the test.
+    // One worker: a task that blocks it, or waits on its socket with decrypted bytes still inside
+    // rustls, stalls the test.
     let proxy = setup.proxy(&["--workers", "1"]);
     let relay = Relay::start(proxy.addr, Slow::Forward);
     let target = format!("localhost:{}", setup.port());
@@ -148,7 +149,7 @@ fn tls_records_from_the_client_that_arrive_in_tiny_pieces_are_all_answered() {
         assert_eq!(response.header("x-cache"), Some(cache), "{path}");
     }
 
-    // The connection went idle and was parked between those; it still answers, and a second
+    // The connection went idle between those (in `client_idle`); it still answers, and a second
     // tunnel through the same relay is served meanwhile by the only worker.
     let mut other = tls_through(relay.addr, &target, "localhost", &setup.porter_ca());
     assert_eq!(get_inside(&mut other, &target, "/b", false).status, 200);
