@@ -258,9 +258,8 @@ impl Conn {
     }
 
     /// Puts the socket back in blocking mode (with its timeouts) for a handler.
-    pub fn make_blocking(&mut self) -> io::Result<()> {
+    pub fn make_blocking(&mut self) {
         self.set_nonblocking(false);
-        Ok(())
     }
 
     /// Reads what the socket has without waiting and tries to parse a request head from it.

@@ -31,24 +31,27 @@
 //! collapsed-miss wait. A state that ends by its deadline gets `TimedOut` from the wait, and the
 //! request code answers as it always did (408, 504, or a close).
 //!
-//! Sockets stay registered for their whole life (read and write interest, edge-triggered), so a
-//! request costs no `epoll_ctl`; a wait comes only after a read or write said `WouldBlock`, and
-//! after that an edge is guaranteed when the socket becomes ready, so no readiness is lost.
+//! Sockets stay registered for their whole life (read and write interest, edge-triggered, one token
+//! each), so a request costs no `epoll_ctl`, and a pooled origin connection that serves another
+//! task on the same worker only changes owner. A wait comes after a read or write said
+//! `WouldBlock`, or, for a keep-alive client's next request, when the socket's readiness bit says
+//! nothing arrived since its last read came back short (see `waits`); either way the edge for the
+//! next bytes is still to come, so no readiness is lost.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use generator::{Generator, Gn};
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 
 use super::Shutdown;
+use waits::{Current, Message, TaskKey, with_current};
+pub use waits::{Registration, wait_fd, yield_now};
+
+mod waits;
 
 /// What a task waits for. Each has its own deadline, and /metrics counts the tasks in each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,73 +134,11 @@ const STACK_WORDS: usize = 128 * 1024;
 const SPARE_STACKS: usize = 64;
 const WAKER: Token = Token(usize::MAX);
 
-/// One task's identity: its slot, and which use of the slot (a stale wake-up must not reach the
-/// next connection in it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskKey {
-    slot: u32,
-    generation: u32,
-}
-
-impl TaskKey {
-    fn token(self) -> Token {
-        Token(((self.generation as usize) << 32) | self.slot as usize)
-    }
-
-    fn from_token(token: Token) -> TaskKey {
-        TaskKey {
-            slot: token.0 as u32,
-            generation: (token.0 >> 32) as u32,
-        }
-    }
-}
-
-/// How a wait ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Woken {
-    Ready,
-    TimedOut,
-    /// The server is shutting down and the task was idle.
-    Shutdown,
-}
-
-/// A task's current wait.
-#[derive(Default)]
-struct Wait {
-    generation: u32,
-    /// `None` when the task is not waiting.
-    state: Option<State>,
-    /// The readiness a socket wait waits for; `None` for other waits, which socket events never end.
-    interest: Option<Interest>,
-    timer: Option<(Instant, u64)>,
-    outcome: Option<Woken>,
-    /// A socket of the task became ready while it was running (not waiting): its next wait returns
-    /// at once, so the edge is not lost. This is what lets a task wait for a keep-alive client's
-    /// next request without first reading to see `WouldBlock`.
-    ready_while_running: bool,
-}
-
-/// The worker's state that its tasks reach through the thread-local: waits, timers, the run queue.
-struct Current {
-    worker: usize,
-    registry: Arc<Registry>,
-    remote: Arc<Remote>,
-    gauges: Arc<Gauges>,
-    running: Option<TaskKey>,
-    waits: Vec<Wait>,
-    timers: BTreeMap<(Instant, u64), TaskKey>,
-    next_timer: u64,
-    runnable: VecDeque<TaskKey>,
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
-}
-
-/// What other threads use to reach a worker: new connections and wake-ups of its tasks.
+/// What other threads use to reach a worker: wake-ups of its tasks, and its poller.
 pub struct Remote {
     waker: Arc<Waker>,
-    wakes: Sender<TaskKey>,
+    registry: Arc<Registry>,
+    messages: Sender<Message>,
     /// Set while the worker sleeps in `poll`; senders only pay for a wake-up then.
     sleeping: AtomicBool,
     gauges: Arc<Gauges>,
@@ -223,6 +164,16 @@ impl Remote {
     pub fn waker(&self) -> Arc<Waker> {
         Arc::clone(&self.waker)
     }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn send(&self, message: Message) {
+        if self.messages.send(message).is_ok() {
+            self.nudge();
+        }
+    }
 }
 
 /// A way to wake one waiting task from any thread (the writer of a cache entry, for its readers).
@@ -233,267 +184,20 @@ pub struct TaskWaker {
 
 impl TaskWaker {
     pub fn wake(&self) {
-        if self.remote.wakes.send(self.key).is_ok() {
-            self.remote.nudge();
-        }
+        self.remote.send(Message::Wake(self.key));
     }
 }
 
 /// The waker of the running task, if the caller runs in one.
 pub fn current_task() -> Option<TaskWaker> {
-    CURRENT.with(|c| {
-        let c = c.borrow();
-        let c = c.as_ref()?;
-        Some(TaskWaker {
-            remote: Arc::clone(&c.remote),
-            key: c.running?,
-        })
-    })
+    let (remote, key) = waits::running()?;
+    Some(TaskWaker { remote, key })
 }
 
-/// Whether the caller runs in a task (so waits yield) rather than on a thread of its own.
-pub fn in_task() -> bool {
-    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|c| c.running.is_some()))
-}
-
-/// Where a socket is registered: which worker's poller, under which task's token.
-#[derive(Default)]
-pub struct Registration {
-    at: Option<Registered>,
-}
-
-struct Registered {
-    registry: Arc<Registry>,
-    worker: usize,
-    key: TaskKey,
-}
-
-impl Registration {
-    /// Takes the socket out of the poller it is in, before it moves to a thread that is no worker (a
-    /// tunnel) and would otherwise keep waking a task here.
-    pub fn release(&mut self, fd: RawFd) {
-        if let Some(at) = self.at.take() {
-            let _ = at.registry.deregister(&mut SourceFd(&fd));
-        }
-    }
-
-    /// Registers `fd` with the current worker under the running task, if it is not already.
-    fn ensure(&mut self, fd: RawFd, current: &Current, key: TaskKey) -> io::Result<()> {
-        match &self.at {
-            Some(at) if at.worker == current.worker && at.key == key => return Ok(()),
-            Some(at) if at.worker == current.worker => {
-                current
-                    .registry
-                    .reregister(&mut SourceFd(&fd), key.token(), both())?;
-            }
-            Some(_) | None => {
-                // A pooled origin connection last used on another worker leaves that poller first.
-                self.release(fd);
-                current
-                    .registry
-                    .register(&mut SourceFd(&fd), key.token(), both())?;
-            }
-        }
-        self.at = Some(Registered {
-            registry: Arc::clone(&current.registry),
-            worker: current.worker,
-            key,
-        });
-        Ok(())
-    }
-}
-
-fn both() -> Interest {
-    Interest::READABLE | Interest::WRITABLE
-}
-
-/// Waits until `fd` is ready for `interest` or `deadline` passes (`TimedOut`). In a task it yields to
-/// the worker; on any other thread it blocks in poll(2). Call it only after the socket said
-/// `WouldBlock`.
-pub fn wait_fd(
-    fd: BorrowedFd<'_>,
-    registration: &mut Registration,
-    interest: Interest,
-    deadline: Option<Instant>,
-    state: State,
-) -> io::Result<()> {
-    let registered = CURRENT.with(|c| {
-        let c = c.borrow();
-        match c.as_ref() {
-            Some(current) => match current.running {
-                Some(key) => registration
-                    .ensure(fd.as_raw_fd(), current, key)
-                    .map(|()| true),
-                None => Ok(false),
-            },
-            None => Ok(false),
-        }
-    })?;
-    if !registered {
-        return poll_fd(fd, interest, deadline);
-    }
-    if with_current(Current::take_early_readiness) {
-        return Ok(());
-    }
-    match park(state, deadline, Some(interest)) {
-        Woken::Ready => Ok(()),
-        Woken::TimedOut => Err(timed_out(state)),
-        Woken::Shutdown => Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "the server is shutting down",
-        )),
-    }
-}
-
-/// Yields the running task until it is woken or `deadline` passes. Outside a task, sleeps until
-/// the deadline (there is nothing to be woken by).
-pub fn park_until(state: State, deadline: Instant) -> bool {
-    if in_task() {
-        park(state, Some(deadline), None) == Woken::Ready
-    } else {
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-        false
-    }
-}
-
-fn timed_out(state: State) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!("timed out waiting ({})", state.as_str()),
-    )
-}
-
-/// Records the running task's wait and yields; returns how the wait ended.
-fn park(state: State, deadline: Option<Instant>, interest: Option<Interest>) -> Woken {
-    CURRENT.with(|c| {
-        let mut c = c.borrow_mut();
-        let c = c.as_mut().expect("park runs in a task");
-        let key = c.running.expect("park runs in a task");
-        let timer = deadline.map(|at| {
-            c.next_timer += 1;
-            let id = (at, c.next_timer);
-            c.timers.insert(id, key);
-            id
-        });
-        let wait = &mut c.waits[key.slot as usize];
-        wait.state = Some(state);
-        wait.interest = interest;
-        wait.timer = timer;
-        wait.outcome = None;
-        c.gauges.waiting[state.index()].fetch_add(1, Ordering::Relaxed);
-    });
-    // The scoped API would need its yielder passed down to every socket read in the request code;
-    // the free function reaches the running generator through the thread, which is what lets a
-    // socket deep in that code yield. (Deprecated upstream for that reason, not for a defect.)
-    #[allow(deprecated)]
-    generator::yield_with(());
-    CURRENT.with(|c| {
-        let mut c = c.borrow_mut();
-        let c = c.as_mut().expect("a task resumes on its worker");
-        let key = c.running.expect("a task resumes on its worker");
-        c.waits[key.slot as usize]
-            .outcome
-            .take()
-            .unwrap_or(Woken::Ready)
-    })
-}
-
-impl Current {
-    /// A socket event: it ends a socket wait it answers (a write-space edge after an ACK must not
-    /// wake a task waiting for the next request), and is remembered by a task that is running.
-    fn wake_for_event(&mut self, event: &mio::event::Event) {
-        let key = TaskKey::from_token(event.token());
-        let Some(wait) = self.waits.get_mut(key.slot as usize) else {
-            return;
-        };
-        if wait.generation != key.generation {
-            return;
-        }
-        let answers = match wait.interest {
-            _ if event.is_error() => true,
-            Some(i) if i.is_readable() => event.is_readable() || event.is_read_closed(),
-            Some(_) => event.is_writable() || event.is_write_closed(),
-            None => false,
-        };
-        if wait.state.is_none() {
-            wait.ready_while_running = true;
-        } else if answers {
-            self.wake(key, Woken::Ready, None);
-        }
-    }
-
-    /// A wake-up from another thread: it ends only the waits another thread can end (an entry's
-    /// progress, a lookup's answer), never a socket wait.
-    fn wake_remote(&mut self, key: TaskKey) {
-        for state in [State::Entry, State::Resolve] {
-            self.wake(key, Woken::Ready, Some(state));
-        }
-    }
-
-    /// Ends `key`'s wait with `outcome` and queues it to run, if it is waiting (and, with `only`,
-    /// waiting in that state).
-    fn wake(&mut self, key: TaskKey, outcome: Woken, only: Option<State>) {
-        let Some(wait) = self.waits.get_mut(key.slot as usize) else {
-            return;
-        };
-        if wait.generation != key.generation {
-            return;
-        }
-        let Some(state) = wait.state else { return };
-        if only.is_some_and(|s| s != state) {
-            return;
-        }
-        wait.state = None;
-        wait.interest = None;
-        wait.outcome = Some(outcome);
-        if let Some(timer) = wait.timer.take() {
-            self.timers.remove(&timer);
-        }
-        self.gauges.waiting[state.index()].fetch_sub(1, Ordering::Relaxed);
-        self.runnable.push_back(key);
-    }
-
-    /// Whether the running task had a socket event while it ran (and forgets it).
-    fn take_early_readiness(&mut self) -> bool {
-        let Some(key) = self.running else {
-            return false;
-        };
-        std::mem::take(&mut self.waits[key.slot as usize].ready_while_running)
-    }
-
-    fn expire_timers(&mut self, now: Instant) {
-        while let Some((&(at, id), &key)) = self.timers.first_key_value() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, id));
-            if let Some(wait) = self.waits.get_mut(key.slot as usize) {
-                wait.timer = None;
-            }
-            self.wake(key, Woken::TimedOut, None);
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.timers.first_key_value().map(|(&(at, _), _)| at)
-    }
-
-    /// Wakes every idle task with `Shutdown`, so keep-alive connections close.
-    fn wake_idle(&mut self) {
-        let idle: Vec<TaskKey> = self
-            .waits
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.state == Some(State::ClientIdle))
-            .map(|(slot, w)| TaskKey {
-                slot: slot as u32,
-                generation: w.generation,
-            })
-            .collect();
-        for key in idle {
-            self.wake(key, Woken::Shutdown, None);
-        }
-    }
+/// Yields the running task (one that holds a [`TaskWaker`] from [`current_task`]) until the waker
+/// is used or `deadline` passes. Callers check their condition again either way.
+pub fn park_until(state: State, deadline: Instant) {
+    waits::park_until(state, deadline);
 }
 
 /// The body of a task.
@@ -503,7 +207,7 @@ pub type Job = Box<dyn FnOnce() + Send>;
 pub struct Reactor {
     poll: Poll,
     remote: Arc<Remote>,
-    wakes: Receiver<TaskKey>,
+    messages: Receiver<Message>,
     tasks: Vec<Option<Generator<'static, (), ()>>>,
     free: Vec<usize>,
     spare: Vec<Generator<'static, (), ()>>,
@@ -515,16 +219,18 @@ impl Reactor {
     pub fn new() -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (wakes_tx, wakes) = crossbeam_channel::unbounded();
+        let registry = Arc::new(poll.registry().try_clone()?);
+        let (messages_tx, messages) = crossbeam_channel::unbounded();
         Ok(Reactor {
             poll,
             remote: Arc::new(Remote {
                 waker,
-                wakes: wakes_tx,
+                registry,
+                messages: messages_tx,
                 sleeping: AtomicBool::new(false),
                 gauges: Arc::default(),
             }),
-            wakes,
+            messages,
             tasks: Vec::new(),
             free: Vec::new(),
             spare: Vec::new(),
@@ -543,26 +249,11 @@ impl Reactor {
         shutdown: &Shutdown,
         mut start: impl FnMut(T) -> Job,
     ) {
-        let registry = match self.poll.registry().try_clone() {
-            Ok(registry) => Arc::new(registry),
-            Err(e) => {
-                log::error!("worker cannot share its poller: {e}");
-                return;
-            }
-        };
-        CURRENT.with(|c| {
-            *c.borrow_mut() = Some(Current {
-                worker: NEXT_WORKER.fetch_add(1, Ordering::Relaxed),
-                registry,
-                remote: Arc::clone(&self.remote),
-                gauges: Arc::clone(&self.remote.gauges),
-                running: None,
-                waits: Vec::new(),
-                timers: BTreeMap::new(),
-                next_timer: 0,
-                runnable: VecDeque::new(),
-            })
-        });
+        waits::install(Some(Current::new(
+            NEXT_WORKER.fetch_add(1, Ordering::Relaxed),
+            Arc::clone(&self.remote.registry),
+            Arc::clone(&self.remote),
+        )));
         let mut events = Events::with_capacity(256);
         let mut inbox_open = true;
         let mut shut = false;
@@ -574,15 +265,21 @@ impl Reactor {
                     Err(TryRecvError::Disconnected) => inbox_open = false,
                 }
             }
-            while let Ok(key) = self.wakes.try_recv() {
-                with_current(|c| c.wake_remote(key));
+            while let Ok(message) = self.messages.try_recv() {
+                with_current(|c| c.on_message(message));
             }
             if !shut && shutdown.is_requested() {
                 shut = true;
                 with_current(Current::wake_idle);
             }
-            while let Some(key) = with_current(|c| c.runnable.pop_front()) {
-                self.resume(key);
+            // Only the tasks ready now: one that yields to be fair goes to the back and runs
+            // after the next poll, so the others' readiness is collected meanwhile.
+            let ready = with_current(|c| c.runnable.len());
+            for _ in 0..ready {
+                match with_current(|c| c.runnable.pop_front()) {
+                    Some(key) => self.resume(key),
+                    None => break,
+                }
             }
             if !inbox_open && self.remote.gauges.tasks() == 0 {
                 break;
@@ -592,7 +289,8 @@ impl Reactor {
             self.remote.sleeping.store(true, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
             // Anything queued before the flag was seen gets no wake-up: look once more.
-            let timeout = if inbox.is_empty() && self.wakes.is_empty() {
+            let runnable = with_current(|c| !c.runnable.is_empty());
+            let timeout = if inbox.is_empty() && self.messages.is_empty() && !runnable {
                 timeout
             } else {
                 Some(Duration::ZERO)
@@ -602,19 +300,21 @@ impl Reactor {
             if let Err(e) = polled
                 && e.kind() != io::ErrorKind::Interrupted
             {
+                // Never seen in practice (epoll_wait fails only on bad arguments); the tasks must
+                // not be dropped mid-way, so keep the loop and try again.
                 log::error!("worker poll failed: {e}");
-                break;
+                std::thread::sleep(Duration::from_millis(10));
             }
             with_current(|c| {
                 for event in events.iter() {
                     if event.token() != WAKER {
-                        c.wake_for_event(event);
+                        c.on_event(event);
                     }
                 }
                 c.expire_timers(Instant::now());
             });
         }
-        CURRENT.with(|c| c.borrow_mut().take());
+        waits::install(None);
     }
 
     fn spawn(&mut self, job: Job) {
@@ -628,7 +328,17 @@ impl Reactor {
                 task.init_code(body);
                 task
             }
-            None => Gn::<()>::new_opt(STACK_WORDS, body),
+            // The crate panics when it cannot map a stack (out of memory or of mappings): refuse
+            // this connection (dropping the job closes it), not the worker.
+            None => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Gn::<()>::new_opt(STACK_WORDS, body)
+            })) {
+                Ok(task) => task,
+                Err(_) => {
+                    log::error!("no stack for a new connection's task; the connection is closed");
+                    return;
+                }
+            },
         };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.tasks.push(None);
@@ -636,15 +346,7 @@ impl Reactor {
         });
         self.tasks[slot] = Some(task);
         self.remote.gauges.tasks.fetch_add(1, Ordering::Relaxed);
-        let key = with_current(|c| {
-            if c.waits.len() <= slot {
-                c.waits.resize_with(slot + 1, Wait::default);
-            }
-            TaskKey {
-                slot: slot as u32,
-                generation: c.waits[slot].generation,
-            }
-        });
+        let key = with_current(|c| c.task_in(slot));
         self.resume(key);
     }
 
@@ -654,57 +356,30 @@ impl Reactor {
             return;
         };
         with_current(|c| c.running = Some(key));
-        task.resume();
-        let done = task.is_done();
+        // The task catches its own panics; what reaches here is the crate reporting a stack
+        // overflow. That task's stack is lost (leaked, since unwinding it is unsafe now), its
+        // connection with it; the worker and its other connections go on.
+        let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.resume()));
         with_current(|c| c.running = None);
+        if resumed.is_err() {
+            log::error!("a connection's task overflowed its stack; the connection is abandoned");
+            if let Some(task) = self.tasks[slot].take() {
+                std::mem::forget(task);
+            }
+            with_current(|c| c.retire(slot));
+            self.free.push(slot);
+            self.remote.gauges.tasks.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let done = task.is_done();
         if done {
             let task = self.tasks[slot].take().expect("the task just ran");
             if self.spare.len() < SPARE_STACKS {
                 self.spare.push(task);
             }
-            with_current(|c| {
-                let wait = &mut c.waits[slot];
-                wait.generation = wait.generation.wrapping_add(1);
-                wait.state = None;
-                wait.outcome = None;
-                wait.ready_while_running = false;
-            });
+            with_current(|c| c.retire(slot));
             self.free.push(slot);
             self.remote.gauges.tasks.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn with_current<R>(f: impl FnOnce(&mut Current) -> R) -> R {
-    CURRENT.with(|c| {
-        f(c.borrow_mut()
-            .as_mut()
-            .expect("the worker's reactor is set"))
-    })
-}
-
-/// Blocks in poll(2) for one descriptor: the wait of a socket used outside a task.
-fn poll_fd(fd: BorrowedFd<'_>, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let flags = if interest.is_writable() {
-        PollFlags::OUT
-    } else {
-        PollFlags::IN
-    };
-    let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
-    loop {
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -713,6 +388,7 @@ fn poll_fd(fd: BorrowedFd<'_>, interest: Interest, deadline: Option<Instant>) ->
 mod tests {
     use super::*;
     use crate::net::{Side, Signal, Socket};
+    use mio::Interest;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::Mutex;

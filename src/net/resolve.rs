@@ -12,8 +12,9 @@ use crossbeam_channel::Sender;
 
 use super::reactor::{self, State, TaskWaker};
 
-/// Lookups that may run at once; more wait in the queue.
+/// Lookups that may run at once; more wait in the queue, up to its bound.
 const RESOLVER_THREADS: usize = 4;
+const QUEUED_LOOKUPS: usize = 1024;
 
 /// One lookup: the name, and where its answer goes.
 struct Lookup {
@@ -38,8 +39,12 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<Socke
         answer: Arc::clone(&answer),
         waker,
     };
-    if resolvers().send(lookup).is_err() {
-        return Ok((host, port).to_socket_addrs()?.collect());
+    if resolvers().try_send(lookup).is_err() {
+        // A silent DNS server has every resolver waiting and the queue full: fail this one.
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("cannot resolve {host} now: every resolver is busy"),
+        ));
     }
     let deadline = Instant::now() + timeout;
     loop {
@@ -62,7 +67,7 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<Socke
 fn resolvers() -> &'static Sender<Lookup> {
     static QUEUE: OnceLock<Sender<Lookup>> = OnceLock::new();
     QUEUE.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<Lookup>();
+        let (tx, rx) = crossbeam_channel::bounded::<Lookup>(QUEUED_LOOKUPS);
         for index in 0..RESOLVER_THREADS {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()

@@ -10,6 +10,9 @@ use std::io;
 
 use super::socket::Socket;
 
+/// Bytes one task sends before it lets the others on its worker run.
+const YIELD_EVERY: u64 = 4 << 20;
+
 /// A writer that can take a slice of a file: sendfile(2) for sockets, a plain copy for in-memory
 /// buffers (the seam tests use).
 pub trait SendFile: io::Write {
@@ -42,12 +45,19 @@ impl SendFile for Vec<u8> {
 pub fn send_file(socket: &mut Socket, file: &File, offset: u64, len: u64) -> io::Result<u64> {
     let mut position = offset;
     let end = offset + len;
+    let mut since_yield = 0u64;
     while position < end {
-        // sendfile moves at most about 2 GiB per call.
-        let chunk = (end - position).min(1 << 30) as usize;
+        // A fast client never makes the socket say `WouldBlock`: let the worker's other
+        // connections run every few MiB.
+        if since_yield >= YIELD_EVERY {
+            since_yield = 0;
+            super::reactor::yield_now();
+        }
+        let chunk = (end - position).min(YIELD_EVERY) as usize;
+        let before = position;
         match rustix::fs::sendfile(socket.tcp(), file, Some(&mut position), chunk) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(_) => since_yield += position - before,
             Err(rustix::io::Errno::INTR) => {}
             Err(rustix::io::Errno::AGAIN) => socket.wait_writable()?,
             Err(e) => return Err(e.into()),

@@ -500,21 +500,21 @@ fn serve_connection<H: Handler>(
                     let _ = conn.stream.write_all(&crate::html::refusal(403, why));
                     return;
                 }
-                if conn.make_blocking().is_err() {
-                    return;
-                }
+                conn.make_blocking();
                 match handler.handle(conn, request) {
                     Some(kept) if !shutdown.is_requested() => {
                         conn = kept;
                         conn.idle_since = Instant::now();
                         conn.idle_timeout = timeouts.idle();
                         // A client rarely sends its next request before reading this response:
-                        // wait for it rather than try a read that would only say "not yet" (the
-                        // reactor remembers readiness that came meanwhile). Not while TLS holds
-                        // decrypted bytes the socket cannot show.
+                        // wait for it rather than try a read that would only say "not yet", when
+                        // the socket said it was empty and no readiness came since. Not while TLS
+                        // holds decrypted bytes the socket cannot show.
                         if conn.drained() {
                             conn.buf.shrink();
-                            if conn.wait_readable().is_err() {
+                            if !conn.stream.socket().maybe_readable()
+                                && conn.wait_readable().is_err()
+                            {
                                 return;
                             }
                         }

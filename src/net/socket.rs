@@ -26,8 +26,10 @@ pub enum Side {
 
 /// A non-blocking TCP socket with blocking-style reads and writes that yield instead of blocking.
 pub struct Socket {
-    tcp: TcpStream,
+    /// Declared first so it is dropped first: off its worker, the socket leaves the poller before
+    /// its descriptor closes.
     registration: Registration,
+    tcp: TcpStream,
     side: Side,
     /// Whether the caller wants `WouldBlock` back rather than a wait.
     nonblocking: bool,
@@ -88,9 +90,26 @@ impl Socket {
 
     /// Hands the socket to a thread that is no worker (a tunnel's event loop, a holder), still in
     /// non-blocking mode.
-    pub fn into_std(mut self) -> TcpStream {
-        self.registration.release(self.tcp.as_raw_fd());
-        self.tcp
+    pub fn into_std(self) -> TcpStream {
+        let Socket {
+            mut registration,
+            tcp,
+            ..
+        } = self;
+        registration.release();
+        tcp
+    }
+
+    /// Whether the socket is registered with the caller's worker: a pooled connection that is costs
+    /// nothing to take over.
+    pub fn is_on_this_worker(&self) -> bool {
+        self.registration.is_here()
+    }
+
+    /// Whether bytes may be waiting: false only when the socket has said it is empty and no
+    /// readiness came since, so waiting for it without a read first loses nothing.
+    pub fn maybe_readable(&self) -> bool {
+        self.registration.maybe_readable()
     }
 
     pub fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
@@ -187,7 +206,12 @@ impl Socket {
 
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.retry(Socket::wait_readable, |mut tcp| tcp.read(buf))
+        let asked = buf.len();
+        let n = self.retry(Socket::wait_readable, |mut tcp| tcp.read(buf))?;
+        if n < asked {
+            self.registration.read_came_short();
+        }
+        Ok(n)
     }
 }
 

@@ -101,6 +101,15 @@ impl UpstreamPool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (scheme, host.to_string(), port);
         let list = idle.get_mut(&key)?;
+        // The most recent one already on this worker's poller, if any: taking it over costs no
+        // system call, while one from another worker moves between pollers.
+        if let Some(at) = list
+            .iter()
+            .rposition(|(conn, _)| conn.stream.socket().is_on_this_worker())
+        {
+            let last = list.len() - 1;
+            list.swap(at, last);
+        }
         while let Some((mut conn, since)) = list.pop() {
             if since.elapsed() < MAX_IDLE_AGE && is_quiet(&mut conn.stream) {
                 conn.reused = true;

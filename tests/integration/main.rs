@@ -9,6 +9,7 @@ mod hostile;
 mod intercept;
 mod logs;
 mod parent;
+mod pipelining;
 mod pool;
 mod proxy;
 mod purge;
