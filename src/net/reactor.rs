@@ -352,13 +352,18 @@ impl Reactor {
 
     fn resume(&mut self, key: TaskKey) {
         let slot = key.slot as usize;
+        // A key queued for a task that has since ended must not resume the slot's next task.
+        if with_current(|c| c.task_in(slot)) != key {
+            return;
+        }
         let Some(task) = self.tasks.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         with_current(|c| c.running = Some(key));
         // The task catches its own panics; what reaches here is the crate reporting a stack
         // overflow. That task's stack is lost (leaked, since unwinding it is unsafe now), its
-        // connection with it; the worker and its other connections go on.
+        // connection with it, and anything it held; the worker and its other connections go on.
+        // (1 MiB is far more than any request path uses; this is a last line, not a plan.)
         let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.resume()));
         with_current(|c| c.running = None);
         if resumed.is_err() {

@@ -41,10 +41,9 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<Socke
     };
     if resolvers().try_send(lookup).is_err() {
         // A silent DNS server has every resolver waiting and the queue full: fail this one.
-        return Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("cannot resolve {host} now: every resolver is busy"),
-        ));
+        return Err(io::Error::other(format!(
+            "cannot resolve {host} now: every resolver is busy"
+        )));
     }
     let deadline = Instant::now() + timeout;
     loop {

@@ -468,7 +468,8 @@ fn serve_connection<H: Handler>(
     conn.idle_timeout = timeouts.idle();
     loop {
         if conn.awaits_first_bytes() {
-            match conn.read_more() {
+            let read = conn.read_more();
+            match read {
                 ReadMore::Closed => return,
                 // Bytes that came with the CONNECT head are already in the buffer.
                 ReadMore::Pending if conn.buf.is_empty() => {
@@ -482,9 +483,11 @@ fn serve_connection<H: Handler>(
             match handler.first_bytes(conn) {
                 FirstBytes::Done(Some(kept)) => conn = kept,
                 FirstBytes::Done(None) => return,
+                // Wait only once the socket said it is empty: a read that filled the buffer may
+                // have left the rest of a large ClientHello in the kernel, with no edge to come.
                 FirstBytes::NeedMore(waiting) => {
                     conn = waiting;
-                    if conn.wait_readable().is_err() {
+                    if matches!(read, ReadMore::Pending) && conn.wait_readable().is_err() {
                         return;
                     }
                 }

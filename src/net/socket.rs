@@ -207,11 +207,21 @@ impl Socket {
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let asked = buf.len();
-        let n = self.retry(Socket::wait_readable, |mut tcp| tcp.read(buf))?;
-        if n < asked {
-            self.registration.read_came_short();
+        match self.retry(Socket::wait_readable, |mut tcp| tcp.read(buf)) {
+            Ok(n) => {
+                if n < asked {
+                    self.registration.read_came_short();
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                // In non-blocking mode: the socket said it is empty.
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    self.registration.read_came_short();
+                }
+                Err(e)
+            }
         }
-        Ok(n)
     }
 }
 
