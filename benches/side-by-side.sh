@@ -20,8 +20,8 @@
 # Plain cases go through wrk (absolute-form request lines, as curl -x sends); HTTPS cases through
 # tls-load (benches/tls_load.rs), which tunnels with CONNECT and verifies the proxy's certificate.
 #
-# Output: a table per case (req/s, MB/s, p50/p99 ms, origin requests per client request, proxy CPU
-# microseconds per request), ratios of Porter against each peer, and everything as results.tsv in
+# Output: a table per case (req/s, MB/s, p50/p99 ms, origin requests per client request, CPU
+# microseconds per request of the proxy, or of nginx itself on the direct rows), ratios of Porter against each peer, and everything as results.tsv in
 # --out (default: a new folder under /tmp, kept). Needs: nginx wrk curl openssl squid tinyproxy
 # (apt-get install nginx wrk curl openssl squid-openssl tinyproxy); a missing peer is skipped with
 # a note. Build first: cargo build --release && cargo build --release --example tls-load
@@ -260,7 +260,7 @@ measure() {
         -v o="$((orig1 - orig0 - 1))" 'BEGIN {
             rps = s > 0 ? n / s : 0
             orig = (p == "direct" || n == 0) ? "-" : sprintf("%.2f", (o < 0 ? 0 : o) / n)
-            us = (p == "direct" || n == 0) ? "-" : sprintf("%.1f", 1e6 * cpu / n)
+            us = (n == 0) ? "-" : sprintf("%.1f", 1e6 * cpu / n)
             mbs = s > 0 ? b / s / 1e6 : 0
             printf "%s\t%s\t%.0f\t%.1f\t%.3f\t%.3f\t%s\t%s\t%s\n", c, p, rps, mbs, p50 / 1000, p99 / 1000, orig, us, e
         }' >>"$RESULTS"
@@ -328,9 +328,10 @@ echo
 echo "== porter against each peer (req/s: >1 porter faster; us/req: <1 porter cheaper)"
 awk -F'\t' 'NR > 1 { k = $1; if (!(k in seen)) { seen[k] = 1; order[++n] = k } r[k, $2] = $3; u[k, $2] = $8 }
     function ratio(a, b) { return (b + 0 > 0 && a + 0 > 0) ? sprintf("%.2f", a / b) : "-" }
-    END { printf "  %-14s %12s %12s %14s %12s\n", "case", "vs direct", "vs squid", "vs tinyproxy", "us/req vs squid"
+    END { printf "  %-14s %12s %12s %14s %16s %17s\n", "case", "vs direct", "vs squid", "vs tinyproxy",
+            "us/req vs squid", "us/req vs direct"
         for (i = 1; i <= n; i++) { k = order[i]
-            printf "  %-14s %12s %12s %14s %12s\n", k, ratio(r[k, "porter"], r[k, "direct"]),
+            printf "  %-14s %12s %12s %14s %16s %17s\n", k, ratio(r[k, "porter"], r[k, "direct"]),
                 ratio(r[k, "porter"], r[k, "squid"]), ratio(r[k, "porter"], r[k, "tinyproxy"]),
-                ratio(u[k, "porter"], u[k, "squid"]) } }' "$RESULTS"
+                ratio(u[k, "porter"], u[k, "squid"]), ratio(u[k, "porter"], u[k, "direct"]) } }' "$RESULTS"
 echo "results: $RESULTS"
