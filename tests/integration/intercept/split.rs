@@ -4,13 +4,18 @@
 //! responses) reaches the proxy over several socket reads, and a worker often finds half a record
 //! and nothing more. Each read must then mean "not yet": never end of stream, never an empty
 //! request, never an idle connection left waiting on its socket with plaintext it already decrypted.
+//! The opposite split too: a ClientHello larger than the connection's read buffer in one burst,
+//! which the proxy must take in over several reads without waiting for an edge that never comes.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConnection;
+use rustls::pki_types::ServerName;
 
 use super::*;
 
@@ -202,4 +207,88 @@ fn tls_records_from_a_slow_origin_that_arrive_in_tiny_pieces_are_relayed_whole()
         Some(1)
     );
     assert!(relay.pieces() > 1000, "the relay cut {}", relay.pieces());
+}
+
+/// The ClientHello a rustls client for `name` writes first, as one TLS record, with a padding
+/// extension (type 0x0015, RFC 7685) of `padding` zero bytes put first in its extensions block and
+/// the record, handshake and extensions lengths fixed to match.
+fn padded_client_hello(name: &str, ca_pem: &str, padding: usize) -> Vec<u8> {
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let mut client = ClientConnection::new(trusting(ca_pem), name).expect("client");
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).expect("the ClientHello");
+    }
+    let be16 = |at: usize| usize::from(u16::from_be_bytes([hello[at], hello[at + 1]]));
+    assert_eq!(&hello[..2], [0x16, 0x03], "a handshake record");
+    assert_eq!(be16(3) + 5, hello.len(), "one record, nothing after it");
+    assert_eq!(hello[5], 0x01, "a ClientHello");
+    // After the record header (5) and the handshake header (4): version (2), random (32), then
+    // the session id, cipher suites and compression methods, each behind its length.
+    let mut at = 9 + 2 + 32;
+    at += 1 + usize::from(hello[at]);
+    at += 2 + be16(at);
+    at += 1 + usize::from(hello[at]);
+    let extensions_len = at;
+    assert_eq!(extensions_len + 2 + be16(extensions_len), hello.len());
+
+    let added = 4 + padding;
+    let mut extension = vec![0x00, 0x15];
+    extension.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+    extension.resize(added, 0);
+    hello.splice(extensions_len + 2..extensions_len + 2, extension);
+    let grow16 = |hello: &mut Vec<u8>, at: usize| {
+        let len = u16::from_be_bytes([hello[at], hello[at + 1]]) as usize + added;
+        hello[at..at + 2].copy_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+    };
+    grow16(&mut hello, extensions_len);
+    grow16(&mut hello, 3);
+    let handshake_len = u32::from_be_bytes([0, hello[6], hello[7], hello[8]]) as usize + added;
+    hello[6..9].copy_from_slice(&u32::try_from(handshake_len).unwrap().to_be_bytes()[1..]);
+    hello
+}
+
+/// The bug: the proxy's first read of a tunnel filled its 4 KiB buffer with part of the hello, the
+/// hello was not whole, and the proxy waited for the socket to become readable although the rest
+/// was already in the kernel. Edge-triggered, no new edge came, and the client heard nothing until
+/// the head deadline.
+#[test]
+fn regression_a_client_hello_larger_than_the_read_buffer_is_answered() {
+    let setup = Setup::new();
+    // A hang shows as a client read timing out long before the proxy's own deadline ends it.
+    let proxy = setup.proxy(&["--workers", "1", "--head-timeout", "20s"]);
+    let hello = padded_client_hello("localhost", &setup.porter_ca(), 8 * 1024);
+    assert!(
+        (8 * 1024..16 * 1024).contains(&hello.len()),
+        "the hello is {} bytes",
+        hello.len()
+    );
+
+    let target = format!("localhost:{}", setup.port());
+    let (mut stream, head) = open_tunnel(proxy.addr, &target);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The proxy's first read for the tunnel finds nothing and parks the connection with its
+    // worker: the socket is registered before the burst, as in the bug.
+    thread::sleep(Duration::from_millis(100));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(&hello).expect("the hello in one write");
+
+    let sent = Instant::now();
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        // A ServerHello (0x16), or an alert (0x15) if the padded hello is refused later: either
+        // way the proxy read the hello whole.
+        Ok(1) => assert!(
+            matches!(first[0], 0x15 | 0x16),
+            "not a TLS record: {:#04x}",
+            first[0]
+        ),
+        other => panic!(
+            "no answer to a {}-byte ClientHello after {:?}: {other:?}",
+            hello.len(),
+            sent.elapsed()
+        ),
+    }
 }
