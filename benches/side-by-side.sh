@@ -63,37 +63,13 @@ mkdir -p "$RUN"/{www/nostore,nginx,squid,tiny,porter,tls,logs}
 chmod 755 "$RUN"
 RESULTS=$RUN/results.tsv
 
-# ---- processes: each started in its own session, so its PID is its process group
-declare -A PID=()
-start() { # name command... (stdout and stderr to logs/NAME.log)
-    local name=$1; shift
-    setsid "$@" >"$RUN/logs/$name.log" 2>&1 </dev/null &
-    PID[$name]=$!
-}
-stop_all() {
-    local name
-    for name in "${!PID[@]}"; do kill -TERM -- "-${PID[$name]}" 2>/dev/null; done
-    sleep 0.5
-    for name in "${!PID[@]}"; do kill -KILL -- "-${PID[$name]}" 2>/dev/null; wait "${PID[$name]}" 2>/dev/null; done
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-await() { # port name
-    local n
-    for ((n = 0; n < 200; n++)); do listening "$1" && return 0; sleep 0.05; done
-    echo "side-by-side: $2 is not listening on 127.0.0.1:$1; its log:" >&2
-    tail -n 20 "$RUN/logs/$2.log" >&2
-    return 1
-}
+# ---- processes: each in its own session, stopped by PID at exit (benches/processes.sh)
+NAME=side-by-side
+# shellcheck source=benches/processes.sh
+. "$(dirname "$0")/processes.sh"
 for port in $ORIGIN $ORIGIN_TLS $SQUID $SQUID_BUMP $TINY $PORTER_PORT; do
     listening "$port" && fail "127.0.0.1:$port is in use (set the SBS_* variables)"
 done
-# CPU seconds (user+system) of a process group, from /proc.
-group_cpu() {
-    awk -v g="$1" -v hz="$(getconf CLK_TCK)" '{ s=$0; sub(/^.*\) /, "", s); split(s, f, " ");
-        if (f[3] == g) t += f[12] + f[13] } END { printf "%.4f", t / hz }' /proc/[0-9]*/stat 2>/dev/null
-}
 
 # ---- content and certificates
 head -c 1024 /dev/urandom >"$RUN/www/1k.bin"

@@ -73,29 +73,10 @@ mkdir -p "$RUN"/{www,nginx,squid,porter,logs,probes}
 chmod 755 "$RUN"
 RESULTS=$RUN/results.tsv
 
-# ---- processes: each started in its own session, so its PID is its process group
-declare -A PID=()
-start() { # name command... (stdout and stderr to logs/NAME.log)
-    local name=$1; shift
-    setsid "$@" >"$RUN/logs/$name.log" 2>&1 </dev/null &
-    PID[$name]=$!
-}
-stop_all() {
-    local name
-    for name in "${!PID[@]}"; do kill -TERM -- "-${PID[$name]}" 2>/dev/null; done
-    sleep 0.5
-    for name in "${!PID[@]}"; do kill -KILL -- "-${PID[$name]}" 2>/dev/null; wait "${PID[$name]}" 2>/dev/null; done
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-await() { # port name
-    local n
-    for ((n = 0; n < 200; n++)); do listening "$1" && return 0; sleep 0.05; done
-    echo "slow-peers: $2 is not listening on 127.0.0.1:$1; its log:" >&2
-    tail -n 20 "$RUN/logs/$2.log" >&2
-    return 1
-}
+# ---- processes: each in its own session, stopped by PID at exit (benches/processes.sh)
+NAME=slow-peers
+# shellcheck source=benches/processes.sh
+. "$(dirname "$0")/processes.sh"
 for port in $ORIGIN $SQUID $PORTER_PORT; do
     listening "$port" && fail "127.0.0.1:$port is in use (set the SP_* variables)"
 done

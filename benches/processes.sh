@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Process handling shared by the bench scripts (sourced, not run): every process starts in its own
+# session, so its PID is its process group, and all of them are stopped by PID when the script
+# exits. Needs RUN (the run's folder, with logs/) and NAME (the script's name, for messages).
+# A script that attaches tools to a process (perf, strace) defines stop_tools to stop them first.
+
+declare -A PID=()
+start() { # name command... (stdout and stderr to logs/NAME.log)
+    local name=$1; shift
+    setsid "$@" >"$RUN/logs/$name.log" 2>&1 </dev/null &
+    PID[$name]=$!
+}
+stop_all() {
+    local name
+    if declare -F stop_tools >/dev/null; then stop_tools; fi
+    for name in "${!PID[@]}"; do kill -TERM -- "-${PID[$name]}" 2>/dev/null; done
+    sleep 0.5
+    for name in "${!PID[@]}"; do kill -KILL -- "-${PID[$name]}" 2>/dev/null; wait "${PID[$name]}" 2>/dev/null; done
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+await() { # port name
+    local n
+    for ((n = 0; n < 200; n++)); do listening "$1" && return 0; sleep 0.05; done
+    echo "${NAME:?}: $2 is not listening on 127.0.0.1:$1; its log:" >&2
+    tail -n 20 "$RUN/logs/$2.log" >&2
+    return 1
+}
+# CPU seconds (user+system) of a process group, from /proc.
+group_cpu() {
+    awk -v g="$1" -v hz="$(getconf CLK_TCK)" '{ s=$0; sub(/^.*\) /, "", s); split(s, f, " ");
+        if (f[3] == g) t += f[12] + f[13] } END { printf "%.4f", t / hz }' /proc/[0-9]*/stat 2>/dev/null
+}
