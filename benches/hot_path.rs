@@ -1,4 +1,4 @@
-//! Micro benchmarks of the per-request work on a cache hit: parse the request head, build the cache key,
+//! Micro benchmarks of the per-request work on a cache hit: parse the request head and its target, build the cache key,
 //! look the entry up (memory tier and disk), decide freshness, decode a stored entry's head, and
 //! serialise the response head. End-to-end runs against Squid and nginx: see the README's benchmark
 //! section (`benches/side-by-side.sh`) and `benches/rss.sh` for memory.
@@ -12,6 +12,7 @@ use porter::cache::key::Key;
 use porter::cache::policy;
 use porter::cache::{Cache, CacheConfig};
 use porter::http::{Limits, ResponseHead, parse, write};
+use porter::proxy::target::Target;
 use std::io::Write;
 
 const REQUEST: &[u8] = b"GET http://127.0.0.1:8080/files/1k.bin HTTP/1.1\r\n\
@@ -43,6 +44,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| parse::request(black_box(REQUEST), &Limits::default()).unwrap())
     });
     group.throughput(Throughput::Elements(1));
+    // A canonical URL takes the hand-written fast path; a non-canonical one (uppercase host) the
+    // WHATWG parser, as every URL did before.
+    group.bench_function("target_canonical", |b| {
+        b.iter(|| Target::parse_absolute(black_box("http://127.0.0.1:8080/files/1k.bin")).unwrap())
+    });
+    group.bench_function("target_parser", |b| {
+        b.iter(|| {
+            Target::parse_absolute(black_box("http://Example.COM:8080/files/1k.bin")).unwrap()
+        })
+    });
     group.bench_function("cache_key", |b| {
         b.iter(|| Key::for_url(black_box("http://127.0.0.1:8080/files/1k.bin")))
     });

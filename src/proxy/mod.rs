@@ -18,6 +18,7 @@
 pub mod auth;
 mod background;
 mod cached;
+mod canonical_url;
 mod collapsed;
 mod config;
 mod connect;

@@ -67,6 +67,14 @@ impl fmt::Display for TargetError {
 impl Target {
     /// Parses an absolute-form target such as `http://example.com:8080/a?b`.
     pub fn parse_absolute(text: &str) -> Result<Target, TargetError> {
+        match super::canonical_url::parse(text) {
+            Some(target) => Ok(target),
+            None => Target::parse_with_parser(text),
+        }
+    }
+
+    /// [`Target::parse_absolute`] through the WHATWG parser, for URLs not in canonical form.
+    pub(super) fn parse_with_parser(text: &str) -> Result<Target, TargetError> {
         // The WHATWG parser forgives `http:///host` and backslashes; a proxy should not guess.
         let authority = text
             .split_once("://")
