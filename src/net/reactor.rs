@@ -3,10 +3,11 @@
 //!
 //! A connection's life on a worker is a *task*: a stackful coroutine (the `generator` crate) that
 //! runs the ordinary request code until that code would wait on a peer. There a [`crate::net::Socket`]
-//! (or a [`super::signal::Signal`] for a cache entry being written) calls [`wait_fd`]: the task
-//! records what it waits for, in which [`State`], and until when, and yields; the worker runs other
-//! tasks and resumes this one when its socket is ready, its deadline passes, or the writer it follows
-//! makes progress. The task's stack holds the request's progress, so every phase of the request path
+//! calls [`wait_fd`] (a [`super::signal::Signal`], for a cache entry being written, and a name
+//! lookup call [`park_until`]): the task records what it waits for, in which [`State`], and until
+//! when, and yields; the worker runs other tasks and resumes this one when its socket is ready, its
+//! deadline passes, or another thread wakes it (the writer it follows made progress, its lookup
+//! came back). The task's stack holds the request's progress, so every phase of the request path
 //! (collapsed misses, ranges, interception, parents) is a state machine without being rewritten as
 //! one.
 //!
@@ -25,6 +26,9 @@
 //!              └─ collapsed miss ─> Entry ⇄ ClientWrite ────────────────────┘
 //!                                   (the writer's progress)
 //! ```
+//!
+//! Not drawn: a TLS handshake and the first bytes inside an answered CONNECT wait in ClientRead under
+//! the head deadline; a name lookup waits in Resolve; on shutdown every ClientIdle wait ends at once.
 //!
 //! Each state has its own deadline: idle, head (whole head), client (each body read and each write's
 //! progress), origin (connect, each read and write, and the total for interim 1xx responses), and the
