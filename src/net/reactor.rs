@@ -454,8 +454,9 @@ mod tests {
         let (mut talking, mut talking_peer) = pair();
         let done = done_tx.clone();
         worker.send(Box::new(move || {
+            // Long enough that the other task is served first on any machine.
             silent
-                .set_read_timeout(Some(Duration::from_millis(500)))
+                .set_read_timeout(Some(Duration::from_secs(3)))
                 .unwrap();
             let error = silent.read(&mut [0u8; 8]).unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::TimedOut);
