@@ -8,6 +8,18 @@
 use super::freshness::header_date;
 use crate::http::{Method, RequestHead, ResponseHead};
 
+/// The request fields that make a request conditional or partial (RFC 9110 §13.1, §14.2): a request
+/// with any of them is not answered from an entry still being written, and the cache's own
+/// revalidation replaces them with the entry's validators.
+pub const PRECONDITION_FIELDS: [&str; 6] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+];
+
 /// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), those the
 /// stored body depends on (its length, encoding and range), since the body itself is not replaced, and
 /// Set-Cookie: a 304's cookie answers one client's request and must not reach everyone served the

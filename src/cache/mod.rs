@@ -38,6 +38,7 @@ use status::NotStored;
 use store::{EntryWriter, OpenEntry, Store, StoreStats};
 
 use crate::http::{RequestHead, ResponseHead, hop};
+pub use conditional::PRECONDITION_FIELDS;
 
 /// How the cache is set up.
 #[derive(Debug, Clone)]

@@ -14,9 +14,9 @@ use std::time::SystemTime;
 use super::exchange::{Answer, Exchange, Failure, Reuse, Served};
 use super::metrics::Outcome;
 use super::{Proxy, ProxyError, forward, pages, upstream};
-use crate::cache::CacheWriter;
 use crate::cache::policy;
 use crate::cache::status::CacheStatus;
+use crate::cache::{CacheWriter, PRECONDITION_FIELDS};
 use crate::http::body::BodyMode;
 use crate::http::{Method, RequestHead, ResponseHead};
 use crate::net::Conn;
@@ -206,14 +206,7 @@ pub(super) fn with_own_validators(
     outbound: &mut RequestHead,
     validators: &[(&'static str, String)],
 ) {
-    for name in [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-        "range",
-    ] {
+    for name in PRECONDITION_FIELDS {
         outbound.headers.remove(name);
     }
     for (name, value) in validators {
