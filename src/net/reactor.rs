@@ -53,7 +53,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 
 use super::Shutdown;
 use waits::{Current, Message, TaskKey, with_current};
-pub use waits::{Registration, wait_fd, yield_now};
+pub use waits::{Registration, YIELD_EVERY, YieldBudget, park_until, wait_fd, yield_now};
 
 mod waits;
 
@@ -196,12 +196,6 @@ impl TaskWaker {
 pub fn current_task() -> Option<TaskWaker> {
     let (remote, key) = waits::running()?;
     Some(TaskWaker { remote, key })
-}
-
-/// Yields the running task (one that holds a [`TaskWaker`] from [`current_task`]) until the waker
-/// is used or `deadline` passes. Callers check their condition again either way.
-pub fn park_until(state: State, deadline: Instant) {
-    waits::park_until(state, deadline);
 }
 
 /// The body of a task.

@@ -8,10 +8,8 @@
 use std::fs::File;
 use std::io;
 
+use super::reactor::{YIELD_EVERY, YieldBudget};
 use super::socket::Socket;
-
-/// Bytes one task sends before it lets the others on its worker run.
-const YIELD_EVERY: u64 = 4 << 20;
 
 /// A writer that can take a slice of a file: sendfile(2) for sockets, a plain copy for in-memory
 /// buffers (the seam tests use).
@@ -45,19 +43,13 @@ impl SendFile for Vec<u8> {
 pub fn send_file(socket: &mut Socket, file: &File, offset: u64, len: u64) -> io::Result<u64> {
     let mut position = offset;
     let end = offset + len;
-    let mut since_yield = 0u64;
+    let mut budget = YieldBudget::default();
     while position < end {
-        // A fast client never makes the socket say `WouldBlock`: let the worker's other
-        // connections run every few MiB.
-        if since_yield >= YIELD_EVERY {
-            since_yield = 0;
-            super::reactor::yield_now();
-        }
         let chunk = (end - position).min(YIELD_EVERY) as usize;
         let before = position;
         match rustix::fs::sendfile(socket.tcp(), file, Some(&mut position), chunk) {
             Ok(0) => break,
-            Ok(_) => since_yield += position - before,
+            Ok(_) => budget.spend(position - before),
             Err(rustix::io::Errno::INTR) => {}
             Err(rustix::io::Errno::AGAIN) => socket.wait_writable()?,
             Err(e) => return Err(e.into()),

@@ -134,13 +134,8 @@ fn copy_range(file: &File, offset: u64, len: u64, out: &mut impl Write) -> io::R
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
-    let mut yielded_at = 0u64;
+    let mut budget = super::reactor::YieldBudget::default();
     while done < len {
-        // As sendfile does: a fast client must not keep the worker's other connections waiting.
-        if done - yielded_at >= 4 << 20 {
-            yielded_at = done;
-            super::reactor::yield_now();
-        }
         let want = (len - done).min(buf.len() as u64) as usize;
         let n = match file.read_at(&mut buf[..want], offset + done) {
             Ok(0) => break,
@@ -150,6 +145,7 @@ fn copy_range(file: &File, offset: u64, len: u64, out: &mut impl Write) -> io::R
         };
         out.write_all(&buf[..n])?;
         done += n as u64;
+        budget.spend(n as u64);
     }
     Ok(done)
 }

@@ -29,8 +29,6 @@ const SMALL_BODY: u64 = 32 * 1024;
 /// Large enough that a fast body costs few system calls per MiB; only the pages a body fills are
 /// touched.
 const COPY_BUF: usize = 256 * 1024;
-/// Bytes one copy relays before it lets the other connections on its worker run.
-const YIELD_EVERY: u64 = 4 << 20;
 
 /// The request as it goes upstream: origin-form target, hop-by-hop fields removed, Via added.
 pub fn outbound_request(
@@ -272,13 +270,8 @@ pub fn copy<S: Read>(
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
-    let mut since_yield = 0u64;
+    let mut budget = crate::net::reactor::YieldBudget::default();
     loop {
-        // A fast origin and a fast client never make a socket say `WouldBlock`.
-        if since_yield >= YIELD_EVERY {
-            since_yield = 0;
-            crate::net::reactor::yield_now();
-        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -300,7 +293,7 @@ pub fn copy<S: Read>(
             return Err(CopyError::Write(e));
         }
         total += n as u64;
-        since_yield += n as u64;
+        budget.spend(n as u64);
     }
     if reader.is_done() {
         commit(store);

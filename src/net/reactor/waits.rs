@@ -299,8 +299,9 @@ pub fn wait_fd(
     }
 }
 
-/// Yields the running task until another thread wakes it or `deadline` passes. Only for tasks.
-pub(super) fn park_until(state: State, deadline: Instant) {
+/// Yields the running task (one that holds a `TaskWaker` from `current_task`) until the waker is
+/// used or `deadline` passes. Callers check their condition again either way.
+pub fn park_until(state: State, deadline: Instant) {
     park(state, Some(deadline), None);
 }
 
@@ -324,6 +325,26 @@ pub fn yield_now() {
     if queued {
         #[allow(deprecated)]
         generator::yield_with(());
+    }
+}
+
+/// Bytes a copy moves between yields: a fast peer never makes a socket say `WouldBlock`, so a large
+/// body would otherwise keep the worker's other connections waiting.
+pub const YIELD_EVERY: u64 = 4 << 20;
+
+/// Counts the bytes a copy moves and yields (see [`yield_now`]) every [`YIELD_EVERY`] of them.
+#[derive(Default)]
+pub struct YieldBudget {
+    since: u64,
+}
+
+impl YieldBudget {
+    pub fn spend(&mut self, bytes: u64) {
+        self.since += bytes;
+        if self.since >= YIELD_EVERY {
+            self.since = 0;
+            yield_now();
+        }
     }
 }
 
