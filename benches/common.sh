@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Process handling shared by the bench scripts (sourced, not run): every process starts in its own
-# session, so its PID is its process group, and all of them are stopped by PID when the script
-# exits. Needs RUN (the run's folder, with logs/) and NAME (the script's name, for messages).
-# A script that attaches tools to a process (perf, strace) defines stop_tools to stop them first.
+# What the bench scripts share (sourced, not run): process handling, where every process starts in
+# its own session, so its PID is its process group, and all of them are stopped by PID when the
+# script exits; and the common head of the nginx origin's configuration. Needs RUN (the run's
+# folder, with logs/ and nginx/) and NAME (the script's name, for messages). A script that attaches
+# tools to a process (perf, strace) defines stop_tools to stop them first.
 
 declare -A PID=()
 start() { # name command... (stdout and stderr to logs/NAME.log)
@@ -31,4 +32,21 @@ await() { # port name
 group_cpu() {
     awk -v g="$1" -v hz="$(getconf CLK_TCK)" '{ s=$0; sub(/^.*\) /, "", s); split(s, f, " ");
         if (f[3] == g) t += f[12] + f[13] } END { printf "%.4f", t / hz }' /proc/[0-9]*/stat 2>/dev/null
+}
+
+# The start of an nginx configuration for an origin in $RUN/nginx, up to the inside of its http
+# block: one worker, no access log, temporary files in the run's folder, unlimited keep-alive.
+# The caller writes the rest (its own directives, server blocks and the closing brace).
+nginx_conf_head() {
+    cat <<EOF
+worker_processes 1;
+pid $RUN/nginx/nginx.pid;
+error_log $RUN/logs/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $RUN/nginx/body; proxy_temp_path $RUN/nginx/proxy;
+    fastcgi_temp_path $RUN/nginx/fcgi; uwsgi_temp_path $RUN/nginx/uwsgi; scgi_temp_path $RUN/nginx/scgi;
+    keepalive_requests 1000000;
+EOF
 }

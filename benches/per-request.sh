@@ -53,13 +53,13 @@ mkdir -p "$RUN"/{www,nginx,porter,logs,raw}
 chmod 755 "$RUN"
 RESULTS=$RUN/results.tsv
 
-# ---- processes: each in its own session, stopped by PID at exit (benches/processes.sh)
+# ---- processes: each in its own session, stopped by PID at exit (benches/common.sh)
 NAME=per-request
 # Tools attached to the proxy (perf, strace): stopped by PID too, before the processes they watch.
 TOOL=""
 stop_tools() { [ -n "$TOOL" ] && kill -INT "$TOOL" 2>/dev/null && wait "$TOOL" 2>/dev/null; }
-# shellcheck source=benches/processes.sh
-. "$(dirname "$0")/processes.sh"
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 for port in $ORIGIN $PORTER_PORT; do
     listening "$port" && fail "127.0.0.1:$port is in use (set PRQ_ORIGIN / PRQ_PORTER)"
 done
@@ -73,16 +73,7 @@ proc_cpu() {
 # ---- nginx, the origin
 head -c 1024 /dev/urandom >"$RUN/www/1k.bin"
 chmod -R a+rX "$RUN/www"
-cat >"$RUN/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $RUN/logs/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/nginx/body; proxy_temp_path $RUN/nginx/proxy;
-    fastcgi_temp_path $RUN/nginx/fcgi; uwsgi_temp_path $RUN/nginx/uwsgi; scgi_temp_path $RUN/nginx/scgi;
-    keepalive_requests 1000000;
+{ nginx_conf_head; cat <<EOF
     default_type application/octet-stream;
     server {
         listen 127.0.0.1:$ORIGIN;
@@ -91,6 +82,7 @@ http {
     }
 }
 EOF
+} >"$RUN/nginx/nginx.conf"
 start nginx "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/logs/nginx-error.log" -g 'daemon off;'
 await "$ORIGIN" nginx || exit 1
 

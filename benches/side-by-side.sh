@@ -63,10 +63,10 @@ mkdir -p "$RUN"/{www/nostore,nginx,squid,tiny,porter,tls,logs}
 chmod 755 "$RUN"
 RESULTS=$RUN/results.tsv
 
-# ---- processes: each in its own session, stopped by PID at exit (benches/processes.sh)
+# ---- processes: each in its own session, stopped by PID at exit (benches/common.sh)
 NAME=side-by-side
-# shellcheck source=benches/processes.sh
-. "$(dirname "$0")/processes.sh"
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 for port in $ORIGIN $ORIGIN_TLS $SQUID $SQUID_BUMP $TINY $PORTER_PORT; do
     listening "$port" && fail "127.0.0.1:$port is in use (set the SBS_* variables)"
 done
@@ -89,16 +89,8 @@ openssl x509 -req -in "$tls/origin.csr" -CA "$tls/origin-ca.pem" -CAkey "$tls/or
     || fail "openssl could not make the origin certificate"
 
 # ---- nginx, the origin
-cat >"$RUN/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $RUN/logs/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/nginx/body; proxy_temp_path $RUN/nginx/proxy;
-    fastcgi_temp_path $RUN/nginx/fcgi; uwsgi_temp_path $RUN/nginx/uwsgi; scgi_temp_path $RUN/nginx/scgi;
-    sendfile on; tcp_nopush on; keepalive_requests 1000000;
+{ nginx_conf_head; cat <<EOF
+    sendfile on; tcp_nopush on;
     default_type application/octet-stream;
     server {
         listen 127.0.0.1:$ORIGIN;
@@ -111,6 +103,7 @@ http {
     }
 }
 EOF
+} >"$RUN/nginx/nginx.conf"
 start nginx "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/logs/nginx-error.log" -g 'daemon off;'
 await "$ORIGIN" nginx || exit 1
 origin_requests() { curl -s --max-time 2 "http://127.0.0.1:$ORIGIN/status" | awk 'NR == 3 { print $3 }'; }

@@ -73,10 +73,10 @@ mkdir -p "$RUN"/{www,nginx,squid,porter,logs,probes}
 chmod 755 "$RUN"
 RESULTS=$RUN/results.tsv
 
-# ---- processes: each in its own session, stopped by PID at exit (benches/processes.sh)
+# ---- processes: each in its own session, stopped by PID at exit (benches/common.sh)
 NAME=slow-peers
-# shellcheck source=benches/processes.sh
-. "$(dirname "$0")/processes.sh"
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 for port in $ORIGIN $SQUID $PORTER_PORT; do
     listening "$port" && fail "127.0.0.1:$port is in use (set the SP_* variables)"
 done
@@ -85,16 +85,8 @@ done
 head -c 1024 /dev/urandom >"$RUN/www/1k.bin"
 head -c 104857600 /dev/urandom >"$RUN/www/100m.bin"
 chmod -R a+rX "$RUN/www"
-cat >"$RUN/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $RUN/logs/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/nginx/body; proxy_temp_path $RUN/nginx/proxy;
-    fastcgi_temp_path $RUN/nginx/fcgi; uwsgi_temp_path $RUN/nginx/uwsgi; scgi_temp_path $RUN/nginx/scgi;
-    sendfile on; tcp_nopush on; keepalive_requests 1000000;
+{ nginx_conf_head; cat <<EOF
+    sendfile on; tcp_nopush on;
     default_type application/octet-stream;
     server {
         listen 127.0.0.1:$ORIGIN;
@@ -109,6 +101,7 @@ http {
     }
 }
 EOF
+} >"$RUN/nginx/nginx.conf"
 start nginx "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/logs/nginx-error.log" -g 'daemon off;'
 await "$ORIGIN" nginx || exit 1
 
