@@ -48,14 +48,14 @@ impl Proxy {
         }
         // The URL's --refresh rule, matched at most once for all the lookups and stores below.
         let rule = RuleOnce::default();
+        // An entry found by the leader's second look (below), served by the next turn.
+        let mut stored_meanwhile = None;
         // Two looks at most: the second after waiting for another request's fetch of the same URL.
         for attempt in 0..2 {
-            // What the entry answers is decided once, here, and handed on to serve it. A partial
-            // entry that lacks the bytes asked for is a miss (RFC 9111 §3.3).
-            let hit = cache
-                .lookup_with(&ex.target.url, &ex.req, &rule)
-                .map(|found| Hit::of(&ex.req, found))
-                .filter(|hit| hit.reply != RangeReply::NotHeld);
+            let hit = stored_meanwhile
+                .take()
+                .or_else(|| usable_entry(cache, ex, &rule));
+            let looked_in_vain = hit.is_none();
             if let Some(Hit { mut found, reply }) = hit {
                 let now = SystemTime::now();
                 match policy::decide_with(&directives, &found.freshness, now) {
@@ -94,6 +94,15 @@ impl Proxy {
                 break;
             }
             match cache.lock(&ex.target.url, self.config.load().origin_timeout) {
+                // The previous fetcher may have stored the entry and let go between the look above
+                // and this lease (its client can have the response, and ask again, before it
+                // commits): a new leader looks once more before it fetches.
+                Lease::Leader(guard) if looked_in_vain && attempt == 0 => {
+                    stored_meanwhile = usable_entry(cache, ex, &rule);
+                    if stored_meanwhile.is_none() {
+                        return self.fetch_and_store(cache, ex, guard, &rule);
+                    }
+                }
                 Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
                 Lease::Follow(shared) if shared.answers(&ex.req, SystemTime::now()) => {
                     return self.follow(ex, &shared.join());
@@ -392,6 +401,16 @@ impl Proxy {
 pub(super) struct Hit {
     found: Found,
     reply: RangeReply,
+}
+
+/// The stored entry for the request, and what it answers; `None` when there is none or it is a
+/// partial entry without the bytes asked for (a miss, RFC 9111 §3.3). What the entry answers is
+/// decided once, here, and handed on to serve it.
+fn usable_entry(cache: &Cache, ex: &Exchange, rule: &RuleOnce) -> Option<Hit> {
+    cache
+        .lookup_with(&ex.target.url, &ex.req, rule)
+        .map(|found| Hit::of(&ex.req, found))
+        .filter(|hit| hit.reply != RangeReply::NotHeld)
 }
 
 impl Hit {
