@@ -15,8 +15,8 @@
 #   squid      memory cache big enough for every object, on $SBS_SQUID (13128); when Squid was built
 #              with OpenSSL (Debian's squid-openssl) also ssl-bump on $SBS_SQUID_BUMP (13130)
 #   tinyproxy  pass-through, no cache, on $SBS_TINY (13129)
-#   porter     target/release/porter proxy on $SBS_PORTER (13140), cache in the run's folder, and
-#              --intercept with its own CA when the binary has it
+#   porter     target/release/porter proxy on $SBS_PORTER (13140), cache in the run's folder, an
+#              access log there as Squid keeps one, and --intercept with its own CA when the binary has it
 # Plain cases go through wrk (absolute-form request lines, as curl -x sends); HTTPS cases through
 # tls-load (benches/tls_load.rs), which tunnels with CONNECT and verifies the proxy's certificate.
 #
@@ -165,7 +165,9 @@ fi
 
 # ---- porter, with interception when this build has it
 # Every load generator connects from 127.0.0.1: lift the per-client cap (256) for the 1,000-connection case.
-porter_args=(proxy --listen "127.0.0.1:$PORTER_PORT" --cache-dir "$RUN/porter/cache" --max-connections-per-client 4096)
+# Squid writes an access.log line per request, so Porter writes its own (--access-log) too.
+porter_args=(proxy --listen "127.0.0.1:$PORTER_PORT" --cache-dir "$RUN/porter/cache" --max-connections-per-client 4096
+    --access-log "$RUN/porter/access.log")
 HAVE_INTERCEPT=0
 if "$PORTER" proxy --help | grep -q -- '--intercept'; then
     "$PORTER" ca init --ca-dir "$RUN/porter/ca" >/dev/null || fail "porter ca init failed"
