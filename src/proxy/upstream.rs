@@ -98,11 +98,23 @@ impl UpstreamPool {
 
     /// A pooled connection to `scheme://host:port`, if one is idle and quiet.
     pub fn take_idle(&self, scheme: Scheme, host: &str, port: u16) -> Option<UpstreamConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let key = (scheme, host.to_string(), port);
-        let list = idle.get_mut(&key)?;
-        // The most recent one already on this worker's poller, if any: taking it over costs no
-        // system call, while one from another worker moves between pollers.
+        // Each candidate is checked with a system call, outside the lock every worker takes.
+        while let Some((mut conn, since)) = self.pop_idle(&key) {
+            if since.elapsed() < MAX_IDLE_AGE && is_quiet(&mut conn.stream) {
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// The idle connection to `key` to try next: the most recent one already on this worker's
+    /// poller, if any (taking it over costs no system call, while one from another worker moves
+    /// between pollers), else the most recent.
+    fn pop_idle(&self, key: &UpstreamKey) -> Option<(UpstreamConn, Instant)> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
         if let Some(at) = list
             .iter()
             .rposition(|(conn, _)| conn.stream.socket().is_on_this_worker())
@@ -110,14 +122,11 @@ impl UpstreamPool {
             let last = list.len() - 1;
             list.swap(at, last);
         }
-        while let Some((mut conn, since)) = list.pop() {
-            if since.elapsed() < MAX_IDLE_AGE && is_quiet(&mut conn.stream) {
-                conn.reused = true;
-                return Some(conn);
-            }
+        let next = list.pop();
+        if list.is_empty() {
+            idle.remove(key);
         }
-        idle.remove(&key);
-        None
+        next
     }
 
     /// Returns a connection whose last response was read completely, for reuse.
