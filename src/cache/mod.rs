@@ -329,6 +329,11 @@ impl Cache {
         true
     }
 
+    /// See [`Store::commits`].
+    pub fn commits(&self) -> u64 {
+        self.store.commits()
+    }
+
     /// Becomes the one request fetching `url`, or waits (bounded) for the one that is.
     pub fn lock(&self, url: &str, wait: Duration) -> Lease {
         self.locks.acquire(Key::for_url(url), wait)

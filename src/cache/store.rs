@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,8 @@ pub struct Store {
     index: Mutex<Index>,
     evict: Sender<()>,
     next_tmp: AtomicU64,
+    /// Entries renamed into place so far; see [`Store::commits`].
+    commits: AtomicU64,
     write_warning: OncePerMinute,
     full_warning: OncePerMinute,
 }
@@ -127,6 +129,7 @@ impl Store {
             index: Mutex::default(),
             evict,
             next_tmp: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
             write_warning: OncePerMinute::default(),
             full_warning: OncePerMinute::default(),
         });
@@ -147,6 +150,12 @@ impl Store {
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many entries this process has put in place. The same before a lookup and after it: no
+    /// entry appeared meanwhile that the lookup could have missed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -346,6 +355,7 @@ impl Store {
             self.retry_when_full(|| fs::create_dir_all(parent))?;
         }
         self.retry_when_full(|| fs::rename(tmp_path, &path))?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
         let over = {
             let mut index = self.index();
             index.insert(key, bytes, written);

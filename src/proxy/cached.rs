@@ -52,6 +52,7 @@ impl Proxy {
         let mut stored_meanwhile = None;
         // Two looks at most: the second after waiting for another request's fetch of the same URL.
         for attempt in 0..2 {
+            let commits = cache.commits();
             let hit = stored_meanwhile
                 .take()
                 .or_else(|| usable_entry(cache, ex, &rule));
@@ -96,8 +97,10 @@ impl Proxy {
             match cache.lock(&ex.target.url, self.config.load().origin_timeout) {
                 // The previous fetcher may have stored the entry and let go between the look above
                 // and this lease (its client can have the response, and ask again, before it
-                // commits): a new leader looks once more before it fetches.
-                Lease::Leader(guard) if looked_in_vain && attempt == 0 => {
+                // commits): a new leader looks once more before it fetches, if anything was stored.
+                Lease::Leader(guard)
+                    if looked_in_vain && attempt == 0 && cache.commits() != commits =>
+                {
                     stored_meanwhile = usable_entry(cache, ex, &rule);
                     if stored_meanwhile.is_none() {
                         return self.fetch_and_store(cache, ex, guard, &rule);
