@@ -20,6 +20,7 @@ pub mod status;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod uncacheable;
 pub mod update;
 mod vary;
 
@@ -36,6 +37,7 @@ use lock::{Lease, MissLocks};
 use memory::{MAX_MEMORY_OBJECT, MemoryTier};
 use status::NotStored;
 use store::{EntryWriter, OpenEntry, Store, StoreStats};
+use uncacheable::UncacheableMarks;
 
 use crate::http::{RequestHead, ResponseHead, hop};
 pub use conditional::PRECONDITION_FIELDS;
@@ -184,6 +186,7 @@ pub struct Cache {
     store: Arc<Store>,
     memory: Arc<MemoryTier>,
     locks: Arc<MissLocks>,
+    uncacheable: UncacheableMarks,
     max_object_size: u64,
     /// Where `porter cache purge|clear` tells this process what it removed; `None` when the socket
     /// could not be made (then those commands cannot reach this process, which is logged).
@@ -213,6 +216,7 @@ impl Cache {
             store,
             memory,
             locks: Arc::default(),
+            uncacheable: UncacheableMarks::default(),
             max_object_size: config.max_object_size,
             _control: control,
             refresh: std::sync::RwLock::new(config.refresh.clone()),
@@ -334,6 +338,19 @@ impl Cache {
         self.store.commits()
     }
 
+    /// Whether `url`'s last response could not be stored, for a reason in the response: its
+    /// misses then go to the origin without waiting for each other ([`uncacheable`]).
+    pub fn recently_uncacheable(&self, url: &str) -> bool {
+        self.uncacheable.is_marked(&Key::for_url(url))
+    }
+
+    /// Records why a response for `url` was not stored; see [`Cache::recently_uncacheable`].
+    pub fn not_stored(&self, url: &str, reason: NotStored) {
+        if reason.lies_in_the_response() {
+            self.uncacheable.mark(Key::for_url(url));
+        }
+    }
+
     /// Becomes the one request fetching `url`, or waits (bounded) for the one that is.
     pub fn lock(&self, url: &str, wait: Duration) -> Lease {
         self.locks.acquire(Key::for_url(url), wait)
@@ -377,6 +394,8 @@ impl Cache {
             .store
             .writer(key, url, &stored, self.max_object_size)
             .ok_or(NotStored::StoreFailed)?;
+        // The URL's responses are stored again: its misses wait for each other's again.
+        self.uncacheable.clear(&Key::for_url(url));
         Ok(CacheWriter {
             inner: Some(inner),
             memory: Arc::clone(&self.memory),

@@ -12,6 +12,7 @@
 //!                                │                                       ├─ 304 for others ─> fetch again, unconditional
 //!                                │                                       └─ other ─> relay_and_store
 //!                                └─ none ─┬─ only-if-cached ─> 504
+//!                                         ├─ last response not storable (uncacheable.rs) ─> fetch, relay_and_store
 //!                                         └─ cache.lock: one fetcher per URL ─> fetch_and_store ─> relay_and_store
 //!                                            the others read along once it stores (follow, collapsed.rs),
 //!                                            or look again when it does not
@@ -91,7 +92,8 @@ impl Proxy {
                 ex.entry.outcome = Outcome::Miss;
                 return Err(ProxyError::NotCached.into());
             }
-            if ex.req.method == Method::Head {
+            // HEAD is not collapsed; nor is a URL whose last response could not be stored.
+            if ex.req.method == Method::Head || cache.recently_uncacheable(&ex.target.url) {
                 break;
             }
             match cache.lock(&ex.target.url, self.config.load().origin_timeout) {
@@ -184,9 +186,10 @@ impl Proxy {
                 lease.publish(shared);
             }
         }
-        if writer.is_err() {
+        if let Err(reason) = &writer {
             // Nothing will be stored: requests waiting for this fetch may go to the origin now
-            // rather than wait for the whole body.
+            // rather than wait for the whole body, and the next ones need not wait at all.
+            cache.not_stored(&ex.target.url, *reason);
             drop(lease.take());
         }
         // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).

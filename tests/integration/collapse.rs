@@ -466,3 +466,66 @@ fn regression_a_plain_get_never_reads_along_a_range_being_stored() {
     assert_eq!((part.status, part.body.len()), (206, 100));
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn concurrent_misses_for_a_url_whose_responses_are_not_stored_do_not_wait_for_each_other() {
+    // The origin holds each request until `want` have arrived since the last reset (or 4 s pass),
+    // and records how many it held at once; its answers are never stored.
+    let want = Arc::new(AtomicUsize::new(1));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let origin = {
+        let (want, arrived) = (Arc::clone(&want), Arc::clone(&arrived));
+        let (held, most) = (Arc::clone(&held), Arc::clone(&most));
+        Origin::start(move |_, _, _| {
+            arrived.fetch_add(1, Ordering::SeqCst);
+            let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while arrived.load(Ordering::SeqCst) < want.load(Ordering::SeqCst)
+                && Instant::now() < deadline
+            {
+                thread::sleep(Duration::from_millis(5));
+            }
+            held.fetch_sub(1, Ordering::SeqCst);
+            (
+                200,
+                hdrs(&[("Cache-Control", "no-store")]),
+                b"event".to_vec(),
+            )
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let porter = proxy_in(dir.path());
+    let url = origin.url("/poll");
+    let first = proxy_get(porter.addr, &url, &[]);
+    assert_eq!(
+        first.header("cache-status"),
+        Some("porter; fwd=miss; detail=response-no-store")
+    );
+    // Four at once: each must reach the origin while the others are still waiting for it, not
+    // wait for another's response only to find it was not stored.
+    arrived.store(0, Ordering::SeqCst);
+    most.store(0, Ordering::SeqCst);
+    want.store(4, Ordering::SeqCst);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, proxy) = (url.clone(), porter.addr);
+            thread::spawn(move || proxy_get(proxy, &url, &[]))
+        })
+        .collect();
+    for client in clients {
+        let response = client.join().unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"event"[..])
+        );
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        4,
+        "requests waited for each other"
+    );
+    assert_eq!(origin.hits(), 5);
+}
