@@ -1,5 +1,6 @@
 //! Collapsed forwarding: while one worker fetches a missing URL, other requests for it wait for that
-//! fetch instead of sending their own. As soon as the fetcher knows its response will be stored it
+//! fetch instead of sending their own (unless the URL's last response was not stored:
+//! [`super::uncacheable`]). As soon as the fetcher knows its response will be stored it
 //! publishes the entry being written ([`Inflight`]), and waiting requests read it while it grows;
 //! when nothing will be stored they are released to look again (and fetch for themselves).
 //!
@@ -42,7 +43,7 @@ enum State {
 
 /// What a request got when it asked to fetch a key.
 pub enum Lease {
-    /// This request fetches; others wait until it publishes its entry or drops the guard.
+    /// This request may fetch; others wait until it publishes its entry or drops the guard.
     Leader(LeaderGuard),
     /// Another request is storing the response: read it as it arrives.
     Follow(Arc<Inflight>),

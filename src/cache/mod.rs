@@ -339,14 +339,15 @@ impl Cache {
     }
 
     /// Whether `url`'s last response could not be stored, for a reason in the response: its
-    /// misses then go to the origin without waiting for each other ([`uncacheable`]).
+    /// misses then do not wait for each other's fetches ([`uncacheable`]).
     pub fn recently_uncacheable(&self, url: &str) -> bool {
         self.uncacheable.is_marked(&Key::for_url(url))
     }
 
-    /// Records why a response for `url` was not stored; see [`Cache::recently_uncacheable`].
-    pub fn not_stored(&self, url: &str, reason: NotStored) {
-        if reason.lies_in_the_response() {
+    /// Records that the response to `req` for `url`, with `status`, was not stored for `reason`;
+    /// see [`Cache::recently_uncacheable`].
+    pub fn record_not_stored(&self, url: &str, req: &RequestHead, status: u16, reason: NotStored) {
+        if uncacheable::marks_the_url(reason, req, status) {
             self.uncacheable.mark(Key::for_url(url));
         }
     }
@@ -394,7 +395,7 @@ impl Cache {
             .store
             .writer(key, url, &stored, self.max_object_size)
             .ok_or(NotStored::StoreFailed)?;
-        // The URL's responses are stored again: its misses wait for each other's again.
+        // A response for the URL is being stored again: its misses wait for each other's again.
         self.uncacheable.clear(&Key::for_url(url));
         Ok(CacheWriter {
             inner: Some(inner),

@@ -74,8 +74,8 @@ fn strong_etag(head: &ResponseHead) -> Option<&str> {
 impl Cache {
     /// After a 206 for `url` was stored, joins it with `older`, the partial entry it replaced (see the
     /// module docs). Returns whether an entry was written; a failure leaves the newer entry alone.
-    /// The caller still holds the URL's miss lease, so requests that come meanwhile wait for the
-    /// joined entry rather than find one of its parts.
+    /// A caller that led the miss still holds the URL's lease, so requests that come meanwhile
+    /// wait for the joined entry rather than find one of its parts.
     pub fn join_partial(
         &self,
         url: &str,

@@ -20,22 +20,6 @@ pub enum NotStored {
 }
 
 impl NotStored {
-    /// Whether the reason lies in the response, so that the next request for the URL will most
-    /// likely not be stored either; not when it lies in this request (its method, credentials,
-    /// `no-store`, the ranges it asked for) or in the disk.
-    pub fn lies_in_the_response(&self) -> bool {
-        match self {
-            NotStored::Policy(
-                NoStore::Method
-                | NoStore::RequestNoStore
-                | NoStore::Authorization
-                | NoStore::PartialContent,
-            )
-            | NotStored::StoreFailed => false,
-            NotStored::Policy(_) | NotStored::CloseDelimited | NotStored::TooLarge => true,
-        }
-    }
-
     pub fn as_str(&self) -> &'static str {
         match self {
             NotStored::Policy(reason) => reason.as_str(),

@@ -152,8 +152,8 @@ impl Store {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many entries this process has put in place. The same before a lookup and after it: no
-    /// entry appeared meanwhile that the lookup could have missed.
+    /// How many entries this process has put in place, for any URL. The same before a lookup and
+    /// after it: no entry appeared meanwhile that the lookup could have missed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::SeqCst)
     }

@@ -12,10 +12,11 @@
 //!                                │                                       ├─ 304 for others ─> fetch again, unconditional
 //!                                │                                       └─ other ─> relay_and_store
 //!                                └─ none ─┬─ only-if-cached ─> 504
-//!                                         ├─ last response not storable (uncacheable.rs) ─> fetch, relay_and_store
 //!                                         └─ cache.lock: one fetcher per URL ─> fetch_and_store ─> relay_and_store
 //!                                            the others read along once it stores (follow, collapsed.rs),
-//!                                            or look again when it does not
+//!                                            or look again when it does not; for a URL whose last
+//!                                            response was not stored (uncacheable.rs) they do not
+//!                                            wait for its head but fetch on their own
 //! ```
 //!
 //! Every response says what happened in Cache-Status ([`CacheStatus`], RFC 9211).
@@ -26,7 +27,7 @@
 
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::exchange::{Exchange, Failure, Reuse, Served};
 use super::fetch::{Ask, Fetched};
@@ -51,7 +52,8 @@ impl Proxy {
         let rule = RuleOnce::default();
         // An entry found by the leader's second look (below), served by the next turn.
         let mut stored_meanwhile = None;
-        // Two looks at most: the second after waiting for another request's fetch of the same URL.
+        // Two turns at most: the second after waiting for another request's fetch of the same URL,
+        // or to serve what a new leader's second look found.
         for attempt in 0..2 {
             let commits = cache.commits();
             let hit = stored_meanwhile
@@ -92,11 +94,18 @@ impl Proxy {
                 ex.entry.outcome = Outcome::Miss;
                 return Err(ProxyError::NotCached.into());
             }
-            // HEAD is not collapsed; nor is a URL whose last response could not be stored.
-            if ex.req.method == Method::Head || cache.recently_uncacheable(&ex.target.url) {
+            if ex.req.method == Method::Head {
                 break;
             }
-            match cache.lock(&ex.target.url, self.config.load().origin_timeout) {
+            // A URL whose last response could not be stored does not wait for another request's
+            // response head; it still follows an entry being stored, or leads (uncacheable.rs).
+            let marked = cache.recently_uncacheable(&ex.target.url);
+            let wait = if marked {
+                Duration::ZERO
+            } else {
+                self.config.load().origin_timeout
+            };
+            match cache.lock(&ex.target.url, wait) {
                 // The previous fetcher may have stored the entry and let go between the look above
                 // and this lease (its client can have the response, and ask again, before it
                 // commits): a new leader looks once more before it fetches, if anything was stored.
@@ -114,7 +123,7 @@ impl Proxy {
                 }
                 // Another variant, or a request the entry could not answer: on its own.
                 Lease::Follow(_) => break,
-                Lease::Waited if attempt == 0 => continue,
+                Lease::Waited if attempt == 0 && !marked => continue,
                 Lease::Waited => break,
             }
         }
@@ -189,7 +198,7 @@ impl Proxy {
         if let Err(reason) = &writer {
             // Nothing will be stored: requests waiting for this fetch may go to the origin now
             // rather than wait for the whole body, and the next ones need not wait at all.
-            cache.not_stored(&ex.target.url, *reason);
+            cache.record_not_stored(&ex.target.url, &ex.req, fetched.head.status, *reason);
             drop(lease.take());
         }
         // The partial entry a stored 206 replaces, to join with it afterwards (RFC 9111 §3.4).

@@ -749,7 +749,7 @@ fn regression_waiting_requests_are_released_when_the_response_is_not_stored() {
                 let mut stream = stream.unwrap();
                 let mut buf = [0u8; 4096];
                 let _ = std::io::Read::read(&mut stream, &mut buf);
-                let head = "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let head = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n";
                 let _ = stream.write_all(format!("{head}5\r\nfirst\r\n").as_bytes());
                 if i == 0 {
                     let _ = release_rx
@@ -763,8 +763,14 @@ fn regression_waiting_requests_are_released_when_the_response_is_not_stored() {
     });
     let porter = cached_proxy(dir.path(), &[]);
     let url = format!("http://{addr}/stream");
+    // Not stored because of the first request's credentials, not the response: the URL is not
+    // marked uncacheable, so the second request does wait on the first one's lease.
     let mut first = connect(porter.addr);
-    write!(first, "GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(
+        first,
+        "GET {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"
+    )
+    .unwrap();
     let mut got = [0u8; 16];
     std::io::Read::read(&mut first, &mut got).unwrap();
     // The second request must not wait for the first one's endless body (its socket gives up at 10 s).
