@@ -35,6 +35,10 @@ pub struct Socket {
     nonblocking: bool,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Blocking-style writes yield every [`reactor::YIELD_EVERY`] bytes: a long response that is
+    /// produced piece by piece to a fast reader (`porter serve`'s `/getlogs`) would otherwise never
+    /// meet `WouldBlock` and keep the worker's other connections waiting.
+    written: reactor::YieldBudget,
 }
 
 impl Socket {
@@ -53,6 +57,7 @@ impl Socket {
             nonblocking: false,
             read_timeout: None,
             write_timeout: None,
+            written: reactor::YieldBudget::default(),
         }
     }
 
@@ -189,6 +194,13 @@ impl Socket {
     }
 
     /// Retries `op` after each `WouldBlock` once `wait` says the socket is ready (blocking mode).
+    /// Counts `n` bytes written in blocking mode toward the next yield.
+    fn spend(&mut self, n: usize) {
+        if !self.nonblocking {
+            self.written.spend(n as u64);
+        }
+    }
+
     fn retry<T>(
         &mut self,
         wait: fn(&mut Socket) -> io::Result<()>,
@@ -227,11 +239,15 @@ impl Read for Socket {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.retry(Socket::wait_writable, |mut tcp| tcp.write(buf))
+        let n = self.retry(Socket::wait_writable, |mut tcp| tcp.write(buf))?;
+        self.spend(n);
+        Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.retry(Socket::wait_writable, |mut tcp| tcp.write_vectored(bufs))
+        let n = self.retry(Socket::wait_writable, |mut tcp| tcp.write_vectored(bufs))?;
+        self.spend(n);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -134,14 +134,12 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-#[test]
-fn getlogs_streams_a_100_mb_log_in_flat_memory() {
-    let site = Site::new();
-    let events = site.events();
-    let mut log = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
+/// Writes an event log of at least `bytes` to `path`; returns how many events it holds.
+fn write_event_log(path: &Path, bytes: u64) -> u64 {
+    let mut log = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut written = 0u64;
     let mut n = 0u64;
-    while written < 100 << 20 {
+    while written < bytes {
         let line = format!(
             "{{\"timestamp\":\"2026-11-21T20:05:39.602Z\",\"client_ip\":\"127.0.0.1\",\
              \"path\":\"/getbalance?n={n}\",\"outcome\":\"200\"}}\n"
@@ -151,7 +149,13 @@ fn getlogs_streams_a_100_mb_log_in_flat_memory() {
         n += 1;
     }
     log.flush().unwrap();
-    drop(log);
+    n
+}
+
+#[test]
+fn getlogs_streams_a_100_mb_log_in_flat_memory() {
+    let site = Site::new();
+    let n = write_event_log(&site.events(), 100 << 20);
     let porter = site.serve(&["--event-log-max", "1GiB", "--faults", "none"]);
     let pid = porter.child.id();
     get(porter.addr, "/hello.txt", &[]);
@@ -223,4 +227,59 @@ fn event_log_rotates_at_event_log_max_and_long_targets_are_cut() {
     assert!(events.len() >= 6, "both files are read: {}", events.len());
     let path = events[0]["path"].as_str().unwrap();
     assert!(path.len() < 600 && path.ends_with("..."), "{}", path.len());
+}
+
+#[test]
+fn regression_a_fast_reader_of_a_long_getlogs_does_not_hold_up_the_worker_it_shares() {
+    let site = Site::new();
+    write_event_log(&site.events(), 32 << 20);
+    let porter = site.serve(&[
+        "--event-log-max",
+        "1GiB",
+        "--faults",
+        "none",
+        "--workers",
+        "1",
+    ]);
+    let (began, ended) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    // Reads the whole export as fast as it comes, so the server's writes never wait for room.
+    let reader = {
+        let (addr, began, ended) = (porter.addr, began.clone(), ended.clone());
+        std::thread::spawn(move || {
+            let mut stream = connect(addr);
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            stream
+                .write_all(b"GET /getlogs HTTP/1.0\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                began.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            total
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !began.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The only worker is streaming the export; another client's request is answered meanwhile.
+    let hello = get(porter.addr, "/hello.txt", &[]);
+    assert_eq!(hello.status, 200);
+    assert!(
+        !ended.load(std::sync::atomic::Ordering::SeqCst),
+        "/hello.txt was answered only once the /getlogs export had ended"
+    );
+    assert!(reader.join().unwrap() > 32 << 20);
 }
