@@ -20,7 +20,7 @@ mod slow;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porter::http::body::{self, BodyReader};
 use porter::http::{Limits, ReadBuf, parse};
@@ -80,14 +80,22 @@ pub fn send(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Answer {
     if half_close {
         let _ = stream.shutdown(Shutdown::Write);
     }
-    read_until_closed(&mut stream)
+    read_until_closed(&mut stream, None)
 }
 
-/// Reads what a peer sends until it closes (or resets, or stays silent past the read timeout).
-pub fn read_until_closed(stream: &mut TcpStream) -> Answer {
+/// Reads what a peer sends until it closes (or resets, or stays silent past the read timeout, or
+/// `deadline` passes).
+pub fn read_until_closed(stream: &mut TcpStream, deadline: Option<Instant>) -> Answer {
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let closed = loop {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            stream.set_read_timeout(Some(left)).unwrap();
+        }
         match stream.read(&mut chunk) {
             Ok(0) => break true,
             Ok(n) => {

@@ -13,7 +13,7 @@
 //! (a body is streamed up as it comes), the slow and endless origins saw every request, and every
 //! never-reader's hit has begun (seen with `peek`, which leaves the receive window shut).
 
-use std::io::{self, BufReader, ErrorKind, Read, Write};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +26,7 @@ mod peers;
 use origins::{BIG, Stall, StallingOrigins, big_origin, get_counting};
 use peers::{Attack, Peer, connect_small_window, drive, summary, verdict};
 
-use super::{Answer, final_response, rss_kib};
+use super::{read_until_closed, rss_kib};
 use crate::util::*;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -340,34 +340,6 @@ fn open_attack(proxy: SocketAddr, targets: &Targets) -> Vec<Peer> {
     peers
 }
 
-/// Reads what the peer sends until it closes or resets, or `deadline` passes.
-fn read_until_closed_by(stream: &mut TcpStream, deadline: Instant) -> Answer {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let closed = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break false;
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break false;
-            }
-            Err(_) => break true,
-        }
-    };
-    let (status, response) = final_response(&raw);
-    Answer {
-        status,
-        response,
-        closed,
-    }
-}
-
 #[test]
 fn an_origin_streaming_100_continue_forever_gets_a_gateway_error_by_the_origin_timeout() {
     const TIMEOUT: Duration = Duration::from_secs(2);
@@ -401,7 +373,7 @@ fn an_origin_streaming_100_continue_forever_gets_a_gateway_error_by_the_origin_t
         "GET {url} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let answer = read_until_closed_by(&mut stream, started + TIMEOUT + SLACK);
+    let answer = read_until_closed(&mut stream, Some(started + TIMEOUT + SLACK));
     assert!(
         matches!(answer.status, Some(502 | 504)) && answer.closed,
         "an endless stream of 100 Continue, after {:?}: {:?} {}, closed: {}",
