@@ -511,9 +511,7 @@ fn large_hits_and_keep_alive_mixing_hits_and_misses() {
         )
     });
     let porter = cached_proxy(dir.path(), &[]);
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     for size in [10, 3_000_000, 10, 3_000_000, 40_000, 40_000] {
         write!(
             writer,

@@ -53,13 +53,7 @@ impl Throttle {
 
 /// An origin that answers every request with the throttled body and counts the requests.
 fn throttled_origin(throttle: Throttle) -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    let addr = raw_server(move |_, mut stream| {
-        if !read_request_head(&mut stream) {
-            return;
-        }
-        counter.fetch_add(1, Ordering::SeqCst);
+    counting_raw_server(move |mut stream| {
         let t = &throttle;
         let framing = if t.chunked {
             "Transfer-Encoding: chunked".to_string()
@@ -98,8 +92,7 @@ fn throttled_origin(throttle: Throttle) -> (SocketAddr, Arc<AtomicUsize>) {
             let _ = stream.write_all(b"0\r\n\r\n");
         }
         // A failing origin just closes, mid-body.
-    });
-    (addr, hits)
+    })
 }
 
 fn expected_sha(len: usize) -> String {

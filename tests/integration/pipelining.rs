@@ -2,7 +2,7 @@
 //! client's next request without reading first only when the socket said it was empty, so bytes
 //! already in the kernel are never left waiting for an edge that came and went.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use crate::util::*;
@@ -21,9 +21,7 @@ fn padded_get(url: &str, size: usize) -> String {
 fn regression_more_pipelined_requests_than_one_read_takes_are_all_answered() {
     let origin = Origin::start(|_, path, _| (200, vec![], path.as_bytes().to_vec()));
     let porter = Porter::start(&["proxy", "--no-cache"]);
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     // One request first, so the connection is waiting (registered) when the burst comes.
     write!(
         writer,
@@ -58,9 +56,7 @@ fn regression_a_request_pipelined_while_a_large_response_is_written_is_answered(
         (200, vec![], body)
     });
     let porter = Porter::start(&["proxy", "--no-cache"]);
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     write!(
         writer,
         "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",

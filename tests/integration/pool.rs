@@ -1,7 +1,7 @@
 //! The worker pool under pressure: more clients than workers, idle keep-alive connections and tunnels
 //! that must not pin workers, a slow origin that must not hold the only worker, and shutdown.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -52,9 +52,7 @@ fn idle_keep_alive_connections_and_tunnels_do_not_pin_workers() {
     // Twenty browsers that made one request each and keep their connections open.
     let mut idle = Vec::new();
     for i in 0..20 {
-        let stream = connect(porter.addr);
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
+        let (mut writer, mut reader) = connect_split(porter.addr);
         write!(
             writer,
             "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -73,9 +73,7 @@ fn absolute_uri_authority_wins_over_host() {
 fn keeps_client_connections_alive_across_requests() {
     let origin = text_origin();
     let porter = proxy();
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     for i in 0..5 {
         write!(
             writer,
@@ -186,9 +184,7 @@ fn head_204_and_304_have_no_body() {
         ),
     });
     let porter = proxy();
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     write!(
         writer,
         "HEAD {} HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -499,9 +495,7 @@ fn max_forwards_and_via_loops() {
 #[test]
 fn own_pages_tell_http10_clients_the_connection_stays_open() {
     let porter = proxy();
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     for _ in 0..2 {
         writer
             .write_all(b"GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -520,9 +514,7 @@ fn own_pages_tell_http10_clients_the_connection_stays_open() {
 #[test]
 fn head_with_bad_framing_gets_an_error_head_without_a_body() {
     let porter = proxy();
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     writer
         .write_all(
             b"HEAD http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n\

@@ -126,6 +126,14 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A client connection (see [`connect`]) as a writer and a buffered reader, for keep-alive and
+/// pipelined requests.
+pub fn connect_split(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let stream = connect(addr);
+    let writer = stream.try_clone().unwrap();
+    (writer, BufReader::new(stream))
+}
+
 /// A parsed response as a test sees it.
 #[derive(Debug)]
 pub struct Response {
@@ -528,6 +536,22 @@ pub fn raw_server(handle: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> 
         }
     });
     addr
+}
+
+/// A [`raw_server`] that reads each request's head, counts it, and leaves the answer to `answer`;
+/// returns its address and the count.
+pub fn counting_raw_server(
+    answer: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let addr = raw_server(move |_, mut stream| {
+        if read_request_head(&mut stream) {
+            counter.fetch_add(1, Ordering::SeqCst);
+            answer(stream);
+        }
+    });
+    (addr, hits)
 }
 
 /// Reads a request head (up to the blank line) from a raw connection; false if it never came.

@@ -21,9 +21,7 @@ fn new_cookie(addr: SocketAddr) -> String {
 
 /// `count` GETs over one keep-alive connection; returns their statuses.
 fn keep_alive(addr: SocketAddr, targets: &[&str], cookie: Option<&str>) -> Vec<u16> {
-    let stream = connect(addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(addr);
     let mut statuses = Vec::new();
     for target in targets {
         let cookie = cookie
@@ -50,9 +48,7 @@ fn page_load(addr: SocketAddr, cookie: &str, subresources: usize, connections: u
         .map(|_| {
             let (next, failures, cookie) = (next.clone(), failures.clone(), cookie.to_string());
             std::thread::spawn(move || {
-                let stream = connect(addr);
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
+                let (mut writer, mut reader) = connect_split(addr);
                 while next.fetch_add(1, Ordering::SeqCst) < subresources {
                     let request =
                         format!("GET /image.png HTTP/1.1\r\nHost: t\r\nCookie: {cookie}\r\n\r\n");
@@ -196,9 +192,7 @@ fn rotating_collected_cookies_buys_a_script_a_bounded_few_requests() {
     // The attack as found: a short window, many cookies collected first, then rotated.
     let porter = site.serve(&["--ban-window", "3s", "--new-visitors-per-ip", "100"]);
     let cookies: Vec<String> = (0..60).map(|_| new_cookie(porter.addr)).collect();
-    let stream = connect(porter.addr);
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+    let (mut writer, mut reader) = connect_split(porter.addr);
     let (mut served, mut refused) = (0u32, 0u32);
     for i in 0..6000 {
         let cookie = &cookies[i % cookies.len()];

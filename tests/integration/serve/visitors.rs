@@ -1,7 +1,7 @@
 //! Visitors and limits: the cookie across a restart, saves and corrupt files, the center of the
 //! pop, and both sides of the ban rule.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -176,9 +176,7 @@ fn browser_loading_pages_in_bursts_with_its_cookie_is_not_banned() {
     let cookie = format!("porter_visitor={id}");
     for page in 0..3 {
         // A page and its images over one keep-alive connection, as a browser does.
-        let stream = connect(porter.addr);
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
+        let (mut writer, mut reader) = connect_split(porter.addr);
         for i in 0..20 {
             let target = if i == 0 { "/index.html" } else { "/image.png" };
             write!(

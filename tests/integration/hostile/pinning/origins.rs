@@ -155,13 +155,7 @@ impl Held {
 /// An origin for the 100 MiB response (cacheable for an hour), written from one 64 KiB chunk so the
 /// test never holds the body; counts its requests.
 pub fn big_origin() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    let addr = raw_server(move |_, mut stream| {
-        if !read_request_head(&mut stream) {
-            return;
-        }
-        counter.fetch_add(1, Ordering::SeqCst);
+    counting_raw_server(|mut stream| {
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\nCache-Control: max-age=3600\r\n\
              Content-Type: application/octet-stream\r\n\r\n"
@@ -175,8 +169,7 @@ pub fn big_origin() -> (SocketAddr, Arc<AtomicUsize>) {
                 return;
             }
         }
-    });
-    (addr, hits)
+    })
 }
 
 /// A GET through the proxy whose body is counted and dropped: status, X-Cache and body length.
