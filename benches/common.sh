@@ -34,6 +34,32 @@ group_cpu() {
         if (f[3] == g) t += f[12] + f[13] } END { printf "%.4f", t / hz }' /proc/[0-9]*/stat 2>/dev/null
 }
 
+# Squid's configuration for a memory cache in $RUN/squid, listening on 127.0.0.1:$1 and running as
+# $2, holding objects up to $3 in memory and up to $4 in all (as "16 MB"); the lines in $5 (more
+# ports, ssl-bump), if any, follow the first port. Logs go to $RUN/squid.
+squid_conf() {
+    cat <<EOF
+http_port 127.0.0.1:$1
+${5:-}
+cache_effective_user $2
+http_access allow localhost
+http_access deny all
+cache_mem 256 MB
+maximum_object_size_in_memory $3
+maximum_object_size $4
+access_log stdio:$RUN/squid/access.log
+cache_log $RUN/squid/cache.log
+cache_store_log none
+pid_filename $RUN/squid/squid.pid
+coredump_dir $RUN/squid
+pinger_enable off
+shutdown_lifetime 1 seconds
+EOF
+}
+
+# The account Squid runs as: Debian's proxy, else nobody.
+squid_user() { id -u proxy >/dev/null 2>&1 && echo proxy || echo nobody; }
+
 # The start of an nginx configuration for an origin in $RUN/nginx, up to the inside of its http
 # block: one worker, no access log, temporary files in the run's folder, unlimited keep-alive.
 # The caller writes the rest (its own directives, server blocks and the closing brace).

@@ -16,7 +16,7 @@ truncate -s 5G "$work/5g.bin"                       # sparse: reading it costs n
 pids+=($!)
 "$porter" proxy --listen 127.0.0.1:0 --cache-dir "$work/cache" >"$work/proxy.out" 2>/dev/null &
 proxy_pid=$!
-pids+=($proxy_pid)
+pids+=("$proxy_pid")
 for _ in $(seq 50); do [ -s "$work/serve.out" ] && [ -s "$work/proxy.out" ] && break; sleep 0.1; done
 origin=$(sed -n 's/^listening on //p' "$work/serve.out")
 proxy=$(sed -n 's/^listening on //p' "$work/proxy.out")

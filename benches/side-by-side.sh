@@ -111,7 +111,7 @@ origin_requests() { curl -s --max-time 2 "http://127.0.0.1:$ORIGIN/status" | awk
 # ---- squid (plain, and ssl-bump when built with OpenSSL)
 HAVE_BUMP=0
 if [ -n "$SQUID_BIN" ]; then
-    squid_user=$(id -u proxy >/dev/null 2>&1 && echo proxy || echo nobody)
+    squid_user=$(squid_user)
     bump_lines=""
     certgen=/usr/lib/squid/security_file_certgen
     if "$SQUID_BIN" -v | grep -q -- '--with-openssl' && [ -x "$certgen" ]; then
@@ -128,23 +128,7 @@ ssl_bump bump all
 tls_outgoing_options cafile=$tls/origin-ca.pem"
         HAVE_BUMP=1
     fi
-    cat >"$RUN/squid/squid.conf" <<EOF
-http_port 127.0.0.1:$SQUID
-$bump_lines
-cache_effective_user $squid_user
-http_access allow localhost
-http_access deny all
-cache_mem 256 MB
-maximum_object_size_in_memory 16 MB
-maximum_object_size 64 MB
-access_log stdio:$RUN/squid/access.log
-cache_log $RUN/squid/cache.log
-cache_store_log none
-pid_filename $RUN/squid/squid.pid
-coredump_dir $RUN/squid
-pinger_enable off
-shutdown_lifetime 1 seconds
-EOF
+    squid_conf "$SQUID" "$squid_user" "16 MB" "64 MB" "$bump_lines" >"$RUN/squid/squid.conf"
     chown -R "$squid_user" "$RUN/squid"
     chmod a+r "$tls"/*.pem
     start squid "$SQUID_BIN" -N -f "$RUN/squid/squid.conf"

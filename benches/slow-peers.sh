@@ -107,23 +107,8 @@ await "$ORIGIN" nginx || exit 1
 
 # ---- squid: the memory cache of side-by-side.sh, with room for the 100 MiB object
 if [ -n "$SQUID_BIN" ]; then
-    squid_user=$(id -u proxy >/dev/null 2>&1 && echo proxy || echo nobody)
-    cat >"$RUN/squid/squid.conf" <<EOF
-http_port 127.0.0.1:$SQUID
-cache_effective_user $squid_user
-http_access allow localhost
-http_access deny all
-cache_mem 256 MB
-maximum_object_size_in_memory 128 MB
-maximum_object_size 128 MB
-access_log stdio:$RUN/squid/access.log
-cache_log $RUN/squid/cache.log
-cache_store_log none
-pid_filename $RUN/squid/squid.pid
-coredump_dir $RUN/squid
-pinger_enable off
-shutdown_lifetime 1 seconds
-EOF
+    squid_user=$(squid_user)
+    squid_conf "$SQUID" "$squid_user" "128 MB" "128 MB" >"$RUN/squid/squid.conf"
     chown -R "$squid_user" "$RUN/squid"
     start squid "$SQUID_BIN" -N -f "$RUN/squid/squid.conf"
     await "$SQUID" squid || SQUID_BIN=""
