@@ -341,7 +341,7 @@ impl Cache {
     /// Whether `url`'s last response could not be stored, for a reason in the response: its
     /// misses then do not wait for each other's fetches ([`uncacheable`]).
     pub fn recently_uncacheable(&self, url: &str) -> bool {
-        self.uncacheable.is_marked(&Key::for_url(url))
+        !self.uncacheable.is_empty() && self.uncacheable.is_marked(&Key::for_url(url))
     }
 
     /// Records that the response to `req` for `url`, with `status`, was not stored for `reason`;
@@ -367,11 +367,12 @@ impl Cache {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Result<CacheWriter, NotStored> {
+        let url_key = Key::for_url(url);
         // Whatever happens to this fetch, the copy in memory is about to be outdated.
-        self.memory.remove(&Key::for_url(url));
+        self.memory.remove(&url_key);
         let key = match policy::vary(response) {
             policy::Vary::Any => return Err(NotStored::Policy(policy::NoStore::VaryStar)),
-            policy::Vary::None => Key::for_url(url),
+            policy::Vary::None => url_key,
             policy::Vary::Headers(names) => {
                 let generation = self
                     .vary_generation(url, &names)
@@ -396,11 +397,11 @@ impl Cache {
             .writer(key, url, &stored, self.max_object_size)
             .ok_or(NotStored::StoreFailed)?;
         // A response for the URL is being stored again: its misses wait for each other's again.
-        self.uncacheable.clear(&Key::for_url(url));
+        self.uncacheable.clear(&url_key);
         Ok(CacheWriter {
             inner: Some(inner),
             memory: Arc::clone(&self.memory),
-            url_key: Key::for_url(url),
+            url_key,
             meta,
             refresh: self.refresh_rule(url),
             shared: None,

@@ -77,9 +77,14 @@ impl UncacheableMarks {
         self.count.store(until.len(), Ordering::SeqCst);
     }
 
+    /// Whether there are no marks, so a caller need not even work out a key.
+    pub fn is_empty(&self) -> bool {
+        self.count.load(Ordering::SeqCst) == 0
+    }
+
     /// Whether `key` is marked now.
     pub fn is_marked(&self, key: &Key) -> bool {
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if self.is_empty() {
             return false;
         }
         let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,7 +93,7 @@ impl UncacheableMarks {
 
     /// Forgets `key`'s mark: a response for it is being stored.
     pub fn clear(&self, key: &Key) {
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if self.is_empty() {
             return;
         }
         let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
