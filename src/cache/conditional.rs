@@ -20,6 +20,13 @@ pub const PRECONDITION_FIELDS: [&str; 6] = [
     "range",
 ];
 
+/// Whether `req` carries any of [`PRECONDITION_FIELDS`].
+pub fn has_preconditions(req: &RequestHead) -> bool {
+    PRECONDITION_FIELDS
+        .iter()
+        .any(|name| req.headers.contains(name))
+}
+
 /// Fields a 304 never replaces: framing and connection-scoped fields (RFC 9111 §3.1, §3.2), those the
 /// stored body depends on (its length, encoding and range), since the body itself is not replaced, and
 /// Set-Cookie: a 304's cookie answers one client's request and must not reach everyone served the

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::conditional::PRECONDITION_FIELDS;
+use super::conditional::has_preconditions;
 use super::entry::ResponseMeta;
 use super::policy::{self, Decision, StoredFreshness};
 use crate::http::RequestHead;
@@ -113,9 +113,7 @@ impl Inflight {
                 policy::vary_values(req, &names) == self.meta.vary_values
             }
         };
-        let conditional = PRECONDITION_FIELDS
-            .iter()
-            .any(|name| req.headers.contains(name));
+        let conditional = has_preconditions(req);
         // A part (206) answers only the range its own request asked for.
         variant
             && self.meta.head.status != 206

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::PRECONDITION_FIELDS;
+use super::conditional::has_preconditions;
 use super::key::Key;
 use super::policy::NoStore;
 use super::status::NotStored;
@@ -48,9 +48,7 @@ pub fn marks_the_url(reason: NotStored, req: &RequestHead, status: u16) -> bool 
         | NotStored::CloseDelimited
         | NotStored::TooLarge => true,
     };
-    let plain_request = !PRECONDITION_FIELDS
-        .iter()
-        .any(|name| req.headers.contains(name));
+    let plain_request = !has_preconditions(req);
     about_the_response && plain_request && status < 500
 }
 
