@@ -214,10 +214,9 @@ fn read_response_head_by(
             if left.is_zero() {
                 return Err(ProxyError::OriginTimeout);
             }
-            // The next read waits no longer than what is left of the budget.
-            let per_read = origin.stream.socket().read_timeout().ok().flatten();
-            let wait = per_read.map_or(left, |t| t.min(left));
-            let _ = origin.stream.socket_mut().set_read_timeout(Some(wait));
+            // The next read waits no longer than what is left of the budget, which started as
+            // one per-read timeout and so is never longer.
+            let _ = origin.stream.socket_mut().set_read_timeout(Some(left));
         }
     }
 }
