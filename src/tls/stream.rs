@@ -15,7 +15,6 @@
 //! ```
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use rustls::Connection;
@@ -54,10 +53,6 @@ impl TlsStream {
             counted: false,
             stats,
         }
-    }
-
-    pub fn tcp(&self) -> &TcpStream {
-        self.sock.tcp()
     }
 
     pub fn socket(&self) -> &Socket {
@@ -223,7 +218,7 @@ impl Write for TlsStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
     use crate::tls::{CertificateAuthority, Minter};
