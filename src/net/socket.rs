@@ -35,10 +35,11 @@ pub struct Socket {
     nonblocking: bool,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    /// Blocking-style writes yield every [`reactor::YIELD_EVERY`] bytes: a long response that is
-    /// produced piece by piece to a fast reader (`porter serve`'s `/getlogs`) would otherwise never
-    /// meet `WouldBlock` and keep the worker's other connections waiting.
-    written: reactor::YieldBudget,
+    /// Blocking-style reads and writes yield every [`reactor::YIELD_EVERY`] bytes: a peer fast
+    /// enough never to make the socket say `WouldBlock` (a quick reader of a long response, a fast
+    /// origin) would otherwise keep the worker's other connections waiting. sendfile, which goes
+    /// around `Write`, keeps its own count.
+    moved: reactor::YieldBudget,
 }
 
 impl Socket {
@@ -57,7 +58,7 @@ impl Socket {
             nonblocking: false,
             read_timeout: None,
             write_timeout: None,
-            written: reactor::YieldBudget::default(),
+            moved: reactor::YieldBudget::default(),
         }
     }
 
@@ -194,10 +195,10 @@ impl Socket {
     }
 
     /// Retries `op` after each `WouldBlock` once `wait` says the socket is ready (blocking mode).
-    /// Counts `n` bytes written in blocking mode toward the next yield.
+    /// Counts `n` bytes read or written in blocking mode toward the next yield.
     fn spend(&mut self, n: usize) {
         if !self.nonblocking {
-            self.written.spend(n as u64);
+            self.moved.spend(n as u64);
         }
     }
 
@@ -224,6 +225,7 @@ impl Read for Socket {
                 if n < asked {
                     self.registration.read_came_short();
                 }
+                self.spend(n);
                 Ok(n)
             }
             Err(e) => {

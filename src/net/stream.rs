@@ -134,7 +134,6 @@ fn copy_range(file: &File, offset: u64, len: u64, out: &mut impl Write) -> io::R
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
-    let mut budget = super::reactor::YieldBudget::default();
     while done < len {
         let want = (len - done).min(buf.len() as u64) as usize;
         let n = match file.read_at(&mut buf[..want], offset + done) {
@@ -145,7 +144,6 @@ fn copy_range(file: &File, offset: u64, len: u64, out: &mut impl Write) -> io::R
         };
         out.write_all(&buf[..n])?;
         done += n as u64;
-        budget.spend(n as u64);
     }
     Ok(done)
 }

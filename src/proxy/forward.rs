@@ -269,7 +269,6 @@ pub fn copy<S: Read>(
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
-    let mut budget = crate::net::reactor::YieldBudget::default();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -292,7 +291,6 @@ pub fn copy<S: Read>(
             return Err(CopyError::Write(e));
         }
         total += n as u64;
-        budget.spend(n as u64);
     }
     if reader.is_done() {
         commit(store);
