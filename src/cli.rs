@@ -26,6 +26,7 @@ use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
 use crate::proxy::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
+use crate::proxy::purge::PurgeRules;
 use crate::units::{parse_duration, parse_size};
 use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 
@@ -151,6 +152,7 @@ impl PoolArgs {
             client_timeout: self.client_timeout,
             shutdown_grace: self.shutdown_grace,
             accept_proxy_protocol: false,
+            proxy_protocol_from: Cidr::loopback(),
         }
     }
 }
@@ -185,6 +187,16 @@ pub struct ProxyArgs {
     /// A file of USER:PASSWORD lines (`#` comments allowed); enables Basic proxy authentication.
     #[arg(long = "auth-file", value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
+
+    /// Client networks whose PURGE requests are obeyed (repeatable). Without it PURGE is refused
+    /// with 403 from every address; `porter cache purge URL` works regardless.
+    #[arg(long = "purge-allow", value_name = "CIDR")]
+    pub purge_allow: Vec<Cidr>,
+
+    /// A user who may PURGE (repeatable; needs --auth-user or --auth-file). When given, a PURGE must
+    /// come from a --purge-allow network AND be authenticated as one of these users.
+    #[arg(long = "purge-user", value_name = "USER")]
+    pub purge_user: Vec<String>,
 
     /// Ports that CONNECT may tunnel to (repeatable).
     #[arg(long = "connect-port", default_values_t = [443u16], value_name = "PORT")]
@@ -290,6 +302,12 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub accept_proxy_protocol: bool,
 
+    /// Peers whose PROXY protocol header is trusted (repeatable; default loopback: 127.0.0.0/8 and
+    /// ::1). With --accept-proxy-protocol a peer in these networks must send a header, and a header
+    /// from any other peer is refused with 400.
+    #[arg(long = "proxy-protocol-from", value_name = "CIDR")]
+    pub proxy_protocol_from: Vec<Cidr>,
+
     /// Another node of the tier (repeatable, as clients reach it): /proxy.pac then spreads hosts over
     /// this node and its peers by rendezvous hashing, the others as fallbacks.
     #[arg(long = "pac-peer", value_name = "HOST:PORT")]
@@ -331,6 +349,16 @@ impl ProxyArgs {
         let cache_dir = (!self.no_cache).then_some(self.cache_dir);
         let mut server = self.pool.server_config("proxy", self.listen, allow);
         server.accept_proxy_protocol = self.accept_proxy_protocol;
+        if !self.proxy_protocol_from.is_empty() {
+            server.proxy_protocol_from = self.proxy_protocol_from;
+        }
+        if !self.purge_user.is_empty() && auth.is_empty() {
+            return Err(AuthError::needs_authentication("--purge-user"));
+        }
+        let purge = PurgeRules {
+            allow: self.purge_allow,
+            users: self.purge_user,
+        };
         Ok(ProxyConfig {
             intercept: self.intercept.into_config(cache_dir.as_deref()),
             server,
@@ -338,6 +366,7 @@ impl ProxyArgs {
             deny_dests: self.deny_dest,
             connect_ports: self.connect_port,
             auth,
+            purge,
             origin_timeout: self.origin_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout,
             cache_dir,

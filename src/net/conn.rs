@@ -27,10 +27,13 @@ pub struct Conn {
     /// The idle timeout in force when it last went idle, so a reload that changes
     /// `--idle-timeout` reaches connections as they go idle, not those idle already.
     pub(crate) idle_timeout: std::time::Duration,
-    /// Whether a PROXY protocol header may still come first (`--accept-proxy-protocol`).
+    /// Whether a PROXY protocol header must, or must not, still come first (`--accept-proxy-protocol`).
     proxy_header: ProxyHeader,
     /// Whose requests these are: the client's own, or those inside a CONNECT the handler took over.
     pub layer: Layer,
+    /// The user the handler's authentication admitted the CONNECT of a terminated tunnel as: the
+    /// requests inside carry no credentials of their own.
+    pub user: Option<String>,
     _slot: ConnSlot,
 }
 
@@ -39,8 +42,10 @@ pub struct Conn {
 enum ProxyHeader {
     /// Not accepted here, or already read (or absent).
     Done,
-    /// The first bytes may be a PROXY header.
+    /// A trusted peer (`--proxy-protocol-from`): the first bytes must be a PROXY header.
     Expected,
+    /// Any other peer: first bytes that are a PROXY header are a forgery, refused.
+    Untrusted,
     /// A header named a client: `peer` is now that client, to be checked once against --allow.
     Relayed,
 }
@@ -82,6 +87,16 @@ pub enum HeadRead {
     Pending,
     /// The client closed, the socket failed, or the head deadline passed.
     Closed,
+    /// The connection broke the PROXY protocol rules (`--proxy-protocol-from`): answer 400 and close.
+    Refused(&'static str),
+}
+
+/// Why the start of a connection is not a usable PROXY header.
+enum HeaderFault {
+    /// A malformed header from a trusted peer: answered like a malformed request.
+    Http(http::Error),
+    /// A header from an untrusted peer, or none from a trusted one.
+    Refused(&'static str),
 }
 
 impl Conn {
@@ -95,13 +110,19 @@ impl Conn {
             idle_timeout: std::time::Duration::ZERO,
             proxy_header: ProxyHeader::Done,
             layer: Layer::Direct,
+            user: None,
             _slot: slot,
         }
     }
 
-    /// Reads a PROXY protocol header first, if the connection starts with one.
-    pub(crate) fn expect_proxy_header(&mut self) {
-        self.proxy_header = ProxyHeader::Expected;
+    /// With `--accept-proxy-protocol`: a `trusted` peer must start with a PROXY header, any other
+    /// must not (it could name any client it likes).
+    pub(crate) fn expect_proxy_header(&mut self, trusted: bool) {
+        self.proxy_header = if trusted {
+            ProxyHeader::Expected
+        } else {
+            ProxyHeader::Untrusted
+        };
     }
 
     /// Whether a PROXY header replaced `peer` with the client it relays, since the last call: that
@@ -116,7 +137,23 @@ impl Conn {
 
     /// With a PROXY header expected: consumes it and takes the client it names. `Ok(false)` when more
     /// bytes are needed to tell.
-    fn read_proxy_header(&mut self) -> Result<bool, http::Error> {
+    fn read_proxy_header(&mut self) -> Result<bool, HeaderFault> {
+        if self.proxy_header == ProxyHeader::Untrusted {
+            return match super::proxy_protocol::parse(self.buf.data()) {
+                Ok(Parsed::NeedMore) => Ok(false),
+                Ok(Parsed::Absent) => {
+                    self.proxy_header = ProxyHeader::Done;
+                    Ok(true)
+                }
+                // Well-formed or not, it claims to speak for another client.
+                Ok(Parsed::Header { .. }) | Err(_) => {
+                    self.proxy_header = ProxyHeader::Done;
+                    Err(HeaderFault::Refused(
+                        "PROXY protocol header from a peer not in --proxy-protocol-from",
+                    ))
+                }
+            };
+        }
         if self.proxy_header != ProxyHeader::Expected {
             return Ok(true);
         }
@@ -124,7 +161,9 @@ impl Conn {
             Ok(Parsed::NeedMore) => Ok(false),
             Ok(Parsed::Absent) => {
                 self.proxy_header = ProxyHeader::Done;
-                Ok(true)
+                Err(HeaderFault::Refused(
+                    "no PROXY protocol header from a peer in --proxy-protocol-from",
+                ))
             }
             Ok(Parsed::Header { len, client }) => {
                 self.buf.consume(len);
@@ -139,7 +178,9 @@ impl Conn {
             Err(e) => {
                 log::debug!("{}: {e}", self.peer);
                 self.proxy_header = ProxyHeader::Done;
-                Err(http::Error::Malformed("malformed PROXY protocol header"))
+                Err(HeaderFault::Http(http::Error::Malformed(
+                    "malformed PROXY protocol header",
+                )))
             }
         }
     }
@@ -174,6 +215,7 @@ impl Conn {
             idle_timeout,
             layer: _,
             proxy_header: _,
+            user,
             _slot,
         } = self;
         let socket = stream.into_socket()?;
@@ -189,6 +231,7 @@ impl Conn {
             layer: Layer::Inside(authority),
             // Inside a tunnel: a PROXY header only ever opens the raw connection.
             proxy_header: ProxyHeader::Done,
+            user,
             _slot,
         })
     }
@@ -267,7 +310,8 @@ impl Conn {
         loop {
             let header_done = match self.read_proxy_header() {
                 Ok(done) => done,
-                Err(e) => return HeadRead::Ready(Err(e)),
+                Err(HeaderFault::Http(e)) => return HeadRead::Ready(Err(e)),
+                Err(HeaderFault::Refused(why)) => return HeadRead::Refused(why),
             };
             if !self.buf.is_empty() {
                 // Until a PROXY header is whole, nothing of the request can be parsed.

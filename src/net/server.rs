@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// Read a PROXY protocol header (v1 or v2) at the start of connections (`--accept-proxy-protocol`);
     /// only connections from `allow`ed addresses get this far.
     pub accept_proxy_protocol: bool,
+    /// Peers whose PROXY header is trusted (`--proxy-protocol-from`): with `accept_proxy_protocol`,
+    /// a peer in these networks must send one, and any other peer's header is refused with 400.
+    pub proxy_protocol_from: Vec<Cidr>,
 }
 
 /// Serves requests on a connection. Implemented by the proxy and the origin server.
@@ -59,6 +62,12 @@ pub trait Handler: Send + Sync + 'static {
     /// Whether a client address may connect. By default the allow list the server started with; a
     /// handler whose configuration reloads answers from its current one.
     fn allows(&self, ip: std::net::IpAddr, configured: &[Cidr]) -> bool {
+        configured.iter().any(|c| c.contains(ip))
+    }
+
+    /// Whether a PROXY protocol header from the peer at `ip` is trusted. By default the list the
+    /// server started with; a handler whose configuration reloads answers from its current one.
+    fn trusts_proxy_header(&self, ip: std::net::IpAddr, configured: &[Cidr]) -> bool {
         configured.iter().any(|c| c.contains(ip))
     }
 
@@ -325,7 +334,8 @@ impl Server {
         let _ = socket.set_write_timeout(Some(client_timeout));
         let mut conn = Conn::new(socket, peer, slot, self.config.limits.max_head_bytes);
         if self.config.accept_proxy_protocol {
-            conn.expect_proxy_header();
+            let trusted = handler.trusts_proxy_header(peer.ip(), &self.config.proxy_protocol_from);
+            conn.expect_proxy_header(trusted);
         }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match queue_on_least_loaded(jobs, conn) {
@@ -532,6 +542,11 @@ fn serve_connection<H: Handler>(
                 }
             }
             HeadRead::Closed => return,
+            HeadRead::Refused(why) => {
+                handler.refused(conn.peer, 400, why);
+                let _ = conn.stream.write_all(&crate::html::refusal(400, why));
+                return;
+            }
         }
     }
 }

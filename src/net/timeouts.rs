@@ -85,6 +85,7 @@ mod tests {
             client_timeout: Duration::from_millis(client),
             shutdown_grace: Duration::ZERO,
             accept_proxy_protocol: false,
+            proxy_protocol_from: Vec::new(),
         }
     }
 

@@ -101,6 +101,7 @@ impl Default for ServeConfig {
                 client_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(10),
                 accept_proxy_protocol: false,
+                proxy_protocol_from: Vec::new(),
             },
             root: PathBuf::from("."),
             cookies: PathBuf::from("cookies.json"),

@@ -35,6 +35,15 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
+impl AuthError {
+    /// `flag` names users, and no --auth-user or --auth-file says who anyone is.
+    pub fn needs_authentication(flag: &str) -> AuthError {
+        AuthError(format!(
+            "{flag} names users, so it needs proxy authentication (--auth-user or --auth-file)"
+        ))
+    }
+}
+
 impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()

@@ -24,6 +24,8 @@ pub struct ProxyConfig {
     pub connect_ports: Vec<u16>,
     /// Basic proxy credentials; empty means no authentication.
     pub auth: auth::Credentials,
+    /// Who may PURGE (`--purge-allow`, `--purge-user`); by default no one.
+    pub purge: super::purge::PurgeRules,
     pub origin_timeout: Duration,
     pub tunnel_idle_timeout: Duration,
     /// Cache folder; `None` turns caching off.

@@ -53,6 +53,8 @@ impl Proxy {
                 self.reply(conn, &mut entry, page, closing);
                 return None;
             }
+            // The requests inside are judged (PURGE) and logged as this CONNECT's user.
+            conn.user = entry.user.take();
             return self.intercept_connect(conn, Authority { host, port });
         }
         let dial = match self.dial_tunnel(&host, port, &req, &mut entry) {

@@ -176,6 +176,7 @@ impl Proxy {
     pub(super) fn inside_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         let authority = conn.inside()?.clone();
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
+        entry.user = conn.user.clone();
         // Refusals close: a request body we did not read would be taken for the next request.
         let closing = Answer::to(&req, Reuse::Close);
         let refuse = |conn, entry: &mut AccessEntry, message: &str| {

@@ -38,6 +38,7 @@ pub mod pac;
 pub mod pages;
 pub mod parent;
 pub mod preflight;
+pub mod purge;
 mod ranges;
 mod route;
 mod stale;
@@ -117,6 +118,9 @@ pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), 
         .any(|c| c.contains(IpAddr::from([8, 8, 8, 8])))
     {
         log::warn!("--allow admits public addresses: this is an open proxy");
+    }
+    if !config.purge.users.is_empty() && config.purge.allow.is_empty() {
+        log::warn!("--purge-user without --purge-allow: PURGE is refused from every address");
     }
     drop(config);
     server.run(Arc::clone(&proxy))?;
@@ -403,6 +407,16 @@ impl Proxy {
             entry.outcome = Outcome::Denied;
             return self.reply(conn, &mut entry, page, ours);
         }
+        if req.method == Method::Purge {
+            let ip = conn.peer.ip();
+            let verdict = self.config.load().purge.judge(ip, entry.user.as_deref());
+            if verdict != purge::PurgeVerdict::Allowed {
+                log::debug!("{}: PURGE refused: {}", conn.peer, verdict.as_str());
+                entry.outcome = Outcome::Denied;
+                let message = purge::PurgeRules::refusal_message(verdict, ip);
+                return self.reply(conn, &mut entry, pages::status_page(403, &message), ours);
+            }
+        }
         self.forward(Exchange {
             conn,
             req,
@@ -435,6 +449,13 @@ impl Handler for Proxy {
             .allow
             .iter()
             .any(|c| c.contains(ip))
+    }
+
+    /// The PROXY protocol peers of the current configuration, so a reload applies to the next
+    /// connection.
+    fn trusts_proxy_header(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
+        let config = self.config.load();
+        config.server.proxy_protocol_from.iter().any(|c| c.contains(ip))
     }
 
     fn first_bytes(&self, conn: Conn) -> FirstBytes {
