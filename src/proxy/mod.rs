@@ -455,7 +455,11 @@ impl Handler for Proxy {
     /// connection.
     fn trusts_proxy_header(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
         let config = self.config.load();
-        config.server.proxy_protocol_from.iter().any(|c| c.contains(ip))
+        config
+            .server
+            .proxy_protocol_from
+            .iter()
+            .any(|c| c.contains(ip))
     }
 
     fn first_bytes(&self, conn: Conn) -> FirstBytes {

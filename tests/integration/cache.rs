@@ -293,7 +293,7 @@ fn unsafe_methods_invalidate() {
             b"cached".to_vec(),
         ),
     });
-    let porter = cached_proxy(dir.path(), &[]);
+    let porter = cached_proxy(dir.path(), &["--purge-allow", "127.0.0.1/32"]);
     proxy_get(porter.addr, &origin.url("/target"), &[]);
     proxy_get(porter.addr, &origin.url("/other"), &[]);
     assert_eq!(
@@ -317,7 +317,7 @@ fn unsafe_methods_invalidate() {
         Some("MISS"),
         "Location invalidated"
     );
-    // PURGE from an allowed client evicts a URL.
+    // PURGE from a --purge-allow client evicts a URL.
     let purge = format!(
         "PURGE {} HTTP/1.1\r\nConnection: close\r\n\r\n",
         origin.url("/target")

@@ -240,10 +240,10 @@ fn a_proxy_protocol_header_names_the_client_that_acls_and_the_access_log_see() {
     v2.extend_from_slice(&3128u16.to_be_bytes());
     v2.extend_from_slice(page.as_bytes());
     assert_eq!(raw_request(porter.addr, &v2).unwrap().status, 200);
-    // Without a header the connection is plain HTTP, as before.
+    // This peer (loopback, the default --proxy-protocol-from) must send a header.
     assert_eq!(
         raw_request(porter.addr, page.as_bytes()).unwrap().status,
-        200
+        400
     );
     let garbage = format!("PROXY TCP4 nonsense\r\n{page}");
     assert_eq!(
@@ -269,6 +269,82 @@ fn a_proxy_protocol_header_names_the_client_that_acls_and_the_access_log_see() {
     assert!(eventually(Duration::from_secs(5), || strict
         .logs()
         .contains("refused 10.9.8.7:4242")));
+}
+
+#[test]
+fn regression_a_proxy_header_from_a_peer_not_in_proxy_protocol_from_is_refused() {
+    // Every --allow'ed peer could name any client it liked: only 127.0.0.2 is trusted here, and this
+    // client connects from 127.0.0.1.
+    let porter = Porter::start(&[
+        "proxy",
+        "--no-cache",
+        "--accept-proxy-protocol",
+        "--proxy-protocol-from",
+        "127.0.0.2/32",
+        "--allow",
+        "127.0.0.0/8",
+        "--allow",
+        "10.0.0.0/8",
+    ]);
+    let page = "GET /metrics HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n";
+    let v1 = format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 3128\r\n{page}");
+    let refused = raw_request(porter.addr, v1.as_bytes()).unwrap();
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.text().contains("--proxy-protocol-from"));
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[10, 1, 2, 3, 127, 0, 0, 1, 0x14, 0x1f, 0x0c, 0x38]);
+    v2.extend_from_slice(page.as_bytes());
+    assert_eq!(raw_request(porter.addr, &v2).unwrap().status, 400);
+    // Without a header an untrusted peer is an ordinary client.
+    assert_eq!(
+        raw_request(porter.addr, page.as_bytes()).unwrap().status,
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let logs = porter.logs();
+            logs.contains("refused 127.0.0.1:")
+                && logs.contains("PROXY protocol header from a peer not in --proxy-protocol-from")
+                && logs.contains(" 127.0.0.1:")
+                && logs.contains(" GET /metrics 200 ")
+        }),
+        "{}",
+        porter.logs()
+    );
+    let logs = porter.logs();
+    assert!(
+        !logs.contains("10.9.8.7") && !logs.contains("10.1.2.3"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn regression_a_trusted_peer_s_proxy_header_names_the_logged_client_and_one_without_is_refused() {
+    let porter = Porter::start(&[
+        "proxy",
+        "--no-cache",
+        "--accept-proxy-protocol",
+        "--proxy-protocol-from",
+        "127.0.0.1/32",
+        "--allow",
+        "127.0.0.0/8",
+        "--allow",
+        "10.0.0.0/8",
+    ]);
+    let page = "GET /metrics HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n";
+    let v1 = format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 3128\r\n{page}");
+    assert_eq!(raw_request(porter.addr, v1.as_bytes()).unwrap().status, 200);
+    let missing = raw_request(porter.addr, page.as_bytes()).unwrap();
+    assert_eq!(missing.status, 400, "{}", missing.text());
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let logs = porter.logs();
+            logs.contains(" 10.9.8.7:4242 GET /metrics 200 ")
+                && logs.contains("no PROXY protocol header from a peer in --proxy-protocol-from")
+        }),
+        "{}",
+        porter.logs()
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod acl;
 mod crash;
 mod pinning;
 mod poisoning;
+mod purge;
 mod requests;
 mod resources;
 mod responses;
