@@ -296,9 +296,9 @@ pub struct ProxyArgs {
     #[arg(long = "direct-host", value_name = "PATTERN")]
     pub direct_host: Vec<HostPattern>,
 
-    /// Read a PROXY protocol header (v1 or v2) at the start of connections from --allow'ed addresses,
-    /// as HAProxy's `send-proxy` sends it: the client address it names is the one ACLs and the access
-    /// log see.
+    /// Read a PROXY protocol header (v1 or v2) at the start of connections from --proxy-protocol-from
+    /// peers, as HAProxy's `send-proxy` sends it: the client address it names is the one ACLs and the
+    /// access log see.
     #[arg(long)]
     pub accept_proxy_protocol: bool,
 

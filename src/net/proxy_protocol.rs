@@ -1,8 +1,10 @@
 //! The PROXY protocol (HAProxy's, versions 1 and 2): a load balancer in front of Porter says, in a
 //! header before the first request, which client it is relaying, so ACLs and the access log see that
-//! client rather than the balancer. With `--accept-proxy-protocol` the header is read only on
-//! connections the acceptor already admitted from an `--allow`ed address; a connection that starts
-//! with anything else is taken as plain HTTP (a health check, a client on the same network).
+//! client rather than the balancer. With `--accept-proxy-protocol` the header is trusted only from
+//! the balancer, a peer in `--proxy-protocol-from` (default loopback), and that peer must send one;
+//! any other peer's header would let it pose as any client (a colleague, an allowed network), so it
+//! is refused with 400, while that peer's plain HTTP is served as usual ([`super::conn`] applies
+//! this). The client a header names must then pass `--allow` like a direct one.
 //!
 //! ```text
 //!  v1: "PROXY TCP4 203.0.113.7 10.0.0.2 51234 3128\r\n"        text, at most 107 bytes

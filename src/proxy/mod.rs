@@ -7,6 +7,7 @@
 //!                                      │                        host rules, then the tunnel thread
 //!                                      ├─ origin-form (/path) ─> reply(pages::own_page)
 //!                                      ├─ loop, Max-Forwards: 0, deny-host ─> reply(page)
+//!                                      ├─ PURGE not allowed (purge.rs) ─> reply(403)
 //!                                      └─ absolute-form http://… ─> forward (fetch.rs)
 //!                                            ├─ GET/HEAD ─> through_cache (cached.rs)
 //!                                            └─ other ───> pass ─> fetch ─> relay

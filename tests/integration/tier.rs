@@ -348,6 +348,33 @@ fn regression_a_trusted_peer_s_proxy_header_names_the_logged_client_and_one_with
 }
 
 #[test]
+fn regression_proxy_protocol_from_reloads_with_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("porter.toml");
+    let base = "no-cache = true\naccept-proxy-protocol = true\nallow = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\n";
+    crate::deploy::write_config(
+        &config,
+        &format!("{base}proxy-protocol-from = [\"127.0.0.2/32\"]\n"),
+    );
+    let porter = Porter::start(&["proxy", "--config", config.to_str().unwrap()]);
+    let v1 = "PROXY TCP4 10.9.8.7 127.0.0.1 4242 3128\r\nGET /metrics HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(porter.addr, v1.as_bytes()).unwrap().status, 400);
+    crate::deploy::write_config(
+        &config,
+        &format!("{base}proxy-protocol-from = [\"127.0.0.1/32\"]\n"),
+    );
+    crate::deploy::signal(&porter, "HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || porter
+            .logs()
+            .contains("configuration reloaded")),
+        "{}",
+        porter.logs()
+    );
+    assert_eq!(raw_request(porter.addr, v1.as_bytes()).unwrap().status, 200);
+}
+
+#[test]
 fn without_the_flag_a_proxy_header_is_not_trusted() {
     let porter = Porter::start(&["proxy", "--no-cache"]);
     let v1 = "PROXY TCP4 10.9.8.7 127.0.0.1 4242 3128\r\nGET /metrics HTTP/1.1\r\nHost: p\r\n\r\n";
