@@ -135,8 +135,9 @@ impl Conn {
         relayed
     }
 
-    /// With a PROXY header expected: consumes it and takes the client it names. `Ok(false)` when more
-    /// bytes are needed to tell.
+    /// From a trusted peer: consumes the PROXY header and takes the client it names (refused when
+    /// there is none); from an untrusted one: refuses a header. `Ok(false)` when more bytes are
+    /// needed to tell.
     fn read_proxy_header(&mut self) -> Result<bool, HeaderFault> {
         if self.proxy_header == ProxyHeader::Untrusted {
             return match super::proxy_protocol::parse(self.buf.data()) {
