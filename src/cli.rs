@@ -20,7 +20,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::access_log::{LogFormat, LogSettings};
-use crate::proxy::forwarded_for::ForwardedFor;
 use crate::cache::admin::CacheCommand;
 use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
 use crate::http::Limits;
@@ -28,6 +27,7 @@ use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
+use crate::proxy::forwarded_for::ForwardedFor;
 use crate::proxy::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
 use crate::units::{parse_duration, parse_size};
 use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};

@@ -10,7 +10,8 @@ use crate::proxy::allow::AllowRules;
 pub struct AllowArgs {
     /// Allow only these destination hosts (repeatable): an exact host or `*.example.com`. Once this or
     /// --allow-dest is given, every destination neither admits gets 403; --deny-host and --deny-dest
-    /// still win.
+    /// still win. Requests through a --parent are judged by their destination, never by the parent's
+    /// address. Reloadable.
     #[arg(long = "allow-host", value_name = "PATTERN")]
     pub allow_host: Vec<HostPattern>,
 

@@ -108,9 +108,15 @@ mod tests {
         let r = rules(&["*.example.com"], &["10.0.0.0/8"]);
         assert!(r.admits_name("www.example.com"));
         assert!(!r.admits_name("example.org"));
-        assert!(r.admits("example.org", ip("10.1.2.3")), "its address is allowed");
+        assert!(
+            r.admits("example.org", ip("10.1.2.3")),
+            "its address is allowed"
+        );
         assert!(!r.admits("example.org", ip("192.0.2.1")));
-        assert!(r.admits("www.example.com", ip("192.0.2.1")), "its name is allowed");
+        assert!(
+            r.admits("www.example.com", ip("192.0.2.1")),
+            "its name is allowed"
+        );
         assert!(r.admits_name("10.9.9.9") && r.admits_name("::ffff:10.0.0.1"));
         assert!(!r.admits_name("192.0.2.1"));
     }

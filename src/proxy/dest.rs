@@ -188,7 +188,10 @@ mod tests {
         let mut r = rules("127.0.0.1:3128", &["10.0.0.0/8"]);
         r.allow = SharedAllow::new(AllowRules {
             hosts: vec!["a.test".parse().unwrap()],
-            dests: vec!["127.0.0.2/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+            dests: vec![
+                "127.0.0.2/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            ],
         });
         assert!(r.check_for("b.test", addr("127.0.0.2:80")).is_ok());
         assert!(r.check_for("a.test", addr("127.0.0.1:80")).is_ok());
@@ -204,6 +207,10 @@ mod tests {
             ),
             "deny rules win"
         );
-        assert!(r.for_parent().check_for("parent.test", addr("127.0.0.1:80")).is_ok());
+        assert!(
+            r.for_parent()
+                .check_for("parent.test", addr("127.0.0.1:80"))
+                .is_ok()
+        );
     }
 }

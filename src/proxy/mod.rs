@@ -6,7 +6,7 @@
 //!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect.rs): port and
 //!                                      │                        host rules, then the tunnel thread
 //!                                      ├─ origin-form (/path) ─> reply(pages::own_page)
-//!                                      ├─ loop, Max-Forwards: 0, deny-host ─> reply(page)
+//!                                      ├─ loop, Max-Forwards: 0, deny/allow ─> reply(page)
 //!                                      └─ absolute-form http://… ─> forward (fetch.rs)
 //!                                            ├─ GET/HEAD ─> through_cache (cached.rs)
 //!                                            └─ other ───> pass ─> fetch ─> relay
@@ -268,16 +268,24 @@ impl Proxy {
     /// The 403 page for a destination the allow list does not admit: by name, or else by an address
     /// the name resolves to now (the dial checks the address it connects to again).
     fn not_allowed(&self, host: &str) -> Option<Page> {
-        let config = self.config.load_full();
-        let rules = &config.allow;
-        if rules.admits_name(host) {
+        let config = self.config.load();
+        if config.allow.admits_name(host) {
             return None;
         }
-        if !rules.dests.is_empty() && acl::ip_literal(host).is_none() {
+        let by_address = !config.allow.dests.is_empty() && acl::ip_literal(host).is_none();
+        drop(config);
+        if by_address {
             // The lookup may yield: the configuration is held as an `Arc`, not a guard.
+            let config = self.config.load_full();
+            let rules = &config.allow;
             let resolved = crate::net::resolve::resolve(host, 0, config.origin_timeout);
-            if resolved.is_ok_and(|addrs| addrs.iter().any(|a| rules.admits(host, a.ip()))) {
-                return None;
+            match resolved {
+                Ok(addrs) if addrs.iter().any(|a| rules.admits(host, a.ip())) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    let message = format!("{}: {e}", allow::AllowRules::refusal(host));
+                    return Some(pages::status_page(403, &message));
+                }
             }
         }
         let message = allow::AllowRules::refusal(host);
@@ -385,7 +393,8 @@ impl Proxy {
         self.dispatch(conn, req, target, req_body, entry)
     }
 
-    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host),
+    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host and
+    /// the allow list),
     /// then [`Proxy::forward`]. Requests inside an intercepted tunnel join here as `https://`
     /// targets.
     fn dispatch(

@@ -243,9 +243,9 @@ impl Proxy {
         req: &RequestHead,
     ) -> Result<TunnelDial, ProxyError> {
         let timeout = self.config.load().origin_timeout;
-        let mut stream =
-            upstream::dial_tcp(&self.origins.rules().for_parent(), parent_host, parent_port, timeout)
-                .map_err(ProxyError::from_dial)?;
+        let rules = self.origins.rules().for_parent();
+        let mut stream = upstream::dial_tcp(&rules, parent_host, parent_port, timeout)
+            .map_err(ProxyError::from_dial)?;
         stream
             .set_read_timeout(Some(timeout))
             .map_err(ProxyError::Dial)?;

@@ -15,7 +15,11 @@ const REFUSAL: &str = "is not in the allow list (--allow-host, --allow-dest)";
 fn headers_origin_at(listen: &str) -> Origin {
     Origin::start_at(listen, |_, _, headers| {
         let body: String = headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
-        (200, hdrs(&[("Content-Type", "text/plain")]), body.into_bytes())
+        (
+            200,
+            hdrs(&[("Content-Type", "text/plain")]),
+            body.into_bytes(),
+        )
     })
 }
 
@@ -32,7 +36,12 @@ fn url_named(origin: &Origin, host: &str, path: &str) -> String {
 #[test]
 fn regression_allow_host_admits_listed_destinations_and_refuses_every_other() {
     let origin = headers_origin_at("127.0.0.1:0");
-    let porter = proxy(&["--allow-host", "localhost", "--allow-host", "*.allowed.test"]);
+    let porter = proxy(&[
+        "--allow-host",
+        "localhost",
+        "--allow-host",
+        "*.allowed.test",
+    ]);
     let allowed = proxy_get(porter.addr, &url_named(&origin, "localhost", "/a"), &[]);
     assert_eq!(allowed.status, 200, "{}", allowed.text());
     let refused = proxy_get(porter.addr, &origin.url("/b"), &[]);
@@ -44,13 +53,21 @@ fn regression_allow_host_admits_listed_destinations_and_refuses_every_other() {
         "{}",
         refused.text()
     );
-    assert_eq!(origin.hits(), 1, "the refused request never reached the origin");
+    assert_eq!(
+        origin.hits(),
+        1,
+        "the refused request never reached the origin"
+    );
 
     // Deny rules win over allow rules.
     let both = proxy(&["--allow-host", "localhost", "--deny-host", "localhost"]);
     let denied = proxy_get(both.addr, &url_named(&origin, "localhost", "/c"), &[]);
     assert_eq!(denied.status, 403);
-    assert!(denied.text().contains("--deny-host localhost"), "{}", denied.text());
+    assert!(
+        denied.text().contains("--deny-host localhost"),
+        "{}",
+        denied.text()
+    );
     assert_eq!(origin.hits(), 1);
 }
 
@@ -169,7 +186,10 @@ fn regression_a_reload_that_adds_allow_rules_admits_their_destinations() {
     assert_eq!(by_dest.status, 200, "{}", by_dest.text());
 
     // And an --allow-host rule.
-    write_config(&config, &format!("{base}allow-host = [\"allowed.test\", \"localhost\"]\n"));
+    write_config(
+        &config,
+        &format!("{base}allow-host = [\"allowed.test\", \"localhost\"]\n"),
+    );
     signal(&porter, "HUP");
     assert!(reloads(2), "{}", porter.logs());
     let by_host = proxy_get(porter.addr, &url, &[]);

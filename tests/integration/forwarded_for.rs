@@ -44,7 +44,11 @@ fn regression_forwarded_for_modes_rewrite_a_forged_x_forwarded_for() {
     let origin = xff_origin();
     let cases: [(&[&str], &str, &str); 5] = [
         (&[], "127.0.0.1", "1.2.3.4, 127.0.0.1"),
-        (&["--forwarded-for", "on"], "127.0.0.1", "1.2.3.4, 127.0.0.1"),
+        (
+            &["--forwarded-for", "on"],
+            "127.0.0.1",
+            "1.2.3.4, 127.0.0.1",
+        ),
         (&["--forwarded-for", "off"], "unknown", "1.2.3.4, unknown"),
         (&["--forwarded-for", "delete"], "none", "none"),
         (&["--forwarded-for", "transparent"], "none", "1.2.3.4"),
@@ -65,7 +69,10 @@ fn regression_forwarded_for_is_appended_by_each_proxy_of_a_parent_chain() {
     let parent_addr = parent.addr.to_string();
     let child = Porter::start(&["proxy", "--no-cache", "--parent", &parent_addr]);
     let (plain, forged) = seen_through(&child, &origin);
-    assert_eq!(plain, "127.0.0.1, 127.0.0.1", "the child's client, then the child");
+    assert_eq!(
+        plain, "127.0.0.1, 127.0.0.1",
+        "the child's client, then the child"
+    );
     assert_eq!(forged, "1.2.3.4, 127.0.0.1, 127.0.0.1");
     let deleting = Porter::start(&[
         "proxy",
@@ -81,9 +88,8 @@ fn regression_forwarded_for_is_appended_by_each_proxy_of_a_parent_chain() {
 
 #[test]
 fn regression_forwarded_for_applies_inside_interception() {
-    let origin = TlsOrigin::start_with(|_, _, headers| {
-        (200, hdrs(&[]), received_xff(headers).into_bytes())
-    });
+    let origin =
+        TlsOrigin::start_with(|_, _, headers| (200, hdrs(&[]), received_xff(headers).into_bytes()));
     let setup = Setup::with_origin(origin);
     let target = format!("localhost:{}", setup.port());
     for (mode, expected) in [("on", "1.2.3.4, 127.0.0.1"), ("delete", "none")] {
