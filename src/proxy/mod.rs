@@ -6,7 +6,7 @@
 //!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect.rs): port and
 //!                                      │                        host rules, then the tunnel thread
 //!                                      ├─ origin-form (/path) ─> reply(pages::own_page)
-//!                                      ├─ loop, Max-Forwards: 0, deny/allow ─> reply(page)
+//!                                      ├─ loop, Max-Forwards: 0, deny-host ─> reply(page)
 //!                                      └─ absolute-form http://… ─> forward (fetch.rs)
 //!                                            ├─ GET/HEAD ─> through_cache (cached.rs)
 //!                                            └─ other ───> pass ─> fetch ─> relay
