@@ -58,6 +58,14 @@ fn regression_allow_host_admits_listed_destinations_and_refuses_every_other() {
         1,
         "the refused request never reached the origin"
     );
+    let status_page = raw_request(porter.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(
+        status_page
+            .text()
+            .contains("only 2 host rules and 0 networks (--allow-host, --allow-dest)"),
+        "{}",
+        status_page.text()
+    );
 
     // Deny rules win over allow rules.
     let both = proxy(&["--allow-host", "localhost", "--deny-host", "localhost"]);
