@@ -3,10 +3,12 @@
 //! `porter fetch` and `porter serve` have their flags in `cli/fetch.rs` and `cli/serve.rs`,
 //! `--intercept` and `porter ca` theirs in `cli/intercept.rs`.
 
+mod allow;
 mod fetch;
 mod intercept;
 mod serve;
 
+pub use allow::AllowArgs;
 pub use fetch::{FetchArgs, MethodArg};
 pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
 pub use serve::ServeArgs;
@@ -25,6 +27,7 @@ use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
+use crate::proxy::forwarded_for::ForwardedFor;
 use crate::proxy::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
 use crate::proxy::purge::PurgeRules;
 use crate::units::{parse_duration, parse_size};
@@ -180,6 +183,9 @@ pub struct ProxyArgs {
     #[arg(long = "deny-dest", value_name = "CIDR")]
     pub deny_dest: Vec<Cidr>,
 
+    #[command(flatten)]
+    pub allow_list: AllowArgs,
+
     /// A user allowed to use the proxy, as USER:PASSWORD (repeatable); enables Basic proxy authentication.
     #[arg(long = "auth-user", value_name = "USER:PASSWORD")]
     pub auth_user: Vec<String>,
@@ -254,6 +260,12 @@ pub struct ProxyArgs {
     /// Whether the proxy adds a `Via` header; loop detection works either way.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub via: Switch,
+
+    /// What forwarded requests' X-Forwarded-For says about the client: `on` appends the client's
+    /// address (creating the field), `off` appends `unknown`, `delete` removes the field,
+    /// `transparent` passes the client's own field unchanged (which lets a client claim any address).
+    #[arg(long, value_enum, default_value_t = ForwardedFor::On, value_name = "on|off|delete|transparent")]
+    pub forwarded_for: ForwardedFor,
 
     /// How long past expiry a stored response may stand in for an origin that is down or failing
     /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
@@ -364,6 +376,7 @@ impl ProxyArgs {
             server,
             deny_hosts: self.deny_host,
             deny_dests: self.deny_dest,
+            allow: self.allow_list.into_rules(),
             connect_ports: self.connect_port,
             auth,
             purge,
@@ -379,6 +392,7 @@ impl ProxyArgs {
                 query: self.log_query.is_on(),
             },
             via: self.via.is_on(),
+            forwarded_for: self.forwarded_for,
             stale_if_error: self.stale_if_error,
             refresh: RefreshRules::new(refresh),
             parents: ParentConfig {

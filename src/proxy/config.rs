@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::allow::AllowRules;
 use super::auth;
+use super::forwarded_for::ForwardedFor;
 use super::parent::ParentConfig;
 use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
@@ -20,6 +22,8 @@ pub struct ProxyConfig {
     pub deny_hosts: Vec<HostPattern>,
     /// Destination networks refused with 403, checked against each resolved address before connecting.
     pub deny_dests: Vec<Cidr>,
+    /// `--allow-host` and `--allow-dest`: when either is set, every other destination gets 403.
+    pub allow: AllowRules,
     /// Ports CONNECT may reach.
     pub connect_ports: Vec<u16>,
     /// Basic proxy credentials; empty means no authentication.
@@ -37,6 +41,8 @@ pub struct ProxyConfig {
     pub log: crate::access_log::LogSettings,
     /// Whether forwarded messages carry `Via` (loops are detected either way).
     pub via: bool,
+    /// What forwarded requests' `X-Forwarded-For` says about the client (`--forwarded-for`).
+    pub forwarded_for: ForwardedFor,
     /// How long past expiry a stored response may stand in for a failing origin when it does not say
     /// (RFC 5861 §4); zero turns that default off.
     pub stale_if_error: Duration,

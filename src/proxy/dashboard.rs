@@ -189,6 +189,18 @@ fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
             plural(config.deny_hosts.len() as u64, "rule", "rules"),
         ),
         (
+            "allowed destinations",
+            if config.allow.is_active() {
+                format!(
+                    "only {} and {} (--allow-host, --allow-dest)",
+                    plural(config.allow.hosts.len() as u64, "host rule", "host rules"),
+                    plural(config.allow.dests.len() as u64, "network", "networks"),
+                )
+            } else {
+                "any".to_string()
+            },
+        ),
+        (
             "CONNECT ports",
             config
                 .connect_ports

@@ -1,5 +1,6 @@
 //! The destination rules checked against the address a connection is actually made to, after DNS
-//! resolution: `--deny-dest CIDR`, and never this proxy's own listening address.
+//! resolution: `--deny-dest CIDR`, never this proxy's own listening address, and, when an allow list
+//! is configured, only addresses it admits (`--allow-dest CIDR`, or a name `--allow-host` admits).
 //!
 //! `--deny-host` compares names, and a name is whatever DNS says it is (`internal.example` may point at
 //! 10.0.0.1, a public name at 127.0.0.1); these rules see the resolved address, so no spelling and no
@@ -11,6 +12,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
+use super::allow::{AllowRules, SharedAllow};
 use crate::net::acl::{Cidr, effective_ip};
 
 /// What every outgoing connection is checked against.
@@ -20,6 +22,8 @@ pub struct DestRules {
     pub deny: Vec<Cidr>,
     /// The proxy's own listening address: a connection there would tunnel or forward to itself.
     pub listen: SocketAddr,
+    /// `--allow-host` and `--allow-dest`, replaced in place by a reload.
+    pub allow: SharedAllow,
 }
 
 /// Why a resolved address may not be connected to.
@@ -29,6 +33,8 @@ pub enum DestDenied {
     Rule { addr: SocketAddr, rule: Cidr },
     /// The address is one the proxy itself listens on.
     SelfAddress(SocketAddr),
+    /// An allow list is configured and admits neither the name nor the address.
+    NotAllowed { host: String, addr: SocketAddr },
 }
 
 impl fmt::Display for DestDenied {
@@ -43,6 +49,10 @@ impl fmt::Display for DestDenied {
                 f,
                 "{addr} is this proxy's own address: it does not connect to itself"
             ),
+            DestDenied::NotAllowed { host, addr } => {
+                let what = format!("{host} ({})", addr.ip());
+                f.write_str(&AllowRules::refusal(&what))
+            }
         }
     }
 }
@@ -59,6 +69,26 @@ impl DestRules {
             return Err(DestDenied::SelfAddress(addr));
         }
         Ok(())
+    }
+
+    /// Checks one address `host` resolved to: [`DestRules::check`], then the allow list.
+    pub fn check_for(&self, host: &str, addr: SocketAddr) -> Result<(), DestDenied> {
+        self.check(addr)?;
+        if !self.allow.admits(host, addr.ip()) {
+            let host = host.to_string();
+            return Err(DestDenied::NotAllowed { host, addr });
+        }
+        Ok(())
+    }
+
+    /// The rules for dialling a parent proxy: the same, without the allow list, which judged the
+    /// request's own destination already (a parent is a means, not a destination).
+    pub fn for_parent(&self) -> DestRules {
+        DestRules {
+            deny: self.deny.clone(),
+            listen: self.listen,
+            allow: SharedAllow::default(),
+        }
     }
 
     /// Whether `addr` reaches the proxy's listener, in any spelling (mapped, unspecified), and for a
@@ -102,6 +132,7 @@ mod tests {
         DestRules {
             deny: deny.iter().map(|c| c.parse().unwrap()).collect(),
             listen: listen.parse().unwrap(),
+            allow: SharedAllow::default(),
         }
     }
 
@@ -149,6 +180,37 @@ mod tests {
         assert!(
             any.check(addr("[::1]:3128")).is_ok(),
             "0.0.0.0 does not take IPv6"
+        );
+    }
+
+    #[test]
+    fn allow_dest_rules_see_the_resolved_address_and_spare_parents() {
+        let mut r = rules("127.0.0.1:3128", &["10.0.0.0/8"]);
+        r.allow = SharedAllow::new(AllowRules {
+            hosts: vec!["a.test".parse().unwrap()],
+            dests: vec![
+                "127.0.0.2/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            ],
+        });
+        assert!(r.check_for("b.test", addr("127.0.0.2:80")).is_ok());
+        assert!(r.check_for("a.test", addr("127.0.0.1:80")).is_ok());
+        let refused = r.check_for("b.test", addr("127.0.0.1:80"));
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "access to b.test (127.0.0.1) is not in the allow list (--allow-host, --allow-dest)"
+        );
+        assert!(
+            matches!(
+                r.check_for("a.test", addr("10.0.0.1:80")),
+                Err(DestDenied::Rule { .. })
+            ),
+            "deny rules win"
+        );
+        assert!(
+            r.for_parent()
+                .check_for("parent.test", addr("127.0.0.1:80"))
+                .is_ok()
         );
     }
 }

@@ -125,6 +125,8 @@ impl Proxy {
     /// or, when the cache revalidates, the stored entry's validators in their place.
     pub(super) fn fetch(&self, ex: &mut Exchange, ask: Ask<'_>) -> Result<Fetched, ProxyError> {
         let mut outbound = forward::outbound_request(&ex.req, &ex.target, &self.via, ex.req_body);
+        let forwarded_for = self.config.load().forwarded_for;
+        forwarded_for.apply(&mut outbound.headers, ex.conn.peer.ip());
         if self.via.is_empty() {
             outbound
                 .headers

@@ -238,6 +238,10 @@ impl SignalThread {
                         (_, Some(reload)) => {
                             log::info!("SIGHUP: reloading the configuration");
                             let outcome = proxy.config.reload(reload());
+                            if let ReloadOutcome::Applied { .. } = outcome {
+                                let allow = proxy.config.load().allow.clone();
+                                proxy.origins.rules().allow.store(allow);
+                            }
                             if let (ReloadOutcome::Applied { .. }, Some(cache)) =
                                 (outcome, &proxy.cache)
                             {

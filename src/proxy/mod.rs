@@ -16,6 +16,7 @@
 //! The phases after `handle_request` share one `exchange::Exchange` and answer
 //! `exchange::Served`.
 
+pub mod allow;
 pub mod auth;
 mod background;
 mod cached;
@@ -29,6 +30,7 @@ mod error;
 mod exchange;
 mod fetch;
 pub mod forward;
+pub mod forwarded_for;
 pub mod hosts;
 mod intercept;
 mod intercept_pages;
@@ -206,6 +208,7 @@ impl Proxy {
         let origins = UpstreamPool::new(dest::DestRules {
             deny: config.deny_dests.clone(),
             listen: local_addr,
+            allow: allow::SharedAllow::new(config.allow.clone()),
         });
         let limits = Limits::default();
         let revalidator = match &cache {
@@ -252,14 +255,45 @@ impl Proxy {
         (sent.is_ok() && answer.reuse.keeps_alive()).then_some(conn)
     }
 
-    /// The 403 page for a destination a `--deny-host` rule refuses, naming the rule.
+    /// The 403 page for a destination a `--deny-host` rule refuses, naming the rule, or that the
+    /// allow list does not admit (`allow`).
     fn denied_host(&self, host: &str) -> Option<Page> {
         let config = self.config.load();
-        let rule = config.deny_hosts.iter().find(|p| p.matches(host))?;
+        let Some(rule) = config.deny_hosts.iter().find(|p| p.matches(host)) else {
+            drop(config);
+            return self.not_allowed(host);
+        };
         let message = format!(
             "access to {host} is denied by the rule --deny-host {}",
             rule.as_str()
         );
+        Some(pages::status_page(403, &message))
+    }
+
+    /// The 403 page for a destination the allow list does not admit: by name, or else by an address
+    /// the name resolves to now (the dial checks the address it connects to again).
+    fn not_allowed(&self, host: &str) -> Option<Page> {
+        let config = self.config.load();
+        if config.allow.admits_name(host) {
+            return None;
+        }
+        let by_address = !config.allow.dests.is_empty() && acl::ip_literal(host).is_none();
+        drop(config);
+        if by_address {
+            // The lookup may yield: the configuration is held as an `Arc`, not a guard.
+            let config = self.config.load_full();
+            let rules = &config.allow;
+            let resolved = crate::net::resolve::resolve(host, 0, config.origin_timeout);
+            match resolved {
+                Ok(addrs) if addrs.iter().any(|a| rules.admits(host, a.ip())) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    let message = format!("{}: {e}", allow::AllowRules::refusal(host));
+                    return Some(pages::status_page(403, &message));
+                }
+            }
+        }
+        let message = allow::AllowRules::refusal(host);
         Some(pages::status_page(403, &message))
     }
 
@@ -364,7 +398,8 @@ impl Proxy {
         self.dispatch(conn, req, target, req_body, entry)
     }
 
-    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host),
+    /// The rules every absolute target passes (its own address, loops, Max-Forwards, deny-host and
+    /// the allow list),
     /// then [`Proxy::forward`]. Requests inside an intercepted tunnel join here as `https://`
     /// targets.
     fn dispatch(

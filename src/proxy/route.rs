@@ -141,7 +141,7 @@ impl Proxy {
                 let mut conn = match self.origins.take_idle(Scheme::Http, phost, pport) {
                     Some(conn) if !fresh => conn,
                     _ => upstream::dial(
-                        self.origins.rules(),
+                        &self.origins.rules().for_parent(),
                         Scheme::Http,
                         phost,
                         pport,
@@ -243,9 +243,9 @@ impl Proxy {
         req: &RequestHead,
     ) -> Result<TunnelDial, ProxyError> {
         let timeout = self.config.load().origin_timeout;
-        let mut stream =
-            upstream::dial_tcp(self.origins.rules(), parent_host, parent_port, timeout)
-                .map_err(ProxyError::from_dial)?;
+        let rules = self.origins.rules().for_parent();
+        let mut stream = upstream::dial_tcp(&rules, parent_host, parent_port, timeout)
+            .map_err(ProxyError::from_dial)?;
         stream
             .set_read_timeout(Some(timeout))
             .map_err(ProxyError::Dial)?;

@@ -45,8 +45,12 @@ impl Proxy {
             cache.lock(&ex.target.url, std::time::Duration::ZERO),
         ) && let Some(job_found) = cache.lookup_with(&ex.target.url, &ex.req, rule)
         {
+            // The background request says who asked, as the foreground one would have.
+            let mut req = ex.req.clone();
+            let forwarded_for = self.config.load().forwarded_for;
+            forwarded_for.apply(&mut req.headers, ex.conn.peer.ip());
             let job = Job {
-                req: ex.req.clone(),
+                req,
                 target: ex.target.clone(),
                 found: job_found,
                 lease,

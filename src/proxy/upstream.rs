@@ -73,7 +73,7 @@ impl UpstreamPool {
         let mut refusal = None;
         let timeout = Duration::from_secs(30);
         for addr in crate::net::resolve::resolve(host, port, timeout).ok()? {
-            match self.rules.check(addr) {
+            match self.rules.check_for(host, addr) {
                 Ok(()) => return None,
                 Err(denied) => refusal = refusal.or(Some(denied)),
             }
@@ -230,7 +230,7 @@ pub fn dial_tcp(rules: &DestRules, host: &str, port: u16, timeout: Duration) -> 
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     let mut denied = None;
     for addr in addrs {
-        if let Err(refusal) = rules.check(addr) {
+        if let Err(refusal) = rules.check_for(host, addr) {
             denied = Some(refusal);
             continue;
         }

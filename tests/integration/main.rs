@@ -1,10 +1,12 @@
 //! Integration tests: the real `porter` binary driven over loopback sockets, a module per subcommand.
 
+mod allow;
 mod browser;
 mod cache;
 mod collapse;
 mod deploy;
 mod fetch;
+mod forwarded_for;
 mod hostile;
 mod intercept;
 mod logs;
