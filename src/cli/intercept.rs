@@ -16,6 +16,8 @@ pub struct InterceptArgs {
     pub intercept: bool,
 
     /// Folder of the CA (ca.pem, ca-key.pem); created on first start. Default: `ca` beside the cache folder.
+    /// ca.pem must hold the certificate only (it is served at /ca.pem): one holding a private key too is
+    /// refused; move the key into ca-key.pem.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
 
