@@ -12,10 +12,13 @@ use crate::tls::{CaError, CertificateAuthority, trust};
 #[derive(Debug, Args)]
 pub struct InterceptArgs {
     /// Terminate TLS inside CONNECT tunnels with certificates from Porter's own CA, so HTTPS is cached.
+    /// ClientHellos may span several records up to 64 KiB; a larger one gets a handshake_failure alert.
     #[arg(long)]
     pub intercept: bool,
 
     /// Folder of the CA (ca.pem, ca-key.pem); created on first start. Default: `ca` beside the cache folder.
+    /// ca.pem must hold the certificate only (it is served at /ca.pem): one holding a private key too is
+    /// refused; move the key into ca-key.pem.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
 
@@ -27,7 +30,10 @@ pub struct InterceptArgs {
     #[arg(long = "no-intercept-host", value_name = "PATTERN")]
     pub no_intercept_host: Vec<HostPattern>,
 
-    /// Also trust the CA certificates in this PEM file when verifying origins (repeatable).
+    /// Also trust the CA certificates in this PEM file when verifying origins (repeatable). An origin
+    /// whose certificate does not verify gets the client a 502 naming the cause: unknown-issuer,
+    /// self-signed, ca-used-as-server-certificate (the usual `openssl req -x509` one-liner: issue a
+    /// leaf from a CA and pass that CA here), name-mismatch, expired or not-yet-valid.
     #[arg(long = "upstream-ca", value_name = "FILE")]
     pub upstream_ca: Vec<PathBuf>,
 }

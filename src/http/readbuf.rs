@@ -47,6 +47,11 @@ impl ReadBuf {
         self.end - self.start
     }
 
+    /// The most unconsumed bytes it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Whether the buffer is full, so a parser still waiting for more must give up.
     pub fn is_full(&self) -> bool {
         self.len() >= self.capacity

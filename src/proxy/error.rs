@@ -137,12 +137,13 @@ impl fmt::Display for ProxyError {
             ProxyError::UpstreamTls(e) => write!(
                 f,
                 "refused to talk to {}: {} ({}; {}). Porter checks origin certificates for \
-                 intercepted requests the way the client would have; trust the origin's CA \
-                 with --upstream-ca FILE, or tunnel the host with --no-intercept-host",
+                 intercepted requests the way the client would have; {}, or tunnel the host \
+                 with --no-intercept-host",
                 e.host,
                 e.failure.describe(),
                 e.failure.as_str(),
-                e.detail
+                e.detail,
+                e.failure.hint()
             ),
             ProxyError::OriginTimeout => f.write_str("the origin did not answer in time"),
             ProxyError::OriginIo(e) => write!(f, "origin connection failed: {e}"),

@@ -63,12 +63,14 @@ impl Proxy {
         };
         let stats = &interceptor.stats;
         let connect_line = authority::format(&authority.host, authority.port, DefaultPort::Keep);
-        let accepted = match hello::classify(conn.buf.data()) {
-            Hello::NeedMore if conn.buf.is_full() => {
-                stats.failed(Side::Client, Failure::Protocol);
+        let accepted = match hello::classify(conn.buf.data(), conn.buf.capacity()) {
+            Hello::NeedMore => return FirstBytes::NeedMore(conn),
+            Hello::TooLarge(too_large) => {
+                stats.failed(Side::Client, Failure::HelloTooLarge);
+                log::warn!("{}: CONNECT {connect_line}: {too_large}", conn.peer);
+                let _ = conn.stream.write_all(too_large.alert());
                 return FirstBytes::Done(None);
             }
-            Hello::NeedMore => return FirstBytes::NeedMore(conn),
             Hello::NotTls => {
                 self.plain_tunnel(conn, &authority, connect_line);
                 return FirstBytes::Done(None);

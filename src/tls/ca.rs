@@ -5,6 +5,11 @@
 //! The key is read here and handed to the minter only: it is never logged (the types here print no
 //! key material), never served and never written anywhere but `ca-key.pem`. A key file that group or
 //! others may read is refused, as ssh refuses such a private key.
+//!
+//! `ca.pem` is served to every client at `/ca.pem`, so it must hold no key either. Many operators
+//! keep certificate and key in one PEM (Squid's ssl-bump recipes, mitmproxy's `mitmproxy-ca.pem`):
+//! such a `ca.pem` is refused, never served, and what is served is the certificate alone,
+//! re-encoded from its DER rather than the file's bytes (RFC 7468 §5 textual encoding).
 
 use std::fmt;
 use std::fs::{self, DirBuilder, OpenOptions};
@@ -37,6 +42,8 @@ pub enum CaError {
     Io { path: PathBuf, error: io::Error },
     /// A file holds no usable certificate or key.
     Invalid { path: PathBuf, reason: String },
+    /// The certificate file, which is served to clients, also holds a private key.
+    KeyInCertificate { path: PathBuf, key_path: PathBuf },
     /// Generating a key or a certificate failed.
     Generate(rcgen::Error),
 }
@@ -65,6 +72,15 @@ impl fmt::Display for CaError {
             ),
             CaError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             CaError::Invalid { path, reason } => write!(f, "{}: {reason}", path.display()),
+            CaError::KeyInCertificate { path, key_path } => write!(
+                f,
+                "{} holds a private key as well as the CA certificate; Porter gives that file to \
+                 every client (at /ca.pem), so it refuses to use it: move the private key block into \
+                 {} (mode 0600) and leave only the certificate in {}",
+                path.display(),
+                key_path.display(),
+                path.display()
+            ),
             CaError::Generate(e) => write!(f, "cannot generate the CA: {e}"),
         }
     }
@@ -136,13 +152,21 @@ impl CertificateAuthority {
         CertificateAuthority::load(dir)
     }
 
-    /// Loads the CA in `dir`, refusing a key readable by group or others.
+    /// Loads the CA in `dir`, refusing a key readable by group or others and a certificate file that
+    /// holds a private key too.
     pub fn load(dir: &Path) -> Result<CertificateAuthority, CaError> {
         let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
         if !cert_path.exists() && !key_path.exists() {
             return Err(CaError::Missing(dir.to_path_buf()));
         }
-        let cert_pem = read(&cert_path)?;
+        let cert_file = read(&cert_path)?;
+        // Before anything parses the file: a parse error must not quote a line of a key.
+        if holds_private_key(&cert_file) {
+            return Err(CaError::KeyInCertificate {
+                path: cert_path,
+                key_path,
+            });
+        }
         let meta = fs::metadata(&key_path).map_err(|error| CaError::Io {
             path: key_path.clone(),
             error,
@@ -159,7 +183,8 @@ impl CertificateAuthority {
             path: key_path.clone(),
             reason: format!("not a PEM private key ({e})"),
         })?;
-        let cert_der = pem_certificate(&cert_path, &cert_pem)?;
+        let cert_der = pem_certificate(&cert_path, &cert_file)?;
+        let cert_pem = certificate_pem(&cert_der);
         let invalid_cert = |reason: String| CaError::Invalid {
             path: cert_path.clone(),
             reason,
@@ -201,7 +226,8 @@ impl CertificateAuthority {
         self.dir.join(CERT_FILE)
     }
 
-    /// The certificate in PEM, exactly as `ca.pem` holds it.
+    /// The certificate in PEM, encoded afresh from its DER: never the bytes of `ca.pem`, which
+    /// might hold more than the certificate.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
@@ -301,6 +327,30 @@ fn read(path: &Path) -> Result<String, CaError> {
     })
 }
 
+/// Whether a PEM text has a private key block of any kind (`-----BEGIN PRIVATE KEY-----`, `RSA`,
+/// `EC`, `ENCRYPTED`, `OPENSSH`, ...).
+pub fn holds_private_key(pem: &str) -> bool {
+    pem.lines().any(|line| {
+        let line = line.trim();
+        line.starts_with("-----BEGIN ") && line.ends_with("PRIVATE KEY-----")
+    })
+}
+
+/// A DER certificate in PEM (RFC 7468 §5): base64 in lines of 64 characters between the markers.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::with_capacity(text.len() + text.len() / 64 + 60);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        // Base64 is ASCII, so every chunk is whole characters.
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 fn pem_certificate(path: &Path, pem: &str) -> Result<CertificateDer<'static>, CaError> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| CaError::Invalid {
@@ -361,5 +411,36 @@ mod tests {
         assert!(error.to_string().contains("does not belong"), "{error}");
         let missing = CertificateAuthority::load(&one.path().join("none")).unwrap_err();
         assert!(matches!(missing, CaError::Missing(_)), "{missing}");
+    }
+
+    #[test]
+    fn a_certificate_file_holding_any_private_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::init(dir.path()).unwrap();
+        let cert = fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
+        let key = fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+        for kind in ["", "RSA ", "EC ", "ENCRYPTED ", "OPENSSH "] {
+            let block = key.replace("BEGIN PRIVATE", &format!("BEGIN {kind}PRIVATE"));
+            for combined in [format!("{cert}{block}"), format!("{block}\r\n{cert}")] {
+                fs::write(dir.path().join(CERT_FILE), &combined).unwrap();
+                let error = CertificateAuthority::load(dir.path()).unwrap_err();
+                assert!(
+                    matches!(error, CaError::KeyInCertificate { .. }),
+                    "{kind}: {error}"
+                );
+                let message = error.to_string();
+                assert!(message.contains(CERT_FILE), "{message}");
+                assert!(message.contains(KEY_FILE), "{message}");
+                assert!(!message.contains(&key[40..80]), "the key is quoted");
+            }
+        }
+        // Comments, CRLF line ends and a second certificate around it: what is served is the first
+        // certificate alone, encoded afresh.
+        let noisy = format!("Porter CA\r\n{}\r\n{cert}", cert.replace('\n', "\r\n"));
+        fs::write(dir.path().join(CERT_FILE), noisy).unwrap();
+        let loaded = CertificateAuthority::load(dir.path()).unwrap();
+        assert_eq!(loaded.cert_pem(), cert);
+        assert_eq!(loaded.cert_pem(), ca.cert_pem());
+        assert!(!holds_private_key(&cert));
     }
 }

@@ -15,6 +15,7 @@ pub mod stats;
 pub mod stream;
 pub mod trust;
 pub mod upstream;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Counters of interception for the status page and `/metrics`, and the reasons a TLS handshake fails,
 //! named so that an operator can act on them (`client-distrusts-ca`: the client has not been told to
-//! trust Porter's CA; `unknown-issuer`: an origin's certificate does not verify).
+//! trust Porter's CA; `unknown-issuer`, `self-signed`, `name-mismatch`: why an origin's certificate
+//! does not verify), each with what to do about it. webpki's own words (`bad-certificate`,
+//! `CaUsedAsEndEntity`) are kept for what no better name fits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,8 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum Failure {
     /// The peer's certificate is signed by no trusted root.
     UnknownIssuer,
+    /// The peer's certificate is signed by itself, and not trusted.
+    SelfSigned,
+    /// The peer presented a CA certificate as its own (webpki's `CaUsedAsEndEntity`): what the usual
+    /// `openssl req -x509` one-liner makes.
+    CaUsedAsServerCertificate,
     /// The certificate does not name the host.
-    WrongName,
+    NameMismatch,
     /// The certificate has expired.
     Expired,
     /// The certificate is not valid yet.
@@ -21,6 +28,8 @@ pub enum Failure {
     ClientDistrustsCa,
     /// No protocol version, cipher suite or ALPN protocol in common.
     NoCommonProtocol,
+    /// The client's hello was larger than Porter takes (`tls::hello`).
+    HelloTooLarge,
     /// The peer sent something that is not TLS, or broke the protocol.
     Protocol,
     /// The connection closed, failed or timed out during the handshake.
@@ -28,14 +37,17 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 9] = [
+    pub const ALL: [Failure; 12] = [
         Failure::UnknownIssuer,
-        Failure::WrongName,
+        Failure::SelfSigned,
+        Failure::CaUsedAsServerCertificate,
+        Failure::NameMismatch,
         Failure::Expired,
         Failure::NotYetValid,
         Failure::BadCertificate,
         Failure::ClientDistrustsCa,
         Failure::NoCommonProtocol,
+        Failure::HelloTooLarge,
         Failure::Protocol,
         Failure::Io,
     ];
@@ -43,12 +55,15 @@ impl Failure {
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::UnknownIssuer => "unknown-issuer",
-            Failure::WrongName => "wrong-name",
+            Failure::SelfSigned => "self-signed",
+            Failure::CaUsedAsServerCertificate => "ca-used-as-server-certificate",
+            Failure::NameMismatch => "name-mismatch",
             Failure::Expired => "expired",
             Failure::NotYetValid => "not-yet-valid",
             Failure::BadCertificate => "bad-certificate",
             Failure::ClientDistrustsCa => "client-distrusts-ca",
             Failure::NoCommonProtocol => "no-common-protocol",
+            Failure::HelloTooLarge => "hello-too-large",
             Failure::Protocol => "protocol",
             Failure::Io => "io",
         }
@@ -57,25 +72,65 @@ impl Failure {
     /// A phrase for error pages and logs.
     pub fn describe(self) -> &'static str {
         match self {
-            Failure::UnknownIssuer => "its certificate is not signed by a trusted authority",
-            Failure::WrongName => "its certificate is for another name",
+            Failure::UnknownIssuer => {
+                "its certificate has an unknown issuer: no CA Porter trusts signed it"
+            }
+            Failure::SelfSigned => "its certificate is self-signed, and Porter does not trust it",
+            Failure::CaUsedAsServerCertificate => {
+                "its certificate is a CA certificate used as a server certificate, as the usual \
+                 `openssl req -x509` one-liner makes"
+            }
+            Failure::NameMismatch => "name mismatch: its certificate is for another name",
             Failure::Expired => "its certificate has expired",
             Failure::NotYetValid => "its certificate is not valid yet",
             Failure::BadCertificate => "its certificate is invalid",
             Failure::ClientDistrustsCa => "the client does not trust Porter's CA",
             Failure::NoCommonProtocol => "no TLS version, cipher or protocol in common",
+            Failure::HelloTooLarge => "the client's TLS hello is larger than Porter takes",
             Failure::Protocol => "the TLS handshake broke the protocol",
             Failure::Io => "the connection failed during the TLS handshake",
         }
     }
 
+    /// What an operator can do about an origin's certificate that failed, for its 502 page.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Failure::UnknownIssuer => "trust the CA that issued it with --upstream-ca FILE",
+            Failure::SelfSigned => {
+                "issue the origin a certificate from a CA and pass that CA with --upstream-ca \
+                 FILE (or pass this certificate itself with --upstream-ca FILE)"
+            }
+            Failure::CaUsedAsServerCertificate => {
+                "issue the origin a server certificate (a leaf) from a CA and pass that CA with \
+                 --upstream-ca FILE (a CA certificate is refused as a server's own even when trusted)"
+            }
+            Failure::NameMismatch => {
+                "the origin must present a certificate for the host the client asked for"
+            }
+            Failure::Expired => {
+                "the origin must renew its certificate (or this machine's clock is wrong)"
+            }
+            Failure::NotYetValid => {
+                "check this machine's clock; the certificate's validity starts later"
+            }
+            _ => "trust the origin's CA with --upstream-ca FILE",
+        }
+    }
+
     /// Classifies a rustls error.
     pub fn of(error: &rustls::Error) -> Failure {
+        use super::verify::CertProblem;
         use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        if let Some(problem) = CertProblem::of(error) {
+            return match problem {
+                CertProblem::SelfSigned { .. } => Failure::SelfSigned,
+                CertProblem::CaUsedAsServerCertificate { .. } => Failure::CaUsedAsServerCertificate,
+            };
+        }
         match error {
             E::InvalidCertificate(cert) => match cert {
                 C::UnknownIssuer => Failure::UnknownIssuer,
-                C::NotValidForName | C::NotValidForNameContext { .. } => Failure::WrongName,
+                C::NotValidForName | C::NotValidForNameContext { .. } => Failure::NameMismatch,
                 C::Expired | C::ExpiredContext { .. } => Failure::Expired,
                 C::NotValidYet | C::NotValidYetContext { .. } => Failure::NotYetValid,
                 _ => Failure::BadCertificate,
@@ -124,7 +179,7 @@ pub struct TlsStats {
     pub upstream_handshakes: AtomicU64,
     pub minted: AtomicU64,
     pub cert_cache_hits: AtomicU64,
-    failures: [[AtomicU64; 9]; 2],
+    failures: [[AtomicU64; Failure::ALL.len()]; 2],
 }
 
 impl TlsStats {
@@ -167,7 +222,7 @@ mod tests {
             ),
             (
                 Error::InvalidCertificate(CertificateError::NotValidForName),
-                Failure::WrongName,
+                Failure::NameMismatch,
             ),
             (
                 Error::InvalidCertificate(CertificateError::Expired),

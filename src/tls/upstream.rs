@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::stats::{Failure, TlsStats};
 use super::stream::TlsStream;
+use super::verify::{CertProblem, OriginVerifier};
 use crate::net::Socket;
 
 /// A `--upstream-ca` file that cannot be used.
@@ -81,15 +82,18 @@ impl UpstreamTls {
         for path in extra_roots {
             add_pem_roots(&mut roots, path)?;
         }
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| UpstreamCaError {
-                    path: PathBuf::new(),
-                    reason: e.to_string(),
-                })?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // webpki decides; the wrapper only names its refusals (self-signed, a CA as server certificate).
+        let verifier = Arc::new(OriginVerifier::new(roots, &provider));
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| UpstreamCaError {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(UpstreamTls {
             config: Arc::new(config),
@@ -107,16 +111,25 @@ impl UpstreamTls {
         let name = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(host.to_string())
-                .map_err(|e| fail(Failure::WrongName, e.to_string()))?,
+                .map_err(|e| fail(Failure::NameMismatch, e.to_string()))?,
         };
         let conn = ClientConnection::new(Arc::clone(&self.config), name)
             .map_err(|e| fail(Failure::of(&e), e.to_string()))?;
         let mut stream = TlsStream::client(conn, sock, Arc::clone(&self.stats));
         stream
             .handshake()
-            .map_err(|(failure, error)| fail(failure, error.to_string()))?;
+            .map_err(|(failure, error)| fail(failure, detail(&error)))?;
         Ok(stream)
     }
+}
+
+/// What went wrong, in words: a refined certificate problem says it better than rustls's print of it.
+fn detail(error: &std::io::Error) -> String {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .and_then(CertProblem::of)
+        .map_or_else(|| error.to_string(), CertProblem::to_string)
 }
 
 fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), UpstreamCaError> {

@@ -51,6 +51,39 @@ impl TlsOrigin {
         + 'static,
     ) -> TlsOrigin {
         let (config, ca_pem) = server_config();
+        TlsOrigin::serve_with(config, ca_pem, route)
+    }
+
+    /// Serves `chain` (leaf first) with the leaf's key, answering every request 200: an origin
+    /// whose certificate is wrong on purpose. `ca_pem` is empty: the caller knows what, if
+    /// anything, to trust.
+    pub fn start_with_certificate(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> TlsOrigin {
+        let ca_pem = String::new();
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, private)
+                .expect("server certificate");
+        TlsOrigin::serve_with(Arc::new(config), ca_pem, |_, path, _| {
+            (
+                200,
+                Vec::new(),
+                format!("{path} from the TLS origin").into_bytes(),
+            )
+        })
+    }
+
+    fn serve_with(
+        config: Arc<ServerConfig>,
+        ca_pem: String,
+        route: impl Fn(&str, &str, &[(String, String)]) -> (u16, Vec<(String, String)>, Vec<u8>)
+        + Send
+        + Sync
+        + 'static,
+    ) -> TlsOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let hits = Arc::new(AtomicUsize::new(0));

@@ -153,3 +153,87 @@ fn intercept_creates_a_ca_on_first_start_serves_it_at_ca_pem_and_never_the_key()
     .unwrap();
     assert_eq!(page.status, 404);
 }
+
+/// The bug: with certificate and key in one `ca.pem` (Squid's ssl-bump recipes, mitmproxy's
+/// `mitmproxy-ca.pem`), the proxy started and served the file as read, key included, at `/ca.pem`
+/// to anyone allowed to use it. Such a file is now refused at start and by `ca show`.
+#[test]
+fn regression_a_ca_pem_holding_the_private_key_is_refused_at_start_and_by_ca_show() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let (cert_path, key_path) = (
+        dir.path().join("ca/ca.pem"),
+        dir.path().join("ca/ca-key.pem"),
+    );
+    let cert = std::fs::read_to_string(&cert_path).unwrap();
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for combined in [
+        format!("{cert}{key}"),
+        format!("{}{cert}", key.replace("PRIVATE KEY", "RSA PRIVATE KEY")),
+        format!(
+            "{cert}{}",
+            key.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
+        ),
+    ] {
+        std::fs::write(&cert_path, &combined).unwrap();
+        let run = run_porter(
+            &["proxy", "--intercept", "--listen", "127.0.0.1:0"],
+            dir.path(),
+            &[],
+            None,
+        );
+        assert_eq!(run.code, Some(1), "{run:?}");
+        assert!(!run.stdout.contains("listening on"), "it must not start");
+        for needle in [
+            "ca/ca.pem holds a private key as well as the CA certificate",
+            "move the private key block into",
+            "ca/ca-key.pem",
+        ] {
+            assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+        }
+        assert!(!run.stderr.contains(&key_body[..40]), "the key was logged");
+
+        let show = run_porter(&["ca", "show"], dir.path(), &[], None);
+        assert_eq!(show.code, Some(1), "{show:?}");
+        assert!(
+            show.stderr
+                .contains("holds a private key as well as the CA certificate"),
+            "{}",
+            show.stderr
+        );
+        assert!(!show.stdout.contains("PRIVATE KEY"), "{}", show.stdout);
+        assert!(
+            !show.stderr.contains(&key_body[..40]),
+            "the key was printed"
+        );
+    }
+}
+
+/// `/ca.pem` is the certificate encoded afresh from its DER, never the file's bytes: a `ca.pem`
+/// with a comment, CRLF line ends and a second certificate still serves the one certificate, in
+/// canonical PEM.
+#[test]
+fn regression_ca_pem_never_serves_a_private_key_only_the_certificate_re_encoded() {
+    let setup = Setup::new();
+    drop(setup.proxy(&[]));
+    let cert_path = setup.porter_ca_path();
+    let cert = std::fs::read_to_string(&cert_path).unwrap();
+    let noisy = format!(
+        "# Porter's CA, given out to clients\r\n{}\r\n{}",
+        cert.replace('\n', "\r\n"),
+        setup.origin.ca_pem
+    );
+    std::fs::write(&cert_path, noisy).unwrap();
+    let proxy = setup.proxy(&[]);
+    let page = raw_request(
+        proxy.addr,
+        b"GET /ca.pem HTTP/1.1\r\nHost: porter\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert_eq!(text, cert, "exactly the one certificate, re-encoded");
+    assert!(!text.contains("PRIVATE KEY"));
+    assert!(!text.contains('\r') && !text.contains('#'), "{text}");
+}

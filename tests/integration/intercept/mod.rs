@@ -4,6 +4,7 @@
 //! CA's files.
 
 mod ca;
+mod certs;
 mod clients;
 mod paths;
 mod split;

@@ -292,3 +292,115 @@ fn regression_a_client_hello_larger_than_the_read_buffer_is_answered() {
         ),
     }
 }
+
+/// A handshake message cut again into records of at most `fragment` bytes (RFC 8446 §5.1).
+fn in_records(record: &[u8], fragment: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in record[5..].chunks(fragment) {
+        out.extend_from_slice(&[0x16, 0x03, 0x01]);
+        out.extend_from_slice(&u16::try_from(piece.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+/// Sends `hello` in a new tunnel, `piece` bytes per write, and returns the first bytes answered
+/// (at most `want`; fewer at end of stream).
+fn answer_to_hello(
+    proxy: SocketAddr,
+    target: &str,
+    hello: &[u8],
+    piece: usize,
+    want: usize,
+) -> Vec<u8> {
+    let (mut stream, head) = open_tunnel(proxy, target);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.set_nodelay(true).unwrap();
+    for (n, part) in hello.chunks(piece).enumerate() {
+        stream.write_all(part).expect("the hello");
+        // A pause now and then, so the proxy reads the hello over many reads.
+        if piece < 64 && n % 64 == 63 {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 64];
+    while answer.len() < want {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the answer to a {}-byte hello: {e}", hello.len()),
+        }
+    }
+    answer.truncate(want);
+    answer
+}
+
+/// The bug: a ClientHello over several records larger than about 18.4 KB was dropped without a
+/// word: every byte went into rustls before it processed any, and its buffer holds one record
+/// (18,437 bytes) unless it is joining a handshake message. Hellos up to the head limit are now
+/// answered, over several records, trickled in small pieces too.
+#[test]
+fn regression_a_client_hello_over_several_records_up_to_the_head_limit_is_answered() {
+    let setup = Setup::new();
+    let proxy = setup.proxy(&["--workers", "1"]);
+    let target = format!("localhost:{}", setup.port());
+    for (padding, piece) in [
+        (20 * 1024, 7),
+        (30 * 1024, 64 * 1024),
+        (60 * 1024, 64 * 1024),
+    ] {
+        let hello = in_records(
+            &padded_client_hello("localhost", &setup.porter_ca(), padding),
+            16 * 1024,
+        );
+        assert!(hello.len() > padding && hello.len() < 64 * 1024);
+        let answer = answer_to_hello(proxy.addr, &target, &hello, piece, 3);
+        assert_eq!(
+            answer,
+            [0x16, 0x03, 0x03],
+            "a ServerHello for a {}-byte hello in pieces of {piece}",
+            hello.len()
+        );
+    }
+    assert_eq!(
+        metric(
+            proxy.addr,
+            "porter_tls_handshake_failures_total{side=\"client\",reason=\"protocol\"}"
+        ),
+        Some(0)
+    );
+}
+
+/// The bug's other half: a hello too large to take was dropped with no alert and no log line. It
+/// is now answered with a fatal handshake_failure alert as soon as its length is in, logged and
+/// counted.
+#[test]
+fn regression_a_client_hello_over_the_limit_gets_an_alert_and_a_log_line() {
+    let setup = Setup::new();
+    let proxy = setup.proxy(&[]);
+    let target = format!("localhost:{}", setup.port());
+    // A ClientHello declaring 70,000 bytes: its first 1,000 bytes tell.
+    let mut start = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x01, 0x11, 0x70];
+    start.resize(1000, 0);
+    let answer = answer_to_hello(proxy.addr, &target, &start, 1000, 64);
+    assert_eq!(
+        answer,
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40],
+        "a fatal handshake_failure alert, then the end"
+    );
+    let logs = proxy.logs();
+    assert!(
+        logs.contains(&format!(
+            "CONNECT {target}: a TLS ClientHello of 70004 bytes is more than the 65516 Porter takes"
+        )),
+        "{logs}"
+    );
+    assert_eq!(
+        metric(
+            proxy.addr,
+            "porter_tls_handshake_failures_total{side=\"client\",reason=\"hello-too-large\"}"
+        ),
+        Some(1)
+    );
+}
