@@ -5,6 +5,7 @@
 
 mod ca;
 mod clients;
+mod parents;
 mod paths;
 mod split;
 
