@@ -31,6 +31,7 @@ pub mod forward;
 pub mod hosts;
 mod intercept;
 mod intercept_pages;
+mod leader;
 pub mod live;
 pub mod logline;
 pub mod metrics;

@@ -1,0 +1,204 @@
+//! The leader of a shared miss: the request that fetches a response while it is stored and read
+//! along by others ([`crate::cache::inflight`]). Its own client is served from the entry being
+//! written, like a follower, so the origin is read at the origin's pace whatever that client does.
+//!
+//! ```text
+//!  each piece: origin ─read─> buffer ─write─> entry file (advance: the followers wake)
+//!              entry file ─ sendfile, without waiting ─> own client, as far as its socket takes
+//!  body done:  commit, then the rest of the file to the own client, waiting as a follower waits
+//!  store fails: what the file holds to the client, then straight from the origin (forward::copy)
+//! ```
+//!
+//! Why: relaying straight from the origin to the client, a client that reads slowly (or stops
+//! reading) paced the origin read, and with it every follower, for up to `--client-timeout`. Here a
+//! client only ever gets writes that do not wait while the origin is read; what it has not taken yet
+//! waits in the entry's file, which is written anyway. That keeps memory at one copy buffer however
+//! large the body and however far the client falls behind: the file is the buffer. (A bounded
+//! buffer in memory would have had to stop the origin read once full, which is what held the
+//! followers; one sized for the whole body is not bounded.) The store's size limit bounds the file.
+//!
+//! A client that leaves is noticed at its next write; the fetch then goes on only while it is worth
+//! finishing for the others ([`CacheWriter::worth_finishing`]), as in `forward::copy`.
+//!
+//! Plain TCP clients only: a TLS stream takes the plaintext into rustls before the socket has room,
+//! so it cannot write "only what fits"; an intercepted https leader is relayed by `forward::copy`.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use super::forward::{self, CopyError};
+use crate::cache::CacheWriter;
+use crate::cache::inflight::Inflight;
+use crate::http::body::{BodyReader, ChunkedWriter};
+use crate::net::Socket;
+use crate::net::sendfile::{self, SendFile};
+
+/// Relays a body from `reader` to `client` through `store`, whose entry is shared as `inflight`
+/// (see the module doc). Returns the body bytes the client received.
+pub(super) fn relay<S: Read>(
+    reader: &mut BodyReader<'_, S>,
+    client: &mut Socket,
+    inflight: Arc<Inflight>,
+    store: CacheWriter,
+    chunked: bool,
+) -> Result<u64, CopyError> {
+    let mut out = FromFile::new(inflight.file(), inflight.body_offset(), chunked);
+    let mut store = Some(store);
+    let mut buf = vec![0u8; forward::COPY_BUF];
+    // Body bytes in the file, flushed and announced to the readers.
+    let mut stored = 0u64;
+    // The client's write error, once it has left.
+    let mut gone: Option<io::Error> = None;
+    while !reader.is_done() {
+        if gone.is_some() && !store.as_ref().is_some_and(CacheWriter::worth_finishing) {
+            log::debug!("client gone and nobody reading along: fetch abandoned");
+            break;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if let Some(writer) = store.as_mut()
+            && writer.write_all(&buf[..n]).is_err()
+        {
+            drop(store.take());
+            if let Some(e) = gone {
+                return Err(CopyError::Write(e));
+            }
+            return straight_on(reader, client, out, stored, &buf[..n]);
+        }
+        stored += n as u64;
+        if reader.is_done() {
+            // Committed before the rest goes out, so a client asking again at once finds it.
+            forward::commit(store.take());
+        }
+        if gone.is_none()
+            && let Err(e) = out.send(client, stored, false)
+        {
+            gone = Some(e);
+        }
+    }
+    if reader.is_done() {
+        forward::commit(store.take());
+    }
+    if let Some(e) = gone {
+        return Err(CopyError::Write(e));
+    }
+    // Without the body's end (an origin closing a close-delimited body never gets here: that
+    // is not stored) the client is cut off where the file ends, as the followers are.
+    let complete = reader.is_done();
+    out.send(client, stored, true).map_err(CopyError::Write)?;
+    if complete && chunked {
+        out.framing.extend_from_slice(b"0\r\n\r\n");
+        out.send(client, stored, true).map_err(CopyError::Write)?;
+    }
+    Ok(out.sent)
+}
+
+/// The store failed: the client gets what the file holds, then the rest straight from the origin,
+/// starting with `pending` (read, not stored).
+fn straight_on<S: Read>(
+    reader: &mut BodyReader<'_, S>,
+    client: &mut Socket,
+    mut out: FromFile<'_>,
+    stored: u64,
+    pending: &[u8],
+) -> Result<u64, CopyError> {
+    out.send(client, stored, true).map_err(CopyError::Write)?;
+    let before = out.sent + pending.len() as u64;
+    let rest = if out.chunked {
+        let mut writer = ChunkedWriter::new(&mut *client);
+        writer.write_all(pending).map_err(CopyError::Write)?;
+        forward::copy(reader, &mut writer, None)
+            .and_then(|n| writer.finish().map(|_| n).map_err(CopyError::Write))
+    } else {
+        client.write_all(pending).map_err(CopyError::Write)?;
+        forward::copy(reader, client, None)
+    }?;
+    Ok(before + rest)
+}
+
+/// The client's side: the body bytes it has been sent from the file, and the framing (chunk
+/// heads and ends) still to go before the next file bytes.
+struct FromFile<'a> {
+    file: &'a File,
+    body_offset: u64,
+    chunked: bool,
+    /// Body bytes sent.
+    sent: u64,
+    /// Where the current chunk's (or, unchunked, the current piece's) file bytes end.
+    piece_end: u64,
+    framing: Vec<u8>,
+}
+
+impl<'a> FromFile<'a> {
+    fn new(file: &'a File, body_offset: u64, chunked: bool) -> Self {
+        FromFile {
+            file,
+            body_offset,
+            chunked,
+            sent: 0,
+            piece_end: 0,
+            framing: Vec::new(),
+        }
+    }
+
+    /// Sends the body up to `available` bytes: all of it when `wait` (each write within the
+    /// socket's write timeout), else only what the socket takes without waiting.
+    fn send(&mut self, client: &mut Socket, available: u64, wait: bool) -> io::Result<()> {
+        if !wait {
+            client.set_nonblocking(true)?;
+        }
+        let result = self.pump(client, available, wait);
+        if !wait {
+            client.set_nonblocking(false)?;
+        }
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
+            other => other,
+        }
+    }
+
+    fn pump(&mut self, client: &mut Socket, available: u64, wait: bool) -> io::Result<()> {
+        loop {
+            while !self.framing.is_empty() {
+                match client.write(&self.framing)? {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    n => drop(self.framing.drain(..n)),
+                }
+            }
+            if self.sent < self.piece_end {
+                let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
+                let n = if wait {
+                    client.send_file(self.file, offset, len)?
+                } else {
+                    sendfile::send_file_now(client, self.file, offset, len)?
+                };
+                self.sent += n;
+                if n < len {
+                    if wait {
+                        // The file holds fewer bytes than the writer said it wrote.
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                if self.chunked {
+                    self.framing.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+            if available <= self.piece_end {
+                return Ok(());
+            }
+            if self.chunked {
+                let size = available - self.piece_end;
+                self.framing
+                    .extend_from_slice(format!("{size:x}\r\n").as_bytes());
+            }
+            self.piece_end = available;
+        }
+    }
+}
