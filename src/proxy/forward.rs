@@ -7,7 +7,8 @@
 //!                      read_final_head (1xx relayed, 502 on garbage, 504 on silence or endless 1xx)
 //!  upstream_framing ── the response body's framing, given the request method
 //!  client_response_head, relay_body ── head for the client's version, body streamed down and
-//!                      re-framed, teed into the cache writer by copy
+//!                      re-framed, teed into the cache writer by copy; a body others read along
+//!                      while it is stored goes to the client from the entry (leader.rs)
 //! ```
 
 use std::io::{self, Read, Write};
@@ -23,7 +24,7 @@ use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
 use crate::http::{
     self, Headers, Limits, Method, RequestHead, ResponseHead, Version, hop, parse, write,
 };
-use crate::net::{Conn, Stream};
+use crate::net::Conn;
 
 /// Bodies up to this size are sent with their head in one write.
 const SMALL_BODY: u64 = 32 * 1024;
@@ -389,15 +390,11 @@ pub fn relay_body(
     client.stream.write_all(&out).map_err(sent)?;
     // A response others read along while it is stored: the client is served from the entry, so
     // it cannot hold the origin read, and the others, to its own pace (leader.rs).
-    let shared = match &client.stream {
-        Stream::Plain(_) => store.as_ref().and_then(|s| s.shared()).map(Arc::clone),
-        Stream::Tls(_) => None,
-    };
+    let shared = store.as_ref().and_then(|s| s.shared()).map(Arc::clone);
     let copied = if let Some(inflight) = shared
         && let Some(store) = store.take()
-        && let Stream::Plain(socket) = &mut client.stream
     {
-        super::leader::relay(&mut reader, socket, inflight, store, chunked)
+        super::leader::relay(&mut reader, &mut client.stream, inflight, store, chunked)
     } else if chunked {
         let mut writer = ChunkedWriter::new(&mut client.stream);
         copy(&mut reader, &mut writer, store)

@@ -20,25 +20,30 @@
 //! A client that leaves is noticed at its next write; the fetch then goes on only while it is worth
 //! finishing for the others ([`CacheWriter::worth_finishing`]), as in `forward::copy`.
 //!
-//! Plain TCP clients only: a TLS stream takes the plaintext into rustls before the socket has room,
-//! so it cannot write "only what fits"; an intercepted https leader is relayed by `forward::copy`.
+//! "Without waiting" is a non-blocking sendfile on plain TCP; through TLS it is what rustls takes
+//! into its bounded record buffer and what of that the socket takes ([`TlsStream::write_now`]).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::forward::{self, CopyError};
 use crate::cache::CacheWriter;
 use crate::cache::inflight::Inflight;
 use crate::http::body::{BodyReader, ChunkedWriter};
-use crate::net::Socket;
+use crate::net::Stream;
 use crate::net::sendfile::{self, SendFile};
+use crate::tls::TlsStream;
+
+/// Through TLS, file bytes pass through user space in pieces of this size.
+const TLS_PIECE: usize = 64 * 1024;
 
 /// Relays a body from `reader` to `client` through `store`, whose entry is shared as `inflight`
 /// (see the module doc). Returns the body bytes the client received.
 pub(super) fn relay<S: Read>(
     reader: &mut BodyReader<'_, S>,
-    client: &mut Socket,
+    client: &mut Stream,
     inflight: Arc<Inflight>,
     store: CacheWriter,
     chunked: bool,
@@ -102,7 +107,7 @@ pub(super) fn relay<S: Read>(
 /// starting with `pending` (read, not stored).
 fn straight_on<S: Read>(
     reader: &mut BodyReader<'_, S>,
-    client: &mut Socket,
+    client: &mut Stream,
     mut out: FromFile<'_>,
     stored: u64,
     pending: &[u8],
@@ -132,6 +137,8 @@ struct FromFile<'a> {
     /// Where the current chunk's (or, unchunked, the current piece's) file bytes end.
     piece_end: u64,
     framing: Vec<u8>,
+    /// File bytes on their way into TLS.
+    scratch: Vec<u8>,
 }
 
 impl<'a> FromFile<'a> {
@@ -143,39 +150,50 @@ impl<'a> FromFile<'a> {
             sent: 0,
             piece_end: 0,
             framing: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
     /// Sends the body up to `available` bytes: all of it when `wait` (each write within the
     /// socket's write timeout), else only what the socket takes without waiting.
-    fn send(&mut self, client: &mut Socket, available: u64, wait: bool) -> io::Result<()> {
-        if !wait {
+    fn send(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+        // A plain socket says WouldBlock when full; TLS has its own way (write_now).
+        let plain = matches!(client, Stream::Plain(_));
+        if plain && !wait {
             client.set_nonblocking(true)?;
         }
         let result = self.pump(client, available, wait);
-        if !wait {
+        if plain && !wait {
             client.set_nonblocking(false)?;
         }
         match result {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
+            // Through TLS, records rustls still holds go out now.
+            Ok(()) if wait => client.flush(),
             other => other,
         }
     }
 
-    fn pump(&mut self, client: &mut Socket, available: u64, wait: bool) -> io::Result<()> {
+    fn pump(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
         loop {
             while !self.framing.is_empty() {
-                match client.write(&self.framing)? {
+                let written = match client {
+                    Stream::Tls(tls) if !wait => tls.write_now(&self.framing)?,
+                    _ => client.write(&self.framing)?,
+                };
+                match written {
                     0 => return Err(io::ErrorKind::WriteZero.into()),
                     n => drop(self.framing.drain(..n)),
                 }
             }
             if self.sent < self.piece_end {
                 let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
-                let n = if wait {
-                    client.send_file(self.file, offset, len)?
-                } else {
-                    sendfile::send_file_now(client, self.file, offset, len)?
+                let n = match client {
+                    _ if wait => client.send_file(self.file, offset, len)?,
+                    Stream::Plain(socket) => {
+                        sendfile::send_file_now(socket, self.file, offset, len)?
+                    }
+                    Stream::Tls(tls) => self.tls_now(tls, offset, len)?,
                 };
                 self.sent += n;
                 if n < len {
@@ -200,5 +218,31 @@ impl<'a> FromFile<'a> {
             }
             self.piece_end = available;
         }
+    }
+
+    /// Puts file bytes into TLS until rustls or the socket takes no more without waiting.
+    fn tls_now(&mut self, tls: &mut TlsStream, offset: u64, len: u64) -> io::Result<u64> {
+        self.scratch.resize(TLS_PIECE, 0);
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(TLS_PIECE as u64) as usize;
+            let got = self
+                .file
+                .read_at(&mut self.scratch[..want], offset + done)?;
+            if got == 0 {
+                break;
+            }
+            match tls.write_now(&self.scratch[..got]) {
+                Ok(n) => {
+                    done += n as u64;
+                    if n < got {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 }

@@ -626,3 +626,53 @@ fn regression_a_leader_whose_client_stops_reading_holds_no_follower_hostage() {
         }
     }
 }
+
+#[test]
+fn regression_an_intercepted_https_leader_whose_client_stops_reading_holds_no_follower_hostage() {
+    use crate::intercept::{Setup, get_inside, tls_through, trusting};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, StreamOwned};
+    let len = 12 * MIB;
+    let body: Arc<Vec<u8>> = Arc::new((0..len).map(body_byte).collect());
+    let served = Arc::clone(&body);
+    let setup = Setup::with_origin(crate::tls::TlsOrigin::start_with(move |_, _, _| {
+        let headers = hdrs(&[("Cache-Control", "max-age=600")]);
+        (200, headers, served.to_vec())
+    }));
+    let proxy = setup.proxy(&["--client-timeout", "30s", "--workers", "1"]);
+    let target = format!("localhost:{}", setup.port());
+    // The leader: TLS inside the tunnel over a small receive window, one GET, then no reading.
+    let tcp = {
+        use rustix::net::{AddressFamily, SocketType, sockopt};
+        let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        sockopt::set_socket_recv_buffer_size(&fd, 4096).expect("SO_RCVBUF");
+        rustix::net::connect(&fd, &proxy.addr).expect("connect");
+        let mut tcp = TcpStream::from(fd);
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tcp.read(&mut byte).unwrap(), 1, "the CONNECT answer");
+            head.push(byte[0]);
+        }
+        tcp
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(trusting(&setup.porter_ca()), name).unwrap();
+    let mut leader = StreamOwned::new(conn, tcp);
+    write!(leader, "GET /big.bin HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    leader.flush().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut follower = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
+    let response = get_inside(&mut follower, &target, "/big.bin", true);
+    let took = started.elapsed();
+    assert_eq!(response.body.len(), len);
+    assert!(response.body == *body, "the follower's body differs");
+    // A hang bound, not a timing: the leader's client would hold it for 30 s.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(setup.origin.hits(), 1, "one origin request");
+    drop(leader);
+}
