@@ -92,11 +92,14 @@ pub(super) fn relay<S: Read>(
     if let Some(e) = gone {
         return Err(CopyError::Write(e));
     }
-    // Without the body's end (an origin closing a close-delimited body never gets here: that
-    // is not stored) the client is cut off where the file ends, as the followers are.
-    let complete = reader.is_done();
     out.send(client, stored, true).map_err(CopyError::Write)?;
-    if complete && chunked {
+    if !reader.is_done() {
+        // The body reader says so itself with an error; should it not, the client is still cut
+        // off where the file ends, as the followers are, never given a short body as whole.
+        let short = io::Error::from(io::ErrorKind::UnexpectedEof);
+        return Err(CopyError::Read(short));
+    }
+    if chunked {
         out.framing.extend_from_slice(b"0\r\n\r\n");
         out.send(client, stored, true).map_err(CopyError::Write)?;
     }
