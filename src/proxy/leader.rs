@@ -165,6 +165,11 @@ impl<'a> FromFile<'a> {
         if plain && !wait {
             client.set_nonblocking(true)?;
         }
+        if wait {
+            // Through TLS, records left from writes that did not wait go first: rustls takes no
+            // more plaintext while its buffer is full, and a write it takes none of is an error.
+            client.flush()?;
+        }
         let result = self.pump(client, available, wait);
         if plain && !wait {
             client.set_nonblocking(false)?;
