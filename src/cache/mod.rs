@@ -136,6 +136,11 @@ impl CacheWriter {
         Some(shared)
     }
 
+    /// The entry as readers see it while it is written, once [`CacheWriter::share`] made it.
+    pub fn shared(&self) -> Option<&Arc<Inflight>> {
+        self.shared.as_ref()
+    }
+
     /// With the fetching client gone, whether to go on fetching into the cache: while anyone reads
     /// along, or when little of a known length is missing ([`inflight::finish_for_nobody`]).
     pub fn worth_finishing(&self) -> bool {

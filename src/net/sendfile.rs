@@ -58,6 +58,23 @@ pub fn send_file(socket: &mut Socket, file: &File, offset: u64, len: u64) -> io:
     Ok(position - offset)
 }
 
+/// Like [`send_file`], but never waits: sends what the socket takes now and returns at its first
+/// `EAGAIN`, with the bytes sent (possibly none). For a writer with other work to do while a slow
+/// reader catches up (`proxy::leader`).
+pub fn send_file_now(socket: &Socket, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+    let mut position = offset;
+    let end = offset + len;
+    while position < end {
+        let chunk = (end - position).min(YIELD_EVERY) as usize;
+        match rustix::fs::sendfile(socket.tcp(), file, Some(&mut position), chunk) {
+            Ok(0) | Err(rustix::io::Errno::AGAIN) => break,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(position - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +109,20 @@ mod tests {
         let got = reader.join().unwrap();
         assert_eq!(&got[..250_000], &data[1000..251_000]);
         assert_eq!(&got[250_000..], &data[299_990..]);
+    }
+
+    #[test]
+    fn send_file_now_sends_what_a_stalled_reader_takes_and_returns_without_waiting() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![7u8; 64 << 20]).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _reader = TcpStream::connect(listener.local_addr().unwrap()).unwrap(); // never reads
+        let (socket, _) = listener.accept().unwrap();
+        let socket = Socket::new(socket, crate::net::Side::Client).unwrap();
+        let first = send_file_now(&socket, &file, 0, 64 << 20).unwrap();
+        assert!(first > 0 && first < 64 << 20, "sent {first}");
+        let second = send_file_now(&socket, &file, first, (64 << 20) - first).unwrap();
+        assert!(second < 1 << 20, "the full socket took {second} more");
     }
 
     #[test]

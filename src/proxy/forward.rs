@@ -7,10 +7,12 @@
 //!                      read_final_head (1xx relayed, 502 on garbage, 504 on silence or endless 1xx)
 //!  upstream_framing ── the response body's framing, given the request method
 //!  client_response_head, relay_body ── head for the client's version, body streamed down and
-//!                      re-framed, teed into the cache writer by copy
+//!                      re-framed, teed into the cache writer by copy; a body others read along
+//!                      while it is stored goes to the client from the entry (leader.rs)
 //! ```
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::ProxyError;
@@ -28,7 +30,7 @@ use crate::net::Conn;
 const SMALL_BODY: u64 = 32 * 1024;
 /// Large enough that a fast body costs few system calls per MiB; only the pages a body fills are
 /// touched.
-const COPY_BUF: usize = 256 * 1024;
+pub(super) const COPY_BUF: usize = 256 * 1024;
 
 /// The request as it goes upstream: origin-form target, hop-by-hop fields removed, Via added.
 pub fn outbound_request(
@@ -328,7 +330,7 @@ fn finish_for_readers<S: Read>(
 }
 
 /// Commits a stored body; a failure only means the response is not cached.
-fn commit(store: Option<CacheWriter>) {
+pub(super) fn commit(store: Option<CacheWriter>) {
     if let Some(writer) = store
         && let Err(e) = writer.commit()
     {
@@ -352,7 +354,7 @@ pub fn relay_body(
     client_head: &ResponseHead,
     mode: BodyMode,
     chunked: bool,
-    store: Option<CacheWriter>,
+    mut store: Option<CacheWriter>,
 ) -> Result<Relayed, Failure> {
     let mut out = Vec::with_capacity(1024);
     write::response_head(&mut out, client_head);
@@ -386,7 +388,14 @@ pub fn relay_body(
         });
     }
     client.stream.write_all(&out).map_err(sent)?;
-    let copied = if chunked {
+    // A response others read along while it is stored: the client is served from the entry, so
+    // it cannot hold the origin read, and the others, to its own pace (leader.rs).
+    let shared = store.as_ref().and_then(|s| s.shared()).map(Arc::clone);
+    let copied = if let Some(inflight) = shared
+        && let Some(store) = store.take()
+    {
+        super::leader::relay(&mut reader, &mut client.stream, inflight, store, chunked)
+    } else if chunked {
         let mut writer = ChunkedWriter::new(&mut client.stream);
         copy(&mut reader, &mut writer, store)
             .and_then(|n| writer.finish().map(|_| n).map_err(CopyError::Write))

@@ -10,8 +10,9 @@
 //!        ┌─ not TLS, or TLS ──────┼─ TLS ClientHello ───────────────┬─ broken ─> alert, close
 //!        │  without http/1.1      │                                  │
 //!        ▼                        ▼                                  │
-//!   dial, relay as a tunnel   leaf for SNI (or host), TlsStream      │
-//!                             (net::Layer::Inside): each request ─> Host must name host:port
+//!   route as a CONNECT:       leaf for SNI (or host), TlsStream      │
+//!   parent or origin          (net::Layer::Inside): each request ─> Host must name host:port
+//!   (dial_tunnel), relay
 //!                                                                   ─> dispatch as https://host:port/path
 //! ```
 //! The target of every request inside is the CONNECT authority: an inner Host naming another host
@@ -25,7 +26,7 @@ use super::exchange::{Answer, Reuse};
 use super::metrics::{AccessEntry, Outcome};
 use super::target::Target;
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, pages, upstream};
+use super::{Proxy, ProxyError, pages};
 use crate::http::authority::{self, DefaultPort};
 use crate::http::{self, Method, RequestHead};
 use crate::net::{Authority, Conn, FirstBytes, Layer};
@@ -126,21 +127,26 @@ impl Proxy {
         FirstBytes::Done(conn.into_tls(|tcp| TlsStream::server(server, tcp, stats), authority))
     }
 
-    /// Not TLS after all (or not HTTP/1.1 inside): dial the origin and relay the bytes both ways,
-    /// untouched.
+    /// Not TLS after all (or not HTTP/1.1 inside): relay the bytes both ways, untouched, over the
+    /// upstream an ordinary CONNECT would get (`dial_tunnel`): through the parents, honouring
+    /// `--direct-host`, `--parent-fallback` and `--deny-dest` on every address dialled. Dialling the
+    /// origin here by itself once sent h2-only and plain traffic around the parents.
     fn plain_tunnel(&self, conn: Conn, authority: &Authority, connect_line: String) {
         let mut entry = AccessEntry::new(conn.peer, "CONNECT", &connect_line);
-        let dialled = upstream::dial_tcp(
-            self.origins.rules(),
-            &authority.host,
-            authority.port,
-            self.config.load().origin_timeout,
-        );
-        let mut origin = match dialled {
-            Ok(stream) => stream,
-            Err(e) => {
+        // The CONNECT this tunnel answers, as the parent is to see it: its own head went through
+        // the loop check already, and only our Via goes up.
+        let mut connect_head = RequestHead {
+            method: Method::Connect,
+            target: connect_line.clone(),
+            version: http::Version::Http11,
+            headers: http::Headers::new(),
+        };
+        connect_head.headers.set("Host", connect_line.as_str());
+        let dialled = self.dial_tunnel(&authority.host, authority.port, &connect_head, &mut entry);
+        let dial = match dialled {
+            Ok(dial) => dial,
+            Err(error) => {
                 // The 200 is gone already: closing is all that is left to say.
-                let error = ProxyError::from_dial(e);
                 log::warn!("CONNECT {connect_line}: {error}");
                 entry.status = error.status();
                 if let ProxyError::Denied(_) = error {
@@ -151,9 +157,15 @@ impl Proxy {
             }
         };
         let (client, buf, slot) = conn.into_parts();
-        let Some(client) = client.into_tcp() else {
+        let Some(mut client) = client.into_socket() else {
             return;
         };
+        // What the parent sent after its 200 goes to the client; the client's first bytes (the
+        // ClientHello or the plain request that decided this) go up first.
+        if !dial.early.is_empty() && client.write_all(&dial.early).is_err() {
+            return;
+        }
+        let mut origin = dial.stream;
         if origin.write_all(buf.data()).is_err() {
             return;
         }
@@ -166,7 +178,7 @@ impl Proxy {
         entry.status = 200;
         entry.outcome = Outcome::Tunnel;
         self.tunnels.relay(NewTunnel {
-            client,
+            client: client.into_std(),
             origin: origin.into_std(),
             slot,
             entry,

@@ -34,6 +34,7 @@ pub mod forwarded_for;
 pub mod hosts;
 mod intercept;
 mod intercept_pages;
+mod leader;
 pub mod live;
 pub mod logline;
 pub mod metrics;

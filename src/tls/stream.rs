@@ -140,6 +140,36 @@ impl TlsStream {
         }
     }
 
+    /// Writes what fits without waiting, for a writer with other work meanwhile (`proxy::leader`):
+    /// the plaintext rustls takes into its bounded buffer (64 KiB of records by default), then as
+    /// much of its TLS as the socket takes now. `WouldBlock` when it took nothing. What stays in
+    /// rustls goes with the next write or [`Write::flush`].
+    pub fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_nonblocking(true)?;
+        let pushed = self.push_tls_now();
+        let n = pushed.and_then(|()| self.conn.writer().write(buf));
+        let pushed = n.and_then(|n| self.push_tls_now().map(|()| n));
+        self.sock.set_nonblocking(self.nonblocking)?;
+        match pushed? {
+            0 if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    /// Writes the TLS bytes rustls holds until the (non-blocking) socket is full.
+    fn push_tls_now(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Writes every TLS byte rustls holds. A non-blocking socket that is full is waited for (within
     /// its write timeout): a handshake flight or a response must not be cut short.
     fn flush_tls(&mut self) -> io::Result<()> {

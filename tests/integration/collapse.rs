@@ -522,3 +522,160 @@ fn concurrent_misses_for_a_url_whose_responses_are_not_stored_do_not_wait_for_ea
     );
     assert_eq!(origin.hits(), 5);
 }
+
+/// A leader's client that sends its request and then reads nothing, with a small receive window so
+/// the proxy's writes to it block early.
+fn never_reading_leader(proxy: SocketAddr, url: &str) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    sockopt::set_socket_recv_buffer_size(&fd, 4096).expect("SO_RCVBUF");
+    rustix::net::connect(&fd, &proxy).expect("connect");
+    let mut stream = TcpStream::from(fd);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {url} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+/// Reads a response to its close and returns its body (dechunked when chunked).
+fn read_rest(mut stream: TcpStream) -> Vec<u8> {
+    let mut data = Vec::new();
+    let _ = stream.read_to_end(&mut data);
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+    let body = data[end + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        dechunk(&body).0
+    } else {
+        body
+    }
+}
+
+#[test]
+fn regression_a_leader_whose_client_stops_reading_holds_no_follower_hostage() {
+    // 12 MiB at 12 MB/s: far more than the socket buffers between the proxy and a client that
+    // stops reading, so a fetch paced by that client stops for good.
+    let len = 12 * MIB;
+    let expected = expected_sha(len);
+    for (chunked, workers, leader_leaves) in
+        [(false, "4", false), (true, "1", false), (false, "1", true)]
+    {
+        let case = format!("chunked {chunked}, --workers {workers}, leader leaves {leader_leaves}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut throttle = Throttle::steady(len, 12_000_000);
+        throttle.chunked = chunked;
+        let (origin, hits) = throttled_origin(throttle);
+        let porter = Porter::start(&[
+            "proxy",
+            "--cache-dir",
+            dir.path().to_str().unwrap(),
+            "--origin-timeout",
+            "5s",
+            "--client-timeout",
+            "30s",
+            "--workers",
+            workers,
+        ]);
+        let url = format!("http://{origin}/big.bin");
+        let leader = never_reading_leader(porter.addr, &url);
+        thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let follower = {
+            let url = url.clone();
+            let proxy = porter.addr;
+            thread::spawn(move || download(proxy, &url, None))
+        };
+        let leader = if leader_leaves {
+            // Gone with the response unread (a reset): the fetch goes on for the follower.
+            thread::sleep(Duration::from_millis(200));
+            drop(leader);
+            None
+        } else {
+            Some(leader)
+        };
+        let follower = follower.join().unwrap();
+        // A hang bound, not a timing: the leader's client would hold it for 30 s.
+        let took = started.elapsed();
+        assert_eq!(follower.body.len(), len, "{case}: {}", follower.head);
+        assert_eq!(follower.sha(), expected, "{case}");
+        assert!(took < Duration::from_secs(10), "{case}: took {took:?}");
+        assert!(
+            follower.head.contains("collapsed") || follower.head.contains("X-Cache: HIT"),
+            "{case}: {}",
+            follower.head
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{case}: one origin request");
+        let after = download(porter.addr, &url, None);
+        assert!(
+            after.head.contains("X-Cache: HIT"),
+            "{case}: {}",
+            after.head
+        );
+        // The leader's client, reading at last, still gets its whole response, from the entry.
+        if let Some(leader) = leader {
+            let body = read_rest(leader);
+            assert_eq!(body.len(), len, "{case}: the leader's own body");
+            assert_eq!(hex(&Sha256::digest(&body)), expected, "{case}");
+        }
+    }
+}
+
+#[test]
+fn regression_an_intercepted_https_leader_whose_client_stops_reading_holds_no_follower_hostage() {
+    use crate::intercept::{Setup, get_inside, tls_through, trusting};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, StreamOwned};
+    let len = 12 * MIB;
+    let body: Arc<Vec<u8>> = Arc::new((0..len).map(body_byte).collect());
+    let served = Arc::clone(&body);
+    let setup = Setup::with_origin(crate::tls::TlsOrigin::start_with(move |_, _, _| {
+        let headers = hdrs(&[("Cache-Control", "max-age=600")]);
+        (200, headers, served.to_vec())
+    }));
+    let proxy = setup.proxy(&["--client-timeout", "30s", "--workers", "1"]);
+    let target = format!("localhost:{}", setup.port());
+    // The leader: TLS inside the tunnel over a small receive window, one GET, then no reading.
+    let tcp = {
+        use rustix::net::{AddressFamily, SocketType, sockopt};
+        let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        sockopt::set_socket_recv_buffer_size(&fd, 4096).expect("SO_RCVBUF");
+        rustix::net::connect(&fd, &proxy.addr).expect("connect");
+        let mut tcp = TcpStream::from(fd);
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        write!(tcp, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tcp.read(&mut byte).unwrap(), 1, "the CONNECT answer");
+            head.push(byte[0]);
+        }
+        tcp
+    };
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(trusting(&setup.porter_ca()), name).unwrap();
+    let mut leader = StreamOwned::new(conn, tcp);
+    write!(leader, "GET /big.bin HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    leader.flush().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut follower = tls_through(proxy.addr, &target, "localhost", &setup.porter_ca());
+    let response = get_inside(&mut follower, &target, "/big.bin", true);
+    let took = started.elapsed();
+    assert_eq!(response.body.len(), len);
+    assert!(response.body == *body, "the follower's body differs");
+    // A hang bound, not a timing: the leader's client would hold it for 30 s.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(setup.origin.hits(), 1, "one origin request");
+    // The leader's client, reading at last, gets its whole response through TLS, from the entry.
+    let own = crate::intercept::read_tls_response(&mut leader);
+    assert_eq!(own.status, 200);
+    assert!(own.body == *body, "the leader's own body differs");
+}

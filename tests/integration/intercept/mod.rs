@@ -6,6 +6,7 @@
 mod ca;
 mod certs;
 mod clients;
+mod parents;
 mod paths;
 mod split;
 
