@@ -7,26 +7,24 @@
 //!     │  503 when full                               ▲ readiness, deadlines, entry progress
 //!     └─ least-loaded worker                         └─ Socket / Signal waits yield to it
 //! ```
-//! A worker never waits on a peer: a task that would block yields (see `reactor`), so idle
+//! A worker never waits on a peer: a task that would block yields (see `crate::runtime`), so idle
 //! keep-alive clients, slow senders, slow readers and slow origins cost a task, not a thread.
 
 pub mod acl;
 pub mod conn;
 pub mod proxy_protocol;
-pub mod reactor;
 pub mod resolve;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;
-mod signal;
 pub mod socket;
 pub mod stream;
 mod timeouts;
 
+pub use crate::runtime::{Signal, reactor};
 pub use conn::{Authority, Conn, Layer};
 pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
-pub use signal::Signal;
 pub use socket::{Side, Socket};
 pub use stream::Stream;
 pub use timeouts::ClientTimeouts;

@@ -19,10 +19,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acl::Cidr;
 use super::conn::{ConnCounter, HeadRead, ReadMore, Refusal};
-use super::reactor::{Gauges, Reactor, Remote, State};
 use super::socket::{Side, Socket};
 use super::{ClientTimeouts, Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
+use crate::runtime::reactor::{Gauges, Reactor, Remote, State};
 
 /// What a server needs to know about its sockets and threads.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     /// Each worker's count of tasks and what they wait for.
-    workers: std::sync::Mutex<Vec<Arc<Gauges>>>,
+    workers: crate::runtime::Mutex<Vec<Arc<Gauges>>>,
 }
 
 impl ServerStats {
@@ -121,7 +121,7 @@ pub struct Server {
     stats: Arc<ServerStats>,
     timeouts: Arc<ClientTimeouts>,
     shutdown: Shutdown,
-    last_accept_warning: std::sync::Mutex<Option<Instant>>,
+    last_accept_warning: crate::runtime::Mutex<Option<Instant>>,
 }
 
 const LISTENER: Token = Token(0);
@@ -148,7 +148,7 @@ impl Server {
             config,
             stats: Arc::default(),
             shutdown,
-            last_accept_warning: std::sync::Mutex::new(None),
+            last_accept_warning: crate::runtime::Mutex::new(None),
         })
     }
 

@@ -169,7 +169,7 @@ fn metrics_text(proxy: &Proxy) -> String {
         );
     }
     out.push_str("# HELP porter_waiting_connections Client connections waiting on a peer or an entry, by state.\n# TYPE porter_waiting_connections gauge\n");
-    for state in crate::net::reactor::State::ALL {
+    for state in crate::runtime::State::ALL {
         let _ = writeln!(
             out,
             "porter_waiting_connections{{state=\"{}\"}} {}",
