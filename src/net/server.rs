@@ -105,6 +105,15 @@ impl ServerStats {
         self.gauges().iter().map(|g| g.waiting(state)).sum()
     }
 
+    /// The deepest task stack (bytes touched) on any worker so far.
+    pub fn stack_high_water(&self) -> usize {
+        self.gauges()
+            .iter()
+            .map(|g| g.stack_high_water())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Connections with a request begun and not yet answered (not idle between requests).
     pub fn in_progress(&self) -> usize {
         self.gauges()
@@ -169,6 +178,13 @@ impl Server {
     /// Runs until shutdown is requested, then lets the workers finish what they hold (within the grace
     /// period) and returns.
     pub fn run<H: Handler>(self, handler: Arc<H>) -> io::Result<()> {
+        // One stack per connection: say at start if the kernel's mapping limit is below it.
+        if let Some(warning) = crate::runtime::limits::check_map_count(
+            self.config.max_connections,
+            self.config.workers,
+        ) {
+            log::warn!("{warning}");
+        }
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
         let mut workers = Vec::with_capacity(self.config.workers);
         let mut inboxes = Vec::with_capacity(self.config.workers);

@@ -22,6 +22,7 @@ mod ranges;
 mod refresh;
 mod reload_timeouts;
 mod rfc9111;
+mod runtime;
 mod serve;
 mod stale;
 mod status;

@@ -368,6 +368,8 @@ fn park(state: State, deadline: Option<Instant>, on: Option<(SourceKey, Interest
         c.gauges.count_wait(state, true);
     });
     task::suspend();
+    #[cfg(debug_assertions)]
+    super::overflow_on_purpose();
     with_current(|c| {
         let key = c.running.expect("a task resumes on its worker");
         c.waits[key.slot as usize]
