@@ -1,4 +1,5 @@
-//! Sockets and threads: the listener and its acceptor, the fixed worker pool and its event loops,
+//! Sockets and threads: the listener and its acceptor, the fixed worker pool (its event loops and
+//! tasks are `crate::runtime`'s, below this module),
 //! access control by client address, the PROXY protocol, orderly shutdown, and the stream (plain TCP
 //! or TLS) a connection carries.
 //!

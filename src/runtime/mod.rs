@@ -41,11 +41,12 @@
 //!
 //! # Threads that are not on the worker loops
 //!
-//! - **The tunnel relay** (CONNECT without interception): bytes the proxy cannot read, between two
-//!   sockets, for hours; it runs on its own thread with blocking `splice`/copy in both directions
-//!   (see `proxy::connect`), because it needs no parsing, no cache and no request state, and a
-//!   thread's two blocking copies are simpler and as fast as two readiness-driven tasks. Its sockets
-//!   leave the worker's poller before they move (`Registration::release`).
+//! - **The tunnel relay** (CONNECT without interception, `proxy::tunnel`): one event-driven thread
+//!   of its own with a small state machine per tunnel (two buffers), not a task. A tunnel carries
+//!   bytes the proxy cannot read, for hours, with no parsing, cache or request state; a task would
+//!   hold a stack and two mappings per tunnel for nothing, and keeping tunnels off the workers keeps
+//!   the map-count ceiling for requests. Sockets leave the worker's poller before they move
+//!   (`Registration::release`).
 //! - **Name lookups** (`net::resolve`): `getaddrinfo` has no non-blocking form in libc, so a small
 //!   pool of resolver threads calls it and wakes the waiting task (state `Resolve`) through its
 //!   worker's queue; a worker never blocks on DNS.
