@@ -90,3 +90,27 @@ fn the_task_stack_high_water_mark_is_in_metrics_once_a_connection_ends() {
     let bytes = high_water(&metrics()).unwrap();
     assert!(bytes <= 1024 * 1024, "{bytes}");
 }
+
+/// One stack per connection is two memory mappings: a `--max-connections` the kernel's
+/// `vm.max_map_count` cannot carry used to show only as connections closed for want of a stack,
+/// under load. Start-up now says so with the numbers.
+#[test]
+fn regression_max_connections_beyond_the_mapping_limit_is_warned_at_start() {
+    // Two billion connections need four billion mappings: more than any vm.max_map_count (an int).
+    let porter = Porter::start(&["proxy", "--no-cache", "--max-connections", "2000000000"]);
+    assert!(
+        eventually(Duration::from_secs(10), || porter
+            .logs()
+            .contains("vm.max_map_count is")),
+        "{}",
+        porter.logs()
+    );
+    let logs = porter.logs();
+    assert!(
+        logs.contains("--max-connections 2000000000 needs about"),
+        "{logs}"
+    );
+    // And it still serves.
+    let metrics = raw_request(porter.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(metrics.status, 200);
+}
