@@ -24,20 +24,22 @@
 //! |---|---|---|---|
 //! | soundness | open unsoundness issues; signal handler not async-signal-safe; global panic hook | no process-wide state; unfinished coroutines unwound on drop; `unsafe` is the crate's, audited API is safe | sound, audited; but every `.lock()` across `.await` still possible (clippy lint) |
 //! | maintenance | one maintainer, workarounds for new rustc (rt.rs, 1.89) | Amanieu d'Antras (Rust libs team), used by Wasmer | large team, the ecosystem default |
-//! | resume + yield round trip | 24-27 ns | 4.0-4.8 ns | a task wake + poll, typically 50-100 ns (not measured here) |
-//! | start + finish on a reused stack | 56-66 ns | 30-79 ns | a spawn (an allocation) |
+//! | resume + yield round trip | 16-27 ns | 3.8-5.1 ns | `yield_now` through the scheduler: 143-150 ns |
+//! | start + finish on a reused stack | 38-66 ns | 24-79 ns | spawn + await a task: 369-376 ns |
 //! | stack memory | 1 MiB mmap + guard, pages touched stay resident | same (mmap + guard page), pages touched stay resident | no stacks: a future sized by its deepest await (KiBs), no guard pages, no map-count ceiling |
 //! | change to the request path | none | none (same free-function yield) | rewrite of every read/write path into `async` (thousands of lines) |
-//! | HTTP/2 (the next capability) | would need its own h2 | h2 needs tokio's `AsyncRead`/`AsyncWrite` and a tokio runtime: a connection's h2 state would run on a small tokio runtime beside the loop, or an HTTP/2 frame layer written on our `Socket` (multiplexed streams map onto tasks) | h2 fits directly (hyper) |
+//! | HTTP/2 (the next capability) | would need its own h2 | h2 0.4 takes tokio with `io-util` only (its `AsyncRead`/`AsyncWrite`, no runtime, no timers): `Socket` can implement those traits (`Pending` where it would yield, the waker waking the task), and a task polls the connection's h2 futures, parking between polls; or an h2 frame layer of our own; each stream maps onto a task | h2 fits directly (hyper) |
 //!
-//! Round trips were measured with a throwaway program (5 million resume+yield round trips, three
-//! rounds, release build, on the 2-core development machine under load from other builds): generator
-//! through its free `yield_with` as Porter called it, corosensei through `Yielder::suspend`. Porter's
+//! Round trips were measured with throwaway programs (5 million round trips, three rounds per run,
+//! two runs, release builds, on the 2-core development machine under load from other builds):
+//! generator through its free `yield_with` as Porter called it, corosensei through
+//! `Yielder::suspend`, tokio 1.54 with `yield_now` in a current-thread runtime (which includes its
+//! run queue; Porter's loop adds its own queue to the bare switch measured for the other two). Porter's
 //! yield adds a thread-local read and a debug-only assertion to that. Tokio would carry HTTP/2 with
 //! the least work, but it means rewriting the whole request path into `async`, which is larger than
 //! this issue and would lose the property that request code reads top to bottom; corosensei replaces
-//! `generator` under the same code, and HTTP/2 can come as a frame layer on these sockets or a tokio
-//! island for h2 alone. That trade is the reason for the choice.
+//! `generator` under the same code at a fifth of its switch cost, and h2 can be polled from a task.
+//! That trade is the reason for the choice.
 //!
 //! # Threads that are not on the worker loops
 //!
