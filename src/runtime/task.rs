@@ -4,8 +4,8 @@
 //! Request code yields from deep inside ordinary calls (a socket read in the middle of the HTTP
 //! parser), so the yield is a free function, [`suspend`], not a `Yielder` passed down through
 //! every signature. It finds the running task's `Yielder` through a thread-local pointer that is
-//! set only while that task's code runs on this thread: the first unsafe block below. The other
-//! two are the overflow handler (`overflow`) and `mincore(2)` for the stack's high-water mark.
+//! set only while that task's code runs on this thread: the unsafe block in `suspend`. The others
+//! are `mincore(2)` for the stack's high-water mark and the overflow handler (`overflow`).
 //!
 //! ```text
 //!  worker stack                                task stack (DefaultStack: guard page + N KiB)
