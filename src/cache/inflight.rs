@@ -18,15 +18,15 @@
 //! change under it. This module only keeps the shared state; the proxy serves the readers.
 
 use std::fs::File;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::conditional::has_preconditions;
 use super::entry::ResponseMeta;
 use super::policy::{self, Decision, StoredFreshness};
 use crate::http::RequestHead;
-use crate::net::Signal;
+use crate::runtime::{Mutex, MutexGuard, Signal};
 
 /// With no reader left after the fetching client hung up, the fetch is still finished when at most
 /// this much of a known length is missing (Squid's `quick_abort_min`, larger for today's links) …
@@ -98,7 +98,7 @@ impl Inflight {
         }
     }
 
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+    fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -11,12 +11,12 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::inflight::Inflight;
 use super::key::Key;
-use crate::net::Signal;
+use crate::runtime::{Mutex, Signal};
 
 /// The misses in flight, by key.
 #[derive(Default)]

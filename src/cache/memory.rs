@@ -3,8 +3,10 @@
 //! The disk stays the source of truth: the tier only holds bodies that were checked against their CRC.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+
+use crate::runtime::RwLock;
 
 use super::entry::ResponseMeta;
 use super::key::Key;
@@ -57,7 +59,7 @@ impl MemoryTier {
         }
     }
 
-    fn inner(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+    fn inner(&self) -> crate::runtime::lock::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 

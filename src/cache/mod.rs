@@ -197,7 +197,7 @@ pub struct Cache {
     /// could not be made (then those commands cannot reach this process, which is logged).
     _control: Option<control::ControlSocket>,
     /// Swapped by a configuration reload (SIGHUP), so it sits behind a lock.
-    refresh: std::sync::RwLock<policy::RefreshRules>,
+    refresh: crate::runtime::RwLock<policy::RefreshRules>,
 }
 
 impl Cache {
@@ -224,7 +224,7 @@ impl Cache {
             uncacheable: UncacheableMarks::default(),
             max_object_size: config.max_object_size,
             _control: control,
-            refresh: std::sync::RwLock::new(config.refresh.clone()),
+            refresh: crate::runtime::RwLock::new(config.refresh.clone()),
         })
     }
 

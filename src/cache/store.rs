@@ -13,14 +13,15 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::entry::{self, Decoded, EntryError};
 use super::key::Key;
+use crate::runtime::Mutex;
 
 mod writer;
 pub use writer::EntryWriter;
@@ -148,7 +149,7 @@ impl Store {
         &self.root
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+    fn index(&self) -> crate::runtime::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -6,8 +6,8 @@
 //! lasts [`MARK_FOR`]. A response for the URL that the cache starts to store clears it, and a mark
 //! never keeps a response from being stored.
 
+use crate::runtime::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 

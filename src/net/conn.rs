@@ -3,15 +3,17 @@
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use crate::runtime::Mutex;
 use std::time::Instant;
 
 use super::proxy_protocol::Parsed;
-use super::reactor::State;
 use super::socket::Socket;
 use super::stream::Stream;
 use crate::http::{self, Limits, ReadBuf, RequestHead};
+use crate::runtime::State;
 use crate::tls::TlsStream;
 
 /// A client connection: the socket, bytes read but not yet used, and the deadline of a head in progress.

@@ -1,4 +1,5 @@
-//! Sockets and threads: the listener and its acceptor, the fixed worker pool and its event loops,
+//! Sockets and threads: the listener and its acceptor, the fixed worker pool (its event loops and
+//! tasks are `crate::runtime`'s, below this module),
 //! access control by client address, the PROXY protocol, orderly shutdown, and the stream (plain TCP
 //! or TLS) a connection carries.
 //!
@@ -7,26 +8,24 @@
 //!     │  503 when full                               ▲ readiness, deadlines, entry progress
 //!     └─ least-loaded worker                         └─ Socket / Signal waits yield to it
 //! ```
-//! A worker never waits on a peer: a task that would block yields (see `reactor`), so idle
+//! A worker never waits on a peer: a task that would block yields (see `crate::runtime`), so idle
 //! keep-alive clients, slow senders, slow readers and slow origins cost a task, not a thread.
 
 pub mod acl;
 pub mod conn;
 pub mod proxy_protocol;
-pub mod reactor;
 pub mod resolve;
 pub mod sendfile;
 pub mod server;
 pub mod shutdown;
-mod signal;
 pub mod socket;
 pub mod stream;
 mod timeouts;
 
+pub use crate::runtime::{Signal, reactor};
 pub use conn::{Authority, Conn, Layer};
 pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
-pub use signal::Signal;
 pub use socket::{Side, Socket};
 pub use stream::Stream;
 pub use timeouts::ClientTimeouts;

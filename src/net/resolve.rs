@@ -5,12 +5,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::reactor::{self, State, TaskWaker};
+use crate::runtime::Mutex;
+use crate::runtime::reactor::{self, State, TaskWaker};
 
 /// Lookups that may run at once; more wait in the queue, up to its bound.
 const RESOLVER_THREADS: usize = 4;

@@ -8,8 +8,8 @@
 use std::fs::File;
 use std::io;
 
-use super::reactor::{YIELD_EVERY, YieldBudget};
 use super::socket::Socket;
+use crate::runtime::reactor::{YIELD_EVERY, YieldBudget};
 
 /// A writer that can take a slice of a file: sendfile(2) for sockets, a plain copy for in-memory
 /// buffers (the seam tests use).

@@ -19,10 +19,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acl::Cidr;
 use super::conn::{ConnCounter, HeadRead, ReadMore, Refusal};
-use super::reactor::{Gauges, Reactor, Remote, State};
 use super::socket::{Side, Socket};
 use super::{ClientTimeouts, Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
+use crate::runtime::reactor::{Gauges, Reactor, Remote, State};
 
 /// What a server needs to know about its sockets and threads.
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     /// Each worker's count of tasks and what they wait for.
-    workers: std::sync::Mutex<Vec<Arc<Gauges>>>,
+    workers: crate::runtime::Mutex<Vec<Arc<Gauges>>>,
 }
 
 impl ServerStats {
@@ -112,6 +112,15 @@ impl ServerStats {
     /// Connections waiting in `state`, over all workers.
     pub fn waiting(&self, state: State) -> usize {
         self.gauges().iter().map(|g| g.waiting(state)).sum()
+    }
+
+    /// The deepest task stack (bytes touched) on any worker so far.
+    pub fn stack_high_water(&self) -> usize {
+        self.gauges()
+            .iter()
+            .map(|g| g.stack_high_water())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Connections with a request begun and not yet answered (not idle between requests).
@@ -130,7 +139,7 @@ pub struct Server {
     stats: Arc<ServerStats>,
     timeouts: Arc<ClientTimeouts>,
     shutdown: Shutdown,
-    last_accept_warning: std::sync::Mutex<Option<Instant>>,
+    last_accept_warning: crate::runtime::Mutex<Option<Instant>>,
 }
 
 const LISTENER: Token = Token(0);
@@ -157,7 +166,7 @@ impl Server {
             config,
             stats: Arc::default(),
             shutdown,
-            last_accept_warning: std::sync::Mutex::new(None),
+            last_accept_warning: crate::runtime::Mutex::new(None),
         })
     }
 
@@ -178,6 +187,13 @@ impl Server {
     /// Runs until shutdown is requested, then lets the workers finish what they hold (within the grace
     /// period) and returns.
     pub fn run<H: Handler>(self, handler: Arc<H>) -> io::Result<()> {
+        // One stack per connection: say at start if the kernel's mapping limit is below it.
+        if let Some(warning) = crate::runtime::limits::check_map_count(
+            self.config.max_connections,
+            self.config.workers,
+        ) {
+            log::warn!("{warning}");
+        }
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
         let mut workers = Vec::with_capacity(self.config.workers);
         let mut inboxes = Vec::with_capacity(self.config.workers);

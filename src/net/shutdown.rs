@@ -1,7 +1,9 @@
 //! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the acceptor and the workers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use crate::runtime::Mutex;
 
 /// A cloneable handle to one shared shutdown flag and the wakers of the threads sleeping in `poll`.
 #[derive(Clone, Default)]

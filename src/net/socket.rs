@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mio::Interest;
 
-use super::reactor::{self, Registration, State};
+use crate::runtime::reactor::{self, Registration, State};
 
 /// Whose socket this is, which names the states its waits are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,12 +13,12 @@
 //! Minting is rate-limited per client address by the caller ([`super::limits`]); the store itself
 //! caps the number of visitors, forgetting the longest-unseen ones first.
 
+use crate::runtime::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -108,7 +108,7 @@ impl VisitorStore {
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -12,10 +12,10 @@
 //! ```
 //! The file survives restarts, and several runs simply add to it.
 
+use crate::runtime::Mutex;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 

@@ -11,9 +11,9 @@
 //! fast and well mixed, which is all a test server needs; it is not for secrets (visitor ids use the
 //! operating system's generator instead).
 
+use crate::runtime::Mutex;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 /// The share of `/getbalance` requests that end each way; what is left over answers 200.
 #[derive(Debug, Clone, Copy, PartialEq)]

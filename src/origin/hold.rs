@@ -14,8 +14,10 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use crate::runtime::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 

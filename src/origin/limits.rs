@@ -21,9 +21,9 @@
 //! fresh cookie, so N cookies bought in advance yield at most about limit x (1 + ln N) requests.
 //! A browser loading a page beside a hammering script keeps its cookie: its run is the shorter. Everything takes `now` as an argument, so the rule is tested without a clock.
 
+use crate::runtime::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Addresses tracked before idle ones are forgotten.
@@ -177,7 +177,7 @@ impl Limits {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

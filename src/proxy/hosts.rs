@@ -2,8 +2,8 @@
 //! bounded: once it holds [`MAX_HOSTS`] names, new hosts are counted together as `(other)`, so a
 //! client walking random host names cannot grow it without limit.
 
+use crate::runtime::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Distinct host names tracked before the rest are lumped together.
 pub const MAX_HOSTS: usize = 10_000;

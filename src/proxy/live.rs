@@ -16,8 +16,10 @@
 //! ```
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use crate::runtime::Mutex;
 
 use arc_swap::{ArcSwap, Guard};
 

@@ -169,7 +169,7 @@ fn metrics_text(proxy: &Proxy) -> String {
         );
     }
     out.push_str("# HELP porter_waiting_connections Client connections waiting on a peer or an entry, by state.\n# TYPE porter_waiting_connections gauge\n");
-    for state in crate::net::reactor::State::ALL {
+    for state in crate::runtime::State::ALL {
         let _ = writeln!(
             out,
             "porter_waiting_connections{{state=\"{}\"}} {}",
@@ -177,6 +177,12 @@ fn metrics_text(proxy: &Proxy) -> String {
             server.waiting(state)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP porter_task_stack_high_water_bytes The deepest stack any finished connection task touched, of {} per task.\n# TYPE porter_task_stack_high_water_bytes gauge\nporter_task_stack_high_water_bytes {}",
+        crate::runtime::STACK_BYTES,
+        server.stack_high_water()
+    );
     out.push_str("# HELP porter_outcome_sent_bytes_total Bytes sent to clients, by outcome.\n# TYPE porter_outcome_sent_bytes_total counter\n");
     for outcome in Outcome::ALL {
         let _ = writeln!(

@@ -14,9 +14,9 @@
 //!                                                    └─ none left ─> Fallback::Direct | Fallback::Fail (502)
 //! ```
 
+use crate::runtime::Mutex;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

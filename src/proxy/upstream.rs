@@ -4,9 +4,9 @@
 //! connections per scheme and host so repeated requests skip the TCP and TLS handshakes.
 //! (`crate::origin` is the file server; this module only talks to whatever origin a request names.)
 
+use crate::runtime::Mutex;
 use std::collections::HashMap;
 use std::io;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::dest::{self, DestDenied, DestRules};

@@ -8,8 +8,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use crate::runtime::Mutex;
 use std::time::{Duration, Instant};
 
 use rcgen::{

@@ -1,7 +1,7 @@
 //! The workers' event loop: each worker owns one poller (mio, edge-triggered epoll) and advances many
 //! connections on it, so no peer can hold a worker by being slow.
 //!
-//! A connection's life on a worker is a *task*: a stackful coroutine (the `generator` crate) that
+//! A connection's life on a worker is a *task*: a stackful coroutine (see `task`) that
 //! runs the ordinary request code until that code would wait on a peer. There a [`crate::net::Socket`]
 //! calls [`wait_fd`] (a [`super::signal::Signal`], for a cache entry being written, and a name
 //! lookup call [`park_until`]): the task records what it waits for, in which [`State`], and until
@@ -48,10 +48,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use generator::{Generator, Gn};
 use mio::{Events, Poll, Registry, Token, Waker};
 
-use super::Shutdown;
+use super::lock::HELD_ACROSS_YIELD;
+use super::task::{self, Resumed, Running, Task, TaskStack};
+use crate::net::Shutdown;
 use waits::{Current, Message, TaskKey, with_current};
 pub use waits::{Registration, YIELD_EVERY, YieldBudget, park_until, wait_fd, yield_now};
 
@@ -118,6 +119,8 @@ impl State {
 pub struct Gauges {
     waiting: [AtomicUsize; State::ALL.len()],
     tasks: AtomicUsize,
+    /// The most bytes of stack any finished task's stack had touched.
+    stack_high_water: AtomicUsize,
 }
 
 impl Gauges {
@@ -129,13 +132,24 @@ impl Gauges {
     pub fn tasks(&self) -> usize {
         self.tasks.load(Ordering::Relaxed)
     }
+
+    /// The deepest stack (bytes touched) of any task that has finished on this worker.
+    pub fn stack_high_water(&self) -> usize {
+        self.stack_high_water.load(Ordering::Relaxed)
+    }
 }
 
-/// Words of stack per task (1 MiB): a TLS handshake and certificate minting run on it. Only the
-/// pages a task touches become resident; finished stacks are kept for the next connection.
-const STACK_WORDS: usize = 128 * 1024;
+/// Bytes of stack per task (1 MiB). The deepest task the integration tests reach touches 116 KiB in
+/// a debug build (interception: a TLS handshake and minting a leaf; 142 tests of proxy, intercept,
+/// collapse, tls, browser, cache, hostile, serve, parent, ranges, pipelining), release builds less.
+/// 1 MiB is a margin of about 8, kept wide because an overflow ends the process. Only the pages a
+/// task touches become resident, the rest is address space; finished stacks are kept for the next
+/// connection.
+pub const STACK_BYTES: usize = 1024 * 1024;
 /// Finished task stacks kept for reuse.
-const SPARE_STACKS: usize = 64;
+pub const SPARE_STACKS: usize = 64;
+/// One finished task in this many has its stack's depth counted (see `Tasks::resume`).
+const STACK_SAMPLE: u64 = 16;
 const WAKER: Token = Token(usize::MAX);
 
 /// What other threads use to reach a worker: wake-ups of its tasks, and its poller.
@@ -206,9 +220,20 @@ pub struct Reactor {
     poll: Poll,
     remote: Arc<Remote>,
     messages: Receiver<Message>,
-    tasks: Vec<Option<Generator<'static, (), ()>>>,
+    /// This worker's number, for the overflow message.
+    worker: usize,
+}
+
+/// The tasks of a running worker. Made on the worker's thread (in [`Reactor::run`]): a task is not
+/// `Send` (its stack holds whatever its job holds), and never leaves that thread.
+struct Tasks {
+    remote: Arc<Remote>,
+    worker: usize,
+    tasks: Vec<Option<Task>>,
     free: Vec<usize>,
-    spare: Vec<Generator<'static, (), ()>>,
+    spare: Vec<TaskStack>,
+    /// Tasks that have finished, for sampling their stacks' depth.
+    ended: u64,
 }
 
 static NEXT_WORKER: AtomicUsize = AtomicUsize::new(0);
@@ -229,9 +254,7 @@ impl Reactor {
                 gauges: Arc::default(),
             }),
             messages,
-            tasks: Vec::new(),
-            free: Vec::new(),
-            spare: Vec::new(),
+            worker: NEXT_WORKER.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -247,18 +270,32 @@ impl Reactor {
         shutdown: &Shutdown,
         mut start: impl FnMut(T) -> Job,
     ) {
+        if !task::install_overflow_handler() {
+            log::warn!(
+                "worker {} has no alternate signal stack: a task that overflows its stack ends the process without a message",
+                self.worker
+            );
+        }
         waits::install(Some(Current::new(
-            NEXT_WORKER.fetch_add(1, Ordering::Relaxed),
+            self.worker,
             Arc::clone(&self.remote.registry),
             Arc::clone(&self.remote),
         )));
+        let mut tasks = Tasks {
+            remote: Arc::clone(&self.remote),
+            worker: self.worker,
+            tasks: Vec::new(),
+            free: Vec::new(),
+            spare: Vec::new(),
+            ended: 0,
+        };
         let mut events = Events::with_capacity(256);
         let mut inbox_open = true;
         let mut shut = false;
         loop {
             while inbox_open {
                 match inbox.try_recv() {
-                    Ok(item) => self.spawn(start(item)),
+                    Ok(item) => tasks.spawn(start(item)),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => inbox_open = false,
                 }
@@ -275,7 +312,7 @@ impl Reactor {
             let ready = with_current(|c| c.runnable.len());
             for _ in 0..ready {
                 match with_current(|c| c.runnable.pop_front()) {
-                    Some(key) => self.resume(key),
+                    Some(key) => tasks.resume(key),
                     None => break,
                 }
             }
@@ -314,26 +351,36 @@ impl Reactor {
         }
         waits::install(None);
     }
+}
 
+impl Tasks {
     fn spawn(&mut self, job: Job) {
         let body = move || {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("");
+                if message.contains(HELD_ACROSS_YIELD) {
+                    // A debug build's check (see `lock`): a bug that would hang a worker in
+                    // production, so no test may pass over it.
+                    eprintln!("porter: {message}; aborting");
+                    std::process::abort();
+                }
                 log::error!("a connection's task panicked; the connection is closed");
             }
         };
-        let task = match self.spare.pop() {
-            Some(mut task) => {
-                task.init_code(body);
-                task
-            }
-            // The crate panics when it cannot map a stack (out of memory or of mappings): refuse
-            // this connection (dropping the job closes it), not the worker.
-            None => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Gn::<()>::new_opt(STACK_WORDS, body)
-            })) {
-                Ok(task) => task,
-                Err(_) => {
-                    log::error!("no stack for a new connection's task; the connection is closed");
+        let stack = match self.spare.pop() {
+            Some(stack) => stack,
+            // Out of memory or of mappings (vm.max_map_count): refuse this connection (dropping
+            // the job closes it), not the worker.
+            None => match TaskStack::new(STACK_BYTES) {
+                Ok(stack) => stack,
+                Err(e) => {
+                    log::error!(
+                        "no stack for a new connection's task ({e}); the connection is closed"
+                    );
                     return;
                 }
             },
@@ -342,7 +389,7 @@ impl Reactor {
             self.tasks.push(None);
             self.tasks.len() - 1
         });
-        self.tasks[slot] = Some(task);
+        self.tasks[slot] = Some(Task::new(stack, body));
         self.remote.gauges.tasks.fetch_add(1, Ordering::Relaxed);
         let key = with_current(|c| c.task_in(slot));
         self.resume(key);
@@ -357,28 +404,36 @@ impl Reactor {
         let Some(task) = self.tasks.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        with_current(|c| c.running = Some(key));
-        // The task catches its own panics; what reaches here is the crate reporting a stack
-        // overflow. That task's stack is lost (leaked, since unwinding it is unsafe now), its
-        // connection with it, and anything it held; the worker and its other connections go on.
-        // (1 MiB is far more than any request path uses; this is a last line, not a plan.)
-        let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.resume()));
+        let last_wait = with_current(|c| {
+            c.running = Some(key);
+            c.last_wait(slot)
+        });
+        let running = Running::new(
+            self.worker,
+            slot,
+            last_wait.map_or("start", State::as_str),
+            STACK_BYTES,
+        );
+        // The task catches its own panics, and a stack overflow ends the process (see `task`):
+        // a resume comes back with the task waiting or finished.
+        let resumed = task.resume(running);
         with_current(|c| c.running = None);
-        if resumed.is_err() {
-            log::error!("a connection's task overflowed its stack; the connection is abandoned");
-            if let Some(task) = self.tasks[slot].take() {
-                std::mem::forget(task);
-            }
-            with_current(|c| c.retire(slot));
-            self.free.push(slot);
-            self.remote.gauges.tasks.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        let done = task.is_done();
-        if done {
+        if resumed == Resumed::Finished {
             let task = self.tasks[slot].take().expect("the task just ran");
-            if self.spare.len() < SPARE_STACKS {
-                self.spare.push(task);
+            let stack = task.into_stack();
+            // mincore(2) costs 1 to 5 us here, too much for every connection: a reused stack
+            // keeps its touched pages, so sampling loses little. A stack about to be unmapped is
+            // always counted, and debug builds (the tests) count every one.
+            let keep = self.spare.len() < SPARE_STACKS;
+            if cfg!(debug_assertions) || !keep || self.ended.is_multiple_of(STACK_SAMPLE) {
+                self.remote
+                    .gauges
+                    .stack_high_water
+                    .fetch_max(stack.touched_bytes(), Ordering::Relaxed);
+            }
+            self.ended = self.ended.wrapping_add(1);
+            if keep {
+                self.spare.push(stack);
             }
             with_current(|c| c.retire(slot));
             self.free.push(slot);
@@ -387,14 +442,35 @@ impl Reactor {
     }
 }
 
+/// The environment variable that makes a debug build's task overflow its stack as soon as its
+/// first wait ends: the test of what an overflow does goes through the real binary, and the
+/// message then names a real state.
+#[cfg(debug_assertions)]
+pub const OVERFLOW_ON_PURPOSE: &str = "PORTER_DEBUG_TASK_STACK_OVERFLOW";
+
+#[cfg(debug_assertions)]
+fn overflow_on_purpose() {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*ON.get_or_init(|| std::env::var_os(OVERFLOW_ON_PURPOSE).is_some()) {
+        return;
+    }
+    /// Recursion the optimiser cannot turn into a loop or fold away.
+    #[allow(unconditional_recursion)]
+    fn deeper(depth: usize) -> usize {
+        let frame = std::hint::black_box([depth as u8; 1024]);
+        std::hint::black_box(deeper(depth + 1)) + usize::from(frame[depth % 1024])
+    }
+    std::hint::black_box(deeper(0));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Side, Signal, Socket};
+    use crate::net::{Side, Socket};
+    use crate::runtime::{Mutex, Signal};
     use mio::Interest;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::sync::Mutex;
 
     /// A socket pair: the worker's side (a `Socket`) and the test's peer.
     fn pair() -> (Socket, TcpStream) {

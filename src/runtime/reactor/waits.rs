@@ -20,6 +20,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::{Gauges, Remote, State};
+use crate::runtime::task;
 
 /// One task's identity: its slot, and which use of the slot (a stale wake-up must not reach the
 /// next connection in it).
@@ -76,6 +77,8 @@ pub(super) struct Wait {
     on: Option<(SourceKey, Interest)>,
     timer: Option<(Instant, u64)>,
     outcome: Option<Woken>,
+    /// The state of the wait that ended last (named if the task then overflows its stack).
+    last: Option<State>,
 }
 
 /// A registered socket: who owns it now, and what readiness has come since it last said
@@ -323,8 +326,7 @@ pub fn yield_now() {
         Err(_) => false,
     });
     if queued {
-        #[allow(deprecated)]
-        generator::yield_with(());
+        task::suspend();
     }
 }
 
@@ -365,11 +367,9 @@ fn park(state: State, deadline: Option<Instant>, on: Option<(SourceKey, Interest
         wait.outcome = None;
         c.gauges.count_wait(state, true);
     });
-    // The scoped API would need its yielder passed down to every socket read in the request code;
-    // the free function reaches the running generator through the thread, which is what lets a
-    // socket deep in that code yield. (Deprecated upstream for that reason, not for a defect.)
-    #[allow(deprecated)]
-    generator::yield_with(());
+    task::suspend();
+    #[cfg(debug_assertions)]
+    super::overflow_on_purpose();
     with_current(|c| {
         let key = c.running.expect("a task resumes on its worker");
         c.waits[key.slot as usize]
@@ -490,6 +490,7 @@ impl Current {
             return;
         }
         wait.state = None;
+        wait.last = Some(state);
         wait.on = None;
         wait.outcome = Some(outcome);
         if let Some(timer) = wait.timer.take() {
@@ -549,8 +550,14 @@ impl Current {
         let wait = &mut self.waits[slot];
         wait.generation = wait.generation.wrapping_add(1);
         wait.state = None;
+        wait.last = None;
         wait.on = None;
         wait.outcome = None;
+    }
+
+    /// The state of the wait `slot`'s task last came out of.
+    pub(super) fn last_wait(&self, slot: usize) -> Option<State> {
+        self.waits.get(slot).and_then(|w| w.last)
     }
 }
 

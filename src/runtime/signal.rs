@@ -3,10 +3,11 @@
 //! wakes it on whichever worker it runs. Threads that are not workers (background revalidation,
 //! tests) wait on an ordinary `Condvar`.
 
+use std::sync::Condvar;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::lock::{Mutex, MutexGuard};
 use super::reactor::{self, State, TaskWaker};
 
 /// Waiting threads and tasks, woken together.
@@ -33,11 +34,11 @@ impl Signal {
             self.waiting_threads.fetch_add(1, Ordering::SeqCst);
             let guard = self
                 .threads
-                .wait_timeout(guard, timeout)
+                .wait_timeout(guard.into_std(), timeout)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
             self.waiting_threads.fetch_sub(1, Ordering::SeqCst);
-            return guard;
+            return MutexGuard::from_std(guard);
         };
         // Listed before the lock is released: a notifier changes the state under that lock, so
         // it either runs before this wait began (the caller saw its change) or finds the waker.
