@@ -4,11 +4,13 @@
 //! `--intercept` and `porter ca` theirs in `cli/intercept.rs`.
 
 mod allow;
+mod docs;
 mod fetch;
 mod intercept;
 mod serve;
 
 pub use allow::AllowArgs;
+pub use docs::{CompletionsArgs, DocsArgs};
 pub use fetch::{FetchArgs, MethodArg};
 pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
 pub use serve::ServeArgs;
@@ -55,6 +57,11 @@ pub enum Command {
     Upper(UpperArgs),
     /// Run the origin web server: files, visitor cookies, bans, the Nth-visit page, a faulty /getbalance.
     Serve(Box<ServeArgs>),
+    /// Print a shell completion script: `porter completions bash > /etc/bash_completion.d/porter`.
+    Completions(CompletionsArgs),
+    /// Generated documentation: the markdown reference, man pages.
+    #[command(hide = true)]
+    Docs(DocsArgs),
 }
 
 /// Flags of `porter cache`.

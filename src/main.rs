@@ -30,6 +30,11 @@ fn main() -> ExitCode {
         }
         Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
         Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
+        Command::Completions(args) => {
+            args.run();
+            Ok(())
+        }
+        Command::Docs(args) => args.run().map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ mod browser;
 mod cache;
 mod collapse;
 mod deploy;
+mod docs;
 mod fetch;
 mod forwarded_for;
 mod hostile;
