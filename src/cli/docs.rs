@@ -132,7 +132,10 @@ fn command_section(out: &mut String, cmd: &clap::Command, parent: &str, shown: &
     if path == "porter proxy" {
         config_keys(out, &args);
     }
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         command_section(out, sub, &path, &globals);
     }
 }
@@ -141,7 +144,13 @@ fn command_section(out: &mut String, cmd: &clap::Command, parent: &str, shown: &
 fn arg_line(arg: &clap::Arg) -> String {
     let value = arg
         .get_value_names()
-        .map(|names| names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "))
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|| arg.get_id().to_string().to_uppercase());
     let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
     let name = match (arg.get_long(), arg.get_short()) {
@@ -173,7 +182,10 @@ fn arg_line(arg: &clap::Arg) -> String {
         .filter(|v| !v.is_hide_set())
         .collect();
     if takes_value && !choices.is_empty() {
-        let names: Vec<String> = choices.iter().map(|v| format!("`{}`", v.get_name())).collect();
+        let names: Vec<String> = choices
+            .iter()
+            .map(|v| format!("`{}`", v.get_name()))
+            .collect();
         notes.push(format!("one of {}", names.join(", ")));
     }
     let help = arg
@@ -224,8 +236,14 @@ mod tests {
             if NOT_KEYS.contains(&long) {
                 continue;
             }
-            assert!(text.contains(&format!("`--{long}")), "--{long} has no entry");
-            assert!(keys.contains(&format!("`{long}`")), "{long} has no config key");
+            assert!(
+                text.contains(&format!("`--{long}")),
+                "--{long} has no entry"
+            );
+            assert!(
+                keys.contains(&format!("`{long}`")),
+                "{long} has no config key"
+            );
         }
     }
 }

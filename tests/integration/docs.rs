@@ -9,7 +9,10 @@ fn porter(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run porter");
-    assert!(output.status.success(), "porter {args:?} failed: {output:?}");
+    assert!(
+        output.status.success(),
+        "porter {args:?} failed: {output:?}"
+    );
     output
 }
 
@@ -23,7 +26,7 @@ fn regression_reference_md_is_what_the_flags_generate() {
             .lines()
             .zip(committed.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| generated.lines().count().min(committed.lines().count()), |n| n);
+            .unwrap_or_else(|| generated.lines().count().min(committed.lines().count()));
         panic!(
             "docs/reference.md differs from the flags (first at line {}); regenerate it with\n    \
              cargo run -- docs reference > docs/reference.md",
@@ -36,14 +39,26 @@ fn regression_reference_md_is_what_the_flags_generate() {
 fn man_pages_and_completions_cover_every_subcommand() {
     let dir = tempfile::tempdir().expect("tempdir");
     porter(&["docs", "man", dir.path().to_str().expect("utf-8 path")]);
-    for page in ["porter.1", "porter-proxy.1", "porter-fetch.1", "porter-serve.1", "porter-upper.1"] {
+    for page in [
+        "porter.1",
+        "porter-proxy.1",
+        "porter-fetch.1",
+        "porter-serve.1",
+        "porter-upper.1",
+    ] {
         let text = std::fs::read_to_string(dir.path().join(page)).expect(page);
         assert!(text.contains(".TH"), "{page} is not a man page");
     }
     let proxy = std::fs::read_to_string(dir.path().join("porter-proxy.1")).expect("proxy page");
-    assert!(proxy.contains("origin\\-timeout"), "the proxy page lists its flags");
+    assert!(
+        proxy.contains("origin\\-timeout"),
+        "the proxy page lists its flags"
+    );
     for shell in ["bash", "zsh", "fish"] {
         let script = String::from_utf8(porter(&["completions", shell]).stdout).expect("utf-8");
-        assert!(script.contains("origin-timeout"), "{shell} completes proxy flags");
+        assert!(
+            script.contains("origin-timeout"),
+            "{shell} completes proxy flags"
+        );
     }
 }
