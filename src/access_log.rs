@@ -16,7 +16,7 @@
 //!  configure / reopen / flush ──control──┘
 //! ```
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -102,9 +102,12 @@ pub fn format() -> (LogFormat, bool) {
     )
 }
 
-/// Opens a log file for appending, creating it (and nothing else) if needed.
+/// Opens a log file for appending, creating it (and nothing else) if needed, 0640: the lines name
+/// clients and URLs. An existing file that other users can read is warned about.
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let file = crate::perms::log_options().open(path)?;
+    crate::perms::warn_if_log_is_open(&file, path);
+    Ok(file)
 }
 
 /// Applies settings: the format at once, the file for the next lines. A file that cannot be opened

@@ -15,6 +15,7 @@ pub mod html;
 pub mod http;
 pub mod net;
 pub mod origin;
+pub mod perms;
 pub mod proxy;
 pub mod timefmt;
 pub mod tls;

@@ -62,7 +62,7 @@ pub fn listen(
     memory: &Arc<MemoryTier>,
 ) -> io::Result<ControlSocket> {
     let dir = root.join(CONTROL_DIR);
-    std::fs::create_dir_all(&dir)?;
+    crate::perms::create_private_dir_all(&dir)?;
     let path = dir.join(format!("{}.sock", std::process::id()));
     // A socket file of a dead process with our pid would make bind fail.
     let _ = std::fs::remove_file(&path);

@@ -10,7 +10,6 @@
 //! ```
 //! A failed attempt has `error: <message>` where the status line would be.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -42,9 +41,7 @@ impl DownloadLog {
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(error)?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut file = crate::perms::log_options()
             .open(&self.path)
             .map_err(error)?;
         file.write_all(record.as_bytes()).map_err(error)

@@ -12,7 +12,7 @@
 //! ```
 //! The file survives restarts, and several runs simply add to it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -107,12 +107,11 @@ impl EventLog {
     }
 }
 
+/// Opens the log for appending, creating it 0640 (events name clients and the paths they asked for).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
+    let file = crate::perms::log_options().read(true).open(path)?;
+    crate::perms::warn_if_log_is_open(&file, path);
+    Ok(file)
 }
 
 /// Ends a torn last line with a newline; returns the file's length afterwards.

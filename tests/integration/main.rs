@@ -5,6 +5,7 @@ mod cache;
 mod collapse;
 mod deploy;
 mod fetch;
+mod file_modes;
 mod hostile;
 mod intercept;
 mod logs;
