@@ -6,11 +6,13 @@
 
 use crate::http::reason_phrase;
 
-/// Escapes text for an HTML element body or attribute.
+/// Escapes text for an HTML element body or attribute; control characters and bidi overrides are
+/// written out as [`crate::printable`] does for the logs.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            c if crate::printable::is_hazard(c) => crate::printable::push_escaped(&mut out, c),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),

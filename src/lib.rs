@@ -16,6 +16,7 @@ pub mod http;
 pub mod net;
 pub mod origin;
 pub mod perms;
+pub mod printable;
 pub mod proxy;
 pub mod timefmt;
 pub mod tls;

@@ -55,13 +55,17 @@ impl DownloadLog {
         at: SystemTime,
         head: &ResponseHead,
     ) -> Result<(), FetchError> {
-        let mut record = format!("=== {} {method} {url}\n", rfc3339(at));
-        record.push_str(&status_line(head));
+        let mut record = format!(
+            "=== {} {method} {}\n",
+            rfc3339(at),
+            crate::printable::escape(url)
+        );
+        record.push_str(&crate::printable::escape(&status_line(head)));
         record.push('\n');
         for (name, value) in head.headers.iter() {
             record.push_str(name);
             record.push_str(": ");
-            record.push_str(&String::from_utf8_lossy(value));
+            record.push_str(&crate::printable::escape(&String::from_utf8_lossy(value)));
             record.push('\n');
         }
         record.push('\n');
@@ -77,8 +81,10 @@ impl DownloadLog {
         error: &FetchError,
     ) -> Result<(), FetchError> {
         self.append(&format!(
-            "=== {} {method} {url}\nerror: {error}\n\n",
-            rfc3339(at)
+            "=== {} {method} {}\nerror: {}\n\n",
+            rfc3339(at),
+            crate::printable::escape(url),
+            crate::printable::escape(&error.to_string())
         ))
     }
 }

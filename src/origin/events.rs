@@ -36,16 +36,17 @@ pub struct Event {
     pub outcome: String,
 }
 
-/// `target`, or its first [`MAX_LOGGED_TARGET`] bytes (on a character boundary) and `...`.
+/// `target`, or its first [`MAX_LOGGED_TARGET`] bytes (on a character boundary) and `...`, with
+/// control characters and bidi overrides escaped ([`crate::printable`]).
 pub fn logged_target(target: &str) -> String {
     if target.len() <= MAX_LOGGED_TARGET {
-        return target.to_string();
+        return crate::printable::escape(target).into_owned();
     }
     let mut end = MAX_LOGGED_TARGET;
     while !target.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}...", &target[..end])
+    format!("{}...", crate::printable::escape(&target[..end]))
 }
 
 /// The rotated log beside `path`: `NAME.1`.
