@@ -74,6 +74,14 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_and_bidi_overrides_are_written_out() {
+        assert_eq!(
+            escape("a\u{9b}1m<\u{202e}b\u{2066}"),
+            "a\\u{9b}1m&lt;\\u{202e}b\\u{2066}"
+        );
+    }
+
+    #[test]
     fn refusals_frame_their_page() {
         let bytes = refusal(503, "too many connections");
         let text = String::from_utf8(bytes).unwrap();
