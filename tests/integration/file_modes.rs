@@ -47,7 +47,7 @@ fn regression_cache_entries_and_access_log_are_not_world_readable_under_umask_02
     // The entry is renamed into place once the body is stored.
     let mut entries = Vec::new();
     assert!(
-        eventually(Duration::from_secs(10), || {
+        eventually(Duration::from_secs(30), || {
             entries = std::fs::read_dir(&cache)
                 .unwrap()
                 .flatten()
@@ -59,7 +59,7 @@ fn regression_cache_entries_and_access_log_are_not_world_readable_under_umask_02
         }),
         "an entry was stored"
     );
-    assert!(eventually(Duration::from_secs(10), || {
+    assert!(eventually(Duration::from_secs(30), || {
         std::fs::read_to_string(&log).is_ok_and(|text| text.contains("/private"))
     }));
     assert_eq!(mode(&cache), 0o700, "the cache folder");
