@@ -15,6 +15,8 @@ pub mod html;
 pub mod http;
 pub mod net;
 pub mod origin;
+pub mod perms;
+pub mod printable;
 pub mod proxy;
 pub mod runtime;
 pub mod timefmt;

@@ -7,9 +7,28 @@ use clap::Parser;
 use porter::cli::{Cli, Command, ProxyArgs};
 use porter::config_file::{self, ConfigSource};
 
+/// env_logger's default line, `[time LEVEL target] message`, with the message's control characters
+/// and bidi overrides escaped (messages quote hosts and URLs); the newlines of messages Porter
+/// writes over several lines are kept.
+fn log_line(buf: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let level = buf.default_level_style(record.level());
+    let message = record.args().to_string();
+    writeln!(
+        buf,
+        "[{} {level}{:<5}{level:#} {}] {}",
+        buf.timestamp(),
+        record.level(),
+        record.target(),
+        porter::printable::escape_except(&message, &['\n'])
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(log_line)
+        .init();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Proxy(args) => return proxy(&args),
         Command::Cache(args) => {

@@ -121,7 +121,7 @@ impl Store {
     /// Opens (creating) the folder and starts the background scan and evictor threads.
     pub fn open(root: &Path, max_bytes: u64) -> io::Result<Arc<Store>> {
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp)?;
+        crate::perms::create_private_dir_all(&tmp)?;
         let (evict, evict_rx) = crossbeam_channel::bounded(1);
         let store = Arc::new(Store {
             root: root.to_path_buf(),
@@ -353,7 +353,7 @@ impl Store {
     ) -> io::Result<()> {
         let path = key.path(&self.root);
         if let Some(parent) = path.parent() {
-            self.retry_when_full(|| fs::create_dir_all(parent))?;
+            self.retry_when_full(|| crate::perms::create_private_dir_all(parent))?;
         }
         self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         self.commits.fetch_add(1, Ordering::SeqCst);

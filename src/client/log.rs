@@ -10,7 +10,6 @@
 //! ```
 //! A failed attempt has `error: <message>` where the status line would be.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -42,9 +41,7 @@ impl DownloadLog {
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(error)?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut file = crate::perms::log_options()
             .open(&self.path)
             .map_err(error)?;
         file.write_all(record.as_bytes()).map_err(error)
@@ -58,13 +55,17 @@ impl DownloadLog {
         at: SystemTime,
         head: &ResponseHead,
     ) -> Result<(), FetchError> {
-        let mut record = format!("=== {} {method} {url}\n", rfc3339(at));
-        record.push_str(&status_line(head));
+        let mut record = format!(
+            "=== {} {method} {}\n",
+            rfc3339(at),
+            crate::printable::escape(url)
+        );
+        record.push_str(&crate::printable::escape(&status_line(head)));
         record.push('\n');
         for (name, value) in head.headers.iter() {
             record.push_str(name);
             record.push_str(": ");
-            record.push_str(&String::from_utf8_lossy(value));
+            record.push_str(&crate::printable::escape(&String::from_utf8_lossy(value)));
             record.push('\n');
         }
         record.push('\n');
@@ -80,8 +81,10 @@ impl DownloadLog {
         error: &FetchError,
     ) -> Result<(), FetchError> {
         self.append(&format!(
-            "=== {} {method} {url}\nerror: {error}\n\n",
-            rfc3339(at)
+            "=== {} {method} {}\nerror: {}\n\n",
+            rfc3339(at),
+            crate::printable::escape(url),
+            crate::printable::escape(&error.to_string())
         ))
     }
 }

@@ -239,7 +239,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        // The temporary file's mode is the one that lands: visitor ids are for the owner and the
+        // log readers' group only.
+        let mut file = crate::perms::log_options()
+            .append(false)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)

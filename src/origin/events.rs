@@ -13,7 +13,7 @@
 //! The file survives restarts, and several runs simply add to it.
 
 use crate::runtime::Mutex;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -36,16 +36,17 @@ pub struct Event {
     pub outcome: String,
 }
 
-/// `target`, or its first [`MAX_LOGGED_TARGET`] bytes (on a character boundary) and `...`.
+/// `target`, or its first [`MAX_LOGGED_TARGET`] bytes (on a character boundary) and `...`, with
+/// control characters and bidi overrides escaped ([`crate::printable`]).
 pub fn logged_target(target: &str) -> String {
     if target.len() <= MAX_LOGGED_TARGET {
-        return target.to_string();
+        return crate::printable::escape(target).into_owned();
     }
     let mut end = MAX_LOGGED_TARGET;
     while !target.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}...", &target[..end])
+    format!("{}...", crate::printable::escape(&target[..end]))
 }
 
 /// The rotated log beside `path`: `NAME.1`.
@@ -107,12 +108,11 @@ impl EventLog {
     }
 }
 
+/// Opens the log for appending, creating it 0640 (events name clients and the paths they asked for).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
+    let file = crate::perms::log_options().read(true).open(path)?;
+    crate::perms::warn_if_log_is_open(&file, path);
+    Ok(file)
 }
 
 /// Ends a torn last line with a newline; returns the file's length afterwards.

@@ -272,7 +272,7 @@ pub fn copy<S: Read>(
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
+        let n = match reader.read_batch(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -11,6 +11,10 @@
 //! which GoAccess (`--log-format=SQUID`), SARG and Calamaris read. Squid logs
 //! the peer's address after the hierarchy code; Porter logs the origin's host name, as Squid does
 //! when it has not resolved one.
+//!
+//! Every field that comes from outside (method, URL, host, user, Content-Type, parent) goes through
+//! [`crate::printable::escape`] in every format, so a C1 control or a bidi override in a host or a
+//! header reaches neither the terminal nor the reader of the log raw.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -19,6 +23,7 @@ use serde::Serialize;
 
 use super::metrics::{AccessEntry, Outcome};
 use crate::access_log::LogFormat;
+use crate::printable::escape;
 
 /// The entry's line in `format`, with the query string dropped unless `query`.
 pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
@@ -30,8 +35,15 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
     } else {
         entry.url.split('?').next().unwrap_or_default()
     };
+    let url = &*escape(url);
+    let method = &*escape(&entry.method);
     let elapsed = entry.start.elapsed().as_millis();
-    let user = entry.user.as_deref();
+    let user = entry.user.as_deref().map(escape);
+    let user = user.as_deref();
+    let content_type = entry.content_type.as_deref().map(escape);
+    let content_type = content_type.as_deref();
+    let parent = entry.parent.as_deref().map(escape);
+    let parent = parent.as_deref();
     match format {
         LogFormat::Porter => {
             let mut line = format!(
@@ -39,7 +51,7 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 now.as_secs(),
                 now.subsec_millis(),
                 entry.client,
-                entry.method,
+                method,
                 entry.status,
                 entry.bytes,
                 entry.outcome.as_str()
@@ -47,7 +59,7 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
             if let Some(detail) = entry.detail {
                 let _ = write!(line, " detail={detail}");
             }
-            if let Some(parent) = &entry.parent {
+            if let Some(parent) = parent {
                 // Squid's hierarchy code for "the first parent that is up".
                 let _ = write!(line, " FIRSTUP_PARENT/{parent}");
             }
@@ -57,7 +69,7 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
             line
         }
         LogFormat::Squid => {
-            let hierarchy = match (squid_forwarded(entry), &entry.parent, host_of(&entry.url)) {
+            let hierarchy = match (squid_forwarded(entry), parent, host_of(url)) {
                 (true, Some(parent), _) => {
                     let host = host_of(parent).unwrap_or(parent);
                     format!("FIRSTUP_PARENT/{host}")
@@ -73,10 +85,10 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 squid_code(entry),
                 entry.status,
                 entry.bytes,
-                entry.method,
+                method,
                 no_spaces(url),
                 user.map_or("-".into(), no_spaces),
-                entry.content_type.as_deref().map_or("-".into(), no_spaces),
+                content_type.map_or("-".into(), no_spaces),
             )
         }
         LogFormat::Json => {
@@ -85,15 +97,15 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 elapsed_ms: elapsed as u64,
                 client: entry.client.ip().to_string(),
                 user,
-                method: &entry.method,
+                method,
                 url,
                 status: entry.status,
                 bytes: entry.bytes,
                 outcome: entry.outcome.as_str(),
                 squid_code: squid_code(entry),
-                content_type: entry.content_type.as_deref(),
+                content_type,
                 detail: entry.detail,
-                parent: entry.parent.as_deref(),
+                parent,
             };
             serde_json::to_string(&line).unwrap_or_default()
         }

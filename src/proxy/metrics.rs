@@ -141,7 +141,9 @@ impl AccessEntry {
     /// Counts the request and queues its line for the access log.
     pub fn finish(&self, metrics: &Metrics) {
         metrics.record(self.outcome, self.bytes);
-        if let Some(host) = super::logline::host_of(&self.url) {
+        if super::hosts::counts_toward_hosts(self.outcome)
+            && let Some(host) = super::logline::host_of(&self.url)
+        {
             metrics.hosts.count(host);
         }
         if crate::access_log::enabled() {

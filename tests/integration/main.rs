@@ -11,6 +11,7 @@ mod collapse;
 mod deploy;
 mod docs;
 mod fetch;
+mod file_modes;
 mod forwarded_for;
 mod hostile;
 mod intercept;

@@ -2,7 +2,7 @@
 //! is complete, and a full disk (ENOSPC) evicts the least recently used entries and retries, so the
 //! cache keeps storing when the disk is smaller than `--cache-size` or shared.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,12 +40,7 @@ impl Store {
             .tmp
             .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
         let result = self
-            .retry_when_full(|| {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp_path)
-            })
+            .retry_when_full(|| crate::perms::create_private_file(&tmp_path))
             .and_then(|file| {
                 let mut file = DiskFile {
                     file,
