@@ -9,15 +9,13 @@
 pub mod access_log;
 pub mod cache;
 pub mod cli;
-pub mod client;
 pub mod config_file;
 pub mod html;
 pub mod http;
 pub mod net;
-pub mod origin;
 pub mod proxy;
 pub mod runtime;
 pub mod timefmt;
 pub mod tls;
+pub mod tools;
 pub mod units;
-pub mod upper;

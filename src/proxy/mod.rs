@@ -16,39 +16,15 @@
 //! The phases after `handle_request` share one `exchange::Exchange` and answer
 //! `exchange::Served`.
 
-pub mod allow;
 pub mod auth;
-mod background;
-mod cached;
-mod canonical_url;
-mod collapsed;
 mod config;
 mod connect;
-mod dashboard;
-pub mod dest;
 mod error;
 mod exchange;
-mod fetch;
-pub mod forward;
-pub mod forwarded_for;
-pub mod hosts;
-mod intercept;
-mod intercept_pages;
-mod leader;
+pub mod flow;
 pub mod live;
-pub mod logline;
-pub mod metrics;
-pub mod pac;
-pub mod pages;
-pub mod parent;
+pub mod ops;
 pub mod preflight;
-pub mod purge;
-mod ranges;
-mod route;
-mod stale;
-pub mod target;
-mod tunnel;
-mod updates;
 pub mod upstream;
 
 use std::io::{self, Write};
@@ -58,15 +34,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use config::{InterceptConfig, ProxyConfig};
+use connect::tunnel::TunnelHandle;
 pub use error::ProxyError;
-use metrics::{AccessEntry, Metrics, Outcome};
+use flow::background;
+use flow::target::{self, Target};
+use ops::metrics::{AccessEntry, Metrics, Outcome};
+use ops::purge;
 pub use preflight::StartError;
-use target::Target;
-use tunnel::TunnelHandle;
-use upstream::UpstreamPool;
+use upstream::{UpstreamPool, allow, dest, parent};
 
 use exchange::{Answer, Exchange, Reuse};
-use pages::Page;
+use ops::pages::{self, Page};
 
 use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;

@@ -21,13 +21,14 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::dest::DestRules;
+use super::forward;
 use super::target::Target;
-use super::{ProxyError, forward, upstream};
 use crate::cache::lock::LeaderGuard;
 use crate::cache::{Cache, Found, policy};
 use crate::http::body::{BodyMode, BodyReader};
 use crate::http::{Limits, RequestHead, write};
+use crate::proxy::upstream::dest::DestRules;
+use crate::proxy::{ProxyError, upstream};
 use crate::tls::UpstreamTls;
 
 const THREADS: usize = 2;

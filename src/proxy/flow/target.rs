@@ -74,7 +74,7 @@ impl Target {
     }
 
     /// [`Target::parse_absolute`] through the WHATWG parser, for URLs not in canonical form.
-    pub(super) fn parse_with_parser(text: &str) -> Result<Target, TargetError> {
+    pub(in crate::proxy) fn parse_with_parser(text: &str) -> Result<Target, TargetError> {
         // The WHATWG parser forgives `http:///host` and backslashes; a proxy should not guess.
         let authority = text
             .split_once("://")
