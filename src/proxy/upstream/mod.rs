@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::flow::target::Scheme;
 use crate::http::ReadBuf;
+use crate::http::Scheme;
 use crate::net::{Socket, Stream};
 use crate::tls::{UpstreamTls, UpstreamTlsError};
 use dest::{DestDenied, DestRules};

@@ -14,13 +14,13 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use super::parent::{Fallback, ParentAddr, Route};
+use crate::http::Scheme;
 use crate::http::authority::{self, DefaultPort};
 use crate::http::body::BodyMode;
 use crate::http::{self, ReadBuf, RequestHead, ResponseHead, parse};
 use crate::net::Socket;
 use crate::proxy::exchange::Exchange;
 use crate::proxy::flow::forward;
-use crate::proxy::flow::target::Scheme;
 use crate::proxy::ops::metrics::AccessEntry;
 use crate::proxy::upstream::{self, UpstreamConn};
 use crate::proxy::{Proxy, ProxyError};
