@@ -276,16 +276,8 @@ impl Proxy {
             self.origins
                 .checkin(target.scheme, &target.host, target.port, origin);
         }
-        let mut head = head;
-        if !head.headers.contains("date") {
-            // The stored Date would otherwise make the refreshed entry look old (RFC 9110 §6.6.1).
-            head.headers
-                .append("Date", httpdate::fmt_http_date(response_time));
-        }
         let meta = Arc::make_mut(&mut found.meta);
-        policy::update_from_304(&mut meta.head, &head);
-        meta.request_time = request_time;
-        meta.response_time = response_time;
+        policy::freshen(meta, &head, request_time, response_time);
         if let Err(e) = cache.update_head_with(&target.url, &mut found, rule) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }

@@ -30,9 +30,12 @@ impl Proxy {
         match policy::after_head(&found.meta.head, found.body_len, &fetched.head) {
             HeadUpdate::Update => {
                 let meta = Arc::make_mut(&mut found.meta);
-                policy::update_from_304(&mut meta.head, &fetched.head);
-                meta.request_time = fetched.request_time;
-                meta.response_time = fetched.response_time;
+                policy::freshen(
+                    meta,
+                    &fetched.head,
+                    fetched.request_time,
+                    fetched.response_time,
+                );
                 if let Err(e) = cache.update_head(url, &mut found) {
                     log::debug!("cache: could not update {url} from HEAD: {e}");
                 }
