@@ -3,18 +3,23 @@
 //!
 //! ```text
 //!  Handler::handle ─┬─ parse error ─────────────> reply: 400/414/431/505, close
-//!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect.rs): port and
+//!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect/): port and
 //!                                      │                        host rules, then the tunnel thread
 //!                                      ├─ origin-form (/path) ─> reply(pages::own_page)
 //!                                      ├─ loop, Max-Forwards: 0, deny-host ─> reply(page)
-//!                                      ├─ PURGE not allowed (purge.rs) ─> reply(403)
-//!                                      └─ absolute-form http://… ─> forward (fetch.rs)
-//!                                            ├─ GET/HEAD ─> through_cache (cached.rs)
+//!                                      ├─ PURGE not allowed (ops/purge.rs) ─> reply(403)
+//!                                      └─ absolute-form http://… ─> forward (flow/fetch.rs)
+//!                                            ├─ GET/HEAD ─> through_cache (flow/cached.rs)
 //!                                            └─ other ───> pass ─> fetch ─> relay
 //! ```
 //!
 //! The phases after `handle_request` share one `exchange::Exchange` and answer
-//! `exchange::Served`.
+//! `exchange::Served`. The folders are the roles: `flow/` the request path of an absolute-form
+//! request (through the cache or past it), `connect/` CONNECT tunnels and HTTPS interception,
+//! `upstream/` reaching an origin or a parent (the pool, destination rules, the allow list,
+//! routing), `ops/` what the operator sees (own pages, metrics, log lines, PURGE rules). Here at the
+//! top: the shared state and dispatch (this file), the configuration and its reload (`config`,
+//! `live`), proxy authentication, errors, the exchange, and start-up checks (`preflight`).
 
 pub mod auth;
 mod config;

@@ -1,5 +1,6 @@
 //! CONNECT host:port (RFC 9110 §9.3.6): check the port and host rules, connect, answer 200 and hand
-//! both sockets to the tunnel relay, so the worker is free again at once.
+//! both sockets to the tunnel relay, so the worker is free again at once. The relay is `tunnel`;
+//! `intercept` decrypts the tunnels `--intercept` names, with its pages in `intercept_pages`.
 
 mod intercept;
 pub(super) mod intercept_pages;

@@ -3,6 +3,8 @@
 //! targets of intercepted requests, a verified TLS handshake), and a small pool of idle keep-alive
 //! connections per scheme and host so repeated requests skip the TCP and TLS handshakes.
 //! (`crate::tools::serve` is the file server; this module only talks to whatever origin a request names.)
+//! Beside the pool: `dest` and `allow` (which addresses and names may be reached), `parent` (parent
+//! proxies and their health) and `route` (the dial to an origin or through a parent).
 
 pub mod allow;
 pub mod dest;
