@@ -29,11 +29,11 @@ use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
-use crate::proxy::forwarded_for::ForwardedFor;
-use crate::proxy::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
-use crate::proxy::purge::PurgeRules;
+use crate::proxy::flow::forwarded_for::ForwardedFor;
+use crate::proxy::ops::purge::PurgeRules;
+use crate::proxy::upstream::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
+use crate::tools::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 use crate::units::{parse_duration, parse_size};
-use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 
 /// Porter: a forward caching HTTP proxy, with an origin server, a client and an echo tool to try it on.
 #[derive(Debug, Parser)]

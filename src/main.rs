@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Command::Ca(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
         Command::Fetch(args) => {
             // Its exit status says what kind of failure it was (an HTTP error status is 8).
-            return match args.into_config().and_then(porter::client::run) {
+            return match args.into_config().and_then(porter::tools::fetch::run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("porter: {error}");
@@ -47,8 +47,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
-        Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
+        Command::Upper(args) => porter::tools::upper::run(args.into_config()).map_err(Into::into),
+        Command::Serve(args) => porter::tools::serve::run(args.into_config()).map_err(Into::into),
         Command::Completions(args) => {
             args.run();
             Ok(())

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::entry::{self, Decoded, EntryError};
+use super::eviction;
 use super::key::Key;
 use crate::runtime::Mutex;
 
@@ -376,22 +377,9 @@ impl Store {
             if index.bytes <= self.max_bytes {
                 return;
             }
-            let mut by_age: Vec<(u64, Key, u64)> = index
-                .entries
-                .iter()
-                .map(|(k, e)| (e.last_used, *k, e.bytes))
-                .collect();
-            by_age.sort_unstable();
-            let mut excess = index.bytes.saturating_sub(target);
-            by_age
-                .into_iter()
-                .take_while(|(_, _, bytes)| {
-                    let take = excess > 0;
-                    excess = excess.saturating_sub(*bytes);
-                    take
-                })
-                .map(|(_, k, _)| k)
-                .collect()
+            let entries = index.entries.iter();
+            let candidates = entries.map(|(k, e)| (e.last_used, *k, e.bytes)).collect();
+            eviction::least_recently_used(candidates, index.bytes.saturating_sub(target)).0
         };
         let count = victims.len();
         for key in victims {

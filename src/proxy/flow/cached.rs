@@ -29,10 +29,8 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::exchange::{Exchange, Failure, Reuse, Served};
 use super::fetch::{Ask, Fetched};
-use super::metrics::Outcome;
-use super::{Proxy, ProxyError, forward};
+use super::forward;
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision, NoStore, NotModified};
 use crate::cache::ranges::{self, RangeReply};
@@ -41,9 +39,12 @@ use crate::cache::{Cache, Found, RuleOnce, StoredBody};
 use crate::http::body::BodyMode;
 use crate::http::{self, Method, RequestHead, ResponseHead, write};
 use crate::net::sendfile::SendFile;
+use crate::proxy::exchange::{Exchange, Failure, Reuse, Served};
+use crate::proxy::ops::metrics::Outcome;
+use crate::proxy::{Proxy, ProxyError};
 
 impl Proxy {
-    pub(super) fn through_cache(&self, cache: &Cache, ex: &mut Exchange) -> Served {
+    pub(in crate::proxy) fn through_cache(&self, cache: &Cache, ex: &mut Exchange) -> Served {
         let directives = CacheControl::parse_request(&ex.req.headers);
         if directives.no_store {
             return self.pass(ex);
@@ -275,16 +276,8 @@ impl Proxy {
             self.origins
                 .checkin(target.scheme, &target.host, target.port, origin);
         }
-        let mut head = head;
-        if !head.headers.contains("date") {
-            // The stored Date would otherwise make the refreshed entry look old (RFC 9110 §6.6.1).
-            head.headers
-                .append("Date", httpdate::fmt_http_date(response_time));
-        }
         let meta = Arc::make_mut(&mut found.meta);
-        policy::update_from_304(&mut meta.head, &head);
-        meta.request_time = request_time;
-        meta.response_time = response_time;
+        policy::freshen(meta, &head, request_time, response_time);
         if let Err(e) = cache.update_head_with(&target.url, &mut found, rule) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }
@@ -314,7 +307,7 @@ impl Proxy {
     /// out with their head in one vectored write; bodies in a file go file-to-socket with sendfile(2).
     /// A reply the entry cannot give (a 304 changed the validators an If-Range is checked against,
     /// so a partial entry no longer answers) is a miss: the request goes to the origin.
-    pub(super) fn serve_hit(
+    pub(in crate::proxy) fn serve_hit(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
@@ -413,7 +406,7 @@ impl Proxy {
 
 /// A stored response found for a request, with what it answers: decided once at lookup, again only
 /// after a 304 changed the head.
-pub(super) struct Hit {
+pub(in crate::proxy) struct Hit {
     found: Found,
     reply: RangeReply,
 }
@@ -429,7 +422,7 @@ fn usable_entry(cache: &Cache, ex: &Exchange, rule: &RuleOnce) -> Option<Hit> {
 }
 
 impl Hit {
-    pub(super) fn of(req: &RequestHead, found: Found) -> Hit {
+    pub(in crate::proxy) fn of(req: &RequestHead, found: Found) -> Hit {
         let reply = ranges::reply(req, &found.meta.head, found.body_len);
         Hit { found, reply }
     }

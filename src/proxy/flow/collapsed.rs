@@ -12,19 +12,20 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use super::exchange::{Exchange, Failure, Reuse, Served};
-use super::metrics::Outcome;
-use super::{Proxy, ProxyError, forward};
+use super::forward;
 use crate::cache::inflight::{End, Growth, Reader};
 use crate::cache::policy;
 use crate::cache::status::CacheStatus;
 use crate::http::{self, Version, write};
 use crate::net::sendfile::SendFile;
+use crate::proxy::exchange::{Exchange, Failure, Reuse, Served};
+use crate::proxy::ops::metrics::Outcome;
+use crate::proxy::{Proxy, ProxyError};
 
 impl Proxy {
     /// Serves `ex` from the entry `reader` follows. The wait for each next piece is bounded by twice
     /// the origin timeout: the writer's own reads give up sooner and then say `Failed`.
-    pub(super) fn follow(&self, ex: &mut Exchange, reader: &Reader) -> Served {
+    pub(in crate::proxy) fn follow(&self, ex: &mut Exchange, reader: &Reader) -> Served {
         ex.entry.outcome = Outcome::Collapsed;
         let inflight = reader.inflight();
         let meta = &inflight.meta;

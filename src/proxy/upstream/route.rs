@@ -13,29 +13,30 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use super::exchange::Exchange;
-use super::metrics::AccessEntry;
 use super::parent::{Fallback, ParentAddr, Route};
-use super::target::Scheme;
-use super::upstream::{self, UpstreamConn};
-use super::{Proxy, ProxyError, forward};
+use crate::http::Scheme;
 use crate::http::authority::{self, DefaultPort};
 use crate::http::body::BodyMode;
 use crate::http::{self, ReadBuf, RequestHead, ResponseHead, parse};
 use crate::net::Socket;
+use crate::proxy::exchange::Exchange;
+use crate::proxy::flow::forward;
+use crate::proxy::ops::metrics::AccessEntry;
+use crate::proxy::upstream::{self, UpstreamConn};
+use crate::proxy::{Proxy, ProxyError};
 
 /// Room for a parent's answer to CONNECT: a head, nothing more.
 const CONNECT_ANSWER_BUF: usize = 16 * 1024;
 
 /// A tunnel's upstream socket, and bytes the parent sent after its 200 (to go to the client first).
-pub(super) struct TunnelDial {
+pub(in crate::proxy) struct TunnelDial {
     pub stream: Socket,
     pub early: Vec<u8>,
 }
 
 impl Proxy {
     /// Sends `outbound` (an origin-form request) to where its route says, and reads the response head.
-    pub(super) fn send_upstream(
+    pub(in crate::proxy) fn send_upstream(
         &self,
         ex: &mut Exchange,
         outbound: &RequestHead,
@@ -195,7 +196,7 @@ impl Proxy {
     }
 
     /// The upstream socket of a CONNECT tunnel to `host:port`, through a parent when the route says.
-    pub(super) fn dial_tunnel(
+    pub(in crate::proxy) fn dial_tunnel(
         &self,
         host: &str,
         port: u16,
@@ -311,7 +312,7 @@ fn read_connect_answer(
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if super::error::is_timeout(&e) => return Err(ProxyError::OriginTimeout),
+            Err(e) if crate::proxy::error::is_timeout(&e) => return Err(ProxyError::OriginTimeout),
             Err(e) => return Err(ProxyError::Dial(e)),
         }
     }
@@ -335,7 +336,9 @@ fn resendable(error: &ProxyError, req_body: BodyMode) -> bool {
 /// What went wrong with a parent, in words that do not call it the origin.
 fn failure_text(error: &ProxyError) -> String {
     match error {
-        ProxyError::Dial(e) if super::error::is_timeout(e) => "timed out connecting".to_string(),
+        ProxyError::Dial(e) if crate::proxy::error::is_timeout(e) => {
+            "timed out connecting".to_string()
+        }
         ProxyError::Dial(e) => format!("cannot connect: {e}"),
         ProxyError::OriginTimeout => "did not answer in time".to_string(),
         ProxyError::OriginIo(e) => format!("connection failed: {e}"),

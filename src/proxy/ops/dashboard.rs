@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Proxy;
 use super::metrics::Outcome;
 use crate::html::escape;
+use crate::proxy::Proxy;
 
 /// Seconds between the page's automatic reloads.
 pub const REFRESH_SECONDS: u32 = 5;
@@ -113,7 +113,7 @@ pub fn render(proxy: &Proxy) -> String {
     body.push_str("</table></section>\n");
     if let Some(interceptor) = &proxy.interceptor {
         body.push_str("<section><h2>HTTPS interception</h2>\n<table>\n");
-        for (name, value) in super::intercept_pages::rows(&interceptor.stats) {
+        for (name, value) in crate::proxy::connect::intercept_pages::rows(&interceptor.stats) {
             let _ = writeln!(
                 body,
                 "<tr><th>{name}</th><td class=\"n\">{}</td></tr>",
@@ -121,7 +121,9 @@ pub fn render(proxy: &Proxy) -> String {
             );
         }
         body.push_str("</table>\n");
-        body.push_str(&super::intercept_pages::ca_paragraph(interceptor));
+        body.push_str(&crate::proxy::connect::intercept_pages::ca_paragraph(
+            interceptor,
+        ));
         body.push_str("</section>\n");
     }
     body.push_str("<section><h2>Configuration</h2>\n<table>\n");

@@ -140,7 +140,7 @@ fn end_torn_line(file: &File, path: &Path) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::export;
+    use crate::tools::serve::export;
 
     pub fn event(n: u32) -> Event {
         Event {

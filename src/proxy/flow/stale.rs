@@ -12,27 +12,27 @@ use std::time::SystemTime;
 
 use super::background::Job;
 use super::cached::Hit;
-use super::exchange::{Exchange, Served};
 use super::fetch::Fetched;
-use super::metrics::Outcome;
-use super::parent::Route;
-use super::{Proxy, ProxyError};
 use crate::cache::lock::Lease;
 use crate::cache::policy::{self, CacheControl};
 use crate::cache::status::CacheStatus;
 use crate::cache::{Cache, Found, RuleOnce};
+use crate::proxy::exchange::{Exchange, Served};
+use crate::proxy::ops::metrics::Outcome;
+use crate::proxy::upstream::parent::Route;
+use crate::proxy::{Proxy, ProxyError};
 
 impl Proxy {
     /// Whether a stale-while-revalidate entry can be revalidated in the background for this request:
     /// the background threads dial origins directly, so a host routed through `--parent` proxies is
     /// revalidated in the foreground instead (never around the parents).
-    pub(super) fn revalidates_in_background(&self, ex: &Exchange) -> bool {
+    pub(in crate::proxy) fn revalidates_in_background(&self, ex: &Exchange) -> bool {
         self.revalidator.is_some() && self.parents.route(&ex.target.host) == Route::Direct
     }
 
     /// Serves a stale entry at once and has it revalidated in the background, unless another
     /// request already is revalidating (or fetching) the URL: one origin request however many come.
-    pub(super) fn serve_stale_and_revalidate(
+    pub(in crate::proxy) fn serve_stale_and_revalidate(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
@@ -70,7 +70,7 @@ impl Proxy {
     }
 
     /// Serves the stored entry in place of the origin's failure ([`Proxy::stands_in_for_failure`]).
-    pub(super) fn serve_stale_if_error(
+    pub(in crate::proxy) fn serve_stale_if_error(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
@@ -86,7 +86,7 @@ impl Proxy {
     /// Whether the failed (or failing) answer to a revalidation should be replaced by the stored
     /// entry (RFC 5861 §4): the origin could not be reached or answered 500/502/503/504, and the
     /// entry is within its stale-if-error window (or `--stale-if-error`).
-    pub(super) fn stands_in_for_failure(
+    pub(in crate::proxy) fn stands_in_for_failure(
         &self,
         ex: &Exchange,
         found: &Found,

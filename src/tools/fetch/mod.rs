@@ -33,9 +33,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use error::{EXIT_HTTP_ERROR, FetchError, Phase};
 pub use proxy::{Credentials, NoProxy, Proxies, ProxyAddr};
-pub use target::{FetchUrl, Scheme};
+pub use target::FetchUrl;
 
-use crate::http::{self, Headers, RequestHead, ResponseHead, Version};
+use crate::http::{self, Headers, RequestHead, ResponseHead, Scheme, Version};
 use download::Kept;
 use log::DownloadLog;
 use report::Lines;

@@ -41,7 +41,7 @@ const TLS_PIECE: usize = 64 * 1024;
 
 /// Relays a body from `reader` to `client` through `store`, whose entry is shared as `inflight`
 /// (see the module doc). Returns the body bytes the client received.
-pub(super) fn relay<S: Read>(
+pub(in crate::proxy) fn relay<S: Read>(
     reader: &mut BodyReader<'_, S>,
     client: &mut Stream,
     inflight: Arc<Inflight>,

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 
-use super::Proxy;
-use super::exchange::Answer;
 use super::metrics::Outcome;
 use crate::html;
 use crate::http::{self, Method, RequestHead, ResponseHead, write};
+use crate::proxy::Proxy;
+use crate::proxy::exchange::Answer;
 
 /// A response the proxy wrote itself: its head and a body in memory.
 pub type Page = (ResponseHead, Vec<u8>);
@@ -85,7 +85,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
     }
     let path = req.target.split('?').next().unwrap_or("/");
     if path == "/ca.pem" {
-        return super::intercept_pages::ca_page(proxy);
+        return crate::proxy::connect::intercept_pages::ca_page(proxy);
     }
     let (content_type, body) = match path {
         "/" => ("text/html; charset=utf-8", super::dashboard::render(proxy)),
@@ -244,7 +244,7 @@ fn metrics_text(proxy: &Proxy) -> String {
         }
     }
     if let Some(interceptor) = &proxy.interceptor {
-        super::intercept_pages::metrics(&mut out, &interceptor.stats);
+        crate::proxy::connect::intercept_pages::metrics(&mut out, &interceptor.stats);
     }
     out.push_str(&proxy.parents.metrics_text());
     out

@@ -22,20 +22,21 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::exchange::{Answer, Reuse};
-use super::metrics::{AccessEntry, Outcome};
-use super::target::Target;
 use super::tunnel::NewTunnel;
-use super::{Proxy, ProxyError, pages};
 use crate::http::authority::{self, DefaultPort};
 use crate::http::{self, Method, RequestHead};
 use crate::net::{Authority, Conn, FirstBytes, Layer};
+use crate::proxy::exchange::{Answer, Reuse};
+use crate::proxy::flow::target::Target;
+use crate::proxy::ops::metrics::{AccessEntry, Outcome};
+use crate::proxy::ops::pages;
+use crate::proxy::{Proxy, ProxyError};
 use crate::tls::hello::{self, FirstBytes as Hello};
 use crate::tls::{Failure, Side, TlsStream};
 
 impl Proxy {
     /// Whether a CONNECT to `host` is intercepted.
-    pub(super) fn intercepts(&self, host: &str) -> bool {
+    pub(in crate::proxy) fn intercepts(&self, host: &str) -> bool {
         self.interceptor.is_some()
             && self
                 .config
@@ -47,7 +48,11 @@ impl Proxy {
 
     /// Answers 200 and waits for the client's first bytes (the worker is free meanwhile). The CONNECT's log line is written
     /// once those bytes decide what the tunnel is.
-    pub(super) fn intercept_connect(&self, mut conn: Conn, authority: Authority) -> Option<Conn> {
+    pub(in crate::proxy) fn intercept_connect(
+        &self,
+        mut conn: Conn,
+        authority: Authority,
+    ) -> Option<Conn> {
         conn.stream
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .ok()?;
@@ -56,7 +61,7 @@ impl Proxy {
     }
 
     /// Decides what an intercepted tunnel carries, from its first bytes.
-    pub(super) fn tunnel_first_bytes(&self, mut conn: Conn) -> FirstBytes {
+    pub(in crate::proxy) fn tunnel_first_bytes(&self, mut conn: Conn) -> FirstBytes {
         let (Some(interceptor), Layer::AwaitingFirstBytes(authority)) =
             (&self.interceptor, conn.layer.clone())
         else {
@@ -187,7 +192,7 @@ impl Proxy {
 
     /// A request inside an intercepted tunnel: check that it is for the tunnel's host, then handle it
     /// as the absolute-form `https://` request it stands for.
-    pub(super) fn inside_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
+    pub(in crate::proxy) fn inside_request(&self, conn: Conn, req: RequestHead) -> Option<Conn> {
         let authority = conn.inside()?.clone();
         let mut entry = AccessEntry::new(conn.peer, req.method.as_str(), &req.target);
         entry.user = conn.user.clone();

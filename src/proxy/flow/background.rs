@@ -21,13 +21,14 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::dest::DestRules;
+use super::forward;
 use super::target::Target;
-use super::{ProxyError, forward, upstream};
 use crate::cache::lock::LeaderGuard;
 use crate::cache::{Cache, Found, policy};
 use crate::http::body::{BodyMode, BodyReader};
 use crate::http::{Limits, RequestHead, write};
+use crate::proxy::upstream::dest::DestRules;
+use crate::proxy::{ProxyError, upstream};
 use crate::tls::UpstreamTls;
 
 const THREADS: usize = 2;
@@ -145,18 +146,11 @@ impl Context {
             .stream
             .write_all(&bytes)
             .map_err(ProxyError::OriginIo)?;
-        let mut head = forward::read_final_head(&mut origin, &self.limits, |_| Ok(()))?;
+        let head = forward::read_final_head(&mut origin, &self.limits, |_| Ok(()))?;
         let response_time = SystemTime::now();
         if head.status == 304 {
-            if !head.headers.contains("date") {
-                // As in the foreground revalidation (RFC 9110 §6.6.1).
-                head.headers
-                    .append("Date", httpdate::fmt_http_date(response_time));
-            }
             let meta = Arc::make_mut(&mut found.meta);
-            policy::update_from_304(&mut meta.head, &head);
-            meta.request_time = request_time;
-            meta.response_time = response_time;
+            policy::freshen(meta, &head, request_time, response_time);
             cache
                 .update_head(&target.url, &mut found)
                 .map_err(ProxyError::CacheRead)?;

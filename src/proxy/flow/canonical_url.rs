@@ -5,7 +5,8 @@
 //! pass, was about 3% of a cache hit's CPU. Anything else returns `None` and goes to the parser,
 //! so both paths give the same `Target` (a test compares them).
 
-use super::target::{Scheme, Target};
+use super::target::Target;
+use crate::http::Scheme;
 
 /// `Some` only for a URL whose canonical form is itself.
 pub fn parse(text: &str) -> Option<Target> {

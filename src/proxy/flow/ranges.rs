@@ -5,14 +5,14 @@
 
 use std::io::Write;
 
-use super::ProxyError;
-use super::exchange::Failure;
 use crate::cache::ranges::{Held, Ranged};
 use crate::cache::{Found, StoredBody};
 use crate::http::range::{ByteRange, Multipart};
 use crate::http::write;
 use crate::net::Stream;
 use crate::net::sendfile::SendFile;
+use crate::proxy::ProxyError;
+use crate::proxy::exchange::Failure;
 
 /// Stored fields a range response does not copy: they describe the whole stored message, or the
 /// hop, and are written afresh.
@@ -26,7 +26,7 @@ const NOT_COPIED: [&str; 5] = [
 
 /// The start of a range response's head: status line and fields up to, not including, the fields
 /// every hit carries (Age, Via, Cache-Status…). Returns the multipart framing when there is one.
-pub(super) fn range_head(
+pub(in crate::proxy) fn range_head(
     out: &mut Vec<u8>,
     found: &Found,
     held: &Held,
@@ -90,7 +90,7 @@ pub(super) fn range_head(
 }
 
 /// Sends a finished range head and the bytes of `ranged`; returns the bytes written.
-pub(super) fn send_range_body(
+pub(in crate::proxy) fn send_range_body(
     stream: &mut Stream,
     head: &[u8],
     found: &Found,

@@ -15,22 +15,22 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ProxyError;
-use super::exchange::Failure;
 use super::target::Target;
-use super::upstream::UpstreamConn;
 use crate::cache::CacheWriter;
 use crate::http::body::{self, BodyMode, BodyReader, ChunkedWriter};
 use crate::http::{
     self, Headers, Limits, Method, RequestHead, ResponseHead, Version, hop, parse, write,
 };
 use crate::net::Conn;
+use crate::proxy::ProxyError;
+use crate::proxy::exchange::Failure;
+use crate::proxy::upstream::UpstreamConn;
 
 /// Bodies up to this size are sent with their head in one write.
 const SMALL_BODY: u64 = 32 * 1024;
 /// Large enough that a fast body costs few system calls per MiB; only the pages a body fills are
 /// touched.
-pub(super) const COPY_BUF: usize = 256 * 1024;
+pub(in crate::proxy) const COPY_BUF: usize = 256 * 1024;
 
 /// The request as it goes upstream: origin-form target, hop-by-hop fields removed, Via added.
 pub fn outbound_request(
@@ -330,7 +330,7 @@ fn finish_for_readers<S: Read>(
 }
 
 /// Commits a stored body; a failure only means the response is not cached.
-pub(super) fn commit(store: Option<CacheWriter>) {
+pub(in crate::proxy) fn commit(store: Option<CacheWriter>) {
     if let Some(writer) = store
         && let Err(e) = writer.commit()
     {

@@ -11,18 +11,20 @@
 
 use std::time::SystemTime;
 
-use super::exchange::{Answer, Exchange, Failure, Reuse, Served};
-use super::metrics::Outcome;
-use super::{Proxy, ProxyError, forward, pages, upstream};
+use super::forward;
 use crate::cache::policy;
 use crate::cache::status::CacheStatus;
 use crate::cache::{CacheWriter, PRECONDITION_FIELDS};
 use crate::http::body::BodyMode;
 use crate::http::{Method, RequestHead, ResponseHead};
 use crate::net::Conn;
+use crate::proxy::exchange::{Answer, Exchange, Failure, Reuse, Served};
+use crate::proxy::ops::metrics::Outcome;
+use crate::proxy::ops::pages;
+use crate::proxy::{Proxy, ProxyError, upstream};
 
 /// An origin response whose head has arrived; its body is still on the connection.
-pub(super) struct Fetched {
+pub(in crate::proxy) struct Fetched {
     pub origin: upstream::UpstreamConn,
     pub head: ResponseHead,
     pub mode: BodyMode,
@@ -32,7 +34,7 @@ pub(super) struct Fetched {
 
 /// What the request sent upstream asks about the client's conditionals.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Ask<'a> {
+pub(in crate::proxy) enum Ask<'a> {
     /// Forward the client's conditional fields (and Range) as they are: the answer goes to that
     /// client alone and is not used to refresh a stored entry.
     AsTheClientDid,
@@ -44,7 +46,7 @@ pub(super) enum Ask<'a> {
 impl Proxy {
     /// Forwards to the origin (through the cache for GET and HEAD); on a failure before the response
     /// head was sent, answers with an error page.
-    pub(super) fn forward(&self, mut ex: Exchange) -> Option<Conn> {
+    pub(in crate::proxy) fn forward(&self, mut ex: Exchange) -> Option<Conn> {
         ex.entry.outcome = Outcome::Pass;
         // A GET or HEAD with a body is forwarded as is: a hit would leave the body unread on the
         // connection, to be taken for the next request.
@@ -97,7 +99,7 @@ impl Proxy {
 
     /// Forwards without the cache; a successful unsafe method invalidates what the cache holds for the
     /// target and its Location / Content-Location (RFC 9111 §4.4).
-    pub(super) fn pass(&self, ex: &mut Exchange) -> Served {
+    pub(in crate::proxy) fn pass(&self, ex: &mut Exchange) -> Served {
         let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
         if let Some(cache) = &self.cache
             && policy::invalidates(&ex.req.method, fetched.head.status)
@@ -123,14 +125,18 @@ impl Proxy {
 
     /// Sends the request upstream and reads the response head, with the client's conditional fields
     /// or, when the cache revalidates, the stored entry's validators in their place.
-    pub(super) fn fetch(&self, ex: &mut Exchange, ask: Ask<'_>) -> Result<Fetched, ProxyError> {
+    pub(in crate::proxy) fn fetch(
+        &self,
+        ex: &mut Exchange,
+        ask: Ask<'_>,
+    ) -> Result<Fetched, ProxyError> {
         let mut outbound = forward::outbound_request(&ex.req, &ex.target, &self.via, ex.req_body);
         let forwarded_for = self.config.load().forwarded_for;
         forwarded_for.apply(&mut outbound.headers, ex.conn.peer.ip());
         if self.via.is_empty() {
             outbound
                 .headers
-                .append(super::HOP_MARK, self.hop_mark.as_str());
+                .append(crate::proxy::HOP_MARK, self.hop_mark.as_str());
         }
         if let Ask::Revalidate(validators) = ask {
             with_own_validators(&mut outbound, validators);
@@ -149,7 +155,7 @@ impl Proxy {
 
     /// Streams a fetched response to the client, teeing it into `store` and committing that only when
     /// the body arrived whole. `cache_status` is set when the cache was consulted.
-    pub(super) fn relay(
+    pub(in crate::proxy) fn relay(
         &self,
         ex: &mut Exchange,
         fetched: Fetched,
@@ -204,7 +210,7 @@ impl Proxy {
 /// refreshes the entry for everyone, so it must be about the stored response, not the client's copy
 /// (a 304 to a client's `If-None-Match: "new"` would otherwise confirm the stored old body as "new";
 /// RFC 9111 §4.3.1). Without stored validators the request goes unconditional.
-pub(super) fn with_own_validators(
+pub(in crate::proxy) fn with_own_validators(
     outbound: &mut RequestHead,
     validators: &[(&'static str, String)],
 ) {

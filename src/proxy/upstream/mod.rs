@@ -2,18 +2,25 @@
 //! checked against the destination rules first, see `dest`; and, for `https://`
 //! targets of intercepted requests, a verified TLS handshake), and a small pool of idle keep-alive
 //! connections per scheme and host so repeated requests skip the TCP and TLS handshakes.
-//! (`crate::origin` is the file server; this module only talks to whatever origin a request names.)
+//! (`crate::tools::serve` is the file server; this module only talks to whatever origin a request names.)
+//! Beside the pool: `dest` and `allow` (which addresses and names may be reached), `parent` (parent
+//! proxies and their health) and `route` (the dial to an origin or through a parent).
+
+pub mod allow;
+pub mod dest;
+pub mod parent;
+mod route;
 
 use crate::runtime::Mutex;
 use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::dest::{self, DestDenied, DestRules};
-use super::target::Scheme;
 use crate::http::ReadBuf;
+use crate::http::Scheme;
 use crate::net::{Socket, Stream};
 use crate::tls::{UpstreamTls, UpstreamTlsError};
+use dest::{DestDenied, DestRules};
 
 /// Idle connections kept per origin, and in all.
 const MAX_IDLE_PER_ORIGIN: usize = 32;

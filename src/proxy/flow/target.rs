@@ -4,31 +4,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::http::Scheme;
 use crate::http::authority::{self, DefaultPort};
-
-/// How the origin is reached: `http://` in the clear, or `https://` for requests inside an
-/// intercepted CONNECT tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-
-    pub fn default_port(self) -> u16 {
-        match self {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        }
-    }
-}
 
 /// A request target, split into what the forwarder needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +51,7 @@ impl Target {
     }
 
     /// [`Target::parse_absolute`] through the WHATWG parser, for URLs not in canonical form.
-    pub(super) fn parse_with_parser(text: &str) -> Result<Target, TargetError> {
+    pub(in crate::proxy) fn parse_with_parser(text: &str) -> Result<Target, TargetError> {
         // The WHATWG parser forgives `http:///host` and backslashes; a proxy should not guess.
         let authority = text
             .split_once("://")

@@ -6,20 +6,20 @@
 
 use std::sync::Arc;
 
-use super::Proxy;
-use super::exchange::{Exchange, Served};
 use super::fetch::Fetched;
-use super::metrics::Outcome;
 use crate::cache::policy::{self, HeadUpdate, NoStore};
 use crate::cache::status::{CacheStatus, Forward, NotStored};
 use crate::cache::{Cache, CacheWriter, Found};
 use crate::http::body::BodyMode;
 use crate::http::{self, Method};
+use crate::proxy::Proxy;
+use crate::proxy::exchange::{Exchange, Served};
+use crate::proxy::ops::metrics::Outcome;
 
 impl Proxy {
     /// A 200 to a HEAD that revalidated a stored GET response: update the stored head from it when it
     /// describes the same representation, else drop the stored response (RFC 9111 §4.3.5); relay it.
-    pub(super) fn update_from_head(
+    pub(in crate::proxy) fn update_from_head(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
@@ -30,9 +30,12 @@ impl Proxy {
         match policy::after_head(&found.meta.head, found.body_len, &fetched.head) {
             HeadUpdate::Update => {
                 let meta = Arc::make_mut(&mut found.meta);
-                policy::update_from_304(&mut meta.head, &fetched.head);
-                meta.request_time = fetched.request_time;
-                meta.response_time = fetched.response_time;
+                policy::freshen(
+                    meta,
+                    &fetched.head,
+                    fetched.request_time,
+                    fetched.response_time,
+                );
                 if let Err(e) = cache.update_head(url, &mut found) {
                     log::debug!("cache: could not update {url} from HEAD: {e}");
                 }
@@ -50,7 +53,7 @@ impl Proxy {
     }
 
     /// Returns a bodiless response's origin connection to the pool when it may be reused.
-    pub(super) fn checkin(&self, ex: &Exchange, fetched: Fetched) {
+    pub(in crate::proxy) fn checkin(&self, ex: &Exchange, fetched: Fetched) {
         if fetched.head.keep_alive() {
             let target = &ex.target;
             self.origins
@@ -60,7 +63,7 @@ impl Proxy {
 
     /// The writer for a POST response that may answer later GETs of its URL (RFC 9110 §9.3.3): explicit
     /// freshness and a Content-Location naming the request's own target.
-    pub(super) fn post_writer(
+    pub(in crate::proxy) fn post_writer(
         &self,
         cache: &Cache,
         ex: &Exchange,

@@ -20,7 +20,8 @@ use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
 
 use super::FetchError;
-use super::target::{FetchUrl, Scheme, authority};
+use super::target::{FetchUrl, authority};
+use crate::http::Scheme;
 use crate::http::{self, authority::AuthorityError};
 
 /// A user name and password for a proxy.

@@ -18,8 +18,8 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::metrics::{AccessEntry, Metrics};
 use crate::net::conn::ConnSlot;
+use crate::proxy::ops::metrics::{AccessEntry, Metrics};
 
 const WAKER: Token = Token(usize::MAX);
 const PIPE_BUF: usize = 32 * 1024;

@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::Proxy;
-use super::pages::{Page, status_page};
 use crate::html;
 use crate::http::ResponseHead;
+use crate::proxy::Proxy;
+use crate::proxy::ops::pages::{Page, status_page};
 use crate::tls::{Failure, Interceptor, Side, TlsStats};
 
 /// `/ca.pem`: the CA's certificate for clients to download and trust; 404 without `--intercept`.

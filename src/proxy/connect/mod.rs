@@ -1,15 +1,21 @@
 //! CONNECT host:port (RFC 9110 §9.3.6): check the port and host rules, connect, answer 200 and hand
-//! both sockets to the tunnel relay, so the worker is free again at once.
+//! both sockets to the tunnel relay, so the worker is free again at once. The relay is `tunnel`;
+//! `intercept` decrypts the tunnels `--intercept` names, with its pages in `intercept_pages`.
+
+mod intercept;
+pub(super) mod intercept_pages;
+pub(super) mod tunnel;
 
 use std::io::Write;
 
+use super::Proxy;
 use super::exchange::{Answer, Reuse};
-use super::metrics::{AccessEntry, Outcome};
-use super::tunnel::NewTunnel;
-use super::{Proxy, pages};
+use super::ops::metrics::{AccessEntry, Outcome};
+use super::ops::pages;
 use crate::http::{RequestHead, authority};
 use crate::net::{Authority, Conn};
 use std::sync::atomic::Ordering;
+use tunnel::NewTunnel;
 
 impl Proxy {
     /// CONNECT host:port: check the rules, connect, answer 200 and hand both sockets to the relay.

@@ -20,7 +20,8 @@ use rustls_pki_types::ServerName;
 use super::error::{FetchError, Phase};
 use super::naming;
 use super::proxy::ProxyAddr;
-use super::target::{FetchUrl, Scheme, authority};
+use super::target::{FetchUrl, authority};
+use crate::http::Scheme;
 use crate::http::{self, Limits, ReadBuf, RequestHead, ResponseHead, Version, body::BodyReader};
 
 /// Read buffer per connection: the head limit plus room for the start of the body.

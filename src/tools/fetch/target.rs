@@ -4,30 +4,7 @@
 use url::Url;
 
 use super::FetchError;
-use crate::http::{self, authority::DefaultPort};
-
-/// The two schemes the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-
-    fn default_port(self) -> u16 {
-        match self {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        }
-    }
-}
+use crate::http::{self, Scheme, authority::DefaultPort};
 
 /// A URL split into what a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
