@@ -242,7 +242,10 @@ mod tests {
                 libc::sigaction(*signal, std::ptr::null(), &mut now);
             }
             assert_eq!(now.sa_sigaction, handler as *const () as usize);
-            assert_ne!(old.sa_sigaction, handler as *const () as usize, "not our own");
+            assert_ne!(
+                old.sa_sigaction, handler as *const () as usize,
+                "not our own"
+            );
         }
     }
 }
