@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  bytes ─ first byte 0x16, then 0x03 (a TLS handshake record)
-//!        │    └─ record headers: hello whole? ─no─ over the limit? ─yes─> TooLarge (alert)
+//!        │    └─ record headers: not a ClientHello? ─yes─────────────> Refused (alert)
+//!        │                       hello whole? ─no─ over the limit? ─yes─> TooLarge (alert)
 //!        │                          │yes            └no───────────────> NeedMore
 //!        │                          ▼
 //!        │               rustls Acceptor (once) ─┬─ Hello
@@ -20,6 +21,9 @@
 //! buffer (the request head limit, 64 KiB) and below rustls's own cap on a handshake message
 //! ([`RUSTLS_MAX_HANDSHAKE`]). A larger one is answered with a fatal `handshake_failure` alert
 //! written here, not dropped without a word.
+//!
+//! A first handshake message that is no ClientHello is refused at once with `unexpected_message`
+//! (§6), instead of waiting for all of it and parsing it each read.
 
 use std::fmt;
 use std::io::Write;
@@ -42,6 +46,9 @@ const HANDSHAKE_HEADER: usize = 4;
 const MAX_FRAGMENT: usize = 1 << 14;
 const CONTENT_HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 0x01;
+/// A fatal `unexpected_message` alert record (RFC 8446 §6): a client's first handshake message must
+/// be a ClientHello (§4.1.2).
+const UNEXPECTED_MESSAGE_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 10];
 /// A fatal `handshake_failure` alert record (RFC 8446 §6): no other alert says "your hello is more
 /// than this server takes" better, and clients show it as a failed handshake, not a corrupt record.
 const HANDSHAKE_FAILURE_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40];
@@ -103,6 +110,10 @@ pub fn classify(bytes: &[u8], limit: usize) -> FirstBytes {
                 size,
                 limit: max_hello(limit),
             }),
+            Extent::NotHello => FirstBytes::Refused {
+                failure: Failure::Protocol,
+                alert: UNEXPECTED_MESSAGE_ALERT.to_vec(),
+            },
             // rustls decides, and says why in an alert if it refuses.
             Extent::Complete | Extent::Unusual => accept(bytes),
         },
@@ -134,8 +145,10 @@ enum Extent {
     Complete,
     /// It declares more than Porter takes.
     TooLarge(usize),
-    /// Not the records of a hello (another record type, an empty or oversized record, another
-    /// handshake message): for rustls to refuse with the right alert.
+    /// The first handshake message is another than a ClientHello.
+    NotHello,
+    /// Not the records of a hello (another record type, an empty or oversized record): for rustls
+    /// to refuse with the right alert.
     Unusual,
 }
 
@@ -158,7 +171,7 @@ fn extent(bytes: &[u8], limit: usize) -> Extent {
         seen += take;
         if wanted.is_none() && seen == HANDSHAKE_HEADER {
             if header[0] != CLIENT_HELLO {
-                return Extent::Unusual;
+                return Extent::NotHello;
             }
             let size = HANDSHAKE_HEADER
                 + (usize::from(header[1]) << 16
@@ -389,6 +402,25 @@ mod tests {
             classify(&full[..LIMIT - 1], LIMIT),
             FirstBytes::NeedMore
         ));
+    }
+
+    /// The bug: a handshake record whose first message was no ClientHello went to a fresh rustls
+    /// Acceptor on each read, which waited for all of the message and parsed it again each time.
+    #[test]
+    fn regression_a_first_handshake_message_that_is_no_client_hello_is_refused_at_once() {
+        // A ServerHello (type 2) declaring 60,000 bytes.
+        let mut message = vec![0x02, 0x00, 0xea, 0x60];
+        message.resize(HANDSHAKE_HEADER + 60_000, 0);
+        let bytes = records(&message, MAX_FRAGMENT);
+        let before = parses();
+        for end in [RECORD_HEADER + HANDSHAKE_HEADER, 1000, bytes.len()] {
+            let FirstBytes::Refused { failure, alert } = classify(&bytes[..end], LIMIT) else {
+                panic!("prefix of {end} bytes not refused");
+            };
+            assert_eq!(failure, Failure::Protocol);
+            assert_eq!(alert, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 10]);
+        }
+        assert_eq!(parses(), before, "decided from the headers, without rustls");
     }
 
     #[test]
