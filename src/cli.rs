@@ -271,6 +271,8 @@ pub struct ProxyArgs {
     /// What forwarded requests' X-Forwarded-For says about the client: `on` appends the client's
     /// address (creating the field), `off` appends `unknown`, `delete` removes the field,
     /// `transparent` passes the client's own field unchanged (which lets a client claim any address).
+    /// A client's `Forwarded` (RFC 7239) gets the same: `for=<client>`, `for=unknown`, removed or
+    /// unchanged; Porter never creates one.
     #[arg(long, value_enum, default_value_t = ForwardedFor::On, value_name = "on|off|delete|transparent")]
     pub forwarded_for: ForwardedFor,
 

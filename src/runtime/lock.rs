@@ -99,8 +99,10 @@ impl<G> Drop for Counted<G> {
 #[allow(clippy::disallowed_types)]
 pub type MutexGuard<'a, T> = Counted<std::sync::MutexGuard<'a, T>>;
 /// The shared guard of a [`RwLock`].
+#[allow(clippy::disallowed_types)]
 pub type RwLockReadGuard<'a, T> = Counted<std::sync::RwLockReadGuard<'a, T>>;
 /// The exclusive guard of a [`RwLock`].
+#[allow(clippy::disallowed_types)]
 pub type RwLockWriteGuard<'a, T> = Counted<std::sync::RwLockWriteGuard<'a, T>>;
 
 /// `std::sync::Mutex` with counted guards.

@@ -353,24 +353,43 @@ impl Reactor {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Panics `run_job` logged on this thread.
+    static PANICS_LOGGED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A task's body: runs `job`, and logs a panic that escapes it instead of letting it end the worker.
+///
+/// A task dropped unfinished (its worker is going away) is unwound by corosensei with a payload of
+/// its own (`corosensei::unwind::ForcedUnwind`, a private type) that corosensei must catch again at
+/// the task's root, or it aborts; so a payload that is not a panic message (`String` or `&str`,
+/// what `panic!` raises) goes on unwinding, unlogged.
+fn run_job(job: Job) {
+    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) else {
+        return;
+    };
+    let message = match panic.downcast_ref::<String>() {
+        Some(message) => message.as_str(),
+        None => match panic.downcast_ref::<&str>() {
+            Some(message) => message,
+            None => std::panic::resume_unwind(panic),
+        },
+    };
+    if message.contains(HELD_ACROSS_YIELD) {
+        // A debug build's check (see `lock`): a bug that would hang a worker in production, so no
+        // test may pass over it.
+        eprintln!("porter: {message}; aborting");
+        std::process::abort();
+    }
+    #[cfg(test)]
+    PANICS_LOGGED.with(|logged| logged.set(logged.get() + 1));
+    log::error!("a connection's task panicked; the connection is closed");
+}
+
 impl Tasks {
     fn spawn(&mut self, job: Job) {
-        let body = move || {
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("");
-                if message.contains(HELD_ACROSS_YIELD) {
-                    // A debug build's check (see `lock`): a bug that would hang a worker in
-                    // production, so no test may pass over it.
-                    eprintln!("porter: {message}; aborting");
-                    std::process::abort();
-                }
-                log::error!("a connection's task panicked; the connection is closed");
-            }
-        };
+        let body = move || run_job(job);
         let stack = match self.spare.pop() {
             Some(stack) => stack,
             // Out of memory or of mappings (vm.max_map_count): refuse this connection (dropping
@@ -592,5 +611,35 @@ mod tests {
             "idle: Err(ConnectionAborted)"
         );
         worker.finish();
+    }
+
+    fn panics_logged() -> usize {
+        PANICS_LOGGED.with(std::cell::Cell::get)
+    }
+
+    /// The bug: the body's catch_unwind caught corosensei's own unwinding of a task dropped
+    /// unfinished and logged it as a panic (and corosensei, not getting its payload back at the
+    /// task's root, would abort). A real panic is still caught and logged.
+    #[test]
+    fn regression_dropping_an_unfinished_task_is_not_logged_as_a_panic() {
+        let held = Arc::new(());
+        let inside = Arc::clone(&held);
+        let before = panics_logged();
+        let mut unfinished = Task::new(TaskStack::new(64 * 1024).unwrap(), move || {
+            run_job(Box::new(move || {
+                let _mine = inside;
+                task::suspend();
+            }))
+        });
+        assert_eq!(unfinished.resume(Running::default()), Resumed::Yielded);
+        drop(unfinished);
+        assert_eq!(Arc::strong_count(&held), 1, "the task's destructors ran");
+        assert_eq!(panics_logged(), before, "a forced unwind is no panic");
+
+        let mut panicking = Task::new(TaskStack::new(64 * 1024).unwrap(), || {
+            run_job(Box::new(|| panic!("a bug in a connection")))
+        });
+        assert_eq!(panicking.resume(Running::default()), Resumed::Finished);
+        assert_eq!(panics_logged(), before + 1);
     }
 }

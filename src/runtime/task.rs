@@ -134,6 +134,12 @@ impl Task {
 /// Outside a task (the worker's waits call it only for the running task).
 pub fn suspend() {
     super::lock::assert_none_held();
+    // A yield while this task unwinds would run other tasks with `panicking()` true on the thread
+    // (their lock guards would poison locks, a second panic would abort): no drop may wait.
+    debug_assert!(
+        !std::thread::panicking(),
+        "a task yielded while unwinding (a wait in a destructor during a panic)"
+    );
     let yielder = YIELDER.with(Cell::get);
     assert!(!yielder.is_null(), "suspend runs in a task");
     // SAFETY: `YIELDER` is non-null only while the code of the task that stored it runs on this

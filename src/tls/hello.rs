@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  bytes ─ first byte 0x16, then 0x03 (a TLS handshake record)
-//!        │    └─ record headers: hello whole? ─no─ over the limit? ─yes─> TooLarge (alert)
+//!        │    └─ record headers: not a ClientHello? ─yes─────────────> Refused (alert)
+//!        │                       more than 64 records? ─yes──────────> TooFragmented (alert)
+//!        │                       hello whole? ─no─ over the limit? ─yes─> TooLarge (alert)
 //!        │                          │yes            └no───────────────> NeedMore
 //!        │                          ▼
 //!        │               rustls Acceptor (once) ─┬─ Hello
@@ -20,6 +22,15 @@
 //! buffer (the request head limit, 64 KiB) and below rustls's own cap on a handshake message
 //! ([`RUSTLS_MAX_HANDSHAKE`]). A larger one is answered with a fatal `handshake_failure` alert
 //! written here, not dropped without a word.
+//!
+//! Records may be as small as one byte (RFC 8446 §5.1 only forbids empty handshake fragments), and
+//! each read walks the headers from the first: unbounded, 64 KiB of 1-byte records is about 10,900
+//! headers, and a hello trickled a byte per read cost about 3.6e8 steps. Real clients send the
+//! hello in one record, or a few once it passes 16 KiB, so a hello spread over more than
+//! [`MAX_HELLO_RECORDS`] records is refused with the same `handshake_failure` alert (tools that cut
+//! the hello into many records on purpose, to slip past filters, are refused too). No read then
+//! walks more than 65 headers. A first handshake message that is no ClientHello is refused at once
+//! with `unexpected_message` (§6), instead of waiting for all of it and parsing it each read.
 
 use std::fmt;
 use std::io::Write;
@@ -42,6 +53,11 @@ const HANDSHAKE_HEADER: usize = 4;
 const MAX_FRAGMENT: usize = 1 << 14;
 const CONTENT_HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 0x01;
+/// The most records a hello may span: real clients use one to a few (see the module doc).
+pub const MAX_HELLO_RECORDS: usize = 64;
+/// A fatal `unexpected_message` alert record (RFC 8446 §6): a client's first handshake message must
+/// be a ClientHello (§4.1.2).
+const UNEXPECTED_MESSAGE_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 10];
 /// A fatal `handshake_failure` alert record (RFC 8446 §6): no other alert says "your hello is more
 /// than this server takes" better, and clients show it as a failed handshake, not a corrupt record.
 const HANDSHAKE_FAILURE_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40];
@@ -58,6 +74,34 @@ pub enum FirstBytes {
     Refused { failure: Failure, alert: Vec<u8> },
     /// A hello larger than Porter takes; send [`HelloTooLarge::alert`] and close.
     TooLarge(HelloTooLarge),
+    /// A hello spread over more records than Porter takes; send
+    /// [`HelloTooFragmented::alert`] and close.
+    TooFragmented(HelloTooFragmented),
+}
+
+/// A ClientHello over more than [`MAX_HELLO_RECORDS`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloTooFragmented {
+    /// The most records Porter takes; the hello was not whole after them.
+    pub records: usize,
+}
+
+impl HelloTooFragmented {
+    /// The alert record to send before closing.
+    pub fn alert(&self) -> &'static [u8] {
+        &HANDSHAKE_FAILURE_ALERT
+    }
+}
+
+impl fmt::Display for HelloTooFragmented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a TLS ClientHello spread over more than {} records is more than Porter takes \
+             (clients use one to a few); answered with a handshake_failure alert",
+            self.records
+        )
+    }
 }
 
 /// A ClientHello over the limit.
@@ -103,6 +147,13 @@ pub fn classify(bytes: &[u8], limit: usize) -> FirstBytes {
                 size,
                 limit: max_hello(limit),
             }),
+            Extent::TooFragmented(records) => {
+                FirstBytes::TooFragmented(HelloTooFragmented { records })
+            }
+            Extent::NotHello => FirstBytes::Refused {
+                failure: Failure::Protocol,
+                alert: UNEXPECTED_MESSAGE_ALERT.to_vec(),
+            },
             // rustls decides, and says why in an alert if it refuses.
             Extent::Complete | Extent::Unusual => accept(bytes),
         },
@@ -134,8 +185,12 @@ enum Extent {
     Complete,
     /// It declares more than Porter takes.
     TooLarge(usize),
-    /// Not the records of a hello (another record type, an empty or oversized record, another
-    /// handshake message): for rustls to refuse with the right alert.
+    /// More than this many records came, and the hello was not whole in them.
+    TooFragmented(usize),
+    /// The first handshake message is another than a ClientHello.
+    NotHello,
+    /// Not the records of a hello (another record type, an empty or oversized record): for rustls
+    /// to refuse with the right alert.
     Unusual,
 }
 
@@ -146,7 +201,14 @@ fn extent(bytes: &[u8], limit: usize) -> Extent {
     let mut header = [0u8; HANDSHAKE_HEADER];
     let mut seen = 0;
     let mut wanted = None;
+    let mut records = 0;
     while let Some(record) = bytes.get(at..at + RECORD_HEADER) {
+        #[cfg(test)]
+        HEADER_STEPS.with(|steps| steps.set(steps.get() + 1));
+        records += 1;
+        if records > MAX_HELLO_RECORDS {
+            return Extent::TooFragmented(MAX_HELLO_RECORDS);
+        }
         let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
         if record[0] != CONTENT_HANDSHAKE || record[1] != 0x03 || len == 0 || len > MAX_FRAGMENT {
             return Extent::Unusual;
@@ -158,7 +220,7 @@ fn extent(bytes: &[u8], limit: usize) -> Extent {
         seen += take;
         if wanted.is_none() && seen == HANDSHAKE_HEADER {
             if header[0] != CLIENT_HELLO {
-                return Extent::Unusual;
+                return Extent::NotHello;
             }
             let size = HANDSHAKE_HEADER
                 + (usize::from(header[1]) << 16
@@ -185,6 +247,8 @@ fn extent(bytes: &[u8], limit: usize) -> Extent {
 thread_local! {
     /// How many times rustls parsed a hello on this thread.
     static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many record headers `extent` walked on this thread.
+    static HEADER_STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Hands the bytes to rustls, a read at a time with the records processed after each: the Acceptor
@@ -378,17 +442,91 @@ mod tests {
             assert_eq!(too_large.alert(), [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
             assert!(too_large.to_string().contains("handshake_failure"));
         }
-        // Tiny records fill the buffer before a hello that would fit otherwise is whole.
-        let tiny = padded_hello("big.test", 30 * 1024, 4);
-        let full = &tiny[..LIMIT];
+        // Small records fill the buffer before a hello that would fit otherwise is whole: a
+        // message of 65,400 bytes fits in 4 full records, not in 60 of 1,100.
+        let message = 65_400;
+        let padding = message - (client_hello("big.test").len() - RECORD_HEADER) - 4;
+        let small = padded_hello("big.test", padding, 1100);
+        assert!(small.len() > LIMIT);
+        let full = &small[..LIMIT];
         let FirstBytes::TooLarge(too_large) = classify(full, LIMIT) else {
             panic!("a full buffer must end the wait");
         };
-        assert!(too_large.size > 30 * 1024 && too_large.size < too_large.limit);
+        assert_eq!(too_large.size, message);
+        assert!(too_large.size < too_large.limit);
         assert!(matches!(
             classify(&full[..LIMIT - 1], LIMIT),
             FirstBytes::NeedMore
         ));
+    }
+
+    fn header_steps() -> usize {
+        HEADER_STEPS.with(std::cell::Cell::get)
+    }
+
+    /// The bug: each read walked every record header from the start, so a 60 KB hello in 1-byte
+    /// records (legal, RFC 8446 §5.1) trickled a byte per read cost about 3.6e8 header steps.
+    /// Now a hello over more than 64 records is refused once the 65th record's header is in, and
+    /// no read walks more than 65 headers.
+    #[test]
+    fn regression_a_hello_in_one_byte_records_fed_a_byte_at_a_time_is_refused_in_bounded_work() {
+        let hello = padded_hello("tiny.test", 60 * 1024, 1);
+        assert!(hello.len() > 6 * 60 * 1024, "{}", hello.len());
+        let before = header_steps();
+        let parses_before = parses();
+        let mut refused_at = None;
+        for end in 0..=hello.len() {
+            match classify(&hello[..end], LIMIT) {
+                FirstBytes::NeedMore => {}
+                FirstBytes::TooFragmented(too_many) => {
+                    assert_eq!(too_many.records, MAX_HELLO_RECORDS);
+                    assert_eq!(too_many.alert(), [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+                    assert!(too_many.to_string().contains("handshake_failure"));
+                    refused_at = Some(end);
+                    break;
+                }
+                _ => panic!("prefix of {end} bytes neither waited for nor refused"),
+            }
+        }
+        // 64 records of 6 bytes, then the 65th record's header.
+        let bytes = refused_at.expect("refused");
+        assert_eq!(
+            bytes,
+            MAX_HELLO_RECORDS * (RECORD_HEADER + 1) + RECORD_HEADER
+        );
+        let steps = header_steps() - before;
+        assert!(
+            steps <= (MAX_HELLO_RECORDS + 1) * bytes,
+            "{steps} header steps for {bytes} bytes"
+        );
+        assert_eq!(parses(), parses_before, "rustls never parsed it");
+        // A hello in exactly 64 records is taken.
+        let message = client_hello("few.test").len() - RECORD_HEADER;
+        let in_64 = padded_hello("few.test", 64 * 50 - message - 4, 50);
+        assert_eq!(in_64.len(), 64 * (RECORD_HEADER + 50));
+        assert_eq!(
+            name_of(classify(&in_64, LIMIT)).as_deref(),
+            Some("few.test")
+        );
+    }
+
+    /// The bug: a handshake record whose first message was no ClientHello went to a fresh rustls
+    /// Acceptor on each read, which waited for all of the message and parsed it again each time.
+    #[test]
+    fn regression_a_first_handshake_message_that_is_no_client_hello_is_refused_at_once() {
+        // A ServerHello (type 2) declaring 60,000 bytes.
+        let mut message = vec![0x02, 0x00, 0xea, 0x60];
+        message.resize(HANDSHAKE_HEADER + 60_000, 0);
+        let bytes = records(&message, MAX_FRAGMENT);
+        let before = parses();
+        for end in [RECORD_HEADER + HANDSHAKE_HEADER, 1000, bytes.len()] {
+            let FirstBytes::Refused { failure, alert } = classify(&bytes[..end], LIMIT) else {
+                panic!("prefix of {end} bytes not refused");
+            };
+            assert_eq!(failure, Failure::Protocol);
+            assert_eq!(alert, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 10]);
+        }
+        assert_eq!(parses(), before, "decided from the headers, without rustls");
     }
 
     #[test]

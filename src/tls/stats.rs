@@ -30,6 +30,8 @@ pub enum Failure {
     NoCommonProtocol,
     /// The client's hello was larger than Porter takes (`tls::hello`).
     HelloTooLarge,
+    /// The client's hello came in more records than Porter takes (`tls::hello`).
+    HelloTooFragmented,
     /// The peer sent something that is not TLS, or broke the protocol.
     Protocol,
     /// The connection closed, failed or timed out during the handshake.
@@ -37,7 +39,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 12] = [
+    pub const ALL: [Failure; 13] = [
         Failure::UnknownIssuer,
         Failure::SelfSigned,
         Failure::CaUsedAsServerCertificate,
@@ -48,6 +50,7 @@ impl Failure {
         Failure::ClientDistrustsCa,
         Failure::NoCommonProtocol,
         Failure::HelloTooLarge,
+        Failure::HelloTooFragmented,
         Failure::Protocol,
         Failure::Io,
     ];
@@ -64,6 +67,7 @@ impl Failure {
             Failure::ClientDistrustsCa => "client-distrusts-ca",
             Failure::NoCommonProtocol => "no-common-protocol",
             Failure::HelloTooLarge => "hello-too-large",
+            Failure::HelloTooFragmented => "hello-too-fragmented",
             Failure::Protocol => "protocol",
             Failure::Io => "io",
         }
@@ -87,6 +91,9 @@ impl Failure {
             Failure::ClientDistrustsCa => "the client does not trust Porter's CA",
             Failure::NoCommonProtocol => "no TLS version, cipher or protocol in common",
             Failure::HelloTooLarge => "the client's TLS hello is larger than Porter takes",
+            Failure::HelloTooFragmented => {
+                "the client's TLS hello came in more records than Porter takes"
+            }
             Failure::Protocol => "the TLS handshake broke the protocol",
             Failure::Io => "the connection failed during the TLS handshake",
         }

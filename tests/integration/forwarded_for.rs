@@ -106,3 +106,44 @@ fn regression_forwarded_for_applies_inside_interception() {
         assert_eq!(response.text(), expected, "{mode}");
     }
 }
+
+/// An origin answering with the `Forwarded` fields it received, joined, or `none`.
+fn forwarded_origin() -> Origin {
+    Origin::start(|_, _, headers| {
+        let fields: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("forwarded"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let seen = if fields.is_empty() {
+            "none".to_string()
+        } else {
+            fields.join(" | ")
+        };
+        (200, hdrs(&[]), seen.into_bytes())
+    })
+}
+
+#[test]
+fn regression_forwarded_for_modes_rewrite_a_forged_rfc_7239_forwarded() {
+    let origin = forwarded_origin();
+    let forged = "for=1.2.3.4;proto=http";
+    let cases = [
+        ("on", "none", "for=1.2.3.4;proto=http, for=127.0.0.1"),
+        ("off", "none", "for=1.2.3.4;proto=http, for=unknown"),
+        ("delete", "none", "none"),
+        ("transparent", "none", forged),
+    ];
+    for (mode, plain, expected) in cases {
+        let porter = Porter::start(&["proxy", "--no-cache", "--forwarded-for", mode]);
+        let without = proxy_get(porter.addr, &origin.url("/plain"), &[]);
+        let with = proxy_get(
+            porter.addr,
+            &origin.url("/forged"),
+            &[("Forwarded", forged)],
+        );
+        assert_eq!((without.status, with.status), (200, 200), "{mode}");
+        assert_eq!(without.text(), plain, "{mode}: none is created");
+        assert_eq!(with.text(), expected, "{mode}");
+    }
+}

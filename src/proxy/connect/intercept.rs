@@ -77,6 +77,12 @@ impl Proxy {
                 let _ = conn.stream.write_all(too_large.alert());
                 return FirstBytes::Done(None);
             }
+            Hello::TooFragmented(too_many) => {
+                stats.failed(Side::Client, Failure::HelloTooFragmented);
+                log::warn!("{}: CONNECT {connect_line}: {too_many}", conn.peer);
+                let _ = conn.stream.write_all(too_many.alert());
+                return FirstBytes::Done(None);
+            }
             Hello::NotTls => {
                 self.plain_tunnel(conn, &authority, connect_line);
                 return FirstBytes::Done(None);

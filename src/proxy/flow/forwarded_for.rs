@@ -13,12 +13,20 @@
 //! | `off`         | the received list, then `unknown`                              |
 //! | `delete`      | none: every received field removed                             |
 //! | `transparent` | the received fields, unchanged                                 |
+//!
+//! The standard `Forwarded` field (RFC 7239) says the same in its own syntax, and a client can forge
+//! it just as well, so each mode treats it alike where the client sent one: `on` appends
+//! `for=<client>` (an IPv6 address quoted in brackets, `for="[2001:db8::1]"`, §6), `off` appends
+//! `for=unknown` (§6.3), `delete` removes it, `transparent` passes it on. Porter does not create
+//! one: `X-Forwarded-For` is what origins read, and a `Forwarded` of its own would only repeat it.
 
 use std::net::IpAddr;
 
 use crate::http::Headers;
 
 const FIELD: &str = "X-Forwarded-For";
+/// RFC 7239's field.
+const FORWARDED: &str = "Forwarded";
 
 /// How `X-Forwarded-For` is treated on requests forwarded to origins and parents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,7 +36,7 @@ pub enum ForwardedFor {
     On,
     /// Append `unknown`: the list shows a proxy was passed without saying who the client is.
     Off,
-    /// Remove the field.
+    /// Remove the field (and a received `Forwarded`).
     Delete,
     /// Pass the client's field on unchanged.
     Transparent,
@@ -46,24 +54,41 @@ impl ForwardedFor {
 
     /// Rewrites the outbound request's fields for a request received from `client`.
     pub fn apply(self, headers: &mut Headers, client: IpAddr) {
-        let added = match self {
+        // An IPv4 client on an IPv6 socket is written as the IPv4 address it is.
+        let client = client.to_canonical();
+        let (added, node) = match self {
             ForwardedFor::Transparent => return,
             ForwardedFor::Delete => {
                 headers.remove(FIELD);
+                headers.remove(FORWARDED);
                 return;
             }
-            // An IPv4 client on an IPv6 socket is written as the IPv4 address it is.
-            ForwardedFor::On => client.to_canonical().to_string(),
-            ForwardedFor::Off => "unknown".to_string(),
+            ForwardedFor::On => (
+                client.to_string(),
+                match client {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    // RFC 7239 §6: an IPv6 address in brackets, quoted (`:` is not a token char).
+                    IpAddr::V6(v6) => format!("\"[{v6}]\""),
+                },
+            ),
+            ForwardedFor::Off => ("unknown".to_string(), "unknown".to_string()),
         };
-        // Several received fields are one list (RFC 9110 §5.3): joined, then this hop appended.
-        let mut value = headers.clone_value(FIELD);
-        if !value.is_empty() {
-            value.extend_from_slice(b", ");
+        append(headers, FIELD, &added);
+        if headers.contains(FORWARDED) {
+            append(headers, FORWARDED, &format!("for={node}"));
         }
-        value.extend_from_slice(added.as_bytes());
-        headers.set(FIELD, value);
     }
+}
+
+/// Appends `element` to the list in `name`: several received fields are one list (RFC 9110 §5.3),
+/// joined, then this hop appended.
+fn append(headers: &mut Headers, name: &str, element: &str) {
+    let mut value = headers.clone_value(name);
+    if !value.is_empty() {
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(element.as_bytes());
+    headers.set(name, value);
 }
 
 #[cfg(test)]
@@ -98,5 +123,48 @@ mod tests {
             ["1.2.3.4", "5.6.7.8"]
         );
         assert!(applied(Transparent, &[], "10.0.0.7").is_empty());
+    }
+
+    fn forwarded(mode: ForwardedFor, received: &[&str], client: &str) -> Vec<String> {
+        let mut headers = Headers::new();
+        headers.append("Host", "a.test");
+        for value in received {
+            headers.append("forwarded", value);
+        }
+        mode.apply(&mut headers, client.parse().unwrap());
+        headers.get_all(FORWARDED).map(str::to_string).collect()
+    }
+
+    /// The bug: only X-Forwarded-For was rewritten, so a client's forged `Forwarded` (RFC 7239)
+    /// reached the origin as if this proxy vouched for it, even with `delete`.
+    #[test]
+    fn regression_each_mode_rewrites_a_received_forwarded_too() {
+        use ForwardedFor::*;
+        let forged = "for=1.2.3.4;proto=http";
+        assert_eq!(
+            forwarded(On, &[forged], "10.0.0.7"),
+            ["for=1.2.3.4;proto=http, for=10.0.0.7"]
+        );
+        assert_eq!(
+            forwarded(On, &[forged, "for=5.6.7.8"], "::ffff:10.0.0.7"),
+            ["for=1.2.3.4;proto=http, for=5.6.7.8, for=10.0.0.7"]
+        );
+        // RFC 7239 §6: an IPv6 node is bracketed and quoted.
+        assert_eq!(
+            forwarded(On, &[forged], "2001:db8::1"),
+            ["for=1.2.3.4;proto=http, for=\"[2001:db8::1]\""]
+        );
+        // None received, none created.
+        assert!(forwarded(On, &[], "10.0.0.7").is_empty());
+        assert_eq!(
+            forwarded(Off, &[forged], "10.0.0.7"),
+            ["for=1.2.3.4;proto=http, for=unknown"]
+        );
+        assert!(forwarded(Off, &[], "10.0.0.7").is_empty());
+        assert!(forwarded(Delete, &[forged, "for=5.6.7.8"], "10.0.0.7").is_empty());
+        assert_eq!(
+            forwarded(Transparent, &[forged, "for=5.6.7.8"], "10.0.0.7"),
+            [forged, "for=5.6.7.8"]
+        );
     }
 }

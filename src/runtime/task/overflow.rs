@@ -17,7 +17,7 @@
 //! reports a thread's own stack overflow) and returns, so the fault repeats into that one.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 /// The task running on this thread, as the overflow handler reports it.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +88,8 @@ pub(super) fn leave() {
 
 /// The SIGSEGV and SIGBUS actions this handler replaced.
 static PREVIOUS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
+/// The handler goes in once, after `PREVIOUS` is set.
+static INSTALL: Once = Once::new();
 const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
 /// The exit status after an overflow (EX_SOFTWARE).
 pub const OVERFLOW_EXIT: i32 = 70;
@@ -95,22 +97,30 @@ pub const OVERFLOW_EXIT: i32 = 70;
 /// Installs the handler for the process (once; later calls do nothing). Returns whether this
 /// thread has an alternate signal stack, without which the handler cannot run on an overflow.
 pub fn install_overflow_handler() -> bool {
-    PREVIOUS.get_or_init(|| {
+    INSTALL.call_once(|| {
+        // The old actions are read and stored before the handler goes in: a fault outside a task
+        // in between must find them, or the handler would return into the same fault for ever.
         let mut previous = [empty_action(), empty_action()];
         for (signal, old) in SIGNALS.iter().zip(previous.iter_mut()) {
+            // SAFETY: a null new action only queries the current one into `old`, a valid place
+            // for a sigaction.
+            unsafe {
+                libc::sigaction(*signal, std::ptr::null(), old);
+            }
+        }
+        let _ = PREVIOUS.set(previous);
+        for signal in SIGNALS {
             let mut action = empty_action();
             action.sa_sigaction = handler as *const () as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             // SAFETY: `action` is a fully initialised sigaction whose handler has the
             // three-argument signature SA_SIGINFO calls, and is async-signal-safe (see the module
-            // doc); `old` is a valid place for the previous action. sigemptyset initialises the
-            // mask it is given.
+            // doc). sigemptyset initialises the mask it is given.
             unsafe {
                 libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(*signal, &action, old);
+                libc::sigaction(signal, &action, std::ptr::null_mut());
             }
         }
-        previous
     });
     let mut current = libc::stack_t {
         ss_sp: std::ptr::null_mut(),
@@ -154,14 +164,16 @@ extern "C" fn handler(
             libc::_exit(OVERFLOW_EXIT);
         }
     }
-    // Not a task's overflow: put back the action replaced and return, so the fault repeats into it.
-    if let Some(previous) = PREVIOUS.get() {
-        let index = usize::from(signal != libc::SIGSEGV);
-        // SAFETY: sigaction(2) is async-signal-safe and `previous[index]` is the action the kernel
-        // gave back for this signal when the handler was installed.
-        unsafe {
-            libc::sigaction(signal, &previous[index], std::ptr::null_mut());
-        }
+    // Not a task's overflow: put back the action replaced (the default if, against the order in
+    // `install_overflow_handler`, none is stored) and return, so the fault repeats into it.
+    let index = usize::from(signal != libc::SIGSEGV);
+    let default = empty_action();
+    let previous = PREVIOUS.get().map_or(&default, |previous| &previous[index]);
+    // SAFETY: sigaction(2) is async-signal-safe, and `previous` is either the action the kernel
+    // gave back for this signal before the handler was installed or an all-zero sigaction, which
+    // is SIG_DFL with no flags and an empty mask.
+    unsafe {
+        libc::sigaction(signal, previous, std::ptr::null_mut());
     }
 }
 
@@ -214,5 +226,26 @@ mod tests {
         message.push(b", ");
         message.number(1_048_576);
         assert_eq!(&message.bytes[..message.len], b"worker 0, 1048576");
+    }
+
+    /// The bug: the handler went in before `PREVIOUS` held the actions it replaced, so a fault
+    /// outside a task in between found nothing to put back and returned into the same fault.
+    #[test]
+    fn regression_the_replaced_actions_are_stored_before_the_handler_goes_in() {
+        install_overflow_handler();
+        install_overflow_handler();
+        let previous = PREVIOUS.get().expect("stored at install");
+        for (signal, old) in SIGNALS.iter().zip(previous) {
+            let mut now = empty_action();
+            // SAFETY: a null new action only queries the current one into `now`.
+            unsafe {
+                libc::sigaction(*signal, std::ptr::null(), &mut now);
+            }
+            assert_eq!(now.sa_sigaction, handler as *const () as usize);
+            assert_ne!(
+                old.sa_sigaction, handler as *const () as usize,
+                "not our own"
+            );
+        }
     }
 }

@@ -404,3 +404,65 @@ fn regression_a_client_hello_over_the_limit_gets_an_alert_and_a_log_line() {
         Some(1)
     );
 }
+
+/// The bug: each read walked every record header of the hello from the start, so a hello in
+/// 1-byte records (legal, RFC 8446 §5.1) trickled in cost work quadratic in its size. A hello
+/// spread over more than 64 records is now refused with a handshake_failure alert, logged and
+/// counted, as soon as its 65th record begins.
+#[test]
+fn regression_a_client_hello_in_more_than_64_records_gets_an_alert_and_a_log_line() {
+    let setup = Setup::new();
+    let proxy = setup.proxy(&[]);
+    let target = format!("localhost:{}", setup.port());
+    let hello = in_records(
+        &padded_client_hello("localhost", &setup.porter_ca(), 10 * 1024),
+        1,
+    );
+    // 64 records of one byte, then the 65th record's header: exactly what decides.
+    let decisive = &hello[..64 * 6 + 5];
+    let answer = answer_to_hello(proxy.addr, &target, decisive, 7, 64);
+    assert_eq!(
+        answer,
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40],
+        "a fatal handshake_failure alert, then the end"
+    );
+    let logs = proxy.logs();
+    assert!(
+        logs.contains(&format!(
+            "CONNECT {target}: a TLS ClientHello spread over more than 64 records"
+        )),
+        "{logs}"
+    );
+    assert_eq!(
+        metric(
+            proxy.addr,
+            "porter_tls_handshake_failures_total{side=\"client\",reason=\"hello-too-fragmented\"}"
+        ),
+        Some(1)
+    );
+}
+
+/// The bug: a first handshake message that is no ClientHello went to rustls again on every read
+/// until all of it was in. It is now refused with an unexpected_message alert once its type is in.
+#[test]
+fn regression_a_first_handshake_message_that_is_no_client_hello_gets_unexpected_message() {
+    let setup = Setup::new();
+    let proxy = setup.proxy(&[]);
+    let target = format!("localhost:{}", setup.port());
+    // A ServerHello (type 2) declaring 60,000 bytes, of which only the first 1,000 are sent.
+    let mut start = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x02, 0x00, 0xea, 0x60];
+    start.resize(1000, 0);
+    let answer = answer_to_hello(proxy.addr, &target, &start, 1000, 64);
+    assert_eq!(
+        answer,
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 10],
+        "a fatal unexpected_message alert, then the end"
+    );
+    assert_eq!(
+        metric(
+            proxy.addr,
+            "porter_tls_handshake_failures_total{side=\"client\",reason=\"protocol\"}"
+        ),
+        Some(1)
+    );
+}
