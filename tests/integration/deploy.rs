@@ -376,6 +376,8 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         "ProtectSystem=strict",
         "CapabilityBoundingSet=\n",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        // Found on systemd's search path: /usr/local/bin (the README) or /usr/bin (the .deb).
+        "ExecStart=porter proxy ",
     ] {
         assert!(unit.contains(line), "{line:?} missing from the unit");
     }
@@ -393,7 +395,10 @@ fn the_systemd_unit_is_hardened_and_verifies() {
     let copy = dir.path().join("porter.service");
     std::fs::write(
         &copy,
-        unit.replace("/usr/local/bin/porter", env!("CARGO_BIN_EXE_porter")),
+        unit.replace(
+            "ExecStart=porter ",
+            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_porter")),
+        ),
     )
     .unwrap();
     let verify = Command::new("systemd-analyze")
