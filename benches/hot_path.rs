@@ -12,7 +12,7 @@ use porter::cache::key::Key;
 use porter::cache::policy;
 use porter::cache::{Cache, CacheConfig};
 use porter::http::{Limits, ResponseHead, parse, write};
-use porter::proxy::target::Target;
+use porter::proxy::flow::target::Target;
 use std::io::Write;
 
 const REQUEST: &[u8] = b"GET http://127.0.0.1:8080/files/1k.bin HTTP/1.1\r\n\

@@ -16,7 +16,7 @@
 //!  configure / reopen / flush ──control──┘
 //! ```
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -104,9 +104,12 @@ pub fn format() -> (LogFormat, bool) {
     )
 }
 
-/// Opens a log file for appending, creating it (and nothing else) if needed.
+/// Opens a log file for appending, creating it (and nothing else) if needed, 0640: the lines name
+/// clients and URLs. An existing file that other users can read is warned about.
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let file = crate::perms::log_options().open(path)?;
+    crate::perms::warn_if_log_is_open(&file, path);
+    Ok(file)
 }
 
 /// Applies settings: the format at once, the file for the next lines. A file that cannot be opened
@@ -126,7 +129,11 @@ pub fn configure(settings: &LogSettings) -> io::Result<()> {
             ),
             None => Sink::Stderr,
         };
-        if let Some(writer) = writer() {
+        // A writer started here starts with the sink: handed over as a message, it could be taken
+        // after the first lines, which would then go to stderr (the thread may start late).
+        let mut first = Some(sink);
+        let started = WRITER.get_or_init(|| start(first.take().unwrap_or(Sink::Stderr)));
+        if let (Some(writer), Some(sink)) = (started, first) {
             let _ = writer.control.send(Control::Use(sink));
         }
         current.clone_from(&settings.file);
@@ -145,7 +152,7 @@ pub fn reopen() {
 }
 
 fn writer() -> Option<&'static Writer> {
-    WRITER.get_or_init(start).as_ref()
+    WRITER.get_or_init(|| start(Sink::Stderr)).as_ref()
 }
 
 /// Queues one access line (without its prefix or newline).
@@ -167,21 +174,20 @@ pub fn flush() {
     }
 }
 
-fn start() -> Option<Writer> {
+fn start(sink: Sink) -> Option<Writer> {
     let (lines, pending) = crossbeam_channel::bounded(MAX_PENDING);
     let (control, requests) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || run(&pending, &requests))
+        .spawn(move || run(&pending, &requests, sink))
         .map_err(|e| log::warn!("cannot start the access log writer: {e}"))
         .ok()?;
     Some(Writer { lines, control })
 }
 
-fn run(pending: &Receiver<String>, requests: &Receiver<Control>) {
+fn run(pending: &Receiver<String>, requests: &Receiver<Control>, mut sink: Sink) {
     let mut batch = Vec::with_capacity(64 * 1024);
     let mut reported_drops = 0;
-    let mut sink = Sink::Stderr;
     loop {
         let mut ack = None;
         match requests.recv_timeout(FLUSH_EVERY) {

@@ -4,11 +4,13 @@
 //! `--intercept` and `porter ca` theirs in `cli/intercept.rs`.
 
 mod allow;
+mod docs;
 mod fetch;
 mod intercept;
 mod serve;
 
 pub use allow::AllowArgs;
+pub use docs::{CompletionsArgs, DocsArgs};
 pub use fetch::{FetchArgs, MethodArg};
 pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
 pub use serve::ServeArgs;
@@ -27,11 +29,11 @@ use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
 use crate::proxy::ProxyConfig;
 use crate::proxy::auth::{AuthError, Credentials};
-use crate::proxy::forwarded_for::ForwardedFor;
-use crate::proxy::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
-use crate::proxy::purge::PurgeRules;
+use crate::proxy::flow::forwarded_for::ForwardedFor;
+use crate::proxy::ops::purge::PurgeRules;
+use crate::proxy::upstream::parent::{Fallback, ParentAddr, ParentAuth, ParentConfig};
+use crate::tools::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 use crate::units::{parse_duration, parse_size};
-use crate::upper::{Transport, UpperConfig, UpperSendConfig, UpperServeConfig};
 
 /// Porter: a forward caching HTTP proxy, with an origin server, a client and an echo tool to try it on.
 #[derive(Debug, Parser)]
@@ -55,6 +57,11 @@ pub enum Command {
     Upper(UpperArgs),
     /// Run the origin web server: files, visitor cookies, bans, the Nth-visit page, a faulty /getbalance.
     Serve(Box<ServeArgs>),
+    /// Print a shell completion script: `porter completions bash > /etc/bash_completion.d/porter`.
+    Completions(CompletionsArgs),
+    /// Generated documentation: the markdown reference, man pages.
+    #[command(hide = true)]
+    Docs(DocsArgs),
 }
 
 /// Flags of `porter cache`.

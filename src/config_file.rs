@@ -50,6 +50,13 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The path is not a regular file (a FIFO, a device, a folder): refused without reading, since
+    /// opening or reading a FIFO blocks until a writer comes, and a reload must never hang.
+    NotAFile {
+        path: PathBuf,
+        /// What it is instead: `a FIFO`, `a folder`, ...
+        kind: &'static str,
+    },
     /// The file is not TOML.
     Syntax {
         path: PathBuf,
@@ -79,6 +86,11 @@ impl fmt::Display for ConfigError {
             ConfigError::Read { path, error } => {
                 write!(f, "cannot read config file {}: {error}", path.display())
             }
+            ConfigError::NotAFile { path, kind } => write!(
+                f,
+                "config file {} is {kind}, not a regular file; --config takes a regular file",
+                path.display()
+            ),
             ConfigError::Syntax {
                 path,
                 line,
@@ -185,6 +197,54 @@ pub fn file_args(path: &Path, text: &str) -> Result<Vec<KeyArgs>, ConfigError> {
     Ok(keys)
 }
 
+/// What a file type is, for the error that refuses it.
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads `path` if it is a regular file, never blocking: it is checked before it is opened (so a
+/// device is not even opened), opened with `O_NONBLOCK` (so a FIFO put in its place meanwhile does
+/// not wait for a writer) and checked again on the open descriptor.
+fn read_regular_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_error = |error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let not_a_file = |meta: &std::fs::Metadata| ConfigError::NotAFile {
+        path: path.to_path_buf(),
+        kind: kind_of(meta.file_type()),
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(not_a_file(&meta));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(not_a_file(&meta));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read_error)?;
+    Ok(text)
+}
+
 /// Reads the configuration: the file (if any) under the command line.
 pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
     let command = proxy_command();
@@ -201,10 +261,7 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
             from_file: HashMap::new(),
         });
     };
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        path: path.clone(),
-        error,
-    })?;
+    let text = read_regular_file(path)?;
     let keys = file_args(path, &text)?;
 
     // Long flag name -> clap id, and the flags the command line gives (which replace the file's).

@@ -6,11 +6,13 @@
 
 use crate::http::reason_phrase;
 
-/// Escapes text for an HTML element body or attribute.
+/// Escapes text for an HTML element body or attribute; control characters and bidi overrides are
+/// written out as [`crate::printable`] does for the logs.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            c if crate::printable::is_hazard(c) => crate::printable::push_escaped(&mut out, c),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -69,6 +71,14 @@ mod tests {
     fn status_pages_escape_their_message() {
         let page = status_page(404, "<script>", "porter");
         assert!(page.contains("&lt;script&gt;") && page.contains("404 Not Found"));
+    }
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_written_out() {
+        assert_eq!(
+            escape("a\u{9b}1m<\u{202e}b\u{2066}"),
+            "a\\u{9b}1m&lt;\\u{202e}b\\u{2066}"
+        );
     }
 
     #[test]

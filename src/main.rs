@@ -7,9 +7,28 @@ use clap::Parser;
 use porter::cli::{Cli, Command, ProxyArgs};
 use porter::config_file::{self, ConfigSource};
 
+/// env_logger's default line, `[time LEVEL target] message`, with the message's control characters
+/// and bidi overrides escaped (messages quote hosts and URLs); the newlines of messages Porter
+/// writes over several lines are kept.
+fn log_line(buf: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let level = buf.default_level_style(record.level());
+    let message = record.args().to_string();
+    writeln!(
+        buf,
+        "[{} {level}{:<5}{level:#} {}] {}",
+        buf.timestamp(),
+        record.level(),
+        record.target(),
+        porter::printable::escape_except(&message, &['\n'])
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(log_line)
+        .init();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Proxy(args) => return proxy(&args),
         Command::Cache(args) => {
@@ -20,7 +39,7 @@ fn main() -> ExitCode {
         Command::Ca(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
         Command::Fetch(args) => {
             // Its exit status says what kind of failure it was (an HTTP error status is 8).
-            return match args.into_config().and_then(porter::client::run) {
+            return match args.into_config().and_then(porter::tools::fetch::run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("porter: {error}");
@@ -28,8 +47,13 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
-        Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
+        Command::Upper(args) => porter::tools::upper::run(args.into_config()).map_err(Into::into),
+        Command::Serve(args) => porter::tools::serve::run(args.into_config()).map_err(Into::into),
+        Command::Completions(args) => {
+            args.run();
+            Ok(())
+        }
+        Command::Docs(args) => args.run().map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

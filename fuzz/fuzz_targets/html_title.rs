@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use porter::client::FetchUrl;
-use porter::client::naming;
+use porter::tools::fetch::FetchUrl;
+use porter::tools::fetch::naming;
 use porter::http::Headers;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,9 +2,12 @@
 //! revalidates (RFC 9111 §4.3.1), the header update a 304 brings (§3.2, §4.3.4), and the evaluation of a
 //! client's own If-None-Match / If-Modified-Since against the stored response (RFC 9110 §13.1, §13.2).
 //!
-//! Which stored response a 304 refers to, and the Age/Date bookkeeping of the refreshed entry, are the
-//! store's job: it records new request and response times for the updated head.
+//! Which stored response a 304 refers to is `update`'s question; [`freshen`] applies the answer to a
+//! stored entry's head and times, for a 304 and for a 200 to a HEAD alike.
 
+use std::time::SystemTime;
+
+use super::entry::ResponseMeta;
 use super::freshness::header_date;
 use crate::http::{Method, RequestHead, ResponseHead};
 
@@ -98,6 +101,26 @@ pub fn update_from_304(stored: &mut ResponseHead, not_modified: &ResponseHead) {
             }
         }
     }
+}
+
+/// Freshens a stored response with the response that revalidated it (RFC 9111 §4.3.4 for a 304,
+/// §4.3.5 for a 200 to a HEAD): [`update_from_304`] on its head, a Date of the response's arrival when
+/// the update carries none (RFC 9110 §6.6.1: the stored Date would make the refreshed entry look
+/// old), and the exchange's request and response times for its age (RFC 9111 §4.2.3).
+pub fn freshen(
+    meta: &mut ResponseMeta,
+    update: &ResponseHead,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) {
+    update_from_304(&mut meta.head, update);
+    if !update.headers.contains("date") {
+        meta.head
+            .headers
+            .set("Date", httpdate::fmt_http_date(response_time));
+    }
+    meta.request_time = request_time;
+    meta.response_time = response_time;
 }
 
 /// Whether the client's conditional GET/HEAD shows its copy of `stored` is current, so the cache may
@@ -243,6 +266,26 @@ mod tests {
         update_from_304(&mut stored, &not_modified);
         assert!(!stored.headers.contains("set-cookie"));
         assert!(!stored.headers.contains("set-cookie2"));
+    }
+
+    #[test]
+    fn freshen_dates_an_undated_update_and_takes_the_new_times() {
+        use crate::cache::testutil::{at, date};
+        let mut meta = ResponseMeta {
+            head: resp(200, &[("Date", &date(-100)), ("ETag", "\"v1\"")]),
+            request_time: at(-101),
+            response_time: at(-100),
+            vary_values: Vec::new(),
+        };
+        freshen(&mut meta, &resp(304, &[("ETag", "\"v1\"")]), at(-1), at(0));
+        assert_eq!(meta.head.headers.get("date"), Some(date(0).as_str()));
+        assert_eq!((meta.request_time, meta.response_time), (at(-1), at(0)));
+        let dated = resp(304, &[("Date", &date(-5))]);
+        freshen(&mut meta, &dated, at(-1), at(0));
+        assert_eq!(
+            meta.head.headers.get_all("date").collect::<Vec<_>>(),
+            [date(-5)]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::runtime::RwLock;
 
 use super::entry::ResponseMeta;
+use super::eviction;
 use super::key::Key;
 use super::policy::StoredFreshness;
 
@@ -146,19 +147,16 @@ impl MemoryTier {
 
 /// Drops least recently used entries until `target` bytes remain; in one batch, so the sort is rare.
 fn evict(inner: &mut Inner, target: u64) {
-    let mut by_age: Vec<(u64, Key, u64)> = inner
-        .entries
-        .iter()
+    let entries = inner.entries.iter();
+    let candidates = entries
         .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), *k, e.cost()))
         .collect();
-    by_age.sort_unstable();
-    for (_, key, cost) in by_age {
-        if inner.bytes <= target {
-            break;
-        }
+    let (victims, freed) =
+        eviction::least_recently_used(candidates, inner.bytes.saturating_sub(target));
+    for key in victims {
         inner.entries.remove(&key);
-        inner.bytes -= cost;
     }
+    inner.bytes -= freed;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod conditional;
 pub mod control;
 mod directives;
 pub mod entry;
+mod eviction;
 mod freshness;
 pub mod inflight;
 pub mod key;

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use super::conditional::{client_has_current, update_from_304, validators};
+pub use super::conditional::{client_has_current, freshen, update_from_304, validators};
 pub use super::directives::{CacheControl, DELTA_SECONDS_MAX, delta_seconds};
 use super::freshness::{HEURISTIC_STATUSES, header_date, lifetime};
 pub use super::freshness::{current_age, freshness_lifetime};

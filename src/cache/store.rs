@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::entry::{self, Decoded, EntryError};
+use super::eviction;
 use super::key::Key;
 use crate::runtime::Mutex;
 
@@ -121,7 +122,7 @@ impl Store {
     /// Opens (creating) the folder and starts the background scan and evictor threads.
     pub fn open(root: &Path, max_bytes: u64) -> io::Result<Arc<Store>> {
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp)?;
+        crate::perms::create_private_dir_all(&tmp)?;
         let (evict, evict_rx) = crossbeam_channel::bounded(1);
         let store = Arc::new(Store {
             root: root.to_path_buf(),
@@ -353,7 +354,7 @@ impl Store {
     ) -> io::Result<()> {
         let path = key.path(&self.root);
         if let Some(parent) = path.parent() {
-            self.retry_when_full(|| fs::create_dir_all(parent))?;
+            self.retry_when_full(|| crate::perms::create_private_dir_all(parent))?;
         }
         self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         self.commits.fetch_add(1, Ordering::SeqCst);
@@ -376,22 +377,9 @@ impl Store {
             if index.bytes <= self.max_bytes {
                 return;
             }
-            let mut by_age: Vec<(u64, Key, u64)> = index
-                .entries
-                .iter()
-                .map(|(k, e)| (e.last_used, *k, e.bytes))
-                .collect();
-            by_age.sort_unstable();
-            let mut excess = index.bytes.saturating_sub(target);
-            by_age
-                .into_iter()
-                .take_while(|(_, _, bytes)| {
-                    let take = excess > 0;
-                    excess = excess.saturating_sub(*bytes);
-                    take
-                })
-                .map(|(_, k, _)| k)
-                .collect()
+            let entries = index.entries.iter();
+            let candidates = entries.map(|(k, e)| (e.last_used, *k, e.bytes)).collect();
+            eviction::least_recently_used(candidates, index.bytes.saturating_sub(target)).0
         };
         let count = victims.len();
         for key in victims {

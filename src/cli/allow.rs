@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::net::acl::{Cidr, HostPattern};
-use crate::proxy::allow::AllowRules;
+use crate::proxy::upstream::allow::AllowRules;
 
 /// `--allow-host` and `--allow-dest`.
 #[derive(Debug, Args)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::client::proxy::redact;
-use crate::client::{
+use crate::tools::fetch::proxy::redact;
+use crate::tools::fetch::{
     Credentials as ProxyUser, FetchConfig, FetchError, FetchUrl, Method, Proxies, ProxyAddr,
 };
 use crate::units::parse_duration;

@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::{PoolArgs, parse_positive_duration};
 use crate::net::acl::Cidr;
-use crate::origin::ServeConfig;
-use crate::origin::faults::FaultMix;
-use crate::origin::limits::LimitConfig;
+use crate::tools::serve::ServeConfig;
+use crate::tools::serve::faults::FaultMix;
+use crate::tools::serve::limits::LimitConfig;
 use crate::units::{parse_duration, parse_size};
 
 /// Flags of `porter serve`.
@@ -112,7 +112,7 @@ impl ServeArgs {
     pub fn into_config(self) -> ServeConfig {
         let defaults = ServeConfig::default();
         let allow = if self.allow.is_empty() {
-            crate::origin::any_address()
+            crate::tools::serve::any_address()
         } else {
             self.allow
         };

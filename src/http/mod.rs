@@ -16,12 +16,14 @@ mod method;
 pub mod parse;
 pub mod range;
 mod readbuf;
+mod scheme;
 pub mod write;
 
 pub use error::Error;
 pub use headers::Headers;
 pub use method::Method;
 pub use readbuf::ReadBuf;
+pub use scheme::Scheme;
 
 /// Limits on what a peer may send us before we give up on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::allow::AllowRules;
 use super::auth;
-use super::forwarded_for::ForwardedFor;
-use super::parent::ParentConfig;
+use super::flow::forwarded_for::ForwardedFor;
+use super::upstream::allow::AllowRules;
+use super::upstream::parent::ParentConfig;
 use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
@@ -29,7 +29,7 @@ pub struct ProxyConfig {
     /// Basic proxy credentials; empty means no authentication.
     pub auth: auth::Credentials,
     /// Who may PURGE (`--purge-allow`, `--purge-user`); by default no one.
-    pub purge: super::purge::PurgeRules,
+    pub purge: super::ops::purge::PurgeRules,
     pub origin_timeout: Duration,
     pub tunnel_idle_timeout: Duration,
     /// Cache folder; `None` turns caching off.

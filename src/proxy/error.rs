@@ -3,8 +3,8 @@
 use std::fmt;
 use std::io;
 
-use super::dest::{self, DestDenied};
 use super::upstream::DialError;
+use super::upstream::dest::{self, DestDenied};
 use crate::http;
 use crate::tls::UpstreamTlsError;
 

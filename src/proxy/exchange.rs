@@ -7,8 +7,8 @@
 //! already gone out, which decides between an error page and a quiet close.
 
 use super::ProxyError;
-use super::metrics::AccessEntry;
-use super::target::Target;
+use super::flow::target::Target;
+use super::ops::metrics::AccessEntry;
 use crate::http::body::BodyMode;
 use crate::http::{Method, RequestHead, Version};
 use crate::net::Conn;

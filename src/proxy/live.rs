@@ -10,8 +10,8 @@
 //! requests started after it use them.
 //!
 //! ```text
-//!  SIGHUP ─> reload(): read file + command line ─> validate ─> keep restart-only settings
-//!              │ error: log it, keep running config        ─> access log settings ─> swap
+//!  SIGHUP ─> reload thread: reload(): read file + command line ─> validate ─> keep restart-only
+//!              │ error: log it, keep running config   settings ─> access log settings ─> swap
 //!  SIGUSR1 ─> access_log::reopen()
 //! ```
 
@@ -213,11 +213,25 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
     kept
 }
 
-/// Handles SIGHUP (reload) and SIGUSR1 (reopen the access log) on a thread of its own until
-/// [`SignalThread::stop`].
+/// How long [`SignalThread::stop`] waits for a reload still running before leaving it behind.
+const RELOAD_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Handles SIGHUP (reload) and SIGUSR1 (reopen the access log) until [`SignalThread::stop`].
+///
+/// The thread that takes the signals never runs a reload itself: it hands SIGHUP to a reload thread
+/// through a channel of one (a SIGHUP while one reload waits is folded into it). So a reload that
+/// blocks, on whatever it reads or opens, neither stops SIGUSR1 and later SIGHUPs from being taken
+/// nor keeps shutdown waiting: `stop` gives a running reload [`RELOAD_STOP_WAIT`], then leaves it.
+///
+/// ```text
+///  SIGHUP ──> "signal" thread ──try_send──> [1] ──> "reload" thread: read, validate, swap
+///  SIGUSR1 ─┘  access_log::reopen() at once
+/// ```
 pub struct SignalThread {
     handle: signal_hook::iterator::Handle,
     thread: std::thread::JoinHandle<()>,
+    /// The reload thread and the channel that closes when it ends.
+    reloads: Option<(std::thread::JoinHandle<()>, crossbeam_channel::Receiver<()>)>,
 }
 
 impl SignalThread {
@@ -228,38 +242,76 @@ impl SignalThread {
         use signal_hook::consts::{SIGHUP, SIGUSR1};
         let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1])?;
         let handle = signals.handle();
+        let (requests, reloads) = match reloader {
+            Some(reload) => {
+                let (requests, pending) = crossbeam_channel::bounded::<()>(1);
+                let (ended, ended_rx) = crossbeam_channel::bounded::<()>(0);
+                let thread =
+                    std::thread::Builder::new()
+                        .name("reload".into())
+                        .spawn(move || {
+                            let _ended = ended;
+                            while pending.recv().is_ok() {
+                                let outcome = proxy.config.reload(reload());
+                                if let ReloadOutcome::Applied { .. } = outcome {
+                                    let allow = proxy.config.load().allow.clone();
+                                    proxy.origins.rules().allow.store(allow);
+                                }
+                                if let (ReloadOutcome::Applied { .. }, Some(cache)) =
+                                    (outcome, &proxy.cache)
+                                {
+                                    cache.set_refresh_rules(proxy.config.load().refresh.clone());
+                                }
+                            }
+                        })?;
+                (Some(requests), Some((thread, ended_rx)))
+            }
+            None => (None, None),
+        };
         let thread = std::thread::Builder::new()
-            .name("reload".into())
+            .name("signal".into())
             .spawn(move || {
                 for signal in signals.forever() {
-                    match (signal, &reloader) {
+                    match (signal, &requests) {
                         (SIGUSR1, _) => {
                             log::info!("SIGUSR1: reopening the access log");
                             crate::access_log::reopen();
                         }
-                        (_, Some(reload)) => {
+                        (_, Some(requests)) => {
                             log::info!("SIGHUP: reloading the configuration");
-                            let outcome = proxy.config.reload(reload());
-                            if let ReloadOutcome::Applied { .. } = outcome {
-                                let allow = proxy.config.load().allow.clone();
-                                proxy.origins.rules().allow.store(allow);
-                            }
-                            if let (ReloadOutcome::Applied { .. }, Some(cache)) =
-                                (outcome, &proxy.cache)
-                            {
-                                cache.set_refresh_rules(proxy.config.load().refresh.clone());
+                            if requests.try_send(()).is_err() {
+                                log::warn!(
+                                    "SIGHUP: a reload is still running; one more will follow it"
+                                );
                             }
                         }
                         (_, None) => log::warn!("SIGHUP: there is no --config file to reload"),
                     }
                 }
             })?;
-        Ok(SignalThread { handle, thread })
+        Ok(SignalThread {
+            handle,
+            thread,
+            reloads,
+        })
     }
 
+    /// Stops taking signals, then waits a bounded time for the reload thread.
     pub fn stop(self) {
         self.handle.close();
+        // The signal thread holds the reload channel's sender: once it is gone, the reload thread
+        // leaves its loop when the reload it may be running returns.
         let _ = self.thread.join();
+        if let Some((thread, ended)) = self.reloads {
+            match ended.recv_timeout(RELOAD_STOP_WAIT) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    log::warn!("a configuration reload is still running; not waiting for it")
+                }
+                _ => {
+                    let _ = thread.join();
+                }
+            }
+        }
     }
 }
 

@@ -3,52 +3,33 @@
 //!
 //! ```text
 //!  Handler::handle ─┬─ parse error ─────────────> reply: 400/414/431/505, close
-//!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect.rs): port and
+//!                   └─ handle_request ─┬─ CONNECT host:port ──> connect (connect/): port and
 //!                                      │                        host rules, then the tunnel thread
 //!                                      ├─ origin-form (/path) ─> reply(pages::own_page)
 //!                                      ├─ loop, Max-Forwards: 0, deny-host ─> reply(page)
-//!                                      ├─ PURGE not allowed (purge.rs) ─> reply(403)
-//!                                      └─ absolute-form http://… ─> forward (fetch.rs)
-//!                                            ├─ GET/HEAD ─> through_cache (cached.rs)
+//!                                      ├─ PURGE not allowed (ops/purge.rs) ─> reply(403)
+//!                                      └─ absolute-form http://… ─> forward (flow/fetch.rs)
+//!                                            ├─ GET/HEAD ─> through_cache (flow/cached.rs)
 //!                                            └─ other ───> pass ─> fetch ─> relay
 //! ```
 //!
 //! The phases after `handle_request` share one `exchange::Exchange` and answer
-//! `exchange::Served`.
+//! `exchange::Served`. The folders are the roles: `flow/` the request path of an absolute-form
+//! request (through the cache or past it), `connect/` CONNECT tunnels and HTTPS interception,
+//! `upstream/` reaching an origin or a parent (the pool, destination rules, the allow list,
+//! routing), `ops/` what the operator sees (own pages, metrics, log lines, PURGE rules). Here at the
+//! top: the shared state and dispatch (this file), the configuration and its reload (`config`,
+//! `live`), proxy authentication, errors, the exchange, and start-up checks (`preflight`).
 
-pub mod allow;
 pub mod auth;
-mod background;
-mod cached;
-mod canonical_url;
-mod collapsed;
 mod config;
 mod connect;
-mod dashboard;
-pub mod dest;
 mod error;
 mod exchange;
-mod fetch;
-pub mod forward;
-pub mod forwarded_for;
-pub mod hosts;
-mod intercept;
-mod intercept_pages;
-mod leader;
+pub mod flow;
 pub mod live;
-pub mod logline;
-pub mod metrics;
-pub mod pac;
-pub mod pages;
-pub mod parent;
+pub mod ops;
 pub mod preflight;
-pub mod purge;
-mod ranges;
-mod route;
-mod stale;
-pub mod target;
-mod tunnel;
-mod updates;
 pub mod upstream;
 
 use std::io::{self, Write};
@@ -58,15 +39,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use config::{InterceptConfig, ProxyConfig};
+use connect::tunnel::TunnelHandle;
 pub use error::ProxyError;
-use metrics::{AccessEntry, Metrics, Outcome};
+use flow::background;
+use flow::target::{self, Target};
+use ops::metrics::{AccessEntry, Metrics, Outcome};
+use ops::purge;
 pub use preflight::StartError;
-use target::Target;
-use tunnel::TunnelHandle;
-use upstream::UpstreamPool;
+use upstream::{UpstreamPool, allow, dest, parent};
 
 use exchange::{Answer, Exchange, Reuse};
-use pages::Page;
+use ops::pages::{self, Page};
 
 use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;

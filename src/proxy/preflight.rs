@@ -60,9 +60,14 @@ pub fn check_cache_dir(dir: &Path) -> Result<(), StartError> {
     if dir.exists() && !dir.is_dir() {
         return Err(fail("it exists and is not a folder".into()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it ({e})")))?;
+    if dir.is_dir() {
+        crate::perms::warn_if_cache_dir_is_open(dir);
+    }
+    crate::perms::create_private_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create it ({e})")))?;
     let probe = dir.join(format!(".porter-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| fail(format!("cannot write in it ({e})")))?;
+    crate::perms::create_private_file(&probe)
+        .map_err(|e| fail(format!("cannot write in it ({e})")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }

@@ -447,3 +447,116 @@ fn reload_applies_new_refresh_rules_to_the_cache() {
     assert_eq!(x_cache().as_deref(), Some("MISS"));
     assert_eq!(x_cache().as_deref(), Some("HIT"), "{}", porter.logs());
 }
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+}
+
+/// Waits for `text` in the proxy's log (at most 10 s).
+fn logged(porter: &Porter, text: &str) -> bool {
+    eventually(Duration::from_secs(10), || porter.logs().contains(text))
+}
+
+#[test]
+fn regression_a_fifo_in_place_of_the_config_file_does_not_jam_reloads_or_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("porter.toml");
+    write_config(&config, "no-cache = true\n");
+    let mut porter = Porter::start(&["proxy", "--config", config.to_str().unwrap()]);
+    std::fs::remove_file(&config).unwrap();
+    mkfifo(&config);
+    signal(&porter, "HUP");
+    assert!(
+        logged(&porter, "is a FIFO, not a regular file"),
+        "{}",
+        porter.logs()
+    );
+    assert!(logged(&porter, "reload refused"), "{}", porter.logs());
+    // Signals still work: SIGUSR1, then a reload once the file is a file again.
+    signal(&porter, "USR1");
+    assert!(logged(&porter, "SIGUSR1: reopening"), "{}", porter.logs());
+    std::fs::remove_file(&config).unwrap();
+    write_config(&config, "no-cache = true\ndeny-host = [\"blocked.test\"]\n");
+    signal(&porter, "HUP");
+    assert!(
+        logged(&porter, "configuration reloaded"),
+        "{}",
+        porter.logs()
+    );
+    let denied = proxy_get(porter.addr, "http://blocked.test/", &[]);
+    assert_eq!(denied.status, 403);
+    let status = porter.terminate().expect("SIGTERM ends the proxy");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn regression_a_reload_that_blocks_does_not_keep_sigterm_from_ending_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("porter.toml");
+    write_config(&config, "no-cache = true\n");
+    let mut porter = Porter::start(&["proxy", "--config", config.to_str().unwrap()]);
+    // An access log that is a FIFO nobody reads: opening it for writing blocks the reload.
+    let fifo = dir.path().join("access.fifo");
+    mkfifo(&fifo);
+    write_config(
+        &config,
+        &format!(
+            "no-cache = true\naccess-log = {:?}\n",
+            fifo.to_str().unwrap()
+        ),
+    );
+    // The first reload blocks; of the next two, one waits in the channel and one is folded into it.
+    for taken in 1..=3 {
+        signal(&porter, "HUP");
+        assert!(
+            eventually(Duration::from_secs(10), || porter
+                .logs()
+                .matches("SIGHUP: reloading")
+                .count()
+                >= taken),
+            "{}",
+            porter.logs()
+        );
+    }
+    assert!(
+        logged(&porter, "a reload is still running"),
+        "{}",
+        porter.logs()
+    );
+    signal(&porter, "USR1");
+    assert!(logged(&porter, "SIGUSR1: reopening"), "{}", porter.logs());
+    let status = porter.terminate().expect("SIGTERM ends the proxy");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn regression_a_fifo_given_as_the_config_file_at_start_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("porter.toml");
+    mkfifo(&fifo);
+    // run_porter kills a run that hangs and fails the test.
+    let run = run_porter(
+        &[
+            "proxy",
+            "--config",
+            fifo.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+        &[],
+        None,
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "config file {} is a FIFO, not a regular file",
+            fifo.display()
+        )),
+        "{run:?}"
+    );
+}

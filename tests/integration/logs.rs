@@ -219,3 +219,64 @@ fn sigusr1_after_mv_writes_to_a_new_file() {
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert!(old.contains("/first") && !old.contains("/second"), "{old}");
 }
+
+#[test]
+fn regression_c1_controls_and_bidi_overrides_reach_logs_and_pages_escaped() {
+    // U+009B is a one-character CSI; U+202E reverses what follows it on screen.
+    let origin = Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("Content-Type", "text/plain\u{9b}31m\u{202e}txt")]),
+            b"hello".to_vec(),
+        )
+    });
+    let raw = |text: &str| text.contains('\u{9b}') || text.contains('\u{202e}');
+    for format in ["porter", "squid", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let porter = Porter::start(&[
+            "proxy",
+            "--no-cache",
+            "--access-log",
+            log.to_str().unwrap(),
+            "--log-format",
+            format,
+        ]);
+        assert_eq!(proxy_get(porter.addr, &origin.url("/a"), &[]).status, 200);
+        // A host with the raw characters (UTF-8 bytes in the request line), and percent-encoded.
+        let refused = raw_request(
+            porter.addr,
+            b"GET http://ev\xc2\x9bil\xe2\x80\xaeexample/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(refused.status, 400);
+        assert!(!raw(&refused.text()), "{:?}", refused.text());
+        raw_request(
+            porter.addr,
+            b"GET http://ev%C2%9Bil%E2%80%AEexample/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        )
+        .unwrap();
+        let status = raw_request(porter.addr, b"GET / HTTP/1.1\r\nHost: porter\r\n\r\n").unwrap();
+        assert!(!raw(&status.text()), "{:?}", status.text());
+        let lines = lines_of(&log, 4);
+        let text = lines.join("\n");
+        assert!(!raw(&text), "{format}: {text:?}");
+        // JSON strings write the escape's backslash as `\\`.
+        let escaped = |text: &str| match format {
+            "json" => text.replace('\\', "\\\\"),
+            _ => text.to_string(),
+        };
+        assert!(
+            text.contains(&escaped("ev\\u{9b}il\\u{202e}example")),
+            "{format}: {text}"
+        );
+        if format != "porter" {
+            // Porter's own line has no Content-Type field.
+            assert!(
+                text.contains(&escaped("text/plain\\u{9b}31m\\u{202e}txt")),
+                "{format}: {text}"
+            );
+        }
+        assert!(!raw(&porter.logs()), "{:?}", porter.logs());
+    }
+}

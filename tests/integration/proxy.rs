@@ -525,3 +525,64 @@ fn head_with_bad_framing_gets_an_error_head_without_a_body() {
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+#[test]
+fn regression_many_tiny_chunks_arrive_intact_in_far_fewer_chunks() {
+    // 20,000 one-byte chunks, written 100 chunks at a time; the proxy used to re-frame each one with
+    // three writes of its own.
+    let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let sent = body.clone();
+    let origin = raw_server(move |_, mut stream| {
+        if !read_request_head(&mut stream) {
+            return;
+        }
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        for group in sent.chunks(100) {
+            let mut framed = Vec::new();
+            for byte in group {
+                framed.extend_from_slice(b"1\r\n");
+                framed.push(*byte);
+                framed.extend_from_slice(b"\r\n");
+            }
+            if stream.write_all(&framed).is_err() {
+                return;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+    });
+    let porter = proxy();
+    let mut stream = connect(porter.addr);
+    write!(
+        stream,
+        "GET http://{origin}/tiny HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    // Decode by hand, counting the chunks the proxy wrote.
+    let (mut rest, mut decoded, mut chunks) = (&raw[split..], Vec::new(), 0);
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        decoded.extend_from_slice(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], b"\r\n");
+        rest = &rest[size + 2..];
+        chunks += 1;
+    }
+    assert_eq!(decoded, body);
+    assert!(
+        chunks <= 2_000,
+        "{chunks} chunks for 200 writes of the origin"
+    );
+}

@@ -1,6 +1,8 @@
 //! `porter cache purge|clear` while a proxy runs on the same folder: what they remove is never served
 //! again, from disk or memory, and the proxy's status page and metrics stop counting it.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -166,10 +168,89 @@ fn a_proxy_stopped_cleanly_removes_its_socket() {
     let dir = tempfile::tempdir().unwrap();
     let mut porter = cached_proxy(dir.path());
     let control = dir.path().join("control");
-    // The socket comes up with the cache, just after the listening line.
+    // The socket comes up with the cache, just after the listening line, with its lock file.
+    let pid = porter.child.id();
     assert!(eventually(Duration::from_secs(5), || file_names(&control)
-        .len()
-        == 1));
+        == [format!("{pid}.lock"), format!("{pid}.sock")]));
     assert!(porter.terminate().is_some_and(|s| s.success()));
     assert_eq!(file_names(&control), Vec::<String>::new());
+}
+
+/// Sends `line` on the running proxy's control socket and returns its answer.
+fn control_answer(dir: &Path, porter: &Porter, line: &[u8]) -> String {
+    let socket = dir
+        .join("control")
+        .join(format!("{}.sock", porter.child.id()));
+    assert!(eventually(Duration::from_secs(5), || socket.exists()));
+    let mut stream = UnixStream::connect(&socket).expect("the control socket answers");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(line).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn regression_a_control_line_cut_inside_a_utf8_character_does_not_stop_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = small_origin();
+    let porter = cached_proxy(dir.path());
+    let url = origin.url("/a");
+    proxy_get(porter.addr, &url, &[]);
+    assert_eq!(
+        proxy_get(porter.addr, &url, &[]).header("x-cache"),
+        Some("HIT")
+    );
+    // 64 bytes of "key" with a two-byte character across the folder/file split (slicing it panicked
+    // the control thread), then a character cut by the line's end, then a line far too long.
+    let split = format!("forget a\u{e9}{}\n", "0".repeat(61));
+    let mut cut = b"forget ab".to_vec();
+    cut.extend_from_slice(&"\u{e9}".as_bytes()[..1]);
+    cut.push(b'\n');
+    let long = vec![b'f'; 64 * 1024];
+    for line in [split.as_bytes(), &cut, &long] {
+        let answer = control_answer(dir.path(), &porter, line);
+        assert!(answer.starts_with("error: "), "{answer:?}");
+    }
+    let purged = cache_command(dir.path(), &["purge", &url]);
+    assert!(
+        purged.ok() && purged.stdout.contains("the running proxy forgot them"),
+        "{purged:?}"
+    );
+    let hits = origin.hits();
+    assert_eq!(
+        proxy_get(porter.addr, &url, &[]).header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(origin.hits(), hits + 1);
+}
+
+#[test]
+fn regression_purge_fails_when_a_live_proxys_socket_refuses_and_leaves_it_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = small_origin();
+    {
+        let porter = cached_proxy(dir.path());
+        proxy_get(porter.addr, &origin.url("/a"), &[]);
+    }
+    // A proxy that is alive (this test holds its lock) but whose socket refuses connections.
+    let socket = dir.path().join("control/4000000.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let lock = std::fs::File::create(dir.path().join("control/4000000.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let purged = cache_command(dir.path(), &["purge", &origin.url("/a")]);
+    assert!(!purged.ok(), "{purged:?}");
+    assert!(
+        purged.stderr.contains("did not confirm") && !purged.stdout.contains("purged"),
+        "{purged:?}"
+    );
+    assert!(socket.exists(), "a live proxy's socket is never removed");
+    // Once that proxy is gone, the same command cleans up after it.
+    drop(lock);
+    proxy_get(cached_proxy(dir.path()).addr, &origin.url("/a"), &[]);
+    let purged = cache_command(dir.path(), &["purge", &origin.url("/a")]);
+    assert!(purged.ok(), "{purged:?}");
+    assert!(!socket.exists());
 }

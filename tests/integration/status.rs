@@ -277,3 +277,43 @@ fn a_browser_renders_the_status_page_and_a_screenshot_is_kept() {
         png.len()
     );
 }
+
+#[test]
+fn regression_rejected_requests_and_purges_with_junk_hosts_stay_out_of_the_busiest_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(|_, _, _| (200, hdrs(&[]), b"ok".to_vec()));
+    let porter = Porter::start(&[
+        "proxy",
+        "--cache-dir",
+        dir.path().to_str().unwrap(),
+        "--deny-host",
+        "*.junk",
+    ]);
+    let real = origin.url("/");
+    assert_eq!(proxy_get(porter.addr, &real, &[]).status, 200);
+    // Refused (403 by --deny-host) and PURGE requests, each with its own long junk host name.
+    let (mut writer, mut reader) = connect_split(porter.addr);
+    for i in 0..300 {
+        let host = format!("h{i}-{}.junk", "x".repeat(2000));
+        let method = if i % 2 == 0 { "GET" } else { "PURGE" };
+        write!(
+            writer,
+            "{method} http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        )
+        .unwrap();
+        let answer = read_response(&mut reader, false).expect("an answer");
+        assert!(
+            answer.status == 403 || answer.status == 404,
+            "{}",
+            answer.status
+        );
+    }
+    let html = get(porter.addr, "/", &[]).text();
+    let start = html.find("id=\"hosts\"").expect("a hosts table");
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    assert!(
+        !table.contains("junk") && !table.contains("(other)"),
+        "{table}"
+    );
+    assert!(table.contains("<td>127.0.0.1</td>"), "{table}");
+}

@@ -2,7 +2,7 @@
 //! is complete, and a full disk (ENOSPC) evicts the least recently used entries and retries, so the
 //! cache keeps storing when the disk is smaller than `--cache-size` or shared.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Store, disk_usage, inode};
 use crate::cache::entry::{self, Stored};
+use crate::cache::eviction;
 use crate::cache::key::Key;
 
 /// On a full disk, each attempt to make room evicts this share of the entries' space (at least one).
@@ -40,12 +41,7 @@ impl Store {
             .tmp
             .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
         let result = self
-            .retry_when_full(|| {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&tmp_path)
-            })
+            .retry_when_full(|| crate::perms::create_private_file(&tmp_path))
             .and_then(|file| {
                 let mut file = DiskFile {
                     file,
@@ -100,23 +96,9 @@ impl Store {
         let (victims, freed): (Vec<Key>, u64) = {
             let index = self.index();
             let want = (index.bytes / 100 * FULL_DISK_EVICT_PERCENT).max(1);
-            let mut by_age: Vec<(u64, Key, u64)> = index
-                .entries
-                .iter()
-                .map(|(k, e)| (e.last_used, *k, e.bytes))
-                .collect();
-            by_age.sort_unstable();
-            let mut freed = 0u64;
-            let victims = by_age
-                .into_iter()
-                .take_while(|(_, _, bytes)| {
-                    let take = freed < want;
-                    freed += if take { *bytes } else { 0 };
-                    take
-                })
-                .map(|(_, k, _)| k)
-                .collect();
-            (victims, freed)
+            let entries = index.entries.iter();
+            let candidates = entries.map(|(k, e)| (e.last_used, *k, e.bytes)).collect();
+            eviction::least_recently_used(candidates, want)
         };
         if victims.is_empty() {
             return false;

@@ -1,0 +1,98 @@
+//! The modes of the files and folders Porter writes, whatever the umask: the cache holds decrypted
+//! HTTPS bodies and every URL with its query string, so its folder and everything in it is the
+//! owner's alone (0700 folders, 0600 files); logs name clients and URLs, so they are 0640 (the owner
+//! writes, a log reader's group reads, other users nothing).
+//!
+//! The modes are given at creation (`DirBuilderExt::mode`, `OpenOptionsExt::mode`), so no file is
+//! ever wider for a moment; a umask can only narrow them further. A file written to a temporary name
+//! and renamed into place keeps the temporary file's mode, so those are created here too. Folders and
+//! logs that already exist keep their modes (the operator may have chosen them), but a start-up
+//! warning names any that other users can read, with the `chmod` that fixes it.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Folders in the cache folder, and the cache folder itself when Porter creates it.
+pub const PRIVATE_DIR: u32 = 0o700;
+/// Files in the cache folder.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Log files: the access log, `porter serve`'s event log and cookies file, `porter fetch`'s log.
+pub const LOG_FILE: u32 = 0o640;
+
+/// Creates `dir` and any missing parents as 0700 folders; existing ones are left as they are.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+}
+
+/// Creates a new file (failing if it exists) for writing, 0600.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+}
+
+/// Options that open a log for appending, creating it as 0640 if it does not exist.
+pub fn log_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true).mode(LOG_FILE);
+    options
+}
+
+/// The permission bits of `path`, if it exists.
+fn mode_of(path: &Path) -> Option<u32> {
+    std::fs::metadata(path).ok().map(|m| m.mode() & 0o7777)
+}
+
+/// Warns when the cache folder lets anyone but its owner in: every stored body and URL is below it.
+pub fn warn_if_cache_dir_is_open(dir: &Path) {
+    if let Some(mode) = mode_of(dir).filter(|mode| mode & 0o077 != 0) {
+        log::warn!(
+            "cache folder {} has mode {mode:04o}: other users can read cached bodies and URLs; \
+             run `chmod -R go-rwx {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+}
+
+/// Warns when an opened log file is readable by other users.
+pub fn warn_if_log_is_open(file: &File, path: &Path) {
+    let Ok(meta) = file.metadata() else { return };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        log::warn!(
+            "log file {} has mode {mode:04o}: other users can read it; run `chmod o-rwx {}`",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_folders_and_files_get_their_modes() {
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("a/b");
+        create_private_dir_all(&nested).unwrap();
+        assert_eq!(mode_of(&root.path().join("a")), Some(0o700));
+        assert_eq!(mode_of(&nested), Some(0o700));
+        let file = nested.join("f");
+        drop(create_private_file(&file).unwrap());
+        assert_eq!(mode_of(&file), Some(0o600));
+        assert!(create_private_file(&file).is_err(), "never reuses a file");
+        let log = root.path().join("log");
+        drop(log_options().open(&log).unwrap());
+        // A umask may narrow the mode; it never widens it.
+        assert_eq!(mode_of(&log).unwrap() & !LOG_FILE, 0);
+    }
+}

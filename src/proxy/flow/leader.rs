@@ -1,0 +1,256 @@
+//! The leader of a shared miss: the request that fetches a response while it is stored and read
+//! along by others ([`crate::cache::inflight`]). Its own client is served from the entry being
+//! written, like a follower, so the origin is read at the origin's pace whatever that client does.
+//!
+//! ```text
+//!  each piece: origin ─read─> buffer ─write─> entry file (advance: the followers wake)
+//!              entry file ─ sendfile, without waiting ─> own client, as far as its socket takes
+//!  body done:  commit, then the rest of the file to the own client, waiting as a follower waits
+//!  store fails: what the file holds to the client, then straight from the origin (forward::copy)
+//! ```
+//!
+//! Why: relaying straight from the origin to the client, a client that reads slowly (or stops
+//! reading) paced the origin read, and with it every follower, for up to `--client-timeout`. Here a
+//! client only ever gets writes that do not wait while the origin is read; what it has not taken yet
+//! waits in the entry's file, which is written anyway. That keeps memory at one copy buffer however
+//! large the body and however far the client falls behind: the file is the buffer. (A bounded
+//! buffer in memory would have had to stop the origin read once full, which is what held the
+//! followers; one sized for the whole body is not bounded.) The store's size limit bounds the file.
+//!
+//! A client that leaves is noticed at its next write; the fetch then goes on only while it is worth
+//! finishing for the others ([`CacheWriter::worth_finishing`]), as in `forward::copy`.
+//!
+//! "Without waiting" is a non-blocking sendfile on plain TCP; through TLS it is what rustls takes
+//! into its bounded record buffer and what of that the socket takes ([`TlsStream::write_now`]).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::forward::{self, CopyError};
+use crate::cache::CacheWriter;
+use crate::cache::inflight::Inflight;
+use crate::http::body::{BodyReader, ChunkedWriter};
+use crate::net::Stream;
+use crate::net::sendfile::{self, SendFile};
+use crate::tls::TlsStream;
+
+/// Through TLS, file bytes pass through user space in pieces of this size.
+const TLS_PIECE: usize = 64 * 1024;
+
+/// Relays a body from `reader` to `client` through `store`, whose entry is shared as `inflight`
+/// (see the module doc). Returns the body bytes the client received.
+pub(in crate::proxy) fn relay<S: Read>(
+    reader: &mut BodyReader<'_, S>,
+    client: &mut Stream,
+    inflight: Arc<Inflight>,
+    store: CacheWriter,
+    chunked: bool,
+) -> Result<u64, CopyError> {
+    let mut out = FromFile::new(inflight.file(), inflight.body_offset(), chunked);
+    let mut store = Some(store);
+    let mut buf = vec![0u8; forward::COPY_BUF];
+    // Body bytes in the file, flushed and announced to the readers.
+    let mut stored = 0u64;
+    // The client's write error, once it has left.
+    let mut gone: Option<io::Error> = None;
+    while !reader.is_done() {
+        if gone.is_some() && !store.as_ref().is_some_and(CacheWriter::worth_finishing) {
+            log::debug!("client gone and nobody reading along: fetch abandoned");
+            break;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        if let Some(writer) = store.as_mut()
+            && writer.write_all(&buf[..n]).is_err()
+        {
+            drop(store.take());
+            if let Some(e) = gone {
+                return Err(CopyError::Write(e));
+            }
+            return straight_on(reader, client, out, stored, &buf[..n]);
+        }
+        stored += n as u64;
+        if reader.is_done() {
+            // Committed before the rest goes out, so a client asking again at once finds it.
+            forward::commit(store.take());
+        }
+        if gone.is_none()
+            && let Err(e) = out.send(client, stored, false)
+        {
+            gone = Some(e);
+        }
+    }
+    if reader.is_done() {
+        forward::commit(store.take());
+    }
+    if let Some(e) = gone {
+        return Err(CopyError::Write(e));
+    }
+    out.send(client, stored, true).map_err(CopyError::Write)?;
+    if !reader.is_done() {
+        // The body reader says so itself with an error; should it not, the client is still cut
+        // off where the file ends, as the followers are, never given a short body as whole.
+        let short = io::Error::from(io::ErrorKind::UnexpectedEof);
+        return Err(CopyError::Read(short));
+    }
+    if chunked {
+        out.framing.extend_from_slice(b"0\r\n\r\n");
+        out.send(client, stored, true).map_err(CopyError::Write)?;
+    }
+    Ok(out.sent)
+}
+
+/// The store failed: the client gets what the file holds, then the rest straight from the origin,
+/// starting with `pending` (read, not stored).
+fn straight_on<S: Read>(
+    reader: &mut BodyReader<'_, S>,
+    client: &mut Stream,
+    mut out: FromFile<'_>,
+    stored: u64,
+    pending: &[u8],
+) -> Result<u64, CopyError> {
+    out.send(client, stored, true).map_err(CopyError::Write)?;
+    let before = out.sent + pending.len() as u64;
+    let rest = if out.chunked {
+        let mut writer = ChunkedWriter::new(&mut *client);
+        writer.write_all(pending).map_err(CopyError::Write)?;
+        forward::copy(reader, &mut writer, None)
+            .and_then(|n| writer.finish().map(|_| n).map_err(CopyError::Write))
+    } else {
+        client.write_all(pending).map_err(CopyError::Write)?;
+        forward::copy(reader, client, None)
+    }?;
+    Ok(before + rest)
+}
+
+/// The client's side: the body bytes it has been sent from the file, and the framing (chunk
+/// heads and ends) still to go before the next file bytes.
+struct FromFile<'a> {
+    file: &'a File,
+    body_offset: u64,
+    chunked: bool,
+    /// Body bytes sent.
+    sent: u64,
+    /// Where the current chunk's (or, unchunked, the current piece's) file bytes end.
+    piece_end: u64,
+    framing: Vec<u8>,
+    /// File bytes on their way into TLS.
+    scratch: Vec<u8>,
+}
+
+impl<'a> FromFile<'a> {
+    fn new(file: &'a File, body_offset: u64, chunked: bool) -> Self {
+        FromFile {
+            file,
+            body_offset,
+            chunked,
+            sent: 0,
+            piece_end: 0,
+            framing: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Sends the body up to `available` bytes: all of it when `wait` (each write within the
+    /// socket's write timeout), else only what the socket takes without waiting.
+    fn send(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+        // A plain socket says WouldBlock when full; TLS has its own way (write_now).
+        let plain = matches!(client, Stream::Plain(_));
+        if plain && !wait {
+            client.set_nonblocking(true)?;
+        }
+        if wait {
+            // Through TLS, records left from writes that did not wait go first: rustls takes no
+            // more plaintext while its buffer is full, and a write it takes none of is an error.
+            client.flush()?;
+        }
+        let result = self.pump(client, available, wait);
+        if plain && !wait {
+            client.set_nonblocking(false)?;
+        }
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
+            // Through TLS, records rustls still holds go out now.
+            Ok(()) if wait => client.flush(),
+            other => other,
+        }
+    }
+
+    fn pump(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+        loop {
+            while !self.framing.is_empty() {
+                let written = match client {
+                    Stream::Tls(tls) if !wait => tls.write_now(&self.framing)?,
+                    _ => client.write(&self.framing)?,
+                };
+                match written {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    n => drop(self.framing.drain(..n)),
+                }
+            }
+            if self.sent < self.piece_end {
+                let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
+                let n = match client {
+                    _ if wait => client.send_file(self.file, offset, len)?,
+                    Stream::Plain(socket) => {
+                        sendfile::send_file_now(socket, self.file, offset, len)?
+                    }
+                    Stream::Tls(tls) => self.tls_now(tls, offset, len)?,
+                };
+                self.sent += n;
+                if n < len {
+                    if wait {
+                        // The file holds fewer bytes than the writer said it wrote.
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                if self.chunked {
+                    self.framing.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+            if available <= self.piece_end {
+                return Ok(());
+            }
+            if self.chunked {
+                let size = available - self.piece_end;
+                self.framing
+                    .extend_from_slice(format!("{size:x}\r\n").as_bytes());
+            }
+            self.piece_end = available;
+        }
+    }
+
+    /// Puts file bytes into TLS until rustls or the socket takes no more without waiting.
+    fn tls_now(&mut self, tls: &mut TlsStream, offset: u64, len: u64) -> io::Result<u64> {
+        self.scratch.resize(TLS_PIECE, 0);
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(TLS_PIECE as u64) as usize;
+            let got = self
+                .file
+                .read_at(&mut self.scratch[..want], offset + done)?;
+            if got == 0 {
+                break;
+            }
+            match tls.write_now(&self.scratch[..got]) {
+                Ok(n) => {
+                    done += n as u64;
+                    if n < got {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+}
