@@ -1,14 +1,14 @@
 //! Porter as a browser meets it: a CONNECT tunnel carrying a real TLS session, then headless Chromium
 //! loading pages (HTML, two images, a script) through the proxy over HTTP and, tunnelled, over HTTPS.
 //!
-//! The Chromium test skips (and says so on stderr) where no `chromium` is installed; `.ci/run`
-//! installs Debian's package, so CI always runs it. Nothing leaves the machine: Chromium's own host
+//! The Chromium test skips (and says so on stderr) where no `chromium` is installed, and fails
+//! under `PORTER_CI=1` (`util::require_tool`); `.ci/run` installs Debian's package and sets it. Nothing leaves the machine: Chromium's own host
 //! resolver answers "not found" for every name but 127.0.0.1, and the proxy refuses the hosts of
 //! Chromium's background requests with `--deny-host` before it looks them up.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -102,16 +102,6 @@ fn connect_tunnel_reaches_a_local_tls_origin() {
     let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
     let response = raw_request(proxy.addr, request.as_bytes()).unwrap();
     assert_eq!(response.status, 502, "{}", response.text());
-}
-
-/// The first of `names` found in a folder of `PATH`.
-pub fn find_on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
 }
 
 /// Runs headless Chromium through `proxy` on `url` with a fresh profile and returns the DOM it
@@ -254,9 +244,7 @@ fn assert_nothing_left_the_machine(logs: &str) {
 
 #[test]
 fn headless_chromium_renders_pages_through_the_proxy() {
-    let Some(chromium) = find_on_path(&["chromium", "chromium-browser"]) else {
-        // Straight to stderr, past the test harness's capture of `eprintln!`, so the skip is seen.
-        let _ = writeln!(std::io::stderr(), "SKIPPED: chromium is not installed");
+    let Some(chromium) = require_tool(&["chromium", "chromium-browser"], "chromium") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

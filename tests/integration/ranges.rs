@@ -278,17 +278,9 @@ fn a_range_miss_is_forwarded_and_its_206_answers_later_ranges_inside_it() {
     assert_eq!(origin.hits(), 3);
 }
 
-/// curl or wget, or a plain message that the test skipped outside CI (CI installs both).
+/// Whether curl or wget (Debian packages of the same names) is installed: see `util::require_tool`.
 fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "{name} is missing in CI");
-        eprintln!("skipped: {name} is not installed (CI installs it)");
-    }
-    found
+    require_tool(&[name], name).is_some()
 }
 
 /// A cached file, a download cut short by half, and a resume through the proxy by `resume`.

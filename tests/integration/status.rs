@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -196,16 +196,6 @@ fn the_status_page_figures_match_metrics() {
     assert!(html.contains("http-equiv=\"refresh\""));
 }
 
-/// The first of `names` found in a folder of `PATH`.
-fn find_on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`); returns stdout.
 fn chromium(chromium: &Path, url: &str, mode: &str) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
@@ -256,12 +246,7 @@ fn chromium(chromium: &Path, url: &str, mode: &str) -> String {
 
 #[test]
 fn a_browser_renders_the_status_page_and_a_screenshot_is_kept() {
-    let Some(browser) = find_on_path(&["chromium", "chromium-browser"]) else {
-        assert!(
-            std::env::var_os("PORTER_CI").is_none(),
-            "CI (.ci/run sets PORTER_CI) must install what this test runs"
-        );
-        let _ = writeln!(std::io::stderr(), "SKIPPED: chromium is not installed");
+    let Some(browser) = require_tool(&["chromium", "chromium-browser"], "chromium") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -573,3 +573,82 @@ pub fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local addr").port()
 }
+
+// ---- Tests that drive an outside tool ---------------------------------------------------------
+//
+// One rule for every test that needs something Porter does not ship (Chromium, curl, haproxy, a
+// tmpfs mount): under `PORTER_CI=1` (set once by `.ci/run`, which installs every such tool) a
+// missing one FAILS the test, naming the Debian package; anywhere else the test returns early and
+// says so on stderr, written past the harness's capture so `cargo test` shows it without
+// `--nocapture`. A skip is never silent, and CI never skips.
+
+/// The variable `.ci/run` sets: a missing tool is then a failure, not a skip.
+pub const CI_VARIABLE: &str = "PORTER_CI";
+
+/// Whether this run is CI's (`PORTER_CI` set to anything but empty or `0`).
+pub fn in_ci() -> bool {
+    std::env::var_os(CI_VARIABLE).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The first of `names` found as a file in a `PATH` folder.
+pub fn find_on_path(names: &[&str]) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// The path of the tool a test needs (the first of `names` on `PATH`), or `None` after
+/// [`skip_unless_ci`] said the test did not run; `package` is the Debian package that has it.
+///
+/// ```ignore
+/// let Some(chromium) = require_tool(&["chromium", "chromium-browser"], "chromium") else { return };
+/// ```
+#[track_caller]
+pub fn require_tool(names: &[&str], package: &str) -> Option<std::path::PathBuf> {
+    let found = find_on_path(names);
+    if found.is_none() {
+        skip_unless_ci(
+            &format!("{} is not installed", names.join(" or ")),
+            &format!("apt-get install {package}"),
+        );
+    }
+    found
+}
+
+/// Whether `python3` can import `module`; if not, [`skip_unless_ci`] with `package`'s install line.
+#[track_caller]
+pub fn require_python_module(module: &str, package: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip_unless_ci(
+            &format!("python3 cannot import {module}"),
+            &format!("apt-get install {package}"),
+        );
+    }
+    found
+}
+
+/// The test that calls this does not run because `missing`; `remedy` says how to get it. Under
+/// `PORTER_CI=1` this panics (CI must run every test); elsewhere it prints one `SKIPPED` line
+/// naming the test and returns, and the caller returns.
+#[track_caller]
+pub fn skip_unless_ci(missing: &str, remedy: &str) {
+    let current = thread::current();
+    let test = current.name().unwrap_or("this test");
+    if in_ci() {
+        panic!("{test}: {missing}; {CI_VARIABLE} is set, so CI must provide it ({remedy})");
+    }
+    // Straight to stderr, past the harness's capture of `eprintln!`, so the skip is seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {missing} ({remedy}; with {CI_VARIABLE}=1 this fails)"
+    );
+}

@@ -3,22 +3,17 @@
 //! headless Chromium with the CA in an NSS database (`certutil`), without
 //! `--ignore-certificate-errors`.
 //!
-//! `.ci/run` installs what these need (Chromium, libnss3-tools, python requests); elsewhere a test
-//! whose tool is missing prints that it skipped.
+//! `.ci/run` installs what these need (Chromium, libnss3-tools, python requests, pip) and sets
+//! `PORTER_CI=1`, under which a missing tool fails the test; elsewhere the test prints that it
+//! skipped (`util::require_tool`).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::browser::{chromium_dump_dom_in, find_on_path};
-
-fn skip(what: &str) {
-    // Straight to stderr, past the harness's capture, so the skip is seen.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
-}
+use crate::browser::chromium_dump_dom_in;
 
 /// An origin serving fixed files (fresh for ten minutes), counting requests per path.
 fn file_origin(
@@ -55,17 +50,10 @@ fn file_origin(
     (origin, counts)
 }
 
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn python_requests_trusts_the_ca_through_requests_ca_bundle_and_gets_a_hit() {
-    if !python_has("requests") {
-        return skip("python3 with the requests module is not installed");
+    if !require_python_module("requests", "python3-requests") {
+        return;
     }
     let setup = Setup::new();
     let proxy = setup.proxy(&[]);
@@ -116,12 +104,8 @@ fn build_wheel(dir: &Path) -> Vec<u8> {
 
 #[test]
 fn pip_download_from_a_local_https_index_is_served_from_the_cache_the_second_time() {
-    if Command::new("python3")
-        .args(["-m", "pip", "--version"])
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        return skip("python3 -m pip is not available");
+    if !require_python_module("pip", "python3-pip") {
+        return;
     }
     let build = tempfile::tempdir().unwrap();
     let wheel = build_wheel(build.path());
@@ -207,11 +191,11 @@ const PAGE: &str = r#"<!DOCTYPE html>
 #[test]
 fn headless_chromium_trusting_the_ca_through_nss_loads_an_https_page_and_its_image_from_the_cache()
 {
-    let Some(chromium) = find_on_path(&["chromium", "chromium-browser"]) else {
-        return skip("chromium is not installed");
+    let Some(chromium) = require_tool(&["chromium", "chromium-browser"], "chromium") else {
+        return;
     };
-    let Some(certutil) = find_on_path(&["certutil"]) else {
-        return skip("certutil (Debian's libnss3-tools) is not installed");
+    let Some(certutil) = require_tool(&["certutil"], "libnss3-tools") else {
+        return;
     };
     let png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/www/porter.png"))
         .unwrap();
