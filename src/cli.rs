@@ -6,11 +6,13 @@
 mod allow;
 mod fetch;
 mod intercept;
+mod listen;
 mod serve;
 
 pub use allow::AllowArgs;
 pub use fetch::{FetchArgs, MethodArg};
 pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
+pub use listen::parse_listen;
 pub use serve::ServeArgs;
 
 use std::net::SocketAddr;
@@ -115,19 +117,23 @@ pub struct PoolArgs {
     pub max_connections_per_client: usize,
 
     /// Time a client has to send a whole request head once it has started one.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub head_timeout: Duration,
 
     /// How long an idle keep-alive client connection is kept open.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub idle_timeout: Duration,
 
     /// Time allowed for each read of a request body, and for a client that takes no response bytes,
     /// before giving up on it.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub client_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub shutdown_grace: Duration,
 }
@@ -163,8 +169,9 @@ impl PoolArgs {
 /// Flags of `porter proxy`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:3128", value_name = "HOST:PORT")]
+    /// Address (or host name, resolved once) to listen on; port 0 picks a free port. The bound
+    /// address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:3128", value_parser = parse_listen, value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -209,10 +216,12 @@ pub struct ProxyArgs {
     pub connect_port: Vec<u16>,
 
     /// Time to connect to an origin and to wait for each read from it; then 504.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub origin_timeout: Duration,
 
     /// How long an idle CONNECT tunnel (no bytes either way) stays open.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DUR")]
     pub tunnel_idle_timeout: Duration,
 
@@ -269,6 +278,7 @@ pub struct ProxyArgs {
 
     /// How long past expiry a stored response may stand in for an origin that is down or failing
     /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
     pub stale_if_error: Duration,
 
@@ -424,8 +434,9 @@ pub enum UpperCommand {
 /// Flags of `porter upper serve`.
 #[derive(Debug, Args)]
 pub struct UpperServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:12000", value_name = "HOST:PORT")]
+    /// Address (or host name, resolved once) to listen on; port 0 picks a free port. The bound
+    /// address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:12000", value_parser = parse_listen, value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
     /// Serve UDP datagrams instead of TCP connections.
@@ -449,6 +460,7 @@ pub struct UpperSendArgs {
     pub udp: bool,
 
     /// Time to connect, and to wait for each reply.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{PoolArgs, parse_positive_duration};
+use super::{PoolArgs, parse_listen, parse_positive_duration};
 use crate::net::acl::Cidr;
 use crate::origin::ServeConfig;
 use crate::origin::faults::FaultMix;
@@ -16,8 +16,9 @@ use crate::units::{parse_duration, parse_size};
 /// Flags of `porter serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    /// Address (or host name, resolved once) to listen on; port 0 picks a free port. The bound
+    /// address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen, value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -61,10 +62,12 @@ pub struct ServeArgs {
     pub ban_after: u64,
 
     /// The sliding window of --ban-after and of --new-visitors-per-ip.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub ban_window: Duration,
 
     /// How long a ban lasts; without it, until the server restarts.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
     pub ban_for: Option<Duration>,
 
@@ -75,6 +78,7 @@ pub struct ServeArgs {
     pub visitor_burst: u64,
 
     /// A gap this long between a visitor's requests ends its burst: a person reading a page.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "2s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub visitor_pause: Duration,
 
@@ -91,6 +95,7 @@ pub struct ServeArgs {
     pub faults: FaultMix,
 
     /// How long a /getbalance timeout holds the connection before closing it without a response.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DUR")]
     pub fault_delay: Duration,
 
@@ -99,10 +104,12 @@ pub struct ServeArgs {
     pub seed: Option<u64>,
 
     /// How often changed visitors are written to --cookies (also on SIGINT/SIGTERM).
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub save_every: Duration,
 
     /// Freshness of files for caches in front (`Cache-Control: max-age`).
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub max_age: Duration,
 }
