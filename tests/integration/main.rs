@@ -31,4 +31,5 @@ mod status;
 mod tier;
 mod tls;
 mod upper;
+mod usability;
 mod util;

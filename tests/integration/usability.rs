@@ -1,0 +1,150 @@
+//! What an operator meets first (issue 23): messages that name the flag to use, host names where an
+//! address is asked for, a URL typed as curl takes it, `--print` for pipes, durations that say
+//! their unit. Each test pins one of those fixes through the real binary.
+
+use std::io::{Read, Write};
+
+use crate::util::*;
+
+fn hello_origin() -> Origin {
+    Origin::start(|_, _, _| {
+        (
+            200,
+            hdrs(&[("Content-Type", "text/plain"), ("Content-Length", "5")]),
+            b"hello".to_vec(),
+        )
+    })
+}
+
+#[test]
+fn regression_connect_403_names_the_connect_port_flag() {
+    let porter = Porter::start(&["proxy", "--no-cache"]);
+    let response = raw_request(
+        porter.addr,
+        b"CONNECT 127.0.0.1:25 HTTP/1.1\r\nHost: 127.0.0.1:25\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response.status, 403);
+    let text = response.text();
+    assert!(text.contains("allowed ports: 443"), "{text}");
+    assert!(text.contains("--connect-port 25"), "{text}");
+}
+
+#[test]
+fn regression_listen_takes_a_host_name_for_proxy_serve_and_upper() {
+    let proxy = Porter::start_at(&["proxy", "--no-cache"], None, "localhost:0");
+    assert_eq!(proxy.addr.ip().to_string(), "127.0.0.1");
+    let metrics = raw_request(proxy.addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(metrics.status, 200);
+
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.txt"), "hi").unwrap();
+    let root = site.path().to_str().unwrap();
+    let serve = Porter::start_at(&["serve", "--root", root], Some(site.path()), "localhost:0");
+    assert_eq!(serve.addr.ip().to_string(), "127.0.0.1");
+    let page = raw_request(
+        serve.addr,
+        b"GET /index.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(page.text(), "hi");
+
+    let upper = Porter::start_at(&["upper", "serve"], None, "localhost:0");
+    assert_eq!(upper.addr.ip().to_string(), "127.0.0.1");
+    let mut stream = connect(upper.addr);
+    stream.write_all(b"shout\n").unwrap();
+    let mut reply = [0u8; 6];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"SHOUT\n");
+
+    // A port that is no number is refused with words, before anything binds.
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_porter(
+        &["proxy", "--listen", "localhost:http"],
+        dir.path(),
+        &[],
+        None,
+    );
+    assert!(!run.ok());
+    assert!(
+        run.stderr.contains("is not a port number"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn regression_fetch_takes_a_url_without_scheme_as_http() {
+    let origin = hello_origin();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("localhost:{}/x", origin.addr.port());
+    let run = run_porter(&["fetch", "--print", &url], dir.path(), &[], None);
+    assert!(run.ok(), "{run:?}");
+    assert_eq!(run.stdout, "hello");
+    assert_eq!(origin.hits(), 1);
+    let run = run_porter(&["fetch", "http://h:99999/"], dir.path(), &[], None);
+    assert!(!run.ok());
+    assert!(
+        run.stderr.contains("the port is not a number"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn regression_fetch_print_writes_stdout_only() {
+    let origin = hello_origin();
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_porter(
+        &["fetch", "--print", &origin.url("/x.txt")],
+        dir.path(),
+        &[],
+        None,
+    );
+    assert!(run.ok(), "{run:?}");
+    assert_eq!(run.stdout, "hello");
+    assert!(
+        file_names(dir.path()).is_empty(),
+        "--print left files behind: {:?}",
+        file_names(dir.path())
+    );
+}
+
+#[test]
+fn regression_every_duration_flag_says_a_bare_number_is_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        &["proxy", "--help"][..],
+        &["serve", "--help"],
+        &["fetch", "--help"],
+    ] {
+        let run = run_porter(command, dir.path(), &[], None);
+        assert!(run.ok(), "{run:?}");
+        // Each flag's block runs from its `--flag <DUR>` line to the next flag.
+        let blocks = run.stdout.split("\n  -").filter(|b| b.contains("<DUR>"));
+        let mut seen = 0;
+        for block in blocks {
+            seen += 1;
+            assert!(
+                block.contains("a number of seconds") && block.contains("ms, s, m, h or d"),
+                "{command:?}: {block}"
+            );
+        }
+        assert!(seen > 0, "{command:?} lists no <DUR> flag");
+    }
+    // A unit that is none names the ones there are.
+    let run = run_porter(
+        &["fetch", "--timeout", "5x", "http://127.0.0.1:9/"],
+        dir.path(),
+        &[],
+        None,
+    );
+    assert!(!run.ok());
+    assert!(
+        run.stderr
+            .contains("a bare number is seconds; units: ms, s, m, h, d"),
+        "{}",
+        run.stderr
+    );
+}
