@@ -148,3 +148,41 @@ fn regression_every_duration_flag_says_a_bare_number_is_seconds() {
         run.stderr
     );
 }
+
+/// The bug: `porter fetch` said rustls's words (`invalid peer certificate: UnknownIssuer`, or
+/// `Other(OtherError(CaUsedAsEndEntity))`) where the proxy names the cause; it now names it the
+/// same way (`tls::verify`, `tls::stats::Failure`) with its own flag to fix it.
+#[test]
+fn regression_fetch_names_certificate_failures_as_the_proxy_does() {
+    use crate::tls::TlsOrigin;
+    let dir = tempfile::tempdir().unwrap();
+
+    let untrusted = TlsOrigin::start(b"hi".to_vec());
+    let run = run_porter(&["fetch", &untrusted.url("/")], dir.path(), &[], None);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("(unknown-issuer;"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("trust the CA that issued it with --cacert FILE"),
+        "{}",
+        run.stderr
+    );
+
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "self-signed origin");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let self_signed = TlsOrigin::start_with_certificate(vec![cert.der().clone()], &key);
+    let run = run_porter(&["fetch", &self_signed.url("/")], dir.path(), &[], None);
+    assert!(!run.ok());
+    assert!(
+        run.stderr.contains("its certificate is self-signed")
+            && run.stderr.contains("(self-signed;"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("--upstream-ca"), "{}", run.stderr);
+    assert!(run.stderr.contains("--insecure"), "{}", run.stderr);
+}
