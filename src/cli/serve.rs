@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::{PoolArgs, parse_listen, parse_positive_duration};
 use crate::net::acl::Cidr;
-use crate::origin::ServeConfig;
 use crate::origin::faults::FaultMix;
 use crate::origin::limits::LimitConfig;
+use crate::origin::{ServeConfig, TlsSettings};
 use crate::units::{parse_duration, parse_size};
 
 /// Flags of `porter serve`.
@@ -108,6 +108,20 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub save_every: Duration,
 
+    /// Serve HTTPS instead of HTTP, with a certificate for localhost, 127.0.0.1, ::1, the listen
+    /// address and each --tls-name, signed by the CA in --tls-ca-dir (created there if absent).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// The CA folder of --tls: `ca.pem` (give it to clients: `curl --cacert`, `porter proxy
+    /// --upstream-ca`) and `ca-key.pem` (0600). Created, as `porter ca init` would, if absent.
+    #[arg(long, default_value = "serve-ca", value_name = "DIR", requires = "tls")]
+    pub tls_ca_dir: PathBuf,
+
+    /// Another name (DNS name or IP address) the --tls certificate is valid for (repeatable).
+    #[arg(long = "tls-name", value_name = "NAME", requires = "tls")]
+    pub tls_names: Vec<String>,
+
     /// Freshness of files for caches in front (`Cache-Control: max-age`).
     /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
@@ -123,7 +137,22 @@ impl ServeArgs {
         } else {
             self.allow
         };
+        let tls = self.tls.then(|| {
+            let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            if !self.listen.ip().is_unspecified() {
+                names.push(self.listen.ip().to_string());
+            }
+            names.extend(self.tls_names.iter().cloned());
+            TlsSettings {
+                ca_dir: self.tls_ca_dir.clone(),
+                names,
+            }
+        });
         ServeConfig {
+            tls,
             server: self.pool.server_config("serve", self.listen, allow),
             root: self.root,
             cookies: self.cookies,
