@@ -197,7 +197,9 @@ pub struct ProxyArgs {
     #[arg(long = "auth-user", value_name = "USER:PASSWORD")]
     pub auth_user: Vec<String>,
 
-    /// A file of USER:PASSWORD lines (`#` comments allowed); enables Basic proxy authentication.
+    /// A file of USER:HASH lines with bcrypt hashes, as `htpasswd -B` or `porter passwd --file FILE
+    /// USER` write them (`#` comments allowed); enables Basic proxy authentication. A plain
+    /// USER:PASSWORD line works too, with a warning at start.
     #[arg(long = "auth-file", value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
 
