@@ -7,12 +7,14 @@ mod allow;
 mod fetch;
 mod intercept;
 mod listen;
+mod passwd;
 mod serve;
 
 pub use allow::AllowArgs;
 pub use fetch::{FetchArgs, MethodArg};
 pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
 pub use listen::parse_listen;
+pub use passwd::PasswdArgs;
 pub use serve::ServeArgs;
 
 use std::net::SocketAddr;
@@ -57,6 +59,8 @@ pub enum Command {
     Upper(UpperArgs),
     /// Run the origin web server: files, visitor cookies, bans, the Nth-visit page, a faulty /getbalance.
     Serve(Box<ServeArgs>),
+    /// Write a bcrypt USER:HASH line for --auth-file (the password from stdin, or a prompt).
+    Passwd(PasswdArgs),
 }
 
 /// Flags of `porter cache`.

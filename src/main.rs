@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         }
         Command::Upper(args) => porter::upper::run(args.into_config()).map_err(Into::into),
         Command::Serve(args) => porter::origin::run(args.into_config()).map_err(Into::into),
+        Command::Passwd(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,3 +186,85 @@ fn regression_fetch_names_certificate_failures_as_the_proxy_does() {
     assert!(!run.stderr.contains("--upstream-ca"), "{}", run.stderr);
     assert!(run.stderr.contains("--insecure"), "{}", run.stderr);
 }
+
+/// A GET through the proxy with `user:password` as Basic Proxy-Authorization: the status.
+fn status_as(proxy: std::net::SocketAddr, origin: &Origin, pair: &str) -> u16 {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(pair);
+    let auth = format!("Basic {token}");
+    proxy_get(proxy, &origin.url("/"), &[("Proxy-Authorization", &auth)]).status
+}
+
+/// `--auth-file` took `user:password` lines only, so a file from `htpasswd -B` admitted nobody
+/// (or anyone who read the hash). bcrypt lines from `htpasswd -B` and from `porter passwd` now
+/// authenticate through the proxy; a wrong password gets 407; a plain line works with a warning.
+#[test]
+fn regression_auth_file_takes_bcrypt_from_htpasswd_and_porter_passwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+
+    // porter passwd --file, the password piped in; then a second user, and a replacement.
+    let users_arg = users.to_str().unwrap();
+    for (user, password) in [("alice", "wonder land"), ("bob", "old"), ("bob", "b0b")] {
+        let input = format!("{password}\n");
+        let run = run_porter(
+            &["passwd", "--cost", "4", "--file", users_arg, user],
+            dir.path(),
+            &[],
+            Some(input.as_bytes()),
+        );
+        assert!(run.ok(), "{run:?}");
+    }
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().all(|l| l.contains(":$2y$04$")), "{text}");
+    assert!(!text.contains("b0b") && !text.contains("wonder"), "{text}");
+
+    // htpasswd -B, if installed (apt package apache2-utils).
+    let htpasswd = crate::browser::find_on_path(&["htpasswd"]);
+    match &htpasswd {
+        Some(htpasswd) => {
+            let status = std::process::Command::new(htpasswd)
+                .args(["-B", "-b", "-C", "4", users_arg, "carol", "c4rol"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        None => eprintln!("SKIPPED: htpasswd is not installed (apt package apache2-utils)"),
+    }
+
+    let origin = hello_origin();
+    let proxy = Porter::start(&["proxy", "--no-cache", "--auth-file", users_arg]);
+    assert_eq!(status_as(proxy.addr, &origin, "alice:wonder land"), 200);
+    assert_eq!(status_as(proxy.addr, &origin, "bob:b0b"), 200);
+    assert_eq!(status_as(proxy.addr, &origin, "bob:old"), 407);
+    assert_eq!(status_as(proxy.addr, &origin, "alice:wrong"), 407);
+    if htpasswd.is_some() {
+        assert_eq!(status_as(proxy.addr, &origin, "carol:c4rol"), 200);
+        assert_eq!(status_as(proxy.addr, &origin, "carol:carol"), 407);
+    }
+    // Verified once, remembered: a second request of alice's is admitted as well.
+    assert_eq!(status_as(proxy.addr, &origin, "alice:wonder land"), 200);
+    assert!(!proxy.logs().contains("plain-text"), "{}", proxy.logs());
+
+    // A plain line still works, with a warning at start that names the file and porter passwd.
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "dave:d4ve\n").unwrap();
+    let proxy = Porter::start(&[
+        "proxy",
+        "--no-cache",
+        "--auth-file",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(status_as(proxy.addr, &origin, "dave:d4ve"), 200);
+    let logs = proxy.logs();
+    assert!(
+        logs.contains("plain-text passwords") && logs.contains("porter passwd"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("{}:1 (dave)", plain.display())),
+        "{logs}"
+    );
+    assert!(!logs.contains("d4ve"), "the password is never logged");
+}
