@@ -163,6 +163,7 @@ pub fn run(config: FetchConfig) -> Result<(), FetchError> {
                     clock.elapsed(),
                     fetched.cache.as_deref(),
                     saved,
+                    config.print,
                 ));
                 tally.record(Outcome::Response(fetched.status_line.clone()));
                 if fetched.status >= 400 {

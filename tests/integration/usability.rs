@@ -105,6 +105,11 @@ fn regression_fetch_print_writes_stdout_only() {
     assert!(run.ok(), "{run:?}");
     assert_eq!(run.stdout, "hello");
     assert!(
+        run.stderr.contains("printed (--print saves nothing)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
         file_names(dir.path()).is_empty(),
         "--print left files behind: {:?}",
         file_names(dir.path())
