@@ -160,7 +160,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     for inside in origin.hidden.inside(&origin.root) {
         log::warn!(
             "{} is inside --root {}; it is never served, but keeping the server's state outside \
-             the served folder is safer (--cookies, --event-log)",
+             the served folder is safer (--cookies, --event-log, --tls-ca-dir)",
             inside.display(),
             origin.root.display()
         );
