@@ -7,12 +7,16 @@ mod allow;
 mod docs;
 mod fetch;
 mod intercept;
+mod listen;
+mod passwd;
 mod serve;
 
 pub use allow::AllowArgs;
 pub use docs::{CompletionsArgs, DocsArgs};
 pub use fetch::{FetchArgs, MethodArg};
 pub use intercept::{CaAction, CaArgs, InterceptArgs, default_ca_dir};
+pub use listen::parse_listen;
+pub use passwd::PasswdArgs;
 pub use serve::ServeArgs;
 
 use std::net::SocketAddr;
@@ -62,6 +66,8 @@ pub enum Command {
     /// Generated documentation: the markdown reference, man pages.
     #[command(hide = true)]
     Docs(DocsArgs),
+    /// Write a bcrypt USER:HASH line for --auth-file (the password from stdin, or a prompt).
+    Passwd(PasswdArgs),
 }
 
 /// Flags of `porter cache`.
@@ -122,19 +128,23 @@ pub struct PoolArgs {
     pub max_connections_per_client: usize,
 
     /// Time a client has to send a whole request head once it has started one.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub head_timeout: Duration,
 
     /// How long an idle keep-alive client connection is kept open.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub idle_timeout: Duration,
 
     /// Time allowed for each read of a request body, and for a client that takes no response bytes,
     /// before giving up on it.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub client_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub shutdown_grace: Duration,
 }
@@ -170,8 +180,9 @@ impl PoolArgs {
 /// Flags of `porter proxy`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:3128", value_name = "HOST:PORT")]
+    /// Address (or host name, resolved once) to listen on; port 0 picks a free port. The bound
+    /// address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:3128", value_parser = parse_listen, value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -197,7 +208,9 @@ pub struct ProxyArgs {
     #[arg(long = "auth-user", value_name = "USER:PASSWORD")]
     pub auth_user: Vec<String>,
 
-    /// A file of USER:PASSWORD lines (`#` comments allowed); enables Basic proxy authentication.
+    /// A file of USER:HASH lines with bcrypt hashes, as `htpasswd -B` or `porter passwd --file FILE
+    /// USER` write them (`#` comments allowed); enables Basic proxy authentication. A plain
+    /// USER:PASSWORD line works too, with a warning at start.
     #[arg(long = "auth-file", value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
 
@@ -216,10 +229,12 @@ pub struct ProxyArgs {
     pub connect_port: Vec<u16>,
 
     /// Time to connect to an origin and to wait for each read from it; then 504.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     pub origin_timeout: Duration,
 
     /// How long an idle CONNECT tunnel (no bytes either way) stays open.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DUR")]
     pub tunnel_idle_timeout: Duration,
 
@@ -278,6 +293,7 @@ pub struct ProxyArgs {
 
     /// How long past expiry a stored response may stand in for an origin that is down or failing
     /// (unreachable, timeout, 500, 502, 503, 504), when the response gives no stale-if-error; 0 turns it off.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "1d", value_parser = parse_duration, value_name = "DUR")]
     pub stale_if_error: Duration,
 
@@ -433,8 +449,9 @@ pub enum UpperCommand {
 /// Flags of `porter upper serve`.
 #[derive(Debug, Args)]
 pub struct UpperServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:12000", value_name = "HOST:PORT")]
+    /// Address (or host name, resolved once) to listen on; port 0 picks a free port. The bound
+    /// address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:12000", value_parser = parse_listen, value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
     /// Serve UDP datagrams instead of TCP connections.
@@ -458,6 +475,7 @@ pub struct UpperSendArgs {
     pub udp: bool,
 
     /// Time to connect, and to wait for each reply.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 }

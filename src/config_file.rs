@@ -68,6 +68,8 @@ pub enum ConfigError {
         path: PathBuf,
         line: usize,
         key: String,
+        /// The nearest key there is, as the command line's "did you mean" would name it.
+        suggestion: Option<String>,
     },
     /// A key whose value the flag refuses.
     BadValue {
@@ -96,11 +98,18 @@ impl fmt::Display for ConfigError {
                 line,
                 message,
             } => write!(f, "{}:{line}: not valid TOML: {message}", path.display()),
-            ConfigError::UnknownKey { path, line, key } => write!(
-                f,
-                "{}:{line}: key `{key}`: no such setting (keys are the flags of `porter proxy --help`)",
-                path.display()
-            ),
+            ConfigError::UnknownKey {
+                path,
+                line,
+                key,
+                suggestion,
+            } => {
+                write!(f, "{}:{line}: key `{key}`: no such setting", path.display())?;
+                match suggestion {
+                    Some(near) => write!(f, "; did you mean `{near}`?"),
+                    None => f.write_str(" (keys are the flags of `porter proxy --help`)"),
+                }
+            }
             ConfigError::BadValue {
                 path,
                 line,
@@ -245,6 +254,22 @@ fn read_regular_file(path: &Path) -> Result<String, ConfigError> {
     Ok(text)
 }
 
+/// The key `typo` most likely meant: the same flag spelt with `_` for `-` (TOML's habit), else the
+/// closest by Jaro similarity above 0.7, the measure and threshold clap's own "did you mean" uses
+/// (clap's `parser/features/suggestions.rs`), so file and command line suggest alike.
+fn nearest_key(typo: &str, keys: &HashSet<String>) -> Option<String> {
+    let dashed = typo.replace('_', "-");
+    if keys.contains(&dashed) && !NOT_KEYS.contains(&dashed.as_str()) {
+        return Some(dashed);
+    }
+    keys.iter()
+        .filter(|k| !NOT_KEYS.contains(&k.as_str()))
+        .map(|k| (strsim::jaro(&dashed, k), k))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, k)| k.clone())
+}
+
 /// Reads the configuration: the file (if any) under the command line.
 pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
     let command = proxy_command();
@@ -289,6 +314,7 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
                 path: path.clone(),
                 line: key.line,
                 key: key.key.clone(),
+                suggestion: nearest_key(&key.key, &longs),
             });
         }
         // The key alone, with every other setting at its default: its own errors are its own. A
@@ -447,6 +473,26 @@ mod tests {
     }
 
     #[test]
+    fn regression_config_file_typos_get_a_did_you_mean() {
+        let error = load_text("origin_timeout = \"5s\"\n", &[]).err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .ends_with("did you mean `origin-timeout`?"),
+            "{error}"
+        );
+        let error = load_text("orgin-timeout = \"5s\"\n", &[]).err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .ends_with("did you mean `origin-timeout`?"),
+            "{error}"
+        );
+        let error = load_text("zzzzzz = 1\n", &[]).err().unwrap();
+        assert!(error.to_string().contains("porter proxy --help"), "{error}");
+    }
+
+    #[test]
     fn errors_name_the_line_and_key() {
         let error = load_text("workers = 2\n\nlisten = \"nowhere\"\n", &[])
             .err()
@@ -457,7 +503,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains(":2: key `wrokers`: no such setting"),
+                .contains(":2: key `wrokers`: no such setting; did you mean `workers`?"),
             "{error}"
         );
         let error = load_text("auth-user = [\"nopassword\"]\n", &[])

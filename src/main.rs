@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Docs(args) => args.run().map_err(Into::into),
+        Command::Passwd(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,7 +40,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         "d" => 86_400_000,
         _ => {
             return Err(UnitError(format!(
-                "unknown duration unit {unit:?} in {text:?} (use ms, s, m, h or d)"
+                "unknown duration unit {unit:?} in {text:?} (a bare number is seconds; units: ms, s, m, h, d)"
             )));
         }
     };
@@ -97,6 +97,7 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("5"), parse_duration("5s"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("-1s").is_err());

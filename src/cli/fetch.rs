@@ -15,7 +15,7 @@ use crate::units::parse_duration;
 /// Flags of `porter fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// The http:// or https:// URL to fetch.
+    /// The http:// or https:// URL to fetch; one without a scheme is http:// (`localhost:8080/x`).
     #[arg(value_name = "URL")]
     pub url: String,
 
@@ -67,10 +67,12 @@ pub struct FetchArgs {
     pub log: PathBuf,
 
     /// Time allowed to connect, and for each wait for data; then the request has timed out.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
 
-    /// Write the body (for HEAD, the head) to stdout, and the request lines to stderr.
+    /// Write the body (for HEAD, the head) to stdout only: nothing is saved under --out-dir and
+    /// nothing is appended to --log. The request lines go to stderr.
     #[arg(long)]
     pub print: bool,
 
@@ -81,6 +83,7 @@ pub struct FetchArgs {
     pub repeat: u32,
 
     /// Pause between repeated requests.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
     pub interval: Duration,
 
@@ -114,7 +117,7 @@ impl FetchArgs {
         self,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<FetchConfig, FetchError> {
-        let url = FetchUrl::parse(&self.url)?;
+        let url = FetchUrl::parse_arg(&self.url)?;
         let mut proxies =
             match (self.proxy, self.no_proxy) {
                 (Some(text), _) => Proxies::all(ProxyAddr::parse(&text).map_err(|reason| {

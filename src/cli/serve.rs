@@ -6,18 +6,19 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{PoolArgs, parse_positive_duration};
+use super::{PoolArgs, parse_listen, parse_positive_duration};
 use crate::net::acl::Cidr;
-use crate::tools::serve::ServeConfig;
 use crate::tools::serve::faults::FaultMix;
 use crate::tools::serve::limits::LimitConfig;
+use crate::tools::serve::{ServeConfig, TlsSettings};
 use crate::units::{parse_duration, parse_size};
 
 /// Flags of `porter serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port. The bound address is printed as `listening on ...`.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    /// Address (or host name, resolved once) to listen on; port 0 picks a free port. The bound
+    /// address is printed as `listening on ...`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen, value_name = "HOST:PORT")]
     pub listen: SocketAddr,
 
     #[command(flatten)]
@@ -61,10 +62,12 @@ pub struct ServeArgs {
     pub ban_after: u64,
 
     /// The sliding window of --ban-after and of --new-visitors-per-ip.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub ban_window: Duration,
 
     /// How long a ban lasts; without it, until the server restarts.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, value_parser = parse_positive_duration, value_name = "DUR")]
     pub ban_for: Option<Duration>,
 
@@ -75,6 +78,7 @@ pub struct ServeArgs {
     pub visitor_burst: u64,
 
     /// A gap this long between a visitor's requests ends its burst: a person reading a page.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "2s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub visitor_pause: Duration,
 
@@ -91,6 +95,7 @@ pub struct ServeArgs {
     pub faults: FaultMix,
 
     /// How long a /getbalance timeout holds the connection before closing it without a response.
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DUR")]
     pub fault_delay: Duration,
 
@@ -99,10 +104,26 @@ pub struct ServeArgs {
     pub seed: Option<u64>,
 
     /// How often changed visitors are written to --cookies (also on SIGINT/SIGTERM).
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DUR")]
     pub save_every: Duration,
 
+    /// Serve HTTPS instead of HTTP, with a certificate for localhost, 127.0.0.1, ::1, the listen
+    /// address and each --tls-name, signed by the CA in --tls-ca-dir (created there if absent).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// The CA folder of --tls: `ca.pem` (give it to clients: `curl --cacert`, `porter proxy
+    /// --upstream-ca`) and `ca-key.pem` (0600). Created, as `porter ca init` would, if absent.
+    #[arg(long, default_value = "serve-ca", value_name = "DIR", requires = "tls")]
+    pub tls_ca_dir: PathBuf,
+
+    /// Another name (DNS name or IP address) the --tls certificate is valid for (repeatable).
+    #[arg(long = "tls-name", value_name = "NAME", requires = "tls")]
+    pub tls_names: Vec<String>,
+
     /// Freshness of files for caches in front (`Cache-Control: max-age`).
+    /// DUR is a number of seconds (`5` is `5s`) or a number with a unit: ms, s, m, h or d.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub max_age: Duration,
 }
@@ -116,7 +137,22 @@ impl ServeArgs {
         } else {
             self.allow
         };
+        let tls = self.tls.then(|| {
+            let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            if !self.listen.ip().is_unspecified() {
+                names.push(self.listen.ip().to_string());
+            }
+            names.extend(self.tls_names.iter().cloned());
+            TlsSettings {
+                ca_dir: self.tls_ca_dir.clone(),
+                names,
+            }
+        });
         ServeConfig {
+            tls,
             server: self.pool.server_config("serve", self.listen, allow),
             root: self.root,
             cookies: self.cookies,

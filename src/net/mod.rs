@@ -24,7 +24,7 @@ mod timeouts;
 
 pub use crate::runtime::{Signal, reactor};
 pub use conn::{Authority, Conn, Layer};
-pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats};
+pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats, ServerTls};
 pub use shutdown::Shutdown;
 pub use socket::{Side, Socket};
 pub use stream::Stream;

@@ -74,12 +74,21 @@ pub trait Handler: Send + Sync + 'static {
     /// Called when the acceptor turns a client away before any request is read (for logging).
     fn refused(&self, _peer: SocketAddr, _status: u16, _why: &str) {}
 
+    /// TLS to run on every accepted connection (`porter serve --tls`), with the counters its
+    /// handshakes go to; `None` (the default) serves plain HTTP.
+    fn tls(&self) -> Option<ServerTls> {
+        None
+    }
+
     /// Called for a connection in [`super::conn::Layer::AwaitingFirstBytes`] whenever new bytes are
     /// in its buffer: the handler decides what the tunnel carries, or asks for more.
     fn first_bytes(&self, _conn: Conn) -> FirstBytes {
         FirstBytes::Done(None)
     }
 }
+
+/// What a TLS listener serves with: the rustls configuration and the handshake counters.
+pub type ServerTls = (Arc<rustls::ServerConfig>, Arc<crate::tls::TlsStats>);
 
 /// A handler's answer to the first bytes of a tunnel.
 pub enum FirstBytes {
@@ -352,6 +361,21 @@ impl Server {
         if self.config.accept_proxy_protocol {
             let trusted = handler.trusts_proxy_header(peer.ip(), &self.config.proxy_protocol_from);
             conn.expect_proxy_header(trusted);
+        }
+        if let Some((config, stats)) = handler.tls() {
+            // The handshake runs on the worker, inside the connection's first reads (tls::stream).
+            let Ok(server) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            let authority = super::conn::Authority {
+                host: self.config.listen.ip().to_string(),
+                port: self.config.listen.port(),
+            };
+            let wrap = |socket| crate::tls::TlsStream::server(server, socket, stats);
+            let Some(tls) = conn.into_tls(wrap, authority) else {
+                return;
+            };
+            conn = tls;
         }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match queue_on_least_loaded(jobs, conn) {

@@ -109,6 +109,13 @@ pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), 
     if !config.purge.users.is_empty() && config.purge.allow.is_empty() {
         log::warn!("--purge-user without --purge-allow: PURGE is refused from every address");
     }
+    if !config.auth.plain_text_lines().is_empty() {
+        log::warn!(
+            "--auth-file holds plain-text passwords at {}; store bcrypt hashes instead \
+             (`porter passwd --file FILE USER`, or `htpasswd -B`)",
+            config.auth.plain_text_lines().join(", ")
+        );
+    }
     drop(config);
     server.run(Arc::clone(&proxy))?;
     signals.stop();

@@ -33,4 +33,5 @@ mod status;
 mod tier;
 mod tls;
 mod upper;
+mod usability;
 mod util;

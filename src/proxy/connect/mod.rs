@@ -33,9 +33,18 @@ impl Proxy {
         };
         if !self.config.load().connect_ports.contains(&port) {
             entry.outcome = Outcome::Denied;
+            let allowed: Vec<String> = self
+                .config
+                .load()
+                .connect_ports
+                .iter()
+                .map(u16::to_string)
+                .collect();
+            // Name the flag that opens a port: the operator reading the page is the one to run it.
             let message = format!(
-                "CONNECT to port {port} is not allowed (allowed: {:?})",
-                self.config.load().connect_ports
+                "CONNECT to port {port} is not allowed (allowed ports: {}; add one with \
+                 --connect-port {port})",
+                allowed.join(", ")
             );
             self.reply(conn, &mut entry, pages::status_page(403, &message), closing);
             return None;

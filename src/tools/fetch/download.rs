@@ -1,5 +1,6 @@
 //! What `porter fetch` does with a final response: save it under its name, or (an error page
-//! without `--save-errors`) only read it through; `--print` copies the body to stdout either way.
+//! without `--save-errors`) only read it through; `--print` copies the body to stdout and saves
+//! nothing.
 //!
 //! ```text
 //!  HEAD ─────────────> the status line and fields, as NAME.head (the name a GET would use)

@@ -241,13 +241,19 @@ impl fmt::Display for FetchError {
                 Ok(())
             }
             FetchError::Tls { peer, error } => {
-                write!(f, "tls with {peer} failed: {error}")?;
-                if matches!(error, rustls::Error::InvalidCertificate(_)) {
-                    f.write_str(
-                        " (trust its issuer with --cacert FILE, or skip the check with --insecure)",
-                    )?;
+                if !matches!(error, rustls::Error::InvalidCertificate(_)) {
+                    return write!(f, "tls with {peer} failed: {error}");
                 }
-                Ok(())
+                // The proxy's names and hints (tls::stats::Failure), with fetch's own flag for
+                // what the proxy calls --upstream-ca.
+                let failure = crate::tls::Failure::of(error);
+                write!(
+                    f,
+                    "tls with {peer} failed: {} ({}; {error}); {}, or skip the check with --insecure",
+                    failure.describe(),
+                    failure.as_str(),
+                    failure.hint().replace("--upstream-ca", "--cacert")
+                )
             }
             FetchError::Cacert { path, reason } => {
                 write!(f, "cannot use --cacert {}: {reason}", path.display())

@@ -21,28 +21,37 @@ use crate::timefmt::rfc3339;
 /// An append-only log file.
 #[derive(Debug, Clone)]
 pub struct DownloadLog {
-    path: PathBuf,
+    /// `None`: records go nowhere (`--print`, whose output is stdout alone).
+    path: Option<PathBuf>,
 }
 
 impl DownloadLog {
     pub fn new(path: &Path) -> Self {
         DownloadLog {
-            path: path.to_path_buf(),
+            path: Some(path.to_path_buf()),
         }
+    }
+
+    /// A log that writes nothing.
+    pub fn off() -> Self {
+        DownloadLog { path: None }
     }
 
     /// Appends one record. The file is opened per record in append mode, so every record lands at
     /// the end even if another process wrote meanwhile.
     fn append(&self, record: &str) -> Result<(), FetchError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let error = |error| FetchError::Log {
-            path: self.path.clone(),
+            path: path.clone(),
             error,
         };
-        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(error)?;
         }
         let mut file = crate::perms::log_options()
-            .open(&self.path)
+            .open(path)
             .map_err(error)?;
         file.write_all(record.as_bytes()).map_err(error)
     }

@@ -64,7 +64,7 @@ pub struct FetchConfig {
     pub log: PathBuf,
     /// Time to connect, and for each wait for data.
     pub timeout: Duration,
-    /// Write the body to stdout, and the request lines to stderr.
+    /// Write the body to stdout, and the request lines to stderr; nothing is saved or logged.
     pub print: bool,
     /// Save 4xx and 5xx responses too.
     pub save_errors: bool,
@@ -129,7 +129,12 @@ pub fn run(config: FetchConfig) -> Result<(), FetchError> {
         Lines::Stdout
     };
     let mut tls = Tls::new(&config);
-    let log = DownloadLog::new(&config.log);
+    // --print is for pipes: stdout gets the body and nothing lands on disk (no file, no log).
+    let log = if config.print {
+        DownloadLog::off()
+    } else {
+        DownloadLog::new(&config.log)
+    };
     let repeat = config.repeat.max(1);
     let width = repeat.to_string().len();
     let mut tally = Tally::default();
@@ -158,6 +163,7 @@ pub fn run(config: FetchConfig) -> Result<(), FetchError> {
                     clock.elapsed(),
                     fetched.cache.as_deref(),
                     saved,
+                    config.print,
                 ));
                 tally.record(Outcome::Response(fetched.status_line.clone()));
                 if fetched.status >= 400 {
@@ -306,7 +312,7 @@ fn finish(
     status_line: String,
     conn: &mut Connection,
 ) -> Result<Fetched, FetchError> {
-    let keep = head.status < 400 || config.save_errors;
+    let keep = !config.print && (head.status < 400 || config.save_errors);
     let (bytes, kept) = match config.method {
         Method::Head => download::head(url, &head, &config.out_dir, keep, config.print)?,
         _ => download::body(

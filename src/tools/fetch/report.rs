@@ -25,13 +25,15 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 /// The line for one completed request: `200 OK  1.2 KiB  35ms  cache HIT  Download/Example.html`.
-/// `cache` is the outcome a cache in the way reported; an error page that was not kept says so.
+/// `cache` is the outcome a cache in the way reported; an error page that was not kept says so, and
+/// a body that went to stdout only (`printed`, `--print`) says where it went.
 pub fn request_line(
     status: &str,
     bytes: u64,
     elapsed: Duration,
     cache: Option<&str>,
     saved: Option<&Path>,
+    printed: bool,
 ) -> String {
     let mut line = format!(
         "{status}  {}  {}",
@@ -41,9 +43,10 @@ pub fn request_line(
     if let Some(cache) = cache {
         line.push_str(&format!("  cache {cache}"));
     }
-    match saved {
-        Some(path) => line.push_str(&format!("  {}", path.display())),
-        None => line.push_str("  not saved (--save-errors keeps error pages)"),
+    match (saved, printed) {
+        (Some(path), _) => line.push_str(&format!("  {}", path.display())),
+        (None, true) => line.push_str("  printed (--print saves nothing)"),
+        (None, false) => line.push_str("  not saved (--save-errors keeps error pages)"),
     }
     line
 }
@@ -115,7 +118,14 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");
         assert_eq!(format_duration(Duration::from_millis(2500)), "2.5s");
         let path = Path::new("Download/x");
-        let line = request_line("200 OK", 12, Duration::from_millis(3), None, Some(path));
+        let line = request_line(
+            "200 OK",
+            12,
+            Duration::from_millis(3),
+            None,
+            Some(path),
+            false,
+        );
         assert_eq!(line, "200 OK  12 B  3ms  Download/x");
         let line = request_line(
             "200 OK",
@@ -123,13 +133,16 @@ mod tests {
             Duration::from_millis(3),
             Some("HIT"),
             Some(path),
+            false,
         );
         assert_eq!(line, "200 OK  12 B  3ms  cache HIT  Download/x");
-        let line = request_line("404 Not Found", 5, Duration::ZERO, None, None);
+        let line = request_line("404 Not Found", 5, Duration::ZERO, None, None, false);
         assert_eq!(
             line,
             "404 Not Found  5 B  0ms  not saved (--save-errors keeps error pages)"
         );
+        let line = request_line("200 OK", 5, Duration::ZERO, None, None, true);
+        assert_eq!(line, "200 OK  5 B  0ms  printed (--print saves nothing)");
     }
 
     #[test]

@@ -22,6 +22,22 @@ pub struct FetchUrl {
 }
 
 impl FetchUrl {
+    /// Parses the URL given on the command line: one without `://` is taken as `http://` (as curl
+    /// does), so `localhost:8080/x` is `http://localhost:8080/x`, not a URL of scheme `localhost`.
+    pub fn parse_arg(text: &str) -> Result<FetchUrl, FetchError> {
+        if text.contains("://") {
+            return FetchUrl::parse(text);
+        }
+        FetchUrl::parse(&format!("http://{text}")).map_err(|e| match e {
+            // The message quotes what the user typed, not the URL made of it.
+            FetchError::BadUrl { reason, .. } => FetchError::BadUrl {
+                url: text.to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
     /// Parses an `http://` or `https://` URL; anything else is a [`FetchError::BadUrl`].
     pub fn parse(text: &str) -> Result<FetchUrl, FetchError> {
         let bad = |reason: &str| FetchError::BadUrl {
@@ -32,6 +48,17 @@ impl FetchUrl {
             url::ParseError::RelativeUrlWithoutBase => {
                 bad("it has no scheme; write it like http://example.com/path")
             }
+            url::ParseError::EmptyHost => {
+                bad("it has no host; write it like http://example.com/path")
+            }
+            url::ParseError::InvalidPort => bad("the port is not a number from 0 to 65535"),
+            url::ParseError::InvalidIpv4Address => bad("the host is not a valid IPv4 address"),
+            url::ParseError::InvalidIpv6Address => bad(
+                "the host is not a valid IPv6 address (write it in brackets: http://[::1]:8080/)",
+            ),
+            url::ParseError::IdnaError | url::ParseError::InvalidDomainCharacter => bad(
+                "the host name holds a character a host name cannot (a space, or a stray symbol)",
+            ),
             other => bad(&other.to_string()),
         })?;
         let scheme = match url.scheme() {
@@ -115,13 +142,36 @@ mod tests {
         for (text, reason) in [
             ("example.com/x", "it has no scheme"),
             ("ftp://example.com/", "the \"ftp\" scheme is not supported"),
-            ("http://", "empty host"),
-            ("http://exa mple.com/", "invalid international domain name"),
+            ("http://", "it has no host"),
+            ("http://h:99999/", "the port is not a number"),
+            ("http://exa mple.com/", "a character a host name cannot"),
         ] {
             let message = FetchUrl::parse(text).unwrap_err().to_string();
             assert!(message.starts_with("bad url"), "{message}");
             assert!(message.contains(reason), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn regression_a_url_without_scheme_is_http_as_in_curl() {
+        let url = FetchUrl::parse_arg("localhost:8080/x").unwrap();
+        assert_eq!(url.url, "http://localhost:8080/x");
+        assert_eq!(
+            FetchUrl::parse_arg("example.com").unwrap().url,
+            "http://example.com/"
+        );
+        assert_eq!(
+            FetchUrl::parse_arg("https://h/").unwrap().scheme,
+            Scheme::Https
+        );
+        let message = FetchUrl::parse_arg("localhost:http/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("bad url \"localhost:http/x\""),
+            "{message}"
+        );
+        assert!(message.contains("the port is not a number"), "{message}");
     }
 
     #[test]

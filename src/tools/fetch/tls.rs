@@ -1,6 +1,9 @@
 //! TLS settings for https URLs: rustls with the ring provider, trusting the system's roots plus any
 //! `--cacert`, or, with `--insecure`, any certificate at all.
 //!
+//! Certificates are checked by [`crate::tls::verify::OriginVerifier`], the proxy's own, so a refusal
+//! has the same name (`self-signed`, `name-mismatch`) whichever command met it.
+//!
 //! `--insecure` skips only the trust decision (chain, name, validity dates). The handshake signatures are
 //! still checked, so the server must hold the key of the certificate it shows.
 
@@ -14,6 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::FetchError;
+use crate::tls::verify::OriginVerifier;
 
 /// A client configuration for this run's https requests.
 pub fn client_config(
@@ -35,8 +39,14 @@ pub fn client_config(
             }))
             .with_no_client_auth()
     } else {
+        // The proxy's verifier: webpki decides, and a refusal is named as the operator knows it
+        // (self-signed, a CA certificate used as a server's own), so fetch and proxy say the same.
         builder
-            .with_root_certificates(roots(cacert)?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(OriginVerifier::new(
+                roots(cacert)?,
+                &provider,
+            )))
             .with_no_client_auth()
     };
     Ok(Arc::new(config))

@@ -20,6 +20,8 @@ pub enum ServeError {
     Listen(SocketAddr, io::Error),
     /// Threads, signals or stdout failed.
     Io(io::Error),
+    /// `--tls`: the CA or the server's certificate cannot be made.
+    Tls(crate::tls::serve::ServeTlsError),
 }
 
 impl fmt::Display for ServeError {
@@ -32,6 +34,7 @@ impl fmt::Display for ServeError {
             }
             ServeError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             ServeError::Io(e) => e.fmt(f),
+            ServeError::Tls(e) => e.fmt(f),
         }
     }
 }
@@ -44,6 +47,7 @@ impl std::error::Error for ServeError {
             | ServeError::Listen(_, e)
             | ServeError::Io(e) => Some(e),
             ServeError::Cookies(e) => Some(e),
+            ServeError::Tls(e) => Some(e),
         }
     }
 }

@@ -82,6 +82,17 @@ pub struct ServeConfig {
     pub save_every: Duration,
     /// Freshness given to files (`Cache-Control: max-age`), so caches in front can serve them.
     pub max_age: Duration,
+    /// `--tls`: serve HTTPS with a leaf from a local CA; `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `--tls`, `--tls-ca-dir` and `--tls-name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The CA folder (created, as `porter ca init` would, if it holds no CA).
+    pub ca_dir: PathBuf,
+    /// Every name the leaf is valid for: the loopback names, the listen address, each `--tls-name`.
+    pub names: Vec<String>,
 }
 
 impl Default for ServeConfig {
@@ -116,6 +127,7 @@ impl Default for ServeConfig {
             seed: None,
             save_every: Duration::from_secs(5),
             max_age: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -148,7 +160,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     for inside in origin.hidden.inside(&origin.root) {
         log::warn!(
             "{} is inside --root {}; it is never served, but keeping the server's state outside \
-             the served folder is safer (--cookies, --event-log)",
+             the served folder is safer (--cookies, --event-log, --tls-ca-dir)",
             inside.display(),
             origin.root.display()
         );
@@ -168,6 +180,31 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Loads or creates the CA and mints the server's leaf, saying how clients trust it.
+fn start_tls(settings: &TlsSettings) -> Result<crate::net::ServerTls, ServeError> {
+    let tls = crate::tls::serve::ServeTls::start(&settings.ca_dir, &settings.names)
+        .map_err(ServeError::Tls)?;
+    let cert = tls.ca.cert_path();
+    if tls.created {
+        log::warn!(
+            "created a new CA in {} for --tls; clients must trust {} (fingerprint {}), for \
+             example `curl --cacert {}` or `porter proxy --upstream-ca {}`",
+            settings.ca_dir.display(),
+            cert.display(),
+            tls.ca.fingerprint(),
+            cert.display(),
+            cert.display()
+        );
+    }
+    log::info!(
+        "serving HTTPS for {} with a certificate from the CA {} (fingerprint {})",
+        tls.names.join(", "),
+        cert.display(),
+        tls.ca.fingerprint()
+    );
+    Ok((tls.config, Arc::new(crate::tls::TlsStats::default())))
+}
+
 /// The origin server's shared state, one per process, used by every worker.
 pub struct Origin {
     config: ServeConfig,
@@ -181,6 +218,8 @@ pub struct Origin {
     events: EventLog,
     /// The state files and, unless allowed, dotfiles: never served.
     hidden: Hidden,
+    /// `--tls`: what every connection's handshake uses.
+    tls: Option<crate::net::ServerTls>,
 }
 
 impl Origin {
@@ -202,7 +241,18 @@ impl Origin {
         visitors.save()?;
         let events = EventLog::open(&config.event_log, config.event_log_max)
             .map_err(|e| ServeError::EventLog(config.event_log.clone(), e))?;
-        let hidden = Hidden::new(&[&config.cookies, &config.event_log], config.allow_dotfiles);
+        let tls = match &config.tls {
+            Some(settings) => Some(start_tls(settings)?),
+            None => None,
+        };
+        // The CA's key is a state file too: never served, even with --tls-ca-dir inside --root.
+        let ca_key = config
+            .tls
+            .as_ref()
+            .map(|t| t.ca_dir.join(crate::tls::ca::KEY_FILE));
+        let mut state: Vec<&std::path::Path> = vec![&config.cookies, &config.event_log];
+        state.extend(ca_key.as_deref());
+        let hidden = Hidden::new(&state, config.allow_dotfiles);
         let seed = config.seed.unwrap_or_else(random_seed);
         let holder = Holder::start(config.fault_delay, config.max_held)?;
         Ok(Origin {
@@ -215,6 +265,7 @@ impl Origin {
             holder,
             events,
             hidden,
+            tls,
         })
     }
 
@@ -389,6 +440,10 @@ impl VisitorHeaders {
 }
 
 impl Handler for Origin {
+    fn tls(&self) -> Option<crate::net::ServerTls> {
+        self.tls.clone()
+    }
+
     fn handle(&self, conn: Conn, request: Result<RequestHead, http::Error>) -> Option<Conn> {
         match request {
             Ok(req) => self.handle_request(conn, req),

@@ -48,10 +48,8 @@ fn print_to_a_file_is_exactly_the_body() {
         .unwrap();
     assert!(status.success());
     assert_eq!(std::fs::read(&out).unwrap(), body);
-    assert_eq!(
-        std::fs::read(dir.path().join("Download/x.png")).unwrap(),
-        body
-    );
+    // --print is stdout only: no saved copy, no download.log.
+    assert_eq!(file_names(dir.path()), ["body.out"]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod bank;
 mod bans;
 mod files;
+mod https;
 mod state;
 mod visitors;
 
