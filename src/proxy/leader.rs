@@ -25,7 +25,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::forward::{self, CopyError};
@@ -34,6 +33,7 @@ use crate::cache::inflight::Inflight;
 use crate::http::body::{BodyReader, ChunkedWriter};
 use crate::net::Stream;
 use crate::net::sendfile::{self, SendFile};
+use crate::net::stream::{self, RangeError};
 use crate::tls::TlsStream;
 
 /// Through TLS, file bytes pass through user space in pieces of this size.
@@ -231,26 +231,10 @@ impl<'a> FromFile<'a> {
     /// Puts file bytes into TLS until rustls or the socket takes no more without waiting.
     fn tls_now(&mut self, tls: &mut TlsStream, offset: u64, len: u64) -> io::Result<u64> {
         self.scratch.resize(TLS_PIECE, 0);
-        let mut done = 0u64;
-        while done < len {
-            let want = (len - done).min(TLS_PIECE as u64) as usize;
-            let got = self
-                .file
-                .read_at(&mut self.scratch[..want], offset + done)?;
-            if got == 0 {
-                break;
-            }
-            match tls.write_now(&self.scratch[..got]) {
-                Ok(n) => {
-                    done += n as u64;
-                    if n < got {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        let put = |bytes: &[u8]| match tls.write_now(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        };
+        stream::pour(self.file, offset, len, &mut self.scratch, put).map_err(RangeError::into_io)
     }
 }
