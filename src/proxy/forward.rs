@@ -130,6 +130,7 @@ pub fn exchange(
             Ok(_) => {}
             Err(CopyError::Read(e)) => return Err(ProxyError::from_client_read(e)),
             Err(CopyError::Write(e)) => return Err(ProxyError::OriginIo(e)),
+            Err(CopyError::Store(e)) => return Err(ProxyError::CacheRead(e)),
         }
     }
     read_final_head(origin, limits, |interim| {
@@ -258,6 +259,9 @@ pub fn client_response_head(
 pub enum CopyError {
     Read(io::Error),
     Write(io::Error),
+    /// Reading back what the store wrote failed (the leader serves its own client from the entry's
+    /// file, `leader.rs`): the disk's fault, neither side's.
+    Store(io::Error),
 }
 
 /// Copies a body, storing it through `store` if given. A failing store is dropped, never fails the
@@ -409,6 +413,7 @@ pub fn relay_body(
         }),
         Err(CopyError::Read(e)) => Err(Failure::AfterHead(ProxyError::from_origin_read(e))),
         Err(CopyError::Write(e)) => Err(Failure::AfterHead(ProxyError::ClientIo(e))),
+        Err(CopyError::Store(e)) => Err(Failure::AfterHead(ProxyError::CacheRead(e))),
     }
 }
 

@@ -17,6 +17,9 @@
 //! buffer in memory would have had to stop the origin read once full, which is what held the
 //! followers; one sized for the whole body is not bounded.) The store's size limit bounds the file.
 //!
+//! A file that cannot be read back, or holds less than was written to it, is the store's fault
+//! (`CopyError::Store`, logged as an internal error), never the client's hang-up.
+//!
 //! A client that leaves is noticed at its next write; the fetch then goes on only while it is worth
 //! finishing for the others ([`CacheWriter::worth_finishing`]), as in `forward::copy`.
 //!
@@ -32,7 +35,7 @@ use crate::cache::CacheWriter;
 use crate::cache::inflight::Inflight;
 use crate::http::body::{BodyReader, ChunkedWriter};
 use crate::net::Stream;
-use crate::net::sendfile::{self, SendFile};
+use crate::net::sendfile;
 use crate::net::stream::{self, RangeError};
 use crate::tls::TlsStream;
 
@@ -80,10 +83,12 @@ pub(super) fn relay<S: Read>(
             // Committed before the rest goes out, so a client asking again at once finds it.
             forward::commit(store.take());
         }
-        if gone.is_none()
-            && let Err(e) = out.send(client, stored, false)
-        {
-            gone = Some(e);
+        if gone.is_none() {
+            match out.send(client, stored, false) {
+                Ok(()) => {}
+                Err(CopyError::Write(e)) => gone = Some(e),
+                Err(e) => return Err(e),
+            }
         }
     }
     if reader.is_done() {
@@ -92,7 +97,7 @@ pub(super) fn relay<S: Read>(
     if let Some(e) = gone {
         return Err(CopyError::Write(e));
     }
-    out.send(client, stored, true).map_err(CopyError::Write)?;
+    out.send(client, stored, true)?;
     if !reader.is_done() {
         // The body reader says so itself with an error; should it not, the client is still cut
         // off where the file ends, as the followers are, never given a short body as whole.
@@ -101,7 +106,7 @@ pub(super) fn relay<S: Read>(
     }
     if chunked {
         out.framing.extend_from_slice(b"0\r\n\r\n");
-        out.send(client, stored, true).map_err(CopyError::Write)?;
+        out.send(client, stored, true)?;
     }
     Ok(out.sent)
 }
@@ -115,7 +120,7 @@ fn straight_on<S: Read>(
     stored: u64,
     pending: &[u8],
 ) -> Result<u64, CopyError> {
-    out.send(client, stored, true).map_err(CopyError::Write)?;
+    out.send(client, stored, true)?;
     let before = out.sent + pending.len() as u64;
     let rest = if out.chunked {
         let mut writer = ChunkedWriter::new(&mut *client);
@@ -158,58 +163,62 @@ impl<'a> FromFile<'a> {
     }
 
     /// Sends the body up to `available` bytes: all of it when `wait` (each write within the
-    /// socket's write timeout), else only what the socket takes without waiting.
-    fn send(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+    /// socket's write timeout), else only what the socket takes without waiting. A file that
+    /// cannot be read, or holds less than the writer said it wrote, is [`CopyError::Store`]: the
+    /// disk's fault, not the client's.
+    fn send(&mut self, client: &mut Stream, available: u64, wait: bool) -> Result<(), CopyError> {
         // A plain socket says WouldBlock when full; TLS has its own way (write_now).
         let plain = matches!(client, Stream::Plain(_));
         if plain && !wait {
-            client.set_nonblocking(true)?;
+            client.set_nonblocking(true).map_err(CopyError::Write)?;
         }
         if wait {
             // Through TLS, records left from writes that did not wait go first: rustls takes no
             // more plaintext while its buffer is full, and a write it takes none of is an error.
-            client.flush()?;
+            client.flush().map_err(CopyError::Write)?;
         }
         let result = self.pump(client, available, wait);
         if plain && !wait {
-            client.set_nonblocking(false)?;
+            client.set_nonblocking(false).map_err(CopyError::Write)?;
         }
         match result {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
+            Err(CopyError::Write(e)) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
             // Through TLS, records rustls still holds go out now.
-            Ok(()) if wait => client.flush(),
+            Ok(()) if wait => client.flush().map_err(CopyError::Write),
             other => other,
         }
     }
 
-    fn pump(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+    fn pump(&mut self, client: &mut Stream, available: u64, wait: bool) -> Result<(), CopyError> {
         loop {
             while !self.framing.is_empty() {
                 let written = match client {
-                    Stream::Tls(tls) if !wait => tls.write_now(&self.framing)?,
-                    _ => client.write(&self.framing)?,
+                    Stream::Tls(tls) if !wait => tls.write_now(&self.framing),
+                    _ => client.write(&self.framing),
                 };
-                match written {
-                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                match written.map_err(CopyError::Write)? {
+                    0 => return Err(CopyError::Write(io::ErrorKind::WriteZero.into())),
                     n => drop(self.framing.drain(..n)),
                 }
             }
             if self.sent < self.piece_end {
                 let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
                 let n = match client {
-                    _ if wait => client.send_file(self.file, offset, len)?,
-                    Stream::Plain(socket) => {
-                        sendfile::send_file_now(socket, self.file, offset, len)?
+                    Stream::Plain(socket) if wait => {
+                        sendfile::send_file(socket, self.file, offset, len).map_err(blame)?
                     }
-                    Stream::Tls(tls) => self.tls_now(tls, offset, len)?,
+                    Stream::Plain(socket) => {
+                        sendfile::send_file_now(socket, self.file, offset, len).map_err(blame)?
+                    }
+                    Stream::Tls(tls) => self.tls_range(tls, offset, len, wait)?,
                 };
                 self.sent += n;
                 if n < len {
                     if wait {
                         // The file holds fewer bytes than the writer said it wrote.
-                        return Err(io::ErrorKind::UnexpectedEof.into());
+                        return Err(CopyError::Store(io::ErrorKind::UnexpectedEof.into()));
                     }
-                    return Err(io::ErrorKind::WouldBlock.into());
+                    return Err(CopyError::Write(io::ErrorKind::WouldBlock.into()));
                 }
                 if self.chunked {
                     self.framing.extend_from_slice(b"\r\n");
@@ -228,13 +237,86 @@ impl<'a> FromFile<'a> {
         }
     }
 
-    /// Puts file bytes into TLS until rustls or the socket takes no more without waiting.
-    fn tls_now(&mut self, tls: &mut TlsStream, offset: u64, len: u64) -> io::Result<u64> {
+    /// Puts file bytes into TLS: all of them when `wait`, else until rustls or the socket takes no
+    /// more without waiting.
+    fn tls_range(
+        &mut self,
+        tls: &mut TlsStream,
+        offset: u64,
+        len: u64,
+        wait: bool,
+    ) -> Result<u64, CopyError> {
         self.scratch.resize(TLS_PIECE, 0);
-        let put = |bytes: &[u8]| match tls.write_now(bytes) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            other => other,
+        let put = |bytes: &[u8]| {
+            if wait {
+                return tls.write_all(bytes).map(|()| bytes.len());
+            }
+            match tls.write_now(bytes) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                other => other,
+            }
         };
-        stream::pour(self.file, offset, len, &mut self.scratch, put).map_err(RangeError::into_io)
+        stream::pour(self.file, offset, len, &mut self.scratch, put).map_err(|e| match e {
+            RangeError::File(e) => CopyError::Store(e),
+            RangeError::Out(e) => CopyError::Write(e),
+        })
+    }
+}
+
+/// A sendfile(2) error: EIO is the file's (the disk failed under it), anything else the socket's.
+fn blame(error: io::Error) -> CopyError {
+    if error.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) {
+        CopyError::Store(error)
+    } else {
+        CopyError::Write(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Socket;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A client socket on 127.0.0.1, and its peer (held so the writes succeed).
+    fn client() -> (Stream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = Socket::connect(&addr, Duration::from_secs(5)).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (Stream::Plain(socket), peer)
+    }
+
+    #[test]
+    fn regression_a_file_shorter_than_stored_is_the_stores_fault_not_the_clients() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[b'x'; 10]).unwrap();
+        let (mut stream, _peer) = client();
+        let mut out = FromFile::new(&file, 0, false);
+        // The writer announced 100 bytes; the file holds 10.
+        match out.send(&mut stream, 100, true) {
+            Err(CopyError::Store(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            Err(CopyError::Write(e)) => panic!("blamed on the client: {e}"),
+            other => panic!("expected a store error, got {:?}", other.map_err(|_| ())),
+        }
+        assert_eq!(out.sent, 10, "what the file holds went out");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_the_stores_fault_not_the_clients() {
+        // Write-only: every read_at fails (EBADF), as a failing disk would.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry");
+        std::fs::write(&path, [b'x'; 10]).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut scratch = vec![0u8; 16];
+        let mut sink = Vec::new();
+        let result = stream::pour(&file, 0, 10, &mut scratch, |b| {
+            sink.extend_from_slice(b);
+            Ok(b.len())
+        });
+        assert!(sink.is_empty());
+        assert!(matches!(result, Err(RangeError::File(_))), "{result:?}");
     }
 }
