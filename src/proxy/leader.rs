@@ -84,7 +84,7 @@ pub(super) fn relay<S: Read>(
             forward::commit(store.take());
         }
         if gone.is_none() {
-            match out.send(client, stored, false) {
+            match out.send(client, stored, Pace::Now) {
                 Ok(()) => {}
                 Err(CopyError::Write(e)) => gone = Some(e),
                 Err(e) => return Err(e),
@@ -97,7 +97,7 @@ pub(super) fn relay<S: Read>(
     if let Some(e) = gone {
         return Err(CopyError::Write(e));
     }
-    out.send(client, stored, true)?;
+    out.send(client, stored, Pace::Wait)?;
     if !reader.is_done() {
         // The body reader says so itself with an error; should it not, the client is still cut
         // off where the file ends, as the followers are, never given a short body as whole.
@@ -106,7 +106,7 @@ pub(super) fn relay<S: Read>(
     }
     if chunked {
         out.framing.extend_from_slice(b"0\r\n\r\n");
-        out.send(client, stored, true)?;
+        out.send(client, stored, Pace::Wait)?;
     }
     Ok(out.sent)
 }
@@ -120,7 +120,7 @@ fn straight_on<S: Read>(
     stored: u64,
     pending: &[u8],
 ) -> Result<u64, CopyError> {
-    out.send(client, stored, true)?;
+    out.send(client, stored, Pace::Wait)?;
     let before = out.sent + pending.len() as u64;
     let rest = if out.chunked {
         let mut writer = ChunkedWriter::new(&mut *client);
@@ -132,6 +132,17 @@ fn straight_on<S: Read>(
         forward::copy(reader, client, None)
     }?;
     Ok(before + rest)
+}
+
+/// How a send to the leader's own client goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Only what the socket (and rustls) takes now; the rest waits in the file. While the origin
+    /// is read, so a slow client never holds it.
+    Now,
+    /// All of it, each write within the socket's write timeout, as a follower is sent. Once the
+    /// body is read, or the store failed.
+    Wait,
 }
 
 /// The client's side: the body bytes it has been sent from the file, and the framing (chunk
@@ -162,38 +173,41 @@ impl<'a> FromFile<'a> {
         }
     }
 
-    /// Sends the body up to `available` bytes: all of it when `wait` (each write within the
-    /// socket's write timeout), else only what the socket takes without waiting. A file that
-    /// cannot be read, or holds less than the writer said it wrote, is [`CopyError::Store`]: the
-    /// disk's fault, not the client's.
-    fn send(&mut self, client: &mut Stream, available: u64, wait: bool) -> Result<(), CopyError> {
+    /// Sends the body up to `available` bytes: all of it with [`Pace::Wait`], else only what the
+    /// socket takes without waiting. A file that cannot be read, or holds less than the writer said
+    /// it wrote, is [`CopyError::Store`]: the disk's fault, not the client's.
+    fn send(&mut self, client: &mut Stream, available: u64, pace: Pace) -> Result<(), CopyError> {
         // A plain socket says WouldBlock when full; TLS has its own way (write_now).
         let plain = matches!(client, Stream::Plain(_));
-        if plain && !wait {
+        if plain && pace == Pace::Now {
             client.set_nonblocking(true).map_err(CopyError::Write)?;
         }
-        if wait {
+        if pace == Pace::Wait {
             // Through TLS, records left from writes that did not wait go first: rustls takes no
             // more plaintext while its buffer is full, and a write it takes none of is an error.
             client.flush().map_err(CopyError::Write)?;
         }
-        let result = self.pump(client, available, wait);
-        if plain && !wait {
+        let result = self.pump(client, available, pace);
+        if plain && pace == Pace::Now {
             client.set_nonblocking(false).map_err(CopyError::Write)?;
         }
         match result {
-            Err(CopyError::Write(e)) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
+            Err(CopyError::Write(e))
+                if e.kind() == io::ErrorKind::WouldBlock && pace == Pace::Now =>
+            {
+                Ok(())
+            }
             // Through TLS, records rustls still holds go out now.
-            Ok(()) if wait => client.flush().map_err(CopyError::Write),
+            Ok(()) if pace == Pace::Wait => client.flush().map_err(CopyError::Write),
             other => other,
         }
     }
 
-    fn pump(&mut self, client: &mut Stream, available: u64, wait: bool) -> Result<(), CopyError> {
+    fn pump(&mut self, client: &mut Stream, available: u64, pace: Pace) -> Result<(), CopyError> {
         loop {
             while !self.framing.is_empty() {
                 let written = match client {
-                    Stream::Tls(tls) if !wait => tls.write_now(&self.framing),
+                    Stream::Tls(tls) if pace == Pace::Now => tls.write_now(&self.framing),
                     _ => client.write(&self.framing),
                 };
                 match written.map_err(CopyError::Write)? {
@@ -204,17 +218,17 @@ impl<'a> FromFile<'a> {
             if self.sent < self.piece_end {
                 let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
                 let n = match client {
-                    Stream::Plain(socket) if wait => {
+                    Stream::Plain(socket) if pace == Pace::Wait => {
                         sendfile::send_file(socket, self.file, offset, len).map_err(blame)?
                     }
                     Stream::Plain(socket) => {
                         sendfile::send_file_now(socket, self.file, offset, len).map_err(blame)?
                     }
-                    Stream::Tls(tls) => self.tls_range(tls, offset, len, wait)?,
+                    Stream::Tls(tls) => self.tls_range(tls, offset, len, pace)?,
                 };
                 self.sent += n;
                 if n < len {
-                    if wait {
+                    if pace == Pace::Wait {
                         // The file holds fewer bytes than the writer said it wrote.
                         return Err(CopyError::Store(io::ErrorKind::UnexpectedEof.into()));
                     }
@@ -237,18 +251,18 @@ impl<'a> FromFile<'a> {
         }
     }
 
-    /// Puts file bytes into TLS: all of them when `wait`, else until rustls or the socket takes no
+    /// Puts file bytes into TLS: all of them with [`Pace::Wait`], else until rustls or the socket takes no
     /// more without waiting.
     fn tls_range(
         &mut self,
         tls: &mut TlsStream,
         offset: u64,
         len: u64,
-        wait: bool,
+        pace: Pace,
     ) -> Result<u64, CopyError> {
         self.scratch.resize(TLS_PIECE, 0);
         let put = |bytes: &[u8]| {
-            if wait {
+            if pace == Pace::Wait {
                 return tls.write_all(bytes).map(|()| bytes.len());
             }
             match tls.write_now(bytes) {
@@ -295,7 +309,7 @@ mod tests {
         let (mut stream, _peer) = client();
         let mut out = FromFile::new(&file, 0, false);
         // The writer announced 100 bytes; the file holds 10.
-        match out.send(&mut stream, 100, true) {
+        match out.send(&mut stream, 100, Pace::Wait) {
             Err(CopyError::Store(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
             Err(CopyError::Write(e)) => panic!("blamed on the client: {e}"),
             other => panic!("expected a store error, got {:?}", other.map_err(|_| ())),
