@@ -72,7 +72,9 @@ use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::{self, Cidr};
-use crate::net::{ClientTimeouts, Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
+use crate::net::{
+    ClientTimeouts, Conn, FirstBytes, Handler, PeerTrust, Server, ServerStats, Shutdown,
+};
 use crate::tls::Interceptor;
 
 /// Checks the cache folder, access log and CA, binds, prints `listening on ADDR`, and proxies until
@@ -490,13 +492,9 @@ impl Handler for Proxy {
 
     /// The PROXY protocol peers of the current configuration, so a reload applies to the next
     /// connection.
-    fn trusts_proxy_header(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
+    fn trusts_proxy_header(&self, ip: IpAddr) -> Option<PeerTrust> {
         let config = self.config.load();
-        config
-            .server
-            .proxy_protocol_from
-            .iter()
-            .any(|c| c.contains(ip))
+        Some(PeerTrust::of(ip, &config.server.proxy_protocol_from))
     }
 
     fn first_bytes(&self, conn: Conn) -> FirstBytes {
