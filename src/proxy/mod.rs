@@ -208,10 +208,15 @@ impl Proxy {
                 .ok()
                 .map(Arc::new)
         });
+        let parents = parent::Parents::new(config.parents.clone());
+        let deny = config.deny_dests.clone();
+        let origin_timeout = config.origin_timeout;
+        let config = live::LiveConfig::new(config, timeouts);
+        // The dial rules read the allow list from the live configuration: a reload reaches them.
         let origins = UpstreamPool::new(dest::DestRules {
-            deny: config.deny_dests.clone(),
+            deny,
             listen: local_addr,
-            allow: allow::SharedAllow::new(config.allow.clone()),
+            allow: config.allow(),
         });
         let limits = Limits::default();
         let revalidator = match &cache {
@@ -219,14 +224,14 @@ impl Proxy {
                 cache,
                 via.clone(),
                 limits,
-                config.origin_timeout,
+                origin_timeout,
                 origins.rules().clone(),
             )?),
             None => None,
         };
         Ok(Proxy {
-            parents: parent::Parents::new(config.parents.clone()),
-            config: live::LiveConfig::new(config, timeouts),
+            parents,
+            config,
             hop_mark,
             local_addr,
             started: Instant::now(),
