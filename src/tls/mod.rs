@@ -11,6 +11,7 @@
 pub mod ca;
 pub mod hello;
 pub mod mint;
+pub mod signatures;
 pub mod stats;
 pub mod stream;
 pub mod trust;
