@@ -63,12 +63,10 @@ pub(super) fn relay<S: Read>(
             log::debug!("client gone and nobody reading along: fetch abandoned");
             break;
         }
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
+        let n = forward::read_piece(reader, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         if let Some(writer) = store.as_mut()
             && writer.write_all(&buf[..n]).is_err()
         {
