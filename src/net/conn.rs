@@ -52,6 +52,26 @@ enum ProxyHeader {
     Relayed,
 }
 
+/// Whether a peer may send a PROXY protocol header (`--proxy-protocol-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTrust {
+    /// A listed peer: its first bytes must be a PROXY header.
+    Trusted,
+    /// Any other peer: a PROXY header from it is a forgery.
+    Untrusted,
+}
+
+impl PeerTrust {
+    /// The trust `ip` has under the `--proxy-protocol-from` networks `from`.
+    pub fn of(ip: std::net::IpAddr, from: &[super::acl::Cidr]) -> PeerTrust {
+        if from.iter().any(|c| c.contains(ip)) {
+            PeerTrust::Trusted
+        } else {
+            PeerTrust::Untrusted
+        }
+    }
+}
+
 /// The `host:port` a CONNECT named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authority {
@@ -117,13 +137,12 @@ impl Conn {
         }
     }
 
-    /// With `--accept-proxy-protocol`: a `trusted` peer must start with a PROXY header, any other
+    /// With `--accept-proxy-protocol`: a trusted peer must start with a PROXY header, any other
     /// must not (it could name any client it likes).
-    pub(crate) fn expect_proxy_header(&mut self, trusted: bool) {
-        self.proxy_header = if trusted {
-            ProxyHeader::Expected
-        } else {
-            ProxyHeader::Untrusted
+    pub(crate) fn expect_proxy_header(&mut self, trust: PeerTrust) {
+        self.proxy_header = match trust {
+            PeerTrust::Trusted => ProxyHeader::Expected,
+            PeerTrust::Untrusted => ProxyHeader::Untrusted,
         };
     }
 

@@ -23,7 +23,7 @@ pub mod stream;
 mod timeouts;
 
 pub use crate::runtime::{Signal, reactor};
-pub use conn::{Authority, Conn, Layer};
+pub use conn::{Authority, Conn, Layer, PeerTrust};
 pub use server::{FirstBytes, Handler, Server, ServerConfig, ServerStats, ServerTls};
 pub use shutdown::Shutdown;
 pub use socket::{Side, Socket};

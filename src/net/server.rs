@@ -18,7 +18,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acl::Cidr;
-use super::conn::{ConnCounter, HeadRead, ReadMore, Refusal};
+use super::conn::{ConnCounter, HeadRead, PeerTrust, ReadMore, Refusal};
 use super::socket::{Side, Socket};
 use super::{ClientTimeouts, Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
@@ -65,10 +65,11 @@ pub trait Handler: Send + Sync + 'static {
         configured.iter().any(|c| c.contains(ip))
     }
 
-    /// Whether a PROXY protocol header from the peer at `ip` is trusted. By default the list the
-    /// server started with; a handler whose configuration reloads answers from its current one.
-    fn trusts_proxy_header(&self, ip: std::net::IpAddr, configured: &[Cidr]) -> bool {
-        configured.iter().any(|c| c.contains(ip))
+    /// Whether a PROXY protocol header from the peer at `ip` is trusted, for a handler whose
+    /// configuration reloads (from its current one). `None`, the default: the list the server
+    /// started with decides.
+    fn trusts_proxy_header(&self, _ip: std::net::IpAddr) -> Option<PeerTrust> {
+        None
     }
 
     /// Called when the acceptor turns a client away before any request is read (for logging).
@@ -359,8 +360,10 @@ impl Server {
         let _ = socket.set_write_timeout(Some(client_timeout));
         let mut conn = Conn::new(socket, peer, slot, self.config.limits.max_head_bytes);
         if self.config.accept_proxy_protocol {
-            let trusted = handler.trusts_proxy_header(peer.ip(), &self.config.proxy_protocol_from);
-            conn.expect_proxy_header(trusted);
+            let trust = handler
+                .trusts_proxy_header(peer.ip())
+                .unwrap_or_else(|| PeerTrust::of(peer.ip(), &self.config.proxy_protocol_from));
+            conn.expect_proxy_header(trust);
         }
         if let Some((config, stats)) = handler.tls() {
             // The handshake runs on the worker, inside the connection's first reads (tls::stream).

@@ -131,19 +131,54 @@ impl SendFile for Stream {
 
 /// Copies `len` bytes of `file` from `offset` into `out`; returns the bytes copied (fewer at its end).
 fn copy_range(file: &File, offset: u64, len: u64, out: &mut impl Write) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 64 * 1024];
+    pour(file, offset, len, &mut buf, |bytes| {
+        out.write_all(bytes).map(|()| bytes.len())
+    })
+    .map_err(RangeError::into_io)
+}
+
+/// Which side of [`pour`] failed: reading the file (the disk's fault) or writing out.
+#[derive(Debug)]
+pub enum RangeError {
+    File(io::Error),
+    Out(io::Error),
+}
+
+impl RangeError {
+    pub fn into_io(self) -> io::Error {
+        match self {
+            RangeError::File(e) | RangeError::Out(e) => e,
+        }
+    }
+}
+
+/// Reads `len` bytes of `file` from `offset` through `buf` and hands them to `put`, which returns
+/// how many of the bytes it was given it took. Stops at the file's end, or when `put` takes fewer
+/// than it was given (a writer that does not wait). Returns the bytes taken. This is the user-space
+/// counterpart of sendfile(2), for TLS, where the bytes must be encrypted on their way.
+pub fn pour(
+    file: &File,
+    offset: u64,
+    len: u64,
+    buf: &mut [u8],
+    mut put: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> Result<u64, RangeError> {
+    use std::os::unix::fs::FileExt;
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(buf.len() as u64) as usize;
-        let n = match file.read_at(&mut buf[..want], offset + done) {
+        let got = match file.read_at(&mut buf[..want], offset + done) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(RangeError::File(e)),
         };
-        out.write_all(&buf[..n])?;
-        done += n as u64;
+        let taken = put(&buf[..got]).map_err(RangeError::Out)?;
+        done += taken as u64;
+        if taken < got {
+            break;
+        }
     }
     Ok(done)
 }

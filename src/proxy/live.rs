@@ -24,6 +24,7 @@ use crate::runtime::Mutex;
 use arc_swap::{ArcSwap, Guard};
 
 use super::ProxyConfig;
+use super::allow::LiveAllow;
 use crate::net::ClientTimeouts;
 
 /// Rebuilds the configuration from where it came from (the file and the command line).
@@ -31,7 +32,8 @@ pub type Reloader = Box<dyn Fn() -> Result<ProxyConfig, String> + Send + Sync>;
 
 /// The configuration new requests use; swapped by a reload.
 pub struct LiveConfig {
-    current: ArcSwap<ProxyConfig>,
+    /// Shared with the dial rules, which read the allow list from it ([`LiveAllow`]).
+    current: Arc<ArcSwap<ProxyConfig>>,
     /// The server's copy of the client-side timeouts, which a reload updates.
     timeouts: Arc<ClientTimeouts>,
     /// Held while a reload compares and swaps, so two reloads cannot interleave.
@@ -54,7 +56,7 @@ impl LiveConfig {
     /// `timeouts` is the server's (see [`crate::net::Server::timeouts`]).
     pub fn new(config: ProxyConfig, timeouts: Arc<ClientTimeouts>) -> LiveConfig {
         LiveConfig {
-            current: ArcSwap::from_pointee(config),
+            current: Arc::new(ArcSwap::from_pointee(config)),
             timeouts,
             reloading: Mutex::new(()),
             reloads: AtomicU64::new(0),
@@ -71,6 +73,11 @@ impl LiveConfig {
     /// The configuration now, as an `Arc` to keep for longer than a request.
     pub fn load_full(&self) -> Arc<ProxyConfig> {
         self.current.load_full()
+    }
+
+    /// The allow list of the configuration now and after every reload, for the dial rules.
+    pub fn allow(&self) -> LiveAllow {
+        LiveAllow::of(Arc::clone(&self.current))
     }
 
     /// Applies a freshly read configuration (or refuses the error that reading it gave), keeping the
@@ -253,10 +260,6 @@ impl SignalThread {
                             let _ended = ended;
                             while pending.recv().is_ok() {
                                 let outcome = proxy.config.reload(reload());
-                                if let ReloadOutcome::Applied { .. } = outcome {
-                                    let allow = proxy.config.load().allow.clone();
-                                    proxy.origins.rules().allow.store(allow);
-                                }
                                 if let (ReloadOutcome::Applied { .. }, Some(cache)) =
                                     (outcome, &proxy.cache)
                                 {

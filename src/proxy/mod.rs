@@ -55,7 +55,9 @@ use crate::cache::{Cache, CacheConfig};
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::{self, Cidr};
-use crate::net::{ClientTimeouts, Conn, FirstBytes, Handler, Server, ServerStats, Shutdown};
+use crate::net::{
+    ClientTimeouts, Conn, FirstBytes, Handler, PeerTrust, Server, ServerStats, Shutdown,
+};
 use crate::tls::Interceptor;
 
 /// Checks the cache folder, access log and CA, binds, prints `listening on ADDR`, and proxies until
@@ -196,10 +198,15 @@ impl Proxy {
                 .ok()
                 .map(Arc::new)
         });
+        let parents = parent::Parents::new(config.parents.clone());
+        let deny = config.deny_dests.clone();
+        let origin_timeout = config.origin_timeout;
+        let config = live::LiveConfig::new(config, timeouts);
+        // The dial rules read the allow list from the live configuration: a reload reaches them.
         let origins = UpstreamPool::new(dest::DestRules {
-            deny: config.deny_dests.clone(),
+            deny,
             listen: local_addr,
-            allow: allow::SharedAllow::new(config.allow.clone()),
+            allow: config.allow(),
         });
         let limits = Limits::default();
         let revalidator = match &cache {
@@ -207,14 +214,14 @@ impl Proxy {
                 cache,
                 via.clone(),
                 limits,
-                config.origin_timeout,
+                origin_timeout,
                 origins.rules().clone(),
             )?),
             None => None,
         };
         Ok(Proxy {
-            parents: parent::Parents::new(config.parents.clone()),
-            config: live::LiveConfig::new(config, timeouts),
+            parents,
+            config,
             hop_mark,
             local_addr,
             started: Instant::now(),
@@ -480,13 +487,9 @@ impl Handler for Proxy {
 
     /// The PROXY protocol peers of the current configuration, so a reload applies to the next
     /// connection.
-    fn trusts_proxy_header(&self, ip: IpAddr, _configured: &[Cidr]) -> bool {
+    fn trusts_proxy_header(&self, ip: IpAddr) -> Option<PeerTrust> {
         let config = self.config.load();
-        config
-            .server
-            .proxy_protocol_from
-            .iter()
-            .any(|c| c.contains(ip))
+        Some(PeerTrust::of(ip, &config.server.proxy_protocol_from))
     }
 
     fn first_bytes(&self, conn: Conn) -> FirstBytes {

@@ -12,6 +12,7 @@ pub mod ca;
 pub mod hello;
 pub mod mint;
 pub mod serve;
+pub mod signatures;
 pub mod stats;
 pub mod stream;
 pub mod trust;

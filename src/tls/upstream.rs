@@ -11,6 +11,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
+use super::signatures::SignaturesChecked;
 use super::stats::{Failure, TlsStats};
 use super::stream::TlsStream;
 use super::verify::{CertProblem, OriginVerifier};
@@ -84,7 +85,10 @@ impl UpstreamTls {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // webpki decides; the wrapper only names its refusals (self-signed, a CA as server certificate).
-        let verifier = Arc::new(OriginVerifier::new(roots, &provider));
+        let verifier = Arc::new(SignaturesChecked::new(
+            OriginVerifier::new(roots, &provider),
+            &provider,
+        ));
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| UpstreamCaError {

@@ -17,12 +17,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, Error, OtherError, RootCertStore};
+
+use super::signatures::TrustDecision;
 
 /// A certificate problem webpki reports in words an operator does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +76,10 @@ impl CertProblem {
 
 /// webpki's verifier with its refusals refined. Without any root (no system store, no
 /// `--upstream-ca`) there is nothing webpki could build on, so every certificate is an unknown issuer.
+/// The handshake signatures are [`SignaturesChecked`](super::signatures::SignaturesChecked)'s.
 #[derive(Debug)]
 pub struct OriginVerifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl OriginVerifier {
@@ -88,14 +88,11 @@ impl OriginVerifier {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
                 .build()
                 .ok();
-        OriginVerifier {
-            webpki,
-            algorithms: provider.signature_verification_algorithms,
-        }
+        OriginVerifier { webpki }
     }
 }
 
-impl ServerCertVerifier for OriginVerifier {
+impl TrustDecision for OriginVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -115,28 +112,6 @@ impl ServerCertVerifier for OriginVerifier {
             None => Err(CertificateError::UnknownIssuer.into()),
         };
         verdict.map_err(|error| refine(error, end_entity))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 

@@ -221,17 +221,10 @@ fn reload_changes_a_deny_rule_and_an_auth_user_while_a_keep_alive_connection_and
     let mut tunnel = open_tunnel(porter.addr, &echo.to_string(), &alice);
     assert_eq!(echo_through(&mut tunnel, "before"), "before");
 
-    write_config(
+    reload(
+        &porter,
         &config,
         &format!("{base}auth-user = [\"bob:two\"]\ndeny-host = [\"127.0.0.1\"]\nworkers = 9\n"),
-    );
-    signal(&porter, "HUP");
-    assert!(
-        eventually(Duration::from_secs(10), || porter
-            .logs()
-            .contains("configuration reloaded")),
-        "{}",
-        porter.logs()
     );
     assert!(
         porter
@@ -439,11 +432,11 @@ fn reload_applies_new_refresh_rules_to_the_cache() {
     };
     assert_eq!(x_cache().as_deref(), Some("MISS"));
     assert_eq!(x_cache().as_deref(), Some("MISS"));
-    write_config(&config, &format!("{base}refresh = [\"\\\\.deb$=1h\"]\n"));
-    signal(&porter, "HUP");
-    assert!(eventually(Duration::from_secs(10), || porter
-        .logs()
-        .contains("configuration reloaded")));
+    reload(
+        &porter,
+        &config,
+        &format!("{base}refresh = [\"\\\\.deb$=1h\"]\n"),
+    );
     assert_eq!(x_cache().as_deref(), Some("MISS"));
     assert_eq!(x_cache().as_deref(), Some("HIT"), "{}", porter.logs());
 }

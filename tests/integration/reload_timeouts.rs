@@ -6,7 +6,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::deploy::{echo_server, echo_through, get_on, open_tunnel, signal, write_config};
+use crate::deploy::{echo_server, echo_through, get_on, open_tunnel, write_config};
 use crate::util::*;
 
 /// Far above anything the test waits for: a close that comes from it would fail the bounds below.
@@ -55,15 +55,7 @@ fn reload_shortens_the_client_timeouts_for_new_connections_while_older_ones_carr
     let mut tunnel = open_tunnel(porter.addr, &echo.to_string(), "none");
     assert_eq!(echo_through(&mut tunnel, "before"), "before");
 
-    write_config(&config, &config_text(echo.port(), "1s"));
-    signal(&porter, "HUP");
-    assert!(
-        eventually(Duration::from_secs(10), || porter
-            .logs()
-            .contains("configuration reloaded")),
-        "{}",
-        porter.logs()
-    );
+    reload(&porter, &config, &config_text(echo.port(), "1s"));
     assert!(
         !porter.logs().contains("needs a restart"),
         "{}",

@@ -287,13 +287,24 @@ fn regression_a_proxy_header_from_a_peer_not_in_proxy_protocol_from_is_refused()
         raw_request(porter.addr, page.as_bytes()).unwrap().status,
         200
     );
+    // Both forged headers (v1 and v2) are refused by a line naming the real peer, and the plain
+    // request is logged from it too.
     assert!(
         eventually(Duration::from_secs(5), || {
             let logs = porter.logs();
-            logs.contains("refused 127.0.0.1:")
-                && logs.contains("PROXY protocol header from a peer not in --proxy-protocol-from")
-                && logs.contains(" 127.0.0.1:")
-                && logs.contains(" GET /metrics 200 ")
+            let refusals = logs
+                .lines()
+                .filter(|line| {
+                    line.contains("refused 127.0.0.1:")
+                        && line.ends_with(
+                            ": PROXY protocol header from a peer not in --proxy-protocol-from",
+                        )
+                })
+                .count();
+            refusals == 2
+                && logs
+                    .lines()
+                    .any(|line| line.contains("127.0.0.1") && line.contains(" GET /metrics 200 "))
         }),
         "{}",
         porter.logs()
@@ -346,17 +357,10 @@ fn regression_proxy_protocol_from_reloads_with_sighup() {
     let porter = Porter::start(&["proxy", "--config", config.to_str().unwrap()]);
     let v1 = "PROXY TCP4 10.9.8.7 127.0.0.1 4242 3128\r\nGET /metrics HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n";
     assert_eq!(raw_request(porter.addr, v1.as_bytes()).unwrap().status, 400);
-    crate::deploy::write_config(
+    reload(
+        &porter,
         &config,
         &format!("{base}proxy-protocol-from = [\"127.0.0.1/32\"]\n"),
-    );
-    crate::deploy::signal(&porter, "HUP");
-    assert!(
-        eventually(Duration::from_secs(10), || porter
-            .logs()
-            .contains("configuration reloaded")),
-        "{}",
-        porter.logs()
     );
     assert_eq!(raw_request(porter.addr, v1.as_bytes()).unwrap().status, 200);
 }

@@ -652,3 +652,22 @@ pub fn skip_unless_ci(missing: &str, remedy: &str) {
         "SKIPPED {test}: {missing} ({remedy}; with {CI_VARIABLE}=1 this fails)"
     );
 }
+
+/// Writes `text` to `porter`'s configuration file `path`, sends it SIGHUP, and waits (at most ten
+/// seconds) until it logs one `configuration reloaded` more than before: the new settings apply
+/// from then on.
+pub fn reload(porter: &Porter, path: &Path, text: &str) {
+    let reloads = || porter.logs().matches("configuration reloaded").count();
+    let before = reloads();
+    std::fs::write(path, text).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &porter.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    assert!(
+        eventually(Duration::from_secs(10), || reloads() > before),
+        "{}",
+        porter.logs()
+    );
+}

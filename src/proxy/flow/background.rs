@@ -172,7 +172,7 @@ impl Context {
         let mut reader = BodyReader::new(mode, &mut origin.buf, &mut origin.stream);
         forward::copy(&mut reader, &mut io::sink(), Some(writer)).map_err(|e| match e {
             forward::CopyError::Read(e) => ProxyError::from_origin_read(e),
-            forward::CopyError::Write(e) => ProxyError::CacheRead(e),
+            forward::CopyError::Write(e) | forward::CopyError::Store(e) => ProxyError::CacheRead(e),
         })?;
         drop(lease);
         Ok(Refreshed::Replaced)

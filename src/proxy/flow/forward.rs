@@ -130,6 +130,7 @@ pub fn exchange(
             Ok(_) => {}
             Err(CopyError::Read(e)) => return Err(ProxyError::from_client_read(e)),
             Err(CopyError::Write(e)) => return Err(ProxyError::OriginIo(e)),
+            Err(CopyError::Store(e)) => return Err(ProxyError::CacheRead(e)),
         }
     }
     read_final_head(origin, limits, |interim| {
@@ -258,6 +259,9 @@ pub fn client_response_head(
 pub enum CopyError {
     Read(io::Error),
     Write(io::Error),
+    /// Reading back what the store wrote failed (the leader serves its own client from the entry's
+    /// file, `leader.rs`): the disk's fault, neither side's.
+    Store(io::Error),
 }
 
 /// Copies a body, storing it through `store` if given. A failing store is dropped, never fails the
@@ -272,12 +276,10 @@ pub fn copy<S: Read>(
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     loop {
-        let n = match reader.read_batch(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
+        let n = read_piece(reader, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         if let Some(writer) = store.as_mut()
             && writer.write_all(&buf[..n]).is_err()
         {
@@ -300,6 +302,19 @@ pub fn copy<S: Read>(
     Ok(total)
 }
 
+/// Reads the next piece of a body into `buf`, past interruptions: 0 at its end.
+pub(super) fn read_piece<S: Read>(
+    reader: &mut BodyReader<'_, S>,
+    buf: &mut [u8],
+) -> Result<usize, CopyError> {
+    loop {
+        match reader.read_batch(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            read => return read.map_err(CopyError::Read),
+        }
+    }
+}
+
 /// The client hung up while its response was being stored: go on reading the origin into the cache
 /// while other requests read along, or when little is missing ([`CacheWriter::worth_finishing`]).
 fn finish_for_readers<S: Read>(
@@ -308,10 +323,9 @@ fn finish_for_readers<S: Read>(
     buf: &mut [u8],
 ) {
     while store.worth_finishing() {
-        let n = match reader.read(buf) {
+        let n = match read_piece(reader, buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
         if store.write_all(&buf[..n]).is_err() {
@@ -409,6 +423,7 @@ pub fn relay_body(
         }),
         Err(CopyError::Read(e)) => Err(Failure::AfterHead(ProxyError::from_origin_read(e))),
         Err(CopyError::Write(e)) => Err(Failure::AfterHead(ProxyError::ClientIo(e))),
+        Err(CopyError::Store(e)) => Err(Failure::AfterHead(ProxyError::CacheRead(e))),
     }
 }
 

@@ -17,6 +17,9 @@
 //! buffer in memory would have had to stop the origin read once full, which is what held the
 //! followers; one sized for the whole body is not bounded.) The store's size limit bounds the file.
 //!
+//! A file that cannot be read back, or holds less than was written to it, is the store's fault
+//! (`CopyError::Store`, logged as an internal error), never the client's hang-up.
+//!
 //! A client that leaves is noticed at its next write; the fetch then goes on only while it is worth
 //! finishing for the others ([`CacheWriter::worth_finishing`]), as in `forward::copy`.
 //!
@@ -25,7 +28,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::forward::{self, CopyError};
@@ -33,7 +35,8 @@ use crate::cache::CacheWriter;
 use crate::cache::inflight::Inflight;
 use crate::http::body::{BodyReader, ChunkedWriter};
 use crate::net::Stream;
-use crate::net::sendfile::{self, SendFile};
+use crate::net::sendfile;
+use crate::net::stream::{self, RangeError};
 use crate::tls::TlsStream;
 
 /// Through TLS, file bytes pass through user space in pieces of this size.
@@ -60,12 +63,10 @@ pub(in crate::proxy) fn relay<S: Read>(
             log::debug!("client gone and nobody reading along: fetch abandoned");
             break;
         }
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
+        let n = forward::read_piece(reader, &mut buf)?;
+        if n == 0 {
+            break;
+        }
         if let Some(writer) = store.as_mut()
             && writer.write_all(&buf[..n]).is_err()
         {
@@ -80,10 +81,12 @@ pub(in crate::proxy) fn relay<S: Read>(
             // Committed before the rest goes out, so a client asking again at once finds it.
             forward::commit(store.take());
         }
-        if gone.is_none()
-            && let Err(e) = out.send(client, stored, false)
-        {
-            gone = Some(e);
+        if gone.is_none() {
+            match out.send(client, stored, Pace::Now) {
+                Ok(()) => {}
+                Err(CopyError::Write(e)) => gone = Some(e),
+                Err(e) => return Err(e),
+            }
         }
     }
     if reader.is_done() {
@@ -92,7 +95,7 @@ pub(in crate::proxy) fn relay<S: Read>(
     if let Some(e) = gone {
         return Err(CopyError::Write(e));
     }
-    out.send(client, stored, true).map_err(CopyError::Write)?;
+    out.send(client, stored, Pace::Wait)?;
     if !reader.is_done() {
         // The body reader says so itself with an error; should it not, the client is still cut
         // off where the file ends, as the followers are, never given a short body as whole.
@@ -101,7 +104,7 @@ pub(in crate::proxy) fn relay<S: Read>(
     }
     if chunked {
         out.framing.extend_from_slice(b"0\r\n\r\n");
-        out.send(client, stored, true).map_err(CopyError::Write)?;
+        out.send(client, stored, Pace::Wait)?;
     }
     Ok(out.sent)
 }
@@ -115,7 +118,7 @@ fn straight_on<S: Read>(
     stored: u64,
     pending: &[u8],
 ) -> Result<u64, CopyError> {
-    out.send(client, stored, true).map_err(CopyError::Write)?;
+    out.send(client, stored, Pace::Wait)?;
     let before = out.sent + pending.len() as u64;
     let rest = if out.chunked {
         let mut writer = ChunkedWriter::new(&mut *client);
@@ -127,6 +130,17 @@ fn straight_on<S: Read>(
         forward::copy(reader, client, None)
     }?;
     Ok(before + rest)
+}
+
+/// How a send to the leader's own client goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Only what the socket (and rustls) takes now; the rest waits in the file. While the origin
+    /// is read, so a slow client never holds it.
+    Now,
+    /// All of it, each write within the socket's write timeout, as a follower is sent. Once the
+    /// body is read, or the store failed.
+    Wait,
 }
 
 /// The client's side: the body bytes it has been sent from the file, and the framing (chunk
@@ -157,59 +171,66 @@ impl<'a> FromFile<'a> {
         }
     }
 
-    /// Sends the body up to `available` bytes: all of it when `wait` (each write within the
-    /// socket's write timeout), else only what the socket takes without waiting.
-    fn send(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+    /// Sends the body up to `available` bytes: all of it with [`Pace::Wait`], else only what the
+    /// socket takes without waiting. A file that cannot be read, or holds less than the writer said
+    /// it wrote, is [`CopyError::Store`]: the disk's fault, not the client's.
+    fn send(&mut self, client: &mut Stream, available: u64, pace: Pace) -> Result<(), CopyError> {
         // A plain socket says WouldBlock when full; TLS has its own way (write_now).
         let plain = matches!(client, Stream::Plain(_));
-        if plain && !wait {
-            client.set_nonblocking(true)?;
+        if plain && pace == Pace::Now {
+            client.set_nonblocking(true).map_err(CopyError::Write)?;
         }
-        if wait {
+        if pace == Pace::Wait {
             // Through TLS, records left from writes that did not wait go first: rustls takes no
             // more plaintext while its buffer is full, and a write it takes none of is an error.
-            client.flush()?;
+            client.flush().map_err(CopyError::Write)?;
         }
-        let result = self.pump(client, available, wait);
-        if plain && !wait {
-            client.set_nonblocking(false)?;
+        let result = self.pump(client, available, pace);
+        if plain && pace == Pace::Now {
+            client.set_nonblocking(false).map_err(CopyError::Write)?;
         }
         match result {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => Ok(()),
+            Err(CopyError::Write(e))
+                if e.kind() == io::ErrorKind::WouldBlock && pace == Pace::Now =>
+            {
+                Ok(())
+            }
             // Through TLS, records rustls still holds go out now.
-            Ok(()) if wait => client.flush(),
+            Ok(()) if pace == Pace::Wait => client.flush().map_err(CopyError::Write),
             other => other,
         }
     }
 
-    fn pump(&mut self, client: &mut Stream, available: u64, wait: bool) -> io::Result<()> {
+    fn pump(&mut self, client: &mut Stream, available: u64, pace: Pace) -> Result<(), CopyError> {
         loop {
             while !self.framing.is_empty() {
                 let written = match client {
-                    Stream::Tls(tls) if !wait => tls.write_now(&self.framing)?,
-                    _ => client.write(&self.framing)?,
+                    Stream::Tls(tls) if pace == Pace::Now => tls.write_now(&self.framing),
+                    _ => client.write(&self.framing),
                 };
-                match written {
-                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                match written.map_err(CopyError::Write)? {
+                    0 => return Err(CopyError::Write(io::ErrorKind::WriteZero.into())),
                     n => drop(self.framing.drain(..n)),
                 }
             }
             if self.sent < self.piece_end {
                 let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
                 let n = match client {
-                    _ if wait => client.send_file(self.file, offset, len)?,
-                    Stream::Plain(socket) => {
-                        sendfile::send_file_now(socket, self.file, offset, len)?
+                    Stream::Plain(socket) if pace == Pace::Wait => {
+                        sendfile::send_file(socket, self.file, offset, len).map_err(blame)?
                     }
-                    Stream::Tls(tls) => self.tls_now(tls, offset, len)?,
+                    Stream::Plain(socket) => {
+                        sendfile::send_file_now(socket, self.file, offset, len).map_err(blame)?
+                    }
+                    Stream::Tls(tls) => self.tls_range(tls, offset, len, pace)?,
                 };
                 self.sent += n;
                 if n < len {
-                    if wait {
+                    if pace == Pace::Wait {
                         // The file holds fewer bytes than the writer said it wrote.
-                        return Err(io::ErrorKind::UnexpectedEof.into());
+                        return Err(CopyError::Store(io::ErrorKind::UnexpectedEof.into()));
                     }
-                    return Err(io::ErrorKind::WouldBlock.into());
+                    return Err(CopyError::Write(io::ErrorKind::WouldBlock.into()));
                 }
                 if self.chunked {
                     self.framing.extend_from_slice(b"\r\n");
@@ -228,29 +249,86 @@ impl<'a> FromFile<'a> {
         }
     }
 
-    /// Puts file bytes into TLS until rustls or the socket takes no more without waiting.
-    fn tls_now(&mut self, tls: &mut TlsStream, offset: u64, len: u64) -> io::Result<u64> {
+    /// Puts file bytes into TLS: all of them with [`Pace::Wait`], else until rustls or the socket takes no
+    /// more without waiting.
+    fn tls_range(
+        &mut self,
+        tls: &mut TlsStream,
+        offset: u64,
+        len: u64,
+        pace: Pace,
+    ) -> Result<u64, CopyError> {
         self.scratch.resize(TLS_PIECE, 0);
-        let mut done = 0u64;
-        while done < len {
-            let want = (len - done).min(TLS_PIECE as u64) as usize;
-            let got = self
-                .file
-                .read_at(&mut self.scratch[..want], offset + done)?;
-            if got == 0 {
-                break;
+        let put = |bytes: &[u8]| {
+            if pace == Pace::Wait {
+                return tls.write_all(bytes).map(|()| bytes.len());
             }
-            match tls.write_now(&self.scratch[..got]) {
-                Ok(n) => {
-                    done += n as u64;
-                    if n < got {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+            match tls.write_now(bytes) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                other => other,
             }
+        };
+        stream::pour(self.file, offset, len, &mut self.scratch, put).map_err(|e| match e {
+            RangeError::File(e) => CopyError::Store(e),
+            RangeError::Out(e) => CopyError::Write(e),
+        })
+    }
+}
+
+/// A sendfile(2) error: EIO is the file's (the disk failed under it), anything else the socket's.
+fn blame(error: io::Error) -> CopyError {
+    if error.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) {
+        CopyError::Store(error)
+    } else {
+        CopyError::Write(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Socket;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A client socket on 127.0.0.1, and its peer (held so the writes succeed).
+    fn client() -> (Stream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = Socket::connect(&addr, Duration::from_secs(5)).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (Stream::Plain(socket), peer)
+    }
+
+    #[test]
+    fn regression_a_file_shorter_than_stored_is_the_stores_fault_not_the_clients() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[b'x'; 10]).unwrap();
+        let (mut stream, _peer) = client();
+        let mut out = FromFile::new(&file, 0, false);
+        // The writer announced 100 bytes; the file holds 10.
+        match out.send(&mut stream, 100, Pace::Wait) {
+            Err(CopyError::Store(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            Err(CopyError::Write(e)) => panic!("blamed on the client: {e}"),
+            other => panic!("expected a store error, got {:?}", other.map_err(|_| ())),
         }
-        Ok(done)
+        assert_eq!(out.sent, 10, "what the file holds went out");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_the_stores_fault_not_the_clients() {
+        // Write-only: every read_at fails (EBADF), as a failing disk would.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry");
+        std::fs::write(&path, [b'x'; 10]).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut scratch = vec![0u8; 16];
+        let mut sink = Vec::new();
+        let result = stream::pour(&file, 0, 10, &mut scratch, |b| {
+            sink.extend_from_slice(b);
+            Ok(b.len())
+        });
+        assert!(sink.is_empty());
+        assert!(matches!(result, Err(RangeError::File(_))), "{result:?}");
     }
 }

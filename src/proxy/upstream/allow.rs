@@ -11,12 +11,14 @@
 //! changes in between cannot be used to get past it. Dials to a parent proxy are never judged by
 //! the allow list: the request they carry was.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::net::acl::{Cidr, HostPattern, effective_ip, ip_literal};
+use crate::proxy::ProxyConfig;
 
 /// The rule set named in every refusal.
 pub const RULE_SET: &str = "--allow-host, --allow-dest";
@@ -60,24 +62,32 @@ impl AllowRules {
     }
 }
 
-/// The allow list as the dial rules hold it: shared by the upstream pool and the background
-/// revalidation threads, and replaced in place by a reload.
-#[derive(Debug, Clone, Default)]
-pub struct SharedAllow(Arc<ArcSwap<AllowRules>>);
+/// The allow list as the dial rules see it: read from the live configuration at each check, so
+/// the upstream pool and the background revalidation threads follow a reload with nothing to copy
+/// (the configuration is the one place it is held). The default is no list, for dialling a parent.
+#[derive(Clone, Default)]
+pub struct LiveAllow(Option<Arc<ArcSwap<ProxyConfig>>>);
 
-impl SharedAllow {
-    pub fn new(rules: AllowRules) -> SharedAllow {
-        SharedAllow(Arc::new(ArcSwap::from_pointee(rules)))
+impl LiveAllow {
+    /// The allow list of `config`, whatever a reload stores there.
+    pub fn of(config: Arc<ArcSwap<ProxyConfig>>) -> LiveAllow {
+        LiveAllow(Some(config))
     }
 
     /// Whether a connection to `ip`, resolved from `host`, is admitted by the current rules.
     pub fn admits(&self, host: &str, ip: IpAddr) -> bool {
-        self.0.load().admits(host, ip)
+        self.0
+            .as_ref()
+            .is_none_or(|config| config.load().allow.admits(host, ip))
     }
+}
 
-    /// Replaces the rules (after a reload); dials from then on use the new ones.
-    pub fn store(&self, rules: AllowRules) {
-        self.0.store(Arc::new(rules));
+impl fmt::Debug for LiveAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(config) => config.load().allow.fmt(f),
+            None => f.write_str("no allow list"),
+        }
     }
 }
 
@@ -135,10 +145,21 @@ mod tests {
 
     #[test]
     fn a_stored_list_reaches_every_clone() {
-        let shared = SharedAllow::new(rules(&["a.test"], &[]));
+        let config = |args: &[&str]| {
+            let mut command_line: Vec<std::ffi::OsString> = vec!["--no-cache".into()];
+            command_line.extend(args.iter().map(Into::into));
+            crate::config_file::load_config(&crate::config_file::ConfigSource {
+                file: None,
+                command_line,
+            })
+            .unwrap()
+        };
+        let live = Arc::new(ArcSwap::from_pointee(config(&["--allow-host", "a.test"])));
+        let shared = LiveAllow::of(Arc::clone(&live));
         let clone = shared.clone();
         assert!(!clone.admits("b.test", ip("127.0.0.1")));
-        shared.store(rules(&["b.test"], &[]));
+        live.store(Arc::new(config(&["--allow-host", "b.test"])));
         assert!(clone.admits("b.test", ip("127.0.0.1")));
+        assert!(LiveAllow::default().admits("b.test", ip("127.0.0.1")));
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use super::allow::{AllowRules, SharedAllow};
+use super::allow::{AllowRules, LiveAllow};
 use crate::net::acl::{Cidr, effective_ip};
 
 /// What every outgoing connection is checked against.
@@ -22,8 +22,8 @@ pub struct DestRules {
     pub deny: Vec<Cidr>,
     /// The proxy's own listening address: a connection there would tunnel or forward to itself.
     pub listen: SocketAddr,
-    /// `--allow-host` and `--allow-dest`, replaced in place by a reload.
-    pub allow: SharedAllow,
+    /// `--allow-host` and `--allow-dest`, read from the live configuration.
+    pub allow: LiveAllow,
 }
 
 /// Why a resolved address may not be connected to.
@@ -87,7 +87,7 @@ impl DestRules {
         DestRules {
             deny: self.deny.clone(),
             listen: self.listen,
-            allow: SharedAllow::default(),
+            allow: LiveAllow::default(),
         }
     }
 
@@ -132,7 +132,7 @@ mod tests {
         DestRules {
             deny: deny.iter().map(|c| c.parse().unwrap()).collect(),
             listen: listen.parse().unwrap(),
-            allow: SharedAllow::default(),
+            allow: LiveAllow::default(),
         }
     }
 
@@ -186,13 +186,16 @@ mod tests {
     #[test]
     fn allow_dest_rules_see_the_resolved_address_and_spare_parents() {
         let mut r = rules("127.0.0.1:3128", &["10.0.0.0/8"]);
-        r.allow = SharedAllow::new(AllowRules {
-            hosts: vec!["a.test".parse().unwrap()],
-            dests: vec![
-                "127.0.0.2/32".parse().unwrap(),
-                "10.0.0.0/8".parse().unwrap(),
-            ],
-        });
+        let config = crate::config_file::load_config(&crate::config_file::ConfigSource {
+            file: None,
+            command_line: ["--no-cache", "--allow-host", "a.test"]
+                .into_iter()
+                .chain(["--allow-dest", "127.0.0.2/32", "--allow-dest", "10.0.0.0/8"])
+                .map(Into::into)
+                .collect(),
+        })
+        .unwrap();
+        r.allow = LiveAllow::of(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(config)));
         assert!(r.check_for("b.test", addr("127.0.0.2:80")).is_ok());
         assert!(r.check_for("a.test", addr("127.0.0.1:80")).is_ok());
         let refused = r.check_for("b.test", addr("127.0.0.1:80"));

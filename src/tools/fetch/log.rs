@@ -50,9 +50,7 @@ impl DownloadLog {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(error)?;
         }
-        let mut file = crate::perms::log_options()
-            .open(path)
-            .map_err(error)?;
+        let mut file = crate::perms::log_options().open(path).map_err(error)?;
         file.write_all(record.as_bytes()).map_err(error)
     }
 

@@ -10,13 +10,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::client::danger::ServerCertVerified;
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::FetchError;
+use crate::tls::signatures::{SignaturesChecked, TrustDecision};
 use crate::tls::verify::OriginVerifier;
 
 /// A client configuration for this run's https requests.
@@ -34,17 +34,18 @@ pub fn client_config(
     let config = if insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate {
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(SignaturesChecked::new(
+                AnyCertificate,
+                &provider,
+            )))
             .with_no_client_auth()
     } else {
         // The proxy's verifier: webpki decides, and a refusal is named as the operator knows it
         // (self-signed, a CA certificate used as a server's own), so fetch and proxy say the same.
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(OriginVerifier::new(
-                roots(cacert)?,
+            .with_custom_certificate_verifier(Arc::new(SignaturesChecked::new(
+                OriginVerifier::new(roots(cacert)?, &provider),
                 &provider,
             )))
             .with_no_client_auth()
@@ -89,13 +90,12 @@ fn pem_error(error: rustls_pki_types::pem::Error) -> String {
     }
 }
 
-/// The `--insecure` verifier: accepts any certificate chain for any name, checks handshake signatures.
+/// The `--insecure` trust: any certificate chain for any name (the handshake signatures are still
+/// checked, by [`SignaturesChecked`]).
 #[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
+struct AnyCertificate;
 
-impl ServerCertVerifier for AnyCertificate {
+impl TrustDecision for AnyCertificate {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,
@@ -105,28 +105,6 @@ impl ServerCertVerifier for AnyCertificate {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
