@@ -1,7 +1,7 @@
 //! Micro benchmarks of the per-request work on a cache hit: parse the request head and its target, build the cache key,
 //! look the entry up (memory tier and disk), decide freshness, decode a stored entry's head, and
-//! serialise the response head. End-to-end runs against Squid and nginx: see the README's benchmark
-//! section (`benches/side-by-side.sh`) and `benches/rss.sh` for memory.
+//! serialise the response head. End-to-end runs against Squid and nginx: see docs/benchmarks.md
+//! (`benches/side-by-side.sh`) and `benches/rss.sh` for memory.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};

@@ -49,10 +49,7 @@ fn main() -> ExitCode {
         }
         Command::Upper(args) => porter::tools::upper::run(args.into_config()).map_err(Into::into),
         Command::Serve(args) => porter::tools::serve::run(args.into_config()).map_err(Into::into),
-        Command::Completions(args) => {
-            args.run();
-            Ok(())
-        }
+        Command::Completions(args) => args.run().map_err(Into::into),
         Command::Docs(args) => args.run().map_err(Into::into),
         Command::Passwd(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
     };

@@ -11,7 +11,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Folders in the cache folder, and the cache folder itself when Porter creates it.
@@ -50,16 +50,38 @@ fn mode_of(path: &Path) -> Option<u32> {
     std::fs::metadata(path).ok().map(|m| m.mode() & 0o7777)
 }
 
-/// Warns when the cache folder lets anyone but its owner in: every stored body and URL is below it.
-pub fn warn_if_cache_dir_is_open(dir: &Path) {
-    if let Some(mode) = mode_of(dir).filter(|mode| mode & 0o077 != 0) {
-        log::warn!(
-            "cache folder {} has mode {mode:04o}: other users can read cached bodies and URLs; \
-             run `chmod -R go-rwx {}`",
-            dir.display(),
+/// Keeps the cache folder to its owner: every stored body and URL is below it. A folder that holds
+/// nothing of Porter's yet (only dotfiles, as a fresh clone's `cache/` with its `.gitignore`, which
+/// git creates 0755) is narrowed to 0700 and logged; one that holds entries keeps its mode, since the
+/// operator may have chosen it, and is warned about with the `chmod` that fixes it.
+pub fn secure_cache_dir(dir: &Path) {
+    let Some(mode) = mode_of(dir).filter(|mode| mode & 0o077 != 0) else {
+        return;
+    };
+    if holds_only_dotfiles(dir)
+        && std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).is_ok()
+    {
+        log::info!(
+            "cache folder {} narrowed from mode {mode:04o} to 0700: it held no entries yet",
             dir.display()
         );
+        return;
     }
+    log::warn!(
+        "cache folder {} has mode {mode:04o}: other users can read cached bodies and URLs; \
+         run `chmod -R go-rwx {}`",
+        dir.display(),
+        dir.display()
+    );
+}
+
+/// Whether every name in `dir` starts with a dot (an empty folder included).
+fn holds_only_dotfiles(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .map(|entry| entry.map(|e| e.file_name().as_encoded_bytes().starts_with(b".")))
+            .all(|dot| dot.unwrap_or(false))
+    })
 }
 
 /// Warns when an opened log file is readable by other users.
@@ -94,5 +116,22 @@ mod tests {
         drop(log_options().open(&log).unwrap());
         // A umask may narrow the mode; it never widens it.
         assert_eq!(mode_of(&log).unwrap() & !LOG_FILE, 0);
+    }
+
+    #[test]
+    fn regression_a_fresh_clones_cache_folder_is_narrowed_and_one_with_entries_is_left() {
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        std::fs::write(fresh.join(".gitignore"), "*\n").unwrap();
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        secure_cache_dir(&fresh);
+        assert_eq!(mode_of(&fresh), Some(0o700));
+
+        let used = root.path().join("used");
+        std::fs::create_dir_all(used.join("ab")).unwrap();
+        std::fs::set_permissions(&used, std::fs::Permissions::from_mode(0o755)).unwrap();
+        secure_cache_dir(&used);
+        assert_eq!(mode_of(&used), Some(0o755));
     }
 }

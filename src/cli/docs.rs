@@ -66,14 +66,21 @@ pub enum Shell {
 }
 
 impl CompletionsArgs {
-    /// Prints the completion script on stdout.
-    pub fn run(&self) {
+    /// Prints the completion script on stdout. It is made in memory first: clap_complete panics
+    /// when its writer fails, and a reader that stops early (`| head`) is no error of ours.
+    pub fn run(&self) -> std::io::Result<()> {
+        use std::io::Write;
         let shell = match self.shell {
             Shell::Bash => clap_complete::Shell::Bash,
             Shell::Zsh => clap_complete::Shell::Zsh,
             Shell::Fish => clap_complete::Shell::Fish,
         };
-        clap_complete::generate(shell, &mut Cli::command(), "porter", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "porter", &mut script);
+        match std::io::stdout().lock().write_all(&script) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            written => written,
+        }
     }
 }
 

@@ -61,7 +61,7 @@ pub fn check_cache_dir(dir: &Path) -> Result<(), StartError> {
         return Err(fail("it exists and is not a folder".into()));
     }
     if dir.is_dir() {
-        crate::perms::warn_if_cache_dir_is_open(dir);
+        crate::perms::secure_cache_dir(dir);
     }
     crate::perms::create_private_dir_all(dir)
         .map_err(|e| fail(format!("cannot create it ({e})")))?;

@@ -1,5 +1,5 @@
 //! How to make each common client trust Porter's CA: printed by `porter ca show`, logged when
-//! `--intercept` creates a CA, and repeated in the README's "HTTPS caching" section.
+//! `--intercept` creates a CA, and repeated in docs/guide.md's "HTTPS" section.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -41,9 +41,10 @@ pub fn instructions(cert: &Path) -> String {
         let _ = writeln!(out, "  {client:<28} {}", how.replace("{ca}", &ca));
     }
     out.push_str(
-        "PIP_CERT, REQUESTS_CA_BUNDLE, CARGO_HTTP_CAINFO and GIT_SSL_CAINFO replace the system's roots: \
+        &"PIP_CERT, REQUESTS_CA_BUNDLE, CARGO_HTTP_CAINFO and GIT_SSL_CAINFO replace the system's roots: \
          for hosts tunnelled with --no-intercept-host, point them at a bundle of both \
-         (cat /etc/ssl/certs/ca-certificates.crt CA > bundle.pem).",
+         (cat /etc/ssl/certs/ca-certificates.crt {ca} > bundle.pem)."
+            .replace("{ca}", &ca),
     );
     out
 }

@@ -62,3 +62,22 @@ fn man_pages_and_completions_cover_every_subcommand() {
         );
     }
 }
+
+/// `porter completions bash | head` panicked (clap_complete's writer met a closed pipe) and exited
+/// 101 with a backtrace: a reader that stops early is no error.
+#[test]
+fn regression_completions_into_a_closed_pipe_end_quietly() {
+    for shell in ["bash", "zsh", "fish"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+            .args(["completions", shell])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("porter starts");
+        drop(child.stdout.take()); // the reader goes away before a byte is read
+        let out = child.wait_with_output().expect("porter ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{shell}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{shell}: {stderr}");
+    }
+}

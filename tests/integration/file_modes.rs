@@ -88,6 +88,8 @@ fn regression_an_existing_cache_folder_other_users_can_read_is_warned_about() {
         .mode(0o755)
         .create(&cache)
         .unwrap();
+    // Entries of an earlier run: a folder in use keeps the mode its operator gave it, warned about.
+    std::fs::create_dir(cache.join("ab")).unwrap();
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
     let log = dir.path().join("access.log");
     std::fs::write(&log, "").unwrap();
@@ -114,4 +116,20 @@ fn regression_an_existing_cache_folder_other_users_can_read_is_warned_about() {
     );
     // Existing modes are the operator's: warned about, not changed.
     assert_eq!(mode(&cache), 0o755);
+}
+
+/// A fresh clone's `cache/` is made 0755 by git around its `.gitignore`: the README's first command
+/// ran into the open-folder warning. A folder that holds nothing of Porter's yet is narrowed instead.
+#[test]
+fn regression_a_fresh_clones_cache_folder_is_narrowed_not_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(cache.join(".gitignore"), "*\n!.gitignore\n").unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let porter = Porter::start(&["proxy", "--cache-dir", cache.to_str().unwrap()]);
+    let logs = porter.logs();
+    assert!(!logs.contains("other users can read"), "{logs}");
+    assert!(logs.contains("narrowed from mode 0755 to 0700"), "{logs}");
+    assert_eq!(mode(&cache), 0o700);
 }
