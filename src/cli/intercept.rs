@@ -36,6 +36,26 @@ pub struct InterceptArgs {
     /// leaf from a CA and pass that CA here), name-mismatch, expired or not-yet-valid.
     #[arg(long = "upstream-ca", value_name = "FILE")]
     pub upstream_ca: Vec<PathBuf>,
+
+    /// What to do with a client that refused Porter's certificate for a host: `off` keeps
+    /// intercepting it; `tunnel` tunnels its next CONNECTs to that host, untouched, for
+    /// --intercept-fallback-for (as Squid's on_ssl_bump_error splice), so pinned clients keep working.
+    #[arg(long = "intercept-fallback", value_enum, default_value_t = Fallback::Off, value_name = "MODE")]
+    pub intercept_fallback: Fallback,
+
+    /// How long --intercept-fallback tunnel tunnels a client's CONNECTs to a host after it refused
+    /// Porter's certificate for it.
+    #[arg(long = "intercept-fallback-for", default_value = "10m", value_parser = crate::units::parse_duration, value_name = "DUR")]
+    pub intercept_fallback_for: std::time::Duration,
+}
+
+/// `--intercept-fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// Keep intercepting; the refusal is logged and counted.
+    Off,
+    /// Tunnel the client's next CONNECTs to the host for --intercept-fallback-for.
+    Tunnel,
 }
 
 impl InterceptArgs {
@@ -49,6 +69,8 @@ impl InterceptArgs {
             only_hosts: self.intercept_host,
             never_hosts: self.no_intercept_host,
             upstream_ca: self.upstream_ca,
+            fallback_for: (self.intercept_fallback == Fallback::Tunnel)
+                .then_some(self.intercept_fallback_for),
         })
     }
 }

@@ -67,6 +67,9 @@ pub struct InterceptConfig {
     pub never_hosts: Vec<HostPattern>,
     /// Extra roots for verifying origins, beside the system's.
     pub upstream_ca: Vec<PathBuf>,
+    /// `--intercept-fallback tunnel`: how long a client that refused Porter's certificate for a
+    /// host has its CONNECTs to that host tunnelled; `None` keeps intercepting (`off`).
+    pub fallback_for: Option<std::time::Duration>,
 }
 
 impl InterceptConfig {

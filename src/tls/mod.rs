@@ -9,6 +9,7 @@
 //! ```
 
 pub mod ca;
+pub mod distrust;
 pub mod hello;
 pub mod mint;
 pub mod serve;

@@ -142,8 +142,14 @@ impl Failure {
                 C::NotValidYet | C::NotValidYetContext { .. } => Failure::NotYetValid,
                 _ => Failure::BadCertificate,
             },
+            // What TLS stacks send when a certificate does not verify: OpenSSL `unknown_ca`, others
+            // `bad_certificate` or `certificate_unknown`, some `access_denied` or `decrypt_error`.
             E::AlertReceived(
-                A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::AccessDenied,
+                A::UnknownCA
+                | A::BadCertificate
+                | A::CertificateUnknown
+                | A::AccessDenied
+                | A::DecryptError,
             ) => Failure::ClientDistrustsCa,
             E::NoApplicationProtocol
             | E::PeerIncompatible(_)
@@ -186,6 +192,8 @@ pub struct TlsStats {
     pub upstream_handshakes: AtomicU64,
     pub minted: AtomicU64,
     pub cert_cache_hits: AtomicU64,
+    /// Clients that refused Porter's certificate, by host (`tls::distrust`).
+    pub distrust: super::distrust::Distrust,
     failures: [[AtomicU64; Failure::ALL.len()]; 2],
 }
 
@@ -237,6 +245,10 @@ mod tests {
             ),
             (
                 Error::AlertReceived(AlertDescription::UnknownCA),
+                Failure::ClientDistrustsCa,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::DecryptError),
                 Failure::ClientDistrustsCa,
             ),
             (Error::NoApplicationProtocol, Failure::NoCommonProtocol),

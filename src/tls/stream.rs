@@ -15,6 +15,7 @@
 //! ```
 
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::Connection;
@@ -31,6 +32,9 @@ pub struct TlsStream {
     /// The handshake's end (or failure) has been counted.
     counted: bool,
     stats: Arc<TlsStats>,
+    /// The intercepted client's address and the CONNECT host, to name in a refusal
+    /// (`tls::distrust`); server side only.
+    client: Option<(IpAddr, String)>,
 }
 
 impl TlsStream {
@@ -52,7 +56,15 @@ impl TlsStream {
             nonblocking: false,
             counted: false,
             stats,
+            client: None,
         }
+    }
+
+    /// Names the client and the host it asked for, so a refusal of Porter's certificate is
+    /// logged and counted for them.
+    pub fn for_client(mut self, client: IpAddr, host: String) -> TlsStream {
+        self.client = Some((client, host));
+        self
     }
 
     pub fn socket(&self) -> &Socket {
@@ -89,8 +101,8 @@ impl TlsStream {
                         io::ErrorKind::UnexpectedEof,
                         "the peer closed the connection during the TLS handshake",
                     );
-                    self.count_once(Failure::Io);
-                    return Err((Failure::Io, error));
+                    let failure = self.closed_during_handshake();
+                    return Err((failure, error));
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -109,13 +121,24 @@ impl TlsStream {
         // A flight queued without a read (the server's hello, right after the ClientHello was
         // accepted) goes out before waiting for the peer's answer to it.
         self.flush_tls()?;
-        let n = self.conn.read_tls(&mut self.sock)?;
+        let n = match self.conn.read_tls(&mut self.sock) {
+            Ok(n) => n,
+            Err(e) if self.conn.is_handshaking() && is_hang_up(&e) => {
+                self.closed_during_handshake();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match self.conn.process_new_packets() {
             Ok(_) => {}
             Err(error) => {
                 // rustls queued an alert telling the peer why; send it, then fail.
                 let _ = self.flush_tls();
-                self.count_once(Failure::of(&error));
+                let failure = Failure::of(&error);
+                if failure == Failure::ClientDistrustsCa && !self.counted {
+                    self.report_distrust(&error.to_string());
+                }
+                self.count_once(failure);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
         }
@@ -124,6 +147,29 @@ impl TlsStream {
             self.count(None);
         }
         Ok(n)
+    }
+
+    /// The peer hung up mid-handshake. A client does that right after Porter's certificate flight
+    /// when it does not trust it and says so with no alert (Node): that is a refusal. An
+    /// origin doing it is an I/O failure.
+    fn closed_during_handshake(&mut self) -> Failure {
+        let failure = match self.side {
+            Side::Client => Failure::ClientDistrustsCa,
+            Side::Upstream => Failure::Io,
+        };
+        if failure == Failure::ClientDistrustsCa && !self.counted {
+            self.report_distrust("it closed the connection after Porter's certificate");
+        }
+        self.count_once(failure);
+        failure
+    }
+
+    /// Logs and counts a refusal of Porter's certificate for the client and host, when known.
+    fn report_distrust(&self, how: &str) {
+        if let (Side::Client, Some((client, host))) = (self.side, &self.client) {
+            let proxy = self.sock.local_addr().ok();
+            self.stats.distrust.refused(*client, host, how, proxy);
+        }
     }
 
     fn count_once(&mut self, failure: Failure) {
@@ -188,6 +234,14 @@ impl TlsStream {
     }
 }
 
+/// Whether a socket error is the peer going away (reset, abort), not a timeout or a local fault.
+fn is_hang_up(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
 /// A failure from an io::Error of this stream: rustls errors ride inside `InvalidData`.
 fn classify(error: &io::Error) -> Failure {
     error
@@ -217,6 +271,9 @@ impl Read for TlsStream {
                 Err(e) => return Err(e),
             }
             if self.read_records()? == 0 {
+                if self.conn.is_handshaking() {
+                    self.closed_during_handshake();
+                }
                 // End of stream: what rustls makes of it (close_notify or a truncation).
                 return match self.conn.reader().read(buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),

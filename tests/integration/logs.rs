@@ -51,7 +51,13 @@ struct SquidLine {
 
 fn parse_squid(line: &str) -> SquidLine {
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields.len(), 10, "not ten fields: {line}");
+    // Squid's ten fields, and an eleventh `detail=…` when the cache says why it did not store.
+    let extra = fields.get(10).is_some_and(|f| f.starts_with("detail="));
+    assert_eq!(
+        fields.len(),
+        10 + usize::from(extra),
+        "not ten fields: {line}"
+    );
     let (secs, millis) = fields[0].split_once('.').expect("time.millis");
     assert!(secs.parse::<u64>().unwrap() > 1_600_000_000, "{line}");
     assert_eq!(millis.len(), 3, "{line}");
@@ -160,6 +166,77 @@ fn goaccess_reads(log: &Path, requests: u64) {
     let general = &report["general"];
     assert_eq!(general["total_requests"], requests, "{general}");
     assert_eq!(general["failed_requests"], 0, "{general}");
+}
+
+/// The issue: Cache-Status said `detail=no-freshness` while the access log said only `MISS`. Each
+/// format now carries why a response was not stored.
+#[test]
+fn regression_access_log_says_why_a_response_was_not_stored_in_every_format() {
+    let origin = Origin::start(|_, path, _| {
+        let cc: &[(&str, &str)] = match path {
+            "/no-store" => &[
+                ("Content-Type", "text/plain"),
+                ("Cache-Control", "no-store"),
+            ],
+            // No Cache-Control, Expires or Last-Modified: nothing to compute freshness from.
+            _ => &[("Content-Type", "text/plain")],
+        };
+        (200, hdrs(cc), b"body".to_vec())
+    });
+    for format in ["porter", "squid", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let cache = dir.path().join("cache");
+        let porter = Porter::start(&[
+            "proxy",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--access-log",
+            log.to_str().unwrap(),
+            "--log-format",
+            format,
+        ]);
+        for path in ["/no-store", "/plain"] {
+            let response = proxy_get(porter.addr, &origin.url(path), &[]);
+            assert_eq!(response.status, 200);
+            assert!(
+                response
+                    .header("cache-status")
+                    .is_some_and(|v| v.contains("detail=")),
+                "{:?}",
+                response.header("cache-status")
+            );
+        }
+        let lines = lines_of(&log, 2);
+        let line_for = |path: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(&origin.url(path)))
+                .unwrap_or_else(|| panic!("no line for {path} in {lines:#?}"))
+                .clone()
+        };
+        for (path, detail) in [
+            ("/no-store", "response-no-store"),
+            ("/plain", "no-freshness"),
+        ] {
+            let line = line_for(path);
+            match format {
+                "json" => {
+                    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    assert_eq!(value["detail"], detail, "{line}");
+                }
+                "squid" => {
+                    let parsed = parse_squid(&line);
+                    assert_eq!((parsed.code.as_str(), parsed.status), ("TCP_MISS", 200));
+                    assert!(line.ends_with(&format!(" detail={detail}")), "{line}");
+                }
+                _ => assert!(line.contains(&format!(" MISS detail={detail}")), "{line}"),
+            }
+        }
+        if format == "squid" {
+            goaccess_reads(&log, 2);
+        }
+    }
 }
 
 #[test]

@@ -69,6 +69,29 @@ impl Proxy {
         };
         let stats = &interceptor.stats;
         let connect_line = authority::format(&authority.host, authority.port, DefaultPort::Keep);
+        let fallback_for = self
+            .config
+            .load()
+            .intercept
+            .as_ref()
+            .and_then(|i| i.fallback_for);
+        if let Some(within) = fallback_for
+            && stats
+                .distrust
+                .refused_within(conn.peer.ip(), &authority.host, within)
+        {
+            // Squid's on_ssl_bump_error splice: a client that refused the certificate (a pinned
+            // one, or one not set up yet) gets the origin's own, untouched.
+            log::info!(
+                "{}: CONNECT {connect_line} tunnelled, not intercepted: the client refused \
+                 Porter's certificate for {} (--intercept-fallback tunnel)",
+                conn.peer,
+                authority.host
+            );
+            stats.distrust.fallback_tunnelled();
+            self.plain_tunnel(conn, &authority, connect_line);
+            return FirstBytes::Done(None);
+        }
         let accepted = match hello::classify(conn.buf.data(), conn.buf.capacity()) {
             Hello::NeedMore => return FirstBytes::NeedMore(conn),
             Hello::TooLarge(too_large) => {
@@ -135,7 +158,11 @@ impl Proxy {
         entry.outcome = Outcome::Intercept;
         entry.finish(&self.metrics);
         let stats = Arc::clone(stats);
-        FirstBytes::Done(conn.into_tls(|tcp| TlsStream::server(server, tcp, stats), authority))
+        let (client, host) = (conn.peer.ip(), authority.host.clone());
+        FirstBytes::Done(conn.into_tls(
+            |tcp| TlsStream::server(server, tcp, stats).for_client(client, host),
+            authority,
+        ))
     }
 
     /// Not TLS after all (or not HTTP/1.1 inside): relay the bytes both ways, untouched, over the

@@ -113,7 +113,25 @@ pub fn metrics(out: &mut String, tls: &TlsStats) {
             );
         }
     }
+    out.push_str(
+        "# HELP porter_tls_client_distrusts_ca_total Clients that refused Porter's certificate, by \
+         the host they asked for (at most 64 hosts, the rest as \"(other)\").\n\
+         # TYPE porter_tls_client_distrusts_ca_total counter\n",
+    );
+    for (host, n) in tls.distrust.by_host() {
+        let _ = writeln!(
+            out,
+            "porter_tls_client_distrusts_ca_total{{host=\"{}\"}} {n}",
+            label(&host)
+        );
+    }
     for (name, help, value) in [
+        (
+            "porter_tls_fallback_tunnels_total",
+            "CONNECTs tunnelled instead of intercepted because their client refused Porter's \
+             certificate for the host (--intercept-fallback tunnel).",
+            &tls.distrust.fallback_tunnels,
+        ),
         (
             "porter_tls_certificates_minted_total",
             "Leaf certificates minted for intercepted hosts.",
@@ -131,4 +149,12 @@ pub fn metrics(out: &mut String, tls: &TlsStats) {
             TlsStats::get(value)
         );
     }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

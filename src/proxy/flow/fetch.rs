@@ -176,6 +176,14 @@ impl Proxy {
             &self.via,
         );
         if let Some(status) = cache_status {
+            // The access log says why the response was not stored, as the Cache-Status does.
+            if let CacheStatus::Forwarded {
+                stored: Err(reason),
+                ..
+            } = status
+            {
+                ex.entry.detail = Some(reason.as_str());
+            }
             let mut value = status.to_string();
             if let Some(parent) = &ex.entry.parent {
                 // Which parent answered (an extension parameter, RFC 9211 §2.8); the parent's own

@@ -8,7 +8,9 @@
 //! 1733061600.123     12 127.0.0.1 TCP_MISS/200 1543 GET http://example.com/ - HIER_DIRECT/example.com text/html
 //! ```
 //!
-//! which GoAccess (`--log-format=SQUID`), SARG and Calamaris read. Squid logs
+//! which GoAccess (`--log-format=SQUID`), SARG and Calamaris read; when the cache has something to
+//! say (why a response was not stored, the Cache-Status `detail`) an eleventh field
+//! `detail=no-freshness` follows, which those readers skip. Squid logs
 //! the peer's address after the hierarchy code; Porter logs the origin's host name, as Squid does
 //! when it has not resolved one.
 //!
@@ -77,7 +79,7 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 (true, None, Some(host)) => format!("HIER_DIRECT/{host}"),
                 _ => "HIER_NONE/-".to_string(),
             };
-            format!(
+            let mut line = format!(
                 "{}.{:03} {elapsed:>6} {} {}/{:03} {} {} {} {} {hierarchy} {}",
                 now.as_secs(),
                 now.subsec_millis(),
@@ -89,7 +91,13 @@ pub fn format(entry: &AccessEntry, format: LogFormat, query: bool) -> String {
                 no_spaces(url),
                 user.map_or("-".into(), no_spaces),
                 content_type.map_or("-".into(), no_spaces),
-            )
+            );
+            // An eleventh field, only when there is something to say: Squid's logformat allows
+            // fields after its ten, and the analysers stop reading after the ones they know.
+            if let Some(detail) = entry.detail {
+                let _ = write!(line, " detail={detail}");
+            }
+            line
         }
         LogFormat::Json => {
             let line = JsonLine {
@@ -224,6 +232,16 @@ mod tests {
             denied.contains(" TCP_DENIED/403 ") && denied.contains(" HIER_NONE/- "),
             "{denied}"
         );
+    }
+
+    #[test]
+    fn squid_lines_end_with_the_detail_when_there_is_one() {
+        let mut e = entry(Outcome::Miss, 200, "http://example.com/a");
+        e.detail = Some("no-freshness");
+        let line = format(&e, LogFormat::Squid, true);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 11, "{line}");
+        assert_eq!(fields[10], "detail=no-freshness");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod ca;
 mod certs;
 mod clients;
+mod distrust;
 mod parents;
 mod paths;
 mod split;
