@@ -19,9 +19,10 @@
 #
 # Run it (clients reach it from the container network, not loopback, hence --allow):
 #
-#   podman run -d -p 3128:3128 -v porter-cache:/var/lib/porter localhost/porter
+#   podman run -d -p 127.0.0.1:3128:3128 -v porter-cache:/var/lib/porter localhost/porter
 #
-# and give your own arguments after the image name to change any of them, e.g. --allow your LAN.
+# Arguments after the image name replace the whole command line below (CMD), not single flags: give
+# `proxy` and every flag you want, e.g. --listen, --cache-dir and --allow your LAN.
 FROM scratch
 COPY target/image/porter /usr/bin/porter
 COPY target/image/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt

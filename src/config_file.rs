@@ -39,8 +39,9 @@ pub struct ConfigSource {
 /// Keys whose `USER:PASSWORD` values `--check` prints with the password masked.
 const SECRETS: [&str; 2] = ["auth-user", "parent-auth"];
 
-/// Keys that are not settings: they say how to read the settings.
-const NOT_KEYS: [&str; 4] = ["config", "check", "help", "version"];
+/// Flags of `porter proxy` that say how to read the settings rather than being one, so they have no
+/// key in the config file (the reference in src/cli/docs.rs leaves them out of its key list too).
+pub const NOT_KEYS: [&str; 4] = ["config", "check", "help", "version"];
 
 /// A configuration that cannot be used, saying where it went wrong.
 #[derive(Debug)]
@@ -70,6 +71,12 @@ pub enum ConfigError {
         key: String,
         /// The nearest key there is, as the command line's "did you mean" would name it.
         suggestion: Option<String>,
+    },
+    /// A key naming a flag that says how to read the settings (`config`, `check`): command line only.
+    NotAKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
     },
     /// A key whose value the flag refuses.
     BadValue {
@@ -110,6 +117,11 @@ impl fmt::Display for ConfigError {
                     None => f.write_str(" (keys are the flags of `porter proxy --help`)"),
                 }
             }
+            ConfigError::NotAKey { path, line, key } => write!(
+                f,
+                "{}:{line}: `{key}` cannot be set in the config file (give --{key} on the command line)",
+                path.display()
+            ),
             ConfigError::BadValue {
                 path,
                 line,
@@ -309,7 +321,14 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
             key: key.key.clone(),
             message,
         };
-        if !longs.contains(&key.key) || NOT_KEYS.contains(&key.key.as_str()) {
+        if NOT_KEYS.contains(&key.key.as_str()) {
+            return Err(ConfigError::NotAKey {
+                path: path.clone(),
+                line: key.line,
+                key: key.key.clone(),
+            });
+        }
+        if !longs.contains(&key.key) {
             return Err(ConfigError::UnknownKey {
                 path: path.clone(),
                 line: key.line,
@@ -525,7 +544,22 @@ mod tests {
             "{error}"
         );
         let error = load_text("config = \"other.toml\"\n", &[]).err().unwrap();
-        assert!(matches!(error, ConfigError::UnknownKey { .. }), "{error}");
+        assert!(matches!(error, ConfigError::NotAKey { .. }), "{error}");
+    }
+
+    #[test]
+    fn regression_config_and_check_in_the_file_are_refused_by_name_not_with_a_suggestion() {
+        for (text, key) in [
+            ("config = \"other.toml\"\n", "config"),
+            ("workers = 2\ncheck = true\n", "check"),
+        ] {
+            let message = load_text(text, &[]).err().unwrap().to_string();
+            assert!(
+                message.contains(&format!("`{key}` cannot be set in the config file")),
+                "{message}"
+            );
+            assert!(!message.contains("did you mean"), "{message}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use clap::builder::PossibleValue;
 use clap::{ArgAction, Args, CommandFactory, Subcommand, ValueEnum};
 
 use super::Cli;
+use crate::config_file::NOT_KEYS;
 
 /// Flags of the hidden `porter docs`.
 #[derive(Debug, Args)]
@@ -83,10 +84,6 @@ impl CompletionsArgs {
         }
     }
 }
-
-/// Flags of `porter proxy` that say how to read the settings rather than being one, so they have
-/// no key in the config file (`NOT_KEYS` in src/config_file.rs).
-const NOT_KEYS: [&str; 4] = ["config", "check", "help", "version"];
 
 /// The markdown of docs/reference.md.
 pub fn reference() -> String {

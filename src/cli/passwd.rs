@@ -5,12 +5,14 @@
 //! stdin is a terminal, else the first line of whatever is piped in. It is never an argument, which
 //! `ps` and the shell history would show. The file is replaced atomically: a temporary file beside
 //! it, created 0600, written and fsynced, renamed over it, and the folder fsynced, so a crash leaves
-//! the old file or the new one and a running proxy's reload never reads half a file.
+//! the old file or the new one and a running proxy's reload never reads half a file. A file that
+//! existed keeps its mode (and, when root runs the command, its owner and group): a proxy running as
+//! its own user that could read the old file can read the new one. Only a new file is 0600.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -22,7 +24,8 @@ pub struct PasswdArgs {
     #[arg(value_name = "USER")]
     pub user: String,
 
-    /// Add the user's line to this auth file, or replace the line it has (the file is made 0600).
+    /// Add the user's line to this auth file, or replace the line it has (a new file is made 0600; an
+    /// existing one keeps its mode, and its owner when run as root).
     /// Without it, the line is printed.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -78,6 +81,13 @@ impl PasswdArgs {
             return Err(PasswdError::BadUser(self.user));
         }
         let password = read_password(&self.user)?;
+        if password.len() > BCRYPT_MAX_BYTES {
+            eprintln!(
+                "warning: the password is {} bytes long; bcrypt uses only its first {BCRYPT_MAX_BYTES}, so any \
+                 password with the same first {BCRYPT_MAX_BYTES} bytes will be accepted",
+                password.len()
+            );
+        }
         let line = bcrypt_line(&self.user, &password, self.cost)?;
         match &self.file {
             None => Ok(format!("{line}\n")),
@@ -97,6 +107,9 @@ impl PasswdArgs {
         }
     }
 }
+
+/// bcrypt reads at most this many bytes of a password and ignores the rest.
+pub const BCRYPT_MAX_BYTES: usize = 72;
 
 /// `USER:$2y$COST$...`: `$2y$`, as `htpasswd -B` writes, which every bcrypt reader takes.
 pub fn bcrypt_line(user: &str, password: &str, cost: u32) -> Result<String, PasswdError> {
@@ -151,9 +164,9 @@ fn prompt(text: &str) -> Result<String, PasswdError> {
 
 /// Puts `line` in the file at `path` in place of `user`'s line (or at the end), atomically.
 pub fn upsert(path: &Path, user: &str, line: &str) -> io::Result<Updated> {
-    let old = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+    let (old, old_meta) = match fs::read_to_string(path) {
+        Ok(text) => (text, Some(fs::metadata(path)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (String::new(), None),
         Err(e) => return Err(e),
     };
     let mut updated = Updated::Added;
@@ -192,6 +205,15 @@ pub fn upsert(path: &Path, user: &str, line: &str) -> io::Result<Updated> {
             .create_new(true)
             .mode(0o600)
             .open(&temp)?;
+        if let Some(meta) = &old_meta {
+            // The new file is created owned by the effective user, so an owner of 0 means root runs
+            // this, the only user that may give the file back to its old owner and group.
+            if file.metadata()?.uid() == 0 {
+                std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
+            }
+            // After the chown, which may clear set-id bits.
+            file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&temp, path)?;
@@ -225,11 +247,37 @@ mod tests {
                 .unwrap()
                 .ends_with("alice:one\ncarol:x\n")
         );
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),
             1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn regression_upsert_keeps_the_mode_of_a_replaced_file_and_makes_a_new_one_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        let shared = dir.path().join("shared");
+        fs::write(&shared, "bob:old\n").unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o640)).unwrap();
+        let owner = fs::metadata(&shared).unwrap().uid();
+        assert_eq!(
+            upsert(&shared, "bob", "bob:new").unwrap(),
+            Updated::Replaced
+        );
+        assert_eq!(mode(&shared), 0o640, "a replaced line keeps the mode");
+        assert_eq!(upsert(&shared, "carol", "carol:x").unwrap(), Updated::Added);
+        assert_eq!(mode(&shared), 0o640, "an added line keeps the mode");
+        assert_eq!(fs::metadata(&shared).unwrap().uid(), owner);
+        assert_eq!(fs::read_to_string(&shared).unwrap(), "bob:new\ncarol:x\n");
+
+        let fresh = dir.path().join("fresh");
+        assert_eq!(upsert(&fresh, "bob", "bob:x").unwrap(), Updated::Added);
+        assert_eq!(mode(&fresh), 0o600, "a new file is private");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
             "no temporary file left"
         );
     }

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -189,7 +189,13 @@ impl Credentials {
         let decoded = STANDARD.decode(given).ok()?;
         let pair = String::from_utf8(decoded).ok()?;
         let (user, password) = pair.split_once(':')?;
-        let (_, hash) = self.hashed.iter().find(|(name, _)| name == user)?;
+        let Some((_, hash)) = self.hashed.iter().find(|(name, _)| name == user) else {
+            // An unknown user costs a bcrypt check as a known user with a wrong password does, so
+            // the time of the 407 does not tell which user names exist. The dummy hash has the cost
+            // of the file's first hash, the cost the known users' checks most likely pay.
+            let _ = bcrypt::verify(password, dummy_hash(&self.hashed[0].1));
+            return None;
+        };
         // Outside the lock: bcrypt takes tens of milliseconds.
         if !bcrypt::verify(password, hash).unwrap_or(false) {
             return None;
@@ -205,6 +211,21 @@ impl Credentials {
     fn lock_verified(&self) -> crate::runtime::MutexGuard<'_, HashMap<[u8; 32], String>> {
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A bcrypt hash (of a password no one sends) with the cost of `like`, made once per cost: what an
+/// unknown user's password is checked against, to take the time a known user's check takes.
+fn dummy_hash(like: &str) -> &'static str {
+    static DUMMIES: [OnceLock<String>; 32] = [const { OnceLock::new() }; 32];
+    // `$2y$10$...`: the cost is the two digits after the second `$`.
+    let cost = like
+        .get(4..6)
+        .and_then(|c| c.parse::<u32>().ok())
+        .filter(|c| (4..=31).contains(c))
+        .unwrap_or(10);
+    DUMMIES[cost as usize].get_or_init(|| {
+        bcrypt::hash("porter-dummy-password", cost).unwrap_or_else(|_| String::new())
+    })
 }
 
 /// What the part after `user:` of an auth-file line is.
@@ -329,6 +350,26 @@ mod tests {
         // The map is keyed by a digest: no password or token in it.
         let remembered: Vec<String> = creds.lock_verified().values().cloned().collect();
         assert_eq!(remembered, ["alice"]);
+    }
+
+    #[test]
+    fn regression_an_unknown_user_is_refused_after_a_dummy_bcrypt_check() {
+        // The unknown user pays a bcrypt check against a dummy hash (so timing does not tell which
+        // users exist); this pins the behaviour around it: refused, nothing remembered, and the
+        // dummy has the cost of the file's hash.
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let (_dir, creds) = auth_file(&format!("alice:{hash}\n"));
+        let creds = creds.unwrap();
+        assert!(!creds.admits(&basic("mallory:s3cret")));
+        assert!(!creds.admits(&basic("mallory:porter-dummy-password")));
+        assert!(!creds.admits(&basic(":s3cret")));
+        assert!(creds.lock_verified().is_empty());
+        assert!(
+            dummy_hash(&hash).starts_with("$2b$04$"),
+            "{}",
+            dummy_hash(&hash)
+        );
+        assert!(creds.admits(&basic("alice:s3cret")));
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl FetchUrl {
     /// Parses the URL given on the command line: one without `://` is taken as `http://` (as curl
     /// does), so `localhost:8080/x` is `http://localhost:8080/x`, not a URL of scheme `localhost`.
     pub fn parse_arg(text: &str) -> Result<FetchUrl, FetchError> {
-        if text.contains("://") {
+        if has_scheme(text) {
             return FetchUrl::parse(text);
         }
         FetchUrl::parse(&format!("http://{text}")).map_err(|e| match e {
@@ -120,6 +120,18 @@ pub fn authority(host: &str, port: u16) -> String {
     http::authority::format(host, port, DefaultPort::Keep)
 }
 
+/// Whether `text` starts with `SCHEME://`, the scheme as RFC 3986 section 3.1 spells it
+/// (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`). A `://` later in the text, as in
+/// `localhost:8080/?next=http://x`, is part of the query, not a scheme.
+fn has_scheme(text: &str) -> bool {
+    let Some((scheme, _)) = text.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +184,13 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("the port is not a number"), "{message}");
+        // A `://` in the query is not a scheme.
+        let url = FetchUrl::parse_arg("localhost:8080/?next=http://x").unwrap();
+        assert_eq!(url.url, "http://localhost:8080/?next=http://x");
+        assert_eq!(url.port, 8080);
+        let url = FetchUrl::parse_arg("example.com/r?u=https://a").unwrap();
+        assert_eq!(url.url, "http://example.com/r?u=https://a");
+        assert_eq!(url.scheme, Scheme::Http);
     }
 
     #[test]

@@ -113,3 +113,74 @@ fn serve_tls_refuses_a_name_no_certificate_can_hold() {
         run.stderr
     );
 }
+
+/// One request over TLS to `serve`, trusting `ca_pem`, on a new connection closed after it: the
+/// status and everything after the head (read to the close, so HEAD and any framing work).
+fn tls_request(addr: std::net::SocketAddr, ca_pem: &str, head: &str) -> (u16, String) {
+    use std::io::Read;
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let server_name = ServerName::try_from("localhost".to_string()).unwrap();
+    let conn = ClientConnection::new(trusting(ca_pem), server_name).unwrap();
+    let mut stream = StreamOwned::new(conn, tcp);
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    let mut raw = Vec::new();
+    // A close without close_notify is an error after the bytes already read into `raw`.
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let rest = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, rest)
+}
+
+/// `porter serve --tls` with its defaults (`--root .`, `--tls-ca-dir serve-ca`) keeps the CA's private
+/// key inside the served folder: no method, range, listing or symlink may reach it.
+#[test]
+fn regression_serve_tls_never_serves_the_ca_key_from_a_ca_dir_inside_the_root() {
+    let site = Site::new();
+    let ca_dir = site.root().join("serve-ca");
+    let ca_dir_arg = path_str(&ca_dir).to_string();
+    let serve = site.serve(&["--tls", "--tls-ca-dir", &ca_dir_arg]);
+    let ca_pem = std::fs::read_to_string(ca_dir.join("ca.pem")).expect("serve made ca.pem");
+    assert!(ca_dir.join("ca-key.pem").exists());
+    symlink("serve-ca/ca-key.pem", site.root().join("key-link.pem")).unwrap();
+
+    let ask = |method: &str, target: &str, extra: &str| {
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+        );
+        tls_request(serve.addr, &ca_pem, &head)
+    };
+    // The public certificate is served, so the folder itself is reachable.
+    assert_eq!(ask("GET", "/serve-ca/ca.pem", "").0, 200);
+    for (method, target, extra) in [
+        ("GET", "/serve-ca/ca-key.pem", ""),
+        ("HEAD", "/serve-ca/ca-key.pem", ""),
+        ("GET", "/serve-ca/ca-key.pem", "Range: bytes=0-9\r\n"),
+        ("GET", "/key-link.pem", ""),
+        ("GET", "/key-link.pem", "Range: bytes=0-9\r\n"),
+    ] {
+        let (status, body) = ask(method, target, extra);
+        assert_eq!(status, 404, "{method} {target} {extra}");
+        assert!(!body.contains("PRIVATE KEY"), "{method} {target}");
+    }
+    // The folder as serve made it is not listed at all; opened to everyone, its listing leaves the
+    // key out.
+    let (_, body) = ask("GET", "/serve-ca/", "");
+    assert!(!body.contains("ca-key.pem"), "{body}");
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (status, body) = ask("GET", "/serve-ca/", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ca.pem"), "{body}");
+    assert!(!body.contains("ca-key.pem"), "{body}");
+    assert_eq!(ask("GET", "/serve-ca/ca-key.pem", "").0, 404);
+}
