@@ -156,7 +156,6 @@ pub fn suspend() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::lock::Mutex;
 
     /// Runs `job` as a task to its end; returns its stack.
     fn run(job: impl FnOnce() + 'static) -> TaskStack {
@@ -203,7 +202,7 @@ mod tests {
     #[cfg(debug_assertions)]
     #[should_panic(expected = "a lock guard is held across a yield")]
     fn regression_a_lock_guard_held_across_a_yield_panics() {
-        let mutex = std::sync::Arc::new(Mutex::new(0));
+        let mutex = std::sync::Arc::new(crate::runtime::lock::Mutex::new(0));
         let in_task = std::sync::Arc::clone(&mutex);
         run(move || {
             let _guard = in_task.lock().unwrap();
