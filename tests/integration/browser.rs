@@ -228,7 +228,11 @@ fn write_site(root: &Path) {
 /// been refused by `--deny-host`, never forwarded.
 fn assert_nothing_left_the_machine(logs: &str) {
     for line in access_lines(logs) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A porter line ends `URL STATUS BYTES OUTCOME`, then optional `detail=…` and `user=…`.
+        let fields: Vec<&str> = line
+            .split_whitespace()
+            .filter(|f| !f.starts_with("detail=") && !f.starts_with("user="))
+            .collect();
         let url = fields[fields.len() - 4];
         let outcome = fields[fields.len() - 1];
         let local = url.starts_with("http://127.0.0.1:")
