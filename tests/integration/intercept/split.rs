@@ -372,6 +372,34 @@ fn regression_a_client_hello_over_several_records_up_to_the_head_limit_is_answer
     );
 }
 
+/// What a refused hello gets: the fatal alert `alert` (then the end, `what` saying which), the log
+/// line `log` when one is expected, and one count of `reason` in /metrics.
+fn assert_refused(
+    proxy: &Porter,
+    answer: &[u8],
+    alert: u8,
+    what: &str,
+    log: Option<&str>,
+    reason: &str,
+) {
+    assert_eq!(
+        answer,
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert],
+        "{what}"
+    );
+    if let Some(log) = log {
+        let logs = proxy.logs();
+        assert!(logs.contains(log), "{logs}");
+    }
+    assert_eq!(
+        metric(
+            proxy.addr,
+            &format!("porter_tls_handshake_failures_total{{side=\"client\",reason=\"{reason}\"}}")
+        ),
+        Some(1)
+    );
+}
+
 /// The bug's other half: a hello too large to take was dropped with no alert and no log line. It
 /// is now answered with a fatal handshake_failure alert as soon as its length is in, logged and
 /// counted.
@@ -384,24 +412,15 @@ fn regression_a_client_hello_over_the_limit_gets_an_alert_and_a_log_line() {
     let mut start = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x01, 0x11, 0x70];
     start.resize(1000, 0);
     let answer = answer_to_hello(proxy.addr, &target, &start, 1000, 64);
-    assert_eq!(
-        answer,
-        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40],
-        "a fatal handshake_failure alert, then the end"
-    );
-    let logs = proxy.logs();
-    assert!(
-        logs.contains(&format!(
+    assert_refused(
+        &proxy,
+        &answer,
+        40,
+        "a fatal handshake_failure alert, then the end",
+        Some(&format!(
             "CONNECT {target}: a TLS ClientHello of 70004 bytes is more than the 65516 Porter takes"
         )),
-        "{logs}"
-    );
-    assert_eq!(
-        metric(
-            proxy.addr,
-            "porter_tls_handshake_failures_total{side=\"client\",reason=\"hello-too-large\"}"
-        ),
-        Some(1)
+        "hello-too-large",
     );
 }
 
@@ -421,24 +440,15 @@ fn regression_a_client_hello_in_more_than_64_records_gets_an_alert_and_a_log_lin
     // 64 records of one byte, then the 65th record's header: exactly what decides.
     let decisive = &hello[..64 * 6 + 5];
     let answer = answer_to_hello(proxy.addr, &target, decisive, 7, 64);
-    assert_eq!(
-        answer,
-        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40],
-        "a fatal handshake_failure alert, then the end"
-    );
-    let logs = proxy.logs();
-    assert!(
-        logs.contains(&format!(
+    assert_refused(
+        &proxy,
+        &answer,
+        40,
+        "a fatal handshake_failure alert, then the end",
+        Some(&format!(
             "CONNECT {target}: a TLS ClientHello spread over more than 64 records"
         )),
-        "{logs}"
-    );
-    assert_eq!(
-        metric(
-            proxy.addr,
-            "porter_tls_handshake_failures_total{side=\"client\",reason=\"hello-too-fragmented\"}"
-        ),
-        Some(1)
+        "hello-too-fragmented",
     );
 }
 
@@ -453,16 +463,12 @@ fn regression_a_first_handshake_message_that_is_no_client_hello_gets_unexpected_
     let mut start = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x02, 0x00, 0xea, 0x60];
     start.resize(1000, 0);
     let answer = answer_to_hello(proxy.addr, &target, &start, 1000, 64);
-    assert_eq!(
-        answer,
-        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 10],
-        "a fatal unexpected_message alert, then the end"
-    );
-    assert_eq!(
-        metric(
-            proxy.addr,
-            "porter_tls_handshake_failures_total{side=\"client\",reason=\"protocol\"}"
-        ),
-        Some(1)
+    assert_refused(
+        &proxy,
+        &answer,
+        10,
+        "a fatal unexpected_message alert, then the end",
+        None,
+        "protocol",
     );
 }
