@@ -671,3 +671,23 @@ pub fn reload(porter: &Porter, path: &Path, text: &str) {
         porter.logs()
     );
 }
+
+/// The address a test host name from `.ci/run`'s /etc/hosts list (`registry.porter.test` and the
+/// like) resolves to, for clients that never use a proxy for loopback names. `None` (the test
+/// skips) where it does not resolve, which under PORTER_CI=1 fails the test instead.
+pub fn require_test_host(name: &str) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let found = (name, 80)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| addr.ip())
+        .filter(|ip| ip.is_loopback());
+    if found.is_none() {
+        skip_unless_ci(
+            &format!("the test host name {name}"),
+            "add it to /etc/hosts under a 127.x address as .ci/run does",
+        );
+    }
+    found
+}
