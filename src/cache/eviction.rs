@@ -12,18 +12,34 @@ pub type Candidate = (u64, Key, u64);
 /// The least recently used `entries` whose sizes add up to at least `bytes` (all of them when they
 /// hold less, none for 0), oldest first, and the bytes they free. Equal ages go by key, so the
 /// choice does not depend on the order the entries were listed in.
-pub fn least_recently_used(mut entries: Vec<Candidate>, bytes: u64) -> (Vec<Key>, u64) {
+pub fn least_recently_used(entries: Vec<Candidate>, bytes: u64) -> (Vec<Key>, u64) {
+    let chosen = choose(entries, bytes);
+    let freed = chosen.iter().map(|c| c.2).sum();
+    (chosen.into_iter().map(|c| c.1).collect(), freed)
+}
+
+/// The same choice, each victim with the age it was chosen at, so the caller can leave one that was
+/// used since (`store.rs` chooses outside the index's lock).
+pub fn least_recently_used_with_age(entries: Vec<Candidate>, bytes: u64) -> Vec<(u64, Key)> {
+    choose(entries, bytes)
+        .into_iter()
+        .map(|(age, key, _)| (age, key))
+        .collect()
+}
+
+fn choose(mut entries: Vec<Candidate>, bytes: u64) -> Vec<Candidate> {
     entries.sort_unstable();
     let mut freed = 0u64;
-    let mut victims = Vec::new();
-    for (_, key, size) in entries {
-        if freed >= bytes {
-            break;
-        }
-        freed += size;
-        victims.push(key);
-    }
-    (victims, freed)
+    let count = entries
+        .iter()
+        .take_while(|c| {
+            let more = freed < bytes;
+            freed += c.2;
+            more
+        })
+        .count();
+    entries.truncate(count);
+    entries
 }
 
 #[cfg(test)]

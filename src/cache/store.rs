@@ -9,7 +9,6 @@
 //! the disk fills up anyway (it is smaller than `--cache-size`, or shared), a write that fails with
 //! ENOSPC evicts the least recently used entries and is retried, so the cache keeps storing.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -24,10 +23,15 @@ use super::eviction;
 use super::key::Key;
 use crate::runtime::Mutex;
 
+mod index;
 mod writer;
+use index::Index;
 pub use writer::EntryWriter;
 
-/// Entries are evicted down to this share of the size limit, so eviction runs in batches.
+/// Eviction starts when the cache passes this share of its size limit, so the stores that arrive
+/// while it runs still fit under the limit...
+const EVICT_FROM_PERCENT: u64 = 95;
+/// ...and removes entries down to this share, so it runs in batches.
 const EVICT_TO_PERCENT: u64 = 90;
 
 /// The disk space a file takes: its allocated blocks, or its length where that is more (a file
@@ -35,43 +39,6 @@ const EVICT_TO_PERCENT: u64 = 90;
 pub fn disk_usage(meta: &fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
     (meta.blocks() * 512).max(meta.len())
-}
-
-#[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    bytes: u64,
-    last_used: u64,
-    /// The file (by inode) whose body checksum this process has verified or written itself. Kept per
-    /// file, not per key: a file opened just before a new one replaced it is checked on its own.
-    verified: Option<u64>,
-}
-
-#[derive(Default)]
-struct Index {
-    entries: HashMap<Key, IndexEntry>,
-    bytes: u64,
-    clock: u64,
-}
-
-impl Index {
-    fn insert(&mut self, key: Key, bytes: u64, verified: Option<u64>) {
-        self.clock += 1;
-        let entry = IndexEntry {
-            bytes,
-            last_used: self.clock,
-            verified,
-        };
-        if let Some(old) = self.entries.insert(key, entry) {
-            self.bytes -= old.bytes;
-        }
-        self.bytes += bytes;
-    }
-
-    fn remove(&mut self, key: &Key) {
-        if let Some(old) = self.entries.remove(key) {
-            self.bytes -= old.bytes;
-        }
-    }
 }
 
 /// An entry file opened for reading, positioned at its body.
@@ -163,8 +130,8 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let index = self.index();
         StoreStats {
-            entries: index.entries.len() as u64,
-            bytes: index.bytes,
+            entries: index.len() as u64,
+            bytes: index.bytes(),
         }
     }
 
@@ -206,13 +173,7 @@ impl Store {
     }
 
     fn touch(&self, key: Key, usage: u64) {
-        let mut index = self.index();
-        index.clock += 1;
-        let clock = index.clock;
-        match index.entries.get_mut(&key) {
-            Some(e) => e.last_used = clock,
-            None => index.insert(key, usage, None),
-        }
+        self.index().touch(key, usage);
     }
 
     /// Whether the opened file is still the one at the entry's path (not replaced or removed since).
@@ -233,9 +194,8 @@ impl Store {
             return false;
         };
         self.index()
-            .entries
             .get(&open.key)
-            .is_some_and(|e| e.verified == Some(inode))
+            .is_some_and(|e| e.is_verified(inode))
     }
 
     /// Reads the whole body once and checks it against its checksum; a mismatch removes the entry.
@@ -249,8 +209,8 @@ impl Store {
             self.remove(open.key);
             return false;
         }
-        if let Some(e) = self.index().entries.get_mut(&open.key) {
-            e.verified = inode(&open.file);
+        if let Some(e) = self.index().get_mut(&open.key) {
+            e.set_verified(inode(&open.file));
         }
         true
     }
@@ -268,7 +228,7 @@ impl Store {
     /// Drops from the index every key whose file is gone (after `porter cache clear`); returns how
     /// many. The paths are checked outside the lock, so hits never wait on this.
     pub fn forget_missing(&self) -> usize {
-        let keys: Vec<Key> = self.index().entries.keys().copied().collect();
+        let keys: Vec<Key> = self.index().iter().map(|(k, _)| *k).collect();
         let gone: Vec<Key> = keys
             .into_iter()
             .filter(|k| !k.path(&self.root).exists())
@@ -292,11 +252,7 @@ impl Store {
 
     /// Every entry key with its size, for listing.
     pub fn keys(&self) -> Vec<(Key, u64)> {
-        self.index()
-            .entries
-            .iter()
-            .map(|(k, e)| (*k, e.bytes))
-            .collect()
+        self.index().iter().map(|(k, e)| (*k, e.bytes())).collect()
     }
 
     /// Fills the index from the folder and removes temporary files left by a crash.
@@ -330,7 +286,7 @@ impl Store {
                 let Ok(meta) = file.metadata() else { continue };
                 let usage = disk_usage(&meta);
                 let mut index = self.index();
-                if !index.entries.contains_key(&key) {
+                if !index.contains(&key) {
                     index.insert(key, usage, None);
                 }
                 found += 1;
@@ -361,7 +317,7 @@ impl Store {
         let over = {
             let mut index = self.index();
             index.insert(key, bytes, written);
-            index.bytes > self.max_bytes
+            index.bytes() > self.max_bytes / 100 * EVICT_FROM_PERCENT
         };
         if over {
             let _ = self.evict.try_send(());
@@ -369,21 +325,25 @@ impl Store {
         Ok(())
     }
 
-    /// Removes least recently used entries until the store is under its target size.
+    /// Removes least recently used entries until the store is under its target size. The index is
+    /// copied under its lock and sorted outside it, so hits do not wait for the sort; an entry used
+    /// after it was chosen stays.
     fn evict(&self) {
         let target = self.max_bytes / 100 * EVICT_TO_PERCENT;
-        let victims: Vec<Key> = {
+        let (candidates, excess) = {
             let index = self.index();
-            if index.bytes <= self.max_bytes {
+            if index.bytes() <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
                 return;
             }
-            let entries = index.entries.iter();
-            let candidates = entries.map(|(k, e)| (e.last_used, *k, e.bytes)).collect();
-            eviction::least_recently_used(candidates, index.bytes.saturating_sub(target)).0
+            (index.candidates(), index.bytes().saturating_sub(target))
         };
-        let count = victims.len();
-        for key in victims {
-            self.remove(key);
+        let chosen = eviction::least_recently_used_with_age(candidates, excess);
+        let mut count = 0;
+        for (last_used, key) in chosen {
+            if self.index().remove_if_unused_since(&key, last_used) {
+                let _ = fs::remove_file(key.path(&self.root));
+                count += 1;
+            }
         }
         log::debug!("cache: evicted {count} entries");
     }

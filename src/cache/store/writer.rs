@@ -95,10 +95,8 @@ impl Store {
     fn make_room(&self, error: &io::Error) -> bool {
         let (victims, freed): (Vec<Key>, u64) = {
             let index = self.index();
-            let want = (index.bytes / 100 * FULL_DISK_EVICT_PERCENT).max(1);
-            let entries = index.entries.iter();
-            let candidates = entries.map(|(k, e)| (e.last_used, *k, e.bytes)).collect();
-            eviction::least_recently_used(candidates, want)
+            let want = (index.bytes() / 100 * FULL_DISK_EVICT_PERCENT).max(1);
+            eviction::least_recently_used(index.candidates(), want)
         };
         if victims.is_empty() {
             return false;
