@@ -143,9 +143,11 @@ pub fn page(proxy: &Proxy, address: &str) -> Page {
     );
     body.push_str("<h2>Use this proxy</h2>\n");
     if !config.auth.is_empty() {
-        body.push_str(
-            "<p>This proxy asks for a user name and password: where a proxy URL goes, write \
-             <code>http://USER:PASSWORD@ADDRESS</code>.</p>\n",
+        let _ = writeln!(
+            body,
+            "<p id=\"auth\">This proxy asks for a user name and password: where a proxy URL goes, \
+             write <code>http://USER:PASSWORD@{}</code> (browsers ask for them instead).</p>",
+            escape(address)
         );
     }
     table(&mut body, "proxy-settings", &proxy_settings(address));
