@@ -17,6 +17,11 @@
 //! ```
 //! The target of every request inside is the CONNECT authority: an inner Host naming another host
 //! would poison that host's cache entries or reach a host the rules refused, so it is a 400.
+//!
+//! One name is special: `setup.porter.invalid`, the `/setup` page's check (`ops::setup`). Its
+//! CONNECT is intercepted whatever the rules say, is never tunnelled (not for a plain or h2-only
+//! client, not by `--intercept-fallback`: there is no origin behind it), and the request inside is
+//! answered by the proxy.
 
 use std::io::Write;
 use std::sync::Arc;
