@@ -34,6 +34,17 @@ pub fn document(title: &str, body_html: &str) -> String {
     )
 }
 
+/// A complete HTML document for a page of its own: `title` (escaped here), a viewport for phones, a
+/// style sheet `css` (written as is: it is the page's own constant) and `body_html` (already HTML).
+pub fn styled_document(title: &str, css: &str, body_html: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{css}</style></head>\n<body>{body_html}</body></html>\n",
+        escape(title)
+    )
+}
+
 /// A document with `title` as its heading and a paragraph of already-escaped HTML, signed by
 /// `signature` (`porter`, `porter serve`).
 pub fn page(title: &str, paragraph_html: &str, signature: &str) -> String {

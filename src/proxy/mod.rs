@@ -52,6 +52,7 @@ use exchange::{Answer, Exchange, Reuse};
 use ops::pages::{self, Page};
 
 use crate::cache::{Cache, CacheConfig};
+use crate::http::authority::DefaultPort;
 use crate::http::body::BodyMode;
 use crate::http::{self, Limits, Method, RequestHead};
 use crate::net::acl::{self, Cidr};
@@ -132,7 +133,7 @@ pub const HOP_MARK: &str = "Porter-Hop";
 
 /// The proxy's own pages that answer without authentication (browsers fetch them directly and
 /// cannot answer a 401 or 407 for them).
-const OPEN_PAGES: [&str; 2] = ["/proxy.pac", "/ca.pem"];
+const OPEN_PAGES: [&str; 3] = ["/proxy.pac", "/ca.pem", "/setup"];
 
 /// What proxy authentication decided about a request.
 enum Admission {
@@ -329,6 +330,9 @@ impl Proxy {
             (head, body)
         };
         if !req.target.starts_with('/') {
+            if self.names_open_page(&req.target) {
+                return Admission::Admitted(None);
+            }
             let message = "this proxy needs a user name and password";
             return Admission::Refused(challenge(407, message, "Proxy-Authenticate"));
         }
@@ -344,6 +348,15 @@ impl Proxy {
                 "WWW-Authenticate",
             )),
         }
+    }
+
+    /// Whether an absolute-form target asks this proxy for one of its open pages: a browser already
+    /// set to use the proxy reaches `/setup` that way, and the page is no less open for it.
+    fn names_open_page(&self, target: &str) -> bool {
+        Target::parse_absolute(target).is_ok_and(|target| {
+            let path = target.path_and_query.split('?').next().unwrap_or_default();
+            self.is_self(&target) && OPEN_PAGES.contains(&path)
+        })
     }
 
     /// The first phase: checks that answer without the origin, then [`Proxy::forward`].
@@ -419,7 +432,18 @@ impl Proxy {
             entry.outcome = Outcome::Local;
             let mut local = req.clone();
             local.target = target.path_and_query.clone();
+            // The target's authority is the one asked for, whatever Host says (RFC 9112 §3.2.2).
+            let asked = http::authority::format(&target.host, target.port, DefaultPort::Keep);
+            local.headers.set("Host", asked);
             return self.reply(conn, &mut entry, pages::own_page(self, &local), ours);
+        }
+        if ops::setup::is_check_host(&target.host) {
+            // The setup page's check: answered here, over http or inside the intercepted tunnel.
+            entry.outcome = Outcome::Local;
+            let mut local = req.clone();
+            local.target = target.path_and_query.clone();
+            let page = ops::setup::check(&local, target.scheme);
+            return self.reply(conn, &mut entry, page, ours);
         }
         let looped = (!self.via.is_empty()
             && req.headers.list("via").any(|hop| hop.ends_with(&self.via)))

@@ -52,7 +52,7 @@ pub struct Distrust {
 impl Distrust {
     /// Records that `client` refused Porter's certificate for `host` (`how`: the alert, or the close),
     /// counting it and warning at most once a minute for the pair. `proxy` is the address the client
-    /// reached Porter on, for the `/ca.pem` link.
+    /// reached Porter on, for the `/ca.pem` and `/setup` links.
     pub fn refused(&self, client: IpAddr, host: &str, how: &str, proxy: Option<SocketAddr>) {
         let now = Instant::now();
         let warn = {
@@ -91,11 +91,11 @@ impl Distrust {
             warn
         };
         if warn {
-            let ca = proxy.map_or_else(|| "http://PROXY/ca.pem".to_string(), ca_url);
+            let base = proxy.map_or_else(|| "http://PROXY".to_string(), own_url);
             log::warn!(
-                "client {client} does not trust Porter's CA for {host} ({how}): have it trust {ca} \
-                 (see docs/guide.md#https for each client); pinned clients: --no-intercept-host \
-                 {host} or --intercept-fallback tunnel"
+                "client {client} does not trust Porter's CA for {host} ({how}): have it trust \
+                 {base}/ca.pem ({base}/setup shows how on each system and client); pinned clients: \
+                 --no-intercept-host {host} or --intercept-fallback tunnel"
             );
         }
     }
@@ -129,9 +129,9 @@ impl Distrust {
     }
 }
 
-/// `http://ADDR/ca.pem`, with an IPv6 address in brackets.
-fn ca_url(proxy: SocketAddr) -> String {
-    format!("http://{proxy}/ca.pem")
+/// `http://ADDR`, with an IPv6 address in brackets, for the `/ca.pem` and `/setup` links.
+fn own_url(proxy: SocketAddr) -> String {
+    format!("http://{proxy}")
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// One client and what makes it trust the CA at `{ca}`.
-const CLIENTS: [(&str, &str); 9] = [
+pub const CLIENTS: [(&str, &str); 9] = [
     (
         "curl",
         "curl --cacert {ca} -x http://PROXY https://example.com/",
@@ -32,6 +32,45 @@ const CLIENTS: [(&str, &str); 9] = [
     ),
 ];
 
+/// What the setup page (`/setup`, src/proxy/ops/setup.rs) lists besides [`CLIENTS`]: the other
+/// systems' stores, and clients set up outside the environment. `porter ca show` runs on the
+/// proxy's host, so it prints [`CLIENTS`] only.
+pub const ELSEWHERE: [(&str, &str); 6] = [
+    (
+        "RHEL/Fedora system store",
+        "sudo cp {ca} /etc/pki/ca-trust/source/anchors/porter-ca.pem && sudo update-ca-trust",
+    ),
+    (
+        "macOS system store",
+        "sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}",
+    ),
+    (
+        "Windows system store",
+        "certutil -addstore Root {ca}    (in an administrator PowerShell)",
+    ),
+    (
+        "apt",
+        "echo \"Acquire::https::CaInfo \\\"{ca}\\\";\" | sudo tee /etc/apt/apt.conf.d/95porter-ca    \
+         (apt then trusts this file only; or add the CA to the system store)",
+    ),
+    (
+        "Java (keytool)",
+        "sudo keytool -importcert -cacerts -storepass changeit -noprompt -alias porter -file {ca}",
+    ),
+    (
+        "Docker, containerd, podman",
+        "sudo mkdir -p /etc/docker/certs.d/REGISTRY && sudo cp {ca} /etc/docker/certs.d/REGISTRY/ca.crt    \
+         (containerd: /etc/containerd/certs.d/REGISTRY/, podman: /etc/containers/certs.d/REGISTRY/; \
+         REGISTRY as in image names, registry-1.docker.io for Docker Hub; blobs come from other hosts, \
+         so add the CA to the system store too and restart the daemon)",
+    ),
+];
+
+/// Why a bundle: the variables that name one file replace the system's roots. `{ca}` is the CA.
+pub const BUNDLE_NOTE: &str = "PIP_CERT, REQUESTS_CA_BUNDLE, CARGO_HTTP_CAINFO and GIT_SSL_CAINFO replace the system's roots: \
+     for hosts tunnelled with --no-intercept-host, point them at a bundle of both \
+     (cat /etc/ssl/certs/ca-certificates.crt {ca} > bundle.pem).";
+
 /// The instructions for every client, for the CA certificate at `cert`.
 pub fn instructions(cert: &Path) -> String {
     let ca = std::path::absolute(cert).unwrap_or_else(|_| cert.to_path_buf());
@@ -40,12 +79,7 @@ pub fn instructions(cert: &Path) -> String {
     for (client, how) in CLIENTS {
         let _ = writeln!(out, "  {client:<28} {}", how.replace("{ca}", &ca));
     }
-    out.push_str(
-        &"PIP_CERT, REQUESTS_CA_BUNDLE, CARGO_HTTP_CAINFO and GIT_SSL_CAINFO replace the system's roots: \
-         for hosts tunnelled with --no-intercept-host, point them at a bundle of both \
-         (cat /etc/ssl/certs/ca-certificates.crt {ca} > bundle.pem)."
-            .replace("{ca}", &ca),
-    );
+    out.push_str(&BUNDLE_NOTE.replace("{ca}", &ca));
     out
 }
 

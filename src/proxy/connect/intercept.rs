@@ -17,6 +17,11 @@
 //! ```
 //! The target of every request inside is the CONNECT authority: an inner Host naming another host
 //! would poison that host's cache entries or reach a host the rules refused, so it is a 400.
+//!
+//! One name is special: `setup.porter.invalid`, the `/setup` page's check (`ops::setup`). Its
+//! CONNECT is intercepted whatever the rules say, is never tunnelled (not for a plain or h2-only
+//! client, not by `--intercept-fallback`: there is no origin behind it), and the request inside is
+//! answered by the proxy.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -75,7 +80,11 @@ impl Proxy {
             .intercept
             .as_ref()
             .and_then(|i| i.fallback_for);
+        // The setup check is never tunnelled: there is no origin behind its name, and it exists to
+        // show whether the client trusts the CA.
+        let local = crate::proxy::ops::setup::is_check_host(&authority.host);
         if let Some(within) = fallback_for
+            && !local
             && stats
                 .distrust
                 .refused_within(conn.peer.ip(), &authority.host, within)
@@ -106,6 +115,10 @@ impl Proxy {
                 let _ = conn.stream.write_all(too_many.alert());
                 return FirstBytes::Done(None);
             }
+            Hello::NotTls if local => {
+                log::debug!("{}: CONNECT {connect_line}: not TLS", conn.peer);
+                return FirstBytes::Done(None);
+            }
             Hello::NotTls => {
                 self.plain_tunnel(conn, &authority, connect_line);
                 return FirstBytes::Done(None);
@@ -128,6 +141,10 @@ impl Proxy {
             .client_hello()
             .alpn()
             .is_none_or(|mut offered| offered.any(|p| p == b"http/1.1"));
+        if !speaks_http1 && local {
+            log::debug!("{}: CONNECT {connect_line}: no http/1.1 in ALPN", conn.peer);
+            return FirstBytes::Done(None);
+        }
         if !speaks_http1 {
             self.plain_tunnel(conn, &authority, connect_line);
             return FirstBytes::Done(None);

@@ -32,7 +32,8 @@ pub fn ca_page(proxy: &Proxy) -> Page {
 pub fn ca_paragraph(interceptor: &Interceptor) -> String {
     format!(
         "<p>HTTPS interception is on: trust <a href=\"/ca.pem\">Porter's CA certificate</a> \
-         (SHA-256 <code>{}</code>).</p>\n",
+         (SHA-256 <code>{}</code>); <a href=\"/setup\">/setup</a> shows how on every system and \
+         client.</p>\n",
         html::escape(&interceptor.ca().fingerprint())
     )
 }

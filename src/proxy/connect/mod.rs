@@ -11,7 +11,7 @@ use std::io::Write;
 use super::Proxy;
 use super::exchange::{Answer, Reuse};
 use super::ops::metrics::{AccessEntry, Outcome};
-use super::ops::pages;
+use super::ops::{self, pages};
 use crate::http::{RequestHead, authority};
 use crate::net::{Authority, Conn};
 use std::sync::atomic::Ordering;
@@ -31,6 +31,9 @@ impl Proxy {
             self.reply(conn, &mut entry, page, closing);
             return None;
         };
+        if ops::setup::is_check_host(&host) {
+            return self.check_connect(conn, entry, Authority { host, port }, closing);
+        }
         if !self.config.load().connect_ports.contains(&port) {
             entry.outcome = Outcome::Denied;
             let allowed: Vec<String> = self
@@ -113,5 +116,29 @@ impl Proxy {
             entry,
         });
         None
+    }
+
+    /// CONNECT to the setup page's check name: nothing is dialled, whatever the port and host rules
+    /// say (they guard origins, and this name has none); the proxy terminates the TLS itself with a
+    /// leaf from its CA and answers the check inside (`ops::setup`). Without interception there is
+    /// no CA to check, so the answer is a 404 rather than a lookup that must fail.
+    fn check_connect(
+        &self,
+        mut conn: Conn,
+        mut entry: AccessEntry,
+        authority: Authority,
+        closing: Answer,
+    ) -> Option<Conn> {
+        if self.interceptor.is_none() {
+            let page = pages::status_page(
+                404,
+                "this proxy does not intercept HTTPS (start it with --intercept), so it has no \
+                 CA for /setup to check",
+            );
+            self.reply(conn, &mut entry, page, closing);
+            return None;
+        }
+        conn.user = entry.user.take();
+        self.intercept_connect(conn, authority)
     }
 }

@@ -13,7 +13,7 @@ use crate::proxy::Proxy;
 /// Seconds between the page's automatic reloads.
 pub const REFRESH_SECONDS: u32 = 5;
 
-const STYLE: &str = "
+pub(super) const STYLE: &str = "
 :root{--fg:#1d2430;--muted:#5b6678;--line:#dfe3ea;--card:#f6f8fb;--accent:#1f6feb}
 @media (prefers-color-scheme:dark){:root{--fg:#e6e9ef;--muted:#9aa4b5;--line:#333b47;--card:#1b2029;--accent:#58a6ff}body{background:#12161c}}
 *{box-sizing:border-box}
@@ -140,7 +140,8 @@ pub fn render(proxy: &Proxy) -> String {
     let _ = write!(
         body,
         "</table></section>\n</div>\n<footer>Refreshes every {REFRESH_SECONDS} s · \
-         <a href=\"/metrics\">/metrics</a> · <a href=\"/proxy.pac\">/proxy.pac</a></footer>\n</main>"
+         <a href=\"/setup\">/setup</a> · <a href=\"/metrics\">/metrics</a> · \
+         <a href=\"/proxy.pac\">/proxy.pac</a></footer>\n</main>"
     );
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

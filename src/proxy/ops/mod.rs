@@ -1,5 +1,5 @@
 //! What the operator sees and sets: the proxy's own pages (the status page, metrics, the PAC
-//! script), the counters behind them and the access log lines, and who may PURGE. The request
+//! script, the setup page), the counters behind them and the access log lines, and who may PURGE. The request
 //! path only counts into `metrics`; nothing here is on the way of a forwarded response.
 
 mod dashboard;
@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod pac;
 pub mod pages;
 pub mod purge;
+pub mod setup;

@@ -1,6 +1,7 @@
 //! Responses the proxy writes itself: error pages, and its own pages for origin-form requests
-//! (`/` status, written by `dashboard`, `/metrics` in Prometheus text format, `/proxy.pac` for
-//! browsers, `/ca.pem` with `--intercept`, whose parts are in `intercept_pages`).
+//! (`/` status, written by `dashboard`, `/setup` for newcomers, written by `setup`, `/metrics` in
+//! Prometheus text format, `/proxy.pac` for browsers, `/ca.pem` with `--intercept`, whose parts are
+//! in `intercept_pages`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -87,6 +88,9 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
     if path == "/ca.pem" {
         return crate::proxy::connect::intercept_pages::ca_page(proxy);
     }
+    if path == "/setup" {
+        return super::setup::page(proxy, &super::setup::address(proxy, req));
+    }
     let (content_type, body) = match path {
         "/" => ("text/html; charset=utf-8", super::dashboard::render(proxy)),
         "/metrics" => ("text/plain; version=0.0.4", metrics_text(proxy)),
@@ -95,7 +99,7 @@ pub fn own_page(proxy: &Proxy, req: &RequestHead) -> Page {
             return status_page(
                 404,
                 "this is a proxy: configure it as your HTTP proxy rather than visiting it; \
-                 its own pages are /, /metrics, /proxy.pac and /ca.pem",
+                 its own pages are /, /setup, /metrics, /proxy.pac and /ca.pem",
             );
         }
     };

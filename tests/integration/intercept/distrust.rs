@@ -40,12 +40,13 @@ fn assert_refusal_reported(porter: &Porter, client: &str) {
     let counter = "porter_tls_client_distrusts_ca_total{host=\"localhost\"} 1";
     let warning = "client 127.0.0.1 does not trust Porter's CA for localhost";
     let ca = format!("http://{}/ca.pem", porter.addr);
+    let setup = format!("http://{}/setup", porter.addr);
     let reported = eventually(Duration::from_secs(10), || {
         let logs = porter.logs();
         metrics(porter).contains(counter)
-            && logs.lines().any(|l| {
-                l.contains(warning) && l.contains(&ca) && l.contains("docs/guide.md#https")
-            })
+            && logs
+                .lines()
+                .any(|l| l.contains(warning) && l.contains(&ca) && l.contains(&setup))
     });
     assert!(
         reported,
