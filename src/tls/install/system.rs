@@ -125,8 +125,6 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Step {
             )),
         };
     };
-    let dir = places.system_path(family.anchor_dir());
-    let file = dir.join(FILE_NAME);
     let outcome = match outcome(direction, family, subject, places) {
         Ok(outcome) => outcome,
         Err(error) => Outcome::Failed(error),

@@ -1,12 +1,13 @@
 //! HTTPS interception (issue 13) through real sockets: a temporary Porter CA, a local TLS origin whose
 //! certificate comes from a test CA given with `--upstream-ca`, and clients that trust only Porter's CA
 //! (rustls here, curl, python requests, pip and Chromium in `clients`). `ca` covers `porter ca` and the
-//! CA's files.
+//! CA's files, `install` and `install_clients` `porter ca install` and `uninstall`.
 
 mod ca;
 mod certs;
 mod clients;
 mod distrust;
+mod install;
 mod parents;
 mod paths;
 mod split;

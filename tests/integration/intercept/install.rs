@@ -1,0 +1,270 @@
+//! `porter ca install` and `uninstall` on places a test owns: the system store under `--root`, NSS
+//! databases under a temporary `HOME`, and a copy of the JDK's keystore (`--java-keystore`), never
+//! this machine's own. Install then uninstall must leave every place exactly as it was, each run
+//! twice must change nothing the second time, and a `porter-ca.crt` of another CA is never
+//! overwritten or removed. `install_clients` drives real clients against the system store.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use super::*;
+
+/// Every file under `dir` (relative path -> bytes), and every folder (-> None).
+fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap().flatten() {
+            let path = entry.path();
+            let name = path.strip_prefix(dir).unwrap().display().to_string();
+            if path.is_dir() {
+                found.insert(name, None);
+                pending.push(path);
+            } else {
+                found.insert(name, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+/// A fake system root: Debian's anchor folder and a bundle of this machine's roots.
+fn fake_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("usr/local/share/ca-certificates")).unwrap();
+    std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
+    let roots = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    std::fs::write(root.join("etc/ssl/certs/ca-certificates.crt"), roots).unwrap();
+    root
+}
+
+/// Runs `porter ca ACTION --ca-dir ca --root ROOT` plus `extra`, with `HOME` set to `home`.
+fn ca(action: &str, dir: &Path, root: &Path, home: &Path, extra: &[&str]) -> Run {
+    let root = root.to_str().unwrap();
+    let mut args = vec!["ca", action, "--ca-dir", "ca", "--root", root];
+    args.extend_from_slice(extra);
+    run_porter(
+        &args,
+        dir,
+        &[("HOME", home.to_str().unwrap()), ("SUDO_USER", "")],
+        None,
+    )
+}
+
+fn fingerprint_prefix(dir: &Path) -> String {
+    let show = run_porter(&["ca", "show", "--ca-dir", "ca"], dir, &[], None);
+    let line = show
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SHA-256:"))
+        .expect("a fingerprint")
+        .trim()
+        .replace(':', "")
+        .to_lowercase();
+    format!("porter-ca-{}", &line[..16])
+}
+
+#[test]
+fn ca_install_under_root_places_the_anchor_bundle_and_env_file_and_uninstall_leaves_root_exactly_as_before()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let root = fake_root(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let (root_before, ca_before) = (snapshot(&root), snapshot(&dir.path().join("ca")));
+    let anchor = root.join("usr/local/share/ca-certificates/porter-ca.crt");
+
+    // --system and --env only: nothing here depends on certutil or a JDK.
+    let install = ca("install", dir.path(), &root, &home, &["--system", "--env"]);
+    assert!(install.ok(), "{install:?}");
+    let ca_pem = std::fs::read_to_string(dir.path().join("ca/ca.pem")).unwrap();
+    assert_eq!(std::fs::read_to_string(&anchor).unwrap(), ca_pem);
+    assert!(
+        install.stdout.contains("did not run update-ca-certificates"),
+        "under --root the refresh is not run, and the report says so:\n{}",
+        install.stdout
+    );
+    let bundle = std::fs::read_to_string(dir.path().join("ca/bundle.pem")).unwrap();
+    assert!(bundle.ends_with(&ca_pem), "the bundle ends with the CA");
+    let env = std::fs::read_to_string(dir.path().join("ca/env.sh")).unwrap();
+    let bundle_path = dir.path().canonicalize().unwrap().join("ca/bundle.pem");
+    for variable in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "PIP_CERT",
+        "npm_config_cafile",
+        "CARGO_HTTP_CAINFO",
+        "GIT_SSL_CAINFO",
+    ] {
+        let line = format!("export {variable}={}\n", bundle_path.display());
+        assert!(env.contains(&line), "{line} missing:\n{env}");
+        assert!(install.stdout.contains(&line), "the snippet is printed too");
+    }
+    assert!(env.contains("export NODE_EXTRA_CA_CERTS="), "{env}");
+    assert!(
+        install.stdout.contains("Acquire::https::CAInfo")
+            && install.stdout.contains("/etc/docker/certs.d/HOST/ca.crt")
+            && install.stdout.contains("/etc/containers/certs.d/HOST/ca.crt"),
+        "{}",
+        install.stdout
+    );
+    let show = ca("show", dir.path(), &root, &home, &[]);
+    assert!(
+        show.stdout.contains("Trusted by:") && show.stdout.contains("porter-ca.crt is there"),
+        "{}",
+        show.stdout
+    );
+    assert!(show.stdout.contains("bundle") && show.stdout.contains("yes: "), "{}", show.stdout);
+
+    // The key is never copied anywhere.
+    let key = std::fs::read_to_string(dir.path().join("ca/ca-key.pem")).unwrap();
+    let key_line = key.lines().nth(1).unwrap();
+    for (name, bytes) in snapshot(&root).into_iter().chain(snapshot(&dir.path().join("ca"))) {
+        if name != "ca-key.pem" && let Some(bytes) = bytes {
+            assert!(!String::from_utf8_lossy(&bytes).contains(key_line), "{name} holds the key");
+        }
+    }
+
+    let again = ca("install", dir.path(), &root, &home, &["--system", "--env"]);
+    assert!(again.ok(), "{again:?}");
+    assert_eq!(again.stdout.matches("  unchanged ").count(), 3, "{}", again.stdout);
+
+    let uninstall = ca("uninstall", dir.path(), &root, &home, &["--system", "--env"]);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(snapshot(&root), root_before, "the root is exactly as before");
+    assert_eq!(snapshot(&dir.path().join("ca")), ca_before, "the CA folder too");
+    let again = ca("uninstall", dir.path(), &root, &home, &["--system", "--env"]);
+    assert!(again.ok(), "{again:?}");
+    assert_eq!(again.stdout.matches("  unchanged ").count(), 3, "{}", again.stdout);
+    assert_eq!(snapshot(&root), root_before);
+}
+
+#[test]
+fn regression_ca_install_never_overwrites_or_uninstall_removes_another_cas_porter_ca_crt() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    assert!(run_porter(&["ca", "init", "--ca-dir", "other"], dir.path(), &[], None).ok());
+    let root = fake_root(dir.path());
+    let anchor = root.join("usr/local/share/ca-certificates/porter-ca.crt");
+    let other = std::fs::read(dir.path().join("other/ca.pem")).unwrap();
+    std::fs::write(&anchor, &other).unwrap();
+
+    let install = ca("install", dir.path(), &root, dir.path(), &["--system"]);
+    assert_eq!(install.code, Some(1), "{install:?}");
+    assert!(install.stdout.contains("holds another certificate"), "{}", install.stdout);
+    assert_eq!(std::fs::read(&anchor).unwrap(), other);
+    let uninstall = ca("uninstall", dir.path(), &root, dir.path(), &["--system"]);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(std::fs::read(&anchor).unwrap(), other, "not this CA's: left");
+
+    // A ca.pem holding a key is never installed anywhere.
+    std::fs::remove_file(&anchor).unwrap();
+    let key = std::fs::read_to_string(dir.path().join("ca/ca-key.pem")).unwrap();
+    let cert = std::fs::read_to_string(dir.path().join("ca/ca.pem")).unwrap();
+    std::fs::write(dir.path().join("ca/ca.pem"), format!("{cert}{key}")).unwrap();
+    let refused = ca("install", dir.path(), &root, dir.path(), &["--system"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("holds a private key"), "{}", refused.stderr);
+    assert!(!anchor.exists());
+}
+
+/// Whether `certutil -L` lists `nickname` in the database at `db`.
+fn nss_holds(db: &Path, nickname: &str) -> bool {
+    let out = Command::new("certutil")
+        .args(["-L", "-d"])
+        .arg(format!("sql:{}", db.display()))
+        .output()
+        .expect("certutil runs");
+    String::from_utf8_lossy(&out.stdout).contains(nickname)
+}
+
+#[test]
+fn ca_install_nss_adds_the_ca_to_chromium_and_firefox_databases_and_uninstall_removes_it() {
+    if require_tool(&["certutil"], "libnss3-tools").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let nickname = fingerprint_prefix(dir.path());
+    let root = fake_root(dir.path());
+    let home = dir.path().join("home");
+    // A Firefox profile with its own database; Chromium's does not exist yet.
+    let profile = home.join(".mozilla/firefox/abcd1234.default-release");
+    std::fs::create_dir_all(&profile).unwrap();
+    let created = Command::new("certutil")
+        .args(["-N", "--empty-password", "-d"])
+        .arg(format!("sql:{}", profile.display()))
+        .status()
+        .unwrap();
+    assert!(created.success());
+    let chromium = home.join(".pki/nssdb");
+
+    let install = ca("install", dir.path(), &root, &home, &["--nss"]);
+    assert!(install.ok(), "{install:?}");
+    assert!(install.stdout.contains("created the database"), "{}", install.stdout);
+    assert!(nss_holds(&chromium, &nickname), "{}", install.stdout);
+    assert!(nss_holds(&profile, &nickname), "{}", install.stdout);
+    let show = ca("show", dir.path(), &root, &home, &[]);
+    assert_eq!(
+        show.stdout.matches(&format!("yes ({nickname})")).count(),
+        2,
+        "{}",
+        show.stdout
+    );
+    let again = ca("install", dir.path(), &root, &home, &["--nss"]);
+    assert_eq!(again.stdout.matches("already holds").count(), 2, "{}", again.stdout);
+
+    let uninstall = ca("uninstall", dir.path(), &root, &home, &["--nss"]);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert!(!nss_holds(&chromium, &nickname));
+    assert!(!nss_holds(&profile, &nickname));
+    let again = ca("uninstall", dir.path(), &root, &home, &["--nss"]);
+    assert!(again.ok(), "{again:?}");
+    assert_eq!(again.stdout.matches("does not hold").count(), 2, "{}", again.stdout);
+}
+
+#[test]
+fn ca_install_java_imports_into_a_copy_of_cacerts_and_uninstall_deletes_the_alias() {
+    // A JDK is optional (CI installs none): without a working keytool this says so and returns.
+    let keytool = find_on_path(&["keytool"]);
+    let works = keytool
+        .as_ref()
+        .is_some_and(|k| Command::new(k).arg("-help").output().is_ok_and(|o| o.status.success()));
+    let source = Path::new("/etc/ssl/certs/java/cacerts");
+    if !works || !source.is_file() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the Java part of porter ca install: no working keytool or no {}",
+            source.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let alias = fingerprint_prefix(dir.path());
+    let store = dir.path().join("cacerts");
+    std::fs::copy(source, &store).unwrap();
+    let root = fake_root(dir.path());
+    let flags = ["--java", "--java-keystore", store.to_str().unwrap()];
+    let listed = || {
+        Command::new(keytool.as_ref().unwrap())
+            .args(["-list", "-storepass", "changeit", "-alias", &alias, "-keystore"])
+            .arg(&store)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let install = ca("install", dir.path(), &root, dir.path(), &flags);
+    assert!(install.ok(), "{install:?}");
+    assert!(listed(), "{}", install.stdout);
+    let again = ca("install", dir.path(), &root, dir.path(), &flags);
+    assert!(again.stdout.contains("already holds"), "{}", again.stdout);
+    let uninstall = ca("uninstall", dir.path(), &root, dir.path(), &flags);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert!(!listed());
+    let again = ca("uninstall", dir.path(), &root, dir.path(), &flags);
+    assert!(again.stdout.contains("does not hold"), "{}", again.stdout);
+}
