@@ -8,6 +8,7 @@ mod certs;
 mod clients;
 mod distrust;
 mod install;
+mod install_clients;
 mod parents;
 mod paths;
 mod split;
