@@ -117,9 +117,11 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
             format!("bundle {}", bundle.display()),
             match direction {
                 Direction::Install => install_bundle(&bundle, subject, places),
-                Direction::Uninstall => {
-                    remove_if(&bundle, |text| text.ends_with(&subject.cert_pem), "not Porter's bundle for this CA")
-                }
+                Direction::Uninstall => remove_if(
+                    &bundle,
+                    |text| text.ends_with(&subject.cert_pem),
+                    "not Porter's bundle for this CA",
+                ),
             },
         )
     };
@@ -127,7 +129,9 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
         step(
             format!("env file {}", env.display()),
             match direction {
-                Direction::Install => install_file(&env, &snippet(subject, places), &header(subject)),
+                Direction::Install => {
+                    install_file(&env, &snippet(subject, places), &header(subject))
+                }
                 Direction::Uninstall => remove_if(
                     &env,
                     |text| text.starts_with(&header(subject)),
@@ -152,16 +156,23 @@ fn install_bundle(
         .map(|p| places.system_path(p))
         .find_map(|p| fs::read_to_string(&p).ok().map(|text| (p, text)));
     let (mut text, from) = match roots {
-        Some((path, text)) => (text, format!("the roots of {} + Porter's CA", path.display())),
+        Some((path, text)) => (
+            text,
+            format!("the roots of {} + Porter's CA", path.display()),
+        ),
         None => (
             String::new(),
-            "Porter's CA alone (no system roots found: tunnelled hosts will not verify)".to_string(),
+            "Porter's CA alone (no system roots found: tunnelled hosts will not verify)"
+                .to_string(),
         ),
     };
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&format!("# Porter's CA (SHA-256 {})\n", subject.fingerprint));
+    text.push_str(&format!(
+        "# Porter's CA (SHA-256 {})\n",
+        subject.fingerprint
+    ));
     text.push_str(&subject.cert_pem);
     match fs::read_to_string(bundle) {
         Ok(old) if old == text => return Ok(Outcome::Unchanged(format!("up to date ({from})"))),
@@ -205,7 +216,11 @@ fn install_file(path: &Path, text: &str, header: &str) -> Result<Outcome, Instal
 }
 
 /// Removes `path` when `ours` says its text is Porter's; leaves anything else.
-fn remove_if(path: &Path, ours: impl Fn(&str) -> bool, other: &str) -> Result<Outcome, InstallError> {
+fn remove_if(
+    path: &Path,
+    ours: impl Fn(&str) -> bool,
+    other: &str,
+) -> Result<Outcome, InstallError> {
     match fs::read_to_string(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             Ok(Outcome::Unchanged("not there".to_string()))

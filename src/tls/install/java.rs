@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{
-    Direction, Outcome, Places, Step, Subject, Target, find_tool, root_command,
-    run_command, writable,
+    Direction, Outcome, Places, Step, Subject, Target, find_tool, root_command, run_command,
+    writable,
 };
 
 const STORE_PASSWORD: &str = "changeit";
@@ -35,7 +35,9 @@ fn keystore(keytool: &Path, places: &Places) -> Result<PathBuf, String> {
             places.root.display()
         ));
     }
-    let real = keytool.canonicalize().unwrap_or_else(|_| keytool.to_path_buf());
+    let real = keytool
+        .canonicalize()
+        .unwrap_or_else(|_| keytool.to_path_buf());
     let home = real
         .parent()
         .and_then(Path::parent)
@@ -116,10 +118,12 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Step {
             .arg(&store)
             .args(["-storepass", STORE_PASSWORD, "-alias", &alias, "-file"])
             .arg(&subject.cert_path),
-        Direction::Uninstall => command
-            .args(["-delete", "-keystore"])
-            .arg(&store)
-            .args(["-storepass", STORE_PASSWORD, "-alias", &alias]),
+        Direction::Uninstall => command.args(["-delete", "-keystore"]).arg(&store).args([
+            "-storepass",
+            STORE_PASSWORD,
+            "-alias",
+            &alias,
+        ]),
     };
     let outcome = match run_command(&mut command) {
         Ok(_) => Outcome::Done(match direction {

@@ -310,7 +310,11 @@ pub fn trusted_by(subject: &Subject, places: &Places) -> String {
     lines.extend(nss::status(subject, places));
     lines.extend(java::status(subject, places));
     lines.push(("bundle".to_string(), env::status(subject)));
-    let width = lines.iter().map(|(place, _)| place.len()).max().unwrap_or(0);
+    let width = lines
+        .iter()
+        .map(|(place, _)| place.len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::from("Trusted by:\n");
     for (place, answer) in lines {
         out.push_str(&format!("  {place:<width$}  {answer}\n"));
@@ -319,7 +323,12 @@ pub fn trusted_by(subject: &Subject, places: &Places) -> String {
 }
 
 /// The `porter ca` command that does `target` in `direction` for this CA, as root.
-pub fn root_command(direction: Direction, target: Target, subject: &Subject, places: &Places) -> String {
+pub fn root_command(
+    direction: Direction,
+    target: Target,
+    subject: &Subject,
+    places: &Places,
+) -> String {
     let mut command = format!(
         "sudo porter ca {} {} --ca-dir {}",
         direction.as_str(),

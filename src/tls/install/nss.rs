@@ -12,7 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{Direction, InstallError, Outcome, Places, Step, Subject, Target, find_tool, run_command};
+use super::{
+    Direction, InstallError, Outcome, Places, Step, Subject, Target, find_tool, run_command,
+};
 
 /// The databases under `home`: Chromium's (whether or not it exists yet) and each Firefox
 /// profile's (those with a `cert9.db`, the SQL format `sql:` reads).
@@ -111,8 +113,8 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
             if !exists && direction == Direction::Uninstall {
                 return None;
             }
-            let outcome = one(direction, &certutil, &db, exists, subject)
-                .unwrap_or_else(Outcome::Failed);
+            let outcome =
+                one(direction, &certutil, &db, exists, subject).unwrap_or_else(Outcome::Failed);
             Some(Step {
                 target: Target::Nss,
                 place: format!("NSS {}", db.display()),

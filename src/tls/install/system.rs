@@ -191,8 +191,10 @@ fn outcome(
     let mut did = Vec::new();
     match (direction, ours) {
         (Direction::Install, false) => {
-            write_anchor(&file, &subject.cert_pem)
-                .map_err(|error| InstallError::Io { path: file.clone(), error })?;
+            write_anchor(&file, &subject.cert_pem).map_err(|error| InstallError::Io {
+                path: file.clone(),
+                error,
+            })?;
             did.push(format!("added {}", file.display()));
         }
         (Direction::Uninstall, true) => {
@@ -215,7 +217,11 @@ fn outcome(
             did.push(format!(
                 "but {} {} it afterwards",
                 bundle.display(),
-                if wanted { "does not hold" } else { "still holds" }
+                if wanted {
+                    "does not hold"
+                } else {
+                    "still holds"
+                }
             ));
             return Err(InstallError::Command {
                 command: family.refresh().to_string(),

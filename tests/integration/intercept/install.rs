@@ -81,7 +81,9 @@ fn ca_install_under_root_places_the_anchor_bundle_and_env_file_and_uninstall_lea
     let ca_pem = std::fs::read_to_string(dir.path().join("ca/ca.pem")).unwrap();
     assert_eq!(std::fs::read_to_string(&anchor).unwrap(), ca_pem);
     assert!(
-        install.stdout.contains("did not run update-ca-certificates"),
+        install
+            .stdout
+            .contains("did not run update-ca-certificates"),
         "under --root the refresh is not run, and the report says so:\n{}",
         install.stdout
     );
@@ -106,7 +108,9 @@ fn ca_install_under_root_places_the_anchor_bundle_and_env_file_and_uninstall_lea
     assert!(
         install.stdout.contains("Acquire::https::CAInfo")
             && install.stdout.contains("/etc/docker/certs.d/HOST/ca.crt")
-            && install.stdout.contains("/etc/containers/certs.d/HOST/ca.crt"),
+            && install
+                .stdout
+                .contains("/etc/containers/certs.d/HOST/ca.crt"),
         "{}",
         install.stdout
     );
@@ -116,28 +120,70 @@ fn ca_install_under_root_places_the_anchor_bundle_and_env_file_and_uninstall_lea
         "{}",
         show.stdout
     );
-    assert!(show.stdout.contains("bundle") && show.stdout.contains("yes: "), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("bundle") && show.stdout.contains("yes: "),
+        "{}",
+        show.stdout
+    );
 
     // The key is never copied anywhere.
     let key = std::fs::read_to_string(dir.path().join("ca/ca-key.pem")).unwrap();
     let key_line = key.lines().nth(1).unwrap();
-    for (name, bytes) in snapshot(&root).into_iter().chain(snapshot(&dir.path().join("ca"))) {
-        if name != "ca-key.pem" && let Some(bytes) = bytes {
-            assert!(!String::from_utf8_lossy(&bytes).contains(key_line), "{name} holds the key");
+    for (name, bytes) in snapshot(&root)
+        .into_iter()
+        .chain(snapshot(&dir.path().join("ca")))
+    {
+        if name != "ca-key.pem"
+            && let Some(bytes) = bytes
+        {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(key_line),
+                "{name} holds the key"
+            );
         }
     }
 
     let again = ca("install", dir.path(), &root, &home, &["--system", "--env"]);
     assert!(again.ok(), "{again:?}");
-    assert_eq!(again.stdout.matches("  unchanged ").count(), 3, "{}", again.stdout);
+    assert_eq!(
+        again.stdout.matches("  unchanged ").count(),
+        3,
+        "{}",
+        again.stdout
+    );
 
-    let uninstall = ca("uninstall", dir.path(), &root, &home, &["--system", "--env"]);
+    let uninstall = ca(
+        "uninstall",
+        dir.path(),
+        &root,
+        &home,
+        &["--system", "--env"],
+    );
     assert!(uninstall.ok(), "{uninstall:?}");
-    assert_eq!(snapshot(&root), root_before, "the root is exactly as before");
-    assert_eq!(snapshot(&dir.path().join("ca")), ca_before, "the CA folder too");
-    let again = ca("uninstall", dir.path(), &root, &home, &["--system", "--env"]);
+    assert_eq!(
+        snapshot(&root),
+        root_before,
+        "the root is exactly as before"
+    );
+    assert_eq!(
+        snapshot(&dir.path().join("ca")),
+        ca_before,
+        "the CA folder too"
+    );
+    let again = ca(
+        "uninstall",
+        dir.path(),
+        &root,
+        &home,
+        &["--system", "--env"],
+    );
     assert!(again.ok(), "{again:?}");
-    assert_eq!(again.stdout.matches("  unchanged ").count(), 3, "{}", again.stdout);
+    assert_eq!(
+        again.stdout.matches("  unchanged ").count(),
+        3,
+        "{}",
+        again.stdout
+    );
     assert_eq!(snapshot(&root), root_before);
 }
 
@@ -153,11 +199,19 @@ fn regression_ca_install_never_overwrites_or_uninstall_removes_another_cas_porte
 
     let install = ca("install", dir.path(), &root, dir.path(), &["--system"]);
     assert_eq!(install.code, Some(1), "{install:?}");
-    assert!(install.stdout.contains("holds another certificate"), "{}", install.stdout);
+    assert!(
+        install.stdout.contains("holds another certificate"),
+        "{}",
+        install.stdout
+    );
     assert_eq!(std::fs::read(&anchor).unwrap(), other);
     let uninstall = ca("uninstall", dir.path(), &root, dir.path(), &["--system"]);
     assert!(uninstall.ok(), "{uninstall:?}");
-    assert_eq!(std::fs::read(&anchor).unwrap(), other, "not this CA's: left");
+    assert_eq!(
+        std::fs::read(&anchor).unwrap(),
+        other,
+        "not this CA's: left"
+    );
 
     // A ca.pem holding a key is never installed anywhere.
     std::fs::remove_file(&anchor).unwrap();
@@ -166,7 +220,11 @@ fn regression_ca_install_never_overwrites_or_uninstall_removes_another_cas_porte
     std::fs::write(dir.path().join("ca/ca.pem"), format!("{cert}{key}")).unwrap();
     let refused = ca("install", dir.path(), &root, dir.path(), &["--system"]);
     assert_eq!(refused.code, Some(1), "{refused:?}");
-    assert!(refused.stderr.contains("holds a private key"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("holds a private key"),
+        "{}",
+        refused.stderr
+    );
     assert!(!anchor.exists());
 }
 
@@ -203,7 +261,11 @@ fn ca_install_nss_adds_the_ca_to_chromium_and_firefox_databases_and_uninstall_re
 
     let install = ca("install", dir.path(), &root, &home, &["--nss"]);
     assert!(install.ok(), "{install:?}");
-    assert!(install.stdout.contains("created the database"), "{}", install.stdout);
+    assert!(
+        install.stdout.contains("created the database"),
+        "{}",
+        install.stdout
+    );
     assert!(nss_holds(&chromium, &nickname), "{}", install.stdout);
     assert!(nss_holds(&profile, &nickname), "{}", install.stdout);
     let show = ca("show", dir.path(), &root, &home, &[]);
@@ -214,7 +276,12 @@ fn ca_install_nss_adds_the_ca_to_chromium_and_firefox_databases_and_uninstall_re
         show.stdout
     );
     let again = ca("install", dir.path(), &root, &home, &["--nss"]);
-    assert_eq!(again.stdout.matches("already holds").count(), 2, "{}", again.stdout);
+    assert_eq!(
+        again.stdout.matches("already holds").count(),
+        2,
+        "{}",
+        again.stdout
+    );
 
     let uninstall = ca("uninstall", dir.path(), &root, &home, &["--nss"]);
     assert!(uninstall.ok(), "{uninstall:?}");
@@ -222,16 +289,24 @@ fn ca_install_nss_adds_the_ca_to_chromium_and_firefox_databases_and_uninstall_re
     assert!(!nss_holds(&profile, &nickname));
     let again = ca("uninstall", dir.path(), &root, &home, &["--nss"]);
     assert!(again.ok(), "{again:?}");
-    assert_eq!(again.stdout.matches("does not hold").count(), 2, "{}", again.stdout);
+    assert_eq!(
+        again.stdout.matches("does not hold").count(),
+        2,
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]
 fn ca_install_java_imports_into_a_copy_of_cacerts_and_uninstall_deletes_the_alias() {
     // A JDK is optional (CI installs none): without a working keytool this says so and returns.
     let keytool = find_on_path(&["keytool"]);
-    let works = keytool
-        .as_ref()
-        .is_some_and(|k| Command::new(k).arg("-help").output().is_ok_and(|o| o.status.success()));
+    let works = keytool.as_ref().is_some_and(|k| {
+        Command::new(k)
+            .arg("-help")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     let source = Path::new("/etc/ssl/certs/java/cacerts");
     if !works || !source.is_file() {
         let _ = writeln!(
@@ -250,7 +325,14 @@ fn ca_install_java_imports_into_a_copy_of_cacerts_and_uninstall_deletes_the_alia
     let flags = ["--java", "--java-keystore", store.to_str().unwrap()];
     let listed = || {
         Command::new(keytool.as_ref().unwrap())
-            .args(["-list", "-storepass", "changeit", "-alias", &alias, "-keystore"])
+            .args([
+                "-list",
+                "-storepass",
+                "changeit",
+                "-alias",
+                &alias,
+                "-keystore",
+            ])
             .arg(&store)
             .output()
             .unwrap()

@@ -3,14 +3,15 @@
 //!
 //! - after `porter ca install --system`, in a private mount namespace whose
 //!   /usr/local/share/ca-certificates and /etc/ssl/certs are fresh tmpfs mounts (so this machine's
-//!   real trust store is never touched): curl, git, python's urllib, requests, cargo (and pip when
-//!   it uses the system store, pip 24.2 on); each fails before install and again after uninstall;
+//!   real trust store is never touched): curl, git, python's urllib, requests, cargo, apt-get (and
+//!   pip when it uses the system store, pip 24.2 on); each fails before install and again after
+//!   uninstall;
 //! - after sourcing the env snippet (`--env FILE`, no system store): curl, git, urllib, requests,
 //!   pip, npm and cargo.
 //!
 //! The origin is `porter serve --tls` on trust.porter.test (127.0.0.15, from .ci/run's /etc/hosts)
 //! serving static files: a file, a git repository for dumb HTTP, a pip simple index, an npm
-//! registry's packument and tarball, and a cargo sparse registry. The proxy trusts the origin's
+//! registry's packument and tarball, a cargo sparse registry and a flat apt repository. The proxy trusts the origin's
 //! CA with `--upstream-ca`. npm reads node's built-in roots and certifi-based requests and pip read
 //! certifi's, not the system store: those are covered by the snippet, which is what fixes them.
 
@@ -42,11 +43,13 @@ const CA_VARIABLES: [&str; 16] = [
     "NO_PROXY",
 ];
 
-/// One client: a shell function body (`$1` is the phase), and whether it reads the system store.
+/// One client: a shell function body (`$1` is the phase), whether it reads the system store, and
+/// whether the env snippet reaches it (apt reads no variables).
 struct Client {
     name: &'static str,
     body: String,
     system_store: bool,
+    snippet: bool,
 }
 
 /// The origin, the proxy and the clients whose fixtures were built.
@@ -75,7 +78,12 @@ fn git_repo(www: &Path, work: &Path) {
     let git = |dir: &Path, args: &[&str]| {
         run_ok(
             Command::new("git")
-                .args(["-c", "user.name=porter", "-c", "user.email=porter@example.invalid"])
+                .args([
+                    "-c",
+                    "user.name=porter",
+                    "-c",
+                    "user.email=porter@example.invalid",
+                ])
                 .args(["-c", "init.defaultBranch=main"])
                 .args(args)
                 .current_dir(dir)
@@ -91,7 +99,10 @@ fn git_repo(www: &Path, work: &Path) {
     git(&source, &["commit", "-q", "-m", "first"]);
     git(www, &["init", "-q", "--bare", "repo.git"]);
     let bare = www.join("repo.git");
-    git(&source, &["push", "-q", bare.to_str().unwrap(), "HEAD:refs/heads/main"]);
+    git(
+        &source,
+        &["push", "-q", bare.to_str().unwrap(), "HEAD:refs/heads/main"],
+    );
     git(&bare, &["update-server-info"]);
 }
 
@@ -125,7 +136,11 @@ fn npm_registry(www: &Path, work: &Path, url: &str) {
         r#"{"name":"porter-demo","version":"1.0.0","description":"through porter","main":"index.js"}"#,
     )
     .unwrap();
-    std::fs::write(source.join("index.js"), "module.exports = 'through porter';\n").unwrap();
+    std::fs::write(
+        source.join("index.js"),
+        "module.exports = 'through porter';\n",
+    )
+    .unwrap();
     let registry = www.join("npm");
     std::fs::create_dir_all(&registry).unwrap();
     let packed = run_ok(
@@ -164,7 +179,11 @@ fn cargo_registry(www: &Path, work: &Path, url: &str) {
          description = \"through porter\"\nlicense = \"MIT\"\n",
     )
     .unwrap();
-    std::fs::write(source.join("src/lib.rs"), "pub const GREETING: &str = \"hi\";\n").unwrap();
+    std::fs::write(
+        source.join("src/lib.rs"),
+        "pub const GREETING: &str = \"hi\";\n",
+    )
+    .unwrap();
     run_ok(
         Command::new("cargo")
             .args(["package", "-q", "--offline", "--no-verify", "--allow-dirty"])
@@ -205,9 +224,73 @@ fn cargo_registry(www: &Path, work: &Path, url: &str) {
     std::fs::write(consumer.join("src/main.rs"), "fn main() {}\n").unwrap();
 }
 
+/// A flat apt repository (`deb [trusted=yes] URL/apt ./`) with one package, and an apt
+/// configuration that reads nothing of this machine's (APT_CONFIG is read before apt.conf.d).
+fn apt_repository(www: &Path, work: &Path, url: &str) {
+    let source = work.join("deb-source");
+    std::fs::create_dir_all(source.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(source.join("usr/share/doc/porter-demo")).unwrap();
+    let control = "Package: porter-demo\nVersion: 1.0\nArchitecture: all\n\
+                   Maintainer: Porter <porter@example.invalid>\n";
+    std::fs::write(
+        source.join("DEBIAN/control"),
+        format!("{control}Description: through porter\n"),
+    )
+    .unwrap();
+    std::fs::write(source.join("usr/share/doc/porter-demo/README"), "hi\n").unwrap();
+    let repo = www.join("apt");
+    std::fs::create_dir_all(&repo).unwrap();
+    let deb = repo.join("porter-demo_1.0_all.deb");
+    run_ok(
+        Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group"])
+            .arg(&source)
+            .arg(&deb),
+    );
+    let bytes = std::fs::read(&deb).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(
+        repo.join("Packages"),
+        format!(
+            "{control}Filename: ./porter-demo_1.0_all.deb\nSize: {}\nSHA256: {digest}\n\
+             Description: through porter\n",
+            bytes.len()
+        ),
+    )
+    .unwrap();
+    let apt = work.join("apt");
+    std::fs::create_dir_all(apt.join("empty")).unwrap();
+    std::fs::write(apt.join("status"), "").unwrap();
+    std::fs::write(
+        apt.join("sources.list"),
+        format!("deb [trusted=yes] {url}/apt ./\n"),
+    )
+    .unwrap();
+    let p = |name: &str| apt.join(name).display().to_string();
+    std::fs::write(
+        apt.join("apt.conf"),
+        format!(
+            "Dir::Etc::Parts \"{}\";\nDir::Etc::SourceParts \"{}\";\nDir::Etc::SourceList \"{}\";\n\
+             Dir::State::status \"{}\";\nDebug::NoLocking \"true\";\nAPT::Sandbox::User \"root\";\n\
+             Acquire::Retries \"0\";\nAcquire::https::Timeout \"20\";\n",
+            p("empty"),
+            p("empty"),
+            p("sources.list"),
+            p("status")
+        ),
+    )
+    .unwrap();
+}
+
 /// The pip version as (major, minor).
 fn pip_version(python: &str) -> Option<(u32, u32)> {
-    let out = Command::new(python).args(["-m", "pip", "--version"]).output().ok()?;
+    let out = Command::new(python)
+        .args(["-m", "pip", "--version"])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace().nth(1)?.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
@@ -240,8 +323,19 @@ impl Rig {
         std::fs::write(www.join("hello.txt"), "hello through porter\n").unwrap();
         let origin = Porter::start_at(
             &[
-                "serve", "--tls", "--tls-name", HOST, "--root", "www", "--ban-after", "0",
-                "--special-after", "0", "--cookies", "work/cookies.json", "--event-log",
+                "serve",
+                "--tls",
+                "--tls-name",
+                HOST,
+                "--root",
+                "www",
+                "--ban-after",
+                "0",
+                "--special-after",
+                "0",
+                "--cookies",
+                "work/cookies.json",
+                "--event-log",
                 "work/events.log",
             ],
             Some(dir.path()),
@@ -281,16 +375,19 @@ impl Rig {
                 name: "curl",
                 body: r#"curl -sS -f --max-time 20 -x "http://$PROXY" "$URL/hello.txt""#.into(),
                 system_store: true,
+                snippet: true,
             },
             Client {
                 name: "git",
                 body: r#"git -c http.proxy="http://$PROXY" -c http.lowSpeedLimit=1 -c http.lowSpeedTime=20 ls-remote "$URL/repo.git""#.into(),
                 system_store: true,
+                snippet: true,
             },
             Client {
                 name: "urllib",
                 body: r#""$PYTHON" -c 'import sys, urllib.request as u; print(u.build_opener(u.ProxyHandler({"https": sys.argv[2]})).open(sys.argv[1], timeout=20).read())' "$URL/hello.txt" "http://$PROXY""#.into(),
                 system_store: true,
+                snippet: true,
             },
         ];
         // Certifi-based requests (pip's, not Debian's) reads only its own list: under the system
@@ -306,6 +403,7 @@ impl Rig {
                 r#"env {requests_env}"$PYTHON" -c 'import sys, requests; r = requests.get(sys.argv[1], proxies={{"https": sys.argv[2]}}, timeout=20); r.raise_for_status(); print(r.text)' "$URL/hello.txt" "http://$PROXY""#
             ),
             system_store: true,
+            snippet: true,
         });
         if require_python_module("pip", "python3-pip") {
             pip_index(&www);
@@ -314,6 +412,7 @@ impl Rig {
                 body: r#""$PYTHON" -m pip download --no-deps --no-cache-dir --retries 0 --timeout 20 --index-url "$URL/simple/" --proxy "http://$PROXY" --dest "$WORK/pip-$1" porter-demo"#.into(),
                 // pip reads the system store from 24.2 on (truststore); before, certifi only.
                 system_store: pip_version(&python).is_some_and(|v| v >= (24, 2)),
+                snippet: true,
             });
         }
         if require_tool(&["npm"], "npm").is_some() {
@@ -323,6 +422,7 @@ impl Rig {
                 body: r#"mkdir -p "$WORK/npm-$1" && npm pack porter-demo@1.0.0 --registry "$URL/npm/" --proxy "http://$PROXY" --https-proxy "http://$PROXY" --cache "$WORK/npm-cache-$1" --userconfig "$WORK/npmrc" --pack-destination "$WORK/npm-$1" --fetch-retries 0 --fetch-timeout 20000"#.into(),
                 // node's built-in roots, not the system store.
                 system_store: false,
+                snippet: true,
             });
         }
         cargo_registry(&www, &work, &url);
@@ -330,7 +430,19 @@ impl Rig {
             name: "cargo",
             body: r#"rm -f "$WORK/consumer/Cargo.lock"; env CARGO_HOME="$WORK/cargo-home-$1" CARGO_REGISTRIES_PORTER_INDEX="sparse+$URL/cargo/index/" CARGO_HTTP_PROXY="http://$PROXY" CARGO_NET_RETRY=0 CARGO_HTTP_TIMEOUT=20 cargo fetch --manifest-path "$WORK/consumer/Cargo.toml""#.into(),
             system_store: true,
+            snippet: true,
         });
+        if require_tool(&["apt-get"], "apt").is_some()
+            && require_tool(&["dpkg-deb"], "dpkg").is_some()
+        {
+            apt_repository(&www, &work, &url);
+            clients.push(Client {
+                name: "apt",
+                body: r#"rm -rf "$WORK/apt/state-$1" && mkdir -p "$WORK/apt/state-$1/lists/partial" "$WORK/apt/cache-$1/archives/partial" "$WORK/apt/out-$1" && cd "$WORK/apt/out-$1" && for action in update "download porter-demo"; do APT_CONFIG="$WORK/apt/apt.conf" apt-get -q -o Dir::State="$WORK/apt/state-$1" -o Dir::Cache="$WORK/apt/cache-$1" -o Acquire::https::Proxy="http://$PROXY" $action || exit 1; done && test -s porter-demo_1.0_all.deb"#.into(),
+                system_store: true,
+                snippet: false,
+            });
+        }
         Some(Rig {
             dir,
             _origin: origin,
@@ -352,7 +464,8 @@ impl Rig {
              else echo \"$1 $2 fail\"; fi; }\n",
         );
         for client in chosen {
-            text.push_str(&format!("client_{}() {{ {}; }}\n", client.name, client.body));
+            // A subshell each, so a `cd` or `exit` stays in the client.
+            text.push_str(&format!("client_{}() ( {} )\n", client.name, client.body));
         }
         let names: Vec<&str> = chosen.iter().map(|c| c.name).collect();
         text.push_str(&format!(
@@ -385,7 +498,10 @@ impl Rig {
             .env("PYTHON", &self.python)
             .env("PORTER", env!("CARGO_BIN_EXE_porter"))
             .env("CA_DIR", self.path("ca"))
-            .env("OUTER_NS", std::fs::read_link("/proc/self/ns/mnt").unwrap_or_default())
+            .env(
+                "OUTER_NS",
+                std::fs::read_link("/proc/self/ns/mnt").unwrap_or_default(),
+            )
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("PIP_CONFIG_FILE", "/dev/null")
@@ -412,7 +528,10 @@ impl Rig {
         };
         let stdout = std::fs::read_to_string(self.path("work/stdout")).unwrap_or_default();
         let stderr = std::fs::read_to_string(self.path("work/stderr")).unwrap_or_default();
-        assert!(status.success(), "the script failed ({status}):\n{stdout}\n{stderr}");
+        assert!(
+            status.success(),
+            "the script failed ({status}):\n{stdout}\n{stderr}"
+        );
         eprintln!("client results:\n{stdout}");
         stdout
             .lines()
@@ -437,7 +556,8 @@ impl Rig {
                 let key = (phase.to_string(), client.name.to_string());
                 if results.get(&key) != Some(ok) {
                     let log = std::fs::read_to_string(
-                        self.path("work/logs").join(format!("{phase}.{}", client.name)),
+                        self.path("work/logs")
+                            .join(format!("{phase}.{}", client.name)),
                     )
                     .unwrap_or_default();
                     wrong.push(format!(
@@ -496,7 +616,7 @@ set +e
 "#;
 
 #[test]
-fn ca_install_system_makes_curl_git_python_and_cargo_trust_the_proxy_with_no_ca_option_and_uninstall_undoes_it()
+fn ca_install_system_makes_curl_git_python_cargo_and_apt_trust_the_proxy_with_no_ca_option_and_uninstall_undoes_it()
  {
     if !namespaces_allowed() {
         return;
@@ -525,7 +645,11 @@ fn ca_install_system_makes_curl_git_python_and_cargo_trust_the_proxy_with_no_ca_
     rig.expect(
         &results,
         &chosen,
-        &[("before", false), ("installed", true), ("uninstalled", false)],
+        &[
+            ("before", false),
+            ("installed", true),
+            ("uninstalled", false),
+        ],
     );
     // This machine's own store never changed.
     assert_eq!(
@@ -556,7 +680,7 @@ fn ca_install_env_snippet_makes_every_client_trust_the_proxy_without_the_system_
         None,
     );
     assert!(install.ok(), "{install:?}");
-    let chosen: Vec<&Client> = rig.clients.iter().collect();
+    let chosen: Vec<&Client> = rig.clients.iter().filter(|c| c.snippet).collect();
     let script = format!(
         "{}clients plain\n. \"$WORK/porter-env.sh\"\nclients sourced\n",
         rig.functions(&chosen)
