@@ -89,8 +89,54 @@ pub struct Places {
     pub java_keystore: Option<PathBuf>,
     /// The env snippet's file; `DIR/env.sh` beside the CA when `None`.
     pub env_file: Option<PathBuf>,
-    /// The user `sudo` ran this for (`$SUDO_USER`), whose browsers a root run must not touch.
-    pub sudo_user: Option<String>,
+    /// The user who ran `sudo porter ca install`: their browsers' databases are the ones meant,
+    /// so NSS is changed in their home and as them (root-owned files there would break them).
+    pub sudo_user: Option<SudoUser>,
+}
+
+/// The user behind `sudo`, from `$SUDO_USER`, `$SUDO_UID`, `$SUDO_GID` and the passwd database.
+#[derive(Debug, Clone)]
+pub struct SudoUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl SudoUser {
+    /// The user when this runs as root under sudo for someone else; `None` otherwise.
+    pub fn from_env() -> Option<SudoUser> {
+        let name = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty())?;
+        let uid: u32 = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+        let gid: u32 = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+        if uid == 0 || effective_uid() != Some(0) {
+            return None;
+        }
+        // `getent passwd` answers from every source the system uses (files, LDAP, systemd).
+        let output = Command::new("getent")
+            .args(["passwd", &name])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&output.stdout);
+        let home = line
+            .trim_end()
+            .split(':')
+            .nth(5)
+            .filter(|h| !h.is_empty())?;
+        Some(SudoUser {
+            name,
+            uid,
+            gid,
+            home: PathBuf::from(home),
+        })
+    }
+}
+
+/// The effective user id, from `/proc/self/status` (its `Uid:` line: real, effective, ...).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Places {
@@ -103,9 +149,7 @@ impl Places {
                 .map(PathBuf::from),
             java_keystore: None,
             env_file: None,
-            sudo_user: std::env::var("SUDO_USER")
-                .ok()
-                .filter(|u| !u.is_empty() && u != "root"),
+            sudo_user: SudoUser::from_env(),
         }
     }
 
@@ -346,14 +390,29 @@ pub fn root_command(
 
 /// Runs a command to completion, capturing its output; a failure names the command and says why.
 pub fn run_command(command: &mut Command) -> Result<String, InstallError> {
+    run_command_with_input(command, b"")
+}
+
+/// [`run_command`] with `input` on its standard input.
+pub fn run_command_with_input(command: &mut Command, input: &[u8]) -> Result<String, InstallError> {
+    use std::io::Write as _;
+    use std::process::Stdio;
     let shown = format!("{command:?}").replace('"', "");
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| InstallError::Command {
-            command: shown.clone(),
-            detail: format!("could not start: {e}"),
-        })?;
+    let start_error = |e: io::Error| InstallError::Command {
+        command: shown.clone(),
+        detail: format!("could not start: {e}"),
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(start_error)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that reads nothing closes its end: not an error of ours.
+        let _ = stdin.write_all(input);
+    }
+    let output = child.wait_with_output().map_err(start_error)?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -5,16 +5,48 @@
 //! fingerprint, so `certutil -D` on uninstall removes exactly this CA.
 //!
 //! A database Porter created stays after uninstall: Chromium uses it for its own state too. Under
-//! `sudo` the home is root's, not the user's whose browsers matter, so NSS is left for a run
-//! without sudo.
+//! `sudo` the browsers meant are the invoking user's: their home (from the passwd database, not
+//! `$HOME`), and every command runs as them through `setpriv`, so nothing in their home becomes
+//! root's. The certificate goes to `certutil` on its standard input, so the user need not be able
+//! to read the CA's folder.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{
-    Direction, InstallError, Outcome, Places, Step, Subject, Target, find_tool, run_command,
+    Direction, InstallError, Outcome, Places, Step, Subject, SudoUser, Target, find_tool,
+    run_command, run_command_with_input,
 };
+
+/// How commands run: as the running user, or as the user behind sudo.
+struct Runner<'a> {
+    certutil: PathBuf,
+    sudo: Option<&'a SudoUser>,
+}
+
+impl Runner<'_> {
+    /// `program` as the right user: `setpriv --reuid --regid --init-groups program` under sudo.
+    fn command(&self, program: &Path) -> Command {
+        match self.sudo {
+            None => Command::new(program),
+            Some(user) => {
+                let mut command = Command::new("setpriv");
+                command
+                    .arg(format!("--reuid={}", user.uid))
+                    .arg(format!("--regid={}", user.gid))
+                    .arg("--init-groups")
+                    .arg(program)
+                    .env("HOME", &user.home);
+                command
+            }
+        }
+    }
+
+    fn certutil(&self) -> Command {
+        self.command(&self.certutil)
+    }
+}
 
 /// The databases under `home`: Chromium's (whether or not it exists yet) and each Firefox
 /// profile's (those with a `cert9.db`, the SQL format `sql:` reads).
@@ -37,8 +69,9 @@ pub fn databases(home: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether the database at `db` holds the nickname (false when it cannot be read).
-fn holds(certutil: &Path, db: &Path, nickname: &str) -> bool {
-    Command::new(certutil)
+fn holds(runner: &Runner, db: &Path, nickname: &str) -> bool {
+    runner
+        .certutil()
         .arg("-L")
         .arg("-d")
         .arg(sql(db))
@@ -56,17 +89,18 @@ fn sql(db: &Path) -> String {
 
 /// One line per existing database for `porter ca show`.
 pub fn status(subject: &Subject, places: &Places) -> Vec<(String, String)> {
-    let Some(home) = &places.home else {
+    let sudo = places.sudo_user.as_ref();
+    let Some(home) = sudo.map(|u| &u.home).or(places.home.as_ref()) else {
         return vec![];
     };
-    let certutil = find_tool("certutil");
+    let certutil = find_tool("certutil").map(|certutil| Runner { certutil, sudo });
     databases(home)
         .into_iter()
         .filter(|db| db.join("cert9.db").is_file())
         .map(|db| {
             let answer = match &certutil {
                 None => "unknown (certutil not found)".to_string(),
-                Some(certutil) if holds(certutil, &db, &subject.nickname()) => {
+                Some(runner) if holds(runner, &db, &subject.nickname()) => {
                     format!("yes ({})", subject.nickname())
                 }
                 Some(_) => "no".to_string(),
@@ -85,18 +119,19 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
             outcome: Outcome::Skipped(why),
         }]
     };
-    if let Some(user) = &places.sudo_user {
+    let sudo = places.sudo_user.as_ref();
+    if sudo.is_some() && find_tool("setpriv").is_none() {
         return skipped(
             "NSS (browsers)",
             format!(
-                "not under sudo (this is root's home, not {user}'s): run `porter ca {} --nss \
-                 --ca-dir {}` as {user}",
+                "under sudo, without setpriv (util-linux) to run certutil as the user: run `porter \
+                 ca {} --nss --ca-dir {}` without sudo",
                 direction.as_str(),
                 super::shell_quote(&subject.dir.display().to_string())
             ),
         );
     }
-    let Some(home) = &places.home else {
+    let Some(home) = sudo.map(|u| &u.home).or(places.home.as_ref()) else {
         return skipped("NSS (browsers)", "HOME is not set".to_string());
     };
     let Some(certutil) = find_tool("certutil") else {
@@ -106,6 +141,7 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
                 .to_string(),
         );
     };
+    let runner = Runner { certutil, sudo };
     databases(home)
         .into_iter()
         .filter_map(|db| {
@@ -114,7 +150,7 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
                 return None;
             }
             let outcome =
-                one(direction, &certutil, &db, exists, subject).unwrap_or_else(Outcome::Failed);
+                one(direction, &runner, &db, exists, subject).unwrap_or_else(Outcome::Failed);
             Some(Step {
                 target: Target::Nss,
                 place: format!("NSS {}", db.display()),
@@ -126,13 +162,13 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
 
 fn one(
     direction: Direction,
-    certutil: &Path,
+    runner: &Runner,
     db: &Path,
     exists: bool,
     subject: &Subject,
 ) -> Result<Outcome, InstallError> {
     let nickname = subject.nickname();
-    let present = exists && holds(certutil, db, &nickname);
+    let present = exists && holds(runner, db, &nickname);
     let mut did = Vec::new();
     match (direction, present) {
         (Direction::Install, true) => {
@@ -143,12 +179,25 @@ fn one(
         }
         (Direction::Install, false) => {
             if !exists {
-                crate::perms::create_private_dir_all(db).map_err(|error| InstallError::Io {
-                    path: db.to_path_buf(),
-                    error,
-                })?;
+                match runner.sudo {
+                    None => crate::perms::create_private_dir_all(db).map_err(|error| {
+                        InstallError::Io {
+                            path: db.to_path_buf(),
+                            error,
+                        }
+                    })?,
+                    Some(_) => {
+                        run_command(
+                            runner
+                                .command(Path::new("mkdir"))
+                                .args(["-p", "-m", "0700"])
+                                .arg(db),
+                        )?;
+                    }
+                }
                 run_command(
-                    Command::new(certutil)
+                    runner
+                        .certutil()
                         .arg("-N")
                         .arg("-d")
                         .arg(sql(db))
@@ -156,19 +205,22 @@ fn one(
                 )?;
                 did.push("created the database (certutil -N --empty-password)".to_string());
             }
-            run_command(
-                Command::new(certutil)
+            // No -i: the certificate comes on standard input (see the module doc).
+            run_command_with_input(
+                runner
+                    .certutil()
                     .arg("-A")
                     .arg("-d")
                     .arg(sql(db))
-                    .args(["-t", "C,,", "-n", &nickname, "-i"])
-                    .arg(&subject.cert_path),
+                    .args(["-t", "C,,", "-n", &nickname, "-a"]),
+                subject.cert_pem.as_bytes(),
             )?;
             did.push(format!("added {nickname} (certutil -A -t C,,)"));
         }
         (Direction::Uninstall, true) => {
             run_command(
-                Command::new(certutil)
+                runner
+                    .certutil()
                     .arg("-D")
                     .arg("-d")
                     .arg(sql(db))

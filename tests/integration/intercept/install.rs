@@ -5,6 +5,7 @@
 //! overwritten or removed. `install_clients` drives real clients against the system store.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use super::*;
@@ -349,4 +350,80 @@ fn ca_install_java_imports_into_a_copy_of_cacerts_and_uninstall_deletes_the_alia
     assert!(!listed());
     let again = ca("uninstall", dir.path(), &root, dir.path(), &flags);
     assert!(again.stdout.contains("does not hold"), "{}", again.stdout);
+}
+
+#[test]
+fn regression_sudo_ca_install_adds_the_ca_to_the_invoking_users_browsers_as_that_user_not_to_roots()
+{
+    if require_tool(&["certutil"], "libnss3-tools").is_none()
+        || require_tool(&["setpriv"], "util-linux").is_none()
+        || !super::install_clients::namespaces_allowed()
+    {
+        return;
+    }
+    // A user who exists only in this test's mount namespace: a passwd file bind-mounted over
+    // /etc/passwd there, with a home in a folder the user may enter. The CA folder stays root's
+    // (0700), so the certificate must reach certutil without the user reading it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let nickname = fingerprint_prefix(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let chown = Command::new("chown")
+        .arg("4242:4242")
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd.push_str(&format!(
+        "porter-sudo-test:x:4242:4242::{}:/bin/sh\n",
+        home.display()
+    ));
+    std::fs::write(dir.path().join("passwd"), passwd).unwrap();
+    let script = r#"set -e
+[ "$(readlink /proc/self/ns/mnt)" != "$OUTER_NS" ] || exit 90
+mount --make-rprivate /
+mount --bind "$DIR/passwd" /etc/passwd
+export SUDO_USER=porter-sudo-test SUDO_UID=4242 SUDO_GID=4242
+"$PORTER" ca install --nss --ca-dir "$DIR/ca" --root "$DIR/root"
+echo "owner $(stat -c %u "$DIR/home/.pki/nssdb/cert9.db")"
+certutil -L -d "sql:$DIR/home/.pki/nssdb"
+"$PORTER" ca show --ca-dir "$DIR/ca" --root "$DIR/root"
+"$PORTER" ca uninstall --nss --ca-dir "$DIR/ca" --root "$DIR/root"
+echo "after uninstall"
+certutil -L -d "sql:$DIR/home/.pki/nssdb"
+"#;
+    std::fs::create_dir(dir.path().join("root")).unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .env("DIR", dir.path())
+        .env("PORTER", env!("CARGO_BIN_EXE_porter"))
+        // sudo's HOME may be root's or the user's; root's here, and it must stay untouched.
+        .env("HOME", dir.path().join("root-home"))
+        .env(
+            "OUTER_NS",
+            std::fs::read_link("/proc/self/ns/mnt").unwrap_or_default(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (installed, removed) = stdout.split_once("after uninstall").unwrap();
+    assert!(
+        installed.contains("owner 4242"),
+        "the database is the user's:\n{stdout}"
+    );
+    assert!(installed.contains(&nickname), "{stdout}");
+    assert!(
+        installed.contains(&format!("yes ({nickname})")),
+        "show looks in the user's home too:\n{stdout}"
+    );
+    assert!(!removed.contains(&nickname), "{stdout}");
+    assert!(
+        !dir.path().join("root-home/.pki").exists(),
+        "root's home untouched"
+    );
 }

@@ -575,7 +575,7 @@ impl Rig {
 
 /// Whether this test may build a private mount namespace: root, `unshare` and
 /// `update-ca-certificates` here, and `unshare -m` allowed.
-fn namespaces_allowed() -> bool {
+pub(super) fn namespaces_allowed() -> bool {
     let Some(_) = require_tool(&["unshare"], "util-linux") else {
         return false;
     };
