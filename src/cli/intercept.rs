@@ -140,7 +140,8 @@ pub struct TrustArgs {
     pub system: bool,
 
     /// Browsers: Chromium's $HOME/.pki/nssdb (created if missing) and each Firefox profile's
-    /// database, with certutil; the nickname holds the CA's fingerprint.
+    /// database, with certutil; the nickname holds the CA's fingerprint. Under sudo, the invoking
+    /// user's home, changed as that user.
     #[arg(long)]
     pub nss: bool,
 

@@ -427,3 +427,43 @@ certutil -L -d "sql:$DIR/home/.pki/nssdb"
         "root's home untouched"
     );
 }
+
+#[test]
+fn ca_install_without_a_target_flag_does_every_target_it_can_and_says_why_not_for_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let root = fake_root(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let before = snapshot(&root);
+    let install = ca("install", dir.path(), &root, &home, &[]);
+    assert!(
+        install.ok(),
+        "a target that does not apply is no failure: {install:?}"
+    );
+    let line = |out: &str, place: &str| {
+        out.lines()
+            .find(|l| l.contains(place))
+            .unwrap_or_else(|| panic!("no {place} line:\n{out}"))
+            .to_string()
+    };
+    assert!(line(&install.stdout, "system store").contains("done"));
+    assert!(line(&install.stdout, "bundle ").contains("done"));
+    assert!(line(&install.stdout, "env file ").contains("done"));
+    // Java under --root without --java-keystore, or without a JDK: skipped, saying why.
+    assert!(
+        line(&install.stdout, "Java").contains("skipped"),
+        "{}",
+        install.stdout
+    );
+    if find_on_path(&["certutil"]).is_some() {
+        assert!(line(&install.stdout, "NSS").contains("done"));
+    }
+    let uninstall = ca("uninstall", dir.path(), &root, &home, &[]);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(snapshot(&root), before);
+    // Asked for by name, a target that cannot be done is a failure.
+    let java = ca("install", dir.path(), &root, &home, &["--java"]);
+    assert_eq!(java.code, Some(1), "{java:?}");
+    assert!(java.stderr.contains("not done: Java"), "{}", java.stderr);
+}
