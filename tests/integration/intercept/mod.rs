@@ -9,6 +9,7 @@ mod clients;
 mod distrust;
 mod install;
 mod install_clients;
+mod install_fixtures;
 mod parents;
 mod paths;
 mod split;
