@@ -64,7 +64,10 @@ pub fn snippet(subject: &Subject, places: &Places) -> String {
         "{} for clients with roots of their own.\n\
          # Written by `porter ca install`; `porter ca uninstall` removes it. Use: . {}\n",
         header(subject),
-        shell_quote(&env_path(subject, places).display().to_string())
+        // In a comment: a newline in the path must not end it.
+        crate::printable::escape(&shell_quote(
+            &env_path(subject, places).display().to_string()
+        ))
     );
     for variable in BUNDLE_VARIABLES {
         text.push_str(&format!("export {variable}={bundle}\n"));
@@ -80,7 +83,8 @@ pub fn snippet(subject: &Subject, places: &Places) -> String {
 /// Instructions for what no file here can change: apt, Docker and containerd/podman registries.
 pub fn more_clients(subject: &Subject) -> String {
     let ca = shell_quote(&subject.cert_path.display().to_string());
-    let bundle = shell_quote(&bundle_path(subject).display().to_string());
+    // Inside apt's own quotes, within the shell's single quotes: the path as it is.
+    let bundle = bundle_path(subject).display().to_string();
     format!(
         "Other clients:\n\
          \x20 apt             reads the system store (--system); or: echo 'Acquire::https::CAInfo \"{bundle}\";' \
@@ -266,4 +270,53 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(dir: &str) -> Subject {
+        Subject {
+            cert_path: Path::new(dir).join("ca.pem"),
+            dir: PathBuf::from(dir),
+            cert_pem: String::new(),
+            cert_der: Vec::new(),
+            fingerprint: "AB:CD".to_string(),
+        }
+    }
+
+    #[test]
+    fn the_snippet_exports_every_variable_with_paths_a_shell_reads_back_exactly() {
+        let dir = "/srv/my ca/it's $HOME\necho escaped";
+        let places = Places {
+            root: PathBuf::from("/"),
+            home: None,
+            java_keystore: None,
+            env_file: None,
+            sudo_user: None,
+        };
+        let text = snippet(&subject(dir), &places);
+        assert!(text.starts_with("# Porter's CA (SHA-256 AB:CD)"), "{text}");
+        let mut script = text.clone();
+        for variable in BUNDLE_VARIABLES {
+            script.push_str(&format!("printf '%s|' \"${variable}\"\n"));
+        }
+        script.push_str("printf '%s|' \"$NODE_EXTRA_CA_CERTS\"\n");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .expect("sh runs");
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_terminator('|')
+            .map(str::to_string)
+            .collect();
+        let bundle = format!("{dir}/bundle.pem");
+        assert_eq!(lines.len(), BUNDLE_VARIABLES.len() + 1, "{text}");
+        assert!(
+            lines[..BUNDLE_VARIABLES.len()].iter().all(|l| *l == bundle),
+            "{lines:?}"
+        );
+        assert_eq!(lines.last().unwrap(), &format!("{dir}/ca.pem"));
+    }
 }

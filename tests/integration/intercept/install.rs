@@ -467,3 +467,57 @@ fn ca_install_without_a_target_flag_does_every_target_it_can_and_says_why_not_fo
     assert_eq!(java.code, Some(1), "{java:?}");
     assert!(java.stderr.contains("not done: Java"), "{}", java.stderr);
 }
+
+#[test]
+fn ca_install_by_a_user_who_cannot_write_the_system_store_says_it_needs_root_with_the_command() {
+    let Some(setpriv) = require_tool(&["setpriv"], "util-linux") else {
+        return;
+    };
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root_user {
+        skip_unless_ci(
+            "this test switches to nobody, which needs root",
+            "run as root, as .ci/run does",
+        );
+        return;
+    }
+    // The CA folder is readable by nobody, its key is not: install reads ca.pem alone.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let ca_dir = dir.path().join("ca");
+    std::fs::set_permissions(&ca_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = fake_root(dir.path());
+    let before = snapshot(&root);
+    // The binary where nobody can reach it, whatever the modes of the folders above target/.
+    let porter = dir.path().join("porter");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_porter"), &porter).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_porter"), &porter).unwrap();
+    }
+    let out = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&porter)
+        .args(["ca", "install", "--system", "--ca-dir"])
+        .arg(&ca_dir)
+        .arg("--root")
+        .arg(&root)
+        .env("HOME", dir.path())
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let command = format!(
+        "needs root: sudo porter ca install --system --ca-dir {} --root {}",
+        ca_dir.display(),
+        root.display()
+    );
+    assert!(stdout.contains("needs-root"), "{stdout}");
+    assert!(stdout.contains(&command), "{command} missing:\n{stdout}");
+    assert!(stderr.contains("not done: system store"), "{stderr}");
+    assert_eq!(snapshot(&root), before);
+}
