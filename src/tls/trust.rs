@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// One client and what makes it trust the CA at `{ca}`.
-const CLIENTS: [(&str, &str); 10] = [
+const CLIENTS: [(&str, &str); 9] = [
     (
         "curl",
         "curl --cacert {ca} -x http://PROXY https://example.com/",
@@ -21,10 +21,9 @@ const CLIENTS: [(&str, &str); 10] = [
         "export PIP_CERT={ca}    (or pip --cert {ca}; a REQUESTS_CA_BUNDLE set wins over PIP_CERT)",
     ),
     (
-        "npm",
-        "export npm_config_cafile={ca}    (npm 11 through a proxy did not use NODE_EXTRA_CA_CERTS)",
+        "npm and node",
+        "export NODE_EXTRA_CA_CERTS={ca}    (a cafile in an npmrc replaces it for npm: export npm_config_cafile={ca})",
     ),
-    ("node", "export NODE_EXTRA_CA_CERTS={ca}"),
     ("cargo", "export CARGO_HTTP_CAINFO={ca}"),
     ("python requests", "export REQUESTS_CA_BUNDLE={ca}"),
     ("git", "export GIT_SSL_CAINFO={ca}"),

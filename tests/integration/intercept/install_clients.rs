@@ -175,7 +175,7 @@ impl Rig {
             npm_registry(&www, &work, &url);
             clients.push(Client {
                 name: "npm",
-                body: r#"mkdir -p "$WORK/npm-$1" && npm pack porter-demo@1.0.0 --registry "$URL/npm/" --proxy "http://$PROXY" --https-proxy "http://$PROXY" --cache "$WORK/npm-cache-$1" --userconfig "$WORK/npmrc" --pack-destination "$WORK/npm-$1" --fetch-retries 0 --fetch-timeout 20000"#.into(),
+                body: r#"mkdir -p "$WORK/npm-$1" && npm pack porter-demo@1.0.0 --registry "$URL/npm/" --proxy "http://$PROXY" --https-proxy "http://$PROXY" --cache "$WORK/npm-cache-$1" --userconfig "$WORK/npmrc" --globalconfig "$WORK/npmrc-global" --pack-destination "$WORK/npm-$1" --fetch-retries 0 --fetch-timeout 20000"#.into(),
                 // node's built-in roots, not the system store.
                 system_store: false,
                 snippet: true,

@@ -112,7 +112,10 @@ pub(super) fn npm_registry(www: &Path, work: &Path, url: &str) {
         }},
     });
     std::fs::write(registry.join("porter-demo"), packument.to_string()).unwrap();
+    // Empty user and global npmrc files: a machine's own (a `cafile` in /usr/etc/npmrc, say)
+    // would replace the roots this test is about.
     std::fs::write(work.join("npmrc"), "").unwrap();
+    std::fs::write(work.join("npmrc-global"), "").unwrap();
 }
 
 /// A cargo sparse registry (RFC 2789) with porter-demo 0.1.0, and a crate that depends on it.
