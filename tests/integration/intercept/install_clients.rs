@@ -129,7 +129,7 @@ impl Rig {
         let mut clients = vec![
             Client {
                 name: "curl",
-                body: r#"curl -sS -f --max-time 20 -x "http://$PROXY" "$URL/hello.txt""#.into(),
+                body: r#"curl -q -sS -f --max-time 20 -x "http://$PROXY" "$URL/hello.txt""#.into(),
                 system_store: true,
                 snippet: true,
             },
@@ -266,6 +266,8 @@ impl Rig {
             .env_remove("PIP_INDEX_URL")
             .env_remove("PIP_EXTRA_INDEX_URL")
             .env("SUDO_USER", "")
+            // Not the repository: cargo reads .cargo/config.toml from the folders above its cwd.
+            .current_dir(self.path("work"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(self.path("work/stdout")).unwrap())
             .stderr(std::fs::File::create(self.path("work/stderr")).unwrap());
