@@ -521,3 +521,38 @@ fn ca_install_by_a_user_who_cannot_write_the_system_store_says_it_needs_root_wit
     assert!(stderr.contains("not done: system store"), "{stderr}");
     assert_eq!(snapshot(&root), before);
 }
+
+#[test]
+fn ca_install_system_under_a_rhel_root_uses_the_anchors_folder_and_names_update_ca_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let root = dir.path().join("rhel");
+    std::fs::create_dir_all(root.join("etc/pki/ca-trust/source/anchors")).unwrap();
+    let before = snapshot(&root);
+    let install = ca("install", dir.path(), &root, dir.path(), &["--system"]);
+    assert!(install.ok(), "{install:?}");
+    assert!(
+        install.stdout.contains("system store (RHEL/Fedora)")
+            && install.stdout.contains("did not run update-ca-trust"),
+        "{}",
+        install.stdout
+    );
+    let anchor = root.join("etc/pki/ca-trust/source/anchors/porter-ca.crt");
+    assert_eq!(
+        std::fs::read(&anchor).unwrap(),
+        std::fs::read(dir.path().join("ca/ca.pem")).unwrap()
+    );
+    let uninstall = ca("uninstall", dir.path(), &root, dir.path(), &["--system"]);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(snapshot(&root), before);
+    // A root with neither family's folder: skipped when asked for by name is a failure.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let none = ca("install", dir.path(), &empty, dir.path(), &["--system"]);
+    assert_eq!(none.code, Some(1), "{none:?}");
+    assert!(
+        none.stdout.contains("no system store found"),
+        "{}",
+        none.stdout
+    );
+}
