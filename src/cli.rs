@@ -53,7 +53,7 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Inspect or tidy a cache folder: stats, ls, purge URL, clear.
     Cache(CacheArgs),
-    /// Porter's certificate authority for HTTPS interception: init, show.
+    /// Porter's certificate authority for HTTPS interception: init, show, install, uninstall.
     Ca(CaArgs),
     /// Fetch a URL, directly or through a proxy, and save the response in a folder.
     Fetch(FetchArgs),

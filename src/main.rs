@@ -36,7 +36,7 @@ fn main() -> ExitCode {
                 .map(|text| print!("{text}"))
                 .map_err(Into::into)
         }
-        Command::Ca(args) => args.run().map(|text| print!("{text}")).map_err(Into::into),
+        Command::Ca(args) => args.run().map_err(Into::into),
         Command::Fetch(args) => {
             // Its exit status says what kind of failure it was (an HTTP error status is 8).
             return match args.into_config().and_then(porter::tools::fetch::run) {

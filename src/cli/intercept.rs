@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use crate::net::acl::HostPattern;
 use crate::proxy::InterceptConfig;
-use crate::tls::{CaError, CertificateAuthority, trust};
+use crate::tls::{CaError, CertificateAuthority, install, trust};
 
 /// The interception flags of `porter proxy`.
 #[derive(Debug, Args)]
@@ -104,16 +104,111 @@ pub struct CaArgs {
 pub enum CaAction {
     /// Create a new CA: DIR/ca.pem and DIR/ca-key.pem (mode 0600, folder 0700). Refuses to overwrite one.
     Init,
-    /// Print the CA's subject, validity and SHA-256 fingerprint, and how to make each client trust it.
-    Show,
+    /// Print the CA's subject, validity and SHA-256 fingerprint, where it is trusted on this
+    /// machine, and how to make each client trust it.
+    Show(PlacesArgs),
+    /// Make this machine's clients trust the CA: the system store (as root), browsers' NSS
+    /// databases, Java's cacerts, and a bundle + env snippet for clients with their own roots.
+    /// Without a target flag, every target the running user can change; each says what it did, or
+    /// what needs root and the command for it. Running it again changes nothing.
+    Install(TrustArgs),
+    /// Undo `porter ca install` (give the same flags): removes only what install added, for this
+    /// CA only. Running it again changes nothing.
+    Uninstall(TrustArgs),
+}
+
+/// Where `porter ca show`, `install` and `uninstall` look.
+#[derive(Debug, Args)]
+pub struct PlacesArgs {
+    /// Take every system path (the system store, its bundle) under DIR, for tests and for building
+    /// images; under another root than `/` files are placed but update-ca-certificates is not run.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// The Java keystore to change or check instead of the JDK's cacerts (password `changeit`).
+    #[arg(long, value_name = "FILE")]
+    pub java_keystore: Option<PathBuf>,
+}
+
+/// The targets of `porter ca install` and `uninstall`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The system store: /usr/local/share/ca-certificates/porter-ca.crt and update-ca-certificates
+    /// (Debian, Ubuntu), or /etc/pki/ca-trust/source/anchors/porter-ca.crt and update-ca-trust
+    /// (RHEL, Fedora). Needs root.
+    #[arg(long)]
+    pub system: bool,
+
+    /// Browsers: Chromium's $HOME/.pki/nssdb (created if missing) and each Firefox profile's
+    /// database, with certutil; the nickname holds the CA's fingerprint. Under sudo, the invoking
+    /// user's home, changed as that user.
+    #[arg(long)]
+    pub nss: bool,
+
+    /// Java: the cacerts of the JDK whose keytool is found (or --java-keystore), alias
+    /// porter-ca-FINGERPRINT.
+    #[arg(long)]
+    pub java: bool,
+
+    /// The bundle DIR/bundle.pem (the system's roots + the CA) and a shell snippet exporting
+    /// SSL_CERT_FILE, REQUESTS_CA_BUNDLE, PIP_CERT, CARGO_HTTP_CAINFO, GIT_SSL_CAINFO and more,
+    /// written to FILE (default DIR/env.sh) and printed.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    #[allow(clippy::option_option)]
+    pub env: Option<Option<PathBuf>>,
+
+    #[command(flatten)]
+    pub places: PlacesArgs,
+}
+
+/// Why `porter ca` failed.
+#[derive(Debug)]
+pub enum CaRunError {
+    Ca(CaError),
+    /// Some asked-for targets of install or uninstall did not end as asked (the report says why).
+    Incomplete(Vec<String>),
+}
+
+impl std::fmt::Display for CaRunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaRunError::Ca(e) => e.fmt(f),
+            CaRunError::Incomplete(places) => {
+                write!(f, "not done: {}", places.join(", "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for CaRunError {}
+
+impl From<CaError> for CaRunError {
+    fn from(e: CaError) -> CaRunError {
+        CaRunError::Ca(e)
+    }
+}
+
+impl PlacesArgs {
+    fn places(&self) -> install::Places {
+        install::Places {
+            root: self.root.clone(),
+            java_keystore: self.java_keystore.clone(),
+            ..install::Places::from_env()
+        }
+    }
 }
 
 impl CaArgs {
-    /// Runs the action and returns what to print.
-    pub fn run(&self) -> Result<String, CaError> {
+    /// Runs the action, printing what it did; an error after the report for targets not done.
+    pub fn run(&self) -> Result<(), CaRunError> {
+        match &self.action {
+            CaAction::Install(args) => return self.trust(install::Direction::Install, args),
+            CaAction::Uninstall(args) => return self.trust(install::Direction::Uninstall, args),
+            CaAction::Init | CaAction::Show(_) => {}
+        }
         let ca = match self.action {
             CaAction::Init => CertificateAuthority::init(&self.ca_dir)?,
-            CaAction::Show => CertificateAuthority::load(&self.ca_dir)?,
+            _ => CertificateAuthority::load(&self.ca_dir)?,
         };
         let summary = ca.summary();
         let mut out = String::new();
@@ -121,16 +216,85 @@ impl CaArgs {
             out.push_str(&format!("created a CA in {}\n", self.ca_dir.display()));
         }
         out.push_str(&format!(
-            "certificate:  {}\nsubject:      {}\nvalid from:   {}\nvalid until:  {}\nSHA-256:      {}\n\n{}",
+            "certificate:  {}\nsubject:      {}\nvalid from:   {}\nvalid until:  {}\nSHA-256:      {}\n\n",
             ca.cert_path().display(),
             summary.subject,
             summary.not_before,
             summary.not_after,
             summary.fingerprint,
-            trust::instructions(&ca.cert_path())
         ));
+        if let CaAction::Show(places) = &self.action {
+            out.push_str(&install::trusted_by(
+                &install::Subject::new(&ca),
+                &places.places(),
+            ));
+            out.push('\n');
+        }
+        out.push_str(&trust::instructions(&ca.cert_path()));
         out.push('\n');
-        Ok(out)
+        print!("{out}");
+        Ok(())
+    }
+
+    /// `porter ca install` or `uninstall`: every asked target (all when none is named), a line each.
+    fn trust(&self, direction: install::Direction, args: &TrustArgs) -> Result<(), CaRunError> {
+        use install::Target;
+        let subject = install::Subject::load(&self.ca_dir)?;
+        let mut places = args.places.places();
+        places.env_file = args.env.clone().flatten();
+        let named: Vec<Target> = [
+            (args.system, Target::System),
+            (args.nss, Target::Nss),
+            (args.java, Target::Java),
+            (args.env.is_some(), Target::Env),
+        ]
+        .into_iter()
+        .filter_map(|(on, target)| on.then_some(target))
+        .collect();
+        let explicit = !named.is_empty();
+        let targets = if explicit {
+            named
+        } else {
+            vec![Target::System, Target::Nss, Target::Java, Target::Env]
+        };
+        let steps = install::run(direction, &targets, &subject, &places);
+        let mut out = format!(
+            "{} Porter's CA {} (SHA-256 {}):\n",
+            match direction {
+                install::Direction::Install => "Installing",
+                install::Direction::Uninstall => "Uninstalling",
+            },
+            subject.cert_path.display(),
+            subject.fingerprint
+        );
+        for step in &steps {
+            out.push_str(&format!(
+                "  {:<10} {}: {}\n",
+                step.outcome.as_str(),
+                step.place,
+                step.outcome
+            ));
+        }
+        if direction == install::Direction::Install && targets.contains(&Target::Env) {
+            out.push_str("\nFor clients with roots of their own, in this shell:\n");
+            out.push_str(&install::env::snippet(&subject, &places));
+            out.push('\n');
+            out.push_str(&install::env::more_clients(&subject));
+        }
+        print!("{out}");
+        let not_done: Vec<String> = steps
+            .iter()
+            .filter(|step| {
+                matches!(step.outcome, install::Outcome::Failed(_))
+                    || (explicit && !step.outcome.succeeded())
+            })
+            .map(|step| step.place.clone())
+            .collect();
+        if not_done.is_empty() {
+            Ok(())
+        } else {
+            Err(CaRunError::Incomplete(not_done))
+        }
     }
 }
 

@@ -351,7 +351,7 @@ pub fn certificate_pem(der: &[u8]) -> String {
     pem
 }
 
-fn pem_certificate(path: &Path, pem: &str) -> Result<CertificateDer<'static>, CaError> {
+pub(crate) fn pem_certificate(path: &Path, pem: &str) -> Result<CertificateDer<'static>, CaError> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| CaError::Invalid {
         path: path.to_path_buf(),

@@ -11,6 +11,7 @@
 pub mod ca;
 pub mod distrust;
 pub mod hello;
+pub mod install;
 pub mod mint;
 pub mod serve;
 pub mod signatures;

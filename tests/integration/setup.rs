@@ -298,13 +298,13 @@ fn the_check_name_is_answered_by_the_proxy_itself_with_a_certificate_from_its_ca
 }
 
 #[test]
-fn headless_chromium_reports_https_trusted_only_with_porters_ca_in_its_nss_database() {
+fn headless_chromium_reports_https_trusted_after_porter_ca_install_nss_and_not_after_uninstall() {
     let Some(chromium) = require_tool(&["chromium", "chromium-browser"], "chromium") else {
         return;
     };
-    let Some(certutil) = require_tool(&["certutil"], "libnss3-tools") else {
+    if require_tool(&["certutil"], "libnss3-tools").is_none() {
         return;
-    };
+    }
     let setup = Setup::new();
     let mut args = Vec::new();
     for tld in [
@@ -317,43 +317,37 @@ fn headless_chromium_reports_https_trusted_only_with_porters_ca_in_its_nss_datab
     // The page's fetches finish after the load event: let the virtual clock wait for them.
     let wait = ["--virtual-time-budget=15000"];
 
-    // An NSS database in a temporary HOME, where Chromium on Linux looks, with or without the CA.
-    let nss_home = |with_ca: bool| {
-        let home = tempfile::tempdir().unwrap();
-        let nssdb = home.path().join(".pki/nssdb");
-        std::fs::create_dir_all(&nssdb).unwrap();
-        let db = format!("sql:{}", nssdb.display());
-        let ca = setup.porter_ca_path().display().to_string();
-        let mut steps = vec![vec!["-N", "-d", &db, "--empty-password"]];
-        if with_ca {
-            steps.push(vec![
-                "-A", "-d", &db, "-t", "C,,", "-n", "porter", "-i", &ca,
-            ]);
-        }
-        for step in steps {
-            let out = Command::new(&certutil)
-                .args(&step)
-                .output()
-                .expect("certutil runs");
-            assert!(
-                out.status.success(),
-                "certutil {step:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        home
+    // `porter ca install --nss` with HOME a temporary folder makes Chromium's database there (where
+    // Chromium on Linux looks) and adds the CA; `porter ca uninstall --nss` takes it out again.
+    let home = tempfile::tempdir().unwrap();
+    let ca_dir = setup.porter_ca_path().parent().unwrap().to_path_buf();
+    let porter_ca = |action: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_porter"))
+            .args(["ca", action, "--nss", "--ca-dir"])
+            .arg(&ca_dir)
+            .env("HOME", home.path())
+            .env_remove("SUDO_USER")
+            .env_remove("SUDO_UID")
+            .output()
+            .expect("porter ca runs");
+        assert!(
+            out.status.success(),
+            "porter ca {action} --nss: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
 
-    let home = nss_home(true);
+    porter_ca("install");
     let dom = chromium_dump_dom_in(&chromium, proxy.addr, &url, &wait, home.path());
     assert_eq!(check_result(&dom), TRUSTED, "with the CA: {}", proxy.logs());
 
-    let home = nss_home(false);
+    porter_ca("uninstall");
     let dom = chromium_dump_dom_in(&chromium, proxy.addr, &url, &wait, home.path());
     assert_eq!(
         check_result(&dom),
         NOT_TRUSTED,
-        "without the CA: {}",
+        "after porter ca uninstall: {}",
         proxy.logs()
     );
 }

@@ -85,7 +85,7 @@ fn python_requests_trusts_the_ca_through_requests_ca_bundle_and_gets_a_hit() {
 }
 
 /// A wheel built by hand: a zip with a module and the dist-info files pip reads.
-fn build_wheel(dir: &Path) -> Vec<u8> {
+pub(super) fn build_wheel(dir: &Path) -> Vec<u8> {
     let path = dir.join("porter_demo-0.1-py3-none-any.whl");
     let script = "import sys, zipfile\n\
                   with zipfile.ZipFile(sys.argv[1], 'w') as z:\n\

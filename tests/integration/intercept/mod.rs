@@ -1,12 +1,15 @@
 //! HTTPS interception (issue 13) through real sockets: a temporary Porter CA, a local TLS origin whose
 //! certificate comes from a test CA given with `--upstream-ca`, and clients that trust only Porter's CA
 //! (rustls here, curl, python requests, pip and Chromium in `clients`). `ca` covers `porter ca` and the
-//! CA's files.
+//! CA's files, `install` and `install_clients` `porter ca install` and `uninstall`.
 
 mod ca;
 mod certs;
 mod clients;
 mod distrust;
+mod install;
+mod install_clients;
+mod install_fixtures;
 mod parents;
 mod paths;
 mod split;
