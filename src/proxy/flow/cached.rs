@@ -25,6 +25,7 @@
 //! for) is decided once, at lookup, and carried to `serve_hit` in a [`Hit`]; only a 304 that changed
 //! the stored head makes it decided again, and an entry that then answers nothing is a miss.
 
+use std::borrow::Cow;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,7 @@ use super::forward;
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision, NoStore, NotModified};
 use crate::cache::ranges::{self, RangeReply};
+use crate::cache::refresh;
 use crate::cache::status::{CacheStatus, Forward, NotStored};
 use crate::cache::{Cache, Found, RuleOnce, StoredBody};
 use crate::http::body::BodyMode;
@@ -45,12 +47,23 @@ use crate::proxy::{Proxy, ProxyError};
 
 impl Proxy {
     pub(in crate::proxy) fn through_cache(&self, cache: &Cache, ex: &mut Exchange) -> Served {
-        let directives = CacheControl::parse_request(&ex.req.headers);
+        let mut directives = CacheControl::parse_request(&ex.req.headers);
         if directives.no_store {
             return self.pass(ex);
         }
         // The URL's --refresh rule, matched at most once for all the lookups and stores below.
         let rule = RuleOnce::default();
+        // A reload (no-cache, max-age=0, Pragma) of a URL whose rule says `ignore-reload` is answered
+        // from a fresh entry as if the client had not asked: the URL cannot name other bytes.
+        let mut reload_ignored = None;
+        if refresh::asks_reload(&directives)
+            && let Some(matched) = cache
+                .match_once(&ex.target.url, &rule)
+                .filter(|m| m.ignore_reload)
+        {
+            refresh::without_reload(&mut directives);
+            reload_ignored = Some(matched.reload_detail);
+        }
         // An entry found by the leader's second look (below), served by the next turn.
         let mut stored_meanwhile = None;
         // Two turns at most: the second after waiting for another request's fetch of the same URL,
@@ -68,11 +81,18 @@ impl Proxy {
                         if cache.prepare(&ex.target.url, &mut found) =>
                     {
                         ex.entry.outcome = Outcome::Hit;
-                        let status = if found.freshness.by_rule() {
-                            ex.entry.detail = Some("refresh-rule");
-                            CacheStatus::RuleHit
-                        } else {
-                            CacheStatus::Hit
+                        let detail = reload_ignored.or_else(|| {
+                            found
+                                .freshness
+                                .by_rule()
+                                .then(|| found.freshness.rule_detail())
+                        });
+                        let status = match detail {
+                            Some(detail) => {
+                                ex.entry.detail = Some(detail);
+                                CacheStatus::RuleHit { detail }
+                            }
+                            None => CacheStatus::Hit,
                         };
                         let hit = Hit { found, reply };
                         return self.serve_hit(cache, ex, hit, status, now, &rule);
@@ -212,8 +232,11 @@ impl Proxy {
         let cc = CacheControl::parse(&fetched.head.headers);
         let status = match &writer {
             Ok(_) if policy::refresh_applies(&fetched.head, &cc, fresh_for).is_some() => {
-                ex.entry.detail = Some("refresh-rule");
-                CacheStatus::RuleStored { fwd }
+                let detail = cache
+                    .match_once(&ex.target.url, rule)
+                    .map_or(refresh::RULE_DETAIL, |m| m.detail);
+                ex.entry.detail = Some(detail);
+                CacheStatus::RuleStored { fwd, detail }
             }
             _ => CacheStatus::Forwarded {
                 fwd,
@@ -357,7 +380,10 @@ impl Proxy {
         if !via.is_empty() {
             write::field(&mut out, "Via", &via);
         }
-        let status_value = cache_status.as_static().unwrap_or_default();
+        let status_value = match cache_status.as_static() {
+            Some(fixed) => Cow::Borrowed(fixed),
+            None => Cow::Owned(cache_status.to_string()),
+        };
         write::field(&mut out, "Cache-Status", status_value.as_bytes());
         write::field(&mut out, "X-Cache", cache_status.x_cache().as_bytes());
         if let Some(value) = http::connection_field(ex.req.version, ex.keep_alive) {
