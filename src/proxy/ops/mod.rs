@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod pac;
 pub mod pages;
 pub mod purge;
+pub mod savings;
