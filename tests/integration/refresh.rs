@@ -100,7 +100,7 @@ fn an_apt_run_with_the_packages_preset_hits_packages_and_never_stores_indexes() 
     assert_eq!(deb.header("x-cache"), Some("MISS"));
     assert_eq!(
         deb.header("cache-status"),
-        Some("porter; fwd=miss; stored; detail=refresh-rule")
+        Some("porter; fwd=miss; stored; detail=rule:apt")
     );
     let second = apt_run(proxy.addr, &origin);
     let (deb, by_hash) = (&second[4], &second[3]);
@@ -108,7 +108,7 @@ fn an_apt_run_with_the_packages_preset_hits_packages_and_never_stores_indexes() 
     assert_eq!(deb.header("x-cache"), Some("HIT"));
     assert_eq!(
         deb.header("cache-status"),
-        Some("porter; hit; detail=refresh-rule")
+        Some("porter; hit; detail=rule:apt")
     );
     assert_eq!(by_hash.header("x-cache"), Some("HIT"));
     assert_eq!(
@@ -130,7 +130,7 @@ fn an_apt_run_with_the_packages_preset_hits_packages_and_never_stores_indexes() 
             .lines()
             .any(|l| l.contains("porter::access")
                 && l.contains(DEB)
-                && l.ends_with("HIT detail=refresh-rule"))),
+                && l.ends_with("HIT detail=rule:apt"))),
         "{}",
         proxy.logs()
     );
