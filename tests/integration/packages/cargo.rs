@@ -150,6 +150,16 @@ fn regression_cargo_fetch_twice_downloads_each_crate_from_upstream_once() {
     );
     // The same bodies; the heads differ a little (Age, Cache-Status).
     assert!(cached > 0);
+    let page = raw_request(proxy.addr, b"GET / HTTP/1.1\r\nHost: porter\r\n\r\n").unwrap();
+    let html = page.text();
+    let table = &html[html.find("id=\"ecosystems\"").expect("an ecosystems table")..];
+    assert!(table.contains("id=\"eco-cargo-cache\""), "{table}");
+    assert!(
+        !table.contains("id=\"eco-maven-cache\""),
+        "only ecosystems with bytes: {table}"
+    );
+    let host = format!("host=\"{}\",source=\"cache\"}}", registry.origin.addr.ip());
+    assert!(metric(&proxy, &format!("porter_host_bytes_total{{{host}")) >= cached);
     if std::env::var_os("PORTER_TEST_SHOW").is_some() {
         eprintln!("{}", proxy.logs());
     }
