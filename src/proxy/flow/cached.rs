@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use super::fetch::{Ask, Fetched};
 use super::forward;
+use crate::cache::inflight::Inflight;
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision, NoStore, NotModified};
 use crate::cache::ranges::{self, RangeReply};
@@ -64,6 +65,17 @@ impl Proxy {
             refresh::without_reload(&mut directives);
             reload_ignored = Some(matched.reload_detail);
         }
+        // A reload is answered by a response the origin sent after this request arrived (another
+        // request's, fetched meanwhile): asking again would get nothing newer. So concurrent reloads
+        // of one index file (pip asks for every index page with max-age=0) make one origin request.
+        let arrived = SystemTime::now()
+            .checked_sub(ex.entry.start.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let relaxed = refresh::asks_reload(&directives).then(|| {
+            let mut relaxed = directives.clone();
+            refresh::without_reload(&mut relaxed);
+            relaxed
+        });
         // An entry found by the leader's second look (below), served by the next turn.
         let mut stored_meanwhile = None;
         // Two turns at most: the second after waiting for another request's fetch of the same URL,
@@ -76,7 +88,11 @@ impl Proxy {
             let looked_in_vain = hit.is_none();
             if let Some(Hit { mut found, reply }) = hit {
                 let now = SystemTime::now();
-                match policy::decide_with(&directives, &found.freshness, now) {
+                let want = match &relaxed {
+                    Some(relaxed) if found.meta.response_time >= arrived => relaxed,
+                    _ => &directives,
+                };
+                match policy::decide_with(want, &found.freshness, now) {
                     Decision::Fresh | Decision::StaleAllowed
                         if cache.prepare(&ex.target.url, &mut found) =>
                     {
@@ -139,7 +155,9 @@ impl Proxy {
                     }
                 }
                 Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
-                Lease::Follow(shared) if shared.answers(&ex.req, SystemTime::now()) => {
+                Lease::Follow(shared)
+                    if may_follow(&shared, ex, &directives, relaxed.as_ref(), arrived) =>
+                {
                     return self.follow(ex, &shared.join());
                 }
                 // Another variant, or a request the entry could not answer: on its own.
@@ -452,6 +470,23 @@ impl Hit {
         let reply = ranges::reply(req, &found.meta.head, found.body_len);
         Hit { found, reply }
     }
+}
+
+/// Whether this request may read the response another request is fetching. A reload (`relaxed` is
+/// its directives without it) may, when the response's head came from the origin after this request
+/// arrived, as a stored entry may (see `through_cache`).
+fn may_follow(
+    shared: &Inflight,
+    ex: &Exchange,
+    directives: &CacheControl,
+    relaxed: Option<&CacheControl>,
+    arrived: SystemTime,
+) -> bool {
+    let want = match relaxed {
+        Some(relaxed) if shared.received_since(arrived) => relaxed,
+        _ => directives,
+    };
+    shared.answers_with(&ex.req, want, SystemTime::now())
 }
 
 /// Writes two buffers with as few syscalls as the socket allows (usually one `writev`).

@@ -237,3 +237,64 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Index files are collapsed as any storable miss is, also when the clients ask to reload: three
+/// pip-like requests (`Cache-Control: max-age=0`) at once for a PyPI simple page nobody has stored
+/// yet (PyPI's `Cache-Control: max-age=600, public` and an `ETag`) make one origin request; the other
+/// two wait for its entry and read it. Before, the two went to the origin after all, since a reload
+/// never took a response it had not asked for itself, even one the origin sent after it arrived.
+#[test]
+fn regression_concurrent_reloads_of_an_index_page_make_one_origin_request() {
+    use std::sync::Condvar;
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let held = Arc::clone(&gate);
+    let origin = Origin::start(move |_, _, _| {
+        let (open, opened) = &*held;
+        let guard = open.lock().unwrap();
+        let _ = opened
+            .wait_timeout_while(guard, IO_TIMEOUT, |open| !*open)
+            .unwrap();
+        (
+            200,
+            hdrs(&[
+                ("Content-Type", "text/html"),
+                ("Cache-Control", "max-age=600, public"),
+                ("ETag", "\"page-1\""),
+            ]),
+            b"<a href=\"/packages/a/b/tiny-1.0.tar.gz\">tiny-1.0.tar.gz</a>\n".to_vec(),
+        )
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = porter_with_preset(cache.path());
+    let url = origin.url("/simple/tiny/");
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, url) = (proxy.addr, url.clone());
+            std::thread::spawn(move || proxy_get(addr, &url, &[("Cache-Control", "max-age=0")]))
+        })
+        .collect();
+    let waiting = "porter_waiting_connections{state=\"entry\"}";
+    let two_wait = eventually(Duration::from_secs(10), || {
+        origin.hits() == 1 && metric(&proxy, waiting) == 2
+    });
+    {
+        let (open, opened) = &*gate;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+    let responses: Vec<Response> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(
+        two_wait,
+        "two requests should wait for the first one's entry"
+    );
+    assert!(responses.iter().all(|r| r.status == 200));
+    let statuses: Vec<_> = responses.iter().map(|r| r.header("cache-status")).collect();
+    assert_eq!(origin.hits(), 1, "{statuses:?}\n{}", proxy.logs());
+    // The two that waited read the entry as it was written, or found it stored when the leader was
+    // quicker than their wake-up: either way from the cache.
+    let from_cache = statuses
+        .iter()
+        .filter(|s| matches!(s, Some("porter; fwd=miss; collapsed" | "porter; hit")))
+        .count();
+    assert_eq!(from_cache, 2, "{statuses:?}");
+}
