@@ -128,6 +128,14 @@ fn npm_pack_twice_takes_every_tarball_from_the_cache() {
     assert!(logged(&proxy, &tiny, "HIT"));
     assert!(logged(&proxy, &wee, "HIT"));
     let second = registry.count() - first;
+    let metric_of = |source: &str| {
+        metric(
+            &proxy,
+            &format!("porter_ecosystem_bytes_total{{ecosystem=\"npm\",source=\"{source}\"}}"),
+        )
+    };
+    let (cached, upstream) = (metric_of("cache"), metric_of("upstream"));
+    assert!(cached > 0 && upstream > 0, "{cached} {upstream}");
 
     let reload = [("Cache-Control", "no-cache")];
     let hit = proxy_get(proxy.addr, &registry.url(&wee), &reload);
@@ -137,14 +145,6 @@ fn npm_pack_twice_takes_every_tarball_from_the_cache() {
     );
     assert_eq!(registry.requests_for(".tgz").len(), 2);
 
-    let metric_of = |source: &str| {
-        metric(
-            &proxy,
-            &format!("porter_ecosystem_bytes_total{{ecosystem=\"npm\",source=\"{source}\"}}"),
-        )
-    };
-    let (cached, upstream) = (metric_of("cache"), metric_of("upstream"));
-    assert!(cached > 0 && upstream > 0, "{cached} {upstream}");
     eprintln!(
         "npm: first run {first} requests upstream, second run {second}; npm tarball bytes {cached} from cache, {upstream} from upstream"
     );

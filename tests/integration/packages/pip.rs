@@ -42,10 +42,13 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
     std::fs::read(out).unwrap()
 }
 
-fn download(pip: &Path, index: &str, dest: &Path, proxy: &Porter) {
-    let mut command = client(pip);
+/// `python3 -m pip download` (Debian's python3-pip has no `pip` on every release).
+fn download(index: &str, dest: &Path, proxy: &Porter) {
+    let mut command = client(Path::new("python3"));
     command
         .args([
+            "-m",
+            "pip",
             "download",
             "--no-cache-dir",
             "--no-deps",
@@ -65,9 +68,9 @@ fn download(pip: &Path, index: &str, dest: &Path, proxy: &Porter) {
 
 #[test]
 fn pip_download_twice_takes_the_wheel_from_the_cache_and_revalidates_the_index() {
-    let Some(pip) = require_tool(&["pip3", "pip"], "python3-pip") else {
+    if !require_python_module("pip", "python3-pip") {
         return;
-    };
+    }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start();
     let body = wheel(work.path());
@@ -95,14 +98,14 @@ fn pip_download_twice_takes_the_wheel_from_the_cache_and_revalidates_the_index()
     let proxy = porter_with_preset(cache.path());
     let index = registry.url("/simple/");
 
-    download(&pip, &index, &work.path().join("one"), &proxy);
+    download(&index, &work.path().join("one"), &proxy);
     let first = registry.count();
     assert_eq!(registry.requests_for(".whl").len(), 1);
     let pages = registry.requests_for(PAGE);
     assert_eq!(pages.len(), 1);
     assert!(pages[0].contains("max-age=0"), "{}", pages[0]);
 
-    download(&pip, &index, &work.path().join("two"), &proxy);
+    download(&index, &work.path().join("two"), &proxy);
     assert_eq!(
         registry.requests_for(".whl").len(),
         1,
@@ -118,6 +121,14 @@ fn pip_download_twice_takes_the_wheel_from_the_cache_and_revalidates_the_index()
     );
     assert!(logged(&proxy, PAGE, "REVALIDATED"));
     let second = registry.count() - first;
+    let metric_of = |source: &str| {
+        metric(
+            &proxy,
+            &format!("porter_ecosystem_bytes_total{{ecosystem=\"pypi\",source=\"{source}\"}}"),
+        )
+    };
+    let (cached, upstream) = (metric_of("cache"), metric_of("upstream"));
+    assert!(cached > 0 && upstream > 0, "{cached} {upstream}");
 
     // A client's reload of the wheel is answered from the cache (ignore-reload); of the index page
     // it still goes to the origin.
@@ -138,14 +149,6 @@ fn pip_download_twice_takes_the_wheel_from_the_cache_and_revalidates_the_index()
     assert_eq!(registry.requests_for(".whl").len(), 1);
     assert_eq!(registry.requests_for(PAGE).len(), 3);
 
-    let metric_of = |source: &str| {
-        metric(
-            &proxy,
-            &format!("porter_ecosystem_bytes_total{{ecosystem=\"pypi\",source=\"{source}\"}}"),
-        )
-    };
-    let (cached, upstream) = (metric_of("cache"), metric_of("upstream"));
-    assert!(cached > 0 && upstream > 0, "{cached} {upstream}");
     eprintln!(
         "pip: first run {first} requests upstream, second run {second} (the index page, 304); pypi bytes {cached} from cache, {upstream} from upstream"
     );
