@@ -68,13 +68,13 @@ impl Proxy {
         // A reload is answered by a response the origin sent after this request arrived (another
         // request's, fetched meanwhile): asking again would get nothing newer. So concurrent reloads
         // of one index file (pip asks for every index page with max-age=0) make one origin request.
-        let arrived = SystemTime::now()
-            .checked_sub(ex.entry.start.elapsed())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let relaxed = refresh::asks_reload(&directives).then(|| {
+        let reload = refresh::asks_reload(&directives).then(|| {
             let mut relaxed = directives.clone();
             refresh::without_reload(&mut relaxed);
-            relaxed
+            let arrived = SystemTime::now()
+                .checked_sub(ex.entry.start.elapsed())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            Reload { relaxed, arrived }
         });
         // An entry found by the leader's second look (below), served by the next turn.
         let mut stored_meanwhile = None;
@@ -88,8 +88,8 @@ impl Proxy {
             let looked_in_vain = hit.is_none();
             if let Some(Hit { mut found, reply }) = hit {
                 let now = SystemTime::now();
-                let want = match &relaxed {
-                    Some(relaxed) if found.meta.response_time >= arrived => relaxed,
+                let want = match &reload {
+                    Some(r) if found.meta.response_time >= r.arrived => &r.relaxed,
                     _ => &directives,
                 };
                 match policy::decide_with(want, &found.freshness, now) {
@@ -155,9 +155,7 @@ impl Proxy {
                     }
                 }
                 Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
-                Lease::Follow(shared)
-                    if may_follow(&shared, ex, &directives, relaxed.as_ref(), arrived) =>
-                {
+                Lease::Follow(shared) if may_follow(&shared, ex, &directives, reload.as_ref()) => {
                     return self.follow(ex, &shared.join());
                 }
                 // Another variant, or a request the entry could not answer: on its own.
@@ -472,18 +470,26 @@ impl Hit {
     }
 }
 
-/// Whether this request may read the response another request is fetching. A reload (`relaxed` is
-/// its directives without it) may, when the response's head came from the origin after this request
-/// arrived, as a stored entry may (see `through_cache`).
+/// A client's reload (`no-cache`, `max-age=0`), which a response the origin sent after `arrived`
+/// answers as well as one of its own would.
+struct Reload {
+    /// The request's directives without the reload.
+    relaxed: CacheControl,
+    /// When the request arrived.
+    arrived: SystemTime,
+}
+
+/// Whether this request may read the response another request is fetching. A reload may, when the
+/// response's head came from the origin after this request arrived, as a stored entry may (see
+/// `through_cache`).
 fn may_follow(
     shared: &Inflight,
     ex: &Exchange,
     directives: &CacheControl,
-    relaxed: Option<&CacheControl>,
-    arrived: SystemTime,
+    reload: Option<&Reload>,
 ) -> bool {
-    let want = match relaxed {
-        Some(relaxed) if shared.received_since(arrived) => relaxed,
+    let want = match reload {
+        Some(r) if shared.received_since(r.arrived) => &r.relaxed,
         _ => directives,
     };
     shared.answers_with(&ex.req, want, SystemTime::now())

@@ -85,15 +85,22 @@ impl Savings {
         let Some(host) = host else {
             return;
         };
-        let host = host.to_ascii_lowercase();
+        // Host names in URLs are mostly lower case already: no copy for those.
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let room = hosts.bytes.len() < MAX_HOSTS;
-        match hosts.bytes.get_mut(&host) {
+        match hosts.bytes.get_mut(host) {
             Some(row) => row[source.index()] += bytes,
             None if room => {
                 let mut row = [0; 2];
                 row[source.index()] = bytes;
-                hosts.bytes.insert(host, row);
+                hosts.bytes.insert(host.to_string(), row);
             }
             None => hosts.other[source.index()] += bytes,
         }
