@@ -78,9 +78,10 @@ impl Proxy {
         });
         // An entry found by the leader's second look (below), served by the next turn.
         let mut stored_meanwhile = None;
-        // Two turns at most: the second after waiting for another request's fetch of the same URL,
-        // or to serve what a new leader's second look found.
-        for attempt in 0..2 {
+        // Three turns at most: the second after waiting for another request's fetch of the same URL,
+        // or to serve what a new leader's second look found; a revalidation may wait twice (for a
+        // fetch that had not let go of the URL yet, then for another request's revalidation).
+        for attempt in 0..3 {
             let commits = cache.commits();
             let hit = stored_meanwhile
                 .take()
@@ -122,7 +123,28 @@ impl Proxy {
                         {
                             return self.serve_stale_and_revalidate(cache, ex, found, now, &rule);
                         }
-                        return self.revalidate(cache, ex, found, &rule);
+                        // Concurrent revalidations of one entry make one origin request: the
+                        // first leads, the others wait and look again, and find the entry the
+                        // origin just confirmed (fresh again, or newer than their reload).
+                        if attempt < 2 && ex.req.method == Method::Get {
+                            let wait = if cache.recently_uncacheable(&ex.target.url) {
+                                Duration::ZERO
+                            } else {
+                                self.config.load().origin_timeout
+                            };
+                            match cache.lock(&ex.target.url, wait) {
+                                Lease::Leader(guard) => {
+                                    return self.revalidate(cache, ex, found, &rule, Some(guard));
+                                }
+                                Lease::Follow(shared)
+                                    if may_follow(&shared, ex, &directives, reload.as_ref()) =>
+                                {
+                                    return self.follow(ex, &shared.join());
+                                }
+                                _ => continue,
+                            }
+                        }
+                        return self.revalidate(cache, ex, found, &rule, None);
                     }
                     _ => {}
                 }
@@ -272,13 +294,16 @@ impl Proxy {
         served
     }
 
-    /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
+    /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it. `lease`,
+    /// when this request leads the URL's revalidation, is let go once the entry is refreshed (the
+    /// waiting requests then find it) or handed on to store a new response (they follow it).
     fn revalidate(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
         mut found: Found,
         rule: &RuleOnce,
+        lease: Option<LeaderGuard>,
     ) -> Served {
         let validators = policy::validators(&found.meta.head);
         let fetched = self.fetch(ex, Ask::Revalidate(&validators));
@@ -297,11 +322,11 @@ impl Proxy {
             self.checkin(ex, fetched);
             let fetched = self.fetch(ex, Ask::Revalidate(&[]))?;
             ex.entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None, rule);
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, lease, rule);
         }
         if fetched.head.status != 304 {
             ex.entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None, rule);
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, lease, rule);
         }
         let Fetched {
             origin,
@@ -320,6 +345,8 @@ impl Proxy {
         if let Err(e) = cache.update_head_with(&target.url, &mut found, rule) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }
+        // The refreshed entry is in place: the requests waiting on this revalidation may look.
+        drop(lease);
         ex.entry.outcome = Outcome::Revalidated;
         // The 304 may have changed the validators an If-Range is checked against: decide again.
         let hit = Hit::of(&ex.req, found);

@@ -298,3 +298,85 @@ fn regression_concurrent_reloads_of_an_index_page_make_one_origin_request() {
         .count();
     assert_eq!(from_cache, 2, "{statuses:?}");
 }
+
+/// Revalidations are collapsed too: with a PyPI simple page stored, three pip-like requests
+/// (`Cache-Control: max-age=0`) at once make one conditional request; the two that wait for it find
+/// the entry it refreshed (a 304) and take it from the cache. Before, each made its own.
+#[test]
+fn regression_concurrent_revalidations_of_an_index_page_make_one_origin_request() {
+    use std::sync::Condvar;
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let held = Arc::clone(&gate);
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let origin = Origin::start(move |_, _, headers| {
+        // The fill and the first revalidation are answered at once, the next ones at the gate.
+        let nth = asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let fields = hdrs(&[
+            ("Content-Type", "text/html"),
+            ("Cache-Control", "max-age=600, public"),
+            ("ETag", "\"page-1\""),
+        ]);
+        if header_value(headers, "if-none-match").as_deref() != Some("\"page-1\"") {
+            return (
+                200,
+                fields,
+                b"<a href=\"tiny-1.0.tar.gz\">tiny</a>\n".to_vec(),
+            );
+        }
+        if nth >= 2 {
+            let (open, opened) = &*held;
+            let guard = open.lock().unwrap();
+            let _ = opened
+                .wait_timeout_while(guard, IO_TIMEOUT, |open| !*open)
+                .unwrap();
+        }
+        (304, fields, Vec::new())
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = porter_with_preset(cache.path());
+    let url = origin.url("/simple/tiny/");
+    assert_eq!(proxy_get(proxy.addr, &url, &[]).status, 200);
+    // One revalidation on its own first: a request that leads one lets go of the URL before its
+    // client has the response, so after it nothing holds the URL (the fill's fetch may still have,
+    // a moment after its client had the body).
+    let alone = proxy_get(proxy.addr, &url, &[("Cache-Control", "max-age=0")]);
+    assert_eq!(
+        alone.header("cache-status"),
+        Some("porter; fwd=stale; fwd-status=304")
+    );
+    assert_eq!(origin.hits(), 2);
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, url) = (proxy.addr, url.clone());
+            std::thread::spawn(move || proxy_get(addr, &url, &[("Cache-Control", "max-age=0")]))
+        })
+        .collect();
+    let waiting = "porter_waiting_connections{state=\"entry\"}";
+    let two_wait = eventually(Duration::from_secs(10), || {
+        origin.hits() == 3 && metric(&proxy, waiting) == 2
+    });
+    {
+        let (open, opened) = &*gate;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+    let responses: Vec<Response> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let statuses: Vec<_> = responses.iter().map(|r| r.header("cache-status")).collect();
+    assert!(
+        two_wait,
+        "two requests should wait for the first one's revalidation: {statuses:?}, {} origin requests\n{}",
+        origin.hits(),
+        proxy.logs()
+    );
+    assert!(responses.iter().all(|r| r.status == 200), "{statuses:?}");
+    assert_eq!(origin.hits(), 3, "{statuses:?}");
+    let revalidated = statuses
+        .iter()
+        .filter(|s| **s == Some("porter; fwd=stale; fwd-status=304"))
+        .count();
+    let hits = statuses
+        .iter()
+        .filter(|s| **s == Some("porter; hit"))
+        .count();
+    assert_eq!((revalidated, hits), (1, 2), "{statuses:?}");
+}
