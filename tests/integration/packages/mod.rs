@@ -11,6 +11,7 @@
 mod cargo;
 mod npm;
 mod pip;
+mod shapes;
 
 use std::collections::HashMap;
 use std::path::Path;
