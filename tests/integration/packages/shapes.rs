@@ -1,5 +1,5 @@
 //! The Go module proxy's and a Maven repository's URL shapes through Porter with the packages preset,
-//! asked as `go mod download` and Gradle ask them (no Go toolchain or Gradle here: the requests are
+//! asked by path as `go mod download` and Gradle ask them (no Go toolchain or Gradle here: the requests are
 //! written out). The origins send an `ETag` and nothing about freshness, as Athens and a Nexus
 //! repository behind nginx do, so what is kept is the preset's doing.
 
@@ -46,7 +46,7 @@ fn go_module_files_and_maven_releases_are_kept_while_their_indexes_and_snapshots
     }
     let cache = tempfile::tempdir().unwrap();
     let proxy = porter_with_preset(cache.path());
-    // Gradle's --refresh-dependencies sends no-cache; go sends nothing.
+    // The Maven files are asked with a reload, as a client forcing a refresh asks; the Go ones without.
     let reload = Some(("Cache-Control", "no-cache"));
     let asked: Vec<(&str, Option<(&str, &str)>)> = artifacts
         .iter()
