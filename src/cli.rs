@@ -302,12 +302,14 @@ pub struct ProxyArgs {
 
     /// Keep responses to matching URLs fresh for DURATION when they state no freshness of their own
     /// (repeatable; the first matching rule wins; DURATION 0 exempts the URLs). REGEX is matched
-    /// against the whole URL (Rust regex syntax).
-    #[arg(long = "refresh", value_name = "REGEX=DURATION")]
+    /// against the whole URL (Rust regex syntax). `,ignore-reload` after DURATION serves a fresh
+    /// entry even to a client that asks to reload (no-cache, max-age=0), for URLs that name their bytes.
+    #[arg(long = "refresh", value_name = "REGEX=DURATION[,ignore-reload]")]
     pub refresh: Vec<RefreshRule>,
 
     /// Rules for content that never changes under its name, after the --refresh rules: `packages`
-    /// (Debian/Ubuntu pools and by-hash, .deb, .rpm, .whl, .crate, npm tarballs; never index files).
+    /// (OCI blobs, apt pools and by-hash, PyPI files, npm tarballs, crates, Go module zips, Maven
+    /// releases: 90 days and ignore-reload; never index files).
     #[arg(long = "refresh-preset", value_name = "NAME")]
     pub refresh_preset: Vec<Preset>,
 

@@ -106,6 +106,17 @@ impl Inflight {
     /// variant, and a policy decision to serve it. Conditional requests are left to go their own way:
     /// the client has a copy, and a 304 needs the validators a whole entry has.
     pub fn answers(&self, req: &RequestHead, now: SystemTime) -> bool {
+        self.answers_with(req, &policy::CacheControl::parse_request(&req.headers), now)
+    }
+
+    /// [`Inflight::answers`] with the request's directives as the proxy decided to read them (a
+    /// reload dropped by `ignore-reload` or by [`Inflight::received_since`]).
+    pub fn answers_with(
+        &self,
+        req: &RequestHead,
+        want: &policy::CacheControl,
+        now: SystemTime,
+    ) -> bool {
         let variant = match policy::vary(&self.meta.head) {
             policy::Vary::None => true,
             policy::Vary::Any => false,
@@ -119,9 +130,16 @@ impl Inflight {
             && self.meta.head.status != 206
             && !conditional
             && matches!(
-                policy::decide(req, &self.freshness, now),
+                policy::decide_with(want, &self.freshness, now),
                 Decision::Fresh | Decision::StaleAllowed
             )
+    }
+
+    /// Whether the response head came from the origin at or after `asked`: then it is as new as what
+    /// a request sent at `asked` would get, and answers a client's reload (`no-cache`, `max-age=0`)
+    /// as well as the client's own request would.
+    pub fn received_since(&self, asked: SystemTime) -> bool {
+        self.meta.response_time >= asked
     }
 
     /// The file, for sending `[body_offset + from, body_offset + to)`; see [`Inflight::body_offset`].

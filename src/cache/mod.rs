@@ -5,6 +5,7 @@ pub mod admin;
 mod conditional;
 pub mod control;
 mod directives;
+pub mod ecosystem;
 pub mod entry;
 mod eviction;
 mod freshness;
@@ -36,6 +37,7 @@ use inflight::{End, Inflight};
 use key::Key;
 use lock::{Lease, MissLocks};
 use memory::{MAX_MEMORY_OBJECT, MemoryTier};
+use refresh::RuleMatch;
 use status::NotStored;
 use store::{EntryWriter, OpenEntry, Store, StoreStats};
 use uncacheable::UncacheableMarks;
@@ -75,20 +77,24 @@ pub struct Found {
     pub freshness: Arc<policy::StoredFreshness>,
 }
 
-fn freshness_of(meta: &ResponseMeta, refresh: Option<Duration>) -> Arc<policy::StoredFreshness> {
-    Arc::new(policy::StoredFreshness::with_rule(
+fn freshness_of(meta: &ResponseMeta, refresh: Option<RuleMatch>) -> Arc<policy::StoredFreshness> {
+    let freshness = policy::StoredFreshness::with_rule(
         &meta.head,
         meta.request_time,
         meta.response_time,
-        refresh,
-    ))
+        refresh.and_then(|m| m.lifetime()),
+    );
+    Arc::new(match refresh {
+        Some(m) => freshness.named(m.detail),
+        None => freshness,
+    })
 }
 
 /// The `--refresh` rule of one request's URL, matched the first time it is needed and then reused:
 /// a request runs the rules' regexes at most once (a hit from memory never), however many lookups,
 /// stores and head updates it makes.
 #[derive(Debug, Default)]
-pub struct RuleOnce(OnceCell<Option<Duration>>);
+pub struct RuleOnce(OnceCell<Option<RuleMatch>>);
 
 /// Stores one response; `commit` makes it the entry and drops any older copy from the memory tier.
 /// Once shared ([`CacheWriter::share`]), other requests read the body while it is written; dropping
@@ -98,8 +104,8 @@ pub struct CacheWriter {
     memory: Arc<MemoryTier>,
     url_key: Key,
     meta: Arc<ResponseMeta>,
-    /// The `--refresh` rule's lifetime for the URL, for the freshness readers judge it by.
-    refresh: Option<Duration>,
+    /// The `--refresh` rule for the URL, for the freshness readers judge it by.
+    refresh: Option<RuleMatch>,
     shared: Option<Arc<Inflight>>,
 }
 
@@ -239,10 +245,15 @@ impl Cache {
 
     /// The duration of the `--refresh` rule for `url`, if one applies.
     pub fn refresh_rule(&self, url: &str) -> Option<Duration> {
+        self.refresh_match(url).and_then(|m| m.lifetime())
+    }
+
+    /// The first `--refresh` rule matching `url`, a zero rule included.
+    pub fn refresh_match(&self, url: &str) -> Option<RuleMatch> {
         self.refresh
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .lifetime_for(url)
+            .matching(url)
     }
 
     /// Replaces the `--refresh` rules (a configuration reload).
@@ -252,7 +263,12 @@ impl Cache {
 
     /// [`Cache::refresh_rule`], matched once per request through `once`.
     pub fn rule_once(&self, url: &str, once: &RuleOnce) -> Option<Duration> {
-        *once.0.get_or_init(|| self.refresh_rule(url))
+        self.match_once(url, once).and_then(|m| m.lifetime())
+    }
+
+    /// [`Cache::refresh_match`], matched once per request through `once`.
+    pub fn match_once(&self, url: &str, once: &RuleOnce) -> Option<RuleMatch> {
+        *once.0.get_or_init(|| self.refresh_match(url))
     }
 
     /// The stored response for this URL that matches the request's Vary headers, if any.
@@ -295,7 +311,7 @@ impl Cache {
                     key: entry.key,
                     body_len: entry.decoded.body_len,
                     body: StoredBody::File(Box::new(entry)),
-                    freshness: freshness_of(&meta, self.rule_once(url, rule)),
+                    freshness: freshness_of(&meta, self.match_once(url, rule)),
                     meta,
                 })
             }
@@ -409,7 +425,7 @@ impl Cache {
             memory: Arc::clone(&self.memory),
             url_key,
             meta,
-            refresh: self.refresh_rule(url),
+            refresh: self.refresh_match(url),
             shared: None,
         })
     }
@@ -454,7 +470,7 @@ impl Cache {
             ..(*found.meta).clone()
         };
         let meta = Arc::new(meta);
-        let freshness = freshness_of(&meta, self.rule_once(url, rule));
+        let freshness = freshness_of(&meta, self.match_once(url, rule));
         let mut writer = self
             .store
             .writer(

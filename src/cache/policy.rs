@@ -205,6 +205,8 @@ pub struct StoredFreshness {
     response_time: SystemTime,
     /// The lifetime is a `--refresh` rule's, not the response's own.
     by_rule: bool,
+    /// The rule's detail for Cache-Status and the access log (`refresh-rule`, `rule:cargo`).
+    rule_detail: &'static str,
 }
 
 impl StoredFreshness {
@@ -227,7 +229,19 @@ impl StoredFreshness {
             cc,
             response_time,
             by_rule: rule.is_some(),
+            rule_detail: refresh::RULE_DETAIL,
         }
+    }
+
+    /// Names the rule that matched the URL, for [`StoredFreshness::rule_detail`].
+    pub fn named(mut self, detail: &'static str) -> Self {
+        self.rule_detail = detail;
+        self
+    }
+
+    /// The matched rule's detail (`refresh-rule`, `rule:cargo`); meaningful when [`Self::by_rule`].
+    pub fn rule_detail(&self) -> &'static str {
+        self.rule_detail
     }
 
     /// Whether a `--refresh` rule gave this response its lifetime (Cache-Status `detail=refresh-rule`).

@@ -18,6 +18,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::directives::CacheControl;
+use super::ecosystem::{self, Kind};
 use crate::http::ResponseHead;
 use crate::units::parse_duration;
 
@@ -25,13 +26,41 @@ use crate::units::parse_duration;
 const RULE_STATUSES: [u16; 3] = [200, 203, 206];
 
 /// How long the preset keeps content that is immutable by construction.
-const PACKAGE_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+pub const PACKAGE_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
 
-/// One `REGEX=DURATION` rule.
+/// The access-log detail of a hit or store a `--refresh` rule of the operator's made fresh.
+pub const RULE_DETAIL: &str = "refresh-rule";
+/// The access-log detail of a hit served although the client asked to reload (`ignore-reload`).
+pub const RELOAD_DETAIL: &str = "ignore-reload";
+
+/// One `REGEX=DURATION[,ignore-reload]` rule.
 #[derive(Debug, Clone)]
 pub struct RefreshRule {
     pattern: Regex,
     fresh_for: Duration,
+    /// A fresh entry is served even to a client that asks to reload (Squid's `ignore-reload`).
+    ignore_reload: bool,
+    detail: &'static str,
+    reload_detail: &'static str,
+}
+
+/// What the first rule matching a URL says, for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// Zero for a rule that keeps its URLs out of the later ones (an index file).
+    pub fresh_for: Duration,
+    pub ignore_reload: bool,
+    /// `refresh-rule`, or `rule:<name>` for a preset's rule.
+    pub detail: &'static str,
+    /// `ignore-reload`, or `ignore-reload:<name>`.
+    pub reload_detail: &'static str,
+}
+
+impl RuleMatch {
+    /// The lifetime the rule gives, `None` for a zero rule.
+    pub fn lifetime(&self) -> Option<Duration> {
+        Some(self.fresh_for).filter(|d| !d.is_zero())
+    }
 }
 
 /// Why a `--refresh` value was refused.
@@ -41,6 +70,7 @@ pub enum RuleError {
     BadDuration(String),
     BadRegex(String),
     UnknownPreset(String),
+    UnknownOption(String),
 }
 
 impl fmt::Display for RuleError {
@@ -54,6 +84,12 @@ impl fmt::Display for RuleError {
             RuleError::UnknownPreset(name) => {
                 write!(f, "unknown refresh preset {name:?} (known: packages)")
             }
+            RuleError::UnknownOption(option) => {
+                write!(
+                    f,
+                    "unknown refresh rule option {option:?} (known: ignore-reload)"
+                )
+            }
         }
     }
 }
@@ -63,7 +99,27 @@ impl std::error::Error for RuleError {}
 impl RefreshRule {
     pub fn new(pattern: &str, fresh_for: Duration) -> Result<Self, RuleError> {
         let pattern = Regex::new(pattern).map_err(|e| RuleError::BadRegex(e.to_string()))?;
-        Ok(RefreshRule { pattern, fresh_for })
+        Ok(RefreshRule {
+            pattern,
+            fresh_for,
+            ignore_reload: false,
+            detail: RULE_DETAIL,
+            reload_detail: RELOAD_DETAIL,
+        })
+    }
+
+    /// Whether a fresh entry is served to a client asking to reload.
+    pub fn ignores_reload(&self) -> bool {
+        self.ignore_reload
+    }
+
+    fn matched(&self) -> RuleMatch {
+        RuleMatch {
+            fresh_for: self.fresh_for,
+            ignore_reload: self.ignore_reload,
+            detail: self.detail,
+            reload_detail: self.reload_detail,
+        }
     }
 
     pub fn pattern(&self) -> &str {
@@ -78,15 +134,25 @@ impl RefreshRule {
 impl FromStr for RefreshRule {
     type Err = RuleError;
 
-    /// `REGEX=DURATION`, split at the last `=` (a regex may contain one; a duration never does).
+    /// `REGEX=DURATION[,ignore-reload]`, split at the last `=` (a regex may contain one; a
+    /// duration and the options never do).
     fn from_str(text: &str) -> Result<Self, RuleError> {
-        let (pattern, duration) = text
+        let (pattern, rest) = text
             .rsplit_once('=')
             .filter(|(p, d)| !p.is_empty() && !d.trim().is_empty())
             .ok_or_else(|| RuleError::MissingDuration(text.to_string()))?;
+        let mut parts = rest.split(',');
+        let duration = parts.next().unwrap_or_default();
         let fresh_for =
             parse_duration(duration).map_err(|e| RuleError::BadDuration(e.to_string()))?;
-        RefreshRule::new(pattern, fresh_for)
+        let mut rule = RefreshRule::new(pattern, fresh_for)?;
+        for option in parts {
+            match option.trim() {
+                "ignore-reload" => rule.ignore_reload = true,
+                other => return Err(RuleError::UnknownOption(other.to_string())),
+            }
+        }
+        Ok(rule)
     }
 }
 
@@ -110,11 +176,15 @@ impl RefreshRules {
     /// The duration of the first rule matching `url`; `None` when no rule matches or the first that
     /// does says `0`.
     pub fn lifetime_for(&self, url: &str) -> Option<Duration> {
+        self.matching(url).and_then(|m| m.lifetime())
+    }
+
+    /// What the first rule matching `url` says, a zero rule included.
+    pub fn matching(&self, url: &str) -> Option<RuleMatch> {
         self.0
             .iter()
             .find(|rule| rule.pattern.is_match(url))
-            .map(|rule| rule.fresh_for)
-            .filter(|d| !d.is_zero())
+            .map(RefreshRule::matched)
     }
 }
 
@@ -131,44 +201,26 @@ impl FromStr for Preset {
 }
 
 /// The rules of a named preset, to be placed after the `--refresh` rules (which therefore win).
+/// `packages` is [`ecosystem::SHAPES`]: artifacts fresh for [`PACKAGE_LIFETIME`] with
+/// `ignore-reload`, index files with no rule (duration `0`), each rule named for the access log.
 pub fn preset(name: &str) -> Result<Vec<RefreshRule>, RuleError> {
-    let never = Duration::ZERO;
-    let rules: &[(&str, Duration)] = match name {
-        "packages" => &[
-            // Content-addressed: the name is the hash of the bytes (apt's Acquire-By-Hash).
-            (r"/by-hash/[A-Za-z0-9]+/[0-9a-fA-F]+$", PACKAGE_LIFETIME),
-            // Index files that change in place: apt's dists/, PyPI's simple/ pages, rpm repomd,
-            // the crates.io sparse index. The npm documents have no extension and match no rule.
-            (
-                r"/(InRelease|Release|Release\.gpg|Packages|Sources|Contents-[^/]*|Translation-[^/]*|Index|Components-[^/]*|icons-[^/]*)(\.(gz|bz2|xz|lzma|lz4|zst))?$",
-                never,
-            ),
-            (r"/simple(/|$)", never),
-            (r"/repodata/repomd\.xml", never),
-            (r"^https?://index\.crates\.io/", never),
-            // Debian and Ubuntu pools: a file there is never replaced under the same name.
-            (
-                r"/pool/.+\.(deb|udeb|ddeb|dsc|diff\.gz|tar\.[a-z0-9]+|buildinfo)$",
-                PACKAGE_LIFETIME,
-            ),
-            (
-                r"\.(deb|udeb|ddeb|rpm|drpm|whl|crate|gem|nupkg|apk)$",
-                PACKAGE_LIFETIME,
-            ),
-            // npm tarballs (`/pkg/-/pkg-1.2.3.tgz`), PyPI files, crates.io downloads.
-            (r"/-/[^/]+\.tgz$", PACKAGE_LIFETIME),
-            (
-                r"/packages/.+\.(tar\.gz|tar\.bz2|zip|egg)$",
-                PACKAGE_LIFETIME,
-            ),
-            (r"/api/v1/crates/[^/]+/[^/]+/download$", PACKAGE_LIFETIME),
-        ],
-        other => return Err(RuleError::UnknownPreset(other.to_string())),
-    };
-    rules
-        .iter()
-        .map(|(pattern, fresh_for)| RefreshRule::new(pattern, *fresh_for))
-        .collect()
+    match name {
+        "packages" => ecosystem::SHAPES
+            .iter()
+            .map(|shape| {
+                let (fresh_for, ignore_reload) = match shape.kind {
+                    Kind::Artifact => (PACKAGE_LIFETIME, true),
+                    Kind::Index => (Duration::ZERO, false),
+                };
+                let mut rule = RefreshRule::new(shape.pattern, fresh_for)?;
+                rule.ignore_reload = ignore_reload;
+                rule.detail = shape.rule_detail;
+                rule.reload_detail = shape.reload_detail;
+                Ok(rule)
+            })
+            .collect(),
+        other => Err(RuleError::UnknownPreset(other.to_string())),
+    }
 }
 
 /// The lifetime a rule of `fresh_for` gives this response: only when the response states no
@@ -184,6 +236,21 @@ pub fn applies(
         cc.max_age.is_some() || cc.s_maxage.is_some() || resp.headers.contains("expires");
     let refused = cc.no_store || cc.private || cc.no_cache;
     (!explicit && !refused && RULE_STATUSES.contains(&resp.status)).then_some(fresh_for)
+}
+
+/// Whether the client asks to reload: `no-cache` (or `Pragma: no-cache`) or `max-age=0`
+/// (RFC 9111 §5.2.1.4, §5.2.1.1), which is what browsers, pip and apt send for a refresh.
+pub fn asks_reload(want: &CacheControl) -> bool {
+    want.no_cache || want.max_age == Some(0)
+}
+
+/// Drops a reload from the request's directives, for a URL whose rule says `ignore-reload`: the
+/// stored entry is then judged by its own freshness, as if the client had not asked.
+pub fn without_reload(want: &mut CacheControl) {
+    want.no_cache = false;
+    if want.max_age == Some(0) {
+        want.max_age = None;
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +278,51 @@ mod tests {
     }
 
     #[test]
+    fn ignore_reload_is_an_option_after_the_duration() {
+        let rule: RefreshRule = r"\.iso$=1d,ignore-reload".parse().unwrap();
+        assert_eq!(rule.pattern(), r"\.iso$");
+        assert_eq!(rule.fresh_for(), Duration::from_secs(86_400));
+        assert!(rule.ignores_reload());
+        let plain: RefreshRule = r"\.iso$=1d".parse().unwrap();
+        assert!(!plain.ignores_reload());
+        assert!(matches!(
+            r"\.iso$=1d,ignore-everything".parse::<RefreshRule>(),
+            Err(RuleError::UnknownOption(o)) if o == "ignore-everything"
+        ));
+        assert!(matches!(
+            r"\.iso$=,ignore-reload".parse::<RefreshRule>(),
+            Err(RuleError::BadDuration(_))
+        ));
+        let m = RefreshRules::new(vec![rule])
+            .matching("http://h/a.iso")
+            .unwrap();
+        assert_eq!((m.detail, m.reload_detail), (RULE_DETAIL, RELOAD_DETAIL));
+    }
+
+    #[test]
+    fn a_reload_is_no_cache_or_max_age_zero_and_ignoring_it_keeps_the_rest() {
+        use crate::http::Headers;
+        let parse = |fields: &[(&str, &str)]| {
+            let headers: Headers = fields.iter().copied().collect();
+            CacheControl::parse_request(&headers)
+        };
+        for fields in [
+            &[("Cache-Control", "no-cache")][..],
+            &[("Cache-Control", "max-age=0")],
+            &[("Pragma", "no-cache")],
+        ] {
+            let mut cc = parse(fields);
+            assert!(asks_reload(&cc), "{fields:?}");
+            without_reload(&mut cc);
+            assert!(!asks_reload(&cc), "{fields:?}");
+        }
+        let mut cc = parse(&[("Cache-Control", "max-age=60, no-cache")]);
+        without_reload(&mut cc);
+        assert_eq!(cc.max_age, Some(60), "only max-age=0 is a reload");
+        assert!(!asks_reload(&parse(&[("Cache-Control", "max-age=5")])));
+    }
+
+    #[test]
     fn the_first_matching_rule_wins_and_zero_means_no_rule() {
         let rules = RefreshRules::new(vec![
             "/private/=0".parse().unwrap(),
@@ -230,6 +342,31 @@ mod tests {
     }
 
     #[test]
+    fn the_packages_preset_names_its_rules_and_ignores_reloads_of_artifacts_only() {
+        let rules = packages();
+        let crate_file = rules
+            .matching("https://static.crates.io/crates/serde/1.0.0/download")
+            .unwrap();
+        assert_eq!(crate_file.lifetime(), Some(PACKAGE_LIFETIME));
+        assert!(crate_file.ignore_reload);
+        assert_eq!(crate_file.detail, "rule:cargo");
+        assert_eq!(crate_file.reload_detail, "ignore-reload:cargo");
+        let npm = rules
+            .matching("http://r/@scope/pkg/-/pkg-1.0.0.tgz")
+            .unwrap();
+        assert_eq!(npm.reload_detail, "ignore-reload:npm");
+        for index in [
+            "https://pypi.org/simple/requests/",
+            "https://proxy.golang.org/golang.org/x/text/@v/list",
+            "https://repo1.maven.org/maven2/a/b/maven-metadata.xml",
+            "https://repo.example/a/b/1.0-SNAPSHOT/b-1.0-SNAPSHOT.jar",
+        ] {
+            let m = rules.matching(index).unwrap();
+            assert_eq!((m.lifetime(), m.ignore_reload), (None, false), "{index}");
+        }
+    }
+
+    #[test]
     fn the_packages_preset_keeps_packages_and_never_index_files() {
         let rules = packages();
         for url in [
@@ -240,8 +377,16 @@ mod tests {
             "https://files.pythonhosted.org/packages/ab/cd/requests-2.31.0-py3-none-any.whl",
             "https://files.pythonhosted.org/packages/ab/cd/requests-2.31.0.tar.gz",
             "https://static.crates.io/crates/serde/serde-1.0.0.crate",
+            "https://static.crates.io/crates/serde/1.0.0/download",
             "https://crates.io/api/v1/crates/serde/1.0.0/download",
             "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz",
+            "https://registry.npmjs.org/@types/node/-/node-20.1.0.tgz",
+            "https://proxy.golang.org/golang.org/x/text/@v/v0.14.0.zip",
+            "https://proxy.golang.org/golang.org/x/text/@v/v0.14.0.mod",
+            "https://proxy.golang.org/golang.org/x/text/@v/v0.14.0.info",
+            "https://repo1.maven.org/maven2/junit/junit/4.13.2/junit-4.13.2.jar",
+            "https://repo1.maven.org/maven2/junit/junit/4.13.2/junit-4.13.2.pom",
+            "https://repo1.maven.org/maven2/a/b/1.0/b-1.0.module",
         ] {
             assert_eq!(rules.lifetime_for(url), Some(PACKAGE_LIFETIME), "{url}");
         }
@@ -258,6 +403,12 @@ mod tests {
             "https://registry.npmjs.org/left-pad",
             "https://index.crates.io/se/rd/serde",
             "https://index.crates.io/config.json",
+            "https://proxy.golang.org/golang.org/x/text/@v/list",
+            "https://proxy.golang.org/golang.org/x/text/@latest",
+            "https://repo1.maven.org/maven2/junit/junit/maven-metadata.xml",
+            "https://repo.example/snapshots/a/b/1.0-SNAPSHOT/b-1.0-SNAPSHOT.jar",
+            "https://repo.example/snapshots/a/b/1.0-SNAPSHOT/b-1.0-20240101.120000-1.pom",
+            "http://r.test/v2/library/debian/manifests/bookworm",
             "http://example.com/index.html",
         ] {
             assert_eq!(rules.lifetime_for(url), None, "{url}");

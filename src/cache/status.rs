@@ -70,11 +70,13 @@ pub enum CacheStatus {
     /// Read while another request fetched and stored it (read-while-writing):
     /// `porter; fwd=miss; collapsed` (RFC 9211 §2.5).
     Collapsed,
-    /// A hit fresh only by a `--refresh` rule: `porter; hit; detail=refresh-rule`.
-    RuleHit,
+    /// A hit fresh only by a `--refresh` rule, or served although the client asked to reload
+    /// (`ignore-reload`): `porter; hit; detail=refresh-rule`, `detail=rule:cargo`,
+    /// `detail=ignore-reload:npm`.
+    RuleHit { detail: &'static str },
     /// The origin's response, stored fresh by a `--refresh` rule:
-    /// `porter; fwd=miss; stored; detail=refresh-rule`.
-    RuleStored { fwd: Forward },
+    /// `porter; fwd=miss; stored; detail=refresh-rule` (or the rule's name, `detail=rule:cargo`).
+    RuleStored { fwd: Forward, detail: &'static str },
     /// The origin's response, relayed: `porter; fwd=miss; stored` when it is being stored, or
     /// `porter; fwd=miss; detail=too-large` saying why not.
     Forwarded {
@@ -92,8 +94,9 @@ impl CacheStatus {
             CacheStatus::Collapsed => Some("porter; fwd=miss; collapsed"),
             CacheStatus::StaleWhileRevalidate => Some("porter; hit; detail=stale-while-revalidate"),
             CacheStatus::StaleIfError => Some("porter; hit; detail=stale-if-error"),
-            CacheStatus::RuleHit => Some("porter; hit; detail=refresh-rule"),
-            CacheStatus::Forwarded { .. } | CacheStatus::RuleStored { .. } => None,
+            CacheStatus::RuleHit { .. }
+            | CacheStatus::Forwarded { .. }
+            | CacheStatus::RuleStored { .. } => None,
         }
     }
 
@@ -102,7 +105,7 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit
             | CacheStatus::Revalidated
-            | CacheStatus::RuleHit
+            | CacheStatus::RuleHit { .. }
             | CacheStatus::StaleWhileRevalidate
             | CacheStatus::StaleIfError => "HIT",
             CacheStatus::Collapsed
@@ -122,11 +125,10 @@ impl fmt::Display for CacheStatus {
                     Err(reason) => write!(f, "; detail={reason}"),
                 }
             }
-            CacheStatus::RuleStored { fwd } => write!(
-                f,
-                "porter; fwd={}; stored; detail=refresh-rule",
-                fwd.as_str()
-            ),
+            CacheStatus::RuleStored { fwd, detail } => {
+                write!(f, "porter; fwd={}; stored; detail={detail}", fwd.as_str())
+            }
+            CacheStatus::RuleHit { detail } => write!(f, "porter; hit; detail={detail}"),
             fixed => f.write_str(fixed.as_static().unwrap_or_default()),
         }
     }
@@ -157,14 +159,18 @@ mod tests {
             (stored.x_cache(), CacheStatus::Hit.x_cache()),
             ("MISS", "HIT")
         );
-        let by_rule = CacheStatus::RuleStored { fwd: Forward::Miss };
+        let by_rule = CacheStatus::RuleStored {
+            fwd: Forward::Miss,
+            detail: "refresh-rule",
+        };
         assert_eq!(
             by_rule.to_string(),
             "porter; fwd=miss; stored; detail=refresh-rule"
         );
-        assert_eq!(
-            CacheStatus::RuleHit.to_string(),
-            "porter; hit; detail=refresh-rule"
-        );
+        let hit = CacheStatus::RuleHit {
+            detail: "ignore-reload:npm",
+        };
+        assert_eq!(hit.to_string(), "porter; hit; detail=ignore-reload:npm");
+        assert_eq!(hit.x_cache(), "HIT");
     }
 }

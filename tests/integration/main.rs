@@ -16,6 +16,7 @@ mod forwarded_for;
 mod hostile;
 mod intercept;
 mod logs;
+mod packages;
 mod parent;
 mod pipelining;
 mod pool;

@@ -100,7 +100,7 @@ fn an_apt_run_with_the_packages_preset_hits_packages_and_never_stores_indexes() 
     assert_eq!(deb.header("x-cache"), Some("MISS"));
     assert_eq!(
         deb.header("cache-status"),
-        Some("porter; fwd=miss; stored; detail=refresh-rule")
+        Some("porter; fwd=miss; stored; detail=rule:apt")
     );
     let second = apt_run(proxy.addr, &origin);
     let (deb, by_hash) = (&second[4], &second[3]);
@@ -108,7 +108,7 @@ fn an_apt_run_with_the_packages_preset_hits_packages_and_never_stores_indexes() 
     assert_eq!(deb.header("x-cache"), Some("HIT"));
     assert_eq!(
         deb.header("cache-status"),
-        Some("porter; hit; detail=refresh-rule")
+        Some("porter; hit; detail=rule:apt")
     );
     assert_eq!(by_hash.header("x-cache"), Some("HIT"));
     assert_eq!(
@@ -130,7 +130,7 @@ fn an_apt_run_with_the_packages_preset_hits_packages_and_never_stores_indexes() 
             .lines()
             .any(|l| l.contains("porter::access")
                 && l.contains(DEB)
-                && l.ends_with("HIT detail=refresh-rule"))),
+                && l.ends_with("HIT detail=rule:apt"))),
         "{}",
         proxy.logs()
     );
@@ -220,6 +220,7 @@ fn a_bad_refresh_rule_is_refused_at_start_with_a_message() {
         ("--refresh", "(=1h", "refresh rule regex"),
         ("--refresh", "no-duration", "is not REGEX=DURATION"),
         ("--refresh", "x=soon", "refresh rule duration"),
+        ("--refresh", "x=1h,always", "unknown refresh rule option"),
         ("--refresh-preset", "everything", "unknown refresh preset"),
     ] {
         let run = run_porter(
@@ -235,4 +236,53 @@ fn a_bad_refresh_rule_is_refused_at_start_with_a_message() {
             run.stderr
         );
     }
+}
+
+/// `--refresh REGEX=DURATION,ignore-reload`: a client's reload (no-cache, max-age=0, Pragma) of a
+/// fresh entry is answered from the cache; without the option it goes to the origin.
+#[test]
+fn a_refresh_rule_with_ignore_reload_answers_a_reload_from_the_cache() {
+    let origin = Origin::start(|_, path, _| {
+        (
+            200,
+            hdrs(&[("Content-Type", "application/octet-stream")]),
+            path.as_bytes().to_vec(),
+        )
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = Porter::start(&[
+        "proxy",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--refresh",
+        r"\.iso$=1h,ignore-reload",
+        "--refresh",
+        r"\.img$=1h",
+    ]);
+    for path in ["/a.iso", "/a.img"] {
+        proxy_get(proxy.addr, &origin.url(path), &[]);
+    }
+    for reload in [
+        ("Cache-Control", "no-cache"),
+        ("Cache-Control", "max-age=0"),
+        ("Pragma", "no-cache"),
+    ] {
+        let iso = proxy_get(proxy.addr, &origin.url("/a.iso"), &[reload]);
+        assert_eq!(
+            iso.header("cache-status"),
+            Some("porter; hit; detail=ignore-reload"),
+            "{reload:?}"
+        );
+        let img = proxy_get(proxy.addr, &origin.url("/a.img"), &[reload]);
+        assert_eq!(img.header("x-cache"), Some("MISS"), "{reload:?}");
+    }
+    assert_eq!(origin_count(&origin, "/a.iso"), 1);
+    assert_eq!(origin_count(&origin, "/a.img"), 4);
+    assert!(
+        eventually(Duration::from_secs(5), || proxy.logs().lines().any(|l| l
+            .contains("/a.iso")
+            && l.ends_with("HIT detail=ignore-reload"))),
+        "{}",
+        proxy.logs()
+    );
 }

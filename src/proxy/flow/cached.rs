@@ -25,15 +25,18 @@
 //! for) is decided once, at lookup, and carried to `serve_hit` in a [`Hit`]; only a 304 that changed
 //! the stored head makes it decided again, and an entry that then answers nothing is a miss.
 
+use std::borrow::Cow;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::fetch::{Ask, Fetched};
 use super::forward;
+use crate::cache::inflight::Inflight;
 use crate::cache::lock::{LeaderGuard, Lease};
 use crate::cache::policy::{self, CacheControl, Decision, NoStore, NotModified};
 use crate::cache::ranges::{self, RangeReply};
+use crate::cache::refresh;
 use crate::cache::status::{CacheStatus, Forward, NotStored};
 use crate::cache::{Cache, Found, RuleOnce, StoredBody};
 use crate::http::body::BodyMode;
@@ -45,17 +48,40 @@ use crate::proxy::{Proxy, ProxyError};
 
 impl Proxy {
     pub(in crate::proxy) fn through_cache(&self, cache: &Cache, ex: &mut Exchange) -> Served {
-        let directives = CacheControl::parse_request(&ex.req.headers);
+        let mut directives = CacheControl::parse_request(&ex.req.headers);
         if directives.no_store {
             return self.pass(ex);
         }
         // The URL's --refresh rule, matched at most once for all the lookups and stores below.
         let rule = RuleOnce::default();
+        // A reload (no-cache, max-age=0, Pragma) of a URL whose rule says `ignore-reload` is answered
+        // from a fresh entry as if the client had not asked: the URL cannot name other bytes.
+        let mut reload_ignored = None;
+        if refresh::asks_reload(&directives)
+            && let Some(matched) = cache
+                .match_once(&ex.target.url, &rule)
+                .filter(|m| m.ignore_reload)
+        {
+            refresh::without_reload(&mut directives);
+            reload_ignored = Some(matched.reload_detail);
+        }
+        // A reload is answered by a response the origin sent after this request arrived (another
+        // request's, fetched meanwhile): asking again would get nothing newer. So concurrent reloads
+        // of one index file (pip asks for every index page with max-age=0) make one origin request.
+        let reload = refresh::asks_reload(&directives).then(|| {
+            let mut relaxed = directives.clone();
+            refresh::without_reload(&mut relaxed);
+            let arrived = SystemTime::now()
+                .checked_sub(ex.entry.start.elapsed())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            Reload { relaxed, arrived }
+        });
         // An entry found by the leader's second look (below), served by the next turn.
         let mut stored_meanwhile = None;
-        // Two turns at most: the second after waiting for another request's fetch of the same URL,
-        // or to serve what a new leader's second look found.
-        for attempt in 0..2 {
+        // Three turns at most: the second after waiting for another request's fetch of the same URL,
+        // or to serve what a new leader's second look found; a revalidation may wait twice (for a
+        // fetch that had not let go of the URL yet, then for another request's revalidation).
+        for attempt in 0..3 {
             let commits = cache.commits();
             let hit = stored_meanwhile
                 .take()
@@ -63,16 +89,27 @@ impl Proxy {
             let looked_in_vain = hit.is_none();
             if let Some(Hit { mut found, reply }) = hit {
                 let now = SystemTime::now();
-                match policy::decide_with(&directives, &found.freshness, now) {
+                let want = match &reload {
+                    Some(r) if found.meta.response_time >= r.arrived => &r.relaxed,
+                    _ => &directives,
+                };
+                match policy::decide_with(want, &found.freshness, now) {
                     Decision::Fresh | Decision::StaleAllowed
                         if cache.prepare(&ex.target.url, &mut found) =>
                     {
                         ex.entry.outcome = Outcome::Hit;
-                        let status = if found.freshness.by_rule() {
-                            ex.entry.detail = Some("refresh-rule");
-                            CacheStatus::RuleHit
-                        } else {
-                            CacheStatus::Hit
+                        let detail = reload_ignored.or_else(|| {
+                            found
+                                .freshness
+                                .by_rule()
+                                .then(|| found.freshness.rule_detail())
+                        });
+                        let status = match detail {
+                            Some(detail) => {
+                                ex.entry.detail = Some(detail);
+                                CacheStatus::RuleHit { detail }
+                            }
+                            None => CacheStatus::Hit,
                         };
                         let hit = Hit { found, reply };
                         return self.serve_hit(cache, ex, hit, status, now, &rule);
@@ -86,7 +123,28 @@ impl Proxy {
                         {
                             return self.serve_stale_and_revalidate(cache, ex, found, now, &rule);
                         }
-                        return self.revalidate(cache, ex, found, &rule);
+                        // Concurrent revalidations of one entry make one origin request: the
+                        // first leads, the others wait and look again, and find the entry the
+                        // origin just confirmed (fresh again, or newer than their reload).
+                        if attempt < 2 && ex.req.method == Method::Get {
+                            let wait = if cache.recently_uncacheable(&ex.target.url) {
+                                Duration::ZERO
+                            } else {
+                                self.config.load().origin_timeout
+                            };
+                            match cache.lock(&ex.target.url, wait) {
+                                Lease::Leader(guard) => {
+                                    return self.revalidate(cache, ex, found, &rule, Some(guard));
+                                }
+                                Lease::Follow(shared)
+                                    if may_follow(&shared, ex, &directives, reload.as_ref()) =>
+                                {
+                                    return self.follow(ex, &shared.join());
+                                }
+                                _ => continue,
+                            }
+                        }
+                        return self.revalidate(cache, ex, found, &rule, None);
                     }
                     _ => {}
                 }
@@ -119,7 +177,7 @@ impl Proxy {
                     }
                 }
                 Lease::Leader(guard) => return self.fetch_and_store(cache, ex, guard, &rule),
-                Lease::Follow(shared) if shared.answers(&ex.req, SystemTime::now()) => {
+                Lease::Follow(shared) if may_follow(&shared, ex, &directives, reload.as_ref()) => {
                     return self.follow(ex, &shared.join());
                 }
                 // Another variant, or a request the entry could not answer: on its own.
@@ -212,8 +270,11 @@ impl Proxy {
         let cc = CacheControl::parse(&fetched.head.headers);
         let status = match &writer {
             Ok(_) if policy::refresh_applies(&fetched.head, &cc, fresh_for).is_some() => {
-                ex.entry.detail = Some("refresh-rule");
-                CacheStatus::RuleStored { fwd }
+                let detail = cache
+                    .match_once(&ex.target.url, rule)
+                    .map_or(refresh::RULE_DETAIL, |m| m.detail);
+                ex.entry.detail = Some(detail);
+                CacheStatus::RuleStored { fwd, detail }
             }
             _ => CacheStatus::Forwarded {
                 fwd,
@@ -233,13 +294,16 @@ impl Proxy {
         served
     }
 
-    /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it.
+    /// Asks the origin whether a stale entry is still good; a 304 refreshes and serves it. `lease`,
+    /// when this request leads the URL's revalidation, is let go once the entry is refreshed (the
+    /// waiting requests then find it) or handed on to store a new response (they follow it).
     fn revalidate(
         &self,
         cache: &Cache,
         ex: &mut Exchange,
         mut found: Found,
         rule: &RuleOnce,
+        lease: Option<LeaderGuard>,
     ) -> Served {
         let validators = policy::validators(&found.meta.head);
         let fetched = self.fetch(ex, Ask::Revalidate(&validators));
@@ -258,11 +322,11 @@ impl Proxy {
             self.checkin(ex, fetched);
             let fetched = self.fetch(ex, Ask::Revalidate(&[]))?;
             ex.entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None, rule);
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, lease, rule);
         }
         if fetched.head.status != 304 {
             ex.entry.outcome = Outcome::Miss;
-            return self.relay_and_store(cache, ex, fetched, Forward::Stale, None, rule);
+            return self.relay_and_store(cache, ex, fetched, Forward::Stale, lease, rule);
         }
         let Fetched {
             origin,
@@ -281,6 +345,8 @@ impl Proxy {
         if let Err(e) = cache.update_head_with(&target.url, &mut found, rule) {
             log::debug!("cache: could not refresh {}: {e}", target.url);
         }
+        // The refreshed entry is in place: the requests waiting on this revalidation may look.
+        drop(lease);
         ex.entry.outcome = Outcome::Revalidated;
         // The 304 may have changed the validators an If-Range is checked against: decide again.
         let hit = Hit::of(&ex.req, found);
@@ -357,7 +423,10 @@ impl Proxy {
         if !via.is_empty() {
             write::field(&mut out, "Via", &via);
         }
-        let status_value = cache_status.as_static().unwrap_or_default();
+        let status_value = match cache_status.as_static() {
+            Some(fixed) => Cow::Borrowed(fixed),
+            None => Cow::Owned(cache_status.to_string()),
+        };
         write::field(&mut out, "Cache-Status", status_value.as_bytes());
         write::field(&mut out, "X-Cache", cache_status.x_cache().as_bytes());
         if let Some(value) = http::connection_field(ex.req.version, ex.keep_alive) {
@@ -426,6 +495,31 @@ impl Hit {
         let reply = ranges::reply(req, &found.meta.head, found.body_len);
         Hit { found, reply }
     }
+}
+
+/// A client's reload (`no-cache`, `max-age=0`), which a response the origin sent after `arrived`
+/// answers as well as one of its own would.
+struct Reload {
+    /// The request's directives without the reload.
+    relaxed: CacheControl,
+    /// When the request arrived.
+    arrived: SystemTime,
+}
+
+/// Whether this request may read the response another request is fetching. A reload may, when the
+/// response's head came from the origin after this request arrived, as a stored entry may (see
+/// `through_cache`).
+fn may_follow(
+    shared: &Inflight,
+    ex: &Exchange,
+    directives: &CacheControl,
+    reload: Option<&Reload>,
+) -> bool {
+    let want = match reload {
+        Some(r) if shared.received_since(r.arrived) => &r.relaxed,
+        _ => directives,
+    };
+    shared.answers_with(&ex.req, want, SystemTime::now())
 }
 
 /// Writes two buffers with as few syscalls as the socket allows (usually one `writev`).

@@ -111,6 +111,7 @@ pub fn render(proxy: &Proxy) -> String {
         );
     }
     body.push_str("</table></section>\n");
+    ecosystems(&mut body, &m.savings);
     if let Some(interceptor) = &proxy.interceptor {
         body.push_str("<section><h2>HTTPS interception</h2>\n<table>\n");
         for (name, value) in crate::proxy::connect::intercept_pages::rows(&interceptor.stats) {
@@ -224,6 +225,35 @@ fn summary(proxy: &Proxy) -> Vec<(&'static str, String)> {
         ("Via", if config.via { "on" } else { "off" }.to_string()),
         ("reloads", format!("{reloads} applied, {failed} refused")),
     ]
+}
+
+/// The "Bytes by ecosystem" table: from cache and from upstream, the ecosystems with any bytes.
+fn ecosystems(body: &mut String, savings: &super::savings::Savings) {
+    use super::savings::Source;
+    use crate::cache::ecosystem::Ecosystem;
+    body.push_str("<section><h2>Bytes by ecosystem</h2>\n<table id=\"ecosystems\">\n");
+    body.push_str("<tr><th>ecosystem</th><th>from cache</th><th>from upstream</th></tr>\n");
+    let mut any = false;
+    for eco in Ecosystem::ALL {
+        let cache = savings.ecosystem_bytes(eco, Source::Cache);
+        let upstream = savings.ecosystem_bytes(eco, Source::Upstream);
+        if cache + upstream == 0 {
+            continue;
+        }
+        any = true;
+        let name = eco.as_str();
+        let _ = writeln!(
+            body,
+            "<tr><td>{name}</td><td class=\"n\" id=\"eco-{name}-cache\">{}</td>\
+             <td class=\"n\" id=\"eco-{name}-upstream\">{}</td></tr>",
+            bytes(cache),
+            bytes(upstream)
+        );
+    }
+    if !any {
+        body.push_str("<tr><td colspan=\"3\" class=\"meta\">nothing served yet</td></tr>\n");
+    }
+    body.push_str("</table></section>\n");
 }
 
 fn outcome_label(outcome: Outcome) -> &'static str {

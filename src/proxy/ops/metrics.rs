@@ -72,6 +72,8 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     /// Requests by destination host, for the status page's busiest hosts.
     pub hosts: super::hosts::HostCounts,
+    /// Bytes from cache and upstream by ecosystem and host.
+    pub savings: super::savings::Savings,
 }
 
 impl Metrics {
@@ -141,11 +143,15 @@ impl AccessEntry {
     /// Counts the request and queues its line for the access log.
     pub fn finish(&self, metrics: &Metrics) {
         metrics.record(self.outcome, self.bytes);
+        let host = super::logline::host_of(&self.url);
         if super::hosts::counts_toward_hosts(self.outcome)
-            && let Some(host) = super::logline::host_of(&self.url)
+            && let Some(host) = host
         {
             metrics.hosts.count(host);
         }
+        metrics
+            .savings
+            .record(&self.url, host, self.outcome, self.bytes);
         if crate::access_log::enabled() {
             let (format, query) = crate::access_log::format();
             crate::access_log::write(super::logline::format(self, format, query));

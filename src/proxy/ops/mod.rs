@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod pac;
 pub mod pages;
 pub mod purge;
+pub mod savings;
 pub mod setup;

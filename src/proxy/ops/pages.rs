@@ -251,6 +251,7 @@ fn metrics_text(proxy: &Proxy) -> String {
         crate::proxy::connect::intercept_pages::metrics(&mut out, &interceptor.stats);
     }
     out.push_str(&proxy.parents.metrics_text());
+    m.savings.metrics_text(&mut out);
     out
 }
 
