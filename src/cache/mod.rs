@@ -4,6 +4,7 @@
 pub mod admin;
 mod conditional;
 pub mod control;
+pub mod digest;
 mod directives;
 pub mod entry;
 mod eviction;
@@ -101,15 +102,26 @@ pub struct CacheWriter {
     /// The `--refresh` rule's lifetime for the URL, for the freshness readers judge it by.
     refresh: Option<Duration>,
     shared: Option<Arc<Inflight>>,
+    /// For an object stored by digest: the body's SHA-256, checked before it is committed.
+    check: Option<digest::FillCheck>,
 }
 
 impl CacheWriter {
     /// See [`EntryWriter::commit`].
     pub fn commit(mut self) -> io::Result<()> {
+        let check = self.check.take();
+        if check.as_ref().is_some_and(|check| !check.matches()) {
+            // Dropping the entry writer deletes its temporary file: nothing of the body is kept.
+            self.inner = None;
+            return Err(io::Error::other("body does not match its digest"));
+        }
         let result = match self.inner.take() {
             Some(inner) => inner.commit(),
             None => Err(io::Error::other("already committed")),
         };
+        if let Some(check) = &check {
+            check.committed(result.is_ok());
+        }
         // A request that read the old entry meanwhile may have put it in memory.
         self.memory.remove(&self.url_key);
         if let Some(shared) = &self.shared {
@@ -162,6 +174,9 @@ impl io::Write for CacheWriter {
             .as_mut()
             .ok_or_else(|| io::Error::other("already committed"))?;
         inner.write_all(data)?;
+        if let Some(check) = self.check.as_mut() {
+            check.update(data);
+        }
         if let Some(shared) = &self.shared {
             // Readers read the file, so what they are told is there must be there.
             inner.flush()?;
@@ -199,6 +214,8 @@ pub struct Cache {
     _control: Option<control::ControlSocket>,
     /// Swapped by a configuration reload (SIGHUP), so it sits behind a lock.
     refresh: crate::runtime::RwLock<policy::RefreshRules>,
+    /// Objects stored by digest ([`digest`]).
+    digests: Arc<digest::Digests>,
 }
 
 impl Cache {
@@ -226,6 +243,7 @@ impl Cache {
             max_object_size: config.max_object_size,
             _control: control,
             refresh: crate::runtime::RwLock::new(config.refresh.clone()),
+            digests: Arc::default(),
         })
     }
 
@@ -411,6 +429,7 @@ impl Cache {
             meta,
             refresh: self.refresh_rule(url),
             shared: None,
+            check: None,
         })
     }
 
@@ -495,7 +514,8 @@ impl Cache {
         // the memory tier, so the copy cannot come back after this.
         self.store.remove(key);
         self.memory.remove(&key);
-        existed
+        // A URL naming a digest also forgets the object stored under it.
+        self.invalidate_digest(url) || existed
     }
 }
 
