@@ -190,7 +190,11 @@ impl Cache {
 
     /// Replaces the `--digest-url` rules (start-up and configuration reloads).
     pub fn set_digest_rules(&self, rules: DigestRules) {
-        *self.digests.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+        *self
+            .digests
+            .rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = rules;
     }
 
     /// The digest `url` names (its shape, a `--digest-url` rule), if any.
@@ -362,7 +366,10 @@ mod tests {
         let (result, fill_result) = fill(&cache, wrong, body);
         assert!(result.is_err());
         assert_eq!(fill_result, Fill::Mismatch);
-        assert!(cache.digest_object(wrong).is_none(), "a mismatch is never stored");
+        assert!(
+            cache.digest_object(wrong).is_none(),
+            "a mismatch is never stored"
+        );
         assert_eq!(cache.digests().stats.mismatches.load(Ordering::Relaxed), 1);
         let right = Sha256Digest::of(body);
         let (result, fill_result) = fill(&cache, right, body);

@@ -163,15 +163,14 @@ impl DigestRules {
 /// The digest `url` names, if it names one: the built-in shapes first, then the rules.
 pub fn name(url: &str, rules: &DigestRules) -> Option<Named> {
     let path = path_of(url)?;
-    builtin(path)
-        .or_else(|| {
-            rules.0.iter().find_map(|rule| {
-                rule.digest(url).map(|digest| Named {
-                    digest,
-                    kind: Kind::Rule,
-                })
+    builtin(path).or_else(|| {
+        rules.0.iter().find_map(|rule| {
+            rule.digest(url).map(|digest| Named {
+                digest,
+                kind: Kind::Rule,
             })
         })
+    })
 }
 
 /// The path and query of an absolute URL.
@@ -238,7 +237,8 @@ mod tests {
     fn registry_blobs_and_manifests_by_digest_name_their_digest() {
         let blob = format!("https://ghcr.io/v2/org/team/app/blobs/sha256:{HEX}");
         assert_eq!(named(&blob), Some((Kind::OciBlob, HEX.into())));
-        let manifest = format!("http://registry.test:5000/v2/library/debian/manifests/sha256:{HEX}");
+        let manifest =
+            format!("http://registry.test:5000/v2/library/debian/manifests/sha256:{HEX}");
         assert_eq!(named(&manifest), Some((Kind::OciManifest, HEX.into())));
         let upper = format!("http://r.test/v2/a/blobs/sha256:{}", HEX.to_uppercase());
         assert_eq!(named(&upper), Some((Kind::OciBlob, HEX.into())));
@@ -270,7 +270,8 @@ mod tests {
 
     #[test]
     fn apt_by_hash_files_name_their_digest() {
-        let url = format!("http://deb.test/debian/dists/stable/main/binary-amd64/by-hash/SHA256/{HEX}");
+        let url =
+            format!("http://deb.test/debian/dists/stable/main/binary-amd64/by-hash/SHA256/{HEX}");
         assert_eq!(named(&url), Some((Kind::AptByHash, HEX.into())));
         assert_eq!(named("http://deb.test/dists/by-hash/MD5Sum/abc"), None);
     }

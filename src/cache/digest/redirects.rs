@@ -80,7 +80,11 @@ impl Redirects {
     }
 
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).by_url.len()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_url
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,7 +124,10 @@ mod tests {
         redirects.note("https://s.test/b?sig=1".into(), noted(1), now);
         assert_eq!(redirects.get("https://s.test/b?sig=1", now), Some(noted(1)));
         assert_eq!(redirects.get("https://s.test/b?sig=2", now), None);
-        assert_eq!(redirects.get("https://s.test/b?sig=1", now + LIFETIME), None);
+        assert_eq!(
+            redirects.get("https://s.test/b?sig=1", now + LIFETIME),
+            None
+        );
     }
 
     #[test]
@@ -134,7 +141,11 @@ mod tests {
         assert_eq!(redirects.len(), CAPACITY);
         let later = now + Duration::from_secs(1);
         assert_eq!(redirects.get("https://s.test/0", later), None);
-        assert!(redirects.get(&format!("https://s.test/{}", CAPACITY + 9), later).is_some());
+        assert!(
+            redirects
+                .get(&format!("https://s.test/{}", CAPACITY + 9), later)
+                .is_some()
+        );
     }
 
     #[test]

@@ -113,9 +113,7 @@ impl Proxy {
         let public = addressed.noted_public.unwrap_or(!credentials);
         let named = addressed.named;
         match cache.digest_object(named.digest) {
-            Some(object)
-                if addressed.noted_public.is_some() || (object.public && !credentials) =>
-            {
+            Some(object) if addressed.noted_public.is_some() || (object.public && !credentials) => {
                 self.serve_object(cache, ex, object, Detail::Hit)
             }
             Some(object) => self.check_then_serve(cache, ex, named, object),
@@ -154,7 +152,9 @@ impl Proxy {
         ex.entry.outcome = Outcome::Pass;
         let not_confirmed = CacheStatus::Forwarded {
             fwd: Forward::Miss,
-            stored: Err(NotStored::Policy(crate::cache::policy::NoStore::Authorization)),
+            stored: Err(NotStored::Policy(
+                crate::cache::policy::NoStore::Authorization,
+            )),
         };
         let served = if ex.head_only() {
             // The client asked HEAD, and this is the registry's answer to it.
@@ -187,9 +187,7 @@ impl Proxy {
         let storable = ex.req.method == Method::Get && fetched.head.status == 200;
         let outcome = Arc::new(FillOutcome::default());
         let writer = match fetched.mode {
-            _ if !storable => Err(NotStored::Policy(
-                crate::cache::policy::NoStore::Status,
-            )),
+            _ if !storable => Err(NotStored::Policy(crate::cache::policy::NoStore::Status)),
             BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
             BodyMode::Length(n) if n > cache.max_object_size() => Err(NotStored::TooLarge),
             _ => cache
@@ -237,7 +235,10 @@ impl Proxy {
             digest: named.digest,
             public,
         };
-        cache.digests().redirects.note(target, noted, Instant::now());
+        cache
+            .digests()
+            .redirects
+            .note(target, noted, Instant::now());
         true
     }
 
@@ -265,10 +266,16 @@ impl Proxy {
         write::field(
             &mut out,
             "Content-Type",
-            content_type.unwrap_or("application/octet-stream").as_bytes(),
+            content_type
+                .unwrap_or("application/octet-stream")
+                .as_bytes(),
         );
         if !not_modified {
-            write::field(&mut out, "Content-Length", object.len.to_string().as_bytes());
+            write::field(
+                &mut out,
+                "Content-Length",
+                object.len.to_string().as_bytes(),
+            );
         }
         write::field(&mut out, "Docker-Content-Digest", oci.as_bytes());
         write::field(&mut out, "ETag", etag.as_bytes());
@@ -325,16 +332,23 @@ fn grants(status: u16) -> bool {
 fn redirect_target(base: &Target, location: &str) -> Option<String> {
     let resolved = Url::parse(&base.url).ok()?.join(location).ok()?;
     match resolved.scheme() {
-        "http" => Target::parse_absolute(resolved.as_str()).ok().map(|t| t.url),
+        "http" => Target::parse_absolute(resolved.as_str())
+            .ok()
+            .map(|t| t.url),
         "https" => {
-            let host = resolved.host_str()?.trim_start_matches('[').trim_end_matches(']');
+            let host = resolved
+                .host_str()?
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             let port = resolved.port_or_known_default()?;
             let mut path_and_query = resolved.path().to_string();
             if let Some(query) = resolved.query() {
                 path_and_query.push('?');
                 path_and_query.push_str(query);
             }
-            Target::https(host, port, &path_and_query).ok().map(|t| t.url)
+            Target::https(host, port, &path_and_query)
+                .ok()
+                .map(|t| t.url)
         }
         _ => None,
     }

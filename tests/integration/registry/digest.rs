@@ -1,0 +1,97 @@
+//! The content-addressed store's own rules against plain origins: a body is stored only under its
+//! own digest, one object answers every URL naming it (apt's by-hash files from two suites, a
+//! `--digest-url` rule), and anonymous requests for an object first fetched anonymously need no
+//! round trip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{digest_of, metric};
+use crate::util::{Origin, Porter, proxy_get};
+
+fn porter_with(extra: &[&str]) -> (tempfile::TempDir, Porter) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut args = vec!["proxy", "--cache-dir", cache.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let porter = Porter::start(&args);
+    (dir, porter)
+}
+
+#[test]
+fn regression_a_blob_whose_bytes_differ_from_its_digest_is_never_stored_or_served() {
+    let good = b"the layer the manifest names".to_vec();
+    let digest = digest_of(&good);
+    let honest = Arc::new(AtomicBool::new(false));
+    let (answer, serves) = (good.clone(), Arc::clone(&honest));
+    let origin = Origin::start(move |_, _, _| {
+        let body = if serves.load(Ordering::SeqCst) {
+            answer.clone()
+        } else {
+            b"a poisoned layer of another digest".to_vec()
+        };
+        (200, vec![], body)
+    });
+    let (_dir, porter) = porter_with(&[]);
+    let url = origin.url(&format!("/v2/library/app/blobs/{digest}"));
+    for round in 1..=2 {
+        let response = proxy_get(porter.addr, &url, &[]);
+        assert_eq!(response.status, 200);
+        assert_ne!(response.body, good);
+        assert_eq!(origin.hits(), round, "nothing was stored to serve");
+    }
+    assert_eq!(metric(porter.addr, "porter_digest_mismatches_total"), 2);
+    assert_eq!(metric(porter.addr, "porter_digest_stored_total"), 0);
+    honest.store(true, Ordering::SeqCst);
+    assert_eq!(proxy_get(porter.addr, &url, &[]).body, good);
+    let hit = proxy_get(porter.addr, &url, &[]);
+    assert_eq!(
+        (hit.status, hit.body == good, origin.hits()),
+        (200, true, 3)
+    );
+    assert_eq!(
+        hit.header("cache-status"),
+        Some("porter; hit; detail=digest-hit")
+    );
+    assert_eq!(hit.header("docker-content-digest"), Some(digest.as_str()));
+}
+
+#[test]
+fn apt_by_hash_files_of_two_suites_are_one_object() {
+    let index = b"Package: porter\nVersion: 1\n".to_vec();
+    let hex = digest_of(&index)[7..].to_string();
+    let body = index.clone();
+    let origin = Origin::start(move |_, _, _| (200, vec![], body.clone()));
+    let (_dir, porter) = porter_with(&[]);
+    let first = origin.url(&format!(
+        "/debian/dists/stable/main/binary-amd64/by-hash/SHA256/{hex}"
+    ));
+    let second = origin.url(&format!(
+        "/debian/dists/testing/main/binary-amd64/by-hash/SHA256/{hex}"
+    ));
+    assert_eq!(proxy_get(porter.addr, &first, &[]).body, index);
+    let hit = proxy_get(porter.addr, &second, &[]);
+    assert_eq!((hit.body == index, origin.hits()), (true, 1));
+    assert_eq!(metric(porter.addr, "porter_digest_stored_total"), 1);
+}
+
+#[test]
+fn a_digest_url_rule_stores_what_it_matches_by_digest() {
+    let artifact = vec![42u8; 50_000];
+    let hex = digest_of(&artifact)[7..].to_string();
+    let body = artifact.clone();
+    let origin = Origin::start(move |_, _, _| (200, vec![], body.clone()));
+    let rule = r"^http://[^/]+/cas/(?P<sha256>[0-9a-f]{64})/";
+    let (_dir, porter) = porter_with(&["--digest-url", rule]);
+    let a = origin.url(&format!("/cas/{hex}/tool-linux.tar"));
+    let b = origin.url(&format!("/cas/{hex}/tool-copy.tar"));
+    assert_eq!(proxy_get(porter.addr, &a, &[]).body, artifact);
+    assert_eq!(proxy_get(porter.addr, &b, &[]).body, artifact);
+    assert_eq!(origin.hits(), 1);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+        .args(["proxy", "--digest-url", "^/cas/(.*)$", "--check"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("capture named sha256"));
+}
