@@ -4,7 +4,7 @@
 //! names it, while the registry keeps the say on who may have them.
 //!
 //! ```text
-//!  through_digest ─┬─ Range or no-store ─────────────────────────────> pass
+//!  through_digest ─┬─ HEAD, Range or no-store ───────────────────────> pass
 //!                  ├─ stored, and (stored without credentials and asked without them,
 //!                  │   or a redirect target: the signed URL is the registry's grant) ─> serve (digest-hit)
 //!                  ├─ stored, asked with credentials (or stored with them) ─ HEAD to the registry
@@ -105,8 +105,10 @@ impl Proxy {
         addressed: Addressed,
     ) -> Served {
         let directives = CacheControl::parse_request(&ex.req.headers);
-        // Stored objects answer whole bodies; a range goes to the origin as asked.
-        if directives.no_store || ex.req.headers.contains("range") {
+        // Stored objects answer whole bodies; a range goes to the origin as asked. A HEAD moves no
+        // body, and is how clients ask whether a repository holds a blob (a push checks before it
+        // uploads): only the registry can say, whatever is stored.
+        if directives.no_store || ex.req.headers.contains("range") || ex.head_only() {
             return self.pass(ex);
         }
         let credentials = ex.req.headers.contains("authorization");
@@ -156,16 +158,11 @@ impl Proxy {
                 crate::cache::policy::NoStore::Authorization,
             )),
         };
-        let served = if ex.head_only() {
-            // The client asked HEAD, and this is the registry's answer to it.
-            self.relay(ex, fetched, Some(not_confirmed), None)
-        } else {
-            // The registry's own answer to the client's request, body and all: its 401 with
-            // WWW-Authenticate, its 404 for a repository that does not hold the blob.
-            self.checkin(ex, fetched);
-            let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
-            self.relay(ex, fetched, Some(not_confirmed), None)
-        };
+        // The registry's own answer to the client's request, body and all: its 401 with
+        // WWW-Authenticate, its 404 for a repository that does not hold the blob.
+        self.checkin(ex, fetched);
+        let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
+        let served = self.relay(ex, fetched, Some(not_confirmed), None);
         ex.entry.detail = Some("digest-refused");
         served
     }

@@ -95,3 +95,34 @@ fn a_digest_url_rule_stores_what_it_matches_by_digest() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("capture named sha256"));
 }
+
+/// A push asks with HEAD whether the repository already holds a blob, and skips the upload when
+/// it does. A stored object (here from another repository, fetched anonymously) must not answer
+/// that: the registry does, or the push skips a blob the repository lacks and its manifest is
+/// refused.
+#[test]
+fn regression_a_head_for_a_stored_blob_is_answered_by_the_registry() {
+    let layer = b"a layer only team/app holds".to_vec();
+    let digest = digest_of(&layer);
+    let body = layer.clone();
+    let origin = Origin::start(move |_, path, _| match path.starts_with("/v2/team/app/") {
+        true => (200, vec![], body.clone()),
+        false => (
+            404,
+            vec![],
+            b"{\"errors\":[{\"code\":\"BLOB_UNKNOWN\"}]}".to_vec(),
+        ),
+    });
+    let (_dir, porter) = porter_with(&[]);
+    let stored = origin.url(&format!("/v2/team/app/blobs/{digest}"));
+    assert_eq!(proxy_get(porter.addr, &stored, &[]).body, layer);
+    let other = format!("/v2/team/other/blobs/{digest}");
+    let head = format!(
+        "HEAD {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        origin.url(&other),
+        origin.addr
+    );
+    let answer = crate::util::raw_request(porter.addr, head.as_bytes()).unwrap();
+    assert_eq!(answer.status, 404);
+    assert_eq!(origin.hits(), 2);
+}

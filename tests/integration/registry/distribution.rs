@@ -68,9 +68,7 @@ impl Registry {
     fn blob_gets(&self, digest: &str) -> usize {
         self.logs()
             .lines()
-            .filter(|l| {
-                l.contains(&format!("\"GET /v2/")) && l.contains(&format!("/blobs/{digest} "))
-            })
+            .filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{digest} ")))
             .filter(|l| l.contains("\" 200 "))
             .count()
     }
