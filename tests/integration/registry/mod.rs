@@ -5,6 +5,7 @@
 //!   authentication, pulled with `skopeo copy`.
 //! - `bearer.rs`: a small registry of the tests' own that answers with Bearer token challenges and
 //!   sends blob requests on to a storage host with a signed, expiring query string.
+//! - `intercepted.rs`: a redirect to an HTTPS storage host, followed through `--intercept`.
 //! - `digest.rs`: the store's own rules against plain origins: a body that does not match its
 //!   digest, apt's by-hash files, `--digest-url` rules.
 //!
@@ -14,6 +15,7 @@
 mod bearer;
 mod digest;
 mod distribution;
+mod intercepted;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener};
