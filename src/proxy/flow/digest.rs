@@ -11,7 +11,8 @@
 //!                  │     ├─ 200 or a redirect ─> serve the stored object (digest-auth-checked)
 //!                  │     └─ anything else (401, 403, 404) ─> the client's own request, relayed;
 //!                  │          nothing of the object is sent (digest-refused)
-//!                  └─ not stored ─ the client's request ─┬─ 200 ─> relay, storing it if its SHA-256 is
+//!                  └─ not stored ─ one fetch per digest (cache.lock), the others wait and look again
+//!                                  the client's request ─┬─ 200 ─> relay, storing it if its SHA-256 is
 //!                                                        │        the digest (digest-stored / digest-mismatch)
 //!                                                        ├─ redirect ─> note the target's digest, relay
 //!                                                        └─ other ─> relay
@@ -37,6 +38,7 @@ use crate::cache::Cache;
 use crate::cache::digest::name::{Kind, Named};
 use crate::cache::digest::redirects::Noted;
 use crate::cache::digest::{DigestStats, Fill, FillOutcome, Object};
+use crate::cache::lock::Lease;
 use crate::cache::policy::CacheControl;
 use crate::cache::status::{CacheStatus, Forward, NotStored};
 use crate::http::body::BodyMode;
@@ -114,7 +116,22 @@ impl Proxy {
         let credentials = ex.req.headers.contains("authorization");
         let public = addressed.noted_public.unwrap_or(!credentials);
         let named = addressed.named;
-        match cache.digest_object(named.digest) {
+        let mut found = cache.digest_object(named.digest);
+        // One fetch per digest at a time: parallel pulls of one layer (or of the signed URLs one
+        // layer is redirected to) wait, bounded, for the first, then find it stored. The lease is
+        // held through the fill, and let go at once when the object turned up meanwhile.
+        let mut _lease = None;
+        if found.is_none() && !directives.only_if_cached {
+            let wait = self.config.load().origin_timeout;
+            if let Lease::Leader(guard) = cache.lock(&named.digest.store_url(), wait) {
+                _lease = Some(guard);
+            }
+            found = cache.digest_object(named.digest);
+            if found.is_some() {
+                _lease = None;
+            }
+        }
+        match found {
             Some(object) if addressed.noted_public.is_some() || (object.public && !credentials) => {
                 self.serve_object(cache, ex, object, Detail::Hit)
             }

@@ -126,3 +126,31 @@ fn regression_a_head_for_a_stored_blob_is_answered_by_the_registry() {
     assert_eq!(answer.status, 404);
     assert_eq!(origin.hits(), 2);
 }
+
+/// CI jobs that start together pull the same layers together: one fetch per digest, the others
+/// wait for it and are served the stored object.
+#[test]
+fn parallel_pulls_of_one_layer_fetch_it_once() {
+    let layer = super::noise(7, 300_000);
+    let digest = digest_of(&layer);
+    let body = layer.clone();
+    let origin = Origin::start(move |_, _, _| {
+        // Slow to answer, so the other requests arrive while the first waits for its head.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        (200, vec![], body.clone())
+    });
+    let (_dir, porter) = porter_with(&[]);
+    let pulls: Vec<_> = (0..5)
+        .map(|i| {
+            let url = origin.url(&format!("/v2/team/job{i}/blobs/{digest}"));
+            let addr = porter.addr;
+            std::thread::spawn(move || proxy_get(addr, &url, &[]))
+        })
+        .collect();
+    for pull in pulls {
+        let response = pull.join().unwrap();
+        assert_eq!((response.status, response.body.len()), (200, layer.len()));
+        assert!(response.body == layer);
+    }
+    assert_eq!(origin.hits(), 1);
+}
