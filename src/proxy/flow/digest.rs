@@ -5,8 +5,8 @@
 //!
 //! ```text
 //!  through_digest ─┬─ HEAD, Range or no-store ───────────────────────> pass
-//!                  ├─ stored, and (stored without credentials and asked without them,
-//!                  │   or a redirect target: the signed URL is the registry's grant) ─> serve (digest-hit)
+//!                  ├─ a redirect target, stored ─────────────────────> pass (its host says what it holds)
+//!                  ├─ stored without credentials, asked without them ─> serve (digest-hit)
 //!                  ├─ stored, asked with credentials (or stored with them) ─ HEAD to the registry
 //!                  │     ├─ 200 or a redirect ─> serve the stored object (digest-auth-checked)
 //!                  │     └─ anything else (401, 403, 404) ─> the client's own request, relayed;
@@ -132,7 +132,12 @@ impl Proxy {
             }
         }
         match found {
-            Some(object) if addressed.noted_public.is_some() || (object.public && !credentials) => {
+            // A redirect target is any URL a registry named, not one that names the digest: only
+            // what its host sends says what it holds, so a stored object never answers for it
+            // (a client of a registry of its own could otherwise point a popular URL at any
+            // stored object). Fetched again and relayed; the store already has the digest.
+            Some(_) if addressed.noted_public.is_some() => self.pass(ex),
+            Some(object) if object.public && !credentials => {
                 self.serve_object(cache, ex, object, Detail::Hit)
             }
             Some(object) => self.check_then_serve(cache, ex, named, object),

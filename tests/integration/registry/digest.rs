@@ -154,3 +154,32 @@ fn parallel_pulls_of_one_layer_fetch_it_once() {
     }
     assert_eq!(origin.hits(), 1);
 }
+
+/// A redirect target is whatever URL a registry names. A registry of one's own that answers a blob
+/// request with a redirect to a popular URL must not make Porter serve the stored blob for that
+/// URL: its own host's answer goes to whoever asks for it.
+#[test]
+fn regression_a_registry_cannot_point_another_url_at_a_stored_blob() {
+    let page = Origin::start(|_, _, _| (200, vec![], b"the real download".to_vec()));
+    let target = page.url("/downloads/tool.tar");
+    let blob = b"bytes the attacker wants served".to_vec();
+    let digest = digest_of(&blob);
+    let (body, location) = (blob.clone(), target.clone());
+    let registry = Origin::start(move |_, _, headers| {
+        match crate::util::header_value(headers, "authorization") {
+            None => (200, vec![], body.clone()),
+            Some(_) => (307, vec![("Location".into(), location.clone())], Vec::new()),
+        }
+    });
+    let (_dir, porter) = porter_with(&[]);
+    let blob_url = registry.url(&format!("/v2/evil/blobs/{digest}"));
+    assert_eq!(proxy_get(porter.addr, &blob_url, &[]).body, blob);
+    // With credentials the registry is asked, answers with the redirect, and the stored blob is
+    // served for the blob URL (which names it); the redirect's target is noted.
+    let checked = proxy_get(porter.addr, &blob_url, &[("Authorization", "Bearer x")]);
+    assert_eq!(checked.body, blob);
+    for _ in 0..2 {
+        let victim = proxy_get(porter.addr, &target, &[]);
+        assert_eq!(victim.text(), "the real download");
+    }
+}
