@@ -43,10 +43,17 @@ use redirects::Redirects;
 /// The stored head's field that says whether the object came to the cache without credentials
 /// (`public`) or with them (`authorized`). Porter's own: never served, the served head is built.
 const FILL_FIELD: &str = "porter-digest-fill";
+/// The stored head's field naming the origin (`scheme://host:port`) the object was fetched from,
+/// or whose redirect led to it: the first registry that proved it holds the bytes.
+const ORIGIN_FIELD: &str = "porter-digest-origin";
 
 /// Files read back and found right remembered at most; past it the memory starts over (and a file
 /// is read back once more).
 const VERIFIED_CAPACITY: usize = 65_536;
+/// Objects whose further vouching origins are remembered at most, and origins per object; past it
+/// the memory starts over (and those origins prove themselves again by sending the bytes).
+const VOUCHED_CAPACITY: usize = 65_536;
+const VOUCHED_PER_OBJECT: usize = 16;
 
 /// The content-addressed part of the cache: rules, redirect targets, what was read back, counters.
 #[derive(Default)]
@@ -55,6 +62,9 @@ pub struct Digests {
     pub redirects: Redirects,
     /// Keys whose file (by inode) this process read back and found matching its digest.
     verified: Mutex<HashMap<Key, u64>>,
+    /// Origins besides the stored one that sent an object's bytes (checked) in this process: a
+    /// registry is asked whether a client may have an object only once it proved it holds it.
+    vouched: Mutex<HashMap<Key, Vec<String>>>,
     pub stats: DigestStats,
 }
 
@@ -91,6 +101,8 @@ pub struct Object {
     pub content_type: Option<String>,
     /// Stored from a request without credentials: the bytes were anyone's to have.
     pub public: bool,
+    /// The origin it was fetched from (or whose redirect led to it), `scheme://host:port`.
+    pub origin: Option<String>,
 }
 
 /// How the fill of an object ended, for the access log.
@@ -133,6 +145,8 @@ pub struct FillCheck {
     bytes: u64,
     outcome: Arc<FillOutcome>,
     digests: Arc<Digests>,
+    /// The origin that proves it holds the object if the body matches.
+    origin: String,
 }
 
 impl FillCheck {
@@ -160,6 +174,7 @@ impl FillCheck {
     /// Records a commit's result (after [`FillCheck::matches`] said yes).
     pub fn committed(&self, ok: bool) {
         if ok {
+            self.digests.vouch(self.expected.key(), &self.origin);
             self.outcome.set(Fill::Stored);
             DigestStats::add(&self.digests.stats.stored, 1);
             DigestStats::add(&self.digests.stats.stored_bytes, self.bytes);
@@ -171,6 +186,21 @@ impl Digests {
     fn is_verified(&self, key: Key, inode: u64) -> bool {
         let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         verified.get(&key) == Some(&inode)
+    }
+
+    /// Records that `origin` sent the object's bytes.
+    fn vouch(&self, key: Key, origin: &str) {
+        let mut vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
+        if vouched.len() >= VOUCHED_CAPACITY && !vouched.contains_key(&key) {
+            vouched.clear();
+        }
+        let origins = vouched.entry(key).or_default();
+        if !origins.iter().any(|o| o == origin) {
+            if origins.len() >= VOUCHED_PER_OBJECT {
+                origins.remove(0);
+            }
+            origins.push(origin.to_string());
+        }
     }
 
     fn mark_verified(&self, key: Key, inode: u64) {
@@ -216,6 +246,7 @@ impl Cache {
         };
         let content_type = meta.head.headers.get("content-type").map(str::to_string);
         let public = meta.head.headers.get(FILL_FIELD) == Some("public");
+        let origin = meta.head.headers.get(ORIGIN_FIELD).map(str::to_string);
         let inode = inode(&entry)?;
         if !self.store.is_verified(&entry) && !self.digests.is_verified(key, inode) {
             match read_back(&mut entry) {
@@ -242,16 +273,36 @@ impl Cache {
             entry,
             content_type,
             public,
+            origin,
         })
     }
 
+    /// Whether `origin` proved it holds `object`: the object was fetched from it (or through its
+    /// redirect), or it sent the bytes since. Only such a registry is asked whether a client may
+    /// have the object; any other could answer yes without holding it.
+    pub fn digest_vouches(&self, object: &Object, origin: &str) -> bool {
+        if object.origin.as_deref() == Some(origin) {
+            return true;
+        }
+        let vouched = self
+            .digests
+            .vouched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        vouched
+            .get(&object.digest.key())
+            .is_some_and(|origins| origins.iter().any(|o| o == origin))
+    }
+
     /// Starts storing a body under `digest`; the writer commits it only if its SHA-256 is the
-    /// digest. `public` says the request carried no credentials. `None` when the store refuses.
+    /// digest. `public` says the request carried no credentials; `origin` (`scheme://host:port`)
+    /// is the registry that proves it holds the object if the body matches. `None` when the store
+    /// refuses.
     pub fn digest_writer(
         &self,
         digest: Sha256Digest,
         response: &ResponseHead,
-        public: bool,
+        (public, origin): (bool, &str),
         outcome: Arc<FillOutcome>,
     ) -> Option<CacheWriter> {
         let mut head = ResponseHead::new(200);
@@ -261,6 +312,7 @@ impl Cache {
         head.headers.append("Docker-Content-Digest", digest.oci());
         head.headers
             .append(FILL_FIELD, if public { "public" } else { "authorized" });
+        head.headers.append(ORIGIN_FIELD, origin);
         let now = SystemTime::now();
         let meta = ResponseMeta {
             head,
@@ -288,6 +340,7 @@ impl Cache {
                 bytes: 0,
                 outcome,
                 digests: Arc::clone(&self.digests),
+                origin: origin.to_string(),
             }),
         })
     }
@@ -351,7 +404,12 @@ mod tests {
         let outcome = Arc::new(FillOutcome::default());
         let head = ResponseHead::new(200);
         let mut writer = cache
-            .digest_writer(digest, &head, true, Arc::clone(&outcome))
+            .digest_writer(
+                digest,
+                &head,
+                (true, "http://r.test:80"),
+                Arc::clone(&outcome),
+            )
             .unwrap();
         writer.write_all(body).unwrap();
         (writer.commit(), outcome.get())
@@ -377,6 +435,8 @@ mod tests {
         assert_eq!(fill_result, Fill::Stored);
         let mut object = cache.digest_object(right).unwrap();
         assert_eq!((object.len, object.public), (body.len() as u64, true));
+        assert!(cache.digest_vouches(&object, "http://r.test:80"));
+        assert!(!cache.digest_vouches(&object, "http://other.test:80"));
         let mut read = Vec::new();
         object.entry.file.read_to_end(&mut read).unwrap();
         assert_eq!(read, body);

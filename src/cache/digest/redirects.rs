@@ -21,11 +21,14 @@ pub const CAPACITY: usize = 4096;
 pub const LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// What a redirect target carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Noted {
     pub digest: Sha256Digest,
     /// Whether the blob request that was redirected came without credentials.
     pub public: bool,
+    /// The registry that redirected (`scheme://host:port`): it proves it holds the object when
+    /// the target's body matches the digest.
+    pub registry: String,
 }
 
 /// Redirect targets and the digests they carry.
@@ -76,7 +79,7 @@ impl Redirects {
         map.by_url
             .get(url)
             .filter(|(_, expires)| *expires > now)
-            .map(|(noted, _)| *noted)
+            .map(|(noted, _)| noted.clone())
     }
 
     pub fn len(&self) -> usize {
@@ -114,6 +117,7 @@ mod tests {
         Noted {
             digest: Sha256Digest::of(&[n]),
             public: false,
+            registry: "http://r.test:80".into(),
         }
     }
 

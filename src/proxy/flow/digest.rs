@@ -5,12 +5,13 @@
 //!
 //! ```text
 //!  through_digest ─┬─ HEAD, Range or no-store ───────────────────────> pass
-//!                  ├─ a redirect target, stored ─────────────────────> pass (its host says what it holds)
 //!                  ├─ stored without credentials, asked without them ─> serve (digest-hit)
-//!                  ├─ stored, asked with credentials (or stored with them) ─ HEAD to the registry
+//!                  ├─ stored, asked with credentials (or stored with them), of a registry that
+//!                  │   sent the bytes before ─ HEAD to the registry
 //!                  │     ├─ 200 or a redirect ─> serve the stored object (digest-auth-checked)
 //!                  │     └─ anything else (401, 403, 404) ─> the client's own request, relayed;
 //!                  │          nothing of the object is sent (digest-refused)
+//!                  ├─ stored, but of another registry, or a redirect target ─┐
 //!                  └─ not stored ─ one fetch per digest (cache.lock), the others wait and look again
 //!                                  the client's request ─┬─ 200 ─> relay, storing it if its SHA-256 is
 //!                                                        │        the digest (digest-stored / digest-mismatch)
@@ -20,10 +21,13 @@
 //!
 //! A shared cache may not serve a response to a request with `Authorization` to others (RFC 9111
 //! §3.5); here the bytes are the digest's, not the response's, so what is checked is only whether
-//! the registry grants this client the blob: a HEAD, which moves no body. An object first fetched
-//! without credentials was anyone's to have, and is served to requests without credentials
-//! without asking. A registry that redirects a blob request to a signed URL has its answer
-//! replaced by the stored object (200 with Docker-Content-Digest), so the storage host sees nothing.
+//! the registry grants this client the blob: a HEAD, which moves no body. Only a registry that has
+//! sent the object's bytes (checked) is asked: any other could answer yes without holding them,
+//! so it sends them once (a layer shared by two registries is still stored once). An object first
+//! fetched without credentials was anyone's to have, and is served to requests without
+//! credentials without asking. A registry that redirects a blob request to a signed URL has its
+//! answer replaced by the stored object (200 with Docker-Content-Digest), so the storage host sees
+//! nothing.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -49,11 +53,11 @@ use crate::proxy::ops::metrics::Outcome;
 use crate::proxy::{Proxy, ProxyError};
 
 /// A request whose URL names a digest: by its own shape or rule, or as a noted redirect target.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(in crate::proxy) struct Addressed {
     named: Named,
-    /// For a redirect target: whether the redirected request came without credentials.
-    noted_public: Option<bool>,
+    /// For a redirect target: what the redirect noted.
+    noted: Option<Noted>,
 }
 
 /// What applied, in the access log's `detail` and the Cache-Status.
@@ -80,10 +84,7 @@ impl Proxy {
     /// target a blob request was answered with.
     pub(in crate::proxy) fn addressed(&self, cache: &Cache, url: &str) -> Option<Addressed> {
         if let Some(named) = cache.digest_named(url) {
-            return Some(Addressed {
-                named,
-                noted_public: None,
-            });
+            return Some(Addressed { named, noted: None });
         }
         let digests = cache.digests();
         if digests.redirects.is_empty() {
@@ -95,7 +96,7 @@ impl Proxy {
                 digest: noted.digest,
                 kind: Kind::Redirect,
             },
-            noted_public: Some(noted.public),
+            noted: Some(noted),
         })
     }
 
@@ -114,7 +115,13 @@ impl Proxy {
             return self.pass(ex);
         }
         let credentials = ex.req.headers.contains("authorization");
-        let public = addressed.noted_public.unwrap_or(!credentials);
+        let origin = origin_of(&ex.target);
+        // Who vouches for the bytes if they match: the registry itself, or the one that
+        // redirected here.
+        let (public, vouching) = match &addressed.noted {
+            Some(noted) => (noted.public, noted.registry.as_str()),
+            None => (!credentials, origin.as_str()),
+        };
         let named = addressed.named;
         let mut found = cache.digest_object(named.digest);
         // One fetch per digest at a time: parallel pulls of one layer (or of the signed URLs one
@@ -131,21 +138,26 @@ impl Proxy {
                 _lease = None;
             }
         }
+        let named_by_url = addressed.noted.is_none();
         match found {
-            // A redirect target is any URL a registry named, not one that names the digest: only
-            // what its host sends says what it holds, so a stored object never answers for it
-            // (a client of a registry of its own could otherwise point a popular URL at any
-            // stored object). Fetched again and relayed; the store already has the digest.
-            Some(_) if addressed.noted_public.is_some() => self.pass(ex),
-            Some(object) if object.public && !credentials => {
+            Some(object) if named_by_url && object.public && !credentials => {
                 self.serve_object(cache, ex, object, Detail::Hit)
             }
-            Some(object) => self.check_then_serve(cache, ex, named, object),
+            // Only a registry that sent the bytes is asked whether a client may have them: any
+            // other could say yes without holding them.
+            Some(object) if named_by_url && cache.digest_vouches(&object, &origin) => {
+                self.check_then_serve(cache, ex, named, object)
+            }
+            // A registry that never sent the object, or a redirect target (any URL a registry
+            // named, which only its host's answer says the content of: a registry of one's own
+            // could otherwise point a popular URL at any stored object): fetched and relayed as
+            // the origin sends it, and checked, which proves the registry holds the object.
+            Some(_) => self.fill(cache, ex, named, (public, vouching)),
             None if directives.only_if_cached => {
                 ex.entry.outcome = Outcome::Miss;
                 Err(ProxyError::NotCached.into())
             }
-            None => self.fill(cache, ex, named, public),
+            None => self.fill(cache, ex, named, (public, vouching)),
         }
     }
 
@@ -191,7 +203,13 @@ impl Proxy {
 
     /// Nothing stored: the client's request goes to the registry, and a 200's body is stored
     /// under the digest if it matches it.
-    fn fill(&self, cache: &Cache, ex: &mut Exchange, named: Named, public: bool) -> Served {
+    fn fill(
+        &self,
+        cache: &Cache,
+        ex: &mut Exchange,
+        named: Named,
+        (public, vouching): (bool, &str),
+    ) -> Served {
         ex.entry.outcome = Outcome::Miss;
         let fetched = self.fetch(ex, Ask::AsTheClientDid)?;
         if self.note_redirect(cache, ex, &fetched, named, public) {
@@ -210,7 +228,12 @@ impl Proxy {
             BodyMode::CloseDelimited => Err(NotStored::CloseDelimited),
             BodyMode::Length(n) if n > cache.max_object_size() => Err(NotStored::TooLarge),
             _ => cache
-                .digest_writer(named.digest, &fetched.head, public, Arc::clone(&outcome))
+                .digest_writer(
+                    named.digest,
+                    &fetched.head,
+                    (public, vouching),
+                    Arc::clone(&outcome),
+                )
                 .ok_or(NotStored::StoreFailed),
         };
         let status = CacheStatus::Forwarded {
@@ -253,6 +276,7 @@ impl Proxy {
         let noted = Noted {
             digest: named.digest,
             public,
+            registry: origin_of(&ex.target),
         };
         cache
             .digests()
@@ -336,6 +360,16 @@ impl Proxy {
         }
         Ok(Reuse::when(ex.keep_alive))
     }
+}
+
+/// `scheme://host:port` of a request's target: who vouches for what it sent.
+fn origin_of(target: &Target) -> String {
+    format!(
+        "{}://{}:{}",
+        target.scheme.as_str(),
+        target.host,
+        target.port
+    )
 }
 
 /// Whether the registry's answer to the HEAD grants the client the blob: 200, or a redirect to

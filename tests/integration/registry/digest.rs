@@ -183,3 +183,71 @@ fn regression_a_registry_cannot_point_another_url_at_a_stored_blob() {
         assert_eq!(victim.text(), "the real download");
     }
 }
+
+/// A registry of one's own that says yes to every HEAD must not unlock a blob another registry
+/// sent with credentials: only a registry that sent the bytes is asked, any other has to send them.
+#[test]
+fn regression_a_registry_that_never_sent_a_blob_cannot_grant_it() {
+    let private = b"a layer of a private image".to_vec();
+    let digest = digest_of(&private);
+    let body = private.clone();
+    let registry = Origin::start(move |_, _, headers| {
+        match crate::util::header_value(headers, "authorization").as_deref() {
+            Some("Bearer team") => (200, vec![], body.clone()),
+            _ => (
+                401,
+                vec![("WWW-Authenticate".into(), "Bearer realm=\"x\"".into())],
+                vec![],
+            ),
+        }
+    });
+    let liar = Origin::start(|method, _, _| match method {
+        "HEAD" => (200, vec![], Vec::new()),
+        _ => (
+            404,
+            vec![],
+            b"{\"errors\":[{\"code\":\"BLOB_UNKNOWN\"}]}".to_vec(),
+        ),
+    });
+    let (_dir, porter) = porter_with(&[]);
+    let team = registry.url(&format!("/v2/team/app/blobs/{digest}"));
+    let fetched = proxy_get(porter.addr, &team, &[("Authorization", "Bearer team")]);
+    assert_eq!(fetched.body, private);
+    let elsewhere = liar.url(&format!("/v2/mine/blobs/{digest}"));
+    for headers in [&[("Authorization", "Bearer mine")][..], &[]] {
+        let answer = proxy_get(porter.addr, &elsewhere, headers);
+        assert_eq!(answer.status, 404, "{headers:?}");
+        assert_ne!(answer.body, private);
+    }
+    // The team's registry still grants its own clients the stored layer.
+    let again = proxy_get(porter.addr, &team, &[("Authorization", "Bearer team")]);
+    assert_eq!((again.body == private, registry.hits()), (true, 2));
+}
+
+/// A layer that two registries hold is stored once; the second registry sends it once to show it
+/// holds it, and is asked with HEADs after that.
+#[test]
+fn a_second_registry_proves_it_holds_a_layer_once() {
+    let layer = super::noise(99, 100_000);
+    let digest = digest_of(&layer);
+    let registries: Vec<Origin> = (0..2)
+        .map(|_| {
+            let body = layer.clone();
+            Origin::start(move |_, _, _| (200, vec![], body.clone()))
+        })
+        .collect();
+    let (_dir, porter) = porter_with(&[]);
+    let auth = [("Authorization", "Bearer t")];
+    for _ in 0..3 {
+        for registry in &registries {
+            let url = registry.url(&format!("/v2/base/blobs/{digest}"));
+            assert!(proxy_get(porter.addr, &url, &auth).body == layer);
+        }
+    }
+    let gets = |r: &Origin| {
+        let requests = r.requests.lock().unwrap();
+        requests.iter().filter(|h| h.starts_with("GET ")).count()
+    };
+    assert_eq!((gets(&registries[0]), gets(&registries[1])), (1, 1));
+    assert_eq!((registries[0].hits(), registries[1].hits()), (3, 3));
+}
