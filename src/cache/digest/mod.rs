@@ -59,6 +59,8 @@ const VOUCHED_PER_OBJECT: usize = 16;
 #[derive(Default)]
 pub struct Digests {
     rules: RwLock<DigestRules>,
+    /// Whether `rules` holds any, read without the lock on every GET.
+    has_rules: std::sync::atomic::AtomicBool,
     pub redirects: Redirects,
     /// Keys whose file (by inode) this process read back and found matching its digest.
     verified: Mutex<HashMap<Key, u64>>,
@@ -220,15 +222,20 @@ impl Cache {
 
     /// Replaces the `--digest-url` rules (start-up and configuration reloads).
     pub fn set_digest_rules(&self, rules: DigestRules) {
+        let any = !rules.is_empty();
         *self
             .digests
             .rules
             .write()
             .unwrap_or_else(|e| e.into_inner()) = rules;
+        self.digests.has_rules.store(any, Ordering::Relaxed);
     }
 
     /// The digest `url` names (its shape, a `--digest-url` rule), if any.
     pub fn digest_named(&self, url: &str) -> Option<Named> {
+        if !self.digests.has_rules.load(Ordering::Relaxed) {
+            return name::name(url, &DigestRules::default());
+        }
         let rules = self.digests.rules.read().unwrap_or_else(|e| e.into_inner());
         name::name(url, &rules)
     }

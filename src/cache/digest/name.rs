@@ -158,6 +158,10 @@ impl DigestRules {
     pub fn new(rules: Vec<DigestRule>) -> Self {
         DigestRules(rules)
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The digest `url` names, if it names one: the built-in shapes first, then the rules.

@@ -10,6 +10,7 @@
 //! minutes), the oldest dropped first when it is full.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::name::Sha256Digest;
@@ -33,7 +34,12 @@ pub struct Noted {
 
 /// Redirect targets and the digests they carry.
 #[derive(Default)]
-pub struct Redirects(Mutex<Map>);
+pub struct Redirects {
+    map: Mutex<Map>,
+    /// How many targets the map holds, read without the lock: every GET asks whether there are
+    /// any, and most proxies never note one.
+    held: AtomicUsize,
+}
 
 #[derive(Default)]
 struct Map {
@@ -46,7 +52,7 @@ struct Map {
 impl Redirects {
     /// Notes that `target` carries `noted.digest`.
     pub fn note(&self, target: String, noted: Noted, now: Instant) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.expire(now);
         while map.by_url.len() >= CAPACITY {
             let Some((oldest, stamp)) = map.order.pop_front() else {
@@ -59,6 +65,7 @@ impl Redirects {
         let expires = now + LIFETIME;
         map.by_url.insert(target.clone(), (noted, expires));
         map.order.push_back((target, expires));
+        self.held.store(map.by_url.len(), Ordering::Relaxed);
         // Each target is in `order` once per note: a target noted again and again (a registry
         // that redirects to the same URL) must not grow the queue without bound.
         if map.order.len() > 2 * CAPACITY {
@@ -75,7 +82,7 @@ impl Redirects {
 
     /// What `url` carries, if it is a redirect target noted within [`LIFETIME`].
     pub fn get(&self, url: &str, now: Instant) -> Option<Noted> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.by_url
             .get(url)
             .filter(|(_, expires)| *expires > now)
@@ -83,15 +90,16 @@ impl Redirects {
     }
 
     pub fn len(&self) -> usize {
-        self.0
+        self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .by_url
             .len()
     }
 
+    /// Whether no target is held (as of the last note), without the lock.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.held.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -161,7 +169,7 @@ mod tests {
             redirects.note("https://s.test/same".into(), noted(2), at);
         }
         assert_eq!(redirects.len(), 1);
-        assert!(redirects.0.lock().unwrap().order.len() <= 2 * CAPACITY);
+        assert!(redirects.map.lock().unwrap().order.len() <= 2 * CAPACITY);
         assert!(redirects.get("https://s.test/same", now).is_some());
     }
 }

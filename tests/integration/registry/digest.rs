@@ -251,3 +251,32 @@ fn a_second_registry_proves_it_holds_a_layer_once() {
     assert_eq!((gets(&registries[0]), gets(&registries[1])), (1, 1));
     assert_eq!((registries[0].hits(), registries[1].hits()), (3, 3));
 }
+
+/// `--digest-url` rules are reloaded with the configuration (SIGHUP), as `--refresh` rules are.
+#[test]
+fn digest_url_rules_apply_after_a_reload() {
+    let artifact = vec![5u8; 20_000];
+    let hex = digest_of(&artifact)[7..].to_string();
+    let body = artifact.clone();
+    let origin = Origin::start(move |_, _, _| (200, vec![], body.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("porter.toml");
+    std::fs::write(&config, "").unwrap();
+    let cache = dir.path().join("cache");
+    let porter = Porter::start(&[
+        "proxy",
+        "--config",
+        config.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let url = |name: &str| origin.url(&format!("/cas/{hex}/{name}"));
+    proxy_get(porter.addr, &url("a"), &[]);
+    proxy_get(porter.addr, &url("b"), &[]);
+    assert_eq!(origin.hits(), 2, "no rule yet: two URLs, two fetches");
+    let rule = r"/cas/(?P<sha256>[0-9a-f]{64})/";
+    crate::util::reload(&porter, &config, &format!("digest-url = ['{rule}']\n"));
+    assert_eq!(proxy_get(porter.addr, &url("c"), &[]).body, artifact);
+    assert_eq!(proxy_get(porter.addr, &url("d"), &[]).body, artifact);
+    assert_eq!(origin.hits(), 3);
+}
