@@ -317,6 +317,10 @@ impl Cache {
             head.headers.append("Content-Type", content_type);
         }
         head.headers.append("Docker-Content-Digest", digest.oci());
+        // Never served (the served head is built), but `porter cache ls` judges entries by it:
+        // the bytes of a digest never change.
+        head.headers
+            .append("Cache-Control", "max-age=31536000, immutable");
         head.headers
             .append(FILL_FIELD, if public { "public" } else { "authorized" });
         head.headers.append(ORIGIN_FIELD, origin);
