@@ -73,6 +73,21 @@ impl Registry {
             .count()
     }
 
+    /// Body bytes of the registry's answers to blob requests (GET and HEAD), from its access log
+    /// (`"METHOD /v2/.../blobs/sha256:... HTTP/1.1" STATUS BYTES`).
+    fn blob_bytes(&self) -> u64 {
+        self.logs()
+            .lines()
+            .filter(|l| {
+                l.contains("/blobs/sha256:") && !l.contains("\"PUT ") && !l.contains("\"PATCH ")
+            })
+            .filter_map(|l| {
+                let after = l.split("HTTP/1.1\" ").nth(1)?;
+                after.split(' ').nth(1)?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
     fn reference(&self, repository: &str) -> String {
         format!("docker://{HOST}:{}/{repository}", self.port)
     }
@@ -146,6 +161,7 @@ fn skopeo_pulls_twice_with_htpasswd_credentials_and_the_second_moves_no_blob_byt
     push(&skopeo_bin, &app, &registry, "team/app");
     push(&skopeo_bin, &tools, &registry, "team/tools");
     let pushed_gets = registry.blob_gets(&app.layer_digest);
+    let pushed_bytes = registry.blob_bytes();
 
     let log = work.path().join("access.log");
     let cache = work.path().join("cache");
@@ -168,6 +184,8 @@ fn skopeo_pulls_twice_with_htpasswd_credentials_and_the_second_moves_no_blob_byt
     let blob_bytes = (app.layer.len() + app.config().len()) as u64;
     assert_eq!(stored_first, blob_bytes, "the first pull stores both blobs");
     assert_eq!(registry.blob_gets(&app.layer_digest), pushed_gets + 1);
+    let first_bytes = registry.blob_bytes() - pushed_bytes;
+    assert_eq!(first_bytes, blob_bytes, "the registry's log agrees");
 
     let second = work.path().join("second");
     assert!(pull(
@@ -187,6 +205,8 @@ fn skopeo_pulls_twice_with_htpasswd_credentials_and_the_second_moves_no_blob_byt
         metric(porter.addr, "porter_digest_stored_bytes_total"),
         stored_first
     );
+    let second_bytes = registry.blob_bytes() - pushed_bytes - first_bytes;
+    assert_eq!(second_bytes, 0, "HEADs only");
     assert!(metric(porter.addr, "porter_digest_auth_checks_total") >= 2);
     assert!(metric(porter.addr, "porter_digest_served_bytes_total") >= blob_bytes);
 
@@ -211,8 +231,8 @@ fn skopeo_pulls_twice_with_htpasswd_credentials_and_the_second_moves_no_blob_byt
         stored_first + tools.config().len() as u64
     );
     eprintln!(
-        "registry blob bytes: first pull {blob_bytes} from upstream, second pull 0, other repository {}",
-        tools.config().len()
+        "registry blob bytes: first pull {first_bytes} from upstream, second pull {second_bytes}, other repository {}",
+        registry.blob_bytes() - pushed_bytes - first_bytes - second_bytes
     );
 
     // Wrong credentials: skopeo fails, and a blob request gets the registry's 401 and no byte of
