@@ -145,19 +145,23 @@ impl Proxy {
             }
             // Only a registry that sent the bytes is asked whether a client may have them: any
             // other could say yes without holding them.
-            Some(object) if named_by_url && cache.digest_vouches(&object, &origin) => {
+            Some(object)
+                if named_by_url
+                    && !directives.only_if_cached
+                    && cache.digest_vouches(&object, &origin) =>
+            {
                 self.check_then_serve(cache, ex, named, object)
             }
             // A registry that never sent the object, or a redirect target (any URL a registry
             // named, which only its host's answer says the content of: a registry of one's own
             // could otherwise point a popular URL at any stored object): fetched and relayed as
             // the origin sends it, and checked, which proves the registry holds the object.
-            Some(_) => self.fill(cache, ex, named, (public, vouching)),
-            None if directives.only_if_cached => {
+            // only-if-cached (RFC 9111 §5.2.1.7): what needs the origin is not served from here.
+            _ if directives.only_if_cached => {
                 ex.entry.outcome = Outcome::Miss;
                 Err(ProxyError::NotCached.into())
             }
-            None => self.fill(cache, ex, named, (public, vouching)),
+            Some(_) | None => self.fill(cache, ex, named, (public, vouching)),
         }
     }
 

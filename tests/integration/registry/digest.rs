@@ -280,3 +280,22 @@ fn digest_url_rules_apply_after_a_reload() {
     assert_eq!(proxy_get(porter.addr, &url("d"), &[]).body, artifact);
     assert_eq!(origin.hits(), 3);
 }
+
+/// `only-if-cached` (RFC 9111 §5.2.1.7) never reaches the origin: a stored object that would need
+/// the registry's word on credentials is a 504, an anonymous one is served.
+#[test]
+fn only_if_cached_never_asks_the_registry() {
+    let layer = b"layer for only-if-cached".to_vec();
+    let digest = digest_of(&layer);
+    let body = layer.clone();
+    let origin = Origin::start(move |_, _, _| (200, vec![], body.clone()));
+    let (_dir, porter) = porter_with(&[]);
+    let url = origin.url(&format!("/v2/a/blobs/{digest}"));
+    let only = ("Cache-Control", "only-if-cached");
+    assert_eq!(proxy_get(porter.addr, &url, &[only]).status, 504);
+    assert_eq!(proxy_get(porter.addr, &url, &[]).body, layer);
+    assert_eq!(proxy_get(porter.addr, &url, &[only]).body, layer);
+    let with_token = proxy_get(porter.addr, &url, &[only, ("Authorization", "Bearer t")]);
+    assert_eq!(with_token.status, 504);
+    assert_eq!(origin.hits(), 1);
+}
