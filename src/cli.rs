@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::access_log::{LogFormat, LogSettings};
 use crate::cache::admin::CacheCommand;
+use crate::cache::digest::name::{DigestRule, DigestRules};
 use crate::cache::refresh::{Preset, RefreshRule, RefreshRules};
 use crate::http::Limits;
 use crate::net::ServerConfig;
@@ -313,6 +314,13 @@ pub struct ProxyArgs {
     #[arg(long = "refresh-preset", value_name = "NAME")]
     pub refresh_preset: Vec<Preset>,
 
+    /// URLs that name the SHA-256 of their content, beside the built-in registry blobs, manifests
+    /// by digest and apt by-hash files (repeatable): REGEX is matched against the whole URL and
+    /// captures the 64 hex digits as `(?P<sha256>...)`. Their bodies are stored once by digest,
+    /// checked against it, and served for every URL naming it.
+    #[arg(long = "digest-url", value_name = "REGEX")]
+    pub digest_url: Vec<DigestRule>,
+
     /// A parent proxy that misses, pass-through requests and CONNECT tunnels go through (repeatable,
     /// in order of preference; one that refuses or times out is skipped for a while).
     #[arg(long = "parent", value_name = "HOST:PORT")]
@@ -422,6 +430,7 @@ impl ProxyArgs {
             forwarded_for: self.forwarded_for,
             stale_if_error: self.stale_if_error,
             refresh: RefreshRules::new(refresh),
+            digest_rules: DigestRules::new(self.digest_url),
             parents: ParentConfig {
                 parents: self.parent,
                 auth: self.parent_auth.map(|a| a.0),

@@ -4,6 +4,7 @@
 pub mod admin;
 mod conditional;
 pub mod control;
+pub mod digest;
 mod directives;
 pub mod ecosystem;
 pub mod entry;
@@ -107,15 +108,26 @@ pub struct CacheWriter {
     /// The `--refresh` rule for the URL, for the freshness readers judge it by.
     refresh: Option<RuleMatch>,
     shared: Option<Arc<Inflight>>,
+    /// For an object stored by digest: the body's SHA-256, checked before it is committed.
+    check: Option<digest::FillCheck>,
 }
 
 impl CacheWriter {
     /// See [`EntryWriter::commit`].
     pub fn commit(mut self) -> io::Result<()> {
+        let check = self.check.take();
+        if check.as_ref().is_some_and(|check| !check.matches()) {
+            // Dropping the entry writer deletes its temporary file: nothing of the body is kept.
+            self.inner = None;
+            return Err(io::Error::other("body does not match its digest"));
+        }
         let result = match self.inner.take() {
             Some(inner) => inner.commit(),
             None => Err(io::Error::other("already committed")),
         };
+        if let Some(check) = &check {
+            check.committed(result.is_ok());
+        }
         // A request that read the old entry meanwhile may have put it in memory.
         self.memory.remove(&self.url_key);
         if let Some(shared) = &self.shared {
@@ -168,6 +180,9 @@ impl io::Write for CacheWriter {
             .as_mut()
             .ok_or_else(|| io::Error::other("already committed"))?;
         inner.write_all(data)?;
+        if let Some(check) = self.check.as_mut() {
+            check.update(data);
+        }
         if let Some(shared) = &self.shared {
             // Readers read the file, so what they are told is there must be there.
             inner.flush()?;
@@ -205,6 +220,8 @@ pub struct Cache {
     _control: Option<control::ControlSocket>,
     /// Swapped by a configuration reload (SIGHUP), so it sits behind a lock.
     refresh: crate::runtime::RwLock<policy::RefreshRules>,
+    /// Objects stored by digest ([`digest`]).
+    digests: Arc<digest::Digests>,
 }
 
 impl Cache {
@@ -232,6 +249,7 @@ impl Cache {
             max_object_size: config.max_object_size,
             _control: control,
             refresh: crate::runtime::RwLock::new(config.refresh.clone()),
+            digests: Arc::default(),
         })
     }
 
@@ -427,6 +445,7 @@ impl Cache {
             meta,
             refresh: self.refresh_match(url),
             shared: None,
+            check: None,
         })
     }
 
@@ -511,7 +530,8 @@ impl Cache {
         // the memory tier, so the copy cannot come back after this.
         self.store.remove(key);
         self.memory.remove(&key);
-        existed
+        // A URL naming a digest also forgets the object stored under it.
+        self.invalidate_digest(url) || existed
     }
 }
 

@@ -8,6 +8,7 @@ use super::auth;
 use super::flow::forwarded_for::ForwardedFor;
 use super::upstream::allow::AllowRules;
 use super::upstream::parent::ParentConfig;
+use crate::cache::digest::name::DigestRules;
 use crate::cache::policy::RefreshRules;
 use crate::net::ServerConfig;
 use crate::net::acl::{Cidr, HostPattern};
@@ -48,6 +49,8 @@ pub struct ProxyConfig {
     pub stale_if_error: Duration,
     /// Freshness for responses that state none: `--refresh` rules, then the presets' rules.
     pub refresh: RefreshRules,
+    /// `--digest-url` rules: URLs stored by the digest they name, beside the built-in shapes.
+    pub digest_rules: DigestRules,
     /// Parent proxies (`--parent`), their credentials, fallback and direct hosts.
     pub parents: ParentConfig,
     /// Other nodes of the tier (`--pac-peer`), for /proxy.pac to spread hosts over.

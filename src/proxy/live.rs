@@ -264,6 +264,8 @@ impl SignalThread {
                                     (outcome, &proxy.cache)
                                 {
                                     cache.set_refresh_rules(proxy.config.load().refresh.clone());
+                                    cache
+                                        .set_digest_rules(proxy.config.load().digest_rules.clone());
                                 }
                             }
                         })?;

@@ -197,6 +197,7 @@ impl Proxy {
             opened
                 .map_err(|e| log::warn!("{e}; running without a cache"))
                 .ok()
+                .inspect(|cache| cache.set_digest_rules(config.digest_rules.clone()))
                 .map(Arc::new)
         });
         let parents = parent::Parents::new(config.parents.clone());

@@ -25,6 +25,7 @@ mod purge;
 mod range_revalidation;
 mod ranges;
 mod refresh;
+mod registry;
 mod reload_timeouts;
 mod rfc9111;
 mod runtime;

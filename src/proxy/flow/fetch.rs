@@ -3,7 +3,8 @@
 //! the body back (teeing it into the cache when asked).
 //!
 //! ```text
-//!  forward ─┬─ GET/HEAD without a body, cache on ─> through_cache (cached.rs)
+//!  forward ─┬─ GET/HEAD without a body, cache on ─┬─ URL names a digest ─> through_digest (digest.rs)
+//!           │                                     └─ otherwise ─> through_cache (cached.rs)
 //!           ├─ PURGE, cache on ───────────────────> cache.invalidate, 200 / 404
 //!           └─ anything else ─> pass ─> fetch ─> (invalidate on unsafe success) ─> relay
 //!  Failure::BeforeHead ─> error page     Failure::AfterHead ─> close
@@ -53,7 +54,10 @@ impl Proxy {
         let bodiless = ex.req_body == BodyMode::NoBody;
         let served = match &self.cache {
             Some(cache) if matches!(ex.req.method, Method::Get | Method::Head) && bodiless => {
-                self.through_cache(cache, &mut ex)
+                match self.addressed(cache, &ex.target.url) {
+                    Some(addressed) => self.through_digest(cache, &mut ex, addressed),
+                    None => self.through_cache(cache, &mut ex),
+                }
             }
             Some(cache) if ex.req.method == Method::Purge => {
                 let existed = cache.invalidate(&ex.target.url);

@@ -6,6 +6,7 @@
 //!                                            │                                     ├─ being stored ─> collapsed
 //!                                            │                                     ├─ stale ─> stale, background
 //!                                            │                                     └─ miss ─> fetch ─> leader
+//!                                            ├─ GET/HEAD of a URL naming a digest ─> digest::through_digest
 //!                                            └─ other ───> pass ─> fetch ─> relay; updates
 //! ```
 //!
@@ -16,6 +17,7 @@ pub(super) mod background;
 mod cached;
 mod canonical_url;
 mod collapsed;
+mod digest;
 mod fetch;
 pub mod forward;
 pub mod forwarded_for;

@@ -246,6 +246,7 @@ fn metrics_text(proxy: &Proxy) -> String {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        digest_metrics(&mut out, &cache.digests().stats);
     }
     if let Some(interceptor) = &proxy.interceptor {
         crate::proxy::connect::intercept_pages::metrics(&mut out, &interceptor.stats);
@@ -253,6 +254,54 @@ fn metrics_text(proxy: &Proxy) -> String {
     out.push_str(&proxy.parents.metrics_text());
     m.savings.metrics_text(&mut out);
     out
+}
+
+/// The counters of objects stored by digest (`cache::digest`).
+fn digest_metrics(out: &mut String, stats: &crate::cache::digest::DigestStats) {
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let figures = [
+        (
+            "porter_digest_hits_total",
+            "Requests served an object stored by digest.",
+            load(&stats.hits),
+        ),
+        (
+            "porter_digest_auth_checks_total",
+            "Of those, the ones served after the registry granted the client's credentials.",
+            load(&stats.auth_checked),
+        ),
+        (
+            "porter_digest_refusals_total",
+            "Requests for a stored object the registry refused (401/403); its answer was relayed.",
+            load(&stats.refused),
+        ),
+        (
+            "porter_digest_stored_total",
+            "Objects stored by digest.",
+            load(&stats.stored),
+        ),
+        (
+            "porter_digest_mismatches_total",
+            "Bodies whose SHA-256 was not the digest their URL named: never stored or served.",
+            load(&stats.mismatches),
+        ),
+        (
+            "porter_digest_served_bytes_total",
+            "Body bytes served from objects stored by digest.",
+            load(&stats.served_bytes),
+        ),
+        (
+            "porter_digest_stored_bytes_total",
+            "Body bytes fetched from upstream and stored by digest.",
+            load(&stats.stored_bytes),
+        ),
+    ];
+    for (name, help, value) in figures {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
 }
 
 /// The PAC file: every http and https request through this proxy as the client reached it, or spread
