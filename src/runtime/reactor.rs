@@ -28,7 +28,9 @@
 //! ```
 //!
 //! Not drawn: a TLS handshake and the first bytes inside an answered CONNECT wait in ClientRead under
-//! the head deadline; a name lookup waits in Resolve; on shutdown every ClientIdle wait ends at once.
+//! the head deadline; a name lookup waits in Resolve; a cache file being opened, read, written or
+//! renamed by a disk thread (a hit not in the memory tier, a miss being stored) waits in Disk; on
+//! shutdown every ClientIdle wait ends at once.
 //!
 //! Each state has its own deadline: idle, head (whole head), client (each body read and each write's
 //! progress), origin (connect, each read and write, and the total for interim 1xx responses), and the
@@ -79,10 +81,12 @@ pub enum State {
     OriginRead,
     /// The next bytes of a cache entry another request is writing.
     Entry,
+    /// A cache file opened, read or written by a disk thread (`super::blocking`).
+    Disk,
 }
 
 impl State {
-    pub const ALL: [State; 9] = [
+    pub const ALL: [State; 10] = [
         State::ClientIdle,
         State::ClientHead,
         State::ClientRead,
@@ -92,6 +96,7 @@ impl State {
         State::OriginWrite,
         State::OriginRead,
         State::Entry,
+        State::Disk,
     ];
 
     /// The label in /metrics.
@@ -106,6 +111,7 @@ impl State {
             State::OriginWrite => "origin_write",
             State::OriginRead => "origin_read",
             State::Entry => "entry",
+            State::Disk => "disk",
         }
     }
 

@@ -28,6 +28,7 @@ mod reload_timeouts;
 mod rfc9111;
 mod runtime;
 mod serve;
+mod slow_disk;
 mod stale;
 mod status;
 mod tier;
