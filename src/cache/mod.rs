@@ -365,7 +365,14 @@ impl Cache {
     /// into the memory tier, on a disk thread. `false` means the entry was damaged (and is gone), or
     /// the disk gave no answer: either way the request is a miss.
     pub fn prepare(&self, url: &str, found: &mut Found) -> bool {
-        if !matches!(found.body, StoredBody::File(_)) {
+        let StoredBody::File(entry) = &found.body else {
+            return true;
+        };
+        // A large entry this process already checked needs no disk work (fstat on an open file
+        // reads no disk), so no trip to a disk thread: sendfile takes it from here.
+        let memory_eligible =
+            found.meta.vary_values.is_empty() && found.body_len <= MAX_MEMORY_OBJECT;
+        if !memory_eligible && self.store.is_verified(entry) {
             return true;
         }
         let taken = std::mem::replace(&mut found.body, StoredBody::Memory(Arc::from([])));
