@@ -47,7 +47,8 @@ pub fn slow_disk() {
     }
 }
 
-/// Logs a disk job that gave no answer, at most once a minute (a stuck disk fails every job).
+/// Logs a disk job that gave no answer, at most once a minute (a stuck disk fails every job);
+/// `what` names the job and what became of the request.
 pub fn warn_failed(what: &str, error: Error) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
@@ -60,7 +61,7 @@ pub fn warn_failed(what: &str, error: Error) {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        log::warn!("cache: {what}: {error}; served as if not cached");
+        log::warn!("cache: {what}: {error}");
     } else {
         log::debug!("cache: {what}: {error}");
     }

@@ -355,7 +355,7 @@ impl Cache {
         match self.disk.run(DISK_TIMEOUT, move || store.open_entry(key)) {
             Ok(entry) => entry,
             Err(e) => {
-                diskio::warn_failed("opening an entry", e);
+                diskio::warn_failed("opening an entry (served as a miss)", e);
                 None
             }
         }
@@ -392,7 +392,7 @@ impl Cache {
             }
             Ok(None) => false,
             Err(e) => {
-                diskio::warn_failed("checking an entry", e);
+                diskio::warn_failed("checking an entry (served as a miss)", e);
                 false
             }
         }
@@ -467,7 +467,7 @@ impl Cache {
             .run(DISK_TIMEOUT, move || {
                 store.writer(key, &owned_url, &stored, max)
             })
-            .map_err(|e| diskio::warn_failed("starting an entry", e))
+            .map_err(|e| diskio::warn_failed("starting an entry (not stored)", e))
             .ok()
             .flatten()
             .ok_or(NotStored::StoreFailed)?;
@@ -493,7 +493,7 @@ impl Cache {
         let job = move || vary_generation(&store, &url, &names);
         self.disk
             .run(DISK_TIMEOUT, job)
-            .map_err(|e| diskio::warn_failed("reading a Vary marker", e))
+            .map_err(|e| diskio::warn_failed("reading a Vary marker (not stored)", e))
             .ok()
             .flatten()
     }
@@ -566,7 +566,7 @@ impl Cache {
                 existed
             }
             Err(e) => {
-                diskio::warn_failed("removing an entry", e);
+                diskio::warn_failed("removing an entry (it goes when the disk answers)", e);
                 false
             }
         }
