@@ -3,11 +3,11 @@
 //!
 //! Opening an entry and reading its head (a lookup not answered by the memory tier), checking its
 //! body and reading a small one into memory, creating, writing, committing (rename) and removing
-//! entries all go to the cache's [`Pool`], and the task waits in state `disk`. What stays on the
-//! worker: the memory tier, the index (a lock held for map updates, never across I/O), and sending
-//! a body from a file already open (`sendfile`, from the page cache the disk thread's reads filled).
-//! Joining partial entries (`partial.rs`) still reads its parts on the worker: a rare path, left
-//! for later.
+//! entries, rewriting a head after a 304 and joining partial entries all go to the cache's
+//! [`Pool`], and the task waits in state `disk`. What stays on the worker: the memory tier, the
+//! index (a lock held for map updates, never across I/O), body bytes that fit the entry's write
+//! buffer, and sending a body from a file already open (`sendfile`, from the page cache the disk
+//! thread's check of the body filled; a body dropped from the page cache since is read there).
 //!
 //! A job that fails ([`Error::Busy`] with the queue full, [`Error::TimedOut`] past
 //! [`DISK_TIMEOUT`]) makes a lookup a miss and a store not stored: a slow disk costs hits, never a
