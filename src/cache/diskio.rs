@@ -1,5 +1,6 @@
 //! The cache's disk work off the workers: what runs on the disk threads (`runtime::blocking`), with
-//! which deadline, and the slowed disk the tests use.
+//! which deadline, the jobs longer than one call (checking an entry, rewriting a head, a Vary
+//! marker), and the slowed disk the tests use.
 //!
 //! Opening an entry and reading its head (a lookup not answered by the memory tier), checking its
 //! body and reading a small one into memory, creating, writing, committing (rename) and removing
@@ -13,8 +14,16 @@
 //! [`DISK_TIMEOUT`]) makes a lookup a miss and a store not stored: a slow disk costs hits, never a
 //! worker.
 
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::StoredBody;
+use super::entry::{ResponseMeta, Stored};
+use super::key::Key;
+use super::memory::{MAX_MEMORY_OBJECT, MemoryTier};
+use super::policy;
+use super::store::{OpenEntry, Store};
 pub use crate::runtime::blocking::{DEFAULT_THREADS, Error, Pool};
 
 /// How long a task waits for one disk job: far beyond any healthy disk (a 256 MiB body checked
@@ -65,4 +74,95 @@ pub fn warn_failed(what: &str, error: Error) {
     } else {
         log::debug!("cache: {what}: {error}");
     }
+}
+
+/// Where [`rewrite_head`] takes the body from.
+pub(super) enum Source {
+    Memory(Arc<[u8]>),
+    /// The entry's file and where its body starts.
+    File(std::fs::File, u64),
+}
+
+/// [`Cache::update_head_with`]'s disk work: a new entry with `stored`'s head and the old body.
+pub(super) fn rewrite_head(
+    store: &Arc<Store>,
+    key: Key,
+    url: &str,
+    stored: &Stored,
+    max_body: u64,
+    source: Source,
+    body_len: u64,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut writer = store
+        .writer(key, url, stored, max_body)
+        .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
+    match source {
+        Source::Memory(body) => io::Write::write_all(&mut writer, &body)?,
+        Source::File(file, body_offset) => {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut done = 0u64;
+            while done < body_len {
+                let n = buf.len().min((body_len - done) as usize);
+                file.read_exact_at(&mut buf[..n], body_offset + done)?;
+                io::Write::write_all(&mut writer, &buf[..n])?;
+                done += n as u64;
+            }
+        }
+    }
+    writer.commit()
+}
+
+/// [`Cache::vary_generation`]'s disk work: the marker read, or a new one written.
+pub(super) fn vary_generation(store: &Arc<Store>, url: &str, names: &[String]) -> Option<u64> {
+    let key = Key::for_url(url);
+    if let Some(existing) = store.open_entry(key)
+        && let Stored::VaryMarker {
+            names: stored,
+            generation,
+        } = &existing.decoded.stored
+        && stored == names
+        && existing.decoded.url == url
+    {
+        return Some(*generation);
+    }
+    let generation = super::new_generation();
+    let marker = Stored::VaryMarker {
+        names: names.to_vec(),
+        generation,
+    };
+    store.writer(key, url, &marker, 0)?.commit().ok()?;
+    Some(generation)
+}
+
+/// [`Cache::prepare`]'s disk work: checks the body against its CRC unless this process already did,
+/// and reads a small body into the memory tier. The body to serve, or `None` for a damaged entry.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn prepare_file(
+    store: &Store,
+    memory: &MemoryTier,
+    key: Key,
+    url: &str,
+    meta: Arc<ResponseMeta>,
+    freshness: Arc<policy::StoredFreshness>,
+    body_len: u64,
+    mut entry: Box<OpenEntry>,
+) -> Option<StoredBody> {
+    let removals = memory.removals();
+    if !store.is_verified(&entry) && !store.verify_body(&mut entry) {
+        return None;
+    }
+    // Only the entry now at its path goes to memory: one opened before a replacement or a purge
+    // must not come back from there.
+    let memory_eligible =
+        meta.vary_values.is_empty() && body_len <= MAX_MEMORY_OBJECT && store.is_current(&entry);
+    if !memory_eligible {
+        return Some(StoredBody::File(entry));
+    }
+    let mut body = vec![0u8; body_len as usize];
+    io::Read::read_exact(&mut entry.file, &mut body).ok()?;
+    let body: Arc<[u8]> = body.into();
+    let removed_since = Some(removals);
+    memory.insert_unless_removed(removed_since, key, url, meta, freshness, Arc::clone(&body));
+    Some(StoredBody::Memory(body))
 }

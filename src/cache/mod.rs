@@ -383,8 +383,9 @@ impl Cache {
         let (key, url) = (found.key, url.to_string());
         let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
         let body_len = found.body_len;
-        let job =
-            move || prepare_file(&store, &memory, key, &url, meta, freshness, body_len, entry);
+        let job = move || {
+            diskio::prepare_file(&store, &memory, key, &url, meta, freshness, body_len, entry)
+        };
         match self.disk.run(DISK_TIMEOUT, job) {
             Ok(Some(body)) => {
                 found.body = body;
@@ -490,7 +491,7 @@ impl Cache {
     fn vary_generation(&self, url: &str, names: &[String]) -> Option<u64> {
         let store = Arc::clone(&self.store);
         let (url, names) = (url.to_string(), names.to_vec());
-        let job = move || vary_generation(&store, &url, &names);
+        let job = move || diskio::vary_generation(&store, &url, &names);
         self.disk
             .run(DISK_TIMEOUT, job)
             .map_err(|e| diskio::warn_failed("reading a Vary marker (not stored)", e))
@@ -517,17 +518,18 @@ impl Cache {
         let meta = Arc::new(meta);
         let freshness = freshness_of(&meta, self.rule_once(url, rule));
         let source = match &found.body {
-            StoredBody::Memory(body) => Source::Memory(Arc::clone(body)),
+            StoredBody::Memory(body) => diskio::Source::Memory(Arc::clone(body)),
             // A handle of its own (no disk access): the job reads at offsets, so the entry's file
             // position is never moved, and a job that outlives its deadline leaves `found` whole.
             StoredBody::File(entry) => {
-                Source::File(entry.file.try_clone()?, entry.decoded.body_offset)
+                diskio::Source::File(entry.file.try_clone()?, entry.decoded.body_offset)
             }
         };
         let store = Arc::clone(&self.store);
         let (key, owned_url, max) = (found.key, url.to_string(), self.max_object_size);
         let (stored, body_len) = (Stored::Response((*meta).clone()), found.body_len);
-        let job = move || rewrite_head(&store, key, &owned_url, &stored, max, source, body_len);
+        let job =
+            move || diskio::rewrite_head(&store, key, &owned_url, &stored, max, source, body_len);
         let written = self
             .disk
             .run(DISK_TIMEOUT, job)
@@ -571,97 +573,6 @@ impl Cache {
             }
         }
     }
-}
-
-/// Where [`rewrite_head`] takes the body from.
-enum Source {
-    Memory(Arc<[u8]>),
-    /// The entry's file and where its body starts.
-    File(std::fs::File, u64),
-}
-
-/// [`Cache::update_head_with`]'s disk work: a new entry with `stored`'s head and the old body.
-fn rewrite_head(
-    store: &Arc<Store>,
-    key: Key,
-    url: &str,
-    stored: &Stored,
-    max_body: u64,
-    source: Source,
-    body_len: u64,
-) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut writer = store
-        .writer(key, url, stored, max_body)
-        .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
-    match source {
-        Source::Memory(body) => io::Write::write_all(&mut writer, &body)?,
-        Source::File(file, body_offset) => {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut done = 0u64;
-            while done < body_len {
-                let n = buf.len().min((body_len - done) as usize);
-                file.read_exact_at(&mut buf[..n], body_offset + done)?;
-                io::Write::write_all(&mut writer, &buf[..n])?;
-                done += n as u64;
-            }
-        }
-    }
-    writer.commit()
-}
-
-/// [`Cache::vary_generation`]'s disk work: the marker read, or a new one written.
-fn vary_generation(store: &Arc<Store>, url: &str, names: &[String]) -> Option<u64> {
-    let key = Key::for_url(url);
-    if let Some(existing) = store.open_entry(key)
-        && let Stored::VaryMarker {
-            names: stored,
-            generation,
-        } = &existing.decoded.stored
-        && stored == names
-        && existing.decoded.url == url
-    {
-        return Some(*generation);
-    }
-    let generation = new_generation();
-    let marker = Stored::VaryMarker {
-        names: names.to_vec(),
-        generation,
-    };
-    store.writer(key, url, &marker, 0)?.commit().ok()?;
-    Some(generation)
-}
-
-/// [`Cache::prepare`]'s disk work: checks the body against its CRC unless this process already did,
-/// and reads a small body into the memory tier. The body to serve, or `None` for a damaged entry.
-#[allow(clippy::too_many_arguments)]
-fn prepare_file(
-    store: &Store,
-    memory: &MemoryTier,
-    key: Key,
-    url: &str,
-    meta: Arc<ResponseMeta>,
-    freshness: Arc<policy::StoredFreshness>,
-    body_len: u64,
-    mut entry: Box<OpenEntry>,
-) -> Option<StoredBody> {
-    let removals = memory.removals();
-    if !store.is_verified(&entry) && !store.verify_body(&mut entry) {
-        return None;
-    }
-    // Only the entry now at its path goes to memory: one opened before a replacement or a purge
-    // must not come back from there.
-    let memory_eligible =
-        meta.vary_values.is_empty() && body_len <= MAX_MEMORY_OBJECT && store.is_current(&entry);
-    if !memory_eligible {
-        return Some(StoredBody::File(entry));
-    }
-    let mut body = vec![0u8; body_len as usize];
-    io::Read::read_exact(&mut entry.file, &mut body).ok()?;
-    let body: Arc<[u8]> = body.into();
-    let removed_since = Some(removals);
-    memory.insert_unless_removed(removed_since, key, url, meta, freshness, Arc::clone(&body));
-    Some(StoredBody::Memory(body))
 }
 
 /// A number no earlier Vary marker of this cache folder used: the clock in nanoseconds, made unique
