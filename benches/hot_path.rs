@@ -79,6 +79,7 @@ fn benches(c: &mut Criterion) {
         max_bytes: 1 << 30,
         max_object_size: 1 << 28,
         memory_bytes: 32 << 20,
+        disk_threads: porter::cache::diskio::DEFAULT_THREADS,
         refresh: Default::default(),
     })
     .expect("cache");

@@ -255,6 +255,12 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "32MiB", value_parser = parse_size, value_name = "SIZE")]
     pub memory_cache_size: u64,
 
+    /// Threads that open, read and write cache files while the request that needs them waits (state
+    /// `disk` in /metrics), so a slow disk holds up only those requests; 0 does that work on the
+    /// worker threads, holding up each worker's other connections.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=256), value_name = "N")]
+    pub disk_threads: u16,
+
     /// Turn caching off: every request is forwarded.
     #[arg(long)]
     pub no_cache: bool,
@@ -421,6 +427,7 @@ impl ProxyArgs {
             cache_size: self.cache_size,
             max_object_size: self.max_object_size,
             memory_cache_size: self.memory_cache_size,
+            disk_threads: usize::from(self.disk_threads),
             log: LogSettings {
                 file: self.access_log,
                 format: self.log_format,

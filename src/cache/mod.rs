@@ -6,6 +6,7 @@ mod conditional;
 pub mod control;
 pub mod digest;
 mod directives;
+pub mod diskio;
 pub mod ecosystem;
 pub mod entry;
 mod eviction;
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use diskio::{DISK_TIMEOUT, Pool};
 use entry::{ResponseMeta, Stored};
 use inflight::{End, Inflight};
 use key::Key;
@@ -58,6 +60,9 @@ pub struct CacheConfig {
     pub memory_bytes: u64,
     /// Freshness for URLs whose responses state none (`--refresh`, `--refresh-preset`).
     pub refresh: policy::RefreshRules,
+    /// Threads that open, read and write entry files while tasks wait (`--disk-threads`); 0 does
+    /// that on the workers.
+    pub disk_threads: usize,
 }
 
 /// Where a found response's body is.
@@ -103,6 +108,7 @@ pub struct RuleOnce(OnceCell<Option<RuleMatch>>);
 pub struct CacheWriter {
     inner: Option<EntryWriter>,
     memory: Arc<MemoryTier>,
+    disk: Arc<Pool>,
     url_key: Key,
     meta: Arc<ResponseMeta>,
     /// The `--refresh` rule for the URL, for the freshness readers judge it by.
@@ -113,7 +119,7 @@ pub struct CacheWriter {
 }
 
 impl CacheWriter {
-    /// See [`EntryWriter::commit`].
+    /// See [`EntryWriter::commit`]: on a disk thread.
     pub fn commit(mut self) -> io::Result<()> {
         let check = self.check.take();
         if check.as_ref().is_some_and(|check| !check.matches()) {
@@ -122,7 +128,10 @@ impl CacheWriter {
             return Err(io::Error::other("body does not match its digest"));
         }
         let result = match self.inner.take() {
-            Some(inner) => inner.commit(),
+            Some(inner) => self
+                .disk
+                .run(DISK_TIMEOUT, move || inner.commit())
+                .unwrap_or_else(|e| Err(e.into())),
             None => Err(io::Error::other("already committed")),
         };
         if let Some(check) = &check {
@@ -142,7 +151,11 @@ impl CacheWriter {
     /// Lets other requests read the body as it is written. `length` is the body's Content-Length,
     /// when the origin sent one. `None` when the temporary file cannot be opened again.
     pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
-        let (file, body_offset) = self.inner.as_ref()?.open_for_readers().ok()?;
+        let (path, body_offset) = self.inner.as_ref()?.for_readers();
+        let opened = self
+            .disk
+            .run(DISK_TIMEOUT, move || std::fs::File::open(path));
+        let file = opened.ok()?.ok()?;
         let freshness = freshness_of(&self.meta, self.refresh);
         let shared = Arc::new(Inflight::new(
             Arc::clone(&self.meta),
@@ -173,27 +186,60 @@ impl CacheWriter {
     }
 }
 
+impl CacheWriter {
+    /// Runs `op` on the entry writer on a disk thread, the writer moving there and back. A job that
+    /// gives no answer keeps the writer: dropped there, it deletes its temporary file, and this
+    /// store fails.
+    fn on_disk(
+        &mut self,
+        op: impl FnOnce(&mut EntryWriter) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        let mut inner = self
+            .inner
+            .take()
+            .ok_or_else(|| io::Error::other("already committed"))?;
+        let (inner, result) = self.disk.run(DISK_TIMEOUT, move || {
+            let result = op(&mut inner);
+            (inner, result)
+        })?;
+        self.inner = Some(inner);
+        result
+    }
+}
+
 impl io::Write for CacheWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let inner = self
             .inner
             .as_mut()
             .ok_or_else(|| io::Error::other("already committed"))?;
-        inner.write_all(data)?;
+        // Readers read the file, so what they are told is there must be there: shared bodies are
+        // flushed each write. Otherwise bytes that fit the write buffer stay on the worker.
+        let flush = self.shared.is_some();
+        if !flush && inner.buffers(data.len()) {
+            inner.write_all(data)?;
+            if let Some(check) = self.check.as_mut() {
+                check.update(data);
+            }
+            return Ok(data.len());
+        }
+        let (len, owned) = (data.len(), data.to_vec());
+        self.on_disk(move |inner| {
+            inner.write_all(&owned)?;
+            if flush { inner.flush() } else { Ok(()) }
+        })?;
         if let Some(check) = self.check.as_mut() {
             check.update(data);
         }
-        if let Some(shared) = &self.shared {
-            // Readers read the file, so what they are told is there must be there.
-            inner.flush()?;
+        if let (Some(shared), Some(inner)) = (&self.shared, &self.inner) {
             shared.advance(inner.body_len());
         }
-        Ok(data.len())
+        Ok(len)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.inner.as_mut() {
-            Some(inner) => inner.flush(),
+        match self.inner {
+            Some(_) => self.on_disk(|inner| inner.flush()),
             None => Ok(()),
         }
     }
@@ -212,6 +258,8 @@ impl Drop for CacheWriter {
 pub struct Cache {
     store: Arc<Store>,
     memory: Arc<MemoryTier>,
+    /// The disk threads every entry open, read, write and removal runs on ([`diskio`]).
+    disk: Arc<Pool>,
     locks: Arc<MissLocks>,
     uncacheable: UncacheableMarks,
     max_object_size: u64,
@@ -233,6 +281,7 @@ impl Cache {
             )
         })?;
         let memory = Arc::new(MemoryTier::new(config.memory_bytes));
+        let disk = Arc::new(Pool::new("disk", config.disk_threads)?);
         let control = control::listen(&config.dir, &store, &memory)
             .map_err(|e| {
                 log::warn!(
@@ -244,6 +293,7 @@ impl Cache {
         Ok(Cache {
             store,
             memory,
+            disk,
             locks: Arc::default(),
             uncacheable: UncacheableMarks::default(),
             max_object_size: config.max_object_size,
@@ -308,7 +358,7 @@ impl Cache {
                 freshness: Arc::clone(&hot.freshness),
             });
         }
-        let primary = self.store.open_entry(primary_key)?;
+        let primary = self.open_on_disk(primary_key)?;
         if primary.decoded.url != url {
             return None; // a SHA-256 collision is not going to happen, but a copied file could
         }
@@ -316,9 +366,7 @@ impl Cache {
             Stored::Response(_) => (primary, Vec::new()),
             Stored::VaryMarker { names, generation } => {
                 let values = policy::vary_values(req, names);
-                let variant = self
-                    .store
-                    .open_entry(Key::for_variant(url, *generation, &values))?;
+                let variant = self.open_on_disk(Key::for_variant(url, *generation, &values))?;
                 (variant, values)
             }
         };
@@ -337,40 +385,55 @@ impl Cache {
         }
     }
 
+    /// An entry file opened and its head read on a disk thread; `None` when there is none, or the
+    /// disk gave no answer (a miss then).
+    fn open_on_disk(&self, key: Key) -> Option<OpenEntry> {
+        let store = Arc::clone(&self.store);
+        match self.disk.run(DISK_TIMEOUT, move || store.open_entry(key)) {
+            Ok(entry) => entry,
+            Err(e) => {
+                diskio::warn_failed("opening an entry (served as a miss)", e);
+                None
+            }
+        }
+    }
+
     /// Checks a found entry's body before it is first served by this process, and moves small bodies
-    /// into the memory tier. `false` means the entry was damaged (and is gone).
+    /// into the memory tier, on a disk thread. `false` means the entry was damaged (and is gone), or
+    /// the disk gave no answer: either way the request is a miss.
     pub fn prepare(&self, url: &str, found: &mut Found) -> bool {
-        let StoredBody::File(entry) = &mut found.body else {
+        let StoredBody::File(entry) = &found.body else {
             return true;
         };
-        let removals = self.memory.removals();
-        if !self.store.is_verified(entry) && !self.store.verify_body(entry) {
+        // A large entry this process already checked needs no disk work (fstat on an open file
+        // reads no disk), so no trip to a disk thread: sendfile takes it from here.
+        let memory_eligible =
+            found.meta.vary_values.is_empty() && found.body_len <= MAX_MEMORY_OBJECT;
+        if !memory_eligible && self.store.is_verified(entry) {
+            return true;
+        }
+        let taken = std::mem::replace(&mut found.body, StoredBody::Memory(Arc::from([])));
+        let StoredBody::File(entry) = taken else {
             return false;
-        }
-        // Only the entry now at its path goes to memory: one opened before a replacement or a purge
-        // must not come back from there.
-        let memory_eligible = found.meta.vary_values.is_empty()
-            && found.body_len <= MAX_MEMORY_OBJECT
-            && self.store.is_current(entry);
-        if memory_eligible {
-            let mut body = vec![0u8; found.body_len as usize];
-            if io::Read::read_exact(&mut entry.file, &mut body).is_err() {
-                return false;
+        };
+        let (store, memory) = (Arc::clone(&self.store), Arc::clone(&self.memory));
+        let (key, url) = (found.key, url.to_string());
+        let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
+        let body_len = found.body_len;
+        let job = move || {
+            diskio::prepare_file(&store, &memory, key, &url, meta, freshness, body_len, entry)
+        };
+        match self.disk.run(DISK_TIMEOUT, job) {
+            Ok(Some(body)) => {
+                found.body = body;
+                true
             }
-            let body: Arc<[u8]> = body.into();
-            let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
-            let removed_since = Some(removals);
-            self.memory.insert_unless_removed(
-                removed_since,
-                found.key,
-                url,
-                meta,
-                freshness,
-                Arc::clone(&body),
-            );
-            found.body = StoredBody::Memory(body);
+            Ok(None) => false,
+            Err(e) => {
+                diskio::warn_failed("checking an entry (served as a miss)", e);
+                false
+            }
         }
-        true
     }
 
     /// See [`Store::commits`].
@@ -432,15 +495,26 @@ impl Cache {
         };
         let meta = Arc::new(meta);
         let stored = Stored::Response((*meta).clone());
+        let (store, owned_url, max) = (
+            Arc::clone(&self.store),
+            url.to_string(),
+            self.max_object_size,
+        );
         let inner = self
-            .store
-            .writer(key, url, &stored, self.max_object_size)
+            .disk
+            .run(DISK_TIMEOUT, move || {
+                store.writer(key, &owned_url, &stored, max)
+            })
+            .map_err(|e| diskio::warn_failed("starting an entry (not stored)", e))
+            .ok()
+            .flatten()
             .ok_or(NotStored::StoreFailed)?;
         // A response for the URL is being stored again: its misses wait for each other's again.
         self.uncacheable.clear(&url_key);
         Ok(CacheWriter {
             inner: Some(inner),
             memory: Arc::clone(&self.memory),
+            disk: Arc::clone(&self.disk),
             url_key,
             meta,
             refresh: self.refresh_match(url),
@@ -450,26 +524,17 @@ impl Cache {
     }
 
     /// The generation of the URL's Vary marker for these names, writing a new marker (a new
-    /// generation, so older variants are unreachable) when there is none or it names other headers.
+    /// generation, so older variants are unreachable) when there is none or it names other headers;
+    /// on a disk thread.
     fn vary_generation(&self, url: &str, names: &[String]) -> Option<u64> {
-        let key = Key::for_url(url);
-        if let Some(existing) = self.store.open_entry(key)
-            && let Stored::VaryMarker {
-                names: stored,
-                generation,
-            } = &existing.decoded.stored
-            && stored == names
-            && existing.decoded.url == url
-        {
-            return Some(*generation);
-        }
-        let generation = new_generation();
-        let marker = Stored::VaryMarker {
-            names: names.to_vec(),
-            generation,
-        };
-        self.store.writer(key, url, &marker, 0)?.commit().ok()?;
-        Some(generation)
+        let store = Arc::clone(&self.store);
+        let (url, names) = (url.to_string(), names.to_vec());
+        let job = move || diskio::vary_generation(&store, &url, &names);
+        self.disk
+            .run(DISK_TIMEOUT, job)
+            .map_err(|e| diskio::warn_failed("reading a Vary marker (not stored)", e))
+            .ok()
+            .flatten()
     }
 
     /// Replaces a stored head after a 304 (RFC 9111 §4.3.4), keeping the body.
@@ -490,46 +555,61 @@ impl Cache {
         };
         let meta = Arc::new(meta);
         let freshness = freshness_of(&meta, self.match_once(url, rule));
-        let mut writer = self
-            .store
-            .writer(
-                found.key,
-                url,
-                &Stored::Response((*meta).clone()),
-                self.max_object_size,
-            )
-            .ok_or_else(|| io::Error::other("cannot write to the cache"))?;
-        match &mut found.body {
-            StoredBody::Memory(body) => {
-                io::Write::write_all(&mut writer, body)?;
-                let hot = (Arc::clone(&meta), Arc::clone(&freshness));
-                self.memory
-                    .insert(found.key, url, hot.0, hot.1, Arc::clone(body));
-            }
+        let source = match &found.body {
+            StoredBody::Memory(body) => diskio::Source::Memory(Arc::clone(body)),
+            // A handle of its own (no disk access): the job reads at offsets, so the entry's file
+            // position is never moved, and a job that outlives its deadline leaves `found` whole.
             StoredBody::File(entry) => {
-                let mut body = io::Read::take(&entry.file, found.body_len);
-                if io::copy(&mut body, &mut writer)? != found.body_len {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                io::Seek::seek(
-                    &mut entry.file,
-                    io::SeekFrom::Start(entry.decoded.body_offset),
-                )?;
+                diskio::Source::File(entry.file.try_clone()?, entry.decoded.body_offset)
             }
+        };
+        let store = Arc::clone(&self.store);
+        let (key, owned_url, max) = (found.key, url.to_string(), self.max_object_size);
+        let (stored, body_len) = (Stored::Response((*meta).clone()), found.body_len);
+        let job =
+            move || diskio::rewrite_head(&store, key, &owned_url, &stored, max, source, body_len);
+        let written = self
+            .disk
+            .run(DISK_TIMEOUT, job)
+            .unwrap_or_else(|e| Err(e.into()));
+        if let (Ok(()), StoredBody::Memory(body)) = (&written, &found.body) {
+            let hot = (Arc::clone(&meta), Arc::clone(&freshness));
+            self.memory
+                .insert(found.key, url, hot.0, hot.1, Arc::clone(body));
         }
         found.meta = meta;
         found.freshness = freshness;
-        writer.commit()
+        written
     }
 
     /// Forgets a URL (RFC 9111 §4.4 invalidation, PURGE). Returns whether something was stored.
+    /// On a disk thread; with every disk thread busy, here: a purge must not be skipped.
     pub fn invalidate(&self, url: &str) -> bool {
         let key = Key::for_url(url);
-        let existed = key.path(self.store.root()).exists();
-        // Disk first: a request reading the old file checks it is still current before it fills
-        // the memory tier, so the copy cannot come back after this.
-        self.store.remove(key);
-        self.memory.remove(&key);
+        let (store, memory) = (Arc::clone(&self.store), Arc::clone(&self.memory));
+        let job = move || {
+            let existed = key.path(store.root()).exists();
+            // Disk first: a request reading the old file checks it is still current before it
+            // fills the memory tier, so the copy cannot come back after this. Both in the job, so
+            // the order holds even when the task stops waiting for it.
+            store.remove(key);
+            memory.remove(&key);
+            existed
+        };
+        let (store, memory) = (Arc::clone(&self.store), Arc::clone(&self.memory));
+        let existed = match self.disk.run(DISK_TIMEOUT, job) {
+            Ok(existed) => existed,
+            Err(diskio::Error::Busy) => {
+                let existed = key.path(store.root()).exists();
+                store.remove(key);
+                memory.remove(&key);
+                existed
+            }
+            Err(e) => {
+                diskio::warn_failed("removing an entry (it goes when the disk answers)", e);
+                false
+            }
+        };
         // A URL naming a digest also forgets the object stored under it.
         self.invalidate_digest(url) || existed
     }
@@ -583,6 +663,7 @@ mod tests {
             max_object_size: 1 << 20,
             memory_bytes: 0,
             refresh: RefreshRules::new(vec![rule]),
+            disk_threads: 0,
         })
         .unwrap()
     }

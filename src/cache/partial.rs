@@ -10,13 +10,17 @@
 //!      ──> a 200 when that is 0..=len-1
 //! ```
 //!
-//! Which bytes to take from where is worked out by [`plan`], pure; [`Cache::join_partial`] copies.
+//! Which bytes to take from where is worked out by [`plan`], pure; [`Cache::join_partial`] copies,
+//! on a disk thread.
 
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
+use std::sync::Arc;
+
+use super::diskio::DISK_TIMEOUT;
 use super::ranges::Held;
-use super::store::body_matches;
+use super::store::{Store, body_matches};
 use super::{Cache, Found, RuleOnce, StoredBody};
 use crate::http::range::ByteRange;
 use crate::http::{RequestHead, ResponseHead};
@@ -103,9 +107,6 @@ impl Cache {
         let Some((joined, pieces)) = same.then(|| plan(old_bytes, new_bytes)).flatten() else {
             return false;
         };
-        if !self.intact(&mut older) || !self.intact(&mut newer) {
-            return false;
-        }
         let mut head = newer.meta.head.clone();
         if joined.start == 0 && joined.end + 1 == new_held.complete {
             head.status = 200;
@@ -121,36 +122,45 @@ impl Cache {
         let Ok(mut writer) = self.writer(url, req, &head, req_time, resp_time) else {
             return false;
         };
-        let copied = pieces.iter().try_for_each(|piece| {
-            let (found, held) = if piece.newer {
-                (&newer, &new_held)
-            } else {
-                (&older, &old_held)
-            };
-            let range = ByteRange {
-                start: piece.from,
-                end: piece.from + piece.len - 1,
-            };
-            copy_range(found, held, &range, &mut writer)
-        });
-        match copied.and_then(|()| writer.commit()) {
-            Ok(()) => true,
-            Err(e) => {
+        // The parts' checks and copies read whole bodies: on a disk thread, where the writer's
+        // own writes and commit run in place.
+        let store = Arc::clone(&self.store);
+        let job = move || -> io::Result<()> {
+            if !intact(&store, &mut older) || !intact(&store, &mut newer) {
+                return Err(io::Error::other("a part is damaged"));
+            }
+            pieces.iter().try_for_each(|piece| {
+                let (found, held) = if piece.newer {
+                    (&newer, &new_held)
+                } else {
+                    (&older, &old_held)
+                };
+                let range = ByteRange {
+                    start: piece.from,
+                    end: piece.from + piece.len - 1,
+                };
+                copy_range(found, held, &range, &mut writer)
+            })?;
+            writer.commit()
+        };
+        match self.disk.run(DISK_TIMEOUT, job).map_err(io::Error::from) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) | Err(e) => {
                 log::debug!("cache: could not join the parts of {url}: {e}");
                 false
             }
         }
     }
+}
 
-    /// Whether a part's body matches its checksum, read only when this process has not verified or
-    /// written that very file (the newer part it wrote moments ago is not read again). The older
-    /// part's file is no longer at its key's path (the newer replaced it), so a damaged one is only
-    /// left out of the join, never removed by key: that would delete the newer entry just committed.
-    fn intact(&self, part: &mut Found) -> bool {
-        match &mut part.body {
-            StoredBody::Memory(_) => true,
-            StoredBody::File(entry) => self.store.is_verified(entry) || body_matches(entry),
-        }
+/// Whether a part's body matches its checksum, read only when this process has not verified or
+/// written that very file (the newer part it wrote moments ago is not read again). The older
+/// part's file is no longer at its key's path (the newer replaced it), so a damaged one is only
+/// left out of the join, never removed by key: that would delete the newer entry just committed.
+fn intact(store: &Store, part: &mut Found) -> bool {
+    match &mut part.body {
+        StoredBody::Memory(_) => true,
+        StoredBody::File(entry) => store.is_verified(entry) || body_matches(entry),
     }
 }
 

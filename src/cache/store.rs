@@ -138,6 +138,7 @@ impl Store {
     /// Opens and checks an entry. A damaged one is removed and reported as absent.
     pub fn open_entry(&self, key: Key) -> Option<OpenEntry> {
         let path = key.path(&self.root);
+        super::diskio::slow_disk();
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -216,6 +217,7 @@ impl Store {
     }
 
     pub fn remove(&self, key: Key) {
+        super::diskio::slow_disk();
         let _ = fs::remove_file(key.path(&self.root));
         self.index().remove(&key);
     }
@@ -312,6 +314,7 @@ impl Store {
         if let Some(parent) = path.parent() {
             self.retry_when_full(|| crate::perms::create_private_dir_all(parent))?;
         }
+        super::diskio::slow_disk();
         self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         let over = {

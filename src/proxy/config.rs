@@ -38,6 +38,8 @@ pub struct ProxyConfig {
     pub cache_size: u64,
     pub max_object_size: u64,
     pub memory_cache_size: u64,
+    /// Threads for the cache's disk work (`--disk-threads`); 0 does it on the workers.
+    pub disk_threads: usize,
     /// Where access lines go and how they look.
     pub log: crate::access_log::LogSettings,
     /// Whether forwarded messages carry `Via` (loops are detected either way).

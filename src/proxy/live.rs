@@ -186,6 +186,12 @@ fn keep_restart_only(running: &ProxyConfig, new: &mut ProxyConfig) -> Vec<&'stat
     );
     keep(
         &mut kept,
+        "disk-threads",
+        &running.disk_threads,
+        &mut new.disk_threads,
+    );
+    keep(
+        &mut kept,
         "tunnel-idle-timeout",
         &running.tunnel_idle_timeout,
         &mut new.tunnel_idle_timeout,

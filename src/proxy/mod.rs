@@ -190,6 +190,7 @@ impl Proxy {
                 max_bytes: config.cache_size,
                 max_object_size: config.max_object_size,
                 memory_bytes: config.memory_cache_size,
+                disk_threads: config.disk_threads,
                 refresh: config.refresh.clone(),
             });
             // `preflight` refused an unusable folder; a disk that breaks later must not take the

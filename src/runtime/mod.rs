@@ -52,6 +52,13 @@
 //! - **Name lookups** (`net::resolve`): `getaddrinfo` has no non-blocking form in libc, so a small
 //!   pool of resolver threads calls it and wakes the waiting task (state `Resolve`) through its
 //!   worker's queue; a worker never blocks on DNS.
+//! - **Disk work** (`blocking`): opening a cache entry and reading its head and body, creating,
+//!   writing and renaming a new one, and removing one, run on a small pool of disk threads
+//!   (`--disk-threads`, 4 by default) while the task waits in state `Disk`, woken the same way. A
+//!   slow disk then stalls only the requests that need it; memory-tier hits never wait for it.
+//!   Sending a body from a file already open (`sendfile`) stays on the worker: it copies from the
+//!   page cache, and the open and the first reads, which bring the file into it, were the disk
+//!   thread's.
 //!
 //! # Stacks: size, overflow, and the ceiling they set
 //!
@@ -66,6 +73,7 @@
 //! keep-alive connection keeps the pages its task touched resident (its stack's high-water mark,
 //! rounded to pages), besides its buffers.
 
+pub mod blocking;
 pub mod limits;
 pub mod lock;
 pub mod reactor;

@@ -28,7 +28,9 @@
 //! ```
 //!
 //! Not drawn: a TLS handshake and the first bytes inside an answered CONNECT wait in ClientRead under
-//! the head deadline; a name lookup waits in Resolve; on shutdown every ClientIdle wait ends at once.
+//! the head deadline; a name lookup waits in Resolve; a cache file being opened, read, written or
+//! renamed by a disk thread (a hit not in the memory tier, a miss being stored) waits in Disk; on
+//! shutdown every ClientIdle wait ends at once.
 //!
 //! Each state has its own deadline: idle, head (whole head), client (each body read and each write's
 //! progress), origin (connect, each read and write, and the total for interim 1xx responses), and the
@@ -79,10 +81,12 @@ pub enum State {
     OriginRead,
     /// The next bytes of a cache entry another request is writing.
     Entry,
+    /// A cache file opened, read or written by a disk thread (`super::blocking`).
+    Disk,
 }
 
 impl State {
-    pub const ALL: [State; 9] = [
+    pub const ALL: [State; 10] = [
         State::ClientIdle,
         State::ClientHead,
         State::ClientRead,
@@ -92,6 +96,7 @@ impl State {
         State::OriginWrite,
         State::OriginRead,
         State::Entry,
+        State::Disk,
     ];
 
     /// The label in /metrics.
@@ -106,6 +111,7 @@ impl State {
             State::OriginWrite => "origin_write",
             State::OriginRead => "origin_read",
             State::Entry => "entry",
+            State::Disk => "disk",
         }
     }
 
@@ -610,6 +616,56 @@ mod tests {
             done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
             "idle: Err(ConnectionAborted)"
         );
+        worker.finish();
+    }
+
+    #[test]
+    fn a_disk_job_does_not_hold_the_worker_its_task_waits_in_state_disk_until_a_deadline() {
+        let shutdown = Shutdown::new();
+        let worker = TestWorker::start(&shutdown);
+        let pool = Arc::new(crate::runtime::blocking::Pool::new("test-disk", 1).unwrap());
+        let slow_pool = Arc::clone(&pool);
+        let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
+        let (done, done_tx_2) = (done_tx.clone(), done_tx.clone());
+        worker.send(Box::new(move || {
+            let answer = pool.run(Duration::from_secs(10), move || {
+                go_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+            });
+            done.send(format!("disk: {answer:?}")).unwrap();
+        }));
+        let (mut talking, mut talking_peer) = pair();
+        worker.send(Box::new(move || {
+            let mut buf = [0u8; 5];
+            talking.read_exact(&mut buf).unwrap();
+            talking.write_all(&buf).unwrap();
+            done_tx.send("talking answered".into()).unwrap();
+        }));
+        talking_peer
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        talking_peer.write_all(b"hello").unwrap();
+        talking_peer.read_exact(&mut [0u8; 5]).unwrap();
+        let first = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(first, "talking answered", "served while the disk job runs");
+        assert_eq!(worker.remote.gauges().waiting(State::Disk), 1);
+        go_tx.send(()).unwrap();
+        let second = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(second, "disk: Ok(true)");
+        assert_eq!(worker.remote.gauges().waiting(State::Disk), 0);
+        // A job slower than its deadline: the task goes on with TimedOut, the job runs to its end.
+        let (slow_tx, slow_rx) = crossbeam_channel::bounded::<()>(1);
+        let (pool, done) = (Arc::clone(&slow_pool), done_tx_2);
+        worker.send(Box::new(move || {
+            let answer = pool.run(Duration::from_millis(50), move || {
+                let _ = slow_rx.recv_timeout(Duration::from_secs(10));
+            });
+            done.send(format!("slow: {answer:?}")).unwrap();
+        }));
+        let third = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(third, "slow: Err(TimedOut)");
+        drop(slow_tx);
+        shutdown.request();
         worker.finish();
     }
 

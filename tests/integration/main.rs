@@ -31,6 +31,7 @@ mod rfc9111;
 mod runtime;
 mod serve;
 mod setup;
+mod slow_disk;
 mod stale;
 mod status;
 mod tier;

@@ -241,47 +241,16 @@ impl Cache {
     }
 
     /// The stored object for `digest`, checked: a file this process did not write is read back
-    /// whole first, and removed when its SHA-256 is not the digest.
+    /// whole first, and removed when its SHA-256 is not the digest. On a disk thread.
     pub fn digest_object(&self, digest: Sha256Digest) -> Option<Object> {
-        let key = digest.key();
-        let mut entry = self.store.open_entry(key)?;
-        if entry.decoded.url != digest.store_url() {
-            return None;
-        }
-        let Stored::Response(meta) = &entry.decoded.stored else {
-            return None;
-        };
-        let content_type = meta.head.headers.get("content-type").map(str::to_string);
-        let public = meta.head.headers.get(FILL_FIELD) == Some("public");
-        let origin = meta.head.headers.get(ORIGIN_FIELD).map(str::to_string);
-        let inode = inode(&entry)?;
-        if !self.store.is_verified(&entry) && !self.digests.is_verified(key, inode) {
-            match read_back(&mut entry) {
-                Ok(found) if found == digest => self.digests.mark_verified(key, inode),
-                Ok(found) => {
-                    log::warn!(
-                        "cache: stored object {} reads back as {}: removed",
-                        digest.oci(),
-                        found.oci()
-                    );
-                    DigestStats::add(&self.digests.stats.mismatches, 1);
-                    self.store.remove(key);
-                    return None;
-                }
-                Err(e) => {
-                    log::warn!("cache: cannot read back {}: {e}", digest.oci());
-                    return None;
-                }
-            }
-        }
-        Some(Object {
-            digest,
-            len: entry.decoded.body_len,
-            entry,
-            content_type,
-            public,
-            origin,
-        })
+        let (store, digests) = (Arc::clone(&self.store), Arc::clone(&self.digests));
+        self.disk
+            .run(super::DISK_TIMEOUT, move || {
+                object_from_disk(&store, &digests, digest)
+            })
+            .map_err(|e| super::diskio::warn_failed("reading a digest object (a miss)", e))
+            .ok()
+            .flatten()
     }
 
     /// Whether `origin` proved it holds `object`: the object was fetched from it (or through its
@@ -334,13 +303,20 @@ impl Cache {
         let stored = Stored::Response(meta.clone());
         let url = digest.store_url();
         let key = digest.key();
+        let (store, max) = (Arc::clone(&self.store), self.max_object_size);
         let inner = self
-            .store
-            .writer(key, &url, &stored, self.max_object_size)?;
+            .disk
+            .run(super::DISK_TIMEOUT, move || {
+                store.writer(key, &url, &stored, max)
+            })
+            .map_err(|e| super::diskio::warn_failed("starting a digest object (not stored)", e))
+            .ok()
+            .flatten()?;
         outcome.set(Fill::NotStored);
         Some(CacheWriter {
             inner: Some(inner),
             memory: Arc::clone(&self.memory),
+            disk: Arc::clone(&self.disk),
             url_key: key,
             meta: Arc::new(meta),
             refresh: None,
@@ -366,6 +342,54 @@ impl Cache {
         self.store.remove(key);
         existed
     }
+}
+
+/// The stored object for `digest`, checked: a file this process did not write is read back
+/// whole first, and removed when its SHA-256 is not the digest. Blocking: for the disk threads.
+fn object_from_disk(
+    store: &super::store::Store,
+    digests: &Digests,
+    digest: Sha256Digest,
+) -> Option<Object> {
+    let key = digest.key();
+    let mut entry = store.open_entry(key)?;
+    if entry.decoded.url != digest.store_url() {
+        return None;
+    }
+    let Stored::Response(meta) = &entry.decoded.stored else {
+        return None;
+    };
+    let content_type = meta.head.headers.get("content-type").map(str::to_string);
+    let public = meta.head.headers.get(FILL_FIELD) == Some("public");
+    let origin = meta.head.headers.get(ORIGIN_FIELD).map(str::to_string);
+    let inode = inode(&entry)?;
+    if !store.is_verified(&entry) && !digests.is_verified(key, inode) {
+        match read_back(&mut entry) {
+            Ok(found) if found == digest => digests.mark_verified(key, inode),
+            Ok(found) => {
+                log::warn!(
+                    "cache: stored object {} reads back as {}: removed",
+                    digest.oci(),
+                    found.oci()
+                );
+                DigestStats::add(&digests.stats.mismatches, 1);
+                store.remove(key);
+                return None;
+            }
+            Err(e) => {
+                log::warn!("cache: cannot read back {}: {e}", digest.oci());
+                return None;
+            }
+        }
+    }
+    Some(Object {
+        digest,
+        len: entry.decoded.body_len,
+        entry,
+        content_type,
+        public,
+        origin,
+    })
 }
 
 /// The SHA-256 of an entry's body, read whole; the file is left positioned at the body again.
@@ -407,6 +431,7 @@ mod tests {
             max_object_size: 1 << 20,
             memory_bytes: 0,
             refresh: Default::default(),
+            disk_threads: 0,
         })
         .unwrap()
     }

@@ -40,6 +40,7 @@ impl Store {
         let tmp_path = self
             .tmp
             .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
+        crate::cache::diskio::slow_disk();
         let result = self
             .retry_when_full(|| crate::perms::create_private_file(&tmp_path))
             .and_then(|file| {
@@ -161,11 +162,18 @@ impl EntryWriter {
         self.body_len
     }
 
-    /// A read handle on the temporary file and where its body starts, for readers that follow the
-    /// writing ([`crate::cache::inflight`]). The handle stays valid through the rename and the removal.
-    pub fn open_for_readers(&self) -> io::Result<(File, u64)> {
-        let file = File::open(&self.tmp_path)?;
-        Ok((file, (entry::PREFIX_LEN + self.head.len()) as u64))
+    /// The temporary file and where its body starts, for readers that follow the writing
+    /// ([`crate::cache::inflight`]): a handle opened on it stays valid through the rename and the
+    /// removal. The caller opens it (on a disk thread).
+    pub fn for_readers(&self) -> (PathBuf, u64) {
+        let body_offset = (entry::PREFIX_LEN + self.head.len()) as u64;
+        (self.tmp_path.clone(), body_offset)
+    }
+
+    /// Whether `len` more body bytes go into the write buffer without a write to the disk (so the
+    /// worker may take them itself).
+    pub fn buffers(&self, len: usize) -> bool {
+        !self.failed && self.file.capacity() - self.file.buffer().len() >= len
     }
 
     /// Finishes the entry. Call it only once the body reader has seen the body's end (its

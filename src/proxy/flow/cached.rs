@@ -455,6 +455,10 @@ impl Proxy {
                 write_all_two(stream, &out, &body).map_err(sent)?;
                 ex.entry.bytes = head_len + body.len() as u64;
             }
+            // sendfile(2) from the file a disk thread opened and checked (`Cache::lookup`,
+            // `Cache::prepare`), on the worker: it copies from the page cache, which the check
+            // (the whole body, read the first time this process serves the entry) filled. A body
+            // the kernel has dropped from the page cache since is read by it here: a known limit.
             StoredBody::File(file_entry) => {
                 stream.write_all(&out).map_err(sent)?;
                 let offset = file_entry.decoded.body_offset;

@@ -32,7 +32,8 @@ pub struct TaskKey {
 
 /// What other threads send a worker besides connections.
 pub(super) enum Message {
-    /// End this task's wait if another thread can end it (an entry's progress, a lookup's answer).
+    /// End this task's wait if another thread can end it (an entry's progress, a lookup's answer,
+    /// a disk job's end).
     Wake(TaskKey),
     /// A socket registered here moved to another worker: its slot is free.
     Release(SourceKey),
@@ -468,7 +469,7 @@ impl Current {
         match message {
             // Only the waits another thread can end: never a socket wait.
             Message::Wake(task) => {
-                for state in [State::Entry, State::Resolve] {
+                for state in [State::Entry, State::Resolve, State::Disk] {
                     self.wake(task, Woken::Ready, Some(state));
                 }
             }
