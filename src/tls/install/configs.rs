@@ -247,16 +247,10 @@ fn outcome(
         what: format!("writing {}", file.display()),
         command: root_command(direction, Target::System, subject, places),
     };
-    let writable_here = |dir: &Path| {
-        let mut dir = dir;
-        // A missing folder is made in its nearest existing parent.
-        while !dir.exists() {
-            match dir.parent() {
-                Some(parent) => dir = parent,
-                None => return false,
-            }
-        }
-        super::writable(dir)
+    // A missing folder is made in its parent.
+    let writable_here = |dir: &Path| match dir.parent() {
+        Some(parent) if !dir.exists() => super::writable(parent),
+        _ => super::writable(dir),
     };
     match direction {
         Direction::Install => {
@@ -275,6 +269,14 @@ fn outcome(
                     ))
                 });
             }
+            // One folder at most is made (npm's PREFIX/etc), so uninstall can take it back.
+            if !folder.parent().is_some_and(Path::is_dir) {
+                return Ok(Outcome::Absent(format!(
+                    "no folder {} for {}",
+                    folder.parent().unwrap_or(folder).display(),
+                    file.display()
+                )));
+            }
             if !writable_here(folder) {
                 return Ok(needs_root());
             }
@@ -283,8 +285,8 @@ fn outcome(
                 (None, true) => CREATED_FILE,
                 (None, false) => CREATED_FOLDER,
             };
-            if !created.is_empty() {
-                fs::create_dir_all(folder).map_err(io_error)?;
+            if created == CREATED_FOLDER {
+                fs::create_dir(folder).map_err(io_error)?;
             }
             let mode = fs::metadata(file).ok();
             super::env::write_atomic_like(
@@ -294,11 +296,8 @@ fn outcome(
             )
             .map_err(io_error)?;
             Ok(Outcome::Done(format!(
-                "{} {bundle} ({} {})",
-                match client {
-                    Client::Pip => "cert =",
-                    Client::Npm => "cafile=",
-                },
+                "{} ({} {})",
+                client.lines(bundle, "[global]").trim_end(),
                 if created.is_empty() {
                     "added to"
                 } else {
