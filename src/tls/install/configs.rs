@@ -29,7 +29,8 @@ use super::{Direction, InstallError, Outcome, Places, Step, Subject, Target, roo
 /// The block's first line, before what it says it created.
 const BEGIN: &str = "# BEGIN porter ca install --system: Porter's CA through the system bundle";
 /// The block's last line.
-const END: &str = "# END porter ca install --system (porter ca uninstall --system removes this block)";
+const END: &str =
+    "# END porter ca install --system (porter ca uninstall --system removes this block)";
 /// Said on the first line when install created the file.
 const CREATED_FILE: &str = " (created this file)";
 /// Said on the first line when install created the file and its folder.
@@ -186,7 +187,10 @@ pub fn status(client: Client, places: &Places) -> Option<String> {
         Some(set) if bundle.is_some_and(|b| set.ends_with(&format!("= {b}"))) => {
             format!("yes: {} sets {set} (the system bundle)", file.display())
         }
-        Some(set) => format!("not through the system store: {} sets {set}", file.display()),
+        Some(set) => format!(
+            "not through the system store: {} sets {set}",
+            file.display()
+        ),
         None if without_block(&text).is_some() => format!(
             "yes: {} points it at the system bundle (porter ca install)",
             file.display()
@@ -351,7 +355,9 @@ mod tests {
         let after = with_block(Client::Pip, before, BUNDLE, "");
         assert_eq!(after.matches("[global]").count(), 1, "{after}");
         let global = after.find("[global]").unwrap();
-        assert!(after[global..].starts_with(&format!("[global]\n{BEGIN}\ncert = {BUNDLE}\n{END}\n")));
+        assert!(
+            after[global..].starts_with(&format!("[global]\n{BEGIN}\ncert = {BUNDLE}\n{END}\n"))
+        );
         assert_eq!(without_block(&after), Some((before.to_string(), "")));
         assert_eq!(set_elsewhere(&after, Client::Pip.options()), None);
     }
@@ -359,7 +365,10 @@ mod tests {
     #[test]
     fn a_created_file_says_so_and_another_cert_is_seen_in_any_section() {
         let after = with_block(Client::Pip, "", BUNDLE, CREATED_FILE);
-        assert!(after.starts_with(&format!("{BEGIN}{CREATED_FILE}\n[global]\n")), "{after}");
+        assert!(
+            after.starts_with(&format!("{BEGIN}{CREATED_FILE}\n[global]\n")),
+            "{after}"
+        );
         assert_eq!(without_block(&after), Some((String::new(), CREATED_FILE)));
         assert_eq!(
             set_elsewhere("[install]\nCert: /opt/ca.pem\n", Client::Pip.options()),

@@ -92,8 +92,8 @@ pub fn more_clients(subject: &Subject) -> String {
          \x20 Docker          reads the system store at start (restart dockerd after --system); or per registry: \
          sudo install -D -m 0644 {ca} /etc/docker/certs.d/HOST/ca.crt\n\
          \x20 containerd, podman, skopeo  per registry: sudo install -D -m 0644 {ca} /etc/containers/certs.d/HOST/ca.crt\n\
-         \x20 python requests, pip  use certifi's roots, not the system store, unless the distribution patched \
-         them (Debian's python3-requests reads it): source the snippet\n"
+         \x20 python requests  installed with pip it uses certifi's roots and no config file (Debian's \
+         python3-requests reads the system store): source the snippet\n"
     )
 }
 

@@ -211,9 +211,7 @@ impl fmt::Display for Outcome {
             Outcome::Done(text)
             | Outcome::Unchanged(text)
             | Outcome::Skipped(text)
-            | Outcome::Absent(text) => {
-                f.write_str(text)
-            }
+            | Outcome::Absent(text) => f.write_str(text),
             Outcome::NeedsRoot { what, command } => write!(f, "{what} needs root: {command}"),
             Outcome::Failed(error) => write!(f, "failed: {error}"),
         }

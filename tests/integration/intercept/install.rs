@@ -563,7 +563,14 @@ fn ca_install_system_under_a_rhel_root_uses_the_anchors_folder_and_names_update_
 /// Runs `porter ca ACTION --system --ca-dir ca --root ROOT` (no `--system` for `show`) with
 /// npm's prefix at `prefix`.
 fn ca_system(action: &str, dir: &Path, root: &Path, prefix: &str) -> Run {
-    let mut args = vec!["ca", action, "--ca-dir", "ca", "--root", root.to_str().unwrap()];
+    let mut args = vec![
+        "ca",
+        action,
+        "--ca-dir",
+        "ca",
+        "--root",
+        root.to_str().unwrap(),
+    ];
     if action != "show" {
         args.push("--system");
     }
@@ -609,7 +616,10 @@ fn ca_install_system_points_pip_and_npm_configs_at_the_system_bundle_and_uninsta
     let global = pip.find("[global]\n").unwrap();
     let install_section = pip.find("[install]").unwrap();
     let cert = pip.find(&format!("\ncert = {bundle}\n")).expect(&pip);
-    assert!(global < cert && cert < install_section, "in [global]:\n{pip}");
+    assert!(
+        global < cert && cert < install_section,
+        "in [global]:\n{pip}"
+    );
     assert_eq!(pip.matches("[global]").count(), 1, "{pip}");
     assert!(pip.contains("Porter"), "a marker naming Porter:\n{pip}");
     let npm = std::fs::read_to_string(&npmrc).unwrap();
@@ -621,7 +631,9 @@ fn ca_install_system_points_pip_and_npm_configs_at_the_system_bundle_and_uninsta
         "an npmrc that may hold tokens keeps its mode"
     );
     assert!(
-        install.stdout.contains(&format!("pip config {}", pip_conf.display())),
+        install
+            .stdout
+            .contains(&format!("pip config {}", pip_conf.display())),
         "{}",
         install.stdout
     );
@@ -646,7 +658,11 @@ fn ca_install_system_points_pip_and_npm_configs_at_the_system_bundle_and_uninsta
     );
     let uninstall = ca_system("uninstall", dir.path(), &root, prefix);
     assert!(uninstall.ok(), "{uninstall:?}");
-    assert_eq!(snapshot(&root), before, "exactly the lines install added are gone");
+    assert_eq!(
+        snapshot(&root),
+        before,
+        "exactly the lines install added are gone"
+    );
     assert_eq!(
         std::fs::metadata(&npmrc).unwrap().permissions().mode() & 0o777,
         0o600
@@ -676,7 +692,11 @@ fn ca_install_system_leaves_a_pip_or_npm_config_that_sets_a_ca_already_and_says_
     let dir = tempfile::tempdir().unwrap();
     assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
     let root = fake_root(dir.path());
-    std::fs::write(root.join("etc/pip.conf"), "[global]\ncert = /opt/corp.pem\n").unwrap();
+    std::fs::write(
+        root.join("etc/pip.conf"),
+        "[global]\ncert = /opt/corp.pem\n",
+    )
+    .unwrap();
     let prefix = "/opt/npm-porter-test";
     let npmrc = root.join("opt/npm-porter-test/etc/npmrc");
     std::fs::create_dir_all(npmrc.parent().unwrap()).unwrap();
