@@ -135,7 +135,8 @@ pub struct PlacesArgs {
 pub struct TrustArgs {
     /// The system store: /usr/local/share/ca-certificates/porter-ca.crt and update-ca-certificates
     /// (Debian, Ubuntu), or /etc/pki/ca-trust/source/anchors/porter-ca.crt and update-ca-trust
-    /// (RHEL, Fedora). Needs root.
+    /// (RHEL, Fedora). Also points pip (/etc/pip.conf `cert`) and npm (its global npmrc `cafile`)
+    /// at the system bundle, unless they name a CA already. Needs root.
     #[arg(long)]
     pub system: bool,
 

@@ -92,8 +92,8 @@ pub fn more_clients(subject: &Subject) -> String {
          \x20 Docker          reads the system store at start (restart dockerd after --system); or per registry: \
          sudo install -D -m 0644 {ca} /etc/docker/certs.d/HOST/ca.crt\n\
          \x20 containerd, podman, skopeo  per registry: sudo install -D -m 0644 {ca} /etc/containers/certs.d/HOST/ca.crt\n\
-         \x20 python requests, pip  use certifi's roots, not the system store, unless the distribution patched \
-         them (Debian's python3-requests reads it): source the snippet\n"
+         \x20 python requests  installed with pip it uses certifi's roots and no config file (Debian's \
+         python3-requests reads the system store): source the snippet\n"
     )
 }
 
@@ -247,6 +247,16 @@ fn remove_if(
 /// Writes `bytes` to a temporary file beside `path` (0644), syncs it, renames it over `path` and
 /// syncs the folder, so readers see the old file or the new one, never a part.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_like(path, bytes, None)
+}
+
+/// [`write_atomic`] with the mode and owner `like` (the file replaced: an npmrc holding tokens
+/// stays 0600 and its user's), or 0644 and the running user's when `None`.
+pub(super) fn write_atomic_like(
+    path: &Path,
+    bytes: &[u8],
+    like: Option<(u32, u32, u32)>,
+) -> io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -256,8 +266,18 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(like.map_or(0o644, |(mode, _, _)| mode))
             .open(&temp)?;
+        if let Some((mode, uid, gid)) = like {
+            // The umask may have taken bits off the mode.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            if std::os::unix::fs::MetadataExt::uid(&file.metadata()?) != uid
+                || std::os::unix::fs::MetadataExt::gid(&file.metadata()?) != gid
+            {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            }
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, path)

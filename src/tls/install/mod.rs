@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  system  the OS store: Debian's /usr/local/share/ca-certificates + update-ca-certificates,
-//!          or RHEL's /etc/pki/ca-trust/source/anchors + update-ca-trust
+//!          or RHEL's /etc/pki/ca-trust/source/anchors + update-ca-trust; and (configs) pip's
+//!          /etc/pip.conf and npm's global npmrc pointed at the system bundle
 //!  nss     Chromium's $HOME/.pki/nssdb and every Firefox profile, through certutil
 //!  java    the JDK's cacerts, through keytool
 //!  env     a bundle (system roots + Porter's CA) beside the CA, and a shell snippet pointing
@@ -16,6 +17,7 @@
 //! target answers with an [`Outcome`] saying what ran, and what needs root with the exact command.
 //! Only the certificate is ever read or copied: the CA's key never leaves `ca-key.pem`.
 
+pub mod configs;
 pub mod env;
 pub mod java;
 pub mod nss;
@@ -175,6 +177,9 @@ pub enum Outcome {
     NeedsRoot { what: String, command: String },
     /// Not applicable here (no such store, tool missing); the text says why and what would help.
     Skipped(String),
+    /// A client `--system` also configures is not on this machine: nothing to change, and not a
+    /// failure of the target.
+    Absent(String),
     /// It was tried and failed.
     Failed(InstallError),
 }
@@ -186,22 +191,27 @@ impl Outcome {
             Outcome::Unchanged(_) => "unchanged",
             Outcome::NeedsRoot { .. } => "needs-root",
             Outcome::Skipped(_) => "skipped",
+            Outcome::Absent(_) => "absent",
             Outcome::Failed(_) => "failed",
         }
     }
 
     /// Whether an explicitly asked-for target ended as it should.
     pub fn succeeded(&self) -> bool {
-        matches!(self, Outcome::Done(_) | Outcome::Unchanged(_))
+        matches!(
+            self,
+            Outcome::Done(_) | Outcome::Unchanged(_) | Outcome::Absent(_)
+        )
     }
 }
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Done(text) | Outcome::Unchanged(text) | Outcome::Skipped(text) => {
-                f.write_str(text)
-            }
+            Outcome::Done(text)
+            | Outcome::Unchanged(text)
+            | Outcome::Skipped(text)
+            | Outcome::Absent(text) => f.write_str(text),
             Outcome::NeedsRoot { what, command } => write!(f, "{what} needs root: {command}"),
             Outcome::Failed(error) => write!(f, "failed: {error}"),
         }
@@ -339,7 +349,17 @@ pub fn run(
     let mut steps = Vec::new();
     for target in order {
         match target {
-            Target::System => steps.push(system::apply(direction, subject, places)),
+            Target::System => {
+                // The store first, then the configs pointing at its bundle; the reverse to undo.
+                let mut system = vec![system::apply(direction, subject, places)];
+                for client in [configs::Client::Pip, configs::Client::Npm] {
+                    system.push(configs::apply(client, direction, subject, places));
+                }
+                if direction == Direction::Uninstall {
+                    system.reverse();
+                }
+                steps.extend(system);
+            }
             Target::Nss => steps.extend(nss::apply(direction, subject, places)),
             Target::Java => steps.push(java::apply(direction, subject, places)),
             Target::Env => steps.extend(env::apply(direction, subject, places)),
@@ -351,6 +371,11 @@ pub fn run(
 /// The "Trusted by:" section of `porter ca show`: one line per place.
 pub fn trusted_by(subject: &Subject, places: &Places) -> String {
     let mut lines = vec![("system store".to_string(), system::status(subject, places))];
+    for client in [configs::Client::Pip, configs::Client::Npm] {
+        if let Some(answer) = configs::status(client, places) {
+            lines.push((format!("{} config", client.as_str()), answer));
+        }
+    }
     lines.extend(nss::status(subject, places));
     lines.extend(java::status(subject, places));
     lines.push(("bundle".to_string(), env::status(subject)));

@@ -144,11 +144,14 @@ fn ca_install_under_root_places_the_anchor_bundle_and_env_file_and_uninstall_lea
         }
     }
 
+    // Three steps (anchor, bundle, env file) and pip's and npm's configs where they are here.
+    let done = install.stdout.matches("  done ").count();
+    assert!(done >= 3, "{}", install.stdout);
     let again = ca("install", dir.path(), &root, &home, &["--system", "--env"]);
     assert!(again.ok(), "{again:?}");
     assert_eq!(
         again.stdout.matches("  unchanged ").count(),
-        3,
+        done,
         "{}",
         again.stdout
     );
@@ -181,7 +184,7 @@ fn ca_install_under_root_places_the_anchor_bundle_and_env_file_and_uninstall_lea
     assert!(again.ok(), "{again:?}");
     assert_eq!(
         again.stdout.matches("  unchanged ").count(),
-        3,
+        done,
         "{}",
         again.stdout
     );
@@ -555,4 +558,174 @@ fn ca_install_system_under_a_rhel_root_uses_the_anchors_folder_and_names_update_
         "{}",
         none.stdout
     );
+}
+
+/// Runs `porter ca ACTION --system --ca-dir ca --root ROOT` (no `--system` for `show`) with
+/// npm's prefix at `prefix`.
+fn ca_system(action: &str, dir: &Path, root: &Path, prefix: &str) -> Run {
+    let mut args = vec![
+        "ca",
+        action,
+        "--ca-dir",
+        "ca",
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    if action != "show" {
+        args.push("--system");
+    }
+    run_porter(
+        &args,
+        dir,
+        &[
+            ("HOME", dir.to_str().unwrap()),
+            ("SUDO_USER", ""),
+            ("NPM_CONFIG_PREFIX", prefix),
+        ],
+        None,
+    )
+}
+
+#[test]
+fn ca_install_system_points_pip_and_npm_configs_at_the_system_bundle_and_uninstall_removes_exactly_its_lines()
+ {
+    let Some(_) = require_tool(&["npm"], "npm") else {
+        return;
+    };
+    if require_tool(&["pip3", "pip"], "python3-pip").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let root = fake_root(dir.path());
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let pip_conf = root.join("etc/pip.conf");
+    let mine = "# mine\n[global]\ntimeout = 60\n\n[install]\nno-compile = true\n";
+    std::fs::write(&pip_conf, mine).unwrap();
+    // npm's prefix as npm finds it (npm config get globalconfig), under the root.
+    let prefix = "/opt/npm-porter-test";
+    let npmrc = root.join("opt/npm-porter-test/etc/npmrc");
+    std::fs::create_dir_all(npmrc.parent().unwrap()).unwrap();
+    std::fs::write(&npmrc, "//registry.example/:_authToken=secret\n").unwrap();
+    std::fs::set_permissions(&npmrc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = snapshot(&root);
+
+    let install = ca_system("install", dir.path(), &root, prefix);
+    assert!(install.ok(), "{install:?}");
+    let pip = std::fs::read_to_string(&pip_conf).unwrap();
+    let global = pip.find("[global]\n").unwrap();
+    let install_section = pip.find("[install]").unwrap();
+    let cert = pip.find(&format!("\ncert = {bundle}\n")).expect(&pip);
+    assert!(
+        global < cert && cert < install_section,
+        "in [global]:\n{pip}"
+    );
+    assert_eq!(pip.matches("[global]").count(), 1, "{pip}");
+    assert!(pip.contains("Porter"), "a marker naming Porter:\n{pip}");
+    let npm = std::fs::read_to_string(&npmrc).unwrap();
+    assert!(npm.contains(&format!("\ncafile={bundle}\n")), "{npm}");
+    assert!(npm.starts_with("//registry.example/:_authToken=secret\n"));
+    assert_eq!(
+        std::fs::metadata(&npmrc).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "an npmrc that may hold tokens keeps its mode"
+    );
+    assert!(
+        install
+            .stdout
+            .contains(&format!("pip config {}", pip_conf.display())),
+        "{}",
+        install.stdout
+    );
+
+    // What the real clients read: pip and npm name the bundle install pointed them at.
+    let show = ca_system("show", dir.path(), &root, prefix);
+    let line = |name: &str| {
+        show.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("pip config").contains("yes: "), "{}", show.stdout);
+    assert!(line("npm config").contains("yes: "), "{}", show.stdout);
+
+    let again = ca_system("install", dir.path(), &root, prefix);
+    assert!(
+        again.stdout.contains("already points at"),
+        "{}",
+        again.stdout
+    );
+    let uninstall = ca_system("uninstall", dir.path(), &root, prefix);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(
+        snapshot(&root),
+        before,
+        "exactly the lines install added are gone"
+    );
+    assert_eq!(
+        std::fs::metadata(&npmrc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Files install created go, with the folder it made for npm's.
+    std::fs::remove_file(&pip_conf).unwrap();
+    std::fs::remove_dir_all(npmrc.parent().unwrap()).unwrap();
+    let before = snapshot(&root);
+    let install = ca_system("install", dir.path(), &root, prefix);
+    assert!(install.ok(), "{install:?}");
+    assert!(pip_conf.is_file() && npmrc.is_file(), "{}", install.stdout);
+    let uninstall = ca_system("uninstall", dir.path(), &root, prefix);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(snapshot(&root), before, "{}", uninstall.stdout);
+    assert!(!root.join("opt/npm-porter-test/etc").exists());
+}
+
+#[test]
+fn ca_install_system_leaves_a_pip_or_npm_config_that_sets_a_ca_already_and_says_so() {
+    let Some(_) = require_tool(&["npm"], "npm") else {
+        return;
+    };
+    if require_tool(&["pip3", "pip"], "python3-pip").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_porter(&["ca", "init"], dir.path(), &[], None).ok());
+    let root = fake_root(dir.path());
+    std::fs::write(
+        root.join("etc/pip.conf"),
+        "[global]\ncert = /opt/corp.pem\n",
+    )
+    .unwrap();
+    let prefix = "/opt/npm-porter-test";
+    let npmrc = root.join("opt/npm-porter-test/etc/npmrc");
+    std::fs::create_dir_all(npmrc.parent().unwrap()).unwrap();
+    std::fs::write(&npmrc, "cafile=/etc/ssl/certs/ca-certificates.crt\n").unwrap();
+    let before = snapshot(&root.join("etc"));
+    let npm_before = std::fs::read(&npmrc).unwrap();
+
+    let install = ca_system("install", dir.path(), &root, prefix);
+    // pip would not trust the CA through another bundle: --system is not done, and says why.
+    assert_eq!(install.code, Some(1), "{install:?}");
+    assert!(
+        install
+            .stdout
+            .contains("left as it is: it sets cert = /opt/corp.pem already"),
+        "{}",
+        install.stdout
+    );
+    assert!(install.stderr.contains("pip config"), "{}", install.stderr);
+    assert!(
+        install.stdout.contains("(the system bundle)"),
+        "npm's cafile is the system bundle already:\n{}",
+        install.stdout
+    );
+    let uninstall = ca_system("uninstall", dir.path(), &root, prefix);
+    assert!(uninstall.ok(), "{uninstall:?}");
+    assert_eq!(
+        snapshot(&root.join("etc")),
+        before,
+        "pip.conf left exactly as it was"
+    );
+    assert_eq!(std::fs::read(&npmrc).unwrap(), npm_before);
 }

@@ -1,19 +1,20 @@
 //! Real clients through an intercepting proxy, trusting Porter's CA only the way `porter ca
 //! install` set up, with no CA option or variable of their own:
 //!
-//! - after `porter ca install --system`, in a private mount namespace whose
-//!   /usr/local/share/ca-certificates and /etc/ssl/certs are fresh tmpfs mounts (so this machine's
-//!   real trust store is never touched): curl, git, python's urllib, requests, cargo, apt-get (and
-//!   pip when it uses the system store, pip 24.2 on); each fails before install and again after
-//!   uninstall;
-//! - after sourcing the env snippet (`--env FILE`, no system store): curl, git, urllib, requests,
-//!   pip, npm and cargo.
+//! - after `porter ca install --system`, in a private mount namespace whose /etc is a copy on
+//!   tmpfs and whose /usr/local/share/ca-certificates and /etc/ssl/certs are fresh tmpfs mounts (so
+//!   this machine's real trust store and /etc/pip.conf are never touched), with npm's prefix a
+//!   folder of the test's own: curl, git, python's urllib, Debian's python3-requests, pip (through
+//!   the /etc/pip.conf install writes), npm (through the global npmrc install writes), cargo and
+//!   apt-get; each fails before install and again after uninstall;
+//! - after sourcing the env snippet (`--env FILE`, no system store): curl, git, urllib, requests
+//!   (pip-installed, certifi), pip, npm and cargo.
 //!
 //! The origin is `porter serve --tls` on trust.porter.test (127.0.0.15, from .ci/run's /etc/hosts)
 //! serving static files: a file, a git repository for dumb HTTP, a pip simple index, an npm
 //! registry's packument and tarball, a cargo sparse registry and a flat apt repository. The proxy trusts the origin's
-//! CA with `--upstream-ca`. npm reads node's built-in roots and certifi-based requests and pip read
-//! certifi's, not the system store: those are covered by the snippet, which is what fixes them.
+//! CA with `--upstream-ca`. Certifi-based requests (pip-installed) has no config file: only the
+//! snippet's REQUESTS_CA_BUNDLE reaches it, so it is in the snippet test alone.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -23,6 +24,9 @@ use super::install_fixtures::*;
 use super::*;
 
 const HOST: &str = "trust.porter.test";
+
+/// Debian's python, whose python3-requests reads the system store.
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
 /// Variables that would give a client a CA of its own: every test run starts without them.
 const CA_VARIABLES: [&str; 16] = [
@@ -146,28 +150,41 @@ impl Rig {
                 snippet: true,
             },
         ];
-        // Certifi-based requests (pip's, not Debian's) reads only its own list: under the system
-        // store it is pointed at the system bundle, which is what the snippet does too.
-        let requests_env = if requests_reads_the_system_store(&python) {
-            ""
-        } else {
-            "REQUESTS_CA_BUNDLE=${SYSTEM_BUNDLE:-$REQUESTS_CA_BUNDLE} "
+        // Certifi-based requests (pip's, not Debian's) reads only its own list and no config
+        // file: the snippet reaches it, the system store does not.
+        let requests = |python: &str| {
+            format!(
+                r#""{python}" -c 'import sys, requests; r = requests.get(sys.argv[1], proxies={{"https": sys.argv[2]}}, timeout=20); r.raise_for_status(); print(r.text)' "$URL/hello.txt" "http://$PROXY""#
+            )
         };
         clients.push(Client {
             name: "requests",
-            body: format!(
-                r#"env {requests_env}"$PYTHON" -c 'import sys, requests; r = requests.get(sys.argv[1], proxies={{"https": sys.argv[2]}}, timeout=20); r.raise_for_status(); print(r.text)' "$URL/hello.txt" "http://$PROXY""#
-            ),
-            system_store: true,
+            body: requests("$PYTHON"),
+            system_store: requests_reads_the_system_store(&python),
             snippet: true,
         });
+        // Debian's python3-requests reads the system store: `python3 -c 'import requests'` as
+        // Debian ships it.
+        if requests_reads_the_system_store(DEBIAN_PYTHON) {
+            clients.push(Client {
+                name: "debian_requests",
+                body: requests(DEBIAN_PYTHON),
+                system_store: true,
+                snippet: false,
+            });
+        } else {
+            skip_unless_ci(
+                &format!("{DEBIAN_PYTHON} cannot import Debian's requests"),
+                "apt-get install python3-requests",
+            );
+        }
         if require_python_module("pip", "python3-pip") {
             pip_index(&www);
             clients.push(Client {
                 name: "pip",
                 body: r#""$PYTHON" -m pip download --no-deps --no-cache-dir --retries 0 --timeout 20 --index-url "$URL/simple/" --proxy "http://$PROXY" --dest "$WORK/pip-$1" porter-demo"#.into(),
-                // pip reads the system store from 24.2 on (truststore); before, certifi only.
-                system_store: pip_version(&python).is_some_and(|v| v >= (24, 2)),
+                // Before 24.2 certifi only, but /etc/pip.conf's cert names the system bundle.
+                system_store: true,
                 snippet: true,
             });
         }
@@ -175,9 +192,9 @@ impl Rig {
             npm_registry(&www, &work, &url);
             clients.push(Client {
                 name: "npm",
-                body: r#"mkdir -p "$WORK/npm-$1" && npm pack porter-demo@1.0.0 --registry "$URL/npm/" --proxy "http://$PROXY" --https-proxy "http://$PROXY" --cache "$WORK/npm-cache-$1" --userconfig "$WORK/npmrc" --globalconfig "$WORK/npmrc-global" --pack-destination "$WORK/npm-$1" --fetch-retries 0 --fetch-timeout 20000"#.into(),
-                // node's built-in roots, not the system store.
-                system_store: false,
+                body: r#"mkdir -p "$WORK/npm-$1" && npm pack porter-demo@1.0.0 --registry "$URL/npm/" --proxy "http://$PROXY" --https-proxy "http://$PROXY" --cache "$WORK/npm-cache-$1" --userconfig "$WORK/npmrc" --pack-destination "$WORK/npm-$1" --fetch-retries 0 --fetch-timeout 20000"#.into(),
+                // node's built-in roots, but the global npmrc's cafile names the system bundle.
+                system_store: true,
                 snippet: true,
             });
         }
@@ -261,6 +278,7 @@ impl Rig {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("PIP_CONFIG_FILE", "/dev/null")
+            .env("NPM_CONFIG_PREFIX", self.path("work/npm-prefix"))
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .env("PIP_NO_INPUT", "1")
             .env_remove("PIP_INDEX_URL")
@@ -358,12 +376,19 @@ pub(super) fn namespaces_allowed() -> bool {
     works
 }
 
-/// The namespace's first lines: refuse to go on outside a new mount namespace, then fresh tmpfs
+/// The namespace's first lines: refuse to go on outside a new mount namespace, then a copy of /etc
+/// on tmpfs with no pip config (pip reads /etc/pip.conf, so PIP_CONFIG_FILE is unset), fresh tmpfs
 /// mounts over the anchors, the certificate folder and the hooks (Java's keystore hook), and the
 /// distribution's roots rebuilt into them. `set -e`: any failure stops the script before install.
 const PRIVATE_STORE: &str = r#"set -e
 [ "$(readlink /proc/self/ns/mnt)" != "$OUTER_NS" ] || { echo "not in a private mount namespace" >&2; exit 90; }
 mount --make-rprivate /
+mkdir -p "$WORK/private-etc"
+mount -t tmpfs porter-test "$WORK/private-etc"
+cp -a /etc/. "$WORK/private-etc/"
+mount --bind "$WORK/private-etc" /etc
+rm -rf /etc/pip.conf /etc/xdg/pip
+unset PIP_CONFIG_FILE
 mount -t tmpfs porter-test /usr/local/share/ca-certificates
 mount -t tmpfs porter-test /etc/ssl/certs
 if [ -d /etc/ca-certificates/update.d ]; then mount -t tmpfs porter-test /etc/ca-certificates/update.d; fi
@@ -374,7 +399,7 @@ set +e
 "#;
 
 #[test]
-fn ca_install_system_makes_curl_git_python_cargo_and_apt_trust_the_proxy_with_no_ca_option_and_uninstall_undoes_it()
+fn ca_install_system_makes_curl_git_python_pip_npm_cargo_and_apt_trust_the_proxy_with_no_ca_option_and_uninstall_undoes_it()
  {
     if !namespaces_allowed() {
         return;
@@ -382,6 +407,8 @@ fn ca_install_system_makes_curl_git_python_cargo_and_apt_trust_the_proxy_with_no
     let Some(rig) = Rig::start() else { return };
     let real_anchors = file_names(Path::new("/usr/local/share/ca-certificates"));
     let real_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok();
+    let real_pip_conf = std::fs::read("/etc/pip.conf").ok();
+    let real_npmrc = real_npm_globalconfig().map(|path| (std::fs::read(&path).ok(), path));
     let chosen: Vec<&Client> = rig.clients.iter().filter(|c| c.system_store).collect();
     let script = format!(
         "{PRIVATE_STORE}{}\
@@ -398,8 +425,18 @@ fn ca_install_system_makes_curl_git_python_cargo_and_apt_trust_the_proxy_with_no
         install.contains("ran update-ca-certificates"),
         "{install}\n{results:?}"
     );
+    for client in ["pip", "npm"] {
+        if chosen.iter().any(|c| c.name == client) {
+            assert!(
+                install.contains(&format!("done       {client} config")),
+                "{install}"
+            );
+        }
+    }
     let uninstall = std::fs::read_to_string(rig.path("work/logs/uninstall")).unwrap_or_default();
     assert!(uninstall.contains("removed"), "{uninstall}");
+    // The folder npm's config went in was made by install and taken back by uninstall.
+    assert!(!rig.path("work/npm-prefix/etc").exists(), "{uninstall}");
     rig.expect(
         &results,
         &chosen,
@@ -418,6 +455,23 @@ fn ca_install_system_makes_curl_git_python_cargo_and_apt_trust_the_proxy_with_no
         std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok(),
         real_bundle
     );
+    assert_eq!(std::fs::read("/etc/pip.conf").ok(), real_pip_conf);
+    if let Some((bytes, path)) = real_npmrc {
+        assert_eq!(std::fs::read(&path).ok(), bytes, "{}", path.display());
+    }
+}
+
+/// The global npmrc this machine's npm reads, outside the test's prefix.
+fn real_npm_globalconfig() -> Option<PathBuf> {
+    let out = Command::new("npm")
+        .args(["config", "get", "globalconfig"])
+        .env_remove("NPM_CONFIG_PREFIX")
+        .env_remove("npm_config_prefix")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    path.starts_with('/').then(|| PathBuf::from(path))
 }
 
 #[test]

@@ -112,10 +112,11 @@ pub(super) fn npm_registry(www: &Path, work: &Path, url: &str) {
         }},
     });
     std::fs::write(registry.join("porter-demo"), packument.to_string()).unwrap();
-    // Empty user and global npmrc files: a machine's own (a `cafile` in /usr/etc/npmrc, say)
-    // would replace the roots this test is about.
+    // An empty user npmrc, and a prefix of the test's own (NPM_CONFIG_PREFIX) so the global npmrc
+    // is PREFIX/etc/npmrc, which only `porter ca install --system` writes: a machine's own (a
+    // `cafile` in /usr/etc/npmrc, say) would replace the roots this test is about.
     std::fs::write(work.join("npmrc"), "").unwrap();
-    std::fs::write(work.join("npmrc-global"), "").unwrap();
+    std::fs::create_dir_all(work.join("npm-prefix")).unwrap();
 }
 
 /// A cargo sparse registry (RFC 2789) with porter-demo 0.1.0, and a crate that depends on it.
@@ -232,17 +233,6 @@ pub(super) fn apt_repository(www: &Path, work: &Path, url: &str) {
         ),
     )
     .unwrap();
-}
-
-/// The pip version as (major, minor).
-pub(super) fn pip_version(python: &str) -> Option<(u32, u32)> {
-    let out = Command::new(python)
-        .args(["-m", "pip", "--version"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut parts = text.split_whitespace().nth(1)?.split('.');
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 /// Whether python requests reads the system store (Debian's python3-requests) rather than certifi.
