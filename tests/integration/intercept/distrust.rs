@@ -3,7 +3,8 @@
 //! refuses Porter's certificate, and Porter must log a warning naming the client, the host and the
 //! fix, and count it per host in `/metrics`: curl and python `ssl` (OpenSSL, an `unknown_ca`
 //! alert), node (its own check after OpenSSL's handshake: a close with no alert) and `gnutls-cli`
-//! (GnuTLS, what apt uses: a `bad_certificate` alert).
+//! (GnuTLS, what apt uses: a `bad_certificate` alert), skopeo (Go's crypto/tls, what docker,
+//! containerd and podman use: `bad_certificate`) and `porter fetch` (rustls: `unknown_ca`).
 //! With `--intercept-fallback tunnel` the client's next CONNECT to the host is tunnelled instead.
 
 use std::net::{SocketAddr, TcpListener};
@@ -229,4 +230,97 @@ fn regression_intercept_fallback_tunnels_the_next_connect_of_a_client_that_refus
     );
     assert!(porter.logs().contains("--intercept-fallback tunnel"));
     assert!(metrics(&porter).contains("porter_tls_fallback_tunnels_total 1"));
+}
+
+/// The counter's value for `host`, if it has one.
+fn distrusts_for(porter: &Porter, host: &str) -> Option<u64> {
+    let prefix = format!("porter_tls_client_distrusts_ca_total{{host=\"{host}\"}} ");
+    metrics(porter)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|n| n.trim().parse().ok()))
+}
+
+/// Waits (bounded) for the warning naming `host` and a per-host count of at least one. Go clients
+/// retry a failed handshake once, so the count may be more than one; the warning comes once.
+fn assert_host_refusal_reported(porter: &Porter, client: &str, host: &str) {
+    let warning = format!("client 127.0.0.1 does not trust Porter's CA for {host}");
+    let reported = eventually(Duration::from_secs(10), || {
+        distrusts_for(porter, host).is_some_and(|n| n >= 1)
+            && porter.logs().lines().any(|l| l.contains(&warning))
+    });
+    assert!(
+        reported,
+        "{client}: no warning or counter\n{}",
+        porter.logs()
+    );
+    let warnings = porter
+        .logs()
+        .lines()
+        .filter(|l| l.contains(&warning))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "{client}: one warning a minute\n{}",
+        porter.logs()
+    );
+}
+
+/// Go's crypto/tls (skopeo, docker, containerd, podman): a `bad_certificate` alert. Go never sends
+/// loopback names through a proxy, hence `trust.porter.test` (127.0.0.15 in /etc/hosts, .ci/run);
+/// nothing needs to listen there, as the refusal comes before any request reaches an origin.
+#[test]
+fn regression_go_refusing_porters_ca_is_logged_and_counted_per_host() {
+    let Some(skopeo) = require_tool(&["skopeo"], "skopeo") else {
+        return;
+    };
+    if require_test_host("trust.porter.test").is_none() {
+        return;
+    }
+    let setup = Setup::new();
+    // A port nothing listens on, allowed for CONNECT: the refusal needs no origin.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let porter = setup.proxy(&["--connect-port", &port.to_string()]);
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(&skopeo)
+        .args(["inspect", "--retry-times", "0"])
+        .arg(format!(
+            "docker://trust.porter.test:{port}/porter/refused:1"
+        ))
+        .env("HTTPS_PROXY", format!("http://{}", porter.addr))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("skopeo runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("x509"),
+        "skopeo trusted Porter's CA or failed otherwise: {out:?}"
+    );
+    assert_host_refusal_reported(&porter, "skopeo (Go)", "trust.porter.test");
+}
+
+/// rustls (Porter's own client, and any Rust program on webpki roots): an `unknown_ca` alert.
+#[test]
+fn regression_rustls_refusing_porters_ca_is_logged_and_counted_per_host() {
+    let setup = Setup::new();
+    let porter = setup.proxy(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_porter"))
+        .args(["fetch", "--proxy", &porter.addr.to_string()])
+        .arg(format!("https://localhost:{}/page", setup.port()))
+        .current_dir(setup.dir.path())
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("porter fetch runs");
+    assert!(
+        !out.status.success(),
+        "porter fetch trusted Porter's CA: {out:?}"
+    );
+    assert_host_refusal_reported(&porter, "porter fetch (rustls)", "localhost");
 }
