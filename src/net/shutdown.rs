@@ -1,4 +1,5 @@
-//! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the acceptor and the workers.
+//! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the workers and by the server's
+//! thread, which waits for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
