@@ -157,6 +157,8 @@ struct Admission {
 }
 
 const WAKER: Token = Token(1);
+/// Whether an accepted socket has the listener's TCP_NODELAY already (Linux copies it).
+const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
 
 impl Server {
     /// Binds the listener, with `config.queue` as its listen backlog (what the kernel holds for
@@ -166,6 +168,9 @@ impl Server {
         listener.set_nonblocking(true)?;
         let backlog = i32::try_from(config.queue).unwrap_or(i32::MAX);
         rustix::net::listen(&listener, backlog)?;
+        // Linux gives an accepted socket the listener's TCP_NODELAY: set once here, not per
+        // connection (one `setsockopt` less for each).
+        rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
         Ok(Server {
             admission: Arc::new(Admission {
                 listener,
@@ -336,7 +341,9 @@ impl Admission {
                 return None;
             }
         };
-        let _ = stream.set_nodelay(true);
+        if !NODELAY_INHERITED {
+            let _ = stream.set_nodelay(true);
+        }
         let mut socket = Socket::from_nonblocking(stream, Side::Client);
         let client_timeout = self.timeouts.client();
         let _ = socket.set_read_timeout(Some(client_timeout));
@@ -533,5 +540,45 @@ fn serve_connection<H: Handler>(mut conn: Conn, shared: &Shared<H>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections are accepted without a `setsockopt(TCP_NODELAY)` of their own on Linux: the
+    /// listener's must reach them, or small responses would wait for Nagle's delayed ACK.
+    #[test]
+    fn regression_an_accepted_connection_has_tcp_nodelay_without_setting_it() {
+        let config = ServerConfig {
+            name: "test",
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            queue: 8,
+            max_connections: 8,
+            max_connections_per_client: 8,
+            allow: Cidr::loopback(),
+            limits: Limits::default(),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::ZERO,
+            accept_proxy_protocol: false,
+            proxy_protocol_from: Vec::new(),
+        };
+        let server = Server::bind(config, Shutdown::new()).unwrap();
+        let _client = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let accepted = loop {
+            match accept_nonblocking(&server.admission.listener) {
+                Ok(Some((stream, _))) => break stream,
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
     }
 }
