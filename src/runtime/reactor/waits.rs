@@ -89,6 +89,9 @@ struct Source {
     owner: Option<TaskKey>,
     readable: bool,
     writable: bool,
+    /// The peer has closed its side (or the socket failed): a read may still find the end of the
+    /// stream after a short read emptied it of bytes, and no further edge would say so.
+    read_closed: bool,
 }
 
 /// The worker's state that its tasks reach through the thread-local.
@@ -198,7 +201,7 @@ impl Registration {
                 && let Some(c) = c.as_mut().filter(|c| c.worker == at.worker)
                 && let Some(source) = c.source_mut(at.key)
             {
-                source.readable = false;
+                source.readable = source.read_closed;
             }
         });
     }
@@ -418,6 +421,7 @@ impl Current {
         // The registration reports what is ready already.
         source.readable = false;
         source.writable = false;
+        source.read_closed = false;
         SourceKey {
             slot,
             generation: source.generation,
@@ -441,6 +445,7 @@ impl Current {
             return;
         };
         let failed = event.is_error();
+        source.read_closed |= failed || event.is_read_closed();
         source.readable |= failed || event.is_readable() || event.is_read_closed();
         source.writable |= failed || event.is_writable() || event.is_write_closed();
         let (readable, writable) = (source.readable, source.writable);
