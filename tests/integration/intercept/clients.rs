@@ -288,3 +288,17 @@ fn regression_a_second_intercepted_connection_resumes_the_tls_session() {
         ]
     );
 }
+
+/// The interception picks TLS_AES_128_GCM_SHA256 even for a client that asks for AES-256 first
+/// (rustls, curl): its SHA-256 key schedule runs on the CPU's SHA extensions, SHA-384's did not.
+#[test]
+fn intercepted_connections_use_aes_128_gcm_sha256_whatever_the_clients_order() {
+    let setup = Setup::new();
+    let porter = setup.proxy(&[]);
+    let target = format!("127.0.0.1:{}", setup.port());
+    let mut stream = tls_through(porter.addr, &target, "127.0.0.1", &setup.porter_ca());
+    let response = get_inside(&mut stream, &target, "/suite", true);
+    assert_eq!(response.status, 200);
+    let suite = stream.conn.negotiated_cipher_suite().expect("a suite");
+    assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}
