@@ -41,6 +41,9 @@
 //! `WouldBlock`, or, for a keep-alive client's next request, when the socket's readiness bit says
 //! nothing arrived since its last read came back short (see `waits`); either way the edge for the
 //! next bytes is still to come, so no readiness is lost.
+//!
+//! New connections come from the worker's own intake (see `intake`): the listener shared by every
+//! worker is in each one's poller, and the worker that accepts a connection runs its task at once.
 
 use std::io;
 use std::sync::Arc;
