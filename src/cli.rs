@@ -114,8 +114,8 @@ pub struct PoolArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1024), value_name = "N")]
     pub workers: u16,
 
-    /// New connections the kernel holds until a worker accepts them (the listen backlog, capped by
-    /// net.core.somaxconn); beyond this the kernel drops new clients' SYNs and they retry.
+    /// Accepted connections that may wait for each worker to take them; beyond this new clients get a
+    /// quick 503.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub queue: usize,
 

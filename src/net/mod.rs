@@ -1,14 +1,12 @@
-//! Sockets and threads: the listener, the fixed worker pool that accepts from it (its event loops and
+//! Sockets and threads: the listener and its acceptor, the fixed worker pool (its event loops and
 //! tasks are `crate::runtime`'s, below this module),
 //! access control by client address, the PROXY protocol, orderly shutdown, and the stream (plain TCP
 //! or TLS) a connection carries.
 //!
 //! ```text
-//!  listener ──(EPOLLEXCLUSIVE: one sleeping worker wakes)──> worker: accept4, admit (403/503)
-//!                                                               │
-//!                                     reactor (mio) ──> tasks, one per connection
-//!                                       ▲ readiness, deadlines, entry progress
-//!                                       └─ Socket / Signal waits yield to it
+//!  acceptor ──(a bounded channel per worker)──> worker: reactor (mio) ──> tasks, one per connection
+//!     │  503 when full                               ▲ readiness, deadlines, entry progress
+//!     └─ least-loaded worker                         └─ Socket / Signal waits yield to it
 //! ```
 //! A worker never waits on a peer: a task that would block yields (see `crate::runtime`), so idle
 //! keep-alive clients, slow senders, slow readers and slow origins cost a task, not a thread.

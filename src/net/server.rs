@@ -1,27 +1,28 @@
-//! The listener and worker pool shared by `porter proxy` and `porter serve`.
+//! The listener, acceptor and worker pool shared by `porter proxy` and `porter serve`.
 //!
-//! Every worker accepts from the shared listener itself (see `runtime::reactor::Intake`), admits the
-//! socket (allow list, connection caps, or a quick 403/503) and runs it at once. Each worker runs its
+//! The acceptor admits a socket (allow list, connection caps) and queues it on the bounded channel of
+//! the least-loaded worker; when every queue is full it answers a quick 503. Each worker runs its
 //! connections as tasks on its own event loop ([`super::reactor`]): a task reads a request head,
 //! calls the [`Handler`], and waits for the next one, yielding the worker whenever a peer is slow.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use mio::{Events, Poll, Token, Waker};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::acl::Cidr;
 use super::conn::{ConnCounter, HeadRead, PeerTrust, ReadMore, Refusal};
 use super::socket::{Side, Socket};
 use super::{ClientTimeouts, Conn, Shutdown};
 use crate::http::{self, Limits, RequestHead};
-use crate::runtime::reactor::{ACCEPT_RETRY, Accepted, Gauges, Intake, Job, Reactor, State};
+use crate::runtime::reactor::{Gauges, Reactor, Remote, State};
 
 /// What a server needs to know about its sockets and threads.
 #[derive(Debug, Clone)]
@@ -71,7 +72,7 @@ pub trait Handler: Send + Sync + 'static {
         None
     }
 
-    /// Called when a worker turns a client away before any request is read (for logging).
+    /// Called when the acceptor turns a client away before any request is read (for logging).
     fn refused(&self, _peer: SocketAddr, _status: u16, _why: &str) {}
 
     /// TLS to run on every accepted connection (`porter serve --tls`), with the counters its
@@ -103,6 +104,7 @@ pub enum FirstBytes {
 #[derive(Default)]
 pub struct ServerStats {
     pub connections: Arc<ConnCounter>,
+    pub queued: AtomicUsize,
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     /// Each worker's count of tasks and what they wait for.
@@ -142,109 +144,112 @@ impl ServerStats {
 
 /// A bound listener, ready to run.
 pub struct Server {
-    admission: Arc<Admission>,
-    shutdown: Shutdown,
-}
-
-/// What every worker needs to take connections from the shared listener: the listener, the caps
-/// and allow list, and the figures it keeps.
-struct Admission {
     listener: TcpListener,
     config: ServerConfig,
     stats: Arc<ServerStats>,
     timeouts: Arc<ClientTimeouts>,
+    shutdown: Shutdown,
     last_accept_warning: crate::runtime::Mutex<Option<Instant>>,
 }
 
+const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Whether an accepted socket has the listener's TCP_NODELAY already (Linux copies it).
 const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
 
+/// How often a failing accept (out of descriptors) is retried while connections wait in the queue.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Where the acceptor left the listener's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptState {
+    /// Accepted until `WouldBlock`: the next connection brings an event.
+    Drained,
+    /// Accept failed with connections possibly still queued: retry on a timer.
+    BackingOff,
+}
+
 impl Server {
-    /// Binds the listener, with `config.queue` as its listen backlog (what the kernel holds for
-    /// the workers to accept; net.core.somaxconn caps it).
     pub fn bind(config: ServerConfig, shutdown: Shutdown) -> io::Result<Server> {
         let listener = TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
-        let backlog = i32::try_from(config.queue).unwrap_or(i32::MAX);
-        rustix::net::listen(&listener, backlog)?;
         // Linux gives an accepted socket the listener's TCP_NODELAY: set once here, not per
         // connection (one `setsockopt` less for each).
         rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
         Ok(Server {
-            admission: Arc::new(Admission {
-                listener,
-                timeouts: Arc::new(ClientTimeouts::new(&config)),
-                config,
-                stats: Arc::default(),
-                last_accept_warning: crate::runtime::Mutex::new(None),
-            }),
+            listener,
+            timeouts: Arc::new(ClientTimeouts::new(&config)),
+            config,
+            stats: Arc::default(),
             shutdown,
+            last_accept_warning: crate::runtime::Mutex::new(None),
         })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.admission.listener.local_addr()
+        self.listener.local_addr()
     }
 
     pub fn stats(&self) -> Arc<ServerStats> {
-        Arc::clone(&self.admission.stats)
+        Arc::clone(&self.stats)
     }
 
     /// The head, idle and client timeouts the running server reads; storing new values (a reload)
     /// reaches the connections and requests that start afterwards.
     pub fn timeouts(&self) -> Arc<ClientTimeouts> {
-        Arc::clone(&self.admission.timeouts)
+        Arc::clone(&self.timeouts)
     }
 
     /// Runs until shutdown is requested, then lets the workers finish what they hold (within the grace
-    /// period) and returns. Each worker accepts its own connections from the shared listener
-    /// (`runtime::reactor::Intake`); this thread only waits for the shutdown.
+    /// period) and returns.
     pub fn run<H: Handler>(self, handler: Arc<H>) -> io::Result<()> {
-        let config = &self.admission.config;
         // One stack per connection: say at start if the kernel's mapping limit is below it.
-        if let Some(warning) =
-            crate::runtime::limits::check_map_count(config.max_connections, config.workers)
-        {
+        if let Some(warning) = crate::runtime::limits::check_map_count(
+            self.config.max_connections,
+            self.config.workers,
+        ) {
             log::warn!("{warning}");
         }
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
-        let mut workers = Vec::with_capacity(config.workers);
-        let mut inboxes = Vec::with_capacity(config.workers);
-        for index in 0..config.workers {
+        let mut workers = Vec::with_capacity(self.config.workers);
+        let mut inboxes = Vec::with_capacity(self.config.workers);
+        for index in 0..self.config.workers {
             let reactor = Reactor::new()?;
             let remote = reactor.remote();
             self.shutdown.add_waker(remote.waker());
-            self.admission
-                .stats
+            self.stats
                 .workers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(remote.gauges()));
-            // Nothing is sent on it: closing it tells the worker to finish.
-            let (finish_tx, finish_rx) = crossbeam_channel::bounded::<Conn>(0);
+            let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Conn>(self.config.queue);
             let worker = Worker {
                 reactor,
-                finish: finish_rx,
-                admission: Arc::clone(&self.admission),
+                jobs: jobs_rx,
                 handler: Arc::clone(&handler),
+                timeouts: Arc::clone(&self.timeouts),
+                stats: Arc::clone(&self.stats),
                 shutdown: self.shutdown.clone(),
                 done: done_tx.clone(),
             };
-            workers.push(worker.spawn(index)?);
-            inboxes.push((finish_tx, remote));
+            workers.push(worker.spawn(index, &self.config)?);
+            inboxes.push(Inbox {
+                jobs: jobs_tx,
+                remote,
+            });
         }
         drop(done_tx);
 
-        let waited = self.wait_for_shutdown();
-        // Closing the inboxes is what tells the workers to finish; wake them to see it.
-        for (finish, remote) in inboxes {
-            drop(finish);
+        let accepted = self.accept_loop(&inboxes, handler.as_ref());
+        // Closing the queues is what tells the workers to finish; wake them to see it.
+        let remotes: Vec<Arc<Remote>> = inboxes.iter().map(|i| Arc::clone(&i.remote)).collect();
+        drop(inboxes);
+        for remote in remotes {
             let _ = remote.waker().wake();
         }
 
-        // Workers leave their loop once their inbox is closed and their connections have ended.
-        let deadline = Instant::now() + config.shutdown_grace;
+        // Workers leave their loop once their queue is closed and their connections have ended.
+        let deadline = Instant::now() + self.config.shutdown_grace;
         let mut finished = 0;
         while finished < workers.len() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -256,49 +261,60 @@ impl Server {
                         workers.len() - finished,
                         workers.len()
                     );
-                    return waited;
+                    return accepted;
                 }
             }
         }
         for worker in workers {
             let _ = worker.join();
         }
-        waited
+        accepted
     }
 
-    fn wait_for_shutdown(&self) -> io::Result<()> {
+    /// Accepts until the listener says `WouldBlock`: the listener is edge-triggered, so a queue left
+    /// half drained would get no new event until another client arrived. When accept fails (out of
+    /// file descriptors: EMFILE, ENFILE), connections are left in the kernel's queue and the loop polls
+    /// on a timer instead of waiting for an event, until descriptors are free again and the queue
+    /// is drained.
+    fn accept_loop<H: Handler>(&self, jobs: &[Inbox], handler: &H) -> io::Result<()> {
         let mut poll = Poll::new()?;
-        self.shutdown
-            .add_waker(Arc::new(Waker::new(poll.registry(), WAKER)?));
-        let mut events = Events::with_capacity(4);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        self.shutdown.add_waker(waker);
+        let fd = self.listener.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(16);
+        let mut state = AcceptState::Drained;
         while !self.shutdown.is_requested() {
-            if let Err(e) = poll.poll(&mut events, None)
-                && e.kind() != io::ErrorKind::Interrupted
-            {
+            let timeout = match state {
+                AcceptState::Drained => None,
+                AcceptState::BackingOff => Some(ACCEPT_RETRY),
+            };
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
                 return Err(e);
             }
+            state = self.accept_all(jobs, handler);
         }
         Ok(())
     }
-}
 
-impl Admission {
-    /// Accepts one connection for the calling worker; `start` makes its task. When accept fails
-    /// (out of file descriptors: EMFILE, ENFILE), connections are left in the kernel's queue and
-    /// the worker leaves the listener alone for a while (`Accepted::Failed`).
-    fn accept<H: Handler>(&self, handler: &H, start: impl FnOnce(Conn) -> Job) -> Accepted {
-        match accept_nonblocking(&self.listener) {
-            Ok(Some((stream, peer))) => match self.admit(stream, peer, handler) {
-                Some(conn) => Accepted::Job(start(conn)),
-                None => Accepted::Nothing,
-            },
-            // A connection reset before it was taken.
-            Ok(None) => Accepted::Nothing,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Accepted::Empty,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Accepted::Nothing,
-            Err(e) => {
-                self.warn_accept_failure(&e);
-                Accepted::Failed
+    /// Accepts every queued connection; says whether the queue was drained or accept failed.
+    fn accept_all<H: Handler>(&self, jobs: &[Inbox], handler: &H) -> AcceptState {
+        loop {
+            match accept_nonblocking(&self.listener) {
+                Ok(Some((stream, peer))) => self.admit(stream, peer, jobs, handler),
+                // A connection reset before it was taken.
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return AcceptState::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors and the like: retry on a timer instead of spinning.
+                    self.warn_accept_failure(&e);
+                    return AcceptState::BackingOff;
+                }
             }
         }
     }
@@ -318,12 +334,11 @@ impl Admission {
         }
     }
 
-    /// The connection to serve, or `None` when it was refused (and answered) or failed at once.
-    fn admit<H: Handler>(&self, stream: TcpStream, peer: SocketAddr, handler: &H) -> Option<Conn> {
+    fn admit<H: Handler>(&self, stream: TcpStream, peer: SocketAddr, jobs: &[Inbox], handler: &H) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         if !handler.allows(peer.ip(), &self.config.allow) {
             self.refuse(stream, peer, 403, "client address not allowed", handler);
-            return None;
+            return;
         }
         let slot = match self.stats.connections.admit(
             peer.ip(),
@@ -332,13 +347,16 @@ impl Admission {
         ) {
             Ok(slot) => slot,
             Err(Refusal::TooManyConnections) => {
-                self.refuse(stream, peer, 503, "too many connections", handler);
-                return None;
+                return self.refuse(stream, peer, 503, "too many connections", handler);
             }
             Err(Refusal::TooManyFromClient) => {
-                let why = "too many connections from this client";
-                self.refuse(stream, peer, 503, why, handler);
-                return None;
+                return self.refuse(
+                    stream,
+                    peer,
+                    503,
+                    "too many connections from this client",
+                    handler,
+                );
             }
         };
         if !NODELAY_INHERITED {
@@ -357,15 +375,36 @@ impl Admission {
         }
         if let Some((config, stats)) = handler.tls() {
             // The handshake runs on the worker, inside the connection's first reads (tls::stream).
-            let server = rustls::ServerConnection::new(config).ok()?;
+            let Ok(server) = rustls::ServerConnection::new(config) else {
+                return;
+            };
             let authority = super::conn::Authority {
                 host: self.config.listen.ip().to_string(),
                 port: self.config.listen.port(),
             };
             let wrap = |socket| crate::tls::TlsStream::server(server, socket, stats);
-            conn = conn.into_tls(wrap, authority)?;
+            let Some(tls) = conn.into_tls(wrap, authority) else {
+                return;
+            };
+            conn = tls;
         }
-        Some(conn)
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        match queue_on_least_loaded(jobs, conn) {
+            None => {}
+            Some(conn) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                let Some(stream) = conn.into_parts().0.into_tcp() else {
+                    return;
+                };
+                self.refuse(
+                    stream,
+                    peer,
+                    503,
+                    "all workers busy and the queue is full",
+                    handler,
+                );
+            }
+        }
     }
 
     fn refuse<H: Handler>(
@@ -378,7 +417,8 @@ impl Admission {
     ) {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
         handler.refused(peer, status, why);
-        // The answer fits in the socket buffer; a non-blocking write never holds the worker.
+        // The answer fits in the socket buffer; a non-blocking write never holds the acceptor.
+        let _ = stream.set_nonblocking(true);
         let mut stream = stream;
         let _ = stream.write_all(&crate::html::refusal(status, why));
         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -401,56 +441,76 @@ fn accept_nonblocking(listener: &TcpListener) -> io::Result<Option<(TcpStream, S
     Ok(Some((stream, peer)))
 }
 
-/// What one worker thread owns: its event loop, its share of the listener, the handler, and the
-/// channel that tells `run` it has finished.
+/// The acceptor's way to one worker: its queue, and its waker.
+struct Inbox {
+    jobs: Sender<Conn>,
+    remote: Arc<Remote>,
+}
+
+/// Queues `conn` on the worker with the fewest connections that has room; gives it back when every
+/// queue is full (or the workers are gone).
+fn queue_on_least_loaded(inboxes: &[Inbox], conn: Conn) -> Option<Conn> {
+    let mut order: Vec<&Inbox> = inboxes.iter().collect();
+    order.sort_by_key(|inbox| inbox.remote.gauges().tasks() + inbox.jobs.len());
+    let mut conn = conn;
+    for inbox in order {
+        match inbox.jobs.try_send(conn) {
+            Ok(()) => {
+                inbox.remote.nudge();
+                return None;
+            }
+            Err(TrySendError::Full(back)) | Err(TrySendError::Disconnected(back)) => conn = back,
+        }
+    }
+    Some(conn)
+}
+
+/// What one worker thread owns: its event loop and queue, the handler, and the channel that tells
+/// `run` it has finished.
 struct Worker<H> {
     reactor: Reactor,
-    finish: Receiver<Conn>,
-    admission: Arc<Admission>,
+    jobs: Receiver<Conn>,
     handler: Arc<H>,
+    timeouts: Arc<ClientTimeouts>,
+    stats: Arc<ServerStats>,
     shutdown: Shutdown,
     done: Sender<()>,
 }
 
-/// What every connection's task reads, shared by the worker's tasks: one reference count to take
-/// per connection.
-struct Shared<H> {
-    handler: Arc<H>,
-    limits: Limits,
-    timeouts: Arc<ClientTimeouts>,
-    shutdown: Shutdown,
-    allow: Arc<[Cidr]>,
-}
-
 impl<H: Handler> Worker<H> {
-    fn spawn(self, index: usize) -> io::Result<JoinHandle<()>> {
-        let config = &self.admission.config;
+    fn spawn(self, index: usize, config: &ServerConfig) -> io::Result<JoinHandle<()>> {
+        let limits = config.limits;
+        let allow: Arc<[Cidr]> = config.allow.clone().into();
         std::thread::Builder::new()
             .name(format!("{}-worker-{index}", config.name))
             .spawn(move || {
                 let Worker {
                     reactor,
-                    finish,
-                    admission,
+                    jobs,
                     handler,
+                    timeouts,
+                    stats,
                     shutdown,
                     done,
                 } = self;
-                let shared = Arc::new(Shared {
-                    handler: Arc::clone(&handler),
-                    limits: admission.config.limits,
-                    timeouts: Arc::clone(&admission.timeouts),
-                    shutdown: shutdown.clone(),
-                    allow: admission.config.allow.clone().into(),
+                let task_shutdown = shutdown.clone();
+                reactor.run(&jobs, &shutdown, |conn| {
+                    stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    let handler = Arc::clone(&handler);
+                    let timeouts = Arc::clone(&timeouts);
+                    let shutdown = task_shutdown.clone();
+                    let allow = Arc::clone(&allow);
+                    Box::new(move || {
+                        serve_connection(
+                            conn,
+                            &limits,
+                            &timeouts,
+                            handler.as_ref(),
+                            &shutdown,
+                            &allow,
+                        )
+                    })
                 });
-                let start = |conn: Conn| -> Job {
-                    let shared = Arc::clone(&shared);
-                    Box::new(move || serve_connection(conn, &shared))
-                };
-                let intake = Intake::new(admission.listener.as_fd(), || {
-                    admission.accept(handler.as_ref(), start)
-                });
-                reactor.run(&finish, Some(intake), &shutdown, start);
                 let _ = done.send(());
             })
     }
@@ -458,15 +518,14 @@ impl<H: Handler> Worker<H> {
 
 /// Serves requests on a connection until it closes, waiting (yielding the worker) whenever the
 /// client has sent nothing yet.
-fn serve_connection<H: Handler>(mut conn: Conn, shared: &Shared<H>) {
-    let Shared {
-        handler,
-        limits,
-        timeouts,
-        shutdown,
-        allow,
-    } = shared;
-    let handler = handler.as_ref();
+fn serve_connection<H: Handler>(
+    mut conn: Conn,
+    limits: &Limits,
+    timeouts: &ClientTimeouts,
+    handler: &H,
+    shutdown: &Shutdown,
+    allow: &[Cidr],
+) {
     conn.idle_timeout = timeouts.idle();
     loop {
         if conn.awaits_first_bytes() {
@@ -570,7 +629,7 @@ mod tests {
         let server = Server::bind(config, Shutdown::new()).unwrap();
         let _client = TcpStream::connect(server.local_addr().unwrap()).unwrap();
         let accepted = loop {
-            match accept_nonblocking(&server.admission.listener) {
+            match accept_nonblocking(&server.listener) {
                 Ok(Some((stream, _))) => break stream,
                 Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

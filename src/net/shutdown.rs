@@ -1,5 +1,4 @@
-//! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the workers and by the server's
-//! thread, which waits for it.
+//! The shutdown flag: set once by SIGINT/SIGTERM (or a test), seen by the acceptor and the workers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,4 @@
-//! The client-side timeouts the workers read for each connection and
+//! The client-side timeouts the acceptor and the workers read for each connection and
 //! request, kept apart from [`super::ServerConfig`] so a configuration reload can change them while
 //! the server runs.
 //!
@@ -10,7 +10,7 @@
 //! Who reads which, and when (so what a reload reaches):
 //!
 //! ```text
-//!  client   worker, as it admits a socket     -> connections accepted after the reload
+//!  client   acceptor, as it admits a socket   -> connections accepted after the reload
 //!  head     worker, when a head starts        -> requests started after it
 //!  idle     worker, as a connection goes idle -> connections that go idle after it
 //! ```

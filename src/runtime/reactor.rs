@@ -41,9 +41,6 @@
 //! `WouldBlock`, or, for a keep-alive client's next request, when the socket's readiness bit says
 //! nothing arrived since its last read came back short (see `waits`); either way the edge for the
 //! next bytes is still to come, so no readiness is lost.
-//!
-//! New connections come from the worker's own intake (see `intake`): the listener shared by every
-//! worker is in each one's poller, and the worker that accepts a connection runs its task at once.
 
 use std::io;
 use std::sync::Arc;
@@ -56,11 +53,9 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use super::lock::HELD_ACROSS_YIELD;
 use super::task::{self, Resumed, Running, Task, TaskStack};
 use crate::net::Shutdown;
-pub use intake::{ACCEPT_RETRY, Accepted, Intake};
 use waits::{Current, Message, TaskKey, with_current};
 pub use waits::{Registration, YIELD_EVERY, YieldBudget, park_until, wait_fd, yield_now};
 
-mod intake;
 mod waits;
 
 /// What a task waits for. Each has its own deadline, and /metrics counts the tasks in each.
@@ -267,13 +262,11 @@ impl Reactor {
         Arc::clone(&self.remote)
     }
 
-    /// Runs tasks made from what `inbox` brings, and from the connections `intake` accepts, until
-    /// the inbox is closed and every task has ended. On shutdown, idle tasks are woken so they can
-    /// close, and the intake takes no more connections.
+    /// Runs tasks made from what `inbox` brings until it is closed and every task has ended. On
+    /// shutdown, idle tasks are woken so they can close.
     pub fn run<T>(
         mut self,
         inbox: &Receiver<T>,
-        intake: Option<Intake<'_>>,
         shutdown: &Shutdown,
         mut start: impl FnMut(T) -> Job,
     ) {
@@ -296,24 +289,10 @@ impl Reactor {
             spare: Vec::new(),
             ended: 0,
         };
-        let mut listening = intake.and_then(|intake| {
-            match intake::Listening::start(intake, &self.remote.registry) {
-                Ok(listening) => Some(listening),
-                Err(e) => {
-                    log::error!("worker {} cannot poll the listener: {e}", self.worker);
-                    None
-                }
-            }
-        });
         let mut events = Events::with_capacity(256);
         let mut inbox_open = true;
         let mut shut = false;
         loop {
-            if let Some(listening) = listening.as_mut()
-                && let Some(job) = listening.take(&self.remote.registry, Instant::now())
-            {
-                tasks.spawn(job);
-            }
             while inbox_open {
                 match inbox.try_recv() {
                     Ok(item) => tasks.spawn(start(item)),
@@ -326,9 +305,6 @@ impl Reactor {
             }
             if !shut && shutdown.is_requested() {
                 shut = true;
-                if let Some(listening) = listening.as_mut() {
-                    listening.close(&self.remote.registry);
-                }
                 with_current(Current::wake_idle);
             }
             // Only the tasks ready now: one that yields to be fair goes to the back and runs
@@ -343,11 +319,7 @@ impl Reactor {
             if !inbox_open && self.remote.gauges.tasks() == 0 {
                 break;
             }
-            let paused = listening.as_ref().and_then(intake::Listening::deadline);
             let timeout = with_current(|c| c.next_deadline())
-                .into_iter()
-                .chain(paused)
-                .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
             self.remote.sleeping.store(true, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
@@ -370,14 +342,8 @@ impl Reactor {
             }
             with_current(|c| {
                 for event in events.iter() {
-                    match event.token() {
-                        WAKER => {}
-                        intake::LISTENER => {
-                            if let Some(listening) = listening.as_mut() {
-                                listening.on_ready();
-                            }
-                        }
-                        _ => c.on_event(event),
+                    if event.token() != WAKER {
+                        c.on_event(event);
                     }
                 }
                 c.expire_timers(Instant::now());
@@ -524,7 +490,6 @@ mod tests {
     use mio::Interest;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsFd;
 
     /// A socket pair: the worker's side (a `Socket`) and the test's peer.
     fn pair() -> (Socket, TcpStream) {
@@ -548,7 +513,7 @@ mod tests {
             let remote = reactor.remote();
             shutdown.add_waker(remote.waker());
             let shutdown = shutdown.clone();
-            let thread = std::thread::spawn(move || reactor.run(&rx, None, &shutdown, |job| job));
+            let thread = std::thread::spawn(move || reactor.run(&rx, &shutdown, |job| job));
             TestWorker {
                 jobs,
                 remote,
@@ -646,57 +611,6 @@ mod tests {
             "idle: Err(ConnectionAborted)"
         );
         worker.finish();
-    }
-
-    /// A worker takes connections from a shared listener itself, one task each; after an accept
-    /// that failed (out of descriptors) it leaves the listener alone for a while, then takes the
-    /// connections still waiting, though no new one arrives to wake it.
-    #[test]
-    fn a_worker_accepts_from_its_intake_and_comes_back_after_a_failed_accept() {
-        let shutdown = Shutdown::new();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
-        let reactor = Reactor::new().unwrap();
-        let remote = reactor.remote();
-        shutdown.add_waker(remote.waker());
-        let failures = Arc::new(AtomicUsize::new(1));
-        let (thread_shutdown, thread_failures) = (shutdown.clone(), Arc::clone(&failures));
-        let thread = std::thread::spawn(move || {
-            let accept = || {
-                if thread_failures.load(Ordering::Relaxed) > 0 {
-                    thread_failures.fetch_sub(1, Ordering::Relaxed);
-                    return Accepted::Failed;
-                }
-                match listener.accept() {
-                    Ok((tcp, _)) => {
-                        let mut socket = Socket::new(tcp, Side::Client).unwrap();
-                        Accepted::Job(Box::new(move || {
-                            socket.write_all(b"hi").unwrap();
-                        }))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Accepted::Empty,
-                    Err(_) => Accepted::Nothing,
-                }
-            };
-            let intake = Intake::new(listener.as_fd(), accept);
-            reactor.run(&jobs_rx, Some(intake), &thread_shutdown, |job| job);
-        });
-        for _ in 0..3 {
-            let mut client = TcpStream::connect(addr).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut answer = Vec::new();
-            client.read_to_end(&mut answer).unwrap();
-            assert_eq!(answer, b"hi");
-        }
-        assert_eq!(failures.load(Ordering::Relaxed), 0, "the failure was seen");
-        shutdown.request();
-        drop(jobs_tx);
-        let _ = remote.waker().wake();
-        thread.join().unwrap();
     }
 
     fn panics_logged() -> usize {

@@ -150,6 +150,12 @@ fn metrics_text(proxy: &Proxy) -> String {
             proxy.config.load().server.workers as u64,
         ),
         (
+            "porter_queued_connections",
+            "gauge",
+            "Accepted connections a worker has not taken yet.",
+            server.queued.load(Ordering::Relaxed) as u64,
+        ),
+        (
             "porter_refused_connections_total",
             "counter",
             "Connections refused at accept.",
