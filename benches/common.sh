@@ -63,9 +63,10 @@ squid_user() { id -u proxy >/dev/null 2>&1 && echo proxy || echo nobody; }
 # The start of an nginx configuration for an origin in $RUN/nginx, up to the inside of its http
 # block: one worker, no access log, temporary files in the run's folder, unlimited keep-alive.
 # The caller writes the rest (its own directives, server blocks and the closing brace).
+# nginx_conf_head [WORKERS]: the conf's opening, with WORKERS worker processes (default 1).
 nginx_conf_head() {
     cat <<EOF
-worker_processes 1;
+worker_processes ${1:-1};
 pid $RUN/nginx/nginx.pid;
 error_log $RUN/logs/nginx-error.log warn;
 events { worker_connections 4096; }

@@ -6,11 +6,14 @@
 # Cases (--cases takes a comma-separated subset; --quick runs the starred ones for 2 s each):
 #   1k-hit* 1k-pass* 100k-hit* 100k-pass 10m-hit* 10m-pass   64 keep-alive connections (10m: 4)
 #   1k-hit-c1 (one connection)   1k-hit-c1000 (1,000 connections)   1k-hit-newconn (Connection: close, 16 connections)
-#   https-1k-hit* (64 keep-alive TLS connections through CONNECT)   https-newconn* (one request per TLS connection)
+#   https-1k-hit* (64 keep-alive TLS connections through CONNECT)   https-newconn* (one request per TLS connection,
+#   16 at a time: through Porter's interception, against nginx serving TLS itself on the direct row; tls-load
+#   resumes sessions with the tickets each server sends, as browsers do)
 #
 # What runs (all on 127.0.0.1, every process in its own process group, stopped by PID at exit):
-#   nginx      origin: /1k.bin /100k.bin /10m.bin fresh for an hour, /nostore/* the same bytes with
-#              no-store; plain HTTP on $SBS_ORIGIN (18080) and TLS on $SBS_ORIGIN_TLS (18443), with a
+#   nginx      origin, with as many workers as cores ($SBS_NGINX_WORKERS changes it) so the direct rows
+#              use every core as Porter's workers do: /1k.bin /100k.bin /10m.bin fresh for an hour,
+#              /nostore/* the same bytes with no-store; plain HTTP on $SBS_ORIGIN (18080) and TLS on $SBS_ORIGIN_TLS (18443), with a
 #              certificate from a throw-away origin CA made here with openssl
 #   squid      memory cache big enough for every object, on $SBS_SQUID (13128); when Squid was built
 #              with OpenSSL (Debian's squid-openssl) also ssl-bump on $SBS_SQUID_BUMP (13130)
@@ -33,6 +36,7 @@ TLS_LOAD=${TLS_LOAD:-target/release/examples/tls-load}
 ORIGIN=${SBS_ORIGIN:-18080}; ORIGIN_TLS=${SBS_ORIGIN_TLS:-18443}
 SQUID=${SBS_SQUID:-13128}; SQUID_BUMP=${SBS_SQUID_BUMP:-13130}
 TINY=${SBS_TINY:-13129}; PORTER_PORT=${SBS_PORTER:-13140}
+NGINX_WORKERS=${SBS_NGINX_WORKERS:-$(nproc)}
 
 fail() { echo "side-by-side: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [[ $DURATION =~ ^[0-9]+$ ]] || fail "--duration takes whole seconds"
+[[ $NGINX_WORKERS =~ ^[1-9][0-9]*$ ]] || fail "SBS_NGINX_WORKERS takes a number (at least 1)"
 for tool in nginx wrk curl openssl; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || fail "$tool is missing (apt-get install $tool)"
 done
@@ -89,7 +94,7 @@ openssl x509 -req -in "$tls/origin.csr" -CA "$tls/origin-ca.pem" -CAkey "$tls/or
     || fail "openssl could not make the origin certificate"
 
 # ---- nginx, the origin
-{ nginx_conf_head; cat <<EOF
+{ nginx_conf_head "$NGINX_WORKERS"; cat <<EOF
     sendfile on; tcp_nopush on;
     default_type application/octet-stream;
     server {
@@ -256,7 +261,7 @@ tls_case() { # case conns new-conn(0/1) proxies...
 }
 
 wanted() { [ -z "$CASES" ] || [[ ",$CASES," == *",$1,"* ]]; }
-echo "== side-by-side $(date -u +%FT%TZ) on $(nproc) cores, ${DURATION}s a case; folder $RUN"
+echo "== side-by-side $(date -u +%FT%TZ) on $(nproc) cores, ${DURATION}s a case, nginx with $NGINX_WORKERS workers; folder $RUN"
 echo "   $("$NGINX" -v 2>&1) | ${SQUID_BIN:+$("$SQUID_BIN" -v | head -n 1)} | porter $("$PORTER" --version | awk '{ print $2 }')"
 ALL=(1k-hit 1k-pass 100k-hit 100k-pass 10m-hit 10m-pass 1k-hit-c1 1k-hit-c1000 1k-hit-newconn https-1k-hit https-newconn)
 [ $QUICK = 1 ] && [ -z "$CASES" ] && CASES=1k-hit,1k-pass,100k-hit,10m-hit,https-1k-hit,https-newconn

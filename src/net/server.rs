@@ -154,6 +154,9 @@ pub struct Server {
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+/// Whether an accepted socket has the listener's TCP_NODELAY already (Linux copies it).
+const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
+
 /// How often a failing accept (out of descriptors) is retried while connections wait in the queue.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
@@ -170,6 +173,9 @@ impl Server {
     pub fn bind(config: ServerConfig, shutdown: Shutdown) -> io::Result<Server> {
         let listener = TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
+        // Linux gives an accepted socket the listener's TCP_NODELAY: set once here, not per
+        // connection (one `setsockopt` less for each).
+        rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
         Ok(Server {
             listener,
             timeouts: Arc::new(ClientTimeouts::new(&config)),
@@ -353,7 +359,9 @@ impl Server {
                 );
             }
         };
-        let _ = stream.set_nodelay(true);
+        if !NODELAY_INHERITED {
+            let _ = stream.set_nodelay(true);
+        }
         let mut socket = Socket::from_nonblocking(stream, Side::Client);
         let client_timeout = self.timeouts.client();
         let _ = socket.set_read_timeout(Some(client_timeout));
@@ -591,5 +599,45 @@ fn serve_connection<H: Handler>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections are accepted without a `setsockopt(TCP_NODELAY)` of their own on Linux: the
+    /// listener's must reach them, or small responses would wait for Nagle's delayed ACK.
+    #[test]
+    fn regression_an_accepted_connection_has_tcp_nodelay_without_setting_it() {
+        let config = ServerConfig {
+            name: "test",
+            listen: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            queue: 8,
+            max_connections: 8,
+            max_connections_per_client: 8,
+            allow: Cidr::loopback(),
+            limits: Limits::default(),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::ZERO,
+            accept_proxy_protocol: false,
+            proxy_protocol_from: Vec::new(),
+        };
+        let server = Server::bind(config, Shutdown::new()).unwrap();
+        let _client = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let accepted = loop {
+            match accept_nonblocking(&server.listener) {
+                Ok(Some((stream, _))) => break stream,
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
     }
 }

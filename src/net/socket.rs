@@ -220,6 +220,15 @@ impl Socket {
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let asked = buf.len();
+        // The socket said it was empty and no readiness came since: a read would only say
+        // `WouldBlock` (after a TLS flight the peer must answer first, or a request head read
+        // whole), so wait for the edge at once, or say so, without the system call.
+        if asked > 0 && !self.registration.maybe_readable() {
+            if self.nonblocking {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.wait_readable()?;
+        }
         match self.retry(Socket::wait_readable, |mut tcp| tcp.read(buf)) {
             Ok(n) => {
                 if n < asked {

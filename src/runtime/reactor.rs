@@ -37,8 +37,8 @@
 //! collapsed-miss wait. A state that ends by its deadline gets `TimedOut` from the wait, and the
 //! request code answers as it always did (408, 504, or a close).
 //!
-//! Sockets stay registered for their whole life (read and write interest, edge-triggered, one token
-//! each), so a request costs no `epoll_ctl`, and a pooled origin connection that serves another
+//! Sockets stay registered for their whole life (edge-triggered, one token each; read interest, and
+//! write interest from the first wait for room to write), so a request costs no `epoll_ctl`, and a pooled origin connection that serves another
 //! task on the same worker only changes owner. A wait comes after a read or write said
 //! `WouldBlock`, or, for a keep-alive client's next request, when the socket's readiness bit says
 //! nothing arrived since its last read came back short (see `waits`); either way the edge for the

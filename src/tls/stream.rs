@@ -142,7 +142,13 @@ impl TlsStream {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
         }
-        self.flush_tls()?;
+        // What the peer waits for goes now: a handshake flight, and a client's last one (its
+        // Finished). A server's session ticket, queued as its handshake ends, rides with the
+        // response instead (one write and one wake-up of the client less per connection); the
+        // next read flushes it first if no write comes before.
+        if self.conn.is_handshaking() || self.side == Side::Upstream {
+            self.flush_tls()?;
+        }
         if !self.counted && !self.conn.is_handshaking() {
             self.count(None);
         }

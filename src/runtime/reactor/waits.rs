@@ -90,6 +90,11 @@ struct Source {
     owner: Option<TaskKey>,
     readable: bool,
     writable: bool,
+    /// The peer has closed its side (or the socket failed): a read may still find the end of the
+    /// stream after a short read emptied it of bytes, and no further edge would say so.
+    read_closed: bool,
+    /// Registered for write readiness too (see `Registration::ensure`).
+    writes_watched: bool,
 }
 
 /// The worker's state that its tasks reach through the thread-local.
@@ -199,30 +204,58 @@ impl Registration {
                 && let Some(c) = c.as_mut().filter(|c| c.worker == at.worker)
                 && let Some(source) = c.source_mut(at.key)
             {
-                source.readable = false;
+                source.readable = source.read_closed;
             }
         });
     }
 
     /// Registers `fd` with the current worker (once) and makes the running task its owner.
-    fn ensure(&mut self, fd: RawFd, current: &mut Current, task: TaskKey) -> io::Result<SourceKey> {
+    ///
+    /// A socket whose first wait is for reading (a new client's request) is registered for reading
+    /// only: registered for writing too, its empty send buffer would report an edge at once and
+    /// cost the worker a round of `epoll_wait` for nothing. Its first wait for room to write (a
+    /// response larger than the send buffer) adds writing, once (`EPOLL_CTL_MOD`).
+    fn ensure(
+        &mut self,
+        fd: RawFd,
+        current: &mut Current,
+        task: TaskKey,
+        interest: Interest,
+    ) -> io::Result<SourceKey> {
         if let Some(at) = &self.at
             && at.worker == current.worker
             && let Some(source) = current.source_mut(at.key)
         {
             source.owner = Some(task);
+            if interest.is_writable() && !source.writes_watched {
+                current.registry.reregister(
+                    &mut SourceFd(&fd),
+                    at.key.token(),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                if let Some(source) = current.source_mut(at.key) {
+                    source.writes_watched = true;
+                }
+            }
             return Ok(at.key);
         }
         // Never registered, or last used on another worker (a pooled origin connection).
         self.release();
         let key = current.new_source(task);
-        if let Err(e) = current.registry.register(
-            &mut SourceFd(&fd),
-            key.token(),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        let watch = if interest.is_writable() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Err(e) = current
+            .registry
+            .register(&mut SourceFd(&fd), key.token(), watch)
+        {
             current.free_source(key);
             return Err(e);
+        }
+        if let Some(source) = current.source_mut(key) {
+            source.writes_watched = watch.is_writable();
         }
         self.at = Some(Registered {
             remote: Arc::clone(&current.remote),
@@ -272,7 +305,7 @@ pub fn wait_fd(
         match c.as_mut() {
             Some(current) => match current.running {
                 Some(task) => {
-                    let key = registration.ensure(fd.as_raw_fd(), current, task)?;
+                    let key = registration.ensure(fd.as_raw_fd(), current, task, interest)?;
                     if let Some(source) = current.source_mut(key) {
                         if interest.is_readable() {
                             source.readable = false;
@@ -419,6 +452,7 @@ impl Current {
         // The registration reports what is ready already.
         source.readable = false;
         source.writable = false;
+        source.read_closed = false;
         SourceKey {
             slot,
             generation: source.generation,
@@ -442,6 +476,7 @@ impl Current {
             return;
         };
         let failed = event.is_error();
+        source.read_closed |= failed || event.is_read_closed();
         source.readable |= failed || event.is_readable() || event.is_read_closed();
         source.writable |= failed || event.is_writable() || event.is_write_closed();
         let (readable, writable) = (source.readable, source.writable);

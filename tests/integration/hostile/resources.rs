@@ -42,7 +42,8 @@ fn regression_queued_connections_are_accepted_once_descriptors_are_free_after_em
         let read = BufReader::new(client).read_line(&mut line);
         assert!(
             read.is_ok() && line.starts_with("HTTP/1.1 200"),
-            "client {n} of {CLIENTS} was never served ({read:?}, {line:?})"
+            "client {n} of {CLIENTS} was never served ({read:?}, {line:?}); logs:\n{}",
+            porter.logs()
         );
     }
 }

@@ -259,3 +259,46 @@ fn headless_chromium_trusting_the_ca_through_nss_loads_an_https_page_and_its_ima
         "the image came from the cache"
     );
 }
+
+/// A client's second intercepted connection resumes the session of its first (a TLS 1.3 ticket from
+/// the shared session cache), so a `curl` run per file pays a full handshake once. The ticket rides
+/// with the first response now rather than in a write of its own: it must still arrive.
+#[test]
+fn regression_a_second_intercepted_connection_resumes_the_tls_session() {
+    let setup = Setup::new();
+    let porter = setup.proxy(&[]);
+    let target = format!("127.0.0.1:{}", setup.port());
+    let config = trusting(&setup.porter_ca());
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let (tcp, head) = open_tunnel(porter.addr, &target);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let name = ServerName::try_from("127.0.0.1".to_string()).unwrap();
+        let conn = ClientConnection::new(Arc::clone(&config), name).expect("client");
+        let mut stream = StreamOwned::new(conn, tcp);
+        let response = get_inside(&mut stream, &target, "/resumed", true);
+        assert_eq!(response.status, 200);
+        kinds.push(stream.conn.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
+
+/// The interception picks TLS_AES_128_GCM_SHA256 even for a client that asks for AES-256 first
+/// (rustls, curl): its SHA-256 key schedule runs on the CPU's SHA extensions, SHA-384's did not.
+#[test]
+fn intercepted_connections_use_aes_128_gcm_sha256_whatever_the_clients_order() {
+    let setup = Setup::new();
+    let porter = setup.proxy(&[]);
+    let target = format!("127.0.0.1:{}", setup.port());
+    let mut stream = tls_through(porter.addr, &target, "127.0.0.1", &setup.porter_ca());
+    let response = get_inside(&mut stream, &target, "/suite", true);
+    assert_eq!(response.status, 200);
+    let suite = stream.conn.negotiated_cipher_suite().expect("a suite");
+    assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}
