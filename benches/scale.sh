@@ -16,7 +16,9 @@
 #   idle      10,000 idle keep-alive connections that each made one hit: proxy RSS per connection
 #   idle-tls  10,000 idle intercepted HTTPS connections (CONNECT, TLS, one hit): RSS per connection
 #
-# Everything listens on 127.0.0.1; nginx is the origin for every stage. Files: N under
+# Everything listens on 127.0.0.1; nginx is the origin for every stage. Random hits read every cache
+# entry and origin file once first, so both sides serve from the page cache; --out an earlier run's
+# folder reuses its files and cache (then the "empty cache" RSS is not of an empty one). Files: N under
 # RUN/www/f/DDD/NNNNNN.bin (about 4 KiB of disk each, and as much again for Porter's cache).
 # Output: the figures as they come, and all of them in RUN/results.tsv. Needs nginx, wrk, curl,
 # openssl, python3. Build first: cargo build --release.
@@ -72,6 +74,7 @@ for port in $ORIGIN $ORIGIN_TLS $PORTER_PORT $EVICT_PORT; do
 done
 
 # ---- the files: N of 1 KiB, a thousand to a folder, each different in its first bytes
+if [ "$(cat "$RUN/www/f/.count" 2>/dev/null)" != "$ENTRIES" ]; then
 echo "scale: writing $ENTRIES files under $RUN/www/f"
 python3 - "$RUN/www/f" "$ENTRIES" <<'EOF'
 import os, sys
@@ -85,6 +88,8 @@ for i in range(count):
     with open(os.path.join(folder, "%06d.bin" % i), "wb") as f:
         f.write(head + filler[len(head):])
 EOF
+echo "$ENTRIES" >"$RUN/www/f/.count"
+fi
 head -c 1024 /dev/urandom >"$RUN/www/1k.bin"
 chmod -R a+rX "$RUN/www"
 
@@ -118,7 +123,7 @@ start nginx "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/logs/ng
 await "$ORIGIN" nginx || exit 1
 
 # ---- porter
-"$PORTER" ca init --ca-dir "$RUN/porter/ca" >/dev/null || fail "porter ca init failed"
+[ -f "$RUN/porter/ca/ca.pem" ] || "$PORTER" ca init --ca-dir "$RUN/porter/ca" >/dev/null || fail "porter ca init failed"
 porter_args() { # port cache-dir cache-size
     echo proxy --listen "127.0.0.1:$1" --cache-dir "$2" --cache-size "$3" \
         --max-connections $((IDLE * 2 + 1000)) --max-connections-per-client $((IDLE * 2 + 1000)) \
@@ -231,6 +236,9 @@ if stage random; then
     STAGE=random
     entries=$(metric "$PORTER_PORT" porter_cache_entries)
     [ "${entries:-0}" -ge "$ENTRIES" ] || echo "scale: only ${entries:-0} entries cached: run the fill stage too" >&2
+    # Both sides from the page cache, as a warm server's would be: every cache entry and every
+    # origin file read once first.
+    find "$RUN/porter/cache" "$RUN/www/f" -type f -print0 | xargs -0 -P2 -n 2000 cat >/dev/null
     measure_hits "porter, random over $ENTRIES" "$PORTER_PORT" "${PID[porter]}" "$ENTRIES" "http://127.0.0.1:$ORIGIN"
     measure_hits "nginx direct, random over $ENTRIES" "$ORIGIN" "${PID[nginx]}" "$ENTRIES" ""
     record random "RSS with the memory tier in use" "$(rss_kib "${PID[porter]}")" KiB

@@ -56,6 +56,20 @@ pub fn slow_disk() {
     }
 }
 
+/// Whether [`SLOW_DISK_FOR_TESTS`] is set (debug builds): then nothing is tried on the worker
+/// (`store/nowait.rs`), as a slow disk has nothing in the kernel's caches.
+pub fn slowed_for_tests() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SET.get_or_init(|| std::env::var_os(SLOW_DISK_FOR_TESTS).is_some())
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        false
+    }
+}
+
 /// Logs a disk job that gave no answer, at most once a minute (a stuck disk fails every job);
 /// `what` names the job and what became of the request.
 pub fn warn_failed(what: &str, error: Error) {

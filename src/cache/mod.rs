@@ -388,6 +388,10 @@ impl Cache {
     /// An entry file opened and its head read on a disk thread; `None` when there is none, or the
     /// disk gave no answer (a miss then).
     fn open_on_disk(&self, key: Key) -> Option<OpenEntry> {
+        // A small entry whose path and bytes are in the kernel's caches needs no disk thread.
+        if let store::Nowait::Done(found) = self.store.open_small_nowait(key) {
+            return found;
+        }
         let store = Arc::clone(&self.store);
         match self.disk.run(DISK_TIMEOUT, move || store.open_entry(key)) {
             Ok(entry) => entry,
@@ -410,6 +414,27 @@ impl Cache {
         let memory_eligible =
             found.meta.vary_values.is_empty() && found.body_len <= MAX_MEMORY_OBJECT;
         if !memory_eligible && self.store.is_verified(entry) {
+            return true;
+        }
+        // Checked already and small: into the memory tier from the page cache, if it is there.
+        // (The removals are counted first, so a purge after the check keeps the copy out.)
+        let removals = self.memory.removals();
+        if memory_eligible
+            && self.store.is_verified(entry)
+            && self.store.is_current(entry)
+            && let Some(body) = self.store.body_nowait(entry)
+        {
+            let body: Arc<[u8]> = body.into();
+            let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
+            self.memory.insert_unless_removed(
+                Some(removals),
+                found.key,
+                url,
+                meta,
+                freshness,
+                Arc::clone(&body),
+            );
+            found.body = StoredBody::Memory(body);
             return true;
         }
         let taken = std::mem::replace(&mut found.body, StoredBody::Memory(Arc::from([])));

@@ -24,8 +24,10 @@ use super::key::Key;
 use crate::runtime::Mutex;
 
 mod index;
+mod nowait;
 mod writer;
 use index::Index;
+pub use nowait::Nowait;
 pub use writer::EntryWriter;
 
 /// Eviction starts when the cache passes this share of its size limit, so the stores that arrive
@@ -175,6 +177,15 @@ impl Store {
 
     fn touch(&self, key: Key, usage: u64) {
         self.index().touch(key, usage);
+    }
+
+    /// Marks an entry used now, and `file` (whose body was just checked) verified.
+    fn touch_verified(&self, key: Key, usage: u64, file: &File) {
+        let mut index = self.index();
+        index.touch(key, usage);
+        if let Some(entry) = index.get_mut(&key) {
+            entry.set_verified(inode(file));
+        }
     }
 
     /// Whether the opened file is still the one at the entry's path (not replaced or removed since).
