@@ -21,6 +21,10 @@ pub const BUNDLE_FILE: &str = "bundle.pem";
 /// The snippet's file name in the CA folder when no `--env FILE` is given.
 pub const ENV_FILE: &str = "env.sh";
 
+/// apt's configuration file in the CA folder, which the snippet names in `APT_CONFIG` (apt reads the
+/// file that variable names besides its own, and takes no CA from any other variable).
+pub const APT_FILE: &str = "apt.conf";
+
 /// The variables pointed at the bundle, and why each.
 pub const BUNDLE_VARIABLES: [&str; 7] = [
     "SSL_CERT_FILE",      // OpenSSL's default file: python's ssl, ruby, many more
@@ -52,6 +56,31 @@ pub fn env_path(subject: &Subject, places: &Places) -> PathBuf {
     }
 }
 
+/// Where apt's file goes: beside the CA.
+pub fn apt_path(subject: &Subject) -> PathBuf {
+    subject.dir.join(APT_FILE)
+}
+
+/// apt's file: the bundle as `Acquire::https::CAInfo`, after a first line that marks it as this
+/// CA's. `None` for a bundle path apt's quoting cannot hold (a `"` or a line break in it).
+fn apt_conf(subject: &Subject) -> Option<String> {
+    let bundle = bundle_path(subject).display().to_string();
+    if bundle.contains(['"', '\n', '\r']) {
+        return None;
+    }
+    Some(format!(
+        "{}\nAcquire::https::CAInfo \"{bundle}\";\n",
+        apt_header(subject)
+    ))
+}
+
+fn apt_header(subject: &Subject) -> String {
+    format!(
+        "// Porter's CA (SHA-256 {}): apt's CA file while APT_CONFIG names this file",
+        subject.fingerprint
+    )
+}
+
 /// The snippet's first line, which marks the file as this CA's.
 fn header(subject: &Subject) -> String {
     format!("# Porter's CA (SHA-256 {})", subject.fingerprint)
@@ -72,6 +101,12 @@ pub fn snippet(subject: &Subject, places: &Places) -> String {
     for variable in BUNDLE_VARIABLES {
         text.push_str(&format!("export {variable}={bundle}\n"));
     }
+    if apt_conf(subject).is_some() {
+        text.push_str(&format!(
+            "export APT_CONFIG={}\n",
+            shell_quote(&apt_path(subject).display().to_string())
+        ));
+    }
     // Node adds these to its built-in roots rather than replacing them: the CA alone is enough.
     text.push_str(&format!(
         "export NODE_EXTRA_CA_CERTS={}\n",
@@ -87,7 +122,8 @@ pub fn more_clients(subject: &Subject) -> String {
     let bundle = bundle_path(subject).display().to_string();
     format!(
         "Other clients:\n\
-         \x20 apt             reads the system store (--system); or: echo 'Acquire::https::CAInfo \"{bundle}\";' \
+         \x20 apt             reads the system store (--system), or the snippet's APT_CONFIG (keep it with \
+         sudo --preserve-env=APT_CONFIG); or: echo 'Acquire::https::CAInfo \"{bundle}\";' \
          | sudo tee /etc/apt/apt.conf.d/99porter-ca\n\
          \x20 Docker          reads the system store at start (restart dockerd after --system); or per registry: \
          sudo install -D -m 0644 {ca} /etc/docker/certs.d/HOST/ca.crt\n\
@@ -144,9 +180,27 @@ pub fn apply(direction: Direction, subject: &Subject, places: &Places) -> Vec<St
             },
         )
     };
+    let apt = apt_path(subject);
+    let apt_step = || {
+        step(
+            format!("apt file {}", apt.display()),
+            match (direction, apt_conf(subject)) {
+                (Direction::Install, Some(text)) => install_file(&apt, &text, &apt_header(subject)),
+                (Direction::Install, None) => Ok(Outcome::Skipped(
+                    "the bundle's path holds a quote or a line break, which apt cannot read"
+                        .to_string(),
+                )),
+                (Direction::Uninstall, _) => remove_if(
+                    &apt,
+                    |text| text.starts_with(&apt_header(subject)),
+                    "not Porter's apt file for this CA",
+                ),
+            },
+        )
+    };
     match direction {
-        Direction::Install => vec![bundle_step(), env_step()],
-        Direction::Uninstall => vec![env_step(), bundle_step()],
+        Direction::Install => vec![bundle_step(), apt_step(), env_step()],
+        Direction::Uninstall => vec![env_step(), apt_step(), bundle_step()],
     }
 }
 

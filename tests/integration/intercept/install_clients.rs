@@ -49,7 +49,7 @@ const CA_VARIABLES: [&str; 16] = [
 ];
 
 /// One client: a shell function body (`$1` is the phase), whether it reads the system store, and
-/// whether the env snippet reaches it (apt reads no variables).
+/// whether the env snippet reaches it (apt through the file its `APT_CONFIG` names).
 struct Client {
     name: &'static str,
     body: String,
@@ -211,9 +211,9 @@ impl Rig {
             apt_repository(&www, &work, &url);
             clients.push(Client {
                 name: "apt",
-                body: r#"rm -rf "$WORK/apt/state-$1" && mkdir -p "$WORK/apt/state-$1/lists/partial" "$WORK/apt/cache-$1/archives/partial" "$WORK/apt/out-$1" && cd "$WORK/apt/out-$1" && for action in update "download porter-demo"; do APT_CONFIG="$WORK/apt/apt.conf" apt-get -q -o Dir::State="$WORK/apt/state-$1" -o Dir::Cache="$WORK/apt/cache-$1" -o Acquire::https::Proxy="http://$PROXY" $action || exit 1; done && test -s porter-demo_1.0_all.deb"#.into(),
+                body: r#"rm -rf "$WORK/apt/state-$1" && mkdir -p "$WORK/apt/state-$1/lists/partial" "$WORK/apt/cache-$1/archives/partial" "$WORK/apt/out-$1" && cd "$WORK/apt/out-$1" && for action in update "download porter-demo"; do apt-get -q -c "$WORK/apt/apt.conf" -o Dir::State="$WORK/apt/state-$1" -o Dir::Cache="$WORK/apt/cache-$1" -o Acquire::https::Proxy="http://$PROXY" $action || exit 1; done && test -s porter-demo_1.0_all.deb"#.into(),
                 system_store: true,
-                snippet: false,
+                snippet: true,
             });
         }
         Some(Rig {
