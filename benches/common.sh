@@ -77,3 +77,18 @@ http {
     keepalive_requests 1000000;
 EOF
 }
+
+# A throw-away CA in $1 (origin-ca.pem, origin-ca-key.pem) named $2, and a certificate for the origin
+# (origin.pem, origin-key.pem) with the subjectAltName $3 ("IP:127.0.0.1,DNS:localhost"), valid two
+# days: what the HTTPS origin serves and the proxy trusts with --upstream-ca.
+origin_certificate() {
+    local dir=$1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$2" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -keyout "$dir/origin-ca-key.pem" -out "$dir/origin-ca.pem" 2>/dev/null || return 1
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$dir/origin-key.pem" -out "$dir/origin.csr" 2>/dev/null || return 1
+    printf '%s\nbasicConstraints=CA:FALSE\n' "$3" >"$dir/origin.ext"
+    openssl x509 -req -in "$dir/origin.csr" -CA "$dir/origin-ca.pem" -CAkey "$dir/origin-ca-key.pem" \
+        -CAcreateserial -days 2 -extfile "$dir/origin.ext" -out "$dir/origin.pem" 2>/dev/null
+}

@@ -63,15 +63,7 @@ done
 head -c 1024 /dev/urandom >"$RUN/www/1k.bin"
 chmod -R a+rX "$RUN/www"
 tls=$RUN/tls
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-origin-ca \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-    -keyout "$tls/origin-ca-key.pem" -out "$tls/origin-ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-    -keyout "$tls/origin-key.pem" -out "$tls/origin.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$tls/origin.ext"
-openssl x509 -req -in "$tls/origin.csr" -CA "$tls/origin-ca.pem" -CAkey "$tls/origin-ca-key.pem" \
-    -CAcreateserial -days 2 -extfile "$tls/origin.ext" -out "$tls/origin.pem" 2>/dev/null \
-    || fail "openssl could not make the origin certificate"
+origin_certificate "$tls" bench-origin-ca 'subjectAltName=IP:127.0.0.1' || fail "openssl could not make the origin certificate"
 { nginx_conf_head; cat <<EOF
     default_type application/octet-stream;
     server {
