@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Origin, Porter, eventually, hdrs, proxy_get, raw_request};
+use crate::util::{Origin, Porter, eventually, hdrs, proxy_get, raw_request, skip_unless_ci};
 
 /// What each disk operation waits, as the issue's `strace -e inject=openat:delay_enter=200000`.
 const DELAY_MS: u64 = 200;
@@ -126,7 +126,10 @@ fn into_memory(proxy: SocketAddr, small: &str) {
 #[test]
 fn regression_a_slow_disk_does_not_stall_a_memory_hit_for_another_client() {
     if !cfg!(debug_assertions) {
-        eprintln!("SKIPPED slow_disk: the slow-disk hook is in debug builds only");
+        skip_unless_ci(
+            "the slow-disk hook, which only debug builds carry",
+            "run the tests in a debug build (cargo test, as .ci/run does)",
+        );
         return;
     }
     let origin = origin();
@@ -162,7 +165,10 @@ fn regression_a_slow_disk_does_not_stall_a_memory_hit_for_another_client() {
 #[test]
 fn regression_a_slow_disk_does_not_stall_a_memory_hit_while_misses_are_stored() {
     if !cfg!(debug_assertions) {
-        eprintln!("SKIPPED slow_disk: the slow-disk hook is in debug builds only");
+        skip_unless_ci(
+            "the slow-disk hook, which only debug builds carry",
+            "run the tests in a debug build (cargo test, as .ci/run does)",
+        );
         return;
     }
     let origin = origin();

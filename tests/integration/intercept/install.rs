@@ -303,20 +303,19 @@ fn ca_install_nss_adds_the_ca_to_chromium_and_firefox_databases_and_uninstall_re
 
 #[test]
 fn ca_install_java_imports_into_a_copy_of_cacerts_and_uninstall_deletes_the_alias() {
-    // A JDK is optional (CI installs none): without a working keytool this says so and returns.
-    let keytool = find_on_path(&["keytool"]);
-    let works = keytool.as_ref().is_some_and(|k| {
-        Command::new(k)
-            .arg("-help")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    // .ci/run installs a JRE (keytool, and Debian's cacerts from ca-certificates-java).
+    let Some(keytool) = require_tool(&["keytool"], "default-jre-headless") else {
+        return;
+    };
+    let works = Command::new(&keytool)
+        .arg("-help")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let source = Path::new("/etc/ssl/certs/java/cacerts");
     if !works || !source.is_file() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED the Java part of porter ca install: no working keytool or no {}",
-            source.display()
+        skip_unless_ci(
+            &format!("a working keytool and {}", source.display()),
+            "apt-get install default-jre-headless",
         );
         return;
     }
@@ -328,7 +327,7 @@ fn ca_install_java_imports_into_a_copy_of_cacerts_and_uninstall_deletes_the_alia
     let root = fake_root(dir.path());
     let flags = ["--java", "--java-keystore", store.to_str().unwrap()];
     let listed = || {
-        Command::new(keytool.as_ref().unwrap())
+        Command::new(&keytool)
             .args([
                 "-list",
                 "-storepass",
