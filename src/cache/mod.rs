@@ -416,15 +416,18 @@ impl Cache {
         if !memory_eligible && self.store.is_verified(entry) {
             return true;
         }
-        // Checked already and small: into the memory tier from the page cache, if it is there.
+        // Checked already and small: into the memory tier, from the bytes the open read or from
+        // the page cache if they are there.
         // (The removals are counted first, so a purge after the check keeps the copy out.)
         let removals = self.memory.removals();
         if memory_eligible
             && self.store.is_verified(entry)
             && self.store.is_current(entry)
-            && let Some(body) = self.store.body_nowait(entry)
+            && let Some(body) = entry
+                .body
+                .clone()
+                .or_else(|| self.store.body_nowait(entry).map(Arc::from))
         {
-            let body: Arc<[u8]> = body.into();
             let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
             self.memory.insert_unless_removed(
                 Some(removals),

@@ -48,6 +48,9 @@ pub struct OpenEntry {
     pub key: Key,
     pub file: File,
     pub decoded: Decoded,
+    /// The body, when opening already read it (a small entry read whole on the worker,
+    /// `nowait.rs`), so it is not read again for the memory tier.
+    pub body: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Figures for the status page, metrics and `porter cache stats`.
@@ -161,7 +164,12 @@ impl Store {
                     return None;
                 }
                 self.touch(key, usage);
-                Some(OpenEntry { key, file, decoded })
+                Some(OpenEntry {
+                    key,
+                    file,
+                    decoded,
+                    body: None,
+                })
             }
             Err(EntryError::Corrupt(why)) => {
                 log::warn!("cache: removing damaged entry {}: {why}", path.display());

@@ -78,11 +78,17 @@ impl Store {
         if crc32fast::hash(body) != decoded.body_crc {
             return Nowait::NeedsDisk;
         }
+        let body: std::sync::Arc<[u8]> = body.into();
         if file.seek(SeekFrom::Start(decoded.body_offset)).is_err() {
             return Nowait::NeedsDisk;
         }
         self.touch_verified(key, super::disk_usage(&meta), &file);
-        Nowait::Done(Some(OpenEntry { key, file, decoded }))
+        Nowait::Done(Some(OpenEntry {
+            key,
+            file,
+            decoded,
+            body: Some(body),
+        }))
     }
 
     /// The body of an entry opened and checked already, read without waiting for the disk; `None`
