@@ -199,6 +199,14 @@ const HOSTS: &[(&str, Ecosystem)] = &[
     ("gcr.io", Ecosystem::Oci),
 ];
 
+/// Builds the shapes' regex set now, at start, rather than in the first request that ends (every
+/// request's bytes are counted by ecosystem): that request's worker would spend the build (tens of
+/// milliseconds, more in a debug build) after its response and before it waits for the client's
+/// next request.
+pub fn prepare() {
+    LazyLock::force(&SET);
+}
+
 /// The first shape `url` matches, if any.
 pub fn shape_of(url: &str) -> Option<&'static Shape> {
     SET.matches(url).iter().next().map(|i| &SHAPES[i])

@@ -68,6 +68,7 @@ pub fn run(config: ProxyConfig, reloader: Option<live::Reloader>) -> Result<(), 
         preflight::check_cache_dir(dir)?;
     }
     crate::access_log::configure(&config.log).map_err(StartError::AccessLog)?;
+    crate::cache::ecosystem::prepare();
     // Before listening: a CA that cannot be used (or created) must stop the start, not the first
     // intercepted request.
     let interceptor = match &config.intercept {
