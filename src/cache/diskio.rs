@@ -149,34 +149,51 @@ pub(super) fn vary_generation(store: &Arc<Store>, url: &str, names: &[String]) -
     Some(generation)
 }
 
+/// A found entry for [`prepare_file`]: what [`Cache::prepare`] knows of it.
+pub(super) struct Prepare<'a> {
+    pub key: Key,
+    pub url: &'a str,
+    pub meta: Arc<ResponseMeta>,
+    pub freshness: Arc<policy::StoredFreshness>,
+    pub body_len: u64,
+    /// `Found::removals`: the memory tier's removal count before the entry was opened.
+    pub removals: u64,
+}
+
 /// [`Cache::prepare`]'s disk work: checks the body against its CRC unless this process already did,
 /// and reads a small body into the memory tier. The body to serve, or `None` for a damaged entry.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn prepare_file(
     store: &Store,
     memory: &MemoryTier,
-    key: Key,
-    url: &str,
-    meta: Arc<ResponseMeta>,
-    freshness: Arc<policy::StoredFreshness>,
-    body_len: u64,
+    found: Prepare<'_>,
     mut entry: Box<OpenEntry>,
 ) -> Option<StoredBody> {
-    let removals = memory.removals();
     if !store.is_verified(&entry) && !store.verify_body(&mut entry) {
         return None;
     }
-    // Only the entry now at its path goes to memory: one opened before a replacement or a purge
-    // must not come back from there.
-    let memory_eligible =
-        meta.vary_values.is_empty() && body_len <= MAX_MEMORY_OBJECT && store.is_current(&entry);
+    let memory_eligible = found.meta.vary_values.is_empty() && found.body_len <= MAX_MEMORY_OBJECT;
     if !memory_eligible {
         return Some(StoredBody::File(entry));
     }
-    let mut body = vec![0u8; body_len as usize];
-    io::Read::read_exact(&mut entry.file, &mut body).ok()?;
-    let body: Arc<[u8]> = body.into();
-    let removed_since = Some(removals);
-    memory.insert_unless_removed(removed_since, key, url, meta, freshness, Arc::clone(&body));
+    let body: Arc<[u8]> = match entry.body.clone() {
+        Some(body) => body,
+        None => {
+            let mut body = vec![0u8; found.body_len as usize];
+            let offset = entry.decoded.body_offset;
+            std::os::unix::fs::FileExt::read_exact_at(&entry.file, &mut body, offset).ok()?;
+            body.into()
+        }
+    };
+    // Only if nothing was removed since the entry was opened: one opened before a replacement or a
+    // purge must not come back from memory.
+    let (key, url, meta, freshness) = (found.key, found.url, found.meta, found.freshness);
+    memory.insert_unless_removed(
+        Some(found.removals),
+        key,
+        url,
+        meta,
+        freshness,
+        Arc::clone(&body),
+    );
     Some(StoredBody::Memory(body))
 }

@@ -81,6 +81,11 @@ pub struct Found {
     pub meta: Arc<ResponseMeta>,
     /// The stored head's freshness facts, worked out once per entry.
     pub freshness: Arc<policy::StoredFreshness>,
+    /// The memory tier's removal count read before the entry's file was opened: its body goes to
+    /// the memory tier only if nothing was removed since. Whatever replaces or removes an entry
+    /// file (a store's commit, a head rewritten after a 304, a purge) removes the URL from the
+    /// memory tier afterwards, so an entry opened before that cannot come back from memory.
+    removals: u64,
 }
 
 fn freshness_of(meta: &ResponseMeta, refresh: Option<RuleMatch>) -> Arc<policy::StoredFreshness> {
@@ -356,13 +361,16 @@ impl Cache {
                 body: StoredBody::Memory(Arc::clone(&hot.body)),
                 meta: Arc::clone(&hot.meta),
                 freshness: Arc::clone(&hot.freshness),
+                removals: 0, // in memory already: never inserted again from here
             });
         }
+        // Before the open: see `Found::removals`.
+        let removals = self.memory.removals();
         let primary = self.open_on_disk(primary_key)?;
         if primary.decoded.url != url {
             return None; // a SHA-256 collision is not going to happen, but a copied file could
         }
-        let (entry, wanted) = match &primary.decoded.stored {
+        let (mut entry, wanted) = match &primary.decoded.stored {
             Stored::Response(_) => (primary, Vec::new()),
             Stored::VaryMarker { names, generation } => {
                 let values = policy::vary_values(req, names);
@@ -370,19 +378,28 @@ impl Cache {
                 (variant, values)
             }
         };
-        match &entry.decoded.stored {
-            Stored::Response(meta) if meta.vary_values == wanted && entry.decoded.url == url => {
-                let meta = Arc::new(meta.clone());
-                Some(Found {
-                    key: entry.key,
-                    body_len: entry.decoded.body_len,
-                    body: StoredBody::File(Box::new(entry)),
-                    freshness: freshness_of(&meta, self.match_once(url, rule)),
-                    meta,
-                })
-            }
-            _ => None,
+        let answers = matches!(&entry.decoded.stored,
+            Stored::Response(meta) if meta.vary_values == wanted && entry.decoded.url == url);
+        if !answers {
+            return None;
         }
+        // The head moves to `Found::meta` (not copied): no one reads the entry's again.
+        let nothing = Stored::VaryMarker {
+            names: Vec::new(),
+            generation: 0,
+        };
+        let Stored::Response(meta) = std::mem::replace(&mut entry.decoded.stored, nothing) else {
+            return None;
+        };
+        let meta = Arc::new(meta);
+        Some(Found {
+            key: entry.key,
+            body_len: entry.decoded.body_len,
+            body: StoredBody::File(Box::new(entry)),
+            freshness: freshness_of(&meta, self.match_once(url, rule)),
+            meta,
+            removals,
+        })
     }
 
     /// An entry file opened and its head read on a disk thread; `None` when there is none, or the
@@ -416,21 +433,19 @@ impl Cache {
         if !memory_eligible && self.store.is_verified(entry) {
             return true;
         }
-        // Checked already and small: into the memory tier, from the bytes the open read or from
-        // the page cache if they are there.
-        // (The removals are counted first, so a purge after the check keeps the copy out.)
-        let removals = self.memory.removals();
-        if memory_eligible
-            && self.store.is_verified(entry)
-            && self.store.is_current(entry)
-            && let Some(body) = entry
-                .body
-                .clone()
-                .or_else(|| self.store.body_nowait(entry).map(Arc::from))
-        {
+        // Checked already and small: into the memory tier, from the bytes the open read and
+        // checked (no disk, no system call), or from the page cache if they are there.
+        let body = match &entry.body {
+            Some(body) if memory_eligible => Some(Arc::clone(body)),
+            None if memory_eligible && self.store.is_verified(entry) => {
+                self.store.body_nowait(entry).map(Arc::from)
+            }
+            _ => None,
+        };
+        if let Some(body) = body {
             let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
             self.memory.insert_unless_removed(
-                Some(removals),
+                Some(found.removals),
                 found.key,
                 url,
                 meta,
@@ -447,9 +462,17 @@ impl Cache {
         let (store, memory) = (Arc::clone(&self.store), Arc::clone(&self.memory));
         let (key, url) = (found.key, url.to_string());
         let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
-        let body_len = found.body_len;
+        let (body_len, removals) = (found.body_len, found.removals);
         let job = move || {
-            diskio::prepare_file(&store, &memory, key, &url, meta, freshness, body_len, entry)
+            let found = diskio::Prepare {
+                key,
+                url: &url,
+                meta,
+                freshness,
+                body_len,
+                removals,
+            };
+            diskio::prepare_file(&store, &memory, found, entry)
         };
         match self.disk.run(DISK_TIMEOUT, job) {
             Ok(Some(body)) => {
@@ -600,6 +623,10 @@ impl Cache {
             .disk
             .run(DISK_TIMEOUT, job)
             .unwrap_or_else(|e| Err(e.into()));
+        if written.is_ok() {
+            // The old entry's file is replaced: a lookup that opened it must not put it in memory.
+            self.memory.remove(&found.key);
+        }
         if let (Ok(()), StoredBody::Memory(body)) = (&written, &found.body) {
             let hot = (Arc::clone(&meta), Arc::clone(&freshness));
             self.memory
@@ -617,9 +644,9 @@ impl Cache {
         let (store, memory) = (Arc::clone(&self.store), Arc::clone(&self.memory));
         let job = move || {
             let existed = key.path(store.root()).exists();
-            // Disk first: a request reading the old file checks it is still current before it
-            // fills the memory tier, so the copy cannot come back after this. Both in the job, so
-            // the order holds even when the task stops waiting for it.
+            // Disk first: a request that opened the old file read the memory tier's removal count
+            // before, so this removal keeps its copy out of memory (`Found::removals`). Both in
+            // the job, so the order holds even when the task stops waiting for it.
             store.remove(key);
             memory.remove(&key);
             existed

@@ -10,7 +10,8 @@
 //! ENOSPC evicts the least recently used entries and is retried, so the cache keeps storing.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,15 +44,23 @@ pub fn disk_usage(meta: &fs::Metadata) -> u64 {
     (meta.blocks() * 512).max(meta.len())
 }
 
-/// An entry file opened for reading, positioned at its body.
+/// An entry file opened for reading. Its body is read at offsets (`decoded.body_offset`); only
+/// [`Store::open_entry`] also leaves the file positioned there, for readers that read on from it.
 pub struct OpenEntry {
     pub key: Key,
     pub file: File,
     pub decoded: Decoded,
-    /// The body, when opening already read it (a small entry read whole on the worker,
-    /// `nowait.rs`), so it is not read again for the memory tier.
-    pub body: Option<std::sync::Arc<[u8]>>,
+    /// The body, read whole and checked against its CRC when the entry was opened (a small entry,
+    /// [`MAX_WHOLE_FILE`]): it is not read or checked again, for the memory tier or anyone.
+    pub body: Option<Arc<[u8]>>,
+    /// The file's inode number when it was opened (from the one `fstat` an open makes).
+    pub inode: u64,
 }
+
+/// Entry files up to this size (head and body) are read whole when opened, in one read, and their
+/// body checked there; larger ones have their head read, and their body checked before it is first
+/// served ([`Store::verify_body`]).
+pub const MAX_WHOLE_FILE: u64 = 64 * 1024;
 
 /// Figures for the status page, metrics and `porter cache stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,7 +149,8 @@ impl Store {
         }
     }
 
-    /// Opens and checks an entry. A damaged one is removed and reported as absent.
+    /// Opens and checks an entry, positioned at its body. A small one is read whole and its body
+    /// checked too ([`MAX_WHOLE_FILE`]). A damaged one is removed and reported as absent.
     pub fn open_entry(&self, key: Key) -> Option<OpenEntry> {
         let path = key.path(&self.root);
         super::diskio::slow_disk();
@@ -152,24 +162,41 @@ impl Store {
                 return None;
             }
         };
-        let (len, usage) = file
-            .metadata()
-            .map(|m| (m.len(), disk_usage(&m)))
-            .unwrap_or((0, 0));
-        let mut reader = io::BufReader::with_capacity(8 * 1024, &mut file);
-        match entry::decode(&mut reader, len) {
-            Ok(decoded) => {
-                drop(reader);
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
+            Err(e) => {
+                log::warn!("cache: cannot read {}: {e}", path.display());
+                return None;
+            }
+        };
+        let len = meta.len();
+        let opened = if len <= MAX_WHOLE_FILE {
+            let mut bytes = vec![0u8; len as usize];
+            match file.read_exact_at(&mut bytes, 0) {
+                Ok(()) => decode_whole(&bytes).map(|(decoded, body)| (decoded, Some(body))),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Err(EntryError::Corrupt("short file"))
+                }
+                Err(e) => Err(EntryError::Io(e)),
+            }
+        } else {
+            let mut reader = io::BufReader::with_capacity(8 * 1024, &mut file);
+            entry::decode(&mut reader, len).map(|decoded| (decoded, None))
+        };
+        match opened {
+            Ok((decoded, body)) => {
                 if file.seek(SeekFrom::Start(decoded.body_offset)).is_err() {
                     return None;
                 }
-                self.touch(key, usage);
-                Some(OpenEntry {
+                let open = OpenEntry {
                     key,
                     file,
                     decoded,
-                    body: None,
-                })
+                    inode: meta.ino(),
+                    body,
+                };
+                self.touch_opened(&open, disk_usage(&meta));
+                Some(open)
             }
             Err(EntryError::Corrupt(why)) => {
                 log::warn!("cache: removing damaged entry {}: {why}", path.display());
@@ -183,43 +210,29 @@ impl Store {
         }
     }
 
-    fn touch(&self, key: Key, usage: u64) {
-        self.index().touch(key, usage);
-    }
-
-    /// Marks an entry used now, and `file` (whose body was just checked) verified.
-    fn touch_verified(&self, key: Key, usage: u64, file: &File) {
+    /// Marks an opened entry used now, and, when its body was read and checked in the open, its
+    /// file verified.
+    fn touch_opened(&self, open: &OpenEntry, usage: u64) {
         let mut index = self.index();
-        index.touch(key, usage);
-        if let Some(entry) = index.get_mut(&key) {
-            entry.set_verified(inode(file));
+        index.touch(open.key, usage);
+        if open.body.is_some()
+            && let Some(entry) = index.get_mut(&open.key)
+        {
+            entry.set_verified(Some(open.inode));
         }
     }
 
-    /// Whether the opened file is still the one at the entry's path (not replaced or removed since).
-    pub fn is_current(&self, open: &OpenEntry) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (
-            open.file.metadata(),
-            fs::metadata(open.key.path(&self.root)),
-        ) {
-            (Ok(opened), Ok(now)) => opened.ino() == now.ino() && opened.dev() == now.dev(),
-            _ => false,
-        }
-    }
-
-    /// Whether this very file's body checksum was already verified (or written) by this process.
+    /// Whether this very file's body checksum was already verified (or written) by this process:
+    /// in the open that read it whole, or earlier.
     pub fn is_verified(&self, open: &OpenEntry) -> bool {
-        let Some(inode) = inode(&open.file) else {
-            return false;
-        };
-        self.index()
-            .get(&open.key)
-            .is_some_and(|e| e.is_verified(inode))
+        open.body.is_some()
+            || self
+                .index()
+                .get(&open.key)
+                .is_some_and(|e| e.is_verified(open.inode))
     }
 
     /// Reads the whole body once and checks it against its checksum; a mismatch removes the entry.
-    /// The file is left positioned at the body again.
     pub fn verify_body(&self, open: &mut OpenEntry) -> bool {
         if !body_matches(open) {
             log::warn!(
@@ -230,7 +243,7 @@ impl Store {
             return false;
         }
         if let Some(e) = self.index().get_mut(&open.key) {
-            e.set_verified(inode(&open.file));
+            e.set_verified(Some(open.inode));
         }
         true
     }
@@ -371,35 +384,52 @@ impl Store {
     }
 }
 
-/// Whether an opened entry's body matches its checksum, reading it once, and leaves the file
-/// positioned at the body again. Touches neither the index nor the folder: the file may no longer
-/// be the one at its key's path (a joined partial entry's older part), so it is not this
-/// function's to remove.
+/// Whether an opened entry's body matches its checksum, reading it once at its offset (the file's
+/// position does not move). Touches neither the index nor the folder: the file may no longer be
+/// the one at its key's path (a joined partial entry's older part), so it is not this function's
+/// to remove.
 pub fn body_matches(open: &mut OpenEntry) -> bool {
+    if let Some(body) = &open.body {
+        return crc32fast::hash(body) == open.decoded.body_crc;
+    }
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = open.decoded.body_len;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        match open.file.read(&mut buf[..want]) {
-            Ok(0) | Err(_) => break,
+    let mut buf = vec![0u8; open.decoded.body_len.min(64 * 1024) as usize];
+    let mut done = 0u64;
+    while done < open.decoded.body_len {
+        let want = buf.len().min((open.decoded.body_len - done) as usize);
+        match open
+            .file
+            .read_at(&mut buf[..want], open.decoded.body_offset + done)
+        {
+            Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buf[..n]);
-                left -= n as u64;
+                done += n as u64;
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
     }
-    let intact = left == 0 && hasher.finalize() == open.decoded.body_crc;
-    let rewound = open
-        .file
-        .seek(SeekFrom::Start(open.decoded.body_offset))
-        .is_ok();
-    intact && rewound
+    done == open.decoded.body_len && hasher.finalize() == open.decoded.body_crc
+}
+
+/// Decodes an entry file read whole and checks its body against its CRC: the head and the body.
+/// Any mismatch (the head's checks, the file's length, the body's CRC) is damage.
+pub fn decode_whole(bytes: &[u8]) -> Result<(Decoded, Arc<[u8]>), EntryError> {
+    let decoded = entry::decode(&mut io::Cursor::new(bytes), bytes.len() as u64)?;
+    // The decode checked that the body ends where the file does.
+    let body = usize::try_from(decoded.body_offset)
+        .ok()
+        .and_then(|start| bytes.get(start..))
+        .ok_or(EntryError::Corrupt("file length does not match"))?;
+    if crc32fast::hash(body) != decoded.body_crc {
+        return Err(EntryError::Corrupt("body checksum mismatch"));
+    }
+    Ok((decoded, body.into()))
 }
 
 /// A file's inode number, which stays with it through the rename into place.
 fn inode(file: &File) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
     file.metadata().ok().map(|m| m.ino())
 }
 
