@@ -150,7 +150,9 @@ impl Store {
     }
 
     /// Opens and checks an entry, positioned at its body. A small one is read whole and its body
-    /// checked too ([`MAX_WHOLE_FILE`]). A damaged one is removed and reported as absent.
+    /// checked too ([`MAX_WHOLE_FILE`]). A damaged one is removed and reported as absent; a damaged
+    /// body is left to the body check that follows before it is served (as a large one's is), so
+    /// what that check does (a digest's counts) stays the same.
     pub fn open_entry(&self, key: Key) -> Option<OpenEntry> {
         let path = key.path(&self.root);
         super::diskio::slow_disk();
@@ -173,7 +175,7 @@ impl Store {
         let opened = if len <= MAX_WHOLE_FILE {
             let mut bytes = vec![0u8; len as usize];
             match file.read_exact_at(&mut bytes, 0) {
-                Ok(()) => decode_whole(&bytes).map(|(decoded, body)| (decoded, Some(body))),
+                Ok(()) => decode_whole(&bytes),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     Err(EntryError::Corrupt("short file"))
                 }
@@ -413,19 +415,17 @@ pub fn body_matches(open: &mut OpenEntry) -> bool {
     done == open.decoded.body_len && hasher.finalize() == open.decoded.body_crc
 }
 
-/// Decodes an entry file read whole and checks its body against its CRC: the head and the body.
-/// Any mismatch (the head's checks, the file's length, the body's CRC) is damage.
-pub fn decode_whole(bytes: &[u8]) -> Result<(Decoded, Arc<[u8]>), EntryError> {
+/// Decodes an entry file read whole (its head checked as [`entry::decode`] checks it) and checks
+/// its body against its CRC: the head, and the body if it matches.
+pub fn decode_whole(bytes: &[u8]) -> Result<(Decoded, Option<Arc<[u8]>>), EntryError> {
     let decoded = entry::decode(&mut io::Cursor::new(bytes), bytes.len() as u64)?;
     // The decode checked that the body ends where the file does.
     let body = usize::try_from(decoded.body_offset)
         .ok()
         .and_then(|start| bytes.get(start..))
         .ok_or(EntryError::Corrupt("file length does not match"))?;
-    if crc32fast::hash(body) != decoded.body_crc {
-        return Err(EntryError::Corrupt("body checksum mismatch"));
-    }
-    Ok((decoded, body.into()))
+    let intact = crc32fast::hash(body) == decoded.body_crc;
+    Ok((decoded, intact.then(|| body.into())))
 }
 
 /// A file's inode number, which stays with it through the rename into place.

@@ -10,13 +10,9 @@
 //! does it all the usual way (and reports damage). What this answers is the same as the disk path
 //! would: the head decoded and the body checked against its CRC.
 //!
-//! `RWF_NOWAIT` implies "start no I/O", so it also fails on a page that is in the page cache but
-//! marked for readahead: the first read of every page the kernel read ahead, which after the page
-//! cache was filled by reading the files (a restart, a backup, `cat`) was 8 hits in 10 of random
-//! hits over a million entries, each then sent to a disk thread. So on `EAGAIN` `cachestat(2)`
-//! (Linux 6.5) is asked whether all the pages are there, and if they are a plain read takes them:
-//! the readahead it starts has nothing to read past a file read whole. (A page evicted between the
-//! two calls is read by the worker: a window of a few microseconds.)
+//! A `RWF_NOWAIT` read of pages not in the page cache starts reading them in (without waiting)
+//! before it fails, so asking the page cache afterwards (`cachestat`) would count pages still on
+//! their way from the disk: after an `EAGAIN` only a disk thread reads.
 
 use std::fs::File;
 use std::io::IoSliceMut;
@@ -27,9 +23,6 @@ use rustix::io::{Errno, ReadWriteFlags};
 
 use super::super::key::Key;
 use super::{MAX_WHOLE_FILE, OpenEntry, Store};
-
-#[allow(unsafe_code)]
-mod cachestat;
 
 /// What a try on the worker came to.
 pub enum Nowait<T> {
@@ -74,7 +67,7 @@ impl Store {
             return Nowait::NeedsDisk;
         }
         // Damage is the disk path's to find, log and remove.
-        let Ok((decoded, body)) = super::decode_whole(&bytes) else {
+        let Ok((decoded, Some(body))) = super::decode_whole(&bytes) else {
             return Nowait::NeedsDisk;
         };
         let open = OpenEntry {
@@ -98,8 +91,7 @@ impl Store {
 }
 
 /// Fills `buf` from the start of `file` with reads that never wait for the disk; false when some
-/// byte is not in the page cache (or the file is shorter than `buf`). See the module's note on
-/// readahead for the plain reads of pages `cachestat` found.
+/// byte is not in the page cache (or the file is shorter than `buf`).
 fn read_all_nowait(file: &File, buf: &mut [u8]) -> bool {
     read_all_nowait_at(file, buf, 0)
 }
@@ -114,14 +106,6 @@ fn read_all_nowait_at(file: &File, buf: &mut [u8], start: u64) -> bool {
             Ok(0) => return false,
             Ok(n) => done += n,
             Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) if cachestat::all_cached(file, at, (buf.len() - done) as u64) => {
-                match rustix::io::pread(file, &mut buf[done..], at) {
-                    Ok(0) => return false,
-                    Ok(n) => done += n,
-                    Err(Errno::INTR) => continue,
-                    Err(_) => return false,
-                }
-            }
             Err(_) => return false,
         }
     }
