@@ -11,6 +11,11 @@ use sha2::{Digest, Sha256};
 pub struct Key([u8; 32]);
 
 impl Key {
+    /// The key's first 8 bytes as a number: a hash as even as the SHA-256 it is cut from.
+    pub fn short_hash(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
     /// The key of the stored response (or Vary marker) for a URL.
     pub fn for_url(url: &str) -> Key {
         Key(Sha256::digest(url.as_bytes()).into())

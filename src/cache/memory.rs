@@ -1,6 +1,11 @@
 //! The memory tier: small, recently used entries kept in RAM in front of the disk, so a hot hit needs
 //! no file open, read or head decode. Bounded by `--memory-cache-size`; evicts least recently used.
 //! The disk stays the source of truth: the tier only holds bodies that were checked against their CRC.
+//!
+//! Once the tier is full, a body read from disk goes in only on its second read within a while
+//! ([`Doorkeeper`]): with far more entries in use than fit (random hits over a million), putting
+//! each one in evicted a hot one to keep an entry that is not asked for again, at the cost of an
+//! allocation, the write lock and a share of an eviction's sort on every hit from disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +53,27 @@ pub struct MemoryTier {
     /// Counts removals, so an insert of a body read before a removal can be refused (see
     /// [`MemoryTier::insert_unless_removed`]).
     removals: AtomicU64,
+    doorkeeper: Doorkeeper,
+}
+
+/// Which keys were offered to the full tier lately: a slot per hash, holding the last key's tag,
+/// so a key offered again before another key took its slot is let in. 64Ki slots of 4 bytes.
+struct Doorkeeper(Box<[std::sync::atomic::AtomicU32]>);
+
+impl Doorkeeper {
+    const SLOTS: usize = 1 << 16;
+
+    fn new() -> Self {
+        Doorkeeper((0..Self::SLOTS).map(|_| Default::default()).collect())
+    }
+
+    /// Whether `key` was offered before (and nothing took its slot since); records it either way.
+    fn seen_again(&self, key: &Key) -> bool {
+        let hash = key.short_hash();
+        let slot = &self.0[hash as usize % Self::SLOTS];
+        let tag = ((hash >> 32) as u32) | 1;
+        slot.swap(tag, Ordering::Relaxed) == tag
+    }
 }
 
 impl MemoryTier {
@@ -57,6 +83,7 @@ impl MemoryTier {
             max_bytes,
             clock: AtomicU64::new(0),
             removals: AtomicU64::new(0),
+            doorkeeper: Doorkeeper::new(),
         }
     }
 
@@ -107,6 +134,9 @@ impl MemoryTier {
         if self.max_bytes == 0 || body.len() as u64 > MAX_MEMORY_OBJECT.min(self.max_bytes / 4) {
             return;
         }
+        if self.is_full() && !self.doorkeeper.seen_again(&key) {
+            return;
+        }
         let entry = Arc::new(MemoryEntry {
             url: url.to_string(),
             meta,
@@ -126,6 +156,12 @@ impl MemoryTier {
         if inner.bytes > self.max_bytes {
             evict(&mut inner, self.max_bytes / 10 * 9);
         }
+    }
+
+    /// Whether another entry would make the tier evict (a hint: it may change before the insert).
+    fn is_full(&self) -> bool {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.bytes + ENTRY_OVERHEAD + 1024 > self.max_bytes
     }
 
     pub fn remove(&self, key: &Key) {

@@ -24,6 +24,12 @@ use rustix::io::{Errno, ReadWriteFlags};
 use super::super::key::Key;
 use super::{MAX_WHOLE_FILE, OpenEntry, Store};
 
+thread_local! {
+    /// The file bytes of the entry being opened on this worker, kept for the next one.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(MAX_WHOLE_FILE as usize));
+}
+
 /// What a try on the worker came to.
 pub enum Nowait<T> {
     /// Answered without waiting: the value, as the disk path would have given it.
@@ -62,12 +68,20 @@ impl Store {
         if len > MAX_WHOLE_FILE {
             return Nowait::NeedsDisk;
         }
-        let mut bytes = vec![0u8; len as usize];
-        if !read_all_nowait(&file, &mut bytes) {
-            return Nowait::NeedsDisk;
-        }
-        // Damage is the disk path's to find, log and remove.
-        let Ok((decoded, Some(body))) = super::decode_whole(&bytes) else {
+        // Read into the worker's buffer (no allocation a hit: a 1 KiB entry's file is past the
+        // sizes malloc keeps per thread); only the body is copied out. No yield while it is held.
+        let read = READ_BUFFER.with_borrow_mut(|bytes| {
+            bytes.resize(len as usize, 0);
+            if !read_all_nowait(&file, bytes) {
+                return None;
+            }
+            // Damage is the disk path's to find, log and remove.
+            match super::decode_whole(bytes) {
+                Ok((decoded, Some(body))) => Some((decoded, body)),
+                _ => None,
+            }
+        });
+        let Some((decoded, body)) = read else {
             return Nowait::NeedsDisk;
         };
         let open = OpenEntry {
