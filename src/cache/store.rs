@@ -55,6 +55,9 @@ pub struct OpenEntry {
     pub body: Option<Arc<[u8]>>,
     /// The file's inode number when it was opened (from the one `fstat` an open makes).
     pub inode: u64,
+    /// Read whole, and its body did not match its CRC: not served, whatever this process
+    /// remembers of the file (it may have been damaged in place after it was checked).
+    pub damaged: bool,
 }
 
 /// Entry files up to this size (head and body) are read whole when opened, in one read, and their
@@ -172,7 +175,8 @@ impl Store {
             }
         };
         let len = meta.len();
-        let opened = if len <= MAX_WHOLE_FILE {
+        let whole = len <= MAX_WHOLE_FILE;
+        let opened = if whole {
             let mut bytes = vec![0u8; len as usize];
             match file.read_exact_at(&mut bytes, 0) {
                 Ok(()) => decode_whole(&bytes),
@@ -195,6 +199,7 @@ impl Store {
                     file,
                     decoded,
                     inode: meta.ino(),
+                    damaged: whole && body.is_none(),
                     body,
                 };
                 self.touch_opened(&open, disk_usage(&meta));
@@ -227,6 +232,9 @@ impl Store {
     /// Whether this very file's body checksum was already verified (or written) by this process:
     /// in the open that read it whole, or earlier.
     pub fn is_verified(&self, open: &OpenEntry) -> bool {
+        if open.damaged {
+            return false;
+        }
         open.body.is_some()
             || self
                 .index()

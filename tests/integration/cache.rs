@@ -394,6 +394,73 @@ fn garbage_written_over_cache_files_is_never_served() {
     }
 }
 
+/// A small entry is read whole and its body checked on every read from disk, so one damaged while
+/// the proxy runs, after it was served from that very file, is refetched, never served: the check
+/// is not skipped for a file this process already read (or wrote).
+#[test]
+fn regression_a_small_entry_damaged_while_the_proxy_runs_is_refetched_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(|_, path, _| {
+        let body = format!("{path}:").repeat(1024 / (path.len() + 1));
+        (
+            200,
+            hdrs(&[("Cache-Control", "max-age=300")]),
+            body.into_bytes(),
+        )
+    });
+    // No memory tier: every hit reads the entry file.
+    let porter = cached_proxy(dir.path(), &["--memory-cache-size", "0"]);
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 4] = [
+        ("body byte flipped", |bytes| {
+            let at = bytes.len() - 10;
+            bytes[at] ^= 1;
+        }),
+        ("truncated", |bytes| bytes.truncate(bytes.len() - 1)),
+        ("head byte flipped", |bytes| bytes[40] ^= 4),
+        ("all garbage", |bytes| {
+            bytes.iter_mut().for_each(|b| *b = b'#')
+        }),
+    ];
+    for (i, (name, damage)) in damages.iter().enumerate() {
+        let path = format!("/small{i}");
+        let (url, want) = (
+            origin.url(&path),
+            format!("{path}:").repeat(1024 / (path.len() + 1)),
+        );
+        let get = || proxy_get(porter.addr, &url, &[]);
+        let first = get();
+        assert_eq!(
+            (first.text(), first.header("x-cache")),
+            (want.clone(), Some("MISS"))
+        );
+        let hit = get();
+        assert_eq!(
+            (hit.text(), hit.header("x-cache")),
+            (want.clone(), Some("HIT")),
+            "{name}"
+        );
+        for file in entry_files(dir.path()) {
+            let mut bytes = std::fs::read(&file).unwrap();
+            damage(&mut bytes);
+            std::fs::write(&file, bytes).unwrap();
+        }
+        let after = get();
+        assert_eq!(after.text(), want, "{name}");
+        assert_eq!(after.header("x-cache"), Some("MISS"), "{name}");
+        let again = get();
+        assert_eq!(
+            (again.text(), again.header("x-cache")),
+            (want.clone(), Some("HIT")),
+            "{name}"
+        );
+        for file in entry_files(dir.path()) {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    assert_eq!(origin.hits(), 8);
+}
+
 #[test]
 fn ten_concurrent_misses_make_one_origin_request() {
     let dir = tempfile::tempdir().unwrap();

@@ -90,6 +90,7 @@ impl Store {
             decoded,
             body: Some(body),
             inode: meta.ino(),
+            damaged: false,
         };
         self.touch_opened(&open, super::disk_usage(&meta));
         Nowait::Done(Some(open))
