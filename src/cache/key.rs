@@ -38,7 +38,17 @@ impl Key {
     }
 
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_str(&mut [0; 64]).to_string()
+    }
+
+    /// The key in lowercase hex, written into `out` (no allocation: a path is made per lookup).
+    fn hex_str<'a>(&self, out: &'a mut [u8; 64]) -> &'a str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 15)];
+        }
+        std::str::from_utf8(out).expect("hex digits are ASCII")
     }
 
     /// Parses a file name back into a key (the inverse of `path`), for the start-up scan.
@@ -53,8 +63,13 @@ impl Key {
 
     /// `root/ab/cdef…`: the entry's file.
     pub fn path(&self, root: &Path) -> PathBuf {
-        let hex = self.hex();
-        root.join(&hex[..2]).join(&hex[2..])
+        let mut digits = [0; 64];
+        let hex = self.hex_str(&mut digits);
+        let mut path = PathBuf::with_capacity(root.as_os_str().len() + 66);
+        path.push(root);
+        path.push(&hex[..2]);
+        path.push(&hex[2..]);
+        path
     }
 }
 
@@ -72,6 +87,7 @@ mod tests {
     fn keys_are_sha256_hex_with_fan_out() {
         let key = Key::for_url("http://example.com/");
         assert_eq!(key.hex().len(), 64);
+        assert_eq!(key.hex(), hex::encode(key.0));
         let path = key.path(Path::new("/c"));
         let hex = key.hex();
         assert_eq!(path, Path::new("/c").join(&hex[..2]).join(&hex[2..]));

@@ -226,7 +226,10 @@ mod tests {
             .map(|i| Key::for_url(&format!("http://e/{i}")))
             .collect();
         for (i, key) in keys.iter().enumerate() {
-            tier.insert(*key, "u", meta(), fresh(), vec![0u8; 4096].into());
+            // Twice: once the tier is full, a body gets in on its second offer (the doorkeeper).
+            for _ in 0..2 {
+                tier.insert(*key, "u", meta(), fresh(), vec![0u8; 4096].into());
+            }
             // Keep the first entry hot.
             assert!(tier.get(&keys[0]).is_some(), "after {i} inserts");
         }
@@ -238,6 +241,25 @@ mod tests {
         let off = MemoryTier::new(0);
         off.insert(keys[0], "u", meta(), fresh(), vec![1u8].into());
         assert!(off.get(&keys[0]).is_none());
+    }
+
+    #[test]
+    fn a_full_tier_takes_a_body_on_its_second_offer_only() {
+        let tier = MemoryTier::new(16 * 1024);
+        let key = |i: usize| Key::for_url(&format!("http://e/{i}"));
+        let mut i = 0;
+        while !tier.is_full() && i < 100 {
+            tier.insert(key(i), "u", meta(), fresh(), vec![0u8; 1024].into());
+            assert!(tier.get(&key(i)).is_some(), "room: in on the first offer");
+            i += 1;
+        }
+        assert!(tier.is_full());
+        let late = key(1000);
+        tier.insert(late, "u", meta(), fresh(), vec![0u8; 1024].into());
+        assert!(tier.get(&late).is_none(), "full: not on the first offer");
+        tier.insert(late, "u", meta(), fresh(), vec![0u8; 1024].into());
+        assert!(tier.get(&late).is_some(), "in on the second");
+        assert!(tier.inner().bytes <= 16 * 1024);
     }
 
     #[test]
