@@ -423,9 +423,12 @@ pub fn body_matches(open: &mut OpenEntry) -> bool {
     done == open.decoded.body_len && hasher.finalize() == open.decoded.body_crc
 }
 
+/// An entry file read whole: its head, and its body if that matched its CRC.
+pub type Whole = (Decoded, Option<Arc<[u8]>>);
+
 /// Decodes an entry file read whole (its head checked as [`entry::decode`] checks it) and checks
-/// its body against its CRC: the head, and the body if it matches.
-pub fn decode_whole(bytes: &[u8]) -> Result<(Decoded, Option<Arc<[u8]>>), EntryError> {
+/// its body against its CRC.
+pub fn decode_whole(bytes: &[u8]) -> Result<Whole, EntryError> {
     let decoded = entry::decode(&mut io::Cursor::new(bytes), bytes.len() as u64)?;
     // The decode checked that the body ends where the file does.
     let body = usize::try_from(decoded.body_offset)
