@@ -5,9 +5,22 @@
 //! a background scan fills it in, discarding leftover temporary files, while the proxy already serves.
 //!
 //! Sizes are the disk space an entry takes (its allocated blocks), not its length: 175k entries of a
-//! few hundred bytes take a 4 KiB block each, and counting bytes let a 5 MiB cache use 38 MiB. When
-//! the disk fills up anyway (it is smaller than `--cache-size`, or shared), a write that fails with
-//! ENOSPC evicts the least recently used entries and is retried, so the cache keeps storing.
+//! few hundred bytes take a 4 KiB block each, and counting bytes let a 5 MiB cache use 38 MiB. The
+//! folders count too, beyond the first block of each: a folder's listing grows with the entries it
+//! holds (about 140 bytes an entry of 1 KiB on ext4, 3% of the cache) and never shrinks, so the
+//! evictor measures them (`stat` of the 258 folders) each time it wakes. So `--cache-size` bounds
+//! what `du` sees of the folder, give or take: the first block of each folder (about 1 MiB in all),
+//! the temporary files of entries being written, and the growth of the folders since the evictor
+//! last measured them.
+//!
+//! Eviction: a background thread (`cache-evict`), woken when the cache passes 95% of its size,
+//! removes the least recently used entries down to 90%, in batches that each hold the index's lock
+//! briefly; the choice is `eviction::OldestFirst`'s, bounded work per entry whatever the cache's
+//! size. A stream of misses faster than the thread can evict (or a thread starved of CPU) does not
+//! take the cache past its size: a store that finds the cache over 100% evicts at least its own
+//! size before it returns. When the disk fills up anyway (it is smaller than `--cache-size`, or
+//! shared), a write that fails with ENOSPC evicts the least recently used entries and is retried,
+//! so the cache keeps storing.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -19,7 +32,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::entry::{self, Decoded, EntryError};
-use super::eviction;
 use super::key::Key;
 use crate::runtime::Mutex;
 
@@ -35,6 +47,12 @@ pub use writer::EntryWriter;
 const EVICT_FROM_PERCENT: u64 = 95;
 /// ...and removes entries down to this share, so it runs in batches.
 const EVICT_TO_PERCENT: u64 = 90;
+/// Entries the evictor takes from the index under one hold of its lock.
+const EVICT_BATCH: usize = 256;
+/// Entries a store that finds the cache over its size may evict itself, at most: enough to make
+/// room for its own entry (the oldest are usually as big), few enough that it costs that store
+/// little, and only while the evictor is behind.
+const INLINE_EVICT_MOST: usize = 16;
 
 /// The disk space a file takes: its allocated blocks, or its length where that is more (a file
 /// system that has not allocated yet).
@@ -66,6 +84,8 @@ pub struct Store {
     tmp: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
+    /// The folders' disk use beyond their first block, as last measured (see the module's doc).
+    folders: AtomicU64,
     evict: Sender<()>,
     next_tmp: AtomicU64,
     /// Entries renamed into place so far; see [`Store::commits`].
@@ -101,6 +121,7 @@ impl Store {
             tmp,
             max_bytes,
             index: Mutex::default(),
+            folders: AtomicU64::new(0),
             evict,
             next_tmp: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -132,12 +153,39 @@ impl Store {
         self.commits.load(Ordering::SeqCst)
     }
 
+    /// The entries and the disk use `--cache-size` bounds: the entries' and the folders' (see the
+    /// module's doc).
     pub fn stats(&self) -> StoreStats {
         let index = self.index();
         StoreStats {
             entries: index.len() as u64,
-            bytes: index.bytes(),
+            bytes: self.used(&index),
         }
+    }
+
+    /// The disk use `--cache-size` bounds, with the index's lock held.
+    fn used(&self, index: &Index) -> u64 {
+        index.bytes() + self.folders.load(Ordering::Relaxed)
+    }
+
+    /// Measures the folders' disk use beyond the first block of each: the root, `tmp` and the 256
+    /// key folders, whose listings grow with the entries they held.
+    fn measure_folders(&self) {
+        let beyond_first_block = |path: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(path).map_or(0, |m| {
+                (m.blocks() * 512).saturating_sub(m.blksize().min(64 * 1024))
+            })
+        };
+        let mut total = beyond_first_block(&self.root) + beyond_first_block(&self.tmp);
+        let mut name = String::with_capacity(2);
+        for n in 0..=255u8 {
+            use std::fmt::Write;
+            name.clear();
+            let _ = write!(name, "{n:02x}");
+            total += beyond_first_block(&self.root.join(&name));
+        }
+        self.folders.store(total, Ordering::Relaxed);
     }
 
     /// Opens and checks an entry. A damaged one is removed and reported as absent.
@@ -314,6 +362,7 @@ impl Store {
                 bytes += usage;
             }
         }
+        self.measure_folders();
         log::info!(
             "cache: {} holds {found} entries ({bytes} bytes); discarded {discarded} unfinished writes; scan took {} ms",
             self.root.display(),
@@ -336,36 +385,58 @@ impl Store {
         super::diskio::slow_disk();
         self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         self.commits.fetch_add(1, Ordering::SeqCst);
-        let over = {
+        let (over, victims) = {
             let mut index = self.index();
             index.insert(key, bytes, written);
-            index.bytes() > self.max_bytes / 100 * EVICT_FROM_PERCENT
+            let used = self.used(&index);
+            // Over the size itself: the evictor is behind, so this store makes its own room
+            // (the module's doc). Never this entry: it is the newest.
+            let victims = if used > self.max_bytes {
+                index
+                    .take_oldest(used - self.max_bytes, INLINE_EVICT_MOST)
+                    .0
+            } else {
+                Vec::new()
+            };
+            (used > self.max_bytes / 100 * EVICT_FROM_PERCENT, victims)
         };
+        self.remove_files(&victims);
         if over {
             let _ = self.evict.try_send(());
         }
         Ok(())
     }
 
-    /// Removes least recently used entries until the store is under its target size. The index is
-    /// copied under its lock and sorted outside it, so hits do not wait for the sort; an entry used
-    /// after it was chosen stays.
+    /// Removes evicted entries' files (their records are gone already).
+    fn remove_files(&self, keys: &[Key]) {
+        for key in keys {
+            let _ = fs::remove_file(key.path(&self.root));
+        }
+    }
+
+    /// Removes least recently used entries until the store is under its target size, in batches:
+    /// the index's lock is held to take each batch's records, and the files are removed outside it.
     fn evict(&self) {
+        self.measure_folders();
         let target = self.max_bytes / 100 * EVICT_TO_PERCENT;
-        let (candidates, excess) = {
-            let index = self.index();
-            if index.bytes() <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
-                return;
-            }
-            (index.candidates(), index.bytes().saturating_sub(target))
-        };
-        let chosen = eviction::least_recently_used_with_age(candidates, excess);
+        if self.used(&self.index()) <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
+            return;
+        }
         let mut count = 0;
-        for (last_used, key) in chosen {
-            if self.index().remove_if_unused_since(&key, last_used) {
-                let _ = fs::remove_file(key.path(&self.root));
-                count += 1;
+        loop {
+            let victims = {
+                let mut index = self.index();
+                let used = self.used(&index);
+                if used <= target {
+                    break;
+                }
+                index.take_oldest(used - target, EVICT_BATCH).0
+            };
+            if victims.is_empty() {
+                break;
             }
+            self.remove_files(&victims);
+            count += victims.len();
         }
         log::debug!("cache: evicted {count} entries");
     }
