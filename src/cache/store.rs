@@ -4,14 +4,14 @@
 //! The index is not needed to find an entry (the key is the path), so start-up does not wait for it:
 //! a background scan fills it in, discarding leftover temporary files, while the proxy already serves.
 //!
-//! Sizes are the disk space an entry takes (its allocated blocks), not its length: 175k entries of a
-//! few hundred bytes take a 4 KiB block each, and counting bytes let a 5 MiB cache use 38 MiB. The
-//! folders count too, beyond the first block of each: a folder's listing grows with the entries it
-//! holds (about 140 bytes an entry of 1 KiB on ext4, 3% of the cache) and never shrinks, so the
-//! evictor measures them (`stat` of the 258 folders) each time it wakes. So `--cache-size` bounds
-//! what `du` sees of the folder, give or take: the first block of each folder (about 1 MiB in all),
-//! the temporary files of entries being written, and the growth of the folders since the evictor
-//! last measured them.
+//! Sizes are the disk space an entry takes (its allocated blocks, as `stat` reports them, delayed
+//! allocations included), not its length: 175k entries of a few hundred bytes take a 4 KiB block
+//! each, and counting bytes let a 5 MiB cache use 38 MiB. Each entry is also charged its share of
+//! the folders' listings ([`FOLDER_SHARE`], 128 bytes). So `--cache-size` bounds what `du` sees of
+//! the folder, give or take: the first block of each of the 258 folders (about 1 MiB in all),
+//! listings fuller or emptier than the share (they never shrink), the temporary files of entries
+//! being written, and the entries of stores in progress (see below). The start-up scan counts the
+//! same way, so a restart finds the same figure.
 //!
 //! Eviction: a background thread (`cache-evict`), woken when the cache passes 95% of its size,
 //! removes the least recently used entries down to 90%, in batches that each hold the index's lock
@@ -47,6 +47,14 @@ pub use writer::EntryWriter;
 const EVICT_FROM_PERCENT: u64 = 95;
 /// ...and removes entries down to this share, so it runs in batches.
 const EVICT_TO_PERCENT: u64 = 90;
+/// What an entry adds to its folder's listing, counted with its blocks: a name of 62 characters
+/// takes a 72-byte record in an ext4 directory block, whose blocks are about 60% full once entries
+/// come and go (140 bytes an entry measured, 13.6 MB of folders for 92k entries), and a folder
+/// never shrinks. Charged per entry rather than measured: a version that `stat`ed the 258 folders
+/// each time the evictor woke made misses cost twice the CPU while evicting on ext4 without a
+/// journal, all of it in the kernel's inode allocation (why, not pinned down; 5 runs against 1
+/// without the `stat`s, `benches/results/scale-evict-2026-12-07.txt`).
+const FOLDER_SHARE: u64 = 128;
 /// Entries the evictor takes from the index under one hold of its lock.
 const EVICT_BATCH: usize = 256;
 /// Entries a store that finds the cache over its size may evict itself, at most: enough to make
@@ -84,8 +92,6 @@ pub struct Store {
     tmp: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
-    /// The folders' disk use beyond their first block, as last measured (see the module's doc).
-    folders: AtomicU64,
     evict: Sender<()>,
     next_tmp: AtomicU64,
     /// Entries renamed into place so far; see [`Store::commits`].
@@ -121,7 +127,6 @@ impl Store {
             tmp,
             max_bytes,
             index: Mutex::default(),
-            folders: AtomicU64::new(0),
             evict,
             next_tmp: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -163,29 +168,10 @@ impl Store {
         }
     }
 
-    /// The disk use `--cache-size` bounds, with the index's lock held.
+    /// The disk use `--cache-size` bounds, with the index's lock held: the entries' blocks and
+    /// their share of the folders.
     fn used(&self, index: &Index) -> u64 {
-        index.bytes() + self.folders.load(Ordering::Relaxed)
-    }
-
-    /// Measures the folders' disk use beyond the first block of each: the root, `tmp` and the 256
-    /// key folders, whose listings grow with the entries they held.
-    fn measure_folders(&self) {
-        let beyond_first_block = |path: &Path| {
-            use std::os::unix::fs::MetadataExt;
-            fs::metadata(path).map_or(0, |m| {
-                (m.blocks() * 512).saturating_sub(m.blksize().min(64 * 1024))
-            })
-        };
-        let mut total = beyond_first_block(&self.root) + beyond_first_block(&self.tmp);
-        let mut name = String::with_capacity(2);
-        for n in 0..=255u8 {
-            use std::fmt::Write;
-            name.clear();
-            let _ = write!(name, "{n:02x}");
-            total += beyond_first_block(&self.root.join(&name));
-        }
-        self.folders.store(total, Ordering::Relaxed);
+        index.bytes() + index.len() as u64 * FOLDER_SHARE
     }
 
     /// Opens and checks an entry. A damaged one is removed and reported as absent.
@@ -362,7 +348,6 @@ impl Store {
                 bytes += usage;
             }
         }
-        self.measure_folders();
         log::info!(
             "cache: {} holds {found} entries ({bytes} bytes); discarded {discarded} unfinished writes; scan took {} ms",
             self.root.display(),
@@ -417,25 +402,20 @@ impl Store {
     /// Removes least recently used entries until the store is under its target size, in batches:
     /// the index's lock is held to take each batch's records, and the files are removed outside it.
     fn evict(&self) {
-        self.measure_folders();
         let target = self.max_bytes / 100 * EVICT_TO_PERCENT;
-        if self.used(&self.index()) <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
+        let used = self.used(&self.index());
+        if used <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
             return;
         }
-        let mut count = 0;
-        loop {
-            let victims = {
-                let mut index = self.index();
-                let used = self.used(&index);
-                if used <= target {
-                    break;
-                }
-                index.take_oldest(used - target, EVICT_BATCH).0
-            };
+        // What is over the target now; stores that arrive meanwhile wake the next round.
+        let (mut left, mut count) = (used - target, 0);
+        while left > 0 {
+            let (victims, freed) = self.index().take_oldest(left, EVICT_BATCH);
             if victims.is_empty() {
                 break;
             }
             self.remove_files(&victims);
+            left = left.saturating_sub(freed);
             count += victims.len();
         }
         log::debug!("cache: evicted {count} entries");
