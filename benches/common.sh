@@ -28,10 +28,36 @@ await() { # port name
     tail -n 20 "$RUN/logs/$2.log" >&2
     return 1
 }
-# CPU seconds (user+system) of a process group, from /proc.
+# CPU seconds (user+system) of the living processes of a process group, from /proc. The files go
+# through cat, which skips one that vanished between the glob and its read (any process on the
+# machine that exited meanwhile, such as the curl of a metrics poll): handed to awk itself, mawk
+# stopped at the first such file without printing anything, and the caller subtracted an empty
+# figure (negative CPU per miss in the first scale.sh evict runs). Fields are counted from the last
+# ") ", so a command name with spaces or parentheses does not shift them. A process of the group that
+# exits takes its CPU with it (its parent's cutime is another group's): use this for long-lived
+# groups (nginx's master and workers), and process_cpu for one process.
 group_cpu() {
-    awk -v g="$1" -v hz="$(getconf CLK_TCK)" '{ s=$0; sub(/^.*\) /, "", s); split(s, f, " ");
-        if (f[3] == g) t += f[12] + f[13] } END { printf "%.4f", t / hz }' /proc/[0-9]*/stat 2>/dev/null
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" -v hz="$(getconf CLK_TCK)" '{ s=$0; sub(/^.*\) /, "", s); split(s, f, " ");
+        if (f[3] == g) t += f[12] + f[13] } END { printf "%.4f", t / hz }'
+}
+# CPU seconds (user+system) of one process, all its threads (exited ones too), from /proc/PID/stat;
+# nothing (and status 1) when the process is gone, so a caller can stop instead of subtracting 0.
+process_cpu() {
+    local line
+    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+    line=${line##*) }
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.4f", ($12 + $13) / hz }' <<<"$line"
+}
+# CPU seconds of one process's living threads by kind: "NAME SECONDS" lines, where NAME is the
+# thread's name without its trailing number ("porter-worker-3" counts as "porter-worker").
+thread_cpu() {
+    local task line name
+    for task in /proc/"$1"/task/*; do
+        { read -r line <"$task/stat"; } 2>/dev/null || continue
+        name=${line#*(}; name=${name%) *}; name=${name%-[0-9]*}
+        line=${line##*) }
+        echo "$name $line"
+    done | awk -v hz="$(getconf CLK_TCK)" '{ t[$1] += $13 + $14 } END { for (n in t) printf "%s %.2f\n", n, t[n] / hz }' | sort
 }
 
 # Squid's configuration for a memory cache in $RUN/squid, listening on 127.0.0.1:$1 and running as

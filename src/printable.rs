@@ -42,6 +42,11 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 /// Like [`escape`], keeping the characters in `keep` (the general log keeps the newlines of
 /// messages Porter writes over several lines).
 pub fn escape_except<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {
+    // Every hazard is a control or not ASCII: printable ASCII, nearly all of what is logged, is
+    // passed by a byte test instead of being decoded into characters one by one.
+    if text.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return Cow::Borrowed(text);
+    }
     let hazard = |c: char| is_hazard(c) && !keep.contains(&c);
     let Some(first) = text.find(hazard) else {
         return Cow::Borrowed(text);

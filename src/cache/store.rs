@@ -4,10 +4,23 @@
 //! The index is not needed to find an entry (the key is the path), so start-up does not wait for it:
 //! a background scan fills it in, discarding leftover temporary files, while the proxy already serves.
 //!
-//! Sizes are the disk space an entry takes (its allocated blocks), not its length: 175k entries of a
-//! few hundred bytes take a 4 KiB block each, and counting bytes let a 5 MiB cache use 38 MiB. When
-//! the disk fills up anyway (it is smaller than `--cache-size`, or shared), a write that fails with
-//! ENOSPC evicts the least recently used entries and is retried, so the cache keeps storing.
+//! Sizes are the disk space an entry takes (its allocated blocks, as `stat` reports them, delayed
+//! allocations included), not its length: 175k entries of a few hundred bytes take a 4 KiB block
+//! each, and counting bytes let a 5 MiB cache use 38 MiB. Each entry is also charged its share of
+//! the folders' listings ([`FOLDER_SHARE`], 128 bytes). So `--cache-size` bounds what `du` sees of
+//! the folder, give or take: the first block of each of the 258 folders (about 1 MiB in all),
+//! listings fuller or emptier than the share (they never shrink), the temporary files of entries
+//! being written, and the entries of stores in progress (see below). The start-up scan counts the
+//! same way, so a restart finds the same figure.
+//!
+//! Eviction: a background thread (`cache-evict`), woken when the cache passes 95% of its size,
+//! removes the least recently used entries down to 90%, in batches that each hold the index's lock
+//! briefly; the choice is `eviction::OldestFirst`'s, bounded work per entry whatever the cache's
+//! size. A stream of misses faster than the thread can evict (or a thread starved of CPU) does not
+//! take the cache past its size: a store that finds the cache over 100% evicts at least its own
+//! size before it returns. When the disk fills up anyway (it is smaller than `--cache-size`, or
+//! shared), a write that fails with ENOSPC evicts the least recently used entries and is retried,
+//! so the cache keeps storing.
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
@@ -20,7 +33,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::entry::{self, Decoded, EntryError};
-use super::eviction;
 use super::key::Key;
 use crate::runtime::Mutex;
 
@@ -36,6 +48,20 @@ pub use writer::EntryWriter;
 const EVICT_FROM_PERCENT: u64 = 95;
 /// ...and removes entries down to this share, so it runs in batches.
 const EVICT_TO_PERCENT: u64 = 90;
+/// What an entry adds to its folder's listing, counted with its blocks: a name of 62 characters
+/// takes a 72-byte record in an ext4 directory block, whose blocks are about 60% full once entries
+/// come and go (140 bytes an entry measured, 13.6 MB of folders for 92k entries), and a folder
+/// never shrinks. Charged per entry rather than measured: a version that `stat`ed the 258 folders
+/// each time the evictor woke made misses cost twice the CPU while evicting on ext4 without a
+/// journal, all of it in the kernel's inode allocation (why, not pinned down; 5 runs against 1
+/// without the `stat`s, `benches/results/scale-evict-2026-12-07.txt`).
+const FOLDER_SHARE: u64 = 128;
+/// Entries the evictor takes from the index under one hold of its lock.
+const EVICT_BATCH: usize = 256;
+/// Entries a store that finds the cache over its size may evict itself, at most: enough to make
+/// room for its own entry (the oldest are usually as big), few enough that it costs that store
+/// little, and only while the evictor is behind.
+const INLINE_EVICT_MOST: usize = 16;
 
 /// The disk space a file takes: its allocated blocks, or its length where that is more (a file
 /// system that has not allocated yet).
@@ -144,12 +170,20 @@ impl Store {
         self.commits.load(Ordering::SeqCst)
     }
 
+    /// The entries and the disk use `--cache-size` bounds: the entries' and the folders' (see the
+    /// module's doc).
     pub fn stats(&self) -> StoreStats {
         let index = self.index();
         StoreStats {
             entries: index.len() as u64,
-            bytes: index.bytes(),
+            bytes: self.used(&index),
         }
+    }
+
+    /// The disk use `--cache-size` bounds, with the index's lock held: the entries' blocks and
+    /// their share of the folders.
+    fn used(&self, index: &Index) -> u64 {
+        index.bytes() + index.len() as u64 * FOLDER_SHARE
     }
 
     /// Opens and checks an entry, positioned at its body. A small one is read whole and its body
@@ -359,36 +393,53 @@ impl Store {
         super::diskio::slow_disk();
         self.retry_when_full(|| fs::rename(tmp_path, &path))?;
         self.commits.fetch_add(1, Ordering::SeqCst);
-        let over = {
+        let (over, victims) = {
             let mut index = self.index();
             index.insert(key, bytes, written);
-            index.bytes() > self.max_bytes / 100 * EVICT_FROM_PERCENT
+            let used = self.used(&index);
+            // Over the size itself: the evictor is behind, so this store makes its own room
+            // (the module's doc). Never this entry: it is the newest.
+            let victims = if used > self.max_bytes {
+                index
+                    .take_oldest(used - self.max_bytes, INLINE_EVICT_MOST)
+                    .0
+            } else {
+                Vec::new()
+            };
+            (used > self.max_bytes / 100 * EVICT_FROM_PERCENT, victims)
         };
+        self.remove_files(&victims);
         if over {
             let _ = self.evict.try_send(());
         }
         Ok(())
     }
 
-    /// Removes least recently used entries until the store is under its target size. The index is
-    /// copied under its lock and sorted outside it, so hits do not wait for the sort; an entry used
-    /// after it was chosen stays.
+    /// Removes evicted entries' files (their records are gone already).
+    fn remove_files(&self, keys: &[Key]) {
+        for key in keys {
+            let _ = fs::remove_file(key.path(&self.root));
+        }
+    }
+
+    /// Removes least recently used entries until the store is under its target size, in batches:
+    /// the index's lock is held to take each batch's records, and the files are removed outside it.
     fn evict(&self) {
         let target = self.max_bytes / 100 * EVICT_TO_PERCENT;
-        let (candidates, excess) = {
-            let index = self.index();
-            if index.bytes() <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
-                return;
+        let used = self.used(&self.index());
+        if used <= self.max_bytes / 100 * EVICT_FROM_PERCENT {
+            return;
+        }
+        // What is over the target now; stores that arrive meanwhile wake the next round.
+        let (mut left, mut count) = (used - target, 0);
+        while left > 0 {
+            let (victims, freed) = self.index().take_oldest(left, EVICT_BATCH);
+            if victims.is_empty() {
+                break;
             }
-            (index.candidates(), index.bytes().saturating_sub(target))
-        };
-        let chosen = eviction::least_recently_used_with_age(candidates, excess);
-        let mut count = 0;
-        for (last_used, key) in chosen {
-            if self.index().remove_if_unused_since(&key, last_used) {
-                let _ = fs::remove_file(key.path(&self.root));
-                count += 1;
-            }
+            self.remove_files(&victims);
+            left = left.saturating_sub(freed);
+            count += victims.len();
         }
         log::debug!("cache: evicted {count} entries");
     }

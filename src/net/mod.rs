@@ -13,6 +13,7 @@
 
 pub mod acl;
 pub mod conn;
+mod listener;
 pub mod proxy_protocol;
 pub mod resolve;
 pub mod sendfile;

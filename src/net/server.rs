@@ -171,11 +171,7 @@ enum AcceptState {
 
 impl Server {
     pub fn bind(config: ServerConfig, shutdown: Shutdown) -> io::Result<Server> {
-        let listener = TcpListener::bind(config.listen)?;
-        listener.set_nonblocking(true)?;
-        // Linux gives an accepted socket the listener's TCP_NODELAY: set once here, not per
-        // connection (one `setsockopt` less for each).
-        rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
+        let listener = super::listener::bind(config.listen)?;
         Ok(Server {
             listener,
             timeouts: Arc::new(ClientTimeouts::new(&config)),
@@ -447,13 +443,32 @@ struct Inbox {
     remote: Arc<Remote>,
 }
 
-/// Queues `conn` on the worker with the fewest connections that has room; gives it back when every
-/// queue is full (or the workers are gone).
+/// How many more connections a worker that is running may hold than a sleeping one and still be
+/// chosen: queuing on a running worker costs no wake-up (an `eventfd` write here, a context switch
+/// there), which on a new connection per request is the largest cost after the kernel's TCP work.
+/// Small enough that keep-alive connections still spread over every core.
+const AWAKE_SLACK: usize = 2;
+
+/// Queues `conn` on the least-loaded worker that has room, where a sleeping worker counts
+/// [`AWAKE_SLACK`] connections more than it holds; gives it back when every queue is full (or the
+/// workers are gone).
 fn queue_on_least_loaded(inboxes: &[Inbox], conn: Conn) -> Option<Conn> {
-    let mut order: Vec<&Inbox> = inboxes.iter().collect();
-    order.sort_by_key(|inbox| inbox.remote.gauges().tasks() + inbox.jobs.len());
+    let cost = |inbox: &Inbox| {
+        let load = inbox.remote.gauges().tasks() + inbox.jobs.len();
+        load + if inbox.remote.is_sleeping() {
+            AWAKE_SLACK
+        } else {
+            0
+        }
+    };
+    let Some(first) = (0..inboxes.len()).min_by_key(|&i| cost(&inboxes[i])) else {
+        return Some(conn);
+    };
+    // The chosen worker first, then the others in turn: any with room will do when it is full.
+    let order = (0..inboxes.len()).map(|i| (first + i) % inboxes.len());
     let mut conn = conn;
-    for inbox in order {
+    for i in order {
+        let inbox = &inboxes[i];
         match inbox.jobs.try_send(conn) {
             Ok(()) => {
                 inbox.remote.nudge();

@@ -184,6 +184,11 @@ impl Remote {
         &self.gauges
     }
 
+    /// Whether the worker sleeps in `poll` now: something queued for it then costs a wake-up.
+    pub fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
+    }
+
     /// The worker's waker, for the shutdown flag to wake it.
     pub fn waker(&self) -> Arc<Waker> {
         Arc::clone(&self.waker)

@@ -10,6 +10,7 @@ mod cache;
 mod collapse;
 mod deploy;
 mod docs;
+mod eviction;
 mod fetch;
 mod file_modes;
 mod forwarded_for;

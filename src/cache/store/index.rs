@@ -6,9 +6,15 @@
 //! entries take about 90 MB (`benches/scale.sh` measures it). Sizes are kept in 512-byte blocks,
 //! last use on a 32-bit clock that is renumbered in order when it runs out, and the checked file by
 //! the low 32 bits of its inode.
+//!
+//! Eviction takes the least recently used through an [`OldestFirst`] queue (`eviction.rs`): a pass
+//! over the records refills it with their oldest sixteenth now and then, instead of a copy and sort
+//! of every record for each batch. The queue holds a key and a last use a queued entry (36 bytes),
+//! a sixteenth of the entries at most after a refill: about 2 bytes an entry.
 
 use std::collections::HashMap;
 
+use super::super::eviction::OldestFirst;
 use super::super::key::Key;
 
 /// The unit of a record's size: a disk block as `stat` counts them.
@@ -34,6 +40,7 @@ impl IndexEntry {
         u64::from(self.blocks) * BLOCK
     }
 
+    #[cfg(test)]
     pub fn last_used(&self) -> u64 {
         u64::from(self.last_used)
     }
@@ -57,12 +64,14 @@ fn blocks(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(BLOCK)).unwrap_or(u32::MAX)
 }
 
-/// Every entry's record, the bytes they take in all, and the clock of last use.
+/// Every entry's record, the bytes they take in all, the clock of last use, and the queue of the
+/// oldest for eviction.
 #[derive(Default)]
 pub struct Index {
     entries: HashMap<Key, IndexEntry>,
     bytes: u64,
     clock: u32,
+    oldest: OldestFirst,
 }
 
 impl Index {
@@ -121,24 +130,34 @@ impl Index {
         }
     }
 
-    /// Removes a record only if the entry was not used since `last_used` (eviction chose it as it
-    /// was then); true when it was removed.
-    pub fn remove_if_unused_since(&mut self, key: &Key, last_used: u64) -> bool {
-        match self.entries.get(key) {
-            Some(entry) if entry.last_used() == last_used => {
-                self.remove(key);
-                true
+    /// Removes the records of the least recently used entries until they free `bytes` or `most`
+    /// of them are gone, and returns their keys and the bytes freed: the caller removes the files,
+    /// outside the lock. Bounded work: queued entries used since they were queued are skipped,
+    /// and the queue is refilled at most once a call.
+    pub fn take_oldest(&mut self, bytes: u64, most: usize) -> (Vec<Key>, u64) {
+        let (mut taken, mut freed, mut refilled) = (Vec::new(), 0u64, false);
+        while freed < bytes && taken.len() < most {
+            let Some((last_used, key)) = self.oldest.pop() else {
+                if refilled || self.entries.is_empty() {
+                    break;
+                }
+                // Enough for this call and the rest of its round twice over (the store's rounds
+                // free a twentieth of the cache), at least a sixteenth of the entries.
+                let share = (bytes - freed) as f64 * 2.0 / self.bytes.max(1) as f64;
+                let records = self.entries.iter().map(|(k, e)| (e.last_used, k));
+                self.oldest.refill(records, share);
+                refilled = true;
+                continue;
+            };
+            if let Some(entry) = self.entries.get(&key)
+                && entry.last_used == last_used
+            {
+                freed += entry.bytes();
+                self.remove(&key);
+                taken.push(key);
             }
-            _ => false,
         }
-    }
-
-    /// Every entry as eviction sees it: last use, key, bytes.
-    pub fn candidates(&self) -> Vec<(u64, Key, u64)> {
-        self.entries
-            .iter()
-            .map(|(key, e)| (e.last_used(), *key, e.bytes()))
-            .collect()
+        (taken, freed)
     }
 
     /// The next value of the clock. When the 32-bit clock runs out, the records are renumbered
@@ -152,6 +171,7 @@ impl Index {
     }
 
     fn renumber(&mut self) {
+        self.oldest.clear();
         let mut order: Vec<(u32, Key)> = self
             .entries
             .iter()
@@ -207,11 +227,14 @@ mod tests {
         }
         index.touch(key(0), 512);
         index.touch(key(1), 512);
-        let mut order = index.candidates();
-        order.sort_unstable();
-        let keys: Vec<Key> = order.iter().map(|c| c.1).collect();
-        assert_eq!(keys, vec![key(2), key(0), key(1)]);
-        assert!(order.iter().all(|c| c.0 <= 5), "renumbered: {order:?}");
+        let ages: Vec<u64> = (0..3)
+            .map(|n| index.get(&key(n)).unwrap().last_used())
+            .collect();
+        assert!(ages.iter().all(|&a| a <= 5), "renumbered: {ages:?}");
+        assert_eq!(
+            index.take_oldest(u64::MAX, 10).0,
+            vec![key(2), key(0), key(1)]
+        );
     }
 
     #[test]
@@ -226,14 +249,39 @@ mod tests {
     }
 
     #[test]
-    fn eviction_skips_an_entry_used_after_it_was_chosen() {
+    fn eviction_takes_the_least_recently_used_and_skips_one_used_after_it_was_queued() {
         let mut index = Index::default();
-        index.insert(key(1), 512, None);
-        let chosen = index.get(&key(1)).unwrap().last_used();
+        for n in 0..10 {
+            index.insert(key(n), 512, None);
+        }
+        index.touch(key(0), 512);
+        // The queue now holds all ten, oldest first; 1 is the oldest.
+        assert_eq!(index.take_oldest(512, 100), (vec![key(1)], 512));
+        // Used after it was queued: no longer old, so it stays.
+        index.touch(key(2), 512);
+        assert_eq!(index.take_oldest(1024, 100).0, vec![key(3), key(4)]);
+        // At most `most` a call, whatever is asked.
+        assert_eq!(index.take_oldest(u64::MAX, 2).0, vec![key(5), key(6)]);
+        // 0 was used before the queue was filled, so it sits in it as the newest; the queue runs
+        // out after it and is refilled once, with 2.
+        assert_eq!(
+            index.take_oldest(u64::MAX, 100).0,
+            vec![key(7), key(8), key(9), key(0), key(2)]
+        );
+        assert_eq!((index.len(), index.bytes()), (0, 0));
+        assert_eq!(index.take_oldest(u64::MAX, 100), (vec![], 0));
+    }
+
+    #[test]
+    fn entries_stored_after_a_refill_go_after_the_queued_ones() {
+        let mut index = Index::default();
+        for n in 0..5 {
+            index.insert(key(n), 512, None);
+        }
+        assert_eq!(index.take_oldest(512, 1).0, vec![key(0)]);
+        index.insert(key(100), 512, None);
         index.touch(key(1), 512);
-        assert!(!index.remove_if_unused_since(&key(1), chosen));
-        let now = index.get(&key(1)).unwrap().last_used();
-        assert!(index.remove_if_unused_since(&key(1), now));
-        assert_eq!(index.len(), 0);
+        let order = index.take_oldest(u64::MAX, 100).0;
+        assert_eq!(order, vec![key(2), key(3), key(4), key(100), key(1)]);
     }
 }

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 
 use super::{Store, disk_usage, inode};
 use crate::cache::entry::{self, Stored};
-use crate::cache::eviction;
 use crate::cache::key::Key;
 
 /// On a full disk, each attempt to make room evicts this share of the entries' space (at least one).
@@ -95,9 +94,9 @@ impl Store {
     /// least one entry). False when there is nothing left to evict.
     fn make_room(&self, error: &io::Error) -> bool {
         let (victims, freed): (Vec<Key>, u64) = {
-            let index = self.index();
+            let mut index = self.index();
             let want = (index.bytes() / 100 * FULL_DISK_EVICT_PERCENT).max(1);
-            eviction::least_recently_used(index.candidates(), want)
+            index.take_oldest(want, usize::MAX)
         };
         if victims.is_empty() {
             return false;
@@ -107,9 +106,7 @@ impl Store {
             "cache: disk full; evicting {} entries ({freed} bytes) to make room",
             victims.len()
         );
-        for key in victims {
-            self.remove(key);
-        }
+        self.remove_files(&victims);
         true
     }
 

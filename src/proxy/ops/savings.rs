@@ -14,16 +14,40 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::metrics::Outcome;
 use crate::cache::ecosystem::{Ecosystem, ecosystem_of};
-use crate::runtime::Mutex;
+use crate::runtime::RwLock;
 
 /// Host labels kept apart; further hosts are counted as [`OTHER_HOSTS`].
 pub const MAX_HOSTS: usize = 64;
 /// The label that hosts beyond [`MAX_HOSTS`] are counted under.
 pub const OTHER_HOSTS: &str = "(other)";
+
+/// FNV-1a: host names are short and at most [`MAX_HOSTS`] are kept, so a keyed hash buys nothing
+/// against floods (a name past the limit is never inserted) and would cost every request.
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Where the bytes of a response came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +85,29 @@ impl Source {
     }
 }
 
-#[derive(Default)]
-struct Hosts {
-    bytes: HashMap<String, [u64; 2]>,
-    other: [u64; 2],
-}
-
 /// Bytes by ecosystem and by host, each from cache and from upstream.
-#[derive(Default)]
+///
+/// Every request ends here, so counting takes no lock a writer holds: the counters are atomics, and
+/// a host's slot is found under a read lock (taken for writing only the first time a host is seen,
+/// at most [`MAX_HOSTS`] times in the process's life).
 pub struct Savings {
     ecosystems: [[AtomicU64; 2]; Ecosystem::ALL.len()],
-    hosts: Mutex<Hosts>,
+    /// Each host's slot in `host_bytes`, in the order they were first seen.
+    slots: RwLock<HashMap<Box<str>, usize, BuildHasherDefault<Fnv1a>>>,
+    host_bytes: [[AtomicU64; 2]; MAX_HOSTS],
+    /// Hosts beyond [`MAX_HOSTS`].
+    other: [AtomicU64; 2],
+}
+
+impl Default for Savings {
+    fn default() -> Savings {
+        Savings {
+            ecosystems: Default::default(),
+            slots: RwLock::new(HashMap::default()),
+            host_bytes: std::array::from_fn(|_| Default::default()),
+            other: Default::default(),
+        }
+    }
 }
 
 impl Savings {
@@ -93,16 +129,32 @@ impl Savings {
         } else {
             host
         };
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        let room = hosts.bytes.len() < MAX_HOSTS;
-        match hosts.bytes.get_mut(host) {
-            Some(row) => row[source.index()] += bytes,
-            None if room => {
-                let mut row = [0; 2];
-                row[source.index()] = bytes;
-                hosts.bytes.insert(host.to_string(), row);
+        let counter = match self.slot(host) {
+            Some(slot) => &self.host_bytes[slot],
+            None => &self.other,
+        };
+        counter[source.index()].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The slot of `host`, given one if there is room; `None` once [`MAX_HOSTS`] are taken.
+    fn slot(&self, host: &str) -> Option<usize> {
+        let known = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(&slot) = known.get(host) {
+            return Some(slot);
+        }
+        if known.len() >= MAX_HOSTS {
+            return None;
+        }
+        drop(known);
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let next = slots.len();
+        match slots.get(host) {
+            Some(&slot) => Some(slot),
+            None if next < MAX_HOSTS => {
+                slots.insert(host.into(), next);
+                Some(next)
             }
-            None => hosts.other[source.index()] += bytes,
+            None => None,
         }
     }
 
@@ -113,15 +165,24 @@ impl Savings {
 
     /// `(host, cache bytes, upstream bytes)`, sorted by host, `(other)` last when it has any.
     pub fn by_host(&self) -> Vec<(String, u64, u64)> {
-        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<(String, u64, u64)> = hosts
-            .bytes
+        let load = |counter: &[AtomicU64; 2]| {
+            (
+                counter[0].load(Ordering::Relaxed),
+                counter[1].load(Ordering::Relaxed),
+            )
+        };
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<(String, u64, u64)> = slots
             .iter()
-            .map(|(host, [cache, upstream])| (host.clone(), *cache, *upstream))
+            .map(|(host, &slot)| {
+                let (cache, upstream) = load(&self.host_bytes[slot]);
+                (host.to_string(), cache, upstream)
+            })
             .collect();
         rows.sort();
-        if hosts.other != [0, 0] {
-            rows.push((OTHER_HOSTS.to_string(), hosts.other[0], hosts.other[1]));
+        let (cache, upstream) = load(&self.other);
+        if (cache, upstream) != (0, 0) {
+            rows.push((OTHER_HOSTS.to_string(), cache, upstream));
         }
         rows
     }
