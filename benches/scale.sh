@@ -226,7 +226,12 @@ fi
 
 if stage random; then
     STAGE=random
-    entries=$(metric "$PORTER_PORT" porter_cache_entries)
+    # The index is read in the background after a start: wait for it (at most 60 s) before judging.
+    for _ in $(seq 120); do
+        entries=$(metric "$PORTER_PORT" porter_cache_entries)
+        [ "${entries:-0}" -ge "$ENTRIES" ] && break
+        sleep 0.5
+    done
     [ "${entries:-0}" -ge "$ENTRIES" ] || echo "scale: only ${entries:-0} entries cached: run the fill stage too" >&2
     # Both sides from the page cache, as a warm server's would be: every cache entry and every
     # origin file read once first.
