@@ -8,7 +8,6 @@ use std::io::{self, Read};
 /// of idle connections stay cheap. A buffer of the first size goes, when its connection ends, to a
 /// pool of the thread's ([`spare`]) for the next connection: a new connection's buffer costs no
 /// allocation and no zeroing (4 KiB zeroed was an eighth of a new connection's instructions).
-#[derive(Debug)]
 pub struct ReadBuf {
     bytes: Vec<u8>,
     start: usize,
@@ -101,6 +100,18 @@ impl ReadBuf {
         out[..n].copy_from_slice(&self.bytes[self.start..self.start + n]);
         self.consume(n);
         n
+    }
+}
+
+/// Sizes only: a pooled buffer holds an earlier peer's bytes beyond what it read itself, and what it
+/// read is a peer's (cookies, credentials), not a log's.
+impl std::fmt::Debug for ReadBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuf")
+            .field("unconsumed", &self.len())
+            .field("allocated", &self.bytes.len())
+            .field("capacity", &self.capacity)
+            .finish()
     }
 }
 

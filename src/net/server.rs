@@ -416,6 +416,16 @@ impl Server {
         // The answer fits in the socket buffer; a non-blocking write never holds the acceptor.
         let _ = stream.set_nonblocking(true);
         let mut stream = stream;
+        // The listener defers accept until the client's first bytes are in (`listener.rs`), so
+        // they are always here: a socket closed with unread bytes sends a reset, which can reach
+        // the client before the answer does and discard it. Take what has come (up to 64 KiB,
+        // without waiting) so the close is a FIN after the answer.
+        let mut unread = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(io::Read::read(&mut stream, &mut unread), Ok(n) if n > 0) {
+                break;
+            }
+        }
         let _ = stream.write_all(&crate::html::refusal(status, why));
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
