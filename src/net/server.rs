@@ -299,20 +299,26 @@ impl Server {
 
     /// Accepts every queued connection; says whether the queue was drained or accept failed.
     fn accept_all<H: Handler>(&self, jobs: &[Inbox], handler: &H) -> AcceptState {
-        loop {
+        let mut wake = Wakeups::new(jobs.len());
+        let state = loop {
             match accept_nonblocking(&self.listener) {
-                Ok(Some((stream, peer))) => self.admit(stream, peer, jobs, handler),
+                Ok(Some((stream, peer))) => {
+                    self.admit(stream, peer, jobs, handler, &mut wake);
+                    wake.count_one(jobs);
+                }
                 // A connection reset before it was taken.
                 Ok(None) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return AcceptState::Drained,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break AcceptState::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // Out of file descriptors and the like: retry on a timer instead of spinning.
                     self.warn_accept_failure(&e);
-                    return AcceptState::BackingOff;
+                    break AcceptState::BackingOff;
                 }
             }
-        }
+        };
+        wake.send(jobs);
+        state
     }
 
     /// Logs a failing accept at most once a second: under EMFILE it fails every retry.
@@ -330,7 +336,14 @@ impl Server {
         }
     }
 
-    fn admit<H: Handler>(&self, stream: TcpStream, peer: SocketAddr, jobs: &[Inbox], handler: &H) {
+    fn admit<H: Handler>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        jobs: &[Inbox],
+        handler: &H,
+        wake: &mut Wakeups,
+    ) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         if !handler.allows(peer.ip(), &self.config.allow) {
             self.refuse(stream, peer, 403, "client address not allowed", handler);
@@ -385,7 +398,7 @@ impl Server {
             conn = tls;
         }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match queue_on_least_loaded(jobs, conn) {
+        match queue_on_least_loaded(jobs, conn, wake) {
             None => {}
             Some(conn) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -459,29 +472,63 @@ struct Inbox {
 /// Small enough that keep-alive connections still spread over every core.
 const AWAKE_SLACK: usize = 2;
 
-/// Queues `conn` on the least-loaded worker that has room, where a sleeping worker counts
-/// [`AWAKE_SLACK`] connections more than it holds; gives it back when every queue is full (or the
-/// workers are gone).
-fn queue_on_least_loaded(inboxes: &[Inbox], conn: Conn) -> Option<Conn> {
-    let cost = |inbox: &Inbox| {
-        let load = inbox.remote.gauges().tasks() + inbox.jobs.len();
-        load + if inbox.remote.is_sleeping() {
-            AWAKE_SLACK
-        } else {
-            0
+/// Connections the acceptor queues before it wakes the workers they went to: one wake-up then
+/// serves all of a worker's new connections, and none waits long behind a stream of arrivals.
+const WAKE_EVERY: usize = 8;
+
+/// The workers given connections since the last wake-ups were sent.
+struct Wakeups {
+    owed: Vec<bool>,
+    queued: usize,
+}
+
+impl Wakeups {
+    fn new(workers: usize) -> Wakeups {
+        Wakeups {
+            owed: vec![false; workers],
+            queued: 0,
         }
+    }
+
+    /// Counts a connection handled; every [`WAKE_EVERY`] the owed wake-ups go out.
+    fn count_one(&mut self, inboxes: &[Inbox]) {
+        self.queued += 1;
+        if self.queued >= WAKE_EVERY {
+            self.send(inboxes);
+        }
+    }
+
+    /// Nudges each worker owed a wake-up (it is only woken if it sleeps).
+    fn send(&mut self, inboxes: &[Inbox]) {
+        for (inbox, owed) in inboxes.iter().zip(&mut self.owed) {
+            if std::mem::take(owed) {
+                inbox.remote.nudge();
+            }
+        }
+        self.queued = 0;
+    }
+}
+
+/// Queues `conn` on the least-loaded worker that has room, where a sleeping worker counts
+/// [`AWAKE_SLACK`] connections more than it holds unless it is already owed a wake-up; gives it back
+/// when every queue is full (or the workers are gone). The worker is woken by [`Wakeups::send`].
+fn queue_on_least_loaded(inboxes: &[Inbox], conn: Conn, wake: &mut Wakeups) -> Option<Conn> {
+    let cost = |i: usize| {
+        let inbox = &inboxes[i];
+        let load = inbox.remote.gauges().tasks() + inbox.jobs.len();
+        let asleep = inbox.remote.is_sleeping() && !wake.owed[i];
+        load + if asleep { AWAKE_SLACK } else { 0 }
     };
-    let Some(first) = (0..inboxes.len()).min_by_key(|&i| cost(&inboxes[i])) else {
+    let Some(first) = (0..inboxes.len()).min_by_key(|&i| cost(i)) else {
         return Some(conn);
     };
     // The chosen worker first, then the others in turn: any with room will do when it is full.
     let order = (0..inboxes.len()).map(|i| (first + i) % inboxes.len());
     let mut conn = conn;
     for i in order {
-        let inbox = &inboxes[i];
-        match inbox.jobs.try_send(conn) {
+        match inboxes[i].jobs.try_send(conn) {
             Ok(()) => {
-                inbox.remote.nudge();
+                wake.owed[i] = true;
                 return None;
             }
             Err(TrySendError::Full(back)) | Err(TrySendError::Disconnected(back)) => conn = back,
