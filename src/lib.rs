@@ -15,6 +15,7 @@ pub mod access_log;
 pub mod cache;
 pub mod cli;
 pub mod config_file;
+pub mod fnv;
 pub mod html;
 pub mod http;
 pub mod net;

@@ -245,11 +245,11 @@ pub fn ecosystem_of(url: &str) -> Ecosystem {
 /// A URL's place in the table: FNV-1a over its length and its last 32 bytes, where URLs of one
 /// site differ (file names, versions, digests).
 fn table_slot(url: &str) -> usize {
-    let tail = &url.as_bytes()[url.len().saturating_sub(32)..];
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ url.len() as u64;
-    for &b in tail {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    use std::hash::Hasher as _;
+    let mut hasher = crate::fnv::Fnv1a::default();
+    hasher.write_usize(url.len());
+    hasher.write(&url.as_bytes()[url.len().saturating_sub(32)..]);
+    let hash = hasher.finish();
     (hash ^ (hash >> 32)) as usize % REMEMBERED
 }
 

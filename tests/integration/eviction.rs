@@ -49,6 +49,15 @@ fn metric(text: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// An origin answering every path with 1,000 bytes (the path, padded), fresh for ten minutes.
+fn thousand_byte_origin() -> Origin {
+    Origin::start(|_, path, _| {
+        let mut body = path.as_bytes().to_vec();
+        body.resize(1000, b'.');
+        (200, hdrs(&[("Cache-Control", "max-age=600")]), body)
+    })
+}
+
 fn start(cache: &Path) -> Porter {
     Porter::start(&[
         "proxy",
@@ -63,11 +72,7 @@ fn start(cache: &Path) -> Porter {
 
 #[test]
 fn a_stream_of_distinct_misses_stays_within_cache_size_and_keeps_the_recently_used() {
-    let origin = Origin::start(|_, path, _| {
-        let mut body = path.as_bytes().to_vec();
-        body.resize(1000, b'.');
-        (200, hdrs(&[("Cache-Control", "max-age=600")]), body)
-    });
+    let origin = thousand_byte_origin();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let porter = start(&cache);
@@ -116,11 +121,7 @@ fn a_stream_of_distinct_misses_stays_within_cache_size_and_keeps_the_recently_us
 
 #[test]
 fn a_restart_counts_the_same_entries_the_same_way() {
-    let origin = Origin::start(|_, path, _| {
-        let mut body = path.as_bytes().to_vec();
-        body.resize(1000, b'.');
-        (200, hdrs(&[("Cache-Control", "max-age=600")]), body)
-    });
+    let origin = thousand_byte_origin();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let porter = start(&cache);

@@ -14,40 +14,18 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::metrics::Outcome;
 use crate::cache::ecosystem::{Ecosystem, ecosystem_of};
+use crate::fnv::Fnv1a;
 use crate::runtime::RwLock;
 
 /// Host labels kept apart; further hosts are counted as [`OTHER_HOSTS`].
 pub const MAX_HOSTS: usize = 64;
 /// The label that hosts beyond [`MAX_HOSTS`] are counted under.
 pub const OTHER_HOSTS: &str = "(other)";
-
-/// FNV-1a: host names are short and at most [`MAX_HOSTS`] are kept, so a keyed hash buys nothing
-/// against floods (a name past the limit is never inserted) and would cost every request.
-#[derive(Default)]
-struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// Where the bytes of a response came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
