@@ -38,6 +38,17 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Creates a new file (failing if it exists) for reading and writing, 0600: a cache entry's
+/// temporary file, whose handle is duplicated for the requests that read it while it is written.
+pub fn create_private_rw_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+}
+
 /// Options that open a log for appending, creating it as 0640 if it does not exist.
 pub fn log_options() -> OpenOptions {
     let mut options = OpenOptions::new();

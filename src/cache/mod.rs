@@ -125,18 +125,38 @@ pub struct CacheWriter {
 
 impl CacheWriter {
     /// See [`EntryWriter::commit`]: on a disk thread.
-    pub fn commit(mut self) -> io::Result<()> {
-        let check = self.check.take();
+    pub fn commit(self) -> io::Result<()> {
+        self.finish(&[])
+    }
+
+    /// Writes the body's last bytes and commits, in one disk job: the body's end is known (see
+    /// [`EntryWriter::commit`]). One trip to a disk thread instead of a write's and a commit's.
+    pub fn finish(mut self, last: &[u8]) -> io::Result<()> {
+        let mut check = self.check.take();
+        if let Some(check) = check.as_mut() {
+            check.update(last);
+        }
         if check.as_ref().is_some_and(|check| !check.matches()) {
             // Dropping the entry writer deletes its temporary file: nothing of the body is kept.
             self.inner = None;
             return Err(io::Error::other("body does not match its digest"));
         }
         let result = match self.inner.take() {
-            Some(inner) => self
-                .disk
-                .run(DISK_TIMEOUT, move || inner.commit())
-                .unwrap_or_else(|e| Err(e.into())),
+            Some(mut inner) => {
+                let last = last.to_vec();
+                let total = inner.body_len() + last.len() as u64;
+                let job = move || {
+                    use std::io::Write as _;
+                    if !last.is_empty() {
+                        inner.write_all(&last)?;
+                    }
+                    inner.commit()
+                };
+                self.disk
+                    .run(DISK_TIMEOUT, job)
+                    .unwrap_or_else(|e| Err(e.into()))
+                    .map(|()| total)
+            }
             None => Err(io::Error::other("already committed")),
         };
         if let Some(check) = &check {
@@ -145,22 +165,23 @@ impl CacheWriter {
         // A request that read the old entry meanwhile may have put it in memory.
         self.memory.remove(&self.url_key);
         if let Some(shared) = &self.shared {
-            shared.end(match result {
-                Ok(()) => End::Complete,
-                Err(_) => End::Failed,
-            });
+            match result {
+                Ok(total) => {
+                    // The commit flushed the last bytes: readers may have them.
+                    shared.advance(total);
+                    shared.end(End::Complete);
+                }
+                Err(_) => shared.end(End::Failed),
+            }
         }
-        result
+        result.map(|_| ())
     }
 
     /// Lets other requests read the body as it is written. `length` is the body's Content-Length,
-    /// when the origin sent one. `None` when the temporary file cannot be opened again.
+    /// when the origin sent one. `None` when the temporary file's handle cannot be duplicated.
+    /// No disk job: the readers' handle is a duplicate of the writer's.
     pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
-        let (path, body_offset) = self.inner.as_ref()?.for_readers();
-        let opened = self
-            .disk
-            .run(DISK_TIMEOUT, move || std::fs::File::open(path));
-        let file = opened.ok()?.ok()?;
+        let (file, body_offset) = self.inner.as_ref()?.for_readers().ok()?;
         let freshness = freshness_of(&self.meta, self.refresh);
         let shared = Arc::new(Inflight::new(
             Arc::clone(&self.meta),

@@ -106,6 +106,8 @@ pub struct Store {
     index: Mutex<Index>,
     evict: Sender<()>,
     next_tmp: AtomicU64,
+    /// This process's id, in temporary files' names (read once: it is a system call).
+    pid: u32,
     /// Entries renamed into place so far; see [`Store::commits`].
     commits: AtomicU64,
     write_warning: OncePerMinute,
@@ -141,6 +143,7 @@ impl Store {
             index: Mutex::default(),
             evict,
             next_tmp: AtomicU64::new(0),
+            pid: std::process::id(),
             commits: AtomicU64::new(0),
             write_warning: OncePerMinute::default(),
             full_warning: OncePerMinute::default(),
@@ -387,11 +390,18 @@ impl Store {
         written: Option<u64>,
     ) -> io::Result<()> {
         let path = key.path(&self.root);
-        if let Some(parent) = path.parent() {
-            self.retry_when_full(|| crate::perms::create_private_dir_all(parent))?;
-        }
         super::diskio::slow_disk();
-        self.retry_when_full(|| fs::rename(tmp_path, &path))?;
+        // The entry's folder is made only when the rename says it is missing: in a cache that
+        // has run a while it is there, and a mkdir per store would be a wasted system call.
+        self.retry_when_full(|| match fs::rename(tmp_path, &path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    crate::perms::create_private_dir_all(parent)?;
+                }
+                fs::rename(tmp_path, &path)
+            }
+            other => other,
+        })?;
         self.commits.fetch_add(1, Ordering::SeqCst);
         let (over, victims) = {
             let mut index = self.index();
@@ -488,11 +498,6 @@ pub fn decode_whole(bytes: &[u8]) -> Result<Whole, EntryError> {
         .ok_or(EntryError::Corrupt("file length does not match"))?;
     let intact = crc32fast::hash(body) == decoded.body_crc;
     Ok((decoded, intact.then(|| body.into())))
-}
-
-/// A file's inode number, which stays with it through the rename into place.
-fn inode(file: &File) -> Option<u64> {
-    file.metadata().ok().map(|m| m.ino())
 }
 
 fn evict_loop(store: std::sync::Weak<Store>, wake: Receiver<()>) {

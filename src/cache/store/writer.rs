@@ -4,11 +4,12 @@
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Store, disk_usage, inode};
+use super::{Store, disk_usage};
 use crate::cache::entry::{self, Stored};
 use crate::cache::key::Key;
 
@@ -16,6 +17,9 @@ use crate::cache::key::Key;
 const FULL_DISK_EVICT_PERCENT: u64 = 10;
 /// Attempts to make room for one write before it is given up (and the response not stored).
 const FULL_DISK_RETRIES: usize = 8;
+/// The write buffer of an entry being written; it holds a small response whole, prefix and head
+/// included, so that goes to the disk in one write.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 fn is_disk_full(error: &io::Error) -> bool {
     error.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
@@ -36,40 +40,49 @@ impl Store {
             return None;
         }
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self
-            .tmp
-            .join(format!("{}-{}-{n}.tmp", key.hex(), std::process::id()));
+        let tmp_path = self.tmp.join(format!("{}-{}-{n}.tmp", key.hex(), self.pid));
         crate::cache::diskio::slow_disk();
-        let result = self
-            .retry_when_full(|| crate::perms::create_private_file(&tmp_path))
-            .and_then(|file| {
-                let mut file = DiskFile {
-                    file,
-                    store: Arc::clone(self),
-                };
-                file.write_all(&[0u8; entry::PREFIX_LEN])?;
-                file.write_all(&head)?;
-                Ok(file)
-            });
-        match result {
-            Ok(file) => Some(EntryWriter {
-                store: Arc::clone(self),
-                key,
-                file: io::BufWriter::with_capacity(64 * 1024, file),
-                tmp_path,
-                head,
-                body_len: 0,
-                max_body,
-                crc: crc32fast::Hasher::new(),
-                failed: false,
-                committed: false,
-            }),
+        // Readable too: readers that follow the writing get a duplicate of this handle, with no
+        // second open (`for_readers`).
+        let created = self.retry_when_full(|| crate::perms::create_private_rw_file(&tmp_path));
+        let file = match created {
+            Ok(file) => file,
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 self.warn_write_failure(&e);
-                None
+                return None;
             }
+        };
+        let file = DiskFile {
+            file,
+            store: Arc::clone(self),
+        };
+        // The prefix's placeholder and the head go out with the body's first bytes, in one write:
+        // the prefix is written for real at the commit, and readers are told of body bytes only
+        // once they are flushed, so nothing reads them before.
+        let mut file = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let started = file
+            .write_all(&[0u8; entry::PREFIX_LEN])
+            .and_then(|()| file.write_all(&head));
+        if let Err(e) = started {
+            // Only a head larger than the buffer goes to the disk here.
+            drop(file);
+            let _ = fs::remove_file(&tmp_path);
+            self.warn_write_failure(&e);
+            return None;
         }
+        Some(EntryWriter {
+            store: Arc::clone(self),
+            key,
+            file,
+            tmp_path,
+            head,
+            body_len: 0,
+            max_body,
+            crc: crc32fast::Hasher::new(),
+            failed: false,
+            committed: false,
+        })
     }
 
     /// Runs `op`, and while it fails because the disk is full, evicts and tries again.
@@ -159,12 +172,13 @@ impl EntryWriter {
         self.body_len
     }
 
-    /// The temporary file and where its body starts, for readers that follow the writing
-    /// ([`crate::cache::inflight`]): a handle opened on it stays valid through the rename and the
-    /// removal. The caller opens it (on a disk thread).
-    pub fn for_readers(&self) -> (PathBuf, u64) {
+    /// A handle on the temporary file and where its body starts, for readers that follow the
+    /// writing ([`crate::cache::inflight`]). It stays valid through the rename and the removal. A
+    /// duplicate of the writer's own (no disk access): it shares the file position, which readers
+    /// never use or move (they read at offsets: sendfile(2) with an offset, `read_at`).
+    pub fn for_readers(&self) -> io::Result<(File, u64)> {
         let body_offset = (entry::PREFIX_LEN + self.head.len()) as u64;
-        (self.tmp_path.clone(), body_offset)
+        Ok((self.file.get_ref().file.try_clone()?, body_offset))
     }
 
     /// Whether `len` more body bytes go into the write buffer without a write to the disk (so the
@@ -185,9 +199,11 @@ impl EntryWriter {
             let file = &mut self.file.get_mut().file;
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&prefix)?;
-            let written = inode(file);
-            let usage = disk_usage(&file.metadata()?);
-            self.store.commit(self.key, &self.tmp_path, usage, written)
+            // One fstat for both: the inode stays with the file through the rename.
+            let meta = file.metadata()?;
+            let usage = disk_usage(&meta);
+            self.store
+                .commit(self.key, &self.tmp_path, usage, Some(meta.ino()))
         })();
         match result {
             Ok(()) => {

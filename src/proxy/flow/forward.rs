@@ -280,13 +280,12 @@ pub fn copy<S: Read>(
         if n == 0 {
             break;
         }
-        if let Some(writer) = store.as_mut()
-            && writer.write_all(&buf[..n]).is_err()
+        if reader.is_done() {
+            finish(store.take(), &buf[..n]);
+        } else if let Some(cache) = store.as_mut()
+            && cache.write_all(&buf[..n]).is_err()
         {
             store = None;
-        }
-        if reader.is_done() {
-            commit(store.take());
         }
         if let Err(e) = writer.write_all(&buf[..n]) {
             if let Some(store) = store.take() {
@@ -328,11 +327,11 @@ fn finish_for_readers<S: Read>(
             Ok(n) => n,
             Err(_) => return,
         };
-        if store.write_all(&buf[..n]).is_err() {
+        if reader.is_done() {
+            finish(Some(store), &buf[..n]);
             return;
         }
-        if reader.is_done() {
-            commit(Some(store));
+        if store.write_all(&buf[..n]).is_err() {
             return;
         }
     }
@@ -345,8 +344,14 @@ fn finish_for_readers<S: Read>(
 
 /// Commits a stored body; a failure only means the response is not cached.
 pub(in crate::proxy) fn commit(store: Option<CacheWriter>) {
+    finish(store, &[]);
+}
+
+/// Stores the body's last bytes and commits it, in one disk job ([`CacheWriter::finish`]); a
+/// failure only means the response is not cached.
+pub(in crate::proxy) fn finish(store: Option<CacheWriter>, last: &[u8]) {
     if let Some(writer) = store
-        && let Err(e) = writer.commit()
+        && let Err(e) = writer.finish(last)
     {
         log::debug!("response not stored: {e}");
     }
@@ -390,11 +395,7 @@ pub fn relay_body(
         reader
             .read_to_end(&mut out)
             .map_err(ProxyError::from_origin_read)?;
-        if let Some(mut writer) = store
-            && writer.write_all(&out[head_len as usize..]).is_ok()
-        {
-            commit(Some(writer));
-        }
+        finish(store, &out[head_len as usize..]);
         client.stream.write_all(&out).map_err(sent)?;
         return Ok(Relayed {
             bytes: out.len() as u64,

@@ -67,9 +67,20 @@ pub(in crate::proxy) fn relay<S: Read>(
         if n == 0 {
             break;
         }
-        if let Some(writer) = store.as_mut()
-            && writer.write_all(&buf[..n]).is_err()
-        {
+        // The last piece is written and committed in one disk job, before the rest goes out, so
+        // a client asking again at once finds the entry.
+        let stored_ok = match store.take() {
+            Some(writer) if reader.is_done() => writer
+                .finish(&buf[..n])
+                .map_err(|e| log::debug!("response not stored: {e}")),
+            Some(mut writer) => {
+                let written = writer.write_all(&buf[..n]).map_err(drop);
+                store = Some(writer);
+                written
+            }
+            None => Ok(()),
+        };
+        if stored_ok.is_err() {
             drop(store.take());
             if let Some(e) = gone {
                 return Err(CopyError::Write(e));
@@ -77,10 +88,6 @@ pub(in crate::proxy) fn relay<S: Read>(
             return straight_on(reader, client, out, stored, &buf[..n]);
         }
         stored += n as u64;
-        if reader.is_done() {
-            // Committed before the rest goes out, so a client asking again at once finds it.
-            forward::commit(store.take());
-        }
         if gone.is_none() {
             match out.send(client, stored, Pace::Now) {
                 Ok(()) => {}
