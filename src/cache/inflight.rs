@@ -18,8 +18,8 @@
 //! change under it. This module only keeps the shared state; the proxy serves the readers.
 
 use std::fs::File;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use super::conditional::has_preconditions;
@@ -67,7 +67,9 @@ pub struct Inflight {
     pub freshness: Arc<StoredFreshness>,
     /// The body's length when the origin gave one (Content-Length).
     pub length: Option<u64>,
-    file: File,
+    /// Set by the writer before it first announces bytes: the temporary file is created by the
+    /// first write that reaches the disk, after the entry is shared.
+    file: OnceLock<File>,
     body_offset: u64,
     progress: Mutex<Progress>,
     grew: Signal,
@@ -75,19 +77,25 @@ pub struct Inflight {
 }
 
 impl Inflight {
-    /// `file` is a read handle on the temporary file whose body starts at `body_offset`.
+    /// `file` is a read handle on the temporary file whose body starts at `body_offset`, when it
+    /// exists already; otherwise the writer gives it with [`Inflight::set_file`] before it first
+    /// advances.
     pub fn new(
         meta: Arc<ResponseMeta>,
         freshness: Arc<StoredFreshness>,
         length: Option<u64>,
-        file: File,
+        file: Option<File>,
         body_offset: u64,
     ) -> Inflight {
+        let once = OnceLock::new();
+        if let Some(file) = file {
+            let _ = once.set(file);
+        }
         Inflight {
             meta,
             freshness,
             length,
-            file,
+            file: once,
             body_offset,
             progress: Mutex::new(Progress {
                 written: 0,
@@ -143,8 +151,20 @@ impl Inflight {
     }
 
     /// The file, for sending `[body_offset + from, body_offset + to)`; see [`Inflight::body_offset`].
-    pub fn file(&self) -> &File {
-        &self.file
+    /// There once the writer announced a byte ([`Inflight::set_file`]); `None` only before.
+    pub fn file(&self) -> Option<&File> {
+        self.file.get()
+    }
+
+    /// Gives readers their handle on the file; only the first counts. Before the first
+    /// [`Inflight::advance`] of a non-zero length.
+    pub fn set_file(&self, file: File) {
+        let _ = self.file.set(file);
+    }
+
+    /// Whether readers have their handle on the file.
+    pub fn has_file(&self) -> bool {
+        self.file.get().is_some()
     }
 
     pub fn body_offset(&self) -> u64 {
@@ -247,7 +267,7 @@ mod tests {
             meta.response_time,
         ));
         let file = tempfile::tempfile().unwrap();
-        Arc::new(Inflight::new(meta, freshness, Some(10), file, 0))
+        Arc::new(Inflight::new(meta, freshness, Some(10), Some(file), 0))
     }
 
     #[test]
@@ -285,7 +305,13 @@ mod tests {
             response_time: at(0),
             vary_values: vec![("accept-language".into(), "de".into())],
         });
-        let shared = Inflight::new(meta, freshness, None, tempfile::tempfile().unwrap(), 0);
+        let shared = Inflight::new(
+            meta,
+            freshness,
+            None,
+            Some(tempfile::tempfile().unwrap()),
+            0,
+        );
         assert!(shared.answers(&req("GET", &[("Accept-Language", "de")]), at(1)));
         assert!(!shared.answers(&req("GET", &[("Accept-Language", "en")]), at(1)));
         assert!(!shared.answers(&req("GET", &[]), at(1)), "another variant");

@@ -169,7 +169,13 @@ mod tests {
             vary_values: Vec::new(),
         });
         let file = tempfile::tempfile().unwrap();
-        guard.publish(Arc::new(Inflight::new(meta, freshness, None, file, 0)));
+        guard.publish(Arc::new(Inflight::new(
+            meta,
+            freshness,
+            None,
+            Some(file),
+            0,
+        )));
         assert!(
             waiter.join().unwrap(),
             "released by the publish, not the drop"

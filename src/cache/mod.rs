@@ -141,6 +141,12 @@ impl CacheWriter {
             self.inner = None;
             return Err(io::Error::other("body does not match its digest"));
         }
+        // Readers that have no handle on the file yet (it is created by its first write) get one
+        // made in the same job.
+        let want_file = self
+            .shared
+            .as_ref()
+            .is_some_and(|shared| !shared.has_file());
         let result = match self.inner.take() {
             Some(mut inner) => {
                 let last = last.to_vec();
@@ -150,14 +156,24 @@ impl CacheWriter {
                     if !last.is_empty() {
                         inner.write_all(&last)?;
                     }
-                    inner.commit()
+                    let file = if want_file {
+                        inner.create_now()?;
+                        inner.for_readers()
+                    } else {
+                        None
+                    };
+                    inner.commit().map(|()| file)
                 };
                 self.disk
                     .run(DISK_TIMEOUT, job)
                     .unwrap_or_else(|e| Err(e.into()))
-                    .map(|()| total)
+                    .map(|file| (total, file))
             }
             None => Err(io::Error::other("already committed")),
+        };
+        let (result, file) = match result {
+            Ok((total, file)) => (Ok(total), file),
+            Err(e) => (Err(e), None),
         };
         if let Some(check) = &check {
             check.committed(result.is_ok());
@@ -167,7 +183,14 @@ impl CacheWriter {
         if let Some(shared) = &self.shared {
             match result {
                 Ok(total) => {
-                    // The commit flushed the last bytes: readers may have them.
+                    if let Some(file) = file {
+                        shared.set_file(file);
+                    }
+                    // The commit flushed the last bytes: readers may have them, through a
+                    // handle (only a failed duplicate leaves them none: they are cut off).
+                    if total > 0 && !shared.has_file() {
+                        shared.end(End::Failed);
+                    }
                     shared.advance(total);
                     shared.end(End::Complete);
                 }
@@ -178,17 +201,17 @@ impl CacheWriter {
     }
 
     /// Lets other requests read the body as it is written. `length` is the body's Content-Length,
-    /// when the origin sent one. `None` when the temporary file's handle cannot be duplicated.
-    /// No disk job: the readers' handle is a duplicate of the writer's.
+    /// when the origin sent one. No disk job: the readers' handle is a duplicate of the writer's,
+    /// made once a write created the file.
     pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
-        let (file, body_offset) = self.inner.as_ref()?.for_readers().ok()?;
+        let inner = self.inner.as_ref()?;
         let freshness = freshness_of(&self.meta, self.refresh);
         let shared = Arc::new(Inflight::new(
             Arc::clone(&self.meta),
             freshness,
             length,
-            file,
-            body_offset,
+            inner.for_readers(),
+            inner.body_offset(),
         ));
         self.shared = Some(Arc::clone(&shared));
         Some(shared)
@@ -258,6 +281,18 @@ impl io::Write for CacheWriter {
             check.update(data);
         }
         if let (Some(shared), Some(inner)) = (&self.shared, &self.inner) {
+            // The first write to the disk created the file: the readers' handle goes with the
+            // first bytes they are told of.
+            if !shared.has_file() {
+                match inner.for_readers() {
+                    Some(file) => shared.set_file(file),
+                    // Readers could not read what they would be told of: the store fails.
+                    None => {
+                        self.inner = None;
+                        return Err(io::Error::other("no handle on the entry for its readers"));
+                    }
+                }
+            }
             shared.advance(inner.body_len());
         }
         Ok(len)
@@ -567,20 +602,22 @@ impl Cache {
         };
         let meta = Arc::new(meta);
         let stored = Stored::Response((*meta).clone());
-        let (store, owned_url, max) = (
-            Arc::clone(&self.store),
-            url.to_string(),
-            self.max_object_size,
-        );
-        let inner = self
-            .disk
-            .run(DISK_TIMEOUT, move || {
-                store.writer(key, &owned_url, &stored, max)
-            })
-            .map_err(|e| diskio::warn_failed("starting an entry (not stored)", e))
-            .ok()
-            .flatten()
+        // No disk access: the temporary file is created by the entry's first write to the disk.
+        let mut inner = self
+            .store
+            .writer(key, url, &stored, self.max_object_size)
             .ok_or(NotStored::StoreFailed)?;
+        if !self.store.creates_work() {
+            // The disk refused the last temporary file (or none was made yet): this one is created
+            // now, so a disk that refuses is known before the response is published to readers.
+            inner = self
+                .disk
+                .run(DISK_TIMEOUT, move || inner.create_now().map(|()| inner))
+                .map_err(|e| diskio::warn_failed("starting an entry (not stored)", e))
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(NotStored::StoreFailed)?;
+        }
         // A response for the URL is being stored again: its misses wait for each other's again.
         self.uncacheable.clear(&url_key);
         Ok(CacheWriter {

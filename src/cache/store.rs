@@ -27,7 +27,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -108,6 +108,8 @@ pub struct Store {
     next_tmp: AtomicU64,
     /// This process's id, in temporary files' names (read once: it is a system call).
     pid: u32,
+    /// Whether the last temporary file was created; see [`Store::creates_work`].
+    creates_work: AtomicBool,
     /// Entries renamed into place so far; see [`Store::commits`].
     commits: AtomicU64,
     write_warning: OncePerMinute,
@@ -144,6 +146,7 @@ impl Store {
             evict,
             next_tmp: AtomicU64::new(0),
             pid: std::process::id(),
+            creates_work: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             write_warning: OncePerMinute::default(),
             full_warning: OncePerMinute::default(),

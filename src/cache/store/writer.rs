@@ -41,35 +41,23 @@ impl Store {
         }
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp.join(format!("{}-{}-{n}.tmp", key.hex(), self.pid));
-        crate::cache::diskio::slow_disk();
-        // Readable too: readers that follow the writing get a duplicate of this handle, with no
-        // second open (`for_readers`).
-        let created = self.retry_when_full(|| crate::perms::create_private_rw_file(&tmp_path));
-        let file = match created {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp_path);
-                self.warn_write_failure(&e);
-                return None;
-            }
-        };
         let file = DiskFile {
-            file,
+            file: None,
+            path: tmp_path.clone(),
             store: Arc::clone(self),
         };
-        // The prefix's placeholder and the head go out with the body's first bytes, in one write:
-        // the prefix is written for real at the commit, and readers are told of body bytes only
-        // once they are flushed, so nothing reads them before.
-        let mut file = io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let started = file
+        // No system call here: the temporary file is created by the first write that reaches the
+        // disk (`DiskFile`), so a small response is created, written and committed in one go. The
+        // prefix's placeholder and the head wait in the buffer with the body's first bytes: the
+        // prefix is written for real at the commit, and readers are told of body bytes only once
+        // they are flushed. The buffer holds the head whatever its size, and a body piece besides.
+        let capacity = WRITE_BUFFER + entry::PREFIX_LEN + head.len();
+        let mut file = io::BufWriter::with_capacity(capacity, file);
+        let buffered = file
             .write_all(&[0u8; entry::PREFIX_LEN])
             .and_then(|()| file.write_all(&head));
-        if let Err(e) = started {
-            // Only a head larger than the buffer goes to the disk here.
-            drop(file);
-            let _ = fs::remove_file(&tmp_path);
-            self.warn_write_failure(&e);
-            return None;
+        if buffered.is_err() {
+            return None; // not reached: the buffer has room for both
         }
         Some(EntryWriter {
             store: Arc::clone(self),
@@ -83,6 +71,13 @@ impl Store {
             failed: false,
             committed: false,
         })
+    }
+
+    /// Whether the last temporary file this store tried to create was created. Until one is, and
+    /// after one is refused, writers create theirs at once ([`EntryWriter::create_now`]), so a
+    /// disk that refuses is known before a response is published to readers and its status sent.
+    pub fn creates_work(&self) -> bool {
+        self.creates_work.load(Ordering::Relaxed)
     }
 
     /// Runs `op`, and while it fails because the disk is full, evicts and tries again.
@@ -134,20 +129,47 @@ impl Store {
     }
 }
 
-/// A temporary entry file whose writes make room when the disk is full, then go on.
+/// A temporary entry file, created by its first write, whose writes make room when the disk is
+/// full, then go on.
 struct DiskFile {
-    file: File,
+    file: Option<File>,
+    path: PathBuf,
     store: Arc<Store>,
+}
+
+impl DiskFile {
+    fn file(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            crate::cache::diskio::slow_disk();
+            let path = &self.path;
+            // Readable too: readers that follow the writing get a duplicate of this handle, with
+            // no second open (`for_readers`).
+            let created = self
+                .store
+                .retry_when_full(|| crate::perms::create_private_rw_file(path));
+            self.store
+                .creates_work
+                .store(created.is_ok(), Ordering::Relaxed);
+            self.file = Some(created?);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no temporary file"))
+    }
 }
 
 impl Write for DiskFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let file = &mut self.file;
-        self.store.retry_when_full(|| file.write(data))
+        let store = Arc::clone(&self.store);
+        let file = self.file()?;
+        store.retry_when_full(|| file.write(data))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        match &mut self.file {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -172,13 +194,28 @@ impl EntryWriter {
         self.body_len
     }
 
-    /// A handle on the temporary file and where its body starts, for readers that follow the
-    /// writing ([`crate::cache::inflight`]). It stays valid through the rename and the removal. A
-    /// duplicate of the writer's own (no disk access): it shares the file position, which readers
-    /// never use or move (they read at offsets: sendfile(2) with an offset, `read_at`).
-    pub fn for_readers(&self) -> io::Result<(File, u64)> {
-        let body_offset = (entry::PREFIX_LEN + self.head.len()) as u64;
-        Ok((self.file.get_ref().file.try_clone()?, body_offset))
+    /// Where the body starts in the file.
+    pub fn body_offset(&self) -> u64 {
+        (entry::PREFIX_LEN + self.head.len()) as u64
+    }
+
+    /// A handle on the temporary file for readers that follow the writing
+    /// ([`crate::cache::inflight`]), once a write created it (`None` before). It stays valid
+    /// through the rename and the removal. A duplicate of the writer's own (no disk access): it
+    /// shares the file position, which readers never use or move (they read at offsets:
+    /// sendfile(2) with an offset, `read_at`).
+    pub fn for_readers(&self) -> Option<File> {
+        self.file.get_ref().file.as_ref()?.try_clone().ok()
+    }
+
+    /// Creates the temporary file now and writes what is buffered (on a disk thread).
+    pub fn create_now(&mut self) -> io::Result<()> {
+        let created = self.file.flush();
+        if let Err(e) = &created {
+            self.failed = true;
+            self.store.warn_write_failure(e);
+        }
+        created
     }
 
     /// Whether `len` more body bytes go into the write buffer without a write to the disk (so the
@@ -196,7 +233,7 @@ impl EntryWriter {
         let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
         let result = (|| {
             self.file.flush()?;
-            let file = &mut self.file.get_mut().file;
+            let file = self.file.get_mut().file()?;
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&prefix)?;
             // One fstat for both: the inode stays with the file through the rename.
@@ -244,7 +281,7 @@ impl Write for EntryWriter {
 
 impl Drop for EntryWriter {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.file.get_ref().file.is_some() {
             let _ = fs::remove_file(&self.tmp_path);
         }
     }

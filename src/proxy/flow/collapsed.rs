@@ -85,9 +85,12 @@ impl Proxy {
                     write!(stream, "{piece:x}\r\n").map_err(client)?;
                 }
                 let offset = inflight.body_offset() + sent;
-                let copied = stream
-                    .send_file(inflight.file(), offset, piece)
-                    .map_err(client)?;
+                // The writer gives the file before it announces a byte.
+                let Some(file) = inflight.file() else {
+                    let none = io::Error::other("no file for the bytes announced");
+                    return Err(Failure::AfterHead(ProxyError::CacheRead(none)));
+                };
+                let copied = stream.send_file(file, offset, piece).map_err(client)?;
                 ex.entry.bytes += copied;
                 if copied != piece {
                     let short = io::Error::from(io::ErrorKind::UnexpectedEof);

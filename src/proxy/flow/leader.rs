@@ -51,6 +51,7 @@ pub(in crate::proxy) fn relay<S: Read>(
     store: CacheWriter,
     chunked: bool,
 ) -> Result<u64, CopyError> {
+    // No file yet: the store's first write to the disk creates it (before it announces a byte).
     let mut out = FromFile::new(inflight.file(), inflight.body_offset(), chunked);
     let mut store = Some(store);
     let mut buf = vec![0u8; forward::COPY_BUF];
@@ -88,6 +89,7 @@ pub(in crate::proxy) fn relay<S: Read>(
             return straight_on(reader, client, out, stored, &buf[..n]);
         }
         stored += n as u64;
+        out.file = out.file.or(inflight.file());
         if gone.is_none() {
             match out.send(client, stored, Pace::Now) {
                 Ok(()) => {}
@@ -102,6 +104,7 @@ pub(in crate::proxy) fn relay<S: Read>(
     if let Some(e) = gone {
         return Err(CopyError::Write(e));
     }
+    out.file = out.file.or(inflight.file());
     out.send(client, stored, Pace::Wait)?;
     if !reader.is_done() {
         // The body reader says so itself with an error; should it not, the client is still cut
@@ -153,7 +156,8 @@ enum Pace {
 /// The client's side: the body bytes it has been sent from the file, and the framing (chunk
 /// heads and ends) still to go before the next file bytes.
 struct FromFile<'a> {
-    file: &'a File,
+    /// `None` until the store's first write created it.
+    file: Option<&'a File>,
     body_offset: u64,
     chunked: bool,
     /// Body bytes sent.
@@ -166,7 +170,7 @@ struct FromFile<'a> {
 }
 
 impl<'a> FromFile<'a> {
-    fn new(file: &'a File, body_offset: u64, chunked: bool) -> Self {
+    fn new(file: Option<&'a File>, body_offset: u64, chunked: bool) -> Self {
         FromFile {
             file,
             body_offset,
@@ -176,6 +180,12 @@ impl<'a> FromFile<'a> {
             framing: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// The entry's file: there once the store wrote a byte of the body, which is all that is sent.
+    fn file(&self) -> Result<&'a File, CopyError> {
+        self.file
+            .ok_or_else(|| CopyError::Store(io::Error::other("no file for the bytes announced")))
     }
 
     /// Sends the body up to `available` bytes: all of it with [`Pace::Wait`], else only what the
@@ -224,10 +234,10 @@ impl<'a> FromFile<'a> {
                 let (offset, len) = (self.body_offset + self.sent, self.piece_end - self.sent);
                 let n = match client {
                     Stream::Plain(socket) if pace == Pace::Wait => {
-                        sendfile::send_file(socket, self.file, offset, len).map_err(blame)?
+                        sendfile::send_file(socket, self.file()?, offset, len).map_err(blame)?
                     }
                     Stream::Plain(socket) => {
-                        sendfile::send_file_now(socket, self.file, offset, len).map_err(blame)?
+                        sendfile::send_file_now(socket, self.file()?, offset, len).map_err(blame)?
                     }
                     Stream::Tls(tls) => self.tls_range(tls, offset, len, pace)?,
                 };
@@ -275,7 +285,8 @@ impl<'a> FromFile<'a> {
                 other => other,
             }
         };
-        stream::pour(self.file, offset, len, &mut self.scratch, put).map_err(|e| match e {
+        let file = self.file()?;
+        stream::pour(file, offset, len, &mut self.scratch, put).map_err(|e| match e {
             RangeError::File(e) => CopyError::Store(e),
             RangeError::Out(e) => CopyError::Write(e),
         })
@@ -312,7 +323,7 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&[b'x'; 10]).unwrap();
         let (mut stream, _peer) = client();
-        let mut out = FromFile::new(&file, 0, false);
+        let mut out = FromFile::new(Some(&file), 0, false);
         // The writer announced 100 bytes; the file holds 10.
         match out.send(&mut stream, 100, Pace::Wait) {
             Err(CopyError::Store(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
