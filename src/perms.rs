@@ -39,7 +39,7 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
 }
 
 /// Creates a new file (failing if it exists) for reading and writing, 0600: a cache entry's
-/// temporary file, whose handle is duplicated for the requests that read it while it is written.
+/// temporary file, whose handle the requests that read it while it is written share.
 pub fn create_private_rw_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)

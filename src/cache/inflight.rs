@@ -69,7 +69,7 @@ pub struct Inflight {
     pub length: Option<u64>,
     /// Set by the writer before it first announces bytes: the temporary file is created by the
     /// first write that reaches the disk, after the entry is shared.
-    file: OnceLock<File>,
+    file: OnceLock<Arc<File>>,
     body_offset: u64,
     progress: Mutex<Progress>,
     grew: Signal,
@@ -84,7 +84,7 @@ impl Inflight {
         meta: Arc<ResponseMeta>,
         freshness: Arc<StoredFreshness>,
         length: Option<u64>,
-        file: Option<File>,
+        file: Option<Arc<File>>,
         body_offset: u64,
     ) -> Inflight {
         let once = OnceLock::new();
@@ -153,12 +153,12 @@ impl Inflight {
     /// The file, for sending `[body_offset + from, body_offset + to)`; see [`Inflight::body_offset`].
     /// There once the writer announced a byte ([`Inflight::set_file`]); `None` only before.
     pub fn file(&self) -> Option<&File> {
-        self.file.get()
+        self.file.get().map(|file| &**file)
     }
 
     /// Gives readers their handle on the file; only the first counts. Before the first
     /// [`Inflight::advance`] of a non-zero length.
-    pub fn set_file(&self, file: File) {
+    pub fn set_file(&self, file: Arc<File>) {
         let _ = self.file.set(file);
     }
 
@@ -267,7 +267,13 @@ mod tests {
             meta.response_time,
         ));
         let file = tempfile::tempfile().unwrap();
-        Arc::new(Inflight::new(meta, freshness, Some(10), Some(file), 0))
+        Arc::new(Inflight::new(
+            meta,
+            freshness,
+            Some(10),
+            Some(Arc::new(file)),
+            0,
+        ))
     }
 
     #[test]
@@ -309,7 +315,7 @@ mod tests {
             meta,
             freshness,
             None,
-            Some(tempfile::tempfile().unwrap()),
+            Some(Arc::new(tempfile::tempfile().unwrap())),
             0,
         );
         assert!(shared.answers(&req("GET", &[("Accept-Language", "de")]), at(1)));

@@ -186,8 +186,8 @@ impl CacheWriter {
                     if let Some(file) = file {
                         shared.set_file(file);
                     }
-                    // The commit flushed the last bytes: readers may have them, through a
-                    // handle (only a failed duplicate leaves them none: they are cut off).
+                    // The commit flushed the last bytes: readers may have them. (Bytes with no
+                    // file to read them from cannot be: they are cut off rather than kept waiting.)
                     if total > 0 && !shared.has_file() {
                         shared.end(End::Failed);
                     }
@@ -201,8 +201,8 @@ impl CacheWriter {
     }
 
     /// Lets other requests read the body as it is written. `length` is the body's Content-Length,
-    /// when the origin sent one. No disk job: the readers' handle is a duplicate of the writer's,
-    /// made once a write created the file.
+    /// when the origin sent one. No disk job: readers share the writer's handle on the file,
+    /// given to them once a write created it.
     pub fn share(&mut self, length: Option<u64>) -> Option<Arc<Inflight>> {
         let inner = self.inner.as_ref()?;
         let freshness = freshness_of(&self.meta, self.refresh);

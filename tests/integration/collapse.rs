@@ -679,3 +679,95 @@ fn regression_an_intercepted_https_leader_whose_client_stops_reading_holds_no_fo
     assert_eq!(own.status, 200);
     assert!(own.body == *body, "the leader's own body differs");
 }
+
+/// An origin that sends its response head, waits, then sends `len` body bytes (chunked or with a
+/// Content-Length) in pieces of `piece`: a request that comes during the wait joins an entry whose
+/// body has not reached the disk yet.
+fn origin_pausing_after_the_head(
+    len: usize,
+    piece: usize,
+    chunked: bool,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    counting_raw_server(move |mut stream| {
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {len}")
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n{framing}\r\nConnection: close\r\n\r\n"
+        );
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(700));
+        let body: Vec<u8> = (0..len).map(body_byte).collect();
+        for part in body.chunks(piece) {
+            let framed = if chunked {
+                let mut f = format!("{:x}\r\n", part.len()).into_bytes();
+                f.extend_from_slice(part);
+                f.extend_from_slice(b"\r\n");
+                f
+            } else {
+                part.to_vec()
+            };
+            if stream.write_all(&framed).is_err() {
+                return;
+            }
+        }
+        if chunked {
+            let _ = stream.write_all(b"0\r\n\r\n");
+        }
+    })
+}
+
+/// The entry's temporary file is created by its first write to the disk, after the entry is
+/// published to readers (issue 26: a small miss creates, writes and commits in one disk job). A
+/// reader that joins before that write must still get the whole body: small (written and committed
+/// in one job), chunked, and large (the leader's client is served from the file too).
+#[test]
+fn a_reader_joining_before_the_first_body_byte_is_stored_gets_the_whole_body() {
+    for (name, len, piece, chunked) in [
+        ("small", 1024, 1024, false),
+        ("chunked", 1024, 1024, true),
+        ("large", 300 * 1024, 16 * 1024, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (origin, hits) = origin_pausing_after_the_head(len, piece, chunked);
+        let porter = proxy_in(dir.path());
+        // A first entry stored: until one temporary file was created, a store creates its own
+        // before it is published (so a refusing disk is known); after, its first write does.
+        let warm_up = download(porter.addr, &format!("http://{origin}/warm-up"), None);
+        assert!(warm_up.head.contains("stored"), "{}", warm_up.head);
+        let url = format!("http://{origin}/{name}");
+        let leader = {
+            let url = url.clone();
+            let proxy = porter.addr;
+            thread::spawn(move || download(proxy, &url, None))
+        };
+        // The follower comes while the origin waits after its head (the leader's writer exists,
+        // no body byte does).
+        thread::sleep(Duration::from_millis(250));
+        let follower = download(porter.addr, &url, None);
+        let leader = leader.join().unwrap();
+        let expected = expected_sha(len);
+        for (who, d) in [("leader", &leader), ("follower", &follower)] {
+            assert_eq!(d.body.len(), len, "{name} {who}: {}", d.head);
+            assert_eq!(d.sha(), expected, "{name} {who}");
+            assert!(!chunked || d.last_chunk, "{name} {who}: no last chunk");
+        }
+        assert!(
+            follower.head.contains("fwd=miss; collapsed"),
+            "{name}: {}",
+            follower.head
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "{name}: one origin request");
+        let after = download(porter.addr, &url, None);
+        assert!(
+            after.head.contains("X-Cache: HIT"),
+            "{name}: {}",
+            after.head
+        );
+        assert_eq!(after.sha(), expected, "{name}: the stored body");
+    }
+}

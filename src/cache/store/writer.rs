@@ -132,17 +132,18 @@ impl Store {
 /// A temporary entry file, created by its first write, whose writes make room when the disk is
 /// full, then go on.
 struct DiskFile {
-    file: Option<File>,
+    /// Shared with the readers that follow the writing (`for_readers`).
+    file: Option<Arc<File>>,
     path: PathBuf,
     store: Arc<Store>,
 }
 
 impl DiskFile {
-    fn file(&mut self) -> io::Result<&mut File> {
+    fn file(&mut self) -> io::Result<&File> {
         if self.file.is_none() {
             crate::cache::diskio::slow_disk();
             let path = &self.path;
-            // Readable too: readers that follow the writing get a duplicate of this handle, with
+            // Readable too: readers that follow the writing share this handle, with
             // no second open (`for_readers`).
             let created = self
                 .store
@@ -150,10 +151,10 @@ impl DiskFile {
             self.store
                 .creates_work
                 .store(created.is_ok(), Ordering::Relaxed);
-            self.file = Some(created?);
+            self.file = Some(Arc::new(created?));
         }
         self.file
-            .as_mut()
+            .as_deref()
             .ok_or_else(|| io::Error::other("no temporary file"))
     }
 }
@@ -161,13 +162,13 @@ impl DiskFile {
 impl Write for DiskFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let store = Arc::clone(&self.store);
-        let file = self.file()?;
+        let mut file = self.file()?;
         store.retry_when_full(|| file.write(data))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(file) => file.flush(),
+        match self.file.as_deref() {
+            Some(mut file) => file.flush(),
             None => Ok(()),
         }
     }
@@ -201,11 +202,11 @@ impl EntryWriter {
 
     /// A handle on the temporary file for readers that follow the writing
     /// ([`crate::cache::inflight`]), once a write created it (`None` before). It stays valid
-    /// through the rename and the removal. A duplicate of the writer's own (no disk access): it
-    /// shares the file position, which readers never use or move (they read at offsets:
-    /// sendfile(2) with an offset, `read_at`).
-    pub fn for_readers(&self) -> Option<File> {
-        self.file.get_ref().file.as_ref()?.try_clone().ok()
+    /// through the rename and the removal. The writer's own (no system call): its file position
+    /// is the writer's, which readers never use or move (they read at offsets: sendfile(2) with
+    /// an offset, `read_at`).
+    pub fn for_readers(&self) -> Option<Arc<File>> {
+        self.file.get_ref().file.clone()
     }
 
     /// Creates the temporary file now and writes what is buffered (on a disk thread).
@@ -233,7 +234,7 @@ impl EntryWriter {
         let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
         let result = (|| {
             self.file.flush()?;
-            let file = self.file.get_mut().file()?;
+            let mut file = self.file.get_mut().file()?;
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&prefix)?;
             // One fstat for both: the inode stays with the file through the rename.
