@@ -173,7 +173,7 @@ mod tests {
             meta,
             freshness,
             None,
-            Some(file),
+            Some(Arc::new(file)),
             0,
         )));
         assert!(
