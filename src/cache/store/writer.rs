@@ -3,8 +3,8 @@
 //! cache keeps storing when the disk is smaller than `--cache-size` or shared.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -232,11 +232,33 @@ impl EntryWriter {
             return Err(io::Error::other("an earlier write failed"));
         }
         let prefix = entry::encode_prefix(&self.head, self.body_len, self.crc.clone().finalize());
+        // The buffered bytes are taken out of the write buffer (which keeps the file, so a failed
+        // commit still deletes it when dropped) to go out with the prefix.
+        let blank = DiskFile {
+            file: None,
+            path: PathBuf::new(),
+            store: Arc::clone(&self.store),
+        };
+        let taken = std::mem::replace(&mut self.file, io::BufWriter::with_capacity(0, blank));
+        let (disk, buffered) = taken.into_parts();
+        self.file = io::BufWriter::with_capacity(0, disk);
         let result = (|| {
-            self.file.flush()?;
-            let mut file = self.file.get_mut().file()?;
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(&prefix)?;
+            let mut buffered =
+                buffered.map_err(|_| io::Error::other("the write buffer was lost"))?;
+            let disk = self.file.get_mut();
+            match buffered.get_mut(..entry::PREFIX_LEN) {
+                // Never written: the whole entry is in the buffer, the prefix's placeholder first,
+                // so it is created and written in one write, the prefix in place.
+                Some(placeholder) if disk.file.is_none() => {
+                    placeholder.copy_from_slice(&prefix);
+                    disk.write_all(&buffered)?;
+                }
+                _ => {
+                    disk.write_all(&buffered)?;
+                    disk.file()?.write_all_at(&prefix, 0)?;
+                }
+            }
+            let file = disk.file()?;
             // One fstat for both: the inode stays with the file through the rename.
             let meta = file.metadata()?;
             let usage = disk_usage(&meta);
