@@ -141,12 +141,6 @@ impl CacheWriter {
             self.inner = None;
             return Err(io::Error::other("body does not match its digest"));
         }
-        // Readers that have no handle on the file yet (it is created by its first write) get one
-        // made in the same job.
-        let want_file = self
-            .shared
-            .as_ref()
-            .is_some_and(|shared| !shared.has_file());
         let result = match self.inner.take() {
             Some(mut inner) => {
                 let last = last.to_vec();
@@ -156,13 +150,9 @@ impl CacheWriter {
                     if !last.is_empty() {
                         inner.write_all(&last)?;
                     }
-                    let file = if want_file {
-                        inner.create_now()?;
-                        inner.for_readers()
-                    } else {
-                        None
-                    };
-                    inner.commit().map(|()| file)
+                    // The handle for readers that have none yet: the file may have been created
+                    // by this very job.
+                    inner.commit_for_readers()
                 };
                 self.disk
                     .run(DISK_TIMEOUT, job)
@@ -171,33 +161,24 @@ impl CacheWriter {
             }
             None => Err(io::Error::other("already committed")),
         };
-        let (result, file) = match result {
-            Ok((total, file)) => (Ok(total), file),
-            Err(e) => (Err(e), None),
-        };
         if let Some(check) = &check {
             check.committed(result.is_ok());
         }
         // A request that read the old entry meanwhile may have put it in memory.
         self.memory.remove(&self.url_key);
         if let Some(shared) = &self.shared {
-            match result {
-                Ok(total) => {
-                    if let Some(file) = file {
-                        shared.set_file(file);
-                    }
-                    // The commit flushed the last bytes: readers may have them. (Bytes with no
-                    // file to read them from cannot be: they are cut off rather than kept waiting.)
-                    if total > 0 && !shared.has_file() {
-                        shared.end(End::Failed);
-                    }
-                    shared.advance(total);
+            match &result {
+                Ok((total, file)) => {
+                    // The commit wrote the last bytes: readers may read them, through the file's
+                    // handle (theirs already, unless this job created the file).
+                    shared.set_file(Arc::clone(file));
+                    shared.advance(*total);
                     shared.end(End::Complete);
                 }
                 Err(_) => shared.end(End::Failed),
             }
         }
-        result.map(|_| ())
+        result.map(drop)
     }
 
     /// Lets other requests read the body as it is written. `length` is the body's Content-Length,

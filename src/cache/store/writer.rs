@@ -227,7 +227,13 @@ impl EntryWriter {
 
     /// Finishes the entry. Call it only once the body reader has seen the body's end (its
     /// Content-Length reached, or the last chunk): that is the length check.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
+        self.commit_for_readers().map(drop)
+    }
+
+    /// [`EntryWriter::commit`], returning the file's handle for readers that follow the writing
+    /// and have none yet (it was created by the commit's own write).
+    pub fn commit_for_readers(mut self) -> io::Result<Arc<File>> {
         if self.failed {
             return Err(io::Error::other("an earlier write failed"));
         }
@@ -268,7 +274,8 @@ impl EntryWriter {
         match result {
             Ok(()) => {
                 self.committed = true;
-                Ok(())
+                self.for_readers()
+                    .ok_or_else(|| io::Error::other("no temporary file"))
             }
             Err(e) => {
                 self.store.warn_write_failure(&e);
