@@ -2,8 +2,11 @@
 //! (the writer) with every request for the same URL that comes meanwhile (the readers).
 //!
 //! The writer appends the body to the entry's temporary file and, after each piece, says how far it
-//! got; readers hold their own handle on that file (it survives the rename into place, and the removal
-//! of a failed one), send what is already there at once, then wait for more. The end is the writer's
+//! got; readers share the writer's handle on that file (it survives the rename into place, and the
+//! removal of a failed one; they read at offsets, never moving the writer's position), send what is
+//! already there at once, then wait for more. The file is created by the writer's first write to the
+//! disk, which can come after readers joined: the writer hands them the handle before it first
+//! announces a byte ([`Inflight::set_file`]), and a small body's last write and commit are one job. The end is the writer's
 //! to say, once: `Complete` after the entry is committed, `Failed` when the origin broke off or the
 //! store gave up, which readers pass on by cutting their clients off where the writer stopped.
 //!
