@@ -18,8 +18,9 @@
 # valgrind --tool=callgrind with --workers 2 and an access log, as side-by-side.sh runs it; after a
 # warm-up the counters are zeroed (callgrind_control -z), the load runs --duration seconds (default
 # 8), and the dump's instruction total is divided by the requests the load made. valgrind shows ring
-# fewer CPU features than the machine has (no ADX or SHA extensions), so the TLS case counts ring's
-# generic code: compare builds with it, not with other TLS servers.
+# and aws-lc (interception's X25519) fewer CPU features than the machine has (no ADX or SHA
+# extensions), so the TLS case counts their generic code: compare builds with it, not with other TLS
+# servers.
 # Output: a table, and results.tsv in --out (default: a new folder under /tmp, kept) with the
 # callgrind files (callgrind_annotate them). Needs: valgrind nginx wrk curl openssl; build first:
 # cargo build --release && cargo build --release --example tls-load
