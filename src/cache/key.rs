@@ -61,6 +61,19 @@ impl Key {
         Some(Key(bytes))
     }
 
+    /// `ab/cdef…`, NUL-terminated in `out`: the entry's file relative to the cache folder, for an
+    /// `openat` from the folder's descriptor (no allocation, and a path walk of two components
+    /// rather than the folder's whole path on every lookup).
+    pub fn relative_path<'a>(&self, out: &'a mut [u8; 66]) -> &'a std::ffi::CStr {
+        let mut digits = [0; 64];
+        self.hex_str(&mut digits);
+        out[..2].copy_from_slice(&digits[..2]);
+        out[2] = b'/';
+        out[3..65].copy_from_slice(&digits[2..]);
+        out[65] = 0;
+        std::ffi::CStr::from_bytes_with_nul(&out[..]).expect("hex digits and one NUL at the end")
+    }
+
     /// `root/ab/cdef…`: the entry's file.
     pub fn path(&self, root: &Path) -> PathBuf {
         let mut digits = [0; 64];
@@ -91,6 +104,8 @@ mod tests {
         let path = key.path(Path::new("/c"));
         let hex = key.hex();
         assert_eq!(path, Path::new("/c").join(&hex[..2]).join(&hex[2..]));
+        let relative = key.relative_path(&mut [0; 66]).to_str().unwrap().to_string();
+        assert_eq!(Path::new("/c").join(relative), path);
         assert_eq!(Key::from_path_parts(&hex[..2], &hex[2..]), Some(key));
         assert_eq!(Key::from_path_parts("zz", &hex[2..]), None);
         let a = Key::for_variant("http://e/", 1, &[("accept-encoding".into(), "gzip".into())]);

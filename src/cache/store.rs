@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use rustix::fs::{Mode, OFlags};
 
 use super::entry::{self, Decoded, EntryError};
 use super::key::Key;
@@ -101,6 +102,9 @@ pub struct StoreStats {
 /// The on-disk cache folder.
 pub struct Store {
     root: PathBuf,
+    /// The folder, opened once: entries are opened relative to it (`Key::relative_path`), so a
+    /// lookup's path walk is two components however deep the folder is.
+    root_dir: rustix::fd::OwnedFd,
     tmp: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
@@ -133,9 +137,15 @@ impl Store {
     pub fn open(root: &Path, max_bytes: u64) -> io::Result<Arc<Store>> {
         let tmp = root.join("tmp");
         crate::perms::create_private_dir_all(&tmp)?;
+        let root_dir = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let (evict, evict_rx) = crossbeam_channel::bounded(1);
         let store = Arc::new(Store {
             root: root.to_path_buf(),
+            root_dir,
             tmp,
             max_bytes,
             index: Mutex::default(),
@@ -158,6 +168,11 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The folder's descriptor, for opens relative to it.
+    fn root_dir(&self) -> &rustix::fd::OwnedFd {
+        &self.root_dir
     }
 
     fn index(&self) -> crate::runtime::MutexGuard<'_, Index> {
@@ -191,20 +206,23 @@ impl Store {
     /// body is left to the body check that follows before it is served (as a large one's is), so
     /// what that check does (a digest's counts) stays the same.
     pub fn open_entry(&self, key: Key) -> Option<OpenEntry> {
-        let path = key.path(&self.root);
+        let path = || key.path(&self.root);
         super::diskio::slow_disk();
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let mut buf = [0; 66];
+        let relative = key.relative_path(&mut buf);
+        let mut file = match rustix::fs::openat(&self.root_dir, relative, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOENT) => return None,
             Err(e) => {
-                log::warn!("cache: cannot open {}: {e}", path.display());
+                log::warn!("cache: cannot open {}: {e}", path().display());
                 return None;
             }
         };
         let meta = match file.metadata() {
             Ok(meta) => meta,
             Err(e) => {
-                log::warn!("cache: cannot read {}: {e}", path.display());
+                log::warn!("cache: cannot read {}: {e}", path().display());
                 return None;
             }
         };
@@ -240,12 +258,12 @@ impl Store {
                 Some(open)
             }
             Err(EntryError::Corrupt(why)) => {
-                log::warn!("cache: removing damaged entry {}: {why}", path.display());
+                log::warn!("cache: removing damaged entry {}: {why}", path().display());
                 self.remove(key);
                 None
             }
             Err(EntryError::Io(e)) => {
-                log::warn!("cache: cannot read {}: {e}", path.display());
+                log::warn!("cache: cannot read {}: {e}", path().display());
                 None
             }
         }

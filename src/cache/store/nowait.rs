@@ -47,11 +47,10 @@ impl Store {
         if cfg!(debug_assertions) && super::super::diskio::slowed_for_tests() {
             return Nowait::NeedsDisk;
         }
-        let path = key.path(self.root());
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let fd = match rustix::fs::openat2(
-            rustix::fs::CWD,
-            &path,
+            self.root_dir(),
+            key.relative_path(&mut [0; 66]),
             flags,
             Mode::empty(),
             ResolveFlags::CACHED,
