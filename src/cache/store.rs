@@ -498,7 +498,7 @@ pub type Whole = (Decoded, Option<Arc<[u8]>>);
 /// Decodes an entry file read whole (its head checked as [`entry::decode`] checks it) and checks
 /// its body against its CRC.
 pub fn decode_whole(bytes: &[u8]) -> Result<Whole, EntryError> {
-    let decoded = entry::decode(&mut io::Cursor::new(bytes), bytes.len() as u64)?;
+    let decoded = entry::decode_slice(bytes)?;
     // The decode checked that the body ends where the file does.
     let body = usize::try_from(decoded.body_offset)
         .ok()
