@@ -273,10 +273,8 @@ impl Store {
     /// file verified.
     fn touch_opened(&self, open: &OpenEntry, usage: u64) {
         let mut index = self.index();
-        index.touch(open.key, usage);
-        if open.body.is_some()
-            && let Some(entry) = index.get_mut(&open.key)
-        {
+        let entry = index.touch(open.key, usage);
+        if open.body.is_some() {
             entry.set_verified(Some(open.inode));
         }
     }
