@@ -147,6 +147,19 @@ pub fn decode_slice(file: &[u8]) -> Result<Decoded, EntryError> {
     fixed.decode(prefix, head)
 }
 
+/// The length of the entry file whose first bytes are `start`, as its prefix says: `None` until
+/// `start` holds the prefix, or when the prefix is not an entry's. Unchecked: what it says is
+/// checked when the file is decoded.
+pub fn claimed_len(start: &[u8]) -> Option<u64> {
+    let prefix: &[u8; PREFIX_LEN] = start.first_chunk()?;
+    if &prefix[..8] != MAGIC {
+        return None;
+    }
+    let head_len = u64::from(u32::from_le_bytes(prefix[8..12].try_into().ok()?));
+    let body_len = u64::from_le_bytes(prefix[16..24].try_into().ok()?);
+    (PREFIX_LEN as u64 + head_len).checked_add(body_len)
+}
+
 /// The fixed prefix's fields, checked against the file's length.
 struct Prefix {
     head_len: usize,
@@ -368,7 +381,10 @@ mod tests {
             head.extend_from_slice(response);
             let mut file = encode_prefix(&head, 0, crc32fast::hash(b"")).to_vec();
             file.extend_from_slice(&head);
-            (decode_slice(&file), decode(&mut &file[..], file.len() as u64))
+            (
+                decode_slice(&file),
+                decode(&mut &file[..], file.len() as u64),
+            )
         };
         let (whole, read) = decoded(&good);
         assert_eq!(whole.unwrap().url, "http://e/");

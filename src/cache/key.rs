@@ -118,17 +118,30 @@ impl Key {
         Some(Key(bytes))
     }
 
-    /// `ab/cdef…`, NUL-terminated in `out`: the entry's file relative to the cache folder, for an
-    /// `openat` from the folder's descriptor (no allocation, and a path walk of two components
-    /// rather than the folder's whole path on every lookup).
-    pub fn relative_path<'a>(&self, out: &'a mut [u8; 66]) -> &'a std::ffi::CStr {
+    /// Which of the 256 folders the entry is in: the first byte, `ab` in `ab/cdef…`.
+    pub fn folder(&self) -> u8 {
+        self.0[0]
+    }
+
+    /// `ab`, NUL-terminated in `out`: the entry's folder's name, for an `openat` from the cache
+    /// folder's descriptor.
+    pub fn folder_name<'a>(&self, out: &'a mut [u8; 3]) -> &'a std::ffi::CStr {
         let mut digits = [0; 64];
         self.hex_str(&mut digits);
         out[..2].copy_from_slice(&digits[..2]);
-        out[2] = b'/';
-        out[3..65].copy_from_slice(&digits[2..]);
-        out[65] = 0;
-        std::ffi::CStr::from_bytes_with_nul(&out[..]).expect("hex digits and one NUL at the end")
+        out[2] = 0;
+        std::ffi::CStr::from_bytes_with_nul(&out[..]).expect("two hex digits and a NUL")
+    }
+
+    /// `cdef…`, NUL-terminated in `out`: the entry's file name in its folder, for an `openat` from
+    /// the folder's descriptor (no allocation, and a path walk of one component rather than the
+    /// cache folder's whole path on every lookup).
+    pub fn file_name<'a>(&self, out: &'a mut [u8; 63]) -> &'a std::ffi::CStr {
+        let mut digits = [0; 64];
+        self.hex_str(&mut digits);
+        out[..62].copy_from_slice(&digits[2..]);
+        out[62] = 0;
+        std::ffi::CStr::from_bytes_with_nul(&out[..]).expect("hex digits and a NUL at the end")
     }
 
     /// `root/ab/cdef…`: the entry's file.
@@ -176,8 +189,10 @@ mod tests {
         let path = key.path(Path::new("/c"));
         let hex = key.hex();
         assert_eq!(path, Path::new("/c").join(&hex[..2]).join(&hex[2..]));
-        let relative = key.relative_path(&mut [0; 66]).to_str().unwrap().to_string();
-        assert_eq!(Path::new("/c").join(relative), path);
+        let folder = key.folder_name(&mut [0; 3]).to_str().unwrap().to_string();
+        let file = key.file_name(&mut [0; 63]).to_str().unwrap().to_string();
+        assert_eq!(Path::new("/c").join(folder).join(file), path);
+        assert_eq!(format!("{:02x}", key.folder()), hex[..2]);
         assert_eq!(Key::from_path_parts(&hex[..2], &hex[2..]), Some(key));
         assert_eq!(Key::from_path_parts("zz", &hex[2..]), None);
         let a = Key::for_variant("http://e/", 1, &[("accept-encoding".into(), "gzip".into())]);

@@ -26,12 +26,13 @@ use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rustix::fs::{Mode, OFlags};
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::entry::{self, Decoded, EntryError};
 use super::key::Key;
@@ -80,8 +81,10 @@ pub struct OpenEntry {
     /// The body, read whole and checked against its CRC when the entry was opened (a small entry,
     /// [`MAX_WHOLE_FILE`]): it is not read or checked again, for the memory tier or anyone.
     pub body: Option<Arc<[u8]>>,
-    /// The file's inode number when it was opened (from the one `fstat` an open makes).
-    pub inode: u64,
+    /// The file's inode number when it was opened (from the one `fstat` an open from a disk thread
+    /// makes); `None` from the worker's open without one (`store/nowait.rs`), which reads the
+    /// file whole, so its body never needs the index's record of a checked file.
+    pub inode: Option<u64>,
     /// Read whole, and its body did not match its CRC: not served, whatever this process
     /// remembers of the file (it may have been damaged in place after it was checked).
     pub damaged: bool,
@@ -102,9 +105,14 @@ pub struct StoreStats {
 /// The on-disk cache folder.
 pub struct Store {
     root: PathBuf,
-    /// The folder, opened once: entries are opened relative to it (`Key::relative_path`), so a
-    /// lookup's path walk is two components however deep the folder is.
-    root_dir: rustix::fd::OwnedFd,
+    /// The folder, opened once, and its 256 folders `ab/`, each opened the first time an entry in
+    /// it is looked up: an entry is opened relative to its folder ([`Store::folder`]), so a
+    /// lookup's path walk in the kernel is one component however deep the cache folder is (the
+    /// walk was a tenth of a random hit's CPU from disk with the full path). A folder removed
+    /// while the proxy runs (by hand: Porter never removes them) is not opened again, so its
+    /// entries are misses until a restart.
+    root_dir: OwnedFd,
+    folders: Box<[OnceLock<OwnedFd>]>,
     tmp: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
@@ -146,6 +154,7 @@ impl Store {
         let store = Arc::new(Store {
             root: root.to_path_buf(),
             root_dir,
+            folders: (0..256).map(|_| OnceLock::new()).collect(),
             tmp,
             max_bytes,
             index: Mutex::default(),
@@ -170,9 +179,25 @@ impl Store {
         &self.root
     }
 
-    /// The folder's descriptor, for opens relative to it.
-    fn root_dir(&self) -> &rustix::fd::OwnedFd {
-        &self.root_dir
+    /// The descriptor of `key`'s folder `ab/`, opened the first time (`O_PATH`: for opens relative
+    /// to it); with `cached_only`, that open fails with `EAGAIN` unless the kernel has the folder's
+    /// name in its caches (for the worker, `store/nowait.rs`). `NOENT` until the folder exists.
+    fn folder(&self, key: &Key, cached_only: bool) -> rustix::io::Result<&OwnedFd> {
+        let slot = &self.folders[usize::from(key.folder())];
+        if let Some(fd) = slot.get() {
+            return Ok(fd);
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let resolve = if cached_only {
+            ResolveFlags::CACHED
+        } else {
+            ResolveFlags::empty()
+        };
+        let mut buf = [0; 3];
+        let name = key.folder_name(&mut buf);
+        let fd = rustix::fs::openat2(&self.root_dir, name, flags, Mode::empty(), resolve)?;
+        // Another thread may have opened it meanwhile: either descriptor will do.
+        Ok(slot.get_or_init(|| fd))
     }
 
     fn index(&self) -> crate::runtime::MutexGuard<'_, Index> {
@@ -209,9 +234,12 @@ impl Store {
         let path = || key.path(&self.root);
         super::diskio::slow_disk();
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-        let mut buf = [0; 66];
-        let relative = key.relative_path(&mut buf);
-        let mut file = match rustix::fs::openat(&self.root_dir, relative, flags, Mode::empty()) {
+        let opened = self.folder(&key, false).and_then(|folder| {
+            let mut buf = [0; 63];
+            let name = key.file_name(&mut buf);
+            rustix::fs::openat(folder, name, flags, Mode::empty())
+        });
+        let mut file = match opened {
             Ok(fd) => File::from(fd),
             Err(rustix::io::Errno::NOENT) => return None,
             Err(e) => {
@@ -250,7 +278,7 @@ impl Store {
                     key,
                     file,
                     decoded,
-                    inode: meta.ino(),
+                    inode: Some(meta.ino()),
                     damaged: whole && body.is_none(),
                     body,
                 };
@@ -274,8 +302,10 @@ impl Store {
     fn touch_opened(&self, open: &OpenEntry, usage: u64) {
         let mut index = self.index();
         let entry = index.touch(open.key, usage);
-        if open.body.is_some() {
-            entry.set_verified(Some(open.inode));
+        if open.body.is_some()
+            && let Some(inode) = open.inode
+        {
+            entry.set_verified(Some(inode));
         }
     }
 
@@ -289,7 +319,8 @@ impl Store {
             || self
                 .index()
                 .get(&open.key)
-                .is_some_and(|e| e.is_verified(open.inode))
+                .zip(open.inode)
+                .is_some_and(|(e, inode)| e.is_verified(inode))
     }
 
     /// Reads the whole body once and checks it against its checksum; a mismatch removes the entry.
@@ -303,7 +334,7 @@ impl Store {
             return false;
         }
         if let Some(e) = self.index().get_mut(&open.key) {
-            e.set_verified(Some(open.inode));
+            e.set_verified(open.inode);
         }
         true
     }

@@ -240,9 +240,7 @@ mod tests {
         // Every head of up to six of these bytes.
         for len in 0..=6u32 {
             for n in 0..4usize.pow(len) {
-                let head: Vec<u8> = (0..len)
-                    .map(|i| bytes[n / 4usize.pow(i) % 4])
-                    .collect();
+                let head: Vec<u8> = (0..len).map(|i| bytes[n / 4usize.pow(i) % 4]).collect();
                 let slow = head.iter().enumerate().all(|(i, &b)| match b {
                     b'\n' => i > 0 && head[i - 1] == b'\r',
                     b'\r' => head.get(i + 1) == Some(&b'\n'),
