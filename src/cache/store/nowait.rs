@@ -163,8 +163,10 @@ mod tests {
         let mut past = [0u8; 4];
         assert!(!read_all_nowait_at(&file, &mut past, 2), "past the end");
         // An entry's prefix says where it ends.
-        let head = b"url: http://e/\r\nrequest-time: 1\r\nresponse-time: 1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
-        let mut entry = crate::cache::entry::encode_prefix(head, 2, crc32fast::hash(b"hi")).to_vec();
+        let head =
+            b"url: http://e/\r\nrequest-time: 1\r\nresponse-time: 1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+        let mut entry =
+            crate::cache::entry::encode_prefix(head, 2, crc32fast::hash(b"hi")).to_vec();
         entry.extend_from_slice(head);
         entry.extend_from_slice(b"hi");
         std::fs::write(&file_path, &entry).unwrap();
