@@ -187,15 +187,18 @@ impl Store {
         if let Some(fd) = slot.get() {
             return Ok(fd);
         }
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let resolve = if cached_only {
-            ResolveFlags::CACHED
-        } else {
-            ResolveFlags::empty()
-        };
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let mut buf = [0; 3];
         let name = key.folder_name(&mut buf);
-        let fd = rustix::fs::openat2(&self.root_dir, name, flags, Mode::empty(), resolve)?;
+        // openat2 only when asked for a cached-only open: a kernel without it (before 5.6, or
+        // valgrind) then answers ENOSYS, which sends the lookup to a disk thread, whose plain
+        // openat works everywhere.
+        let fd = if cached_only {
+            let cached = ResolveFlags::CACHED;
+            rustix::fs::openat2(&self.root_dir, name, flags, Mode::empty(), cached)?
+        } else {
+            rustix::fs::openat(&self.root_dir, name, flags, Mode::empty())?
+        };
         // Another thread may have opened it meanwhile: either descriptor will do.
         Ok(slot.get_or_init(|| fd))
     }
