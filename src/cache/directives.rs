@@ -246,7 +246,10 @@ mod tests {
             "an escape at the end of an unterminated string"
         );
         assert_eq!(cc(&["MAX-AGE=5"]).max_age, Some(5));
-        assert_eq!(cc(&[&format!("{}=5, max-age=6", "x".repeat(40))]).max_age, Some(6));
+        assert_eq!(
+            cc(&[&format!("{}=5, max-age=6", "x".repeat(40))]).max_age,
+            Some(6)
+        );
     }
 
     #[test]
