@@ -6,6 +6,8 @@
 //! named fields and reused without revalidation (origins use it to keep one visitor's cookie from
 //! another). `private="x"` is treated as plain `private`: only ever more conservative.
 
+use std::borrow::Cow;
+
 use crate::http::Headers;
 
 /// The largest delta-seconds we keep; bigger values are clamped to it (RFC 9111 §1.2.2).
@@ -69,8 +71,15 @@ impl CacheControl {
     }
 
     fn apply(&mut self, name: &str, value: Option<&str>) {
-        let name = name.to_ascii_lowercase();
-        match name.as_str() {
+        // Lowercased on the stack (a field is parsed for every request and every hit from disk):
+        // a name longer than the longest directive known is none of them.
+        let mut lower = [0u8; 24];
+        let Some(lower) = lower.get_mut(..name.len()) else {
+            return;
+        };
+        lower.copy_from_slice(name.as_bytes());
+        lower.make_ascii_lowercase();
+        match std::str::from_utf8(lower).unwrap_or_default() {
             "no-store" => self.no_store = true,
             "no-cache" => match value.map(str::trim).filter(|v| !v.is_empty()) {
                 Some(fields) => self.no_cache_fields.extend(
@@ -135,7 +144,7 @@ impl<'a> Directives<'a> {
 }
 
 impl<'a> Iterator for Directives<'a> {
-    type Item = (&'a str, Option<String>);
+    type Item = (&'a str, Option<Cow<'a, str>>);
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -155,7 +164,7 @@ impl<'a> Iterator for Directives<'a> {
                         unquote(quoted)
                     } else {
                         let end = after.find(',').unwrap_or(after.len());
-                        (after[..end].trim().to_string(), &after[end..])
+                        (Cow::Borrowed(after[..end].trim()), &after[end..])
                     };
                     self.rest = rest;
                     Some(value)
@@ -171,12 +180,18 @@ impl<'a> Iterator for Directives<'a> {
 
 /// Reads a quoted-string body (after the opening quote): the unescaped value and what follows the
 /// closing quote. An unterminated string takes the rest of the field.
-fn unquote(text: &str) -> (String, &str) {
+fn unquote(text: &str) -> (Cow<'_, str>, &str) {
+    // Without escapes, the value is the text up to the closing quote, borrowed.
+    if let Some(end) = text.find(['"', '\\'])
+        && text.as_bytes()[end] == b'"'
+    {
+        return (Cow::Borrowed(&text[..end]), &text[end + 1..]);
+    }
     let mut value = String::new();
     let mut chars = text.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return (value, &text[i + 1..]),
+            '"' => return (Cow::Owned(value), &text[i + 1..]),
             '\\' => {
                 if let Some((_, escaped)) = chars.next() {
                     value.push(escaped);
@@ -185,7 +200,7 @@ fn unquote(text: &str) -> (String, &str) {
             _ => value.push(c),
         }
     }
-    (value, "")
+    (Cow::Owned(value), "")
 }
 
 #[cfg(test)]
@@ -217,8 +232,23 @@ mod tests {
         assert!(c.private, "field-named private acts as private");
         assert_eq!(c.max_age, Some(120));
         assert_eq!(
-            Directives::new(r#"a="x\"y", b"#).collect::<Vec<_>>(),
-            [("a", Some("x\"y".to_string())), ("b", None)]
+            Directives::new(r#"a="x\"y", b, c="p,q", D=7"#).collect::<Vec<_>>(),
+            [
+                ("a", Some(Cow::from("x\"y"))),
+                ("b", None),
+                ("c", Some(Cow::from("p,q"))),
+                ("D", Some(Cow::from("7")))
+            ]
+        );
+        assert_eq!(
+            Directives::new(r#"a="x\"#).collect::<Vec<_>>(),
+            [("a", Some(Cow::from("x")))],
+            "an escape at the end of an unterminated string"
+        );
+        assert_eq!(cc(&["MAX-AGE=5"]).max_age, Some(5));
+        assert_eq!(
+            cc(&[&format!("{}=5, max-age=6", "x".repeat(40))]).max_age,
+            Some(6)
         );
     }
 

@@ -126,53 +126,122 @@ pub fn decode(reader: &mut impl Read, file_len: u64) -> Result<Decoded, EntryErr
     reader
         .read_exact(&mut prefix)
         .map_err(|_| EntryError::Corrupt("short file"))?;
-    if &prefix[..8] != MAGIC {
-        return Err(EntryError::Corrupt("bad magic"));
-    }
-    let head_len = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes")) as usize;
-    let head_crc = u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes"));
-    let body_len = u64::from_le_bytes(prefix[16..24].try_into().expect("8 bytes"));
-    let body_crc = u32::from_le_bytes(prefix[24..28].try_into().expect("4 bytes"));
-    if head_len > MAX_HEAD {
-        return Err(EntryError::Corrupt("head too large"));
-    }
-    let body_offset = (PREFIX_LEN + head_len) as u64;
-    if body_offset.checked_add(body_len) != Some(file_len) {
-        return Err(EntryError::Corrupt("file length does not match"));
-    }
-    let mut head = vec![0u8; head_len];
+    let fixed = Prefix::check(&prefix, file_len)?;
+    let mut head = vec![0u8; fixed.head_len];
     reader
         .read_exact(&mut head)
         .map_err(|_| EntryError::Corrupt("short head"))?;
-    if head_checksum(&prefix, &head) != head_crc {
-        return Err(EntryError::Corrupt("head checksum mismatch"));
+    fixed.decode(&prefix, &head)
+}
+
+/// [`decode`] of an entry file read whole into `file`, its head decoded where it lies (no copy).
+pub fn decode_slice(file: &[u8]) -> Result<Decoded, EntryError> {
+    let prefix: &[u8; PREFIX_LEN] = file
+        .first_chunk()
+        .ok_or(EntryError::Corrupt("short file"))?;
+    let fixed = Prefix::check(prefix, file.len() as u64)?;
+    // The check above made sure the head (and the body after it) lies within the file.
+    let head = file
+        .get(PREFIX_LEN..PREFIX_LEN + fixed.head_len)
+        .ok_or(EntryError::Corrupt("short head"))?;
+    fixed.decode(prefix, head)
+}
+
+/// The length of the entry file whose first bytes are `start`, as its prefix says: `None` until
+/// `start` holds the prefix, or when the prefix is not an entry's. Unchecked: what it says is
+/// checked when the file is decoded.
+pub fn claimed_len(start: &[u8]) -> Option<u64> {
+    let prefix: &[u8; PREFIX_LEN] = start.first_chunk()?;
+    if &prefix[..8] != MAGIC {
+        return None;
     }
-    let (url, stored) = decode_head(&head)?;
-    Ok(Decoded {
-        url,
-        stored,
-        body_len,
-        body_crc,
-        body_offset,
-    })
+    let head_len = u64::from(u32::from_le_bytes(prefix[8..12].try_into().ok()?));
+    let body_len = u64::from_le_bytes(prefix[16..24].try_into().ok()?);
+    (PREFIX_LEN as u64 + head_len).checked_add(body_len)
+}
+
+/// The fixed prefix's fields, checked against the file's length.
+struct Prefix {
+    head_len: usize,
+    head_crc: u32,
+    body_len: u64,
+    body_crc: u32,
+}
+
+impl Prefix {
+    fn check(prefix: &[u8; PREFIX_LEN], file_len: u64) -> Result<Prefix, EntryError> {
+        if &prefix[..8] != MAGIC {
+            return Err(EntryError::Corrupt("bad magic"));
+        }
+        let fixed = Prefix {
+            head_len: u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes")) as usize,
+            head_crc: u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")),
+            body_len: u64::from_le_bytes(prefix[16..24].try_into().expect("8 bytes")),
+            body_crc: u32::from_le_bytes(prefix[24..28].try_into().expect("4 bytes")),
+        };
+        if fixed.head_len > MAX_HEAD {
+            return Err(EntryError::Corrupt("head too large"));
+        }
+        if fixed.body_offset().checked_add(fixed.body_len) != Some(file_len) {
+            return Err(EntryError::Corrupt("file length does not match"));
+        }
+        Ok(fixed)
+    }
+
+    fn body_offset(&self) -> u64 {
+        (PREFIX_LEN + self.head_len) as u64
+    }
+
+    /// Checks the head against its checksum and decodes it.
+    fn decode(&self, prefix: &[u8; PREFIX_LEN], head: &[u8]) -> Result<Decoded, EntryError> {
+        if head_checksum(prefix, head) != self.head_crc {
+            return Err(EntryError::Corrupt("head checksum mismatch"));
+        }
+        let (url, stored) = decode_head(head)?;
+        Ok(Decoded {
+            url,
+            stored,
+            body_len: self.body_len,
+            body_crc: self.body_crc,
+            body_offset: self.body_offset(),
+        })
+    }
 }
 
 fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
     let bad = EntryError::Corrupt;
-    let split = find(head, b"\r\n\r\n").ok_or(bad("no end of meta"))?;
-    let meta = std::str::from_utf8(&head[..split]).map_err(|_| bad("meta not utf-8"))?;
-    let response_bytes = &head[split + 4..];
+    let text = |bytes| std::str::from_utf8(bytes).map_err(|_| bad("meta not utf-8"));
     let mut url = None;
     let mut marker = None;
     let mut generation = None;
     let mut request_time = None;
     let mut response_time = None;
     let mut vary_values = Vec::new();
-    for line in meta.split("\r\n") {
-        let (name, value) = line.split_once(": ").ok_or(bad("meta line"))?;
+    // Meta lines up to an empty one, each `name: value` and CRLF (byte by byte: a hit from disk
+    // decodes one head, and str's pattern searches cost more than the few lines they split).
+    let mut rest = head;
+    let response_bytes = loop {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\r')
+            .ok_or(bad("no end of meta"))?;
+        if rest.get(end + 1) != Some(&b'\n') {
+            return Err(bad("meta line"));
+        }
+        let (line, after) = (&rest[..end], &rest[end + 2..]);
+        rest = after;
+        if line.is_empty() {
+            break rest;
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .filter(|&i| line.get(i + 1) == Some(&b' '))
+            .ok_or(bad("meta line"))?;
+        let (name, value) = (&line[..colon], text(&line[colon + 2..])?);
         match name {
-            "url" => url = Some(value.to_string()),
-            "vary-marker" => {
+            b"url" => url = Some(value.to_string()),
+            b"vary-marker" => {
                 marker = Some(
                     value
                         .split(',')
@@ -181,20 +250,20 @@ fn decode_head(head: &[u8]) -> Result<(String, Stored), EntryError> {
                         .collect(),
                 )
             }
-            "vary-generation" => {
+            b"vary-generation" => {
                 generation = Some(value.parse::<u64>().map_err(|_| bad("vary-generation"))?)
             }
-            "request-time" => request_time = Some(parse_millis(value).ok_or(bad("request-time"))?),
-            "response-time" => {
+            b"request-time" => request_time = Some(parse_millis(value).ok_or(bad("request-time"))?),
+            b"response-time" => {
                 response_time = Some(parse_millis(value).ok_or(bad("response-time"))?)
             }
-            "vary-value" => {
+            b"vary-value" => {
                 let (n, v) = value.split_once('=').ok_or(bad("vary-value"))?;
                 vary_values.push((n.to_string(), v.to_string()));
             }
             _ => return Err(bad("unknown meta field")),
         }
-    }
+    };
     let url = url.ok_or(bad("no url"))?;
     if let Some(names) = marker {
         let generation = generation.ok_or(bad("no vary-generation"))?;
@@ -229,10 +298,6 @@ fn head_checksum(prefix: &[u8; PREFIX_LEN], head: &[u8]) -> u32 {
     hasher.update(&prefix[16..28]);
     hasher.update(head);
     hasher.finalize()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn unix_millis(time: SystemTime) -> u64 {
@@ -284,6 +349,7 @@ mod tests {
         );
         assert_eq!(decoded.body_len, 5);
         assert_eq!(&file[decoded.body_offset as usize..], b"hello");
+        assert_eq!(decode_slice(&file).unwrap(), decoded);
         let marker = Stored::VaryMarker {
             names: vec!["accept".into(), "accept-encoding".into()],
             generation: 42,
@@ -293,6 +359,41 @@ mod tests {
             decode(&mut &file[..], file.len() as u64).unwrap().stored,
             marker
         );
+    }
+
+    #[test]
+    fn malformed_meta_lines_with_a_good_checksum_are_damage() {
+        let response = b"HTTP/1.1 200 OK\r\n\r\n";
+        let times = "request-time: 1\r\nresponse-time: 2\r\n";
+        let good = format!("url: http://e/\r\n{times}\r\n");
+        let bad = [
+            format!("url http://e/\r\n{times}\r\n"),
+            format!("url:http://e/\r\n{times}\r\n"),
+            format!("url: http://e/\rx\r\n{times}\r\n"),
+            format!("url: http://e/\n{times}\r\n"),
+            format!("url: http://e/\r\n{times}"),
+            format!("{times}\r\n"),
+            format!("url: http://e/\r\nsurprise: 1\r\n{times}\r\n"),
+            "\r\n".to_string(),
+        ];
+        let decoded = |meta: &str| {
+            let mut head = meta.as_bytes().to_vec();
+            head.extend_from_slice(response);
+            let mut file = encode_prefix(&head, 0, crc32fast::hash(b"")).to_vec();
+            file.extend_from_slice(&head);
+            (
+                decode_slice(&file),
+                decode(&mut &file[..], file.len() as u64),
+            )
+        };
+        let (whole, read) = decoded(&good);
+        assert_eq!(whole.unwrap().url, "http://e/");
+        assert_eq!(read.unwrap().url, "http://e/");
+        for meta in bad {
+            let (whole, read) = decoded(&meta);
+            assert!(matches!(whole, Err(EntryError::Corrupt(_))), "{meta:?}");
+            assert!(matches!(read, Err(EntryError::Corrupt(_))), "{meta:?}");
+        }
     }
 
     #[test]
@@ -307,8 +408,12 @@ mod tests {
                 decode(&mut &damaged[..], damaged.len() as u64).is_err(),
                 "flip at {i} undetected"
             );
+            assert!(decode_slice(&damaged).is_err(), "flip at {i} undetected");
         }
         assert!(decode(&mut &file[..file.len() - 1], file.len() as u64 - 1).is_err());
         assert!(decode(&mut &b"garbage"[..], 7).is_err());
+        for len in 0..file.len() {
+            assert!(decode_slice(&file[..len]).is_err(), "cut to {len} bytes");
+        }
     }
 }

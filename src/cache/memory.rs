@@ -7,7 +7,6 @@
 //! each one in evicted a hot one to keep an entry that is not asked for again, at the cost of an
 //! allocation, the write lock and a share of an eviction's sort on every hit from disk.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +14,7 @@ use crate::runtime::RwLock;
 
 use super::entry::ResponseMeta;
 use super::eviction;
-use super::key::Key;
+use super::key::{Key, KeyMap};
 use super::policy::StoredFreshness;
 
 /// Objects larger than this stay on disk only (they go out with sendfile anyway).
@@ -40,7 +39,7 @@ impl MemoryEntry {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Key, Arc<MemoryEntry>>,
+    entries: KeyMap<Arc<MemoryEntry>>,
     bytes: u64,
 }
 

@@ -86,6 +86,9 @@ pub struct Found {
     /// file (a store's commit, a head rewritten after a 304, a purge) removes the URL from the
     /// memory tier afterwards, so an entry opened before that cannot come back from memory.
     removals: u64,
+    /// A body read whole from disk by the lookup (and checked there), held as `Memory` already:
+    /// [`Cache::prepare`] offers it to the memory tier when it is served.
+    offer: bool,
 }
 
 fn freshness_of(meta: &ResponseMeta, refresh: Option<RuleMatch>) -> Arc<policy::StoredFreshness> {
@@ -399,6 +402,7 @@ impl Cache {
                 meta: Arc::clone(&hot.meta),
                 freshness: Arc::clone(&hot.freshness),
                 removals: 0, // in memory already: never inserted again from here
+                offer: false,
             });
         }
         // Before the open: see `Found::removals`.
@@ -429,13 +433,26 @@ impl Cache {
             return None;
         };
         let meta = Arc::new(meta);
+        let (key, body_len) = (entry.key, entry.decoded.body_len);
+        // A small body read whole and checked in the open needs its file no more: it is served
+        // from memory (and offered to the memory tier) as `prepare` would have, and the file is
+        // closed now, without a box to carry it there.
+        let memory_eligible = meta.vary_values.is_empty() && body_len <= MAX_MEMORY_OBJECT;
+        let (body, offer) = match entry.body.take() {
+            Some(body) if memory_eligible => (StoredBody::Memory(body), true),
+            body => {
+                entry.body = body;
+                (StoredBody::File(Box::new(entry)), false)
+            }
+        };
         Some(Found {
-            key: entry.key,
-            body_len: entry.decoded.body_len,
-            body: StoredBody::File(Box::new(entry)),
+            key,
+            body_len,
+            body,
             freshness: freshness_of(&meta, self.match_once(url, rule)),
             meta,
             removals,
+            offer,
         })
     }
 
@@ -461,6 +478,14 @@ impl Cache {
     /// the disk gave no answer: either way the request is a miss.
     pub fn prepare(&self, url: &str, found: &mut Found) -> bool {
         let StoredBody::File(entry) = &found.body else {
+            if let (true, StoredBody::Memory(body)) =
+                (std::mem::take(&mut found.offer), &found.body)
+            {
+                let (meta, freshness) = (Arc::clone(&found.meta), Arc::clone(&found.freshness));
+                let (key, removals, body) = (found.key, Some(found.removals), Arc::clone(body));
+                self.memory
+                    .insert_unless_removed(removals, key, url, meta, freshness, body);
+            }
             return true;
         };
         // A large entry this process already checked needs no disk work (fstat on an open file

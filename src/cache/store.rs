@@ -26,11 +26,13 @@ use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::entry::{self, Decoded, EntryError};
 use super::key::Key;
@@ -79,8 +81,10 @@ pub struct OpenEntry {
     /// The body, read whole and checked against its CRC when the entry was opened (a small entry,
     /// [`MAX_WHOLE_FILE`]): it is not read or checked again, for the memory tier or anyone.
     pub body: Option<Arc<[u8]>>,
-    /// The file's inode number when it was opened (from the one `fstat` an open makes).
-    pub inode: u64,
+    /// The file's inode number when it was opened (from the one `fstat` an open from a disk thread
+    /// makes); `None` from the worker's open without one (`store/nowait.rs`), which reads the
+    /// file whole, so its body never needs the index's record of a checked file.
+    pub inode: Option<u64>,
     /// Read whole, and its body did not match its CRC: not served, whatever this process
     /// remembers of the file (it may have been damaged in place after it was checked).
     pub damaged: bool,
@@ -101,6 +105,14 @@ pub struct StoreStats {
 /// The on-disk cache folder.
 pub struct Store {
     root: PathBuf,
+    /// The folder, opened once, and its 256 folders `ab/`, each opened the first time an entry in
+    /// it is looked up: an entry is opened relative to its folder ([`Store::folder`]), so a
+    /// lookup's path walk in the kernel is one component however deep the cache folder is (an
+    /// open was a tenth of a random hit's CPU from disk, and the walk's hash lookups half of that). A folder removed
+    /// while the proxy runs (by hand: Porter never removes them) is not opened again, so its
+    /// entries are misses until a restart.
+    root_dir: OwnedFd,
+    folders: Box<[OnceLock<OwnedFd>]>,
     tmp: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
@@ -137,9 +149,16 @@ impl Store {
     pub fn open(root: &Path, max_bytes: u64) -> io::Result<Arc<Store>> {
         let tmp = root.join("tmp");
         crate::perms::create_private_dir_all(&tmp)?;
+        let root_dir = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let (evict, evict_rx) = crossbeam_channel::bounded(1);
         let store = Arc::new(Store {
             root: root.to_path_buf(),
+            root_dir,
+            folders: (0..256).map(|_| OnceLock::new()).collect(),
             tmp,
             max_bytes,
             index: Mutex::default(),
@@ -164,6 +183,30 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The descriptor of `key`'s folder `ab/`, opened the first time (`O_PATH`: for opens relative
+    /// to it); with `cached_only`, that open fails with `EAGAIN` unless the kernel has the folder's
+    /// name in its caches (for the worker, `store/nowait.rs`). `NOENT` until the folder exists.
+    fn folder(&self, key: &Key, cached_only: bool) -> rustix::io::Result<&OwnedFd> {
+        let slot = &self.folders[usize::from(key.folder())];
+        if let Some(fd) = slot.get() {
+            return Ok(fd);
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut buf = [0; 3];
+        let name = key.folder_name(&mut buf);
+        // openat2 only when asked for a cached-only open: a kernel without it (before 5.6, or
+        // valgrind) then answers ENOSYS, which sends the lookup to a disk thread, whose plain
+        // openat works everywhere.
+        let fd = if cached_only {
+            let cached = ResolveFlags::CACHED;
+            rustix::fs::openat2(&self.root_dir, name, flags, Mode::empty(), cached)?
+        } else {
+            rustix::fs::openat(&self.root_dir, name, flags, Mode::empty())?
+        };
+        // Another thread may have opened it meanwhile: either descriptor will do.
+        Ok(slot.get_or_init(|| fd))
     }
 
     fn index(&self) -> crate::runtime::MutexGuard<'_, Index> {
@@ -197,20 +240,26 @@ impl Store {
     /// body is left to the body check that follows before it is served (as a large one's is), so
     /// what that check does (a digest's counts) stays the same.
     pub fn open_entry(&self, key: Key) -> Option<OpenEntry> {
-        let path = key.path(&self.root);
+        let path = || key.path(&self.root);
         super::diskio::slow_disk();
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let opened = self.folder(&key, false).and_then(|folder| {
+            let mut buf = [0; 63];
+            let name = key.file_name(&mut buf);
+            rustix::fs::openat(folder, name, flags, Mode::empty())
+        });
+        let mut file = match opened {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOENT) => return None,
             Err(e) => {
-                log::warn!("cache: cannot open {}: {e}", path.display());
+                log::warn!("cache: cannot open {}: {e}", path().display());
                 return None;
             }
         };
         let meta = match file.metadata() {
             Ok(meta) => meta,
             Err(e) => {
-                log::warn!("cache: cannot read {}: {e}", path.display());
+                log::warn!("cache: cannot read {}: {e}", path().display());
                 return None;
             }
         };
@@ -238,7 +287,7 @@ impl Store {
                     key,
                     file,
                     decoded,
-                    inode: meta.ino(),
+                    inode: Some(meta.ino()),
                     damaged: whole && body.is_none(),
                     body,
                 };
@@ -246,12 +295,12 @@ impl Store {
                 Some(open)
             }
             Err(EntryError::Corrupt(why)) => {
-                log::warn!("cache: removing damaged entry {}: {why}", path.display());
+                log::warn!("cache: removing damaged entry {}: {why}", path().display());
                 self.remove(key);
                 None
             }
             Err(EntryError::Io(e)) => {
-                log::warn!("cache: cannot read {}: {e}", path.display());
+                log::warn!("cache: cannot read {}: {e}", path().display());
                 None
             }
         }
@@ -261,11 +310,11 @@ impl Store {
     /// file verified.
     fn touch_opened(&self, open: &OpenEntry, usage: u64) {
         let mut index = self.index();
-        index.touch(open.key, usage);
+        let entry = index.touch(open.key, usage);
         if open.body.is_some()
-            && let Some(entry) = index.get_mut(&open.key)
+            && let Some(inode) = open.inode
         {
-            entry.set_verified(Some(open.inode));
+            entry.set_verified(Some(inode));
         }
     }
 
@@ -279,7 +328,8 @@ impl Store {
             || self
                 .index()
                 .get(&open.key)
-                .is_some_and(|e| e.is_verified(open.inode))
+                .zip(open.inode)
+                .is_some_and(|(e, inode)| e.is_verified(inode))
     }
 
     /// Reads the whole body once and checks it against its checksum; a mismatch removes the entry.
@@ -293,7 +343,7 @@ impl Store {
             return false;
         }
         if let Some(e) = self.index().get_mut(&open.key) {
-            e.set_verified(Some(open.inode));
+            e.set_verified(open.inode);
         }
         true
     }
@@ -493,7 +543,7 @@ pub type Whole = (Decoded, Option<Arc<[u8]>>);
 /// Decodes an entry file read whole (its head checked as [`entry::decode`] checks it) and checks
 /// its body against its CRC.
 pub fn decode_whole(bytes: &[u8]) -> Result<Whole, EntryError> {
-    let decoded = entry::decode(&mut io::Cursor::new(bytes), bytes.len() as u64)?;
+    let decoded = entry::decode_slice(bytes)?;
     // The decode checked that the body ends where the file does.
     let body = usize::try_from(decoded.body_offset)
         .ok()

@@ -192,6 +192,9 @@ fn collect(fields: &[httparse::Header<'_>]) -> Headers {
 /// httparse accepts a bare LF as a line end; RFC 9112 §2.2 lets us refuse it, and a proxy must, since the
 /// next hop may split lines differently (request smuggling).
 fn check_line_endings(head: &[u8]) -> Result<(), Error> {
+    if crlf_only(head) {
+        return Ok(());
+    }
     for (i, &b) in head.iter().enumerate() {
         match b {
             b'\n' if i == 0 || head[i - 1] != b'\r' => {
@@ -207,12 +210,47 @@ fn check_line_endings(head: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether every CR in `head` is followed by an LF, every LF follows a CR, and no byte is NUL: a
+/// CR and an LF pair up exactly when each pair of neighbours is both or neither. One pass without
+/// early exits, which the compiler turns into vector code (the byte loop above, which finds which
+/// rule a head breaks, took about a thousand instructions for a request head and as many for a
+/// stored response head on every cache hit).
+fn crlf_only(head: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (head.first(), head.last()) else {
+        return true;
+    };
+    let mut bad = u8::from(first == b'\n') | u8::from(last == b'\r') | u8::from(last == 0);
+    for (&a, &b) in head.iter().zip(&head[1..]) {
+        bad |= u8::from((a == b'\r') != (b == b'\n')) | u8::from(a == 0);
+    }
+    bad == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn req(bytes: &[u8]) -> Result<Option<(RequestHead, usize)>, Error> {
         request(bytes, &Limits::default())
+    }
+
+    #[test]
+    fn crlf_only_agrees_with_the_byte_by_byte_check() {
+        let bytes = [b'\r', b'\n', 0, b'a'];
+        // Every head of up to six of these bytes.
+        for len in 0..=6u32 {
+            for n in 0..4usize.pow(len) {
+                let head: Vec<u8> = (0..len).map(|i| bytes[n / 4usize.pow(i) % 4]).collect();
+                let slow = head.iter().enumerate().all(|(i, &b)| match b {
+                    b'\n' => i > 0 && head[i - 1] == b'\r',
+                    b'\r' => head.get(i + 1) == Some(&b'\n'),
+                    0 => false,
+                    _ => true,
+                });
+                assert_eq!(crlf_only(&head), slow, "{head:?}");
+                assert_eq!(check_line_endings(&head).is_ok(), slow, "{head:?}");
+            }
+        }
     }
 
     #[test]

@@ -12,10 +12,8 @@
 //! of every record for each batch. The queue holds a key and a last use a queued entry (36 bytes),
 //! a sixteenth of the entries at most after a refill: about 2 bytes an entry.
 
-use std::collections::HashMap;
-
 use super::super::eviction::OldestFirst;
-use super::super::key::Key;
+use super::super::key::{Key, KeyMap};
 
 /// The unit of a record's size: a disk block as `stat` counts them.
 const BLOCK: u64 = 512;
@@ -68,7 +66,7 @@ fn blocks(bytes: u64) -> u32 {
 /// oldest for eviction.
 #[derive(Default)]
 pub struct Index {
-    entries: HashMap<Key, IndexEntry>,
+    entries: KeyMap<IndexEntry>,
     bytes: u64,
     clock: u32,
     oldest: OldestFirst,
@@ -116,11 +114,25 @@ impl Index {
     }
 
     /// Marks an entry used now; one the index did not know yet is recorded with `bytes`.
-    pub fn touch(&mut self, key: Key, bytes: u64) {
+    /// Returns the record, for the caller to mark it verified without a second lookup.
+    pub fn touch(&mut self, key: Key, bytes: u64) -> &mut IndexEntry {
+        use std::collections::hash_map::Entry;
         let now = self.tick();
-        match self.entries.get_mut(&key) {
-            Some(entry) => entry.last_used = now,
-            None => self.insert(key, bytes, None),
+        match self.entries.entry(key) {
+            Entry::Occupied(entry) => {
+                let entry = entry.into_mut();
+                entry.last_used = now;
+                entry
+            }
+            Entry::Vacant(vacant) => {
+                let entry = IndexEntry {
+                    blocks: blocks(bytes),
+                    last_used: now,
+                    verified: 0,
+                };
+                self.bytes += entry.bytes();
+                vacant.insert(entry)
+            }
         }
     }
 

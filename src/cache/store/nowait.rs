@@ -16,7 +16,6 @@
 
 use std::fs::File;
 use std::io::IoSliceMut;
-use std::os::unix::fs::MetadataExt;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::{Errno, ReadWriteFlags};
@@ -39,49 +38,40 @@ pub enum Nowait<T> {
 }
 
 impl Store {
-    /// [`Store::open_entry`] for a small entry, read whole and its body checked (so marked
-    /// verified), when its path and bytes are all in the kernel's caches; `Done(None)` when there is
-    /// no such file. As nginx serves a file: open, fstat, one read, and the close when the entry
-    /// is dropped; the file's position is left at 0 (its body is read at offsets).
+    /// [`Store::open_entry`] for a small entry, read whole and its body checked, when its path and
+    /// bytes are all in the kernel's caches; `Done(None)` when there is no such file. Open, one
+    /// read and the close when the entry is dropped: no `fstat`, as the read into a buffer of
+    /// [`MAX_WHOLE_FILE`] bytes stops at the end of the file, and the entry's prefix says how long
+    /// the file must be (a short read that is not the whole file fails to decode and goes to a
+    /// disk thread). The file's position is left at 0 (its body is read at offsets).
     pub fn open_small_nowait(&self, key: Key) -> Nowait<Option<OpenEntry>> {
         if cfg!(debug_assertions) && super::super::diskio::slowed_for_tests() {
             return Nowait::NeedsDisk;
         }
-        let path = key.path(self.root());
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = match rustix::fs::openat2(
-            rustix::fs::CWD,
-            &path,
-            flags,
-            Mode::empty(),
-            ResolveFlags::CACHED,
-        ) {
+        let opened = self.folder(&key, true).and_then(|folder| {
+            let mut buf = [0; 63];
+            let name = key.file_name(&mut buf);
+            rustix::fs::openat2(folder, name, flags, Mode::empty(), ResolveFlags::CACHED)
+        });
+        let fd = match opened {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Nowait::Done(None),
             Err(_) => return Nowait::NeedsDisk,
         };
         let file = File::from(fd);
-        let Ok(meta) = file.metadata() else {
-            return Nowait::NeedsDisk;
-        };
-        let len = meta.len();
-        if len > MAX_WHOLE_FILE {
-            return Nowait::NeedsDisk;
-        }
-        // Read into the worker's buffer (no allocation a hit: a 1 KiB entry's file is past the
-        // sizes malloc keeps per thread); only the body is copied out. No yield while it is held.
+        // Read into the worker's buffer (no allocation a hit); only the body is copied out. No
+        // yield while it is held.
         let read = READ_BUFFER.with_borrow_mut(|bytes| {
-            bytes.resize(len as usize, 0);
-            if !read_all_nowait(&file, bytes) {
-                return None;
-            }
+            bytes.resize(MAX_WHOLE_FILE as usize, 0);
+            let len = read_whole_nowait(&file, bytes)?;
             // Damage is the disk path's to find, log and remove.
-            match super::decode_whole(bytes) {
-                Ok((decoded, Some(body))) => Some((decoded, body)),
+            match super::decode_whole(&bytes[..len]) {
+                Ok((decoded, Some(body))) => Some((decoded, body, len)),
                 _ => None,
             }
         });
-        let Some((decoded, body)) = read else {
+        let Some((decoded, body, len)) = read else {
             return Nowait::NeedsDisk;
         };
         let open = OpenEntry {
@@ -89,10 +79,12 @@ impl Store {
             file,
             decoded,
             body: Some(body),
-            inode: meta.ino(),
+            inode: None,
             damaged: false,
         };
-        self.touch_opened(&open, super::disk_usage(&meta));
+        // Its blocks, for a record the index does not have yet (the start-up scan has not come to
+        // it): the whole blocks its length takes, as a file this small has.
+        self.touch_opened(&open, (len as u64).div_ceil(4096) * 4096);
         Nowait::Done(Some(open))
     }
 
@@ -105,13 +97,31 @@ impl Store {
     }
 }
 
-/// Fills `buf` from the start of `file` with reads that never wait for the disk; false when some
-/// byte is not in the page cache (or the file is shorter than `buf`).
-fn read_all_nowait(file: &File, buf: &mut [u8]) -> bool {
-    read_all_nowait_at(file, buf, 0)
+/// Reads a whole entry file of less than `buf`'s length into `buf` without waiting for the disk,
+/// and returns its length: reads until one returns nothing (the end) or the bytes read are as
+/// many as the entry's prefix says the file holds, which saves that last read. `None` when some
+/// byte is not in the page cache, or the file fills `buf` (it may be longer).
+fn read_whole_nowait(file: &File, buf: &mut [u8]) -> Option<usize> {
+    let mut done = 0;
+    loop {
+        let mut slices = [IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(file, &mut slices, done as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => return Some(done),
+            Ok(n) => done += n,
+            Err(Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+        if done == buf.len() {
+            return None;
+        }
+        if super::super::entry::claimed_len(&buf[..done]) == Some(done as u64) {
+            return Some(done);
+        }
+    }
 }
 
-/// [`read_all_nowait`] from byte `start` of the file; the file's position does not move.
+/// Fills `buf` from byte `start` of `file` with reads that never wait for the disk; false when
+/// some byte is not in the page cache (or the file is shorter). The file's position does not move.
 fn read_all_nowait_at(file: &File, buf: &mut [u8], start: u64) -> bool {
     let mut done = 0;
     while done < buf.len() {
@@ -134,7 +144,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_whole_only_what_fits_and_says_absent_for_a_missing_file() {
+    fn reads_whole_only_what_fits_and_stops_where_the_entry_ends() {
         let dir = tempfile::tempdir().unwrap();
         let file_path = dir.path().join("f");
         std::fs::File::create(&file_path)
@@ -142,13 +152,26 @@ mod tests {
             .write_all(b"hello")
             .unwrap();
         let file = File::open(&file_path).unwrap();
-        let mut buf = [0u8; 5];
-        assert!(read_all_nowait(&file, &mut buf));
-        assert_eq!(&buf, b"hello");
-        let mut longer = [0u8; 6];
-        assert!(!read_all_nowait(&file, &mut longer), "past the end");
+        let mut buf = [0u8; 8];
+        assert_eq!(read_whole_nowait(&file, &mut buf), Some(5));
+        assert_eq!(&buf[..5], b"hello");
+        let mut exact = [0u8; 5];
+        assert_eq!(read_whole_nowait(&file, &mut exact), None, "may be longer");
         let mut tail = [0u8; 3];
         assert!(read_all_nowait_at(&file, &mut tail, 2));
         assert_eq!(&tail, b"llo");
+        let mut past = [0u8; 4];
+        assert!(!read_all_nowait_at(&file, &mut past, 2), "past the end");
+        // An entry's prefix says where it ends.
+        let head =
+            b"url: http://e/\r\nrequest-time: 1\r\nresponse-time: 1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+        let mut entry =
+            crate::cache::entry::encode_prefix(head, 2, crc32fast::hash(b"hi")).to_vec();
+        entry.extend_from_slice(head);
+        entry.extend_from_slice(b"hi");
+        std::fs::write(&file_path, &entry).unwrap();
+        let file = File::open(&file_path).unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(read_whole_nowait(&file, &mut buf), Some(entry.len()));
     }
 }
