@@ -7,12 +7,6 @@ use clap::Parser;
 use porter::cli::{Cli, Command, ProxyArgs};
 use porter::config_file::{self, ConfigSource};
 
-/// mimalloc rather than the C library's malloc: a request allocates and frees a few dozen small
-/// blocks (heads, URLs, log lines, bodies read from disk), and mimalloc's per-thread free lists make
-/// each of those cheaper (measured in the commit that brought it in).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// env_logger's default line, `[time LEVEL target] message`, with the message's control characters
 /// and bidi overrides escaped (messages quote hosts and URLs); the newlines of messages Porter
 /// writes over several lines are kept.
