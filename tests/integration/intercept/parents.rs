@@ -47,11 +47,12 @@ fn plain_get_through(proxy: SocketAddr, origin: &Origin, path: &str) -> Option<R
     let target = origin.addr.to_string();
     let (mut tcp, head) = open_tunnel(proxy, &target);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    // One write: `write!` on a socket makes one call per piece, and a proxy that refuses the tunnel
+    // on the first piece ("GET ") has closed it before the next, which then fails with EPIPE.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    if tcp.write_all(request.as_bytes()).is_err() {
+        return None;
+    }
     read_response(&mut BufReader::new(tcp), false).ok()
 }
 
