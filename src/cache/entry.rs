@@ -151,13 +151,8 @@ pub fn decode_slice(file: &[u8]) -> Result<Decoded, EntryError> {
 /// `start` holds the prefix, or when the prefix is not an entry's. Unchecked: what it says is
 /// checked when the file is decoded.
 pub fn claimed_len(start: &[u8]) -> Option<u64> {
-    let prefix: &[u8; PREFIX_LEN] = start.first_chunk()?;
-    if &prefix[..8] != MAGIC {
-        return None;
-    }
-    let head_len = u64::from(u32::from_le_bytes(prefix[8..12].try_into().ok()?));
-    let body_len = u64::from_le_bytes(prefix[16..24].try_into().ok()?);
-    (PREFIX_LEN as u64 + head_len).checked_add(body_len)
+    let fixed = Prefix::read(start.first_chunk()?)?;
+    fixed.body_offset().checked_add(fixed.body_len)
 }
 
 /// The fixed prefix's fields, checked against the file's length.
@@ -169,16 +164,21 @@ struct Prefix {
 }
 
 impl Prefix {
-    fn check(prefix: &[u8; PREFIX_LEN], file_len: u64) -> Result<Prefix, EntryError> {
+    /// The fields, unchecked; `None` without the magic.
+    fn read(prefix: &[u8; PREFIX_LEN]) -> Option<Prefix> {
         if &prefix[..8] != MAGIC {
-            return Err(EntryError::Corrupt("bad magic"));
+            return None;
         }
-        let fixed = Prefix {
+        Some(Prefix {
             head_len: u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes")) as usize,
             head_crc: u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")),
             body_len: u64::from_le_bytes(prefix[16..24].try_into().expect("8 bytes")),
             body_crc: u32::from_le_bytes(prefix[24..28].try_into().expect("4 bytes")),
-        };
+        })
+    }
+
+    fn check(prefix: &[u8; PREFIX_LEN], file_len: u64) -> Result<Prefix, EntryError> {
+        let fixed = Prefix::read(prefix).ok_or(EntryError::Corrupt("bad magic"))?;
         if fixed.head_len > MAX_HEAD {
             return Err(EntryError::Corrupt("head too large"));
         }
